@@ -1,0 +1,94 @@
+"""dxflow: turn any machine into an engine for containerized workflows, shells and data.
+
+    >>> import dxflow
+    >>> with dxflow.Engine() as engine:        # in-process, embedded defaults
+    ...     engine.ping().engine_id
+    >>> remote = dxflow.Engine("https://node:7419", key="~/.dxflow/keys/alice.pem")
+
+Heavy modules (pydantic, httpx, cryptography, docker) load on first use, so that
+``import dxflow`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import (
+    ApiError,
+    ConfigError,
+    Conflict,
+    DxflowError,
+    EngineUnavailable,
+    Gone,
+    InsufficientStorage,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RangeNotSatisfiable,
+    TooManyRequests,
+    Unauthenticated,
+    WorkflowFailed,
+)
+from ._permissions import DEFAULT_PERMISSIONS, Permission
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from . import models
+    from ._api.engine import AsyncEngine, Engine
+    from ._keys import KeyPair, generate_key_pair
+
+__all__ = [
+    "DEFAULT_PERMISSIONS",
+    "ApiError",
+    "AsyncEngine",
+    "ConfigError",
+    "Conflict",
+    "DxflowError",
+    "Engine",
+    "EngineUnavailable",
+    "Gone",
+    "InsufficientStorage",
+    "InternalError",
+    "InvalidRequest",
+    "KeyPair",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "Permission",
+    "PermissionDenied",
+    "RangeNotSatisfiable",
+    "TooManyRequests",
+    "Unauthenticated",
+    "WorkflowFailed",
+    "__version__",
+    "generate_key_pair",
+    "models",
+]
+
+_LAZY = {
+    "AsyncEngine": "dxflow._api.engine",
+    "Engine": "dxflow._api.engine",
+    "KeyPair": "dxflow._keys",
+    "generate_key_pair": "dxflow._keys",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "models":
+        import importlib
+
+        return importlib.import_module("dxflow.models")
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dxflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""The SDK facades: AsyncEngine and its blocking twin Engine, with their collections."""

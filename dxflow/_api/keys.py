@@ -1,0 +1,84 @@
+"""`engine.keys`: the key registry (MASTER only), async and blocking."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .._keys import KeyPair, KeyType, generate_key_pair
+from .._models import KeyInfo
+from .._permissions import DEFAULT_PERMISSIONS, Permission
+from ._connect import read_public_key
+
+if TYPE_CHECKING:
+    from .engine import AsyncEngine, Engine
+
+__all__ = ["AsyncKeys", "Keys"]
+
+Permissions = Permission | str | Iterable[str]
+
+
+def _register(public_key: str | os.PathLike[str], identity: str, permissions: Permissions) -> dict[str, Any]:
+    names = Permission.parse(permissions).names  # type: ignore[arg-type]
+    return {"identity": identity, "public_key": read_public_key(public_key), "permissions": names}
+
+
+class _KeyGeneration:
+    @staticmethod
+    def generate(path: str | os.PathLike[str], type: KeyType = "rsa", bits: int = 2048) -> KeyPair:
+        """Write a new key pair on this machine: `path` (0600) and `path`.pub.
+
+        Runs locally and needs no engine: register the public half with `register`.
+        """
+        return generate_key_pair(path, type, bits)
+
+
+class AsyncKeys(_KeyGeneration):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def list(self) -> list[KeyInfo]:
+        return (await self._engine._call("keys.list")).keys
+
+    async def get(self, identity: str) -> KeyInfo:
+        return await self._engine._call("keys.get", identity=identity)
+
+    async def register(
+        self, public_key: str | os.PathLike[str], identity: str,
+        permissions: Permissions = DEFAULT_PERMISSIONS,
+    ) -> KeyInfo:  # fmt: skip
+        return await self._engine._call("keys.register", **_register(public_key, identity, permissions))
+
+    async def unregister(self, identity: str) -> KeyInfo:
+        return await self._engine._call("keys.unregister", identity=identity)
+
+    async def rotate(self, identity: str, public_key: str | os.PathLike[str]) -> KeyInfo:
+        return await self._engine._call(
+            "keys.rotate", identity=identity, public_key=read_public_key(public_key)
+        )
+
+
+class Keys(_KeyGeneration):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def list(self) -> list[KeyInfo]:
+        return self._engine._call("keys.list").keys
+
+    def get(self, identity: str) -> KeyInfo:
+        return self._engine._call("keys.get", identity=identity)
+
+    def register(
+        self, public_key: str | os.PathLike[str], identity: str,
+        permissions: Permissions = DEFAULT_PERMISSIONS,
+    ) -> KeyInfo:  # fmt: skip
+        return self._engine._call("keys.register", **_register(public_key, identity, permissions))
+
+    def unregister(self, identity: str) -> KeyInfo:
+        return self._engine._call("keys.unregister", identity=identity)
+
+    def rotate(self, identity: str, public_key: str | os.PathLike[str]) -> KeyInfo:
+        return self._engine._call(
+            "keys.rotate", identity=identity, public_key=read_public_key(public_key)
+        )

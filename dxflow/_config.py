@@ -1,0 +1,194 @@
+"""The engine home and its configuration.
+
+The home (``DXFLOW_HOME``, default ``~/.dxflow``) holds everything an engine owns:
+``config.toml`` with named profiles, the SQLite state, the storage root, keys, TLS
+material, secrets, logs and the runtime files of a booted server.
+
+A setting comes from, lowest first: the built-in default, the top level of
+``config.toml``, the ``[profiles.NAME]`` table of the chosen profile, the environment
+variable ``DXFLOW_<KEY>``, and an explicit override (a CLI flag).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import ConfigError
+
+__all__ = ["DEFAULT_PORT", "Config", "Home", "atomic_write", "load_config"]
+
+DEFAULT_PORT = 7419
+
+_CONFIG_TEMPLATE = """\
+# dxflow engine configuration. Every key can be overridden by DXFLOW_<KEY>
+# (for example DXFLOW_PORT=7500) and by the matching `dxflow boot up` flag.
+# A profile overrides the top level: `dxflow --profile NAME ...` or DXFLOW_PROFILE=NAME.
+
+host = "127.0.0.1"
+port = {port}
+tls = false
+log_level = "info"
+# auth_rate_limit = 30      # authentication requests per minute per client address
+# storage = "/data/dxflow"  # the object store root (default: <home>/storage)
+
+# [profiles.public]
+# host = "0.0.0.0"
+# tls = true
+"""
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to `path` through a temp file and a rename, with `mode` from birth."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Home:
+    """The paths inside an engine home."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, home: str | os.PathLike[str] | None = None) -> Home:
+        raw = home or os.environ.get("DXFLOW_HOME") or Path.home() / ".dxflow"
+        return cls(Path(raw).expanduser().absolute())
+
+    config_file = property(lambda self: self.root / "config.toml")
+    identity_file = property(lambda self: self.root / "engine.json")
+    state_db = property(lambda self: self.root / "state.db")
+    keys_dir = property(lambda self: self.root / "keys")
+    master_key = property(lambda self: self.root / "keys" / "master.pem")
+    tls_dir = property(lambda self: self.root / "tls")
+    secrets_dir = property(lambda self: self.root / "secrets")
+    token_secret = property(lambda self: self.root / "secrets" / "token.key")
+    logs_dir = property(lambda self: self.root / "logs")
+    log_file = property(lambda self: self.root / "logs" / "engine.log")
+    run_dir = property(lambda self: self.root / "run")
+    socket = property(lambda self: self.root / "run" / "engine.sock")
+    pidfile = property(lambda self: self.root / "run" / "engine.pid")
+    lockfile = property(lambda self: self.root / "run" / "engine.lock")
+    runtime_file = property(lambda self: self.root / "run" / "engine.json")
+
+    def ensure(self) -> None:
+        """Create the home's folders (private to the engine user) and its config file."""
+        try:
+            for folder in (self.root, self.keys_dir, self.secrets_dir, self.run_dir):
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.logs_dir.mkdir(exist_ok=True)
+            if not self.config_file.exists():
+                atomic_write(self.config_file, _CONFIG_TEMPLATE.format(port=DEFAULT_PORT).encode())
+        except OSError as exc:
+            raise ConfigError(f"cannot prepare the engine home {self.root}: {exc}") from None
+
+    def read_secret(self, path: Path, size: int = 32) -> bytes:
+        """Read a secret file, creating it (mode 0600) with `size` random bytes if missing."""
+        if not path.exists():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secrets.token_bytes(size))
+        data = path.read_bytes()
+        if len(data) < size:
+            raise ConfigError(f"the secret file {path} is truncated; remove it to make a new one")
+        return data
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved engine settings."""
+
+    home: Home
+    profile: str = "default"
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    tls: bool = False
+    cert: str | None = None
+    cert_key: str | None = None
+    storage: str | None = None
+    log_level: str = "info"
+    auth_rate_limit: int = 30
+    docker_host: str | None = None
+
+    @property
+    def storage_root(self) -> Path:
+        return Path(self.storage).expanduser() if self.storage else self.home.root / "storage"
+
+
+_KEYS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("home", "profile")}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    kind = _KEYS[key].type
+    try:
+        if "bool" in str(kind) and isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return lowered in ("1", "true", "yes", "on")
+        if "int" in str(kind) and not isinstance(value, bool):
+            return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}") from None
+    return value
+
+
+def _read_file(home: Home) -> dict[str, Any]:
+    if not home.config_file.exists():
+        return {}
+    try:
+        return tomllib.loads(home.config_file.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {home.config_file}: {exc}") from None
+
+
+def load_config(
+    home: str | os.PathLike[str] | Home | None = None,
+    profile: str | None = None,
+    **overrides: Any,
+) -> Config:
+    """Resolve the settings of `profile` in `home` (see the module docstring)."""
+    home = home if isinstance(home, Home) else Home.resolve(home)
+    profile = profile or os.environ.get("DXFLOW_PROFILE") or "default"
+    document = _read_file(home)
+    profiles = document.pop("profiles", {})
+    if profile != "default" and profile not in profiles:
+        known = ", ".join(sorted(profiles)) or "none defined"
+        raise ConfigError(f"unknown profile {profile!r} in {home.config_file} ({known})")
+    values: dict[str, Any] = {}
+    layers = [(document, str(home.config_file)), (profiles.get(profile, {}), f"profile {profile}")]
+    for layer, source in layers:
+        for key, value in layer.items():
+            if key not in _KEYS:
+                raise ConfigError(f"{source}: unknown setting {key!r} (known: {', '.join(_KEYS)})")
+            values[key] = _coerce(key, value, source)
+    for key in _KEYS:
+        env = os.environ.get(f"DXFLOW_{key.upper()}")
+        if env is not None:
+            values[key] = _coerce(key, env, f"DXFLOW_{key.upper()}")
+    for key, value in overrides.items():
+        if key not in _KEYS:
+            raise ConfigError(f"unknown setting {key!r}")
+        if value is not None:
+            values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+    return Config(home=home, profile=profile, **values)

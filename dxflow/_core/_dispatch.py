@@ -1,0 +1,117 @@
+"""The dispatcher: the one place every call goes through, whatever door it came in by.
+
+It authenticates and authorizes the caller against the operation table, validates the
+request, calls the core handler, translates stray exceptions and writes the audit log.
+No handler and no server route checks permissions on its own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from .._exceptions import ApiError, InternalError, PermissionDenied, Unauthenticated
+from .._models import Request, Response
+from .._operations import Operation
+from .._permissions import check_permission
+from .._validation import validate_request
+from ._audit import AuditLog
+from ._context import Context
+from ._handlers import Handler
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger("dxflow.engine")
+
+
+class Dispatcher:
+    def __init__(self, handlers: Mapping[str, Handler], audit: AuditLog) -> None:
+        self._handlers = dict(handlers)
+        self._audit = audit
+        self._inline = {
+            name
+            for name, handler in handlers.items()
+            if not inspect.iscoroutinefunction(handler)
+            and not inspect.isasyncgenfunction(handler)
+        }
+
+    def handles(self) -> set[str]:
+        return set(self._handlers)
+
+    def is_inline(self, op: Operation) -> bool:
+        """True when the handler never awaits, so a blocking caller may run it directly."""
+        return op.kind == "call" and op.name in self._inline
+
+    def admit(self, ctx: Context, op: Operation, payload: Any) -> Request | None:
+        """Check the caller may make this call and return the validated request."""
+        if not op.public:
+            if ctx.identity is None:
+                self._audit.record(ctx, op.name, "unauthenticated")
+                raise Unauthenticated(f"{op.name} needs authentication")
+            missing = check_permission(ctx.identity.permissions, op.permission, op.mutating)
+            if missing is not None:
+                self._audit.record(ctx, op.name, "denied", detail=f"needs {missing}")
+                raise PermissionDenied(
+                    f"{op.name} needs {missing}; identity {ctx.identity.name!r} has "
+                    f"{ctx.identity.permissions}",
+                    operation=op.name,
+                    permission=missing,
+                )
+        return validate_request(op.request, payload)
+
+    def _target(self, op: Operation, request: Request | None) -> str | None:
+        return str(getattr(request, op.target)) if op.target and request is not None else None
+
+    def _finish(self, ctx: Context, op: Operation, request: Request | None, error: Any) -> None:
+        if op.mutating:
+            outcome = "ok" if error is None else f"error:{getattr(error, 'code', 'internal')}"
+            self._audit.record(ctx, op.name, outcome, target=self._target(op, request))
+
+    def _translate(self, op: Operation, exc: BaseException) -> ApiError:
+        if isinstance(exc, ApiError):
+            return exc
+        ref = secrets.token_hex(4)
+        log.error("internal error in %s (ref %s)", op.name, ref, exc_info=exc)
+        return InternalError(f"internal error in {op.name}; the engine log has the cause (ref {ref})")
+
+    async def call(self, ctx: Context, op: Operation, payload: Any = None) -> Response:
+        request = self.admit(ctx, op, payload)
+        try:
+            result = self._handlers[op.name](ctx, request)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            error = self._translate(op, exc)
+            self._finish(ctx, op, request, error)
+            raise error from None
+        self._finish(ctx, op, request, None)
+        return result  # type: ignore[no-any-return]
+
+    def call_inline(self, ctx: Context, op: Operation, payload: Any = None) -> Response:
+        """`call` on the caller's thread, for handlers that never await (see `is_inline`).
+
+        Such a call never suspends, so one step of its coroutine runs it to the end
+        without an event loop: a blocking SDK skips the hop to its loop thread.
+        """
+        coroutine = self.call(ctx, op, payload)
+        try:
+            coroutine.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        coroutine.close()
+        raise RuntimeError(f"{op.name} suspended; it cannot run inline")
+
+    async def stream(self, ctx: Context, op: Operation, payload: Any = None) -> AsyncIterator[Any]:
+        request = self.admit(ctx, op, payload)
+        error: ApiError | None = None
+        try:
+            async for item in self._handlers[op.name](ctx, request):
+                yield item
+        except Exception as exc:
+            error = self._translate(op, exc)
+            raise error from None
+        finally:
+            self._finish(ctx, op, request, error)

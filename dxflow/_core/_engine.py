@@ -1,0 +1,92 @@
+"""The engine core: state, services and the dispatcher, assembled from a Config."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+from .._config import Config, atomic_write
+from .._exceptions import ConfigError
+from .._keys import PrivateKey, generate_key_pair, load_private_key
+from .._permissions import Permission
+from ._audit import AuditLog
+from ._auth import AuthService
+from ._context import Context, Identity
+from ._dispatch import Dispatcher
+from ._docker import DockerAdapter
+from ._handlers import collect_handlers
+from ._keys import KeyRegistry
+from ._platform import PlatformService
+from ._state import State
+
+__all__ = ["EngineCore"]
+
+MASTER_IDENTITY = "master"
+
+
+def _engine_id(path: Path) -> str:
+    """The engine's identity: made once, then stable across restarts."""
+    if not path.exists():
+        record = {"engine_id": f"dxf-{secrets.token_hex(8)}", "created_at": time.time()}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        atomic_write(tmp, json.dumps(record).encode())
+        try:
+            os.link(tmp, path)  # never replaces an identity another process just made
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    try:
+        return str(json.loads(path.read_text())["engine_id"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"the engine identity file {path} is unreadable: {exc}") from None
+
+
+def _master_key(path: Path) -> PrivateKey:
+    if not path.exists():
+        try:
+            generate_key_pair(path)
+        except ConfigError:
+            if not path.exists():  # not a race with another process: a real failure
+                raise
+    return load_private_key(path)
+
+
+class EngineCore:
+    """Everything an engine is, minus its doors (the SDK transports and the server)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        home = config.home
+        home.ensure()
+        self.engine_id = _engine_id(home.identity_file)
+        self.state = State(home.state_db)
+        self.audit = AuditLog(self.state)
+        self.keys = KeyRegistry(self.state)
+        master = _master_key(home.master_key)
+        if self.keys.get(MASTER_IDENTITY) is None:
+            self.keys.add(MASTER_IDENTITY, master.public, Permission.MASTER)
+        self.master = Identity(MASTER_IDENTITY, Permission.MASTER, master.public.fingerprint)
+        self.auth = AuthService(
+            self.engine_id,
+            home.read_secret(home.token_secret),
+            self.keys,
+            self.audit,
+            config.auth_rate_limit,
+        )
+        self.docker = DockerAdapter(config.docker_host)
+        self.platform = PlatformService(self.engine_id, str(home.root), self.docker)
+        handlers = collect_handlers(self.platform, self.auth, self.keys, self.audit)
+        self.dispatcher = Dispatcher(handlers, self.audit)
+
+    def local_context(self, key: PrivateKey | None = None) -> Context:
+        """The context of in-process calls: MASTER, or the identity `key` is registered as."""
+        identity = self.master if key is None else self.auth.identity_for_key(key.public)
+        return Context(identity, client="local")
+
+    def close(self) -> None:
+        self.docker.close()
+        self.state.close()

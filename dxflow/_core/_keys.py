@@ -1,0 +1,160 @@
+"""The key registry: which public keys may authenticate, and with what permissions."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .._exceptions import Conflict, InvalidRequest, NotFound
+from .._keys import PublicKey, parse_public_key
+from .._models import KeyInfo, KeyList, KeyRef, KeyRegister, KeyRotate
+from .._permissions import Permission
+from ._context import Context
+from ._handlers import handles
+from ._state import State
+
+__all__ = ["KeyRecord", "KeyRegistry"]
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    identity: str
+    public: PublicKey
+    permissions: Permission
+    created_at: float
+    rotated_at: float | None
+
+    @property
+    def version(self) -> str:
+        """Changes whenever the key is rotated or registered anew: tokens carry it."""
+        raw = f"{self.public.fingerprint}|{self.created_at}|{self.rotated_at}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def info(self) -> KeyInfo:
+        return KeyInfo(
+            identity=self.identity,
+            key_type=self.public.key_type,
+            fingerprint=self.public.fingerprint,
+            permissions=self.permissions.names,
+            created_at=datetime.fromtimestamp(self.created_at, UTC),
+            rotated_at=datetime.fromtimestamp(self.rotated_at, UTC) if self.rotated_at else None,
+            public_key=self.public.pem,
+        )
+
+
+def _parse(text: str) -> PublicKey:
+    try:
+        return parse_public_key(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"invalid request: public_key: {exc}", field="public_key") from None
+
+
+class KeyRegistry:
+    """Registered keys, cached in memory and reloaded when another process changes them."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+        self._lock = threading.Lock()
+        self._records: dict[str, KeyRecord] = {}
+        self._seen_version: int | None = None
+
+    def _fresh(self) -> dict[str, KeyRecord]:
+        # data_version moves when another connection (another engine process on this
+        # home) commits, so the cache is exact without reading the table every call.
+        version = self._state.query("PRAGMA data_version")[0][0]
+        if version != self._seen_version:
+            with self._lock:
+                rows = self._state.query("SELECT * FROM keys")
+                self._records = {row["identity"]: self._row(row) for row in rows}
+                self._seen_version = version
+        return self._records
+
+    @staticmethod
+    def _row(row: object) -> KeyRecord:
+        return KeyRecord(
+            identity=row["identity"],  # type: ignore[index]
+            public=PublicKey(row["public_key"], row["key_type"], row["fingerprint"]),  # type: ignore[index]
+            permissions=Permission.parse(row["permissions"]),  # type: ignore[index]
+            created_at=row["created_at"],  # type: ignore[index]
+            rotated_at=row["rotated_at"],  # type: ignore[index]
+        )
+
+    def get(self, identity: str) -> KeyRecord | None:
+        return self._fresh().get(identity)
+
+    def by_fingerprint(self, fingerprint: str) -> KeyRecord | None:
+        return next((r for r in self._fresh().values() if r.public.fingerprint == fingerprint), None)
+
+    def add(self, identity: str, public: PublicKey, permissions: Permission) -> KeyRecord:
+        with self._state.transaction() as db:
+            if db.execute("SELECT 1 FROM keys WHERE identity = ?", (identity,)).fetchone():
+                raise Conflict(f"identity {identity!r} is registered already", identity=identity)
+            taken = db.execute(
+                "SELECT identity FROM keys WHERE fingerprint = ?", (public.fingerprint,)
+            ).fetchone()
+            if taken:
+                raise Conflict(f"this public key is registered already as {taken[0]!r}")
+            db.execute(
+                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (identity, public.key_type, public.fingerprint, public.pem,
+                 str(permissions), time.time()),
+            )  # fmt: skip
+        self._seen_version = None
+        return self._require(identity)
+
+    def _require(self, identity: str) -> KeyRecord:
+        record = self.get(identity)
+        if record is None:
+            raise NotFound(f"no key is registered as {identity!r}", identity=identity)
+        return record
+
+    # -- handlers -----------------------------------------------------------------------
+
+    @handles("keys.list")
+    def list(self, ctx: Context, request: None) -> KeyList:
+        return KeyList(keys=[r.info() for r in sorted(self._fresh().values(), key=lambda r: r.identity)])
+
+    @handles("keys.get")
+    def get_key(self, ctx: Context, request: KeyRef) -> KeyInfo:
+        return self._require(request.identity).info()
+
+    @handles("keys.register")
+    def register(self, ctx: Context, request: KeyRegister) -> KeyInfo:
+        permissions = Permission.parse(request.permissions)
+        return self.add(request.identity, _parse(request.public_key), permissions).info()
+
+    @handles("keys.unregister")
+    def unregister(self, ctx: Context, request: KeyRef) -> KeyInfo:
+        record = self._require(request.identity)
+        self._check_not_self(ctx, record, "unregister")
+        self._state.execute("DELETE FROM keys WHERE identity = ?", (record.identity,))
+        self._seen_version = None
+        return record.info()
+
+    @handles("keys.rotate")
+    def rotate(self, ctx: Context, request: KeyRotate) -> KeyInfo:
+        record = self._require(request.identity)
+        public = _parse(request.public_key)
+        with self._state.transaction() as db:
+            taken = db.execute(
+                "SELECT identity FROM keys WHERE fingerprint = ? AND identity != ?",
+                (public.fingerprint, record.identity),
+            ).fetchone()
+            if taken:
+                raise Conflict(f"this public key is registered already as {taken[0]!r}")
+            db.execute(
+                "UPDATE keys SET key_type = ?, fingerprint = ?, public_key = ?, rotated_at = ?"
+                " WHERE identity = ?",
+                (public.key_type, public.fingerprint, public.pem, time.time(), record.identity),
+            )
+        self._seen_version = None
+        return self._require(record.identity).info()
+
+    @staticmethod
+    def _check_not_self(ctx: Context, record: KeyRecord, verb: str) -> None:
+        # A MASTER that unregisters itself locks everyone out of key management.
+        if ctx.identity is not None and ctx.identity.name == record.identity:
+            raise Conflict(f"an identity cannot {verb} itself ({record.identity!r})")

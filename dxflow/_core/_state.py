@@ -1,0 +1,101 @@
+"""The engine's persistent state: one SQLite file in the home.
+
+Every service keeps its tables here. Schema changes are appended to `_MIGRATIONS`
+and applied in order (tracked by ``PRAGMA user_version``); never edit a shipped one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import ConfigError
+
+__all__ = ["State"]
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE keys (
+        identity TEXT PRIMARY KEY,
+        key_type TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        permissions TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        rotated_at REAL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        identity TEXT,
+        operation TEXT NOT NULL,
+        target TEXT,
+        outcome TEXT NOT NULL,
+        client TEXT,
+        detail TEXT
+    );
+    CREATE INDEX audit_time ON audit (time);
+    """,
+)
+
+
+class State:
+    """A thread-safe handle on the state database (short statements under one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the engine state {path}: {exc}") from None
+        path.chmod(0o600)
+        self._lock = threading.Lock()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(_MIGRATIONS):
+            raise ConfigError(
+                f"the engine state is schema {version}, newer than this dxflow understands"
+            )
+        with self.transaction() as db:
+            for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._lock:
+            return self._db.execute(sql, params).rowcount
+
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._lock:
+            row_id = self._db.execute(sql, params).lastrowid
+        return int(row_id or 0)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,166 @@
+"""The one exception tree of dxflow.
+
+Every error a user can see is one of these, whether the engine runs in-process or
+behind HTTP: the server turns an `ApiError` into a JSON envelope carrying its stable
+`code`, and the HTTP transport rebuilds the same class from that code. Docker, httpx
+and OS errors are translated once, where they arise, and never reach a user.
+
+    DxflowError
+    ├── ConfigError               local configuration or key files are unusable
+    └── ApiError                  an operation failed; has .code and .status
+        ├── InvalidRequest        422  malformed request, unknown field, bad value or path
+        ├── Unauthenticated       401  no, expired, forged or revoked credentials
+        ├── PermissionDenied      403  the identity lacks the named permission
+        ├── NotFound              404  unknown route or resource
+        ├── MethodNotAllowed      405
+        ├── Conflict              409  the resource exists, or the engine is in the way
+        │   └── WorkflowFailed          a workflow did not come up
+        ├── Gone                  410  expired or used-up resource (share links)
+        ├── PayloadTooLarge       413
+        ├── RangeNotSatisfiable   416
+        ├── TooManyRequests       429  rate limited; .details["retry_after"]
+        ├── InternalError         500  a bug: the engine logs the cause
+        ├── EngineUnavailable     503  the engine (or Docker behind it) cannot be reached
+        └── InsufficientStorage   507  the storage quota is exhausted
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "ApiError",
+    "ConfigError",
+    "Conflict",
+    "DxflowError",
+    "EngineUnavailable",
+    "Gone",
+    "InsufficientStorage",
+    "InternalError",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "RangeNotSatisfiable",
+    "TooManyRequests",
+    "Unauthenticated",
+    "WorkflowFailed",
+    "error_from_code",
+]
+
+
+class DxflowError(Exception):
+    """Base class of every error raised by dxflow."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(DxflowError):
+    """The local configuration, engine home or a key file cannot be used."""
+
+
+class ApiError(DxflowError):
+    """An operation failed. `code` is stable across versions and transports."""
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details: dict[str, Any] = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.code, self.message, self.details))
+
+
+class InvalidRequest(ApiError):
+    code = "invalid_request"
+    status = 422
+
+
+class Unauthenticated(ApiError):
+    code = "unauthenticated"
+    status = 401
+
+
+class PermissionDenied(ApiError):
+    code = "permission_denied"
+    status = 403
+
+
+class NotFound(ApiError):
+    code = "not_found"
+    status = 404
+
+
+class MethodNotAllowed(ApiError):
+    code = "method_not_allowed"
+    status = 405
+
+
+class Conflict(ApiError):
+    code = "conflict"
+    status = 409
+
+
+class WorkflowFailed(Conflict):
+    code = "workflow_failed"
+
+
+class Gone(ApiError):
+    code = "gone"
+    status = 410
+
+
+class PayloadTooLarge(ApiError):
+    code = "payload_too_large"
+    status = 413
+
+
+class RangeNotSatisfiable(ApiError):
+    code = "range_not_satisfiable"
+    status = 416
+
+
+class TooManyRequests(ApiError):
+    code = "too_many_requests"
+    status = 429
+
+
+class InternalError(ApiError):
+    code = "internal_error"
+    status = 500
+
+
+class EngineUnavailable(ApiError):
+    code = "engine_unavailable"
+    status = 503
+
+
+class InsufficientStorage(ApiError):
+    code = "insufficient_storage"
+    status = 507
+
+
+def _subclasses(cls: type[ApiError]) -> list[type[ApiError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_subclasses(sub))
+    return found
+
+
+def error_from_code(code: str, message: str, details: dict[str, Any] | None = None) -> ApiError:
+    """Rebuild the error class a remote engine named by `code`."""
+    by_code = {cls.code: cls for cls in _subclasses(ApiError)}
+    cls = by_code.get(code, ApiError)
+    return cls(message, **(details or {}))
+
+
+def _rebuild(code: str, message: str, details: dict[str, Any]) -> ApiError:
+    return error_from_code(code, message, details)

@@ -1,0 +1,9 @@
+"""The wire models: the core's return values, the HTTP bodies and the CLI's --json output."""
+
+from ._auth import *  # noqa: F403
+from ._auth import __all__ as _auth_all
+from ._base import Request, Response
+from ._engine import *  # noqa: F403
+from ._engine import __all__ as _engine_all
+
+__all__ = ["Request", "Response", *_auth_all, *_engine_all]

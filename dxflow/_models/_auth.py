@@ -1,0 +1,143 @@
+"""Models of authentication, keys and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .._permissions import DEFAULT_PERMISSIONS, Permission
+from ._base import Request, Response
+
+__all__ = [
+    "AuditQuery",
+    "AuditRecord",
+    "AuditRecords",
+    "Challenge",
+    "ChallengeRequest",
+    "KeyInfo",
+    "KeyList",
+    "KeyRef",
+    "KeyRegister",
+    "KeyRotate",
+    "Token",
+    "TokenRequest",
+    "Verify",
+    "WhoAmI",
+]
+
+MIN_LIFETIME = 60
+MAX_LIFETIME = 24 * 3600
+Lifetime = Field(3600, ge=MIN_LIFETIME, le=MAX_LIFETIME, description="token lifetime in seconds")
+_IDENTITY = r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
+IdentityName = Field(None, min_length=1, max_length=128, pattern=_IDENTITY)
+
+
+def _permissions(value: object) -> list[str]:
+    if isinstance(value, Permission):
+        return value.names
+    if isinstance(value, str | list | tuple):
+        return Permission.parse(value).names  # type: ignore[arg-type]
+    raise ValueError("permissions must be a list of names or a comma-separated string")
+
+
+class ChallengeRequest(Request):
+    identity: str | None = None
+
+
+class Challenge(Response):
+    nonce: str
+    expires_at: datetime
+    message: str = Field(description="the exact bytes to sign, UTF-8 encoded")
+
+
+class Verify(Request):
+    """Name the key by its registered identity or by its fingerprint (exactly one)."""
+
+    identity: str | None = IdentityName
+    fingerprint: str | None = Field(None, min_length=8, max_length=128)
+    nonce: str = Field(min_length=16, max_length=128)
+    signature: str = Field(min_length=16, max_length=4096, description="base64 signature")
+    lifetime: int = Lifetime
+
+
+    @model_validator(mode="after")
+    def _one_name(self) -> Verify:
+        if (self.identity is None) == (self.fingerprint is None):
+            raise ValueError("give exactly one of identity and fingerprint")
+        return self
+
+
+class TokenRequest(Request):
+    lifetime: int = Lifetime
+
+
+class Token(Response):
+    token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    identity: str
+    permissions: list[str]
+    expires_at: datetime
+
+
+class WhoAmI(Response):
+    identity: str
+    permissions: list[str]
+    engine_id: str
+
+
+class KeyInfo(Response):
+    identity: str
+    key_type: str
+    fingerprint: str
+    permissions: list[str]
+    created_at: datetime
+    rotated_at: datetime | None = None
+    public_key: str
+
+
+class KeyList(Response):
+    keys: list[KeyInfo]
+
+
+class KeyRef(Request):
+    identity: str = Field(min_length=1, max_length=128, pattern=_IDENTITY)
+
+
+class KeyRegister(Request):
+    identity: str = Field(min_length=1, max_length=128, pattern=_IDENTITY)
+    public_key: str = Field(min_length=32, max_length=16384, description="PEM or OpenSSH text")
+    permissions: list[str] = Field(default_factory=lambda: DEFAULT_PERMISSIONS.names)
+
+    @field_validator("permissions", mode="before")
+    @classmethod
+    def _parse_permissions(cls, value: object) -> list[str]:
+        return _permissions(value)
+
+
+class KeyRotate(Request):
+    identity: str = Field(min_length=1, max_length=128, pattern=_IDENTITY)
+    public_key: str = Field(min_length=32, max_length=16384)
+
+
+class AuditQuery(Request):
+    since: datetime | None = None
+    identity: str | None = None
+    operation: str | None = None
+    limit: int = Field(100, ge=1, le=10000)
+
+
+class AuditRecord(Response):
+    id: int
+    time: datetime
+    identity: str | None
+    operation: str
+    target: str | None
+    outcome: str
+    client: str | None
+    detail: str | None = None
+
+
+class AuditRecords(Response):
+    records: list[AuditRecord]

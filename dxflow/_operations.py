@@ -1,0 +1,113 @@
+"""The operation table: every API call, listed once.
+
+Server routes, the HTTP client, the permission check, the audit log and the OpenAPI
+document are all derived from this table. A new capability adds rows here and handlers
+in the core; it never touches the plumbing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from . import _models as m
+from ._permissions import Permission
+
+__all__ = ["OPERATIONS", "Operation", "operation"]
+
+Kind = Literal["call", "stream", "channel"]
+_PATH_PARAM = re.compile(r"{(\w+)}")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One API call: its name, its route, its models and its access rules."""
+
+    name: str
+    method: str
+    path: str
+    summary: str
+    request: type[m.Request] | None = None
+    response: type[m.Response] | None = None
+    kind: Kind = "call"
+    permission: Permission | None = None
+    """What the caller needs; None means any authenticated identity."""
+    public: bool = False
+    """Callable without credentials (health, the authentication handshake)."""
+    mutating: bool = False
+    """Changes state: blocked by READ_ONLY and written to the audit log."""
+    idempotent: bool = True
+    """Safe to retry after a lost connection."""
+    target: str | None = None
+    """The request field that names what the call acts on, for the audit log."""
+    path_params: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path_params", tuple(_PATH_PARAM.findall(self.path)))
+
+    @property
+    def tag(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def body_in_query(self) -> bool:
+        return self.method in ("GET", "DELETE", "HEAD")
+
+
+_MASTER = Permission.MASTER
+_PLATFORM = Permission.PLATFORM
+
+_TABLE: tuple[Operation, ...] = (
+    # -- engine -----------------------------------------------------------------------
+    Operation("engine.health", "GET", "/api/health", "Is the engine up?",
+              response=m.Health, public=True),
+    Operation("engine.ping", "GET", "/api/ping", "Authenticated round trip.",
+              response=m.Pong),
+    Operation("engine.info", "GET", "/api/info",
+              "Identity, version, host, CPU, memory, disks, GPUs and Docker.",
+              response=m.EngineInfo, permission=_PLATFORM),
+    Operation("engine.stats", "GET", "/api/stats",
+              "CPU per core, memory, disk per mount, network per interface.",
+              response=m.EngineStats, permission=_PLATFORM),
+    Operation("engine.stats.watch", "GET", "/api/stats/watch",
+              "A stream of stats samples (NDJSON).", request=m.StatsWatch,
+              response=m.EngineStats, kind="stream", permission=_PLATFORM),
+    # -- authentication ---------------------------------------------------------------
+    Operation("auth.challenge", "POST", "/api/auth/challenge",
+              "Issue a single-use nonce to sign (expires after 60 s).",
+              request=m.ChallengeRequest, response=m.Challenge, public=True,
+              idempotent=False),
+    Operation("auth.verify", "POST", "/api/auth/verify",
+              "Exchange a signed nonce for a bearer token.", request=m.Verify,
+              response=m.Token, public=True, idempotent=False),
+    Operation("auth.token", "POST", "/api/auth/token",
+              "Issue a new token for the calling identity.", request=m.TokenRequest,
+              response=m.Token, idempotent=False),
+    Operation("auth.whoami", "GET", "/api/auth/whoami",
+              "The calling identity and its permissions.", response=m.WhoAmI),
+    # -- keys -------------------------------------------------------------------------
+    Operation("keys.list", "GET", "/api/keys", "Registered keys.",
+              response=m.KeyList, permission=_MASTER),
+    Operation("keys.get", "GET", "/api/keys/{identity}", "One registered key.",
+              request=m.KeyRef, response=m.KeyInfo, permission=_MASTER),
+    Operation("keys.register", "POST", "/api/keys", "Register a public key.",
+              request=m.KeyRegister, response=m.KeyInfo, permission=_MASTER,
+              mutating=True, idempotent=False, target="identity"),
+    Operation("keys.unregister", "DELETE", "/api/keys/{identity}",
+              "Unregister a key; its tokens stop working at once.", request=m.KeyRef,
+              response=m.KeyInfo, permission=_MASTER, mutating=True, target="identity"),
+    Operation("keys.rotate", "POST", "/api/keys/{identity}/rotate",
+              "Replace a key's public key; its tokens stop working at once.",
+              request=m.KeyRotate, response=m.KeyInfo, permission=_MASTER,
+              mutating=True, idempotent=False, target="identity"),
+    # -- audit ------------------------------------------------------------------------
+    Operation("audit.list", "GET", "/api/audit", "Audit records, newest first.",
+              request=m.AuditQuery, response=m.AuditRecords, permission=_MASTER),
+)  # fmt: skip
+
+OPERATIONS: dict[str, Operation] = {op.name: op for op in _TABLE}
+
+
+def operation(name: str) -> Operation:
+    return OPERATIONS[name]

@@ -1,0 +1,172 @@
+"""HttpTransport: the operation table spoken over HTTP (httpx), TCP or a unix socket.
+
+It performs the challenge-response handshake itself, renews the token before it
+expires and once after a 401, and retries only idempotent operations after a lost
+connection. httpx errors are translated here into the dxflow error tree.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import anyio
+import httpx
+
+from .._exceptions import ApiError, EngineUnavailable, Unauthenticated, error_from_code
+from .._keys import PrivateKey, is_challenge_message
+from .._models import Challenge, Response, Token
+from .._operations import OPERATIONS, Operation
+from .._validation import validate_request
+from ._base import Transport
+
+__all__ = ["HttpTransport"]
+
+_RENEW_MARGIN = 60.0
+_RETRY_DELAYS = (0.1, 0.4)
+
+
+def _client(
+    url: str, verify: bool | str, timeout: float, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    parts = urlsplit(url)
+    if transport is not None:  # an ASGI app in tests, or a caller's own connection pool
+        return httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout)
+    if parts.scheme in ("unix", "http+unix"):
+        socket_path = unquote(parts.path if parts.scheme == "unix" else parts.netloc)
+        transport = httpx.AsyncHTTPTransport(uds=socket_path)
+        return httpx.AsyncClient(base_url="http://engine", transport=transport, timeout=timeout)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"engine URL {url!r} must be http://, https:// or unix:///path")
+    return httpx.AsyncClient(base_url=url.rstrip("/"), verify=verify, timeout=timeout)
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        error = response.json()["error"]
+        return error_from_code(error["code"], error["message"], error.get("details"))
+    except (ValueError, KeyError, TypeError):
+        text = response.text.strip()[:200] or response.reason_phrase
+        return ApiError(f"the engine answered HTTP {response.status_code}: {text}")
+
+
+class HttpTransport(Transport):
+    def __init__(
+        self,
+        url: str,
+        key: PrivateKey | None = None,
+        *,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+        token_lifetime: int = 3600,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url
+        self._key = key
+        self._http = _client(url, verify, timeout, transport)
+        self._lifetime = token_lifetime
+        self._token: str | None = None
+        self._expires = 0.0
+        self._auth_lock = anyio.Lock()
+
+    # -- authentication -----------------------------------------------------------------
+
+    async def _authorization(self, renew: bool = False) -> dict[str, str]:
+        if self._key is None:
+            return {}
+        if renew or self._token is None or self._expires - time.time() < _RENEW_MARGIN:
+            async with self._auth_lock:
+                if renew or self._token is None or self._expires - time.time() < _RENEW_MARGIN:
+                    await self._handshake()
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def _handshake(self) -> None:
+        assert self._key is not None
+        challenge = await self._send(OPERATIONS["auth.challenge"], {}, {})
+        assert isinstance(challenge, Challenge)
+        if not is_challenge_message(challenge.message, challenge.nonce):
+            raise Unauthenticated("the engine sent a malformed challenge; refusing to sign it")
+        token = await self._send(
+            OPERATIONS["auth.verify"],
+            {
+                "fingerprint": self._key.public.fingerprint,
+                "nonce": challenge.nonce,
+                "signature": self._key.sign_b64(challenge.message),
+                "lifetime": self._lifetime,
+            },
+            {},
+        )
+        assert isinstance(token, Token)
+        self._token, self._expires = token.token, token.expires_at.timestamp()
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _prepare(self, op: Operation, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        request = validate_request(op.request, params)
+        data = request.model_dump(mode="json", exclude_none=True) if request else {}
+        path = op.path
+        for name in op.path_params:
+            path = path.replace("{" + name + "}", quote(str(data.pop(name)), safe=""))
+        return path, data
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"cannot reach the engine at {self.url}: {exc}") from None
+
+    async def _send(
+        self, op: Operation, params: Mapping[str, Any], headers: dict[str, str]
+    ) -> Response:
+        path, data = self._prepare(op, params)
+        key = "params" if op.body_in_query else "json"
+        for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
+            try:
+                response = await self._request(op.method, path, headers=headers, **{key: data})
+            except EngineUnavailable:
+                if delay is None or not op.idempotent:
+                    raise
+                await anyio.sleep(delay * (attempt + 1))
+                continue
+            if response.is_success:
+                assert op.response is not None
+                return op.response.model_validate_json(response.content)
+            raise _error(response)
+        raise AssertionError("unreachable")
+
+    async def call(self, op: Operation, params: Mapping[str, Any]) -> Response:
+        headers = {} if op.public else await self._authorization()
+        try:
+            return await self._send(op, params, headers)
+        except Unauthenticated:
+            # Our token may have been issued before an engine restart or just expired:
+            # a rejected request did nothing, so one fresh handshake and retry is safe.
+            if op.public or self._key is None:
+                raise
+            return await self._send(op, params, await self._authorization(renew=True))
+
+    async def stream(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Response]:
+        path, data = self._prepare(op, params)
+        headers = {} if op.public else await self._authorization()
+        assert op.response is not None
+        try:
+            async with self._http.stream(op.method, path, params=data, headers=headers) as reply:
+                if not reply.is_success:
+                    await reply.aread()
+                    raise _error(reply)
+                async for line in reply.aiter_lines():
+                    if not line:
+                        continue
+                    item = json.loads(line)
+                    if "error" in item and isinstance(item["error"], dict):
+                        error = item["error"]
+                        raise error_from_code(error["code"], error["message"], error.get("details"))
+                    yield op.response.model_validate(item)
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"lost the stream from {self.url}: {exc}") from None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,43 @@
+"""LocalTransport: calls the core in this process, with no serialization."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from .._core import Context, EngineCore
+from .._keys import PrivateKey
+from .._models import Response
+from .._operations import Operation
+from ._base import Transport
+
+__all__ = ["LocalTransport"]
+
+
+class LocalTransport(Transport):
+    def __init__(self, core: EngineCore, key: PrivateKey | None = None) -> None:
+        self.core = core
+        self._key = key
+        self._dispatcher = core.dispatcher
+        self._master = core.local_context()
+
+    def _context(self) -> Context:
+        # With a key the identity is looked up on every call, so unregistering or
+        # rotating the key takes effect at once, as it does over HTTP.
+        return self._master if self._key is None else self.core.local_context(self._key)
+
+    async def call(self, op: Operation, params: Mapping[str, Any]) -> Response:
+        return await self._dispatcher.call(self._context(), op, params)
+
+    async def stream(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Response]:
+        async for item in self._dispatcher.stream(self._context(), op, params):
+            yield item
+
+    def can_inline(self, op: Operation) -> bool:
+        return self._dispatcher.is_inline(op)
+
+    def call_inline(self, op: Operation, params: Mapping[str, Any]) -> Response:
+        return self._dispatcher.call_inline(self._context(), op, params)
+
+    async def aclose(self) -> None:
+        self.core.close()

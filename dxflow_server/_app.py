@@ -1,0 +1,30 @@
+"""The Starlette application: generated operation routes plus the OpenAPI document."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dxflow._core import EngineCore
+
+from ._errors import EXCEPTION_HANDLERS
+from ._openapi import openapi_document
+from ._routes import operation_routes
+
+__all__ = ["META_ROUTES", "create_app"]
+
+META_ROUTES = {"/api/openapi.json"}
+
+
+def create_app(core: EngineCore) -> Starlette:
+    document = openapi_document()
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes = [*operation_routes(core), Route("/api/openapi.json", openapi, methods=["GET"])]
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app.state.core = core
+    return app

@@ -1,0 +1,59 @@
+"""One JSON error envelope for every failure: ``{"error": {code, message, details}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from dxflow._exceptions import (
+    ApiError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    TooManyRequests,
+    Unauthenticated,
+)
+
+__all__ = ["EXCEPTION_HANDLERS", "error_response"]
+
+log = logging.getLogger("dxflow.server")
+
+
+def error_response(error: ApiError) -> Response:
+    headers = {}
+    if isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(error.details.get("retry_after", 60))
+    elif isinstance(error, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="dxflow"'
+    return JSONResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if exc.status_code == 404:
+        return error_response(NotFound(f"no route {path}", path=path))
+    if exc.status_code == 405:
+        allowed = exc.headers.get("Allow", "") if exc.headers else ""
+        return error_response(
+            MethodNotAllowed(f"{request.method} is not allowed on {path} (allowed: {allowed})",
+                             allowed=allowed)
+        )  # fmt: skip
+    error = ApiError(exc.detail or f"HTTP {exc.status_code}")
+    return JSONResponse({"error": error.to_dict()}, status_code=exc.status_code)
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(InternalError("internal error; the engine log has the cause"))
+
+
+EXCEPTION_HANDLERS = {ApiError: _api_error, HTTPException: _http_error, Exception: _crash}

@@ -1,0 +1,99 @@
+"""The OpenAPI 3.1 document, generated from the operation table."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from dxflow._exceptions import ApiError, _subclasses
+from dxflow._operations import OPERATIONS, Operation
+from dxflow._version import __version__
+
+__all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/{model}"
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "enum": sorted({c.code for c in _subclasses(ApiError)})},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+
+
+def _parameters(op: Operation, schema: dict[str, Any] | None) -> list[dict[str, Any]]:
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in op.path_params
+    ]
+    if op.body_in_query and schema:
+        required = set(schema.get("required", []))
+        for name, prop in schema.get("properties", {}).items():
+            if name not in op.path_params:
+                params.append({"name": name, "in": "query", "required": name in required,
+                               "schema": prop})  # fmt: skip
+    return params
+
+
+def _body(op: Operation, schema: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(schema)
+    for name in op.path_params:
+        body.get("properties", {}).pop(name, None)
+        if name in body.get("required", []):
+            body["required"].remove(name)
+    return {"required": True, "content": {"application/json": {"schema": body}}}
+
+
+def _responses(op: Operation) -> dict[str, Any]:
+    assert op.response is not None
+    media = "application/x-ndjson" if op.kind == "stream" else "application/json"
+    ok = {"description": op.summary, "content": {media: {"schema": {"$ref": _REF.format(model=op.response.__name__)}}}}
+    error = {"description": "error", "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}}}
+    codes = ["422", "429"] if op.public else ["401", "403", "422"]
+    return {"200": ok, **{code: error for code in codes}}
+
+
+def openapi_document() -> dict[str, Any]:
+    models = {op.response for op in OPERATIONS.values() if op.response}
+    requests = {op.request for op in OPERATIONS.values() if op.request}
+    pairs = [(model, "serialization") for model in models] + [(model, "validation") for model in requests]
+    refs, defs = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
+    schemas: dict[str, Any] = {**defs.get("$defs", {}), "Error": _ERROR}
+    paths: dict[str, Any] = {}
+    for op in OPERATIONS.values():
+        request_schema = None
+        if op.request is not None:
+            request_schema = schemas.get(op.request.__name__) or refs[(op.request, "validation")]
+        entry: dict[str, Any] = {
+            "operationId": op.name,
+            "summary": op.summary,
+            "tags": [op.tag],
+            "parameters": _parameters(op, request_schema),
+            "responses": _responses(op),
+            "security": [] if op.public else [{"bearer": []}],
+            "x-dxflow-permission": str(op.permission) if op.permission else None,
+            "x-dxflow-mutating": op.mutating,
+            "x-dxflow-kind": op.kind,
+        }
+        if request_schema and not op.body_in_query:
+            entry["requestBody"] = _body(op, request_schema)
+        paths.setdefault(op.path, {})[op.method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "dxflow engine API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

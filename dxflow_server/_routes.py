@@ -1,0 +1,87 @@
+"""Routes generated from the operation table: one endpoint per operation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from dxflow._core import EngineCore
+from dxflow._exceptions import ApiError, InvalidRequest
+from dxflow._operations import OPERATIONS, Operation
+
+from ._auth import context_for
+
+__all__ = ["operation_routes"]
+
+Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+async def _payload(request: Request, op: Operation) -> dict[str, Any]:
+    if op.body_in_query:
+        query = request.query_params
+        payload: dict[str, Any] = {
+            key: values if len(values := query.getlist(key)) > 1 else values[0]
+            for key in query
+        }
+    else:
+        body = await request.body()
+        try:
+            payload = json.loads(body) if body.strip() else {}
+        except ValueError as exc:
+            raise InvalidRequest(f"invalid request: the body is not valid JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise InvalidRequest("invalid request: (body): must be a JSON object")
+    for name, value in request.path_params.items():
+        if name in payload:
+            raise InvalidRequest(f"invalid request: {name}: given in both the path and the body")
+        payload[name] = value
+    return payload
+
+
+async def _ndjson(items: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    # Headers are gone once the first line is out, so a failure mid-stream
+    # travels as a last line holding the same envelope an error response carries.
+    try:
+        async for item in items:
+            yield item.model_dump_json().encode() + b"\n"
+    except ApiError as error:
+        yield json.dumps({"error": error.to_dict()}).encode() + b"\n"
+
+
+def _endpoint(core: EngineCore, op: Operation) -> Endpoint:
+    dispatcher = core.dispatcher
+
+    async def call(request: Request) -> Response:
+        ctx = context_for(request, core, op)
+        result = await dispatcher.call(ctx, op, await _payload(request, op))
+        return Response(result.model_dump_json(), media_type="application/json")
+
+    async def stream(request: Request) -> Response:
+        ctx = context_for(request, core, op)
+        items = dispatcher.stream(ctx, op, await _payload(request, op))
+        first = await anext(items, None)  # errors before the first item keep their status
+
+        async def rest() -> AsyncIterator[Any]:
+            if first is not None:
+                yield first
+                async for item in items:
+                    yield item
+
+        return StreamingResponse(_ndjson(rest()), media_type="application/x-ndjson")
+
+    endpoint = stream if op.kind == "stream" else call
+    endpoint.__name__ = op.name.replace(".", "_")
+    return endpoint
+
+
+def operation_routes(core: EngineCore) -> list[Route]:
+    return [
+        Route(op.path, _endpoint(core, op), methods=[op.method], name=op.name)
+        for op in OPERATIONS.values()
+        if op.kind != "channel"
+    ]
