@@ -1,0 +1,32 @@
+"""The `dxflow` command line: a thin layer over the SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+from .._version import __version__
+from ._boot import boot
+from ._engine import audit, info, ping, stats, token, whoami
+from ._keys import key
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="dxflow")
+def cli() -> None:
+    """dxflow: an engine for containerized workflows, shells and data.
+
+    Without --url, commands talk to the engine booted on this machine (see
+    `dxflow boot up`) through its unix socket, as its MASTER key.
+    """
+
+
+for command in (boot, ping, info, stats, whoami, token, key, audit):
+    cli.add_command(command)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="dxflow")

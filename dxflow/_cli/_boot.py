@@ -1,0 +1,140 @@
+"""`dxflow boot up|down|status`: run, stop and inspect the engine server of a home."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from .._config import Config, Home, load_config
+from ._common import fail, handle_errors
+from ._output import emit_json, key_values
+
+__all__ = ["boot"]
+
+_READY_TIMEOUT = 30.0
+
+
+@click.group()
+def boot() -> None:
+    """Run the engine server of this machine."""
+
+
+def _healthy(home: Home) -> bool:
+    import socket
+
+    if not home.socket.exists():
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(str(home.socket))
+            sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: engine\r\nConnection: close\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def _daemonize(config: Config, argv: list[str]) -> None:
+    from .._server_runtime import running_pid
+
+    home = config.home
+    home.ensure()
+    out = home.logs_dir / "daemon.out"
+    with open(out, "ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "dxflow_server", *argv],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + _READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            tail = out.read_text(errors="replace").strip().splitlines()[-5:]
+            fail("the engine did not start:\n  " + "\n  ".join(tail))
+        if running_pid(home) == child.pid and _healthy(home):
+            click.echo(f"engine started (pid {child.pid}); logs in {home.log_file}")
+            return
+        time.sleep(0.02)
+    child.terminate()
+    fail(f"the engine did not answer within {_READY_TIMEOUT:.0f} s; see {out}")
+
+
+@boot.command()
+@click.option("--home", envvar="DXFLOW_HOME", help="Engine home (default ~/.dxflow).")
+@click.option("--profile", envvar="DXFLOW_PROFILE", help="Configuration profile.")
+@click.option("--host", help="TCP address to listen on [127.0.0.1].")
+@click.option("--port", type=int, help="TCP port [7419]; 0 picks a free one.")
+@click.option("--tls/--no-tls", default=None, help="Serve https (self-signed unless --cert).")
+@click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate (PEM).")
+@click.option("--cert-key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--daemon", is_flag=True, help="Detach; return once the engine answers.")
+def up(daemon: bool, **options: Any) -> None:
+    """Start the engine server: a unix socket in the home, plus TCP."""
+    home, profile = options.pop("home"), options.pop("profile")
+    if options["cert"] or options["cert_key"]:
+        options["tls"] = True
+    with handle_errors(False):
+        config = load_config(home, profile, **options)
+        if daemon:
+            argv = ["--home", str(config.home.root)] + (["--profile", profile] if profile else [])
+            for name, value in options.items():
+                if value is not None:
+                    flag = "--" + name.replace("_", "-")
+                    argv += [flag] if value is True else ["--no-tls"] if value is False else [flag, str(value)]
+            return _daemonize(config, argv)
+        from dxflow_server._boot import serve
+
+        serve(config)
+
+
+@boot.command()
+@click.option("--home", envvar="DXFLOW_HOME", help="Engine home (default ~/.dxflow).")
+@click.option("--timeout", default=15.0, show_default=True, help="Seconds to wait for a graceful stop.")
+def down(home: str | None, timeout: float) -> None:
+    """Stop the engine server gracefully (SIGTERM, then wait)."""
+    from .._server_runtime import running_pid
+
+    paths = Home.resolve(home)
+    pid = running_pid(paths)
+    if pid is None:
+        click.echo(f"no engine is running on {paths.root}")
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid(paths) != pid:
+            click.echo(f"engine stopped (pid {pid})")
+            return
+        time.sleep(0.05)
+    fail(f"the engine (pid {pid}) did not stop within {timeout:.0f} s; `kill -9 {pid}` forces it")
+
+
+@boot.command()
+@click.option("--home", envvar="DXFLOW_HOME", help="Engine home (default ~/.dxflow).")
+@click.option("--json", "as_json", is_flag=True)
+def status(home: str | None, as_json: bool) -> None:
+    """Is an engine running on this home, and where does it listen?"""
+    from .._server_runtime import read_runtime
+
+    paths = Home.resolve(home)
+    runtime = read_runtime(paths)
+    state = {"running": runtime is not None, "healthy": runtime is not None and _healthy(paths),
+             "home": str(paths.root), **(runtime or {})}  # fmt: skip
+    if as_json:
+        emit_json(state)
+    elif runtime is None:
+        click.echo(f"no engine is running on {paths.root}")
+    else:
+        uptime = time.time() - runtime["started_at"]
+        key_values([("state", "running" if state["healthy"] else "not answering"),
+                    ("pid", runtime["pid"]), ("engine", runtime["engine_id"]),
+                    ("url", runtime["url"]), ("socket", runtime["socket"]),
+                    ("uptime", f"{uptime:.0f} s"), ("home", paths.root)])  # fmt: skip
+    if runtime is None:
+        sys.exit(3)

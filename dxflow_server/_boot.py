@@ -1,0 +1,157 @@
+"""Booting an engine server: a unix socket in the home (always) plus TCP, optionally TLS.
+
+One engine per home: a lock file held for the life of the process makes a second
+boot fail with the running pid, and the pid file lets `boot down` find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from dxflow._config import Config, Home, atomic_write
+from dxflow._exceptions import ConfigError
+from dxflow._server_runtime import running_pid
+
+__all__ = ["serve"]
+
+log = logging.getLogger("dxflow.server")
+
+
+@contextmanager
+def _engine_lock(home: Home) -> Iterator[None]:
+    handle = open(home.lockfile, "a+")  # noqa: SIM115 - held for the life of the engine
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        pid = running_pid(home)
+        who = f"pid {pid}" if pid else "another process"
+        raise ConfigError(f"an engine is already running on {home.root} ({who})") from None
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def _unix_socket(path: Path) -> socket.socket:
+    path.unlink(missing_ok=True)  # a stale socket: we hold the engine lock
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # born 0600: no window in which others could connect
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    return sock
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def _configure_logging(config: Config, stream: TextIO | None) -> None:
+    level = getattr(logging, config.log_level.upper(), logging.INFO)
+    handlers: list[logging.Handler] = [logging.FileHandler(config.home.log_file)]
+    if stream is not None:
+        handlers.append(logging.StreamHandler(stream))
+    logging.basicConfig(
+        level=level, handlers=handlers, force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )  # fmt: skip
+    logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
+
+
+def _servers(config: Config, app: Any, tls: tuple[Path, Path] | None) -> list[Any]:
+    import uvicorn
+
+    common: dict[str, Any] = {
+        "app": app, "lifespan": "off", "access_log": False, "server_header": False,
+        "proxy_headers": False, "log_config": None, "timeout_graceful_shutdown": 10,
+    }  # fmt: skip
+    secure: dict[str, Any] = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
+    servers = [uvicorn.Server(uvicorn.Config(**common)), uvicorn.Server(uvicorn.Config(**common, **secure))]
+    for server in servers:
+        server.config.load()
+        server.lifespan = server.config.lifespan_class(server.config)  # as Server.serve does
+    return servers
+
+
+async def _run(servers: list[Any], sockets: list[socket.socket]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    for server, sock in zip(servers, sockets, strict=True):
+        await server.startup(sockets=[sock])
+    await asyncio.gather(*(server.main_loop() for server in servers))
+    await asyncio.gather(
+        *(server.shutdown(sockets=[sock]) for server, sock in zip(servers, sockets, strict=True))
+    )
+
+
+def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
+    """Run the engine server in this process until SIGTERM or SIGINT."""
+    home = config.home
+    home.ensure()
+    with ExitStack() as stack:
+        stack.enter_context(_engine_lock(home))
+        _configure_logging(config, banner)
+        from dxflow._core import EngineCore
+
+        from ._app import create_app
+        from ._tls import tls_files
+
+        tls = tls_files(config) if config.tls else None
+        sockets = [_unix_socket(home.socket), _tcp_socket(config.host, config.port)]
+        stack.callback(home.socket.unlink, missing_ok=True)
+        core = EngineCore(config)
+        stack.callback(core.close)
+        servers = _servers(config, create_app(core), tls)
+        scheme = "https" if tls else "http"
+        host, port = sockets[1].getsockname()[:2]
+        url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
+        runtime = {
+            "pid": os.getpid(), "url": url, "socket": str(home.socket), "tls": bool(tls),
+            "engine_id": core.engine_id, "started_at": time.time(),
+            "cert": str(tls[0]) if tls else None,
+        }  # fmt: skip
+        atomic_write(home.runtime_file, json.dumps(runtime).encode(), mode=0o600)
+        atomic_write(home.pidfile, f"{os.getpid()}\n".encode())
+        stack.callback(home.runtime_file.unlink, missing_ok=True)
+        stack.callback(home.pidfile.unlink, missing_ok=True)
+        log.info("engine %s serving %s and unix://%s (pid %d)", core.engine_id, url, home.socket, os.getpid())
+        _loop_runner(_run(servers, sockets))
+        log.info("engine %s stopped", core.engine_id)
+
+
+def _loop_runner(main: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
