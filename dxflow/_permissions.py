@@ -29,7 +29,7 @@ class Permission(enum.Flag):
         result = cls(0)
         for raw in names:
             name = raw.strip().upper().replace("-", "_")
-            if not name:
+            if not name or name == "NONE":  # NONE is how an empty set prints
                 continue
             try:
                 result |= cls[name]
@@ -59,13 +59,14 @@ DEFAULT_PERMISSIONS = (
 def check_permission(granted: Permission, required: Permission | None, mutating: bool) -> str | None:
     """Return None when `granted` allows the call, else the name of what is missing.
 
-    `required` None means any authenticated identity may call. MASTER allows all;
-    READ_ONLY blocks every mutating call, whatever else is granted.
+    `required` None means any authenticated identity may call. READ_ONLY blocks every
+    mutating call, whatever else is granted (a READ_ONLY MASTER is an auditor: it reads
+    keys and the audit log but changes nothing); otherwise MASTER allows all.
     """
+    if mutating and Permission.READ_ONLY in granted:
+        return "write access (the key is READ_ONLY)"
     if Permission.MASTER in granted:
         return None
     if required is not None and required not in granted:
         return str(required)
-    if mutating and Permission.READ_ONLY in granted:
-        return "write access (the key is READ_ONLY)"
     return None

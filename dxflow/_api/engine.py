@@ -42,9 +42,10 @@ class _Options:
         verify: bool | str = True,
         timeout: float = 30.0,
         token_lifetime: int = 3600,
+        transport: Transport | None = None,
     ) -> None:
         self.url = url
-        self._transport: Transport = open_transport(
+        self._transport: Transport = transport or open_transport(
             url, key, home=home, profile=profile, verify=verify, timeout=timeout,
             token_lifetime=token_lifetime,
         )  # fmt: skip

@@ -38,7 +38,9 @@ def _permissions(value: object) -> list[str]:
     if isinstance(value, Permission):
         return value.names
     if isinstance(value, str | list | tuple):
-        return Permission.parse(value).names  # type: ignore[arg-type]
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("permissions must be names")
+        return Permission.parse(value).names
     raise ValueError("permissions must be a list of names or a comma-separated string")
 
 

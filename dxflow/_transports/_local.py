@@ -15,9 +15,12 @@ __all__ = ["LocalTransport"]
 
 
 class LocalTransport(Transport):
-    def __init__(self, core: EngineCore, key: PrivateKey | None = None) -> None:
+    def __init__(
+        self, core: EngineCore, key: PrivateKey | None = None, *, owns_core: bool = True
+    ) -> None:
         self.core = core
         self._key = key
+        self._owns_core = owns_core
         self._dispatcher = core.dispatcher
         self._master = core.local_context()
 
@@ -40,4 +43,5 @@ class LocalTransport(Transport):
         return self._dispatcher.call_inline(self._context(), op, params)
 
     async def aclose(self) -> None:
-        self.core.close()
+        if self._owns_core:
+            self.core.close()

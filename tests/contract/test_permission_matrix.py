@@ -1,0 +1,130 @@
+"""Walk the whole operation table with keys of every permission set, through the REST
+door and the in-process door: 401 without credentials, 403 naming what is missing,
+otherwise allowed (the call may still fail for its own reasons, e.g. 422 or 404).
+
+The matrix is built from the table, so it grows by itself as operations are added.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from dxflow import Permission, PermissionDenied, Unauthenticated
+from dxflow._core import Context, EngineCore
+from dxflow._exceptions import ApiError
+from dxflow._keys import load_private_key
+from dxflow._operations import OPERATIONS, Operation
+
+from ..conftest import KeyFactory, RestClient
+
+SINGLE = [Permission.SHELL, Permission.OBJECT, Permission.WORKFLOW, Permission.PROXY,
+          Permission.BRIDGE, Permission.PLATFORM]  # fmt: skip
+DEFAULT = Permission.parse("PROXY,BRIDGE,SHELL,OBJECT,PLATFORM,WORKFLOW")
+PERMISSION_SETS: list[Permission | None] = [
+    None,
+    Permission(0),
+    *SINGLE,
+    *(p | Permission.READ_ONLY for p in SINGLE),
+    DEFAULT,
+    DEFAULT | Permission.READ_ONLY,
+    Permission.MASTER,
+    Permission.MASTER | Permission.READ_ONLY,
+]
+
+
+def expected(op: Operation, granted: Permission | None) -> int | None:
+    """The rule, as the issue states it: None means allowed."""
+    if op.public:
+        return None
+    if granted is None:
+        return 401
+    if op.mutating and Permission.READ_ONLY in granted:
+        return 403
+    if Permission.MASTER in granted:
+        return None
+    if op.permission is None or op.permission in granted:
+        return None
+    return 403
+
+
+def _path(op: Operation) -> str:
+    path = op.path
+    for name in op.path_params:
+        path = path.replace("{" + name + "}", "nobody")
+    return path
+
+
+@pytest.mark.parametrize("granted", PERMISSION_SETS, ids=str)
+def test_rest_door(rest: RestClient, core: EngineCore, make_key: KeyFactory,
+                   granted: Permission | None) -> None:  # fmt: skip
+    headers = {}
+    if granted is not None:
+        pair = make_key(granted)
+        record = core.keys.get(pair.private.stem)
+        assert record is not None
+        headers["Authorization"] = f"Bearer {core.auth.issue(record, 600).token}"
+    for op in OPERATIONS.values():
+        kwargs = {"headers": headers} if op.body_in_query else {"headers": headers, "json": {}}
+        status, body = rest.status(op.method, _path(op), **kwargs)
+        want = expected(op, granted)
+        if want is None:
+            assert status not in (401, 403), (op.name, str(granted), status, body)
+        else:
+            assert status == want, (op.name, str(granted), status, body)
+            error = json.loads(body)["error"]
+            if want == 403:
+                assert error["code"] == "permission_denied"
+                assert granted is not None
+                read_only = op.mutating and Permission.READ_ONLY in granted
+                missing = "READ_ONLY" if read_only else str(op.permission)
+                assert missing in error["message"], (op.name, error["message"])
+            else:
+                assert error["code"] == "unauthenticated"
+
+
+async def _call(core: EngineCore, ctx: Context, op: Operation) -> None:
+    if op.kind == "stream":
+        items: AsyncIterator[object] = core.dispatcher.stream(ctx, op, {"count": 1} if op.request else {})
+        async for _ in items:
+            break
+        await items.aclose()  # type: ignore[attr-defined]
+    else:
+        await core.dispatcher.call(ctx, op, {})
+
+
+@pytest.mark.parametrize("granted", PERMISSION_SETS, ids=str)
+def test_in_process_door(core: EngineCore, make_key: KeyFactory, granted: Permission | None) -> None:
+    identity = None
+    if granted is not None:
+        identity = core.auth.identity_for_key(load_private_key(make_key(granted).private).public)
+        assert identity.permissions == granted
+    ctx = Context(identity, client="local")
+    for op in OPERATIONS.values():
+        want = expected(op, granted)
+        try:
+            anyio.run(_call, core, ctx, op)
+        except Unauthenticated:
+            assert want == 401, op.name
+        except PermissionDenied as exc:
+            assert want == 403, (op.name, exc.message)
+            assert exc.details["operation"] == op.name
+        except ApiError as exc:
+            assert want is None, (op.name, exc)
+        else:
+            assert want is None, op.name
+
+
+def test_denials_are_audited(rest: RestClient, core: EngineCore, make_key: KeyFactory) -> None:
+    pair = make_key(Permission.PLATFORM)
+    record = core.keys.get(pair.private.stem)
+    assert record is not None
+    token = core.auth.issue(record, 600).token
+    response = rest.get("/api/keys", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+    rows = core.state.query("SELECT identity, operation, outcome, client FROM audit")
+    denied = [r for r in rows if tuple(r)[:3] == (record.identity, "keys.list", "denied")]
+    assert len(denied) == 1 and denied[0]["client"].startswith("127.0.0.1:")

@@ -1,0 +1,61 @@
+"""The operation table, the core's handlers and the server's routes match one to one."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from dxflow._core import EngineCore
+from dxflow._operations import OPERATIONS
+from dxflow_server._app import META_ROUTES
+
+from ..conftest import RestClient
+
+
+def test_every_operation_has_exactly_one_handler(core: EngineCore) -> None:
+    assert core.dispatcher.handles() == set(OPERATIONS)
+
+
+def test_every_operation_has_exactly_one_route_and_no_route_is_extra(app: Starlette) -> None:
+    routes = [r for r in app.routes if isinstance(r, Route)]
+    by_name = {r.name: r for r in routes if r.name in OPERATIONS}
+    assert set(by_name) == set(OPERATIONS)
+    for name, op in OPERATIONS.items():
+        route = by_name[name]
+        assert route.path == op.path, name
+        assert op.method in (route.methods or set()), name
+    extra = {r.path for r in routes if r.name not in OPERATIONS}
+    assert extra == META_ROUTES
+
+
+def test_routes_are_unique_per_method_and_path() -> None:
+    keys = [(op.method, op.path) for op in OPERATIONS.values()]
+    assert len(keys) == len(set(keys))
+
+
+def test_table_rows_are_consistent() -> None:
+    for op in OPERATIONS.values():
+        assert op.response is not None, op.name
+        if op.path_params:
+            assert op.request is not None, op.name
+            for name in op.path_params:
+                assert name in op.request.model_fields, (op.name, name)
+        if op.mutating:
+            assert not op.public, op.name
+        if op.method == "GET":
+            assert not op.mutating, op.name
+        if op.target is not None:
+            assert op.request is not None and op.target in op.request.model_fields, op.name
+        assert op.path.startswith("/api/"), op.name
+
+
+def test_openapi_document_lists_every_operation(rest: RestClient) -> None:
+    document = rest.get("/api/openapi.json").json()
+    seen = {
+        entry["operationId"]: (method.upper(), path)
+        for path, methods in document["paths"].items()
+        for method, entry in methods.items()
+    }
+    assert seen == {name: (op.method, op.path) for name, op in OPERATIONS.items()}
+    assert document["paths"]["/api/health"]["get"]["security"] == []
+    assert document["paths"]["/api/keys"]["post"]["x-dxflow-permission"] == "MASTER"
