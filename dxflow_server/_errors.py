@@ -42,7 +42,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(NotFound(f"no route {path}", path=path))
     if exc.status_code == 405:
-        allowed = exc.headers.get("Allow", "") if exc.headers else ""
+        allow = exc.headers.get("Allow", "") if exc.headers else ""
+        allowed = ", ".join(sorted(filter(None, (m.strip() for m in allow.split(",")))))
         return error_response(
             MethodNotAllowed(f"{request.method} is not allowed on {path} (allowed: {allowed})",
                              allowed=allowed)
