@@ -41,6 +41,11 @@ def _client(
         return httpx.AsyncClient(base_url="http://engine", transport=transport, timeout=timeout)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"engine URL {url!r} must be http://, https:// or unix:///path")
+    if isinstance(verify, str):  # a CA bundle, e.g. the engine's self-signed certificate
+        import ssl
+
+        context = ssl.create_default_context(cafile=verify)
+        return httpx.AsyncClient(base_url=url.rstrip("/"), verify=context, timeout=timeout)
     return httpx.AsyncClient(base_url=url.rstrip("/"), verify=verify, timeout=timeout)
 
 

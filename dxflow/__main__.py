@@ -1,0 +1,5 @@
+"""`python -m dxflow`: the dxflow command line."""
+
+from ._cli import main
+
+main()

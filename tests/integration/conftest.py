@@ -1,0 +1,56 @@
+"""Real processes: `dxflow` commands run as subprocesses against real sockets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def dxflow(*args: str | Path, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a fresh process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dxflow", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if check and done.returncode != 0:
+        raise AssertionError(f"dxflow {args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@dataclass
+class Booted:
+    home: Path
+    runtime: dict[str, Any]
+
+    @property
+    def url(self) -> str:
+        return str(self.runtime["url"])
+
+    @property
+    def pid(self) -> int:
+        return int(self.runtime["pid"])
+
+    @property
+    def master_key(self) -> Path:
+        return self.home / "keys" / "master.pem"
+
+
+def boot(home: Path, *flags: str) -> Booted:
+    dxflow("boot", "up", "--home", home, "--port", "0", "--daemon", *flags)
+    status = json.loads(dxflow("boot", "status", "--home", home, "--json").stdout)
+    assert status["running"] and status["healthy"], status
+    return Booted(home, status)
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
+    engine = boot(tmp_path_factory.mktemp("booted") / "home")
+    yield engine
+    dxflow("boot", "down", "--home", engine.home, check=False)

@@ -1,0 +1,79 @@
+"""The CLI against a real engine: every command, tables and --json, keys end to end."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from .conftest import Booted, dxflow as run
+
+
+def test_ping_info_stats_whoami(booted: Booted) -> None:
+    assert "pong from dxf-" in run("ping", "--home", booted.home).stdout
+    pong = json.loads(run("ping", "--home", booted.home, "--json").stdout)
+    assert pong["identity"] == "master" and pong["round_trip_ms"] > 0
+    info = run("info", "--home", booted.home).stdout
+    assert "engine" in info and "MOUNT" in info
+    data = json.loads(run("info", "--json", "--home", booted.home).stdout)
+    assert data["engine_id"] == booted.runtime["engine_id"]
+    assert "INTERFACE" in run("stats", "--home", booted.home).stdout
+    samples = run("stats", "--watch", "--interval", "0.2", "--count", "2", "--json", "--home", booted.home)
+    assert samples.stdout.count('"time"') == 2
+    assert "MASTER" in run("whoami", "--home", booted.home).stdout
+
+
+def test_keys_end_to_end_through_the_url_door(booted: Booted, tmp_path: Path) -> None:
+    made = json.loads(run("key", "generate", "ops", "--dir", tmp_path, "--json").stdout)
+    private = Path(made["private"])
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert "BEGIN PUBLIC KEY" in Path(made["public"]).read_text()
+    run("key", "register", made["public"], "--identity", "ops", "--permissions", "PLATFORM,READ_ONLY",
+        "--home", booted.home)  # fmt: skip
+    listed = json.loads(run("key", "list", "--json", "--home", booted.home).stdout)
+    assert {k["identity"]: k["permissions"] for k in listed}["ops"] == ["PLATFORM", "READ_ONLY"]
+    as_ops = ["--url", booted.url, "--key", private]
+    assert "as ops" in run("ping", *as_ops).stdout
+    denied = run("key", "list", *as_ops, check=False)
+    assert denied.returncode == 1 and "needs" in denied.stderr
+    env_ping = run("ping", "--json", "--url", booted.url, "--key", private)
+    assert json.loads(env_ping.stdout)["identity"] == "ops"
+    rotated = json.loads(run("key", "generate", "ops2", "--dir", tmp_path, "--json").stdout)
+    run("key", "rotate", "ops", rotated["public"], "--home", booted.home)
+    assert run("ping", *as_ops, check=False).returncode == 1
+    assert "as ops" in run("ping", "--url", booted.url, "--key", rotated["private"]).stdout
+    run("key", "unregister", "ops", "--home", booted.home)
+    failed = run("ping", "--url", booted.url, "--key", rotated["private"], check=False)
+    assert failed.returncode == 1 and "authentication failed" in failed.stderr
+
+
+def test_audit_list_filters(booted: Booted, tmp_path: Path) -> None:
+    made = json.loads(run("key", "generate", "aud", "--dir", tmp_path, "--json").stdout)
+    run("key", "register", made["public"], "--identity", "aud", "--home", booted.home)
+    records = json.loads(run("audit", "list", "--since", "10m", "--operation", "keys.register",
+                             "--json", "--home", booted.home).stdout)  # fmt: skip
+    assert any(r["target"] == "aud" and r["outcome"] == "ok" for r in records)
+    table = run("audit", "list", "--identity", "master", "--limit", "3", "--home", booted.home).stdout
+    assert table.splitlines()[0].split()[:3] == ["TIME", "IDENTITY", "OPERATION"]
+
+
+def test_bad_cli_input_is_a_clear_error(booted: Booted, tmp_path: Path) -> None:
+    bad_lifetime = run("token", "--lifetime", "forever", "--home", booted.home, check=False)
+    assert bad_lifetime.returncode == 2 and "not a duration" in bad_lifetime.stderr
+    short = run("token", "--lifetime", "10s", "--home", booted.home, check=False)
+    assert short.returncode == 1 and "lifetime" in short.stderr
+    bad_perm = run("key", "register", __file__, "--identity", "x", "--permissions", "ROOT",
+                   "--home", booted.home, check=False)  # fmt: skip
+    assert bad_perm.returncode == 2 and "unknown permission 'ROOT'" in bad_perm.stderr
+    missing = run("key", "register", tmp_path / "nope.pub", "--identity", "x", "--home", booted.home, check=False)
+    assert missing.returncode == 1 and "cannot read the public key file" in missing.stderr
+    no_key = run("ping", "--url", booted.url, "--key", tmp_path / "absent.pem", check=False)
+    assert no_key.returncode != 0
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    broken = run("ping", "--url", booted.url, "--key", garbage, check=False)
+    assert broken.returncode == 1 and "not an unencrypted PEM private key" in broken.stderr
+    nowhere = run("ping", "--url", "http://127.0.0.1:9", "--key", booted.master_key, check=False)
+    assert nowhere.returncode == 1 and "cannot reach the engine" in nowhere.stderr
+    json_error = run("key", "get", "--json", "--home", booted.home, check=False)
+    assert json_error.returncode == 2  # no such command: usage error
