@@ -56,7 +56,9 @@ DEFAULT_PERMISSIONS = (
 )
 
 
-def check_permission(granted: Permission, required: Permission | None, mutating: bool) -> str | None:
+def check_permission(
+    granted: Permission, required: Permission | None, mutating: bool
+) -> str | None:
     """Return None when `granted` allows the call, else the name of what is missing.
 
     `required` None means any authenticated identity may call. READ_ONLY blocks every

@@ -57,7 +57,7 @@ class Runner:
                     raise
                 if done:
                     return
-                yield item
+                yield item  # type: ignore[misc]  # not None when not done
         finally:
             closer = getattr(iterator, "aclose", None)
             if closer is not None and not loop.is_closed():

@@ -25,6 +25,6 @@ def create_app(core: EngineCore) -> Starlette:
         return JSONResponse(document)
 
     routes = [*operation_routes(core), Route("/api/openapi.json", openapi, methods=["GET"])]
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.state.core = core
     return app

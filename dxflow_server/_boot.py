@@ -15,8 +15,8 @@ import signal
 import socket
 import sys
 import time
-from contextlib import ExitStack, contextmanager
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -74,9 +74,11 @@ def _configure_logging(config: Config, stream: TextIO | None) -> None:
     if stream is not None:
         handlers.append(logging.StreamHandler(stream))
     logging.basicConfig(
-        level=level, handlers=handlers, force=True,
+        level=level,
+        handlers=handlers,
+        force=True,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )  # fmt: skip
+    )
     logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
 
 
@@ -84,11 +86,21 @@ def _servers(config: Config, app: Any, tls: tuple[Path, Path] | None) -> list[An
     import uvicorn
 
     common: dict[str, Any] = {
-        "app": app, "lifespan": "off", "access_log": False, "server_header": False,
-        "proxy_headers": False, "log_config": None, "timeout_graceful_shutdown": 10,
-    }  # fmt: skip
-    secure: dict[str, Any] = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
-    servers = [uvicorn.Server(uvicorn.Config(**common)), uvicorn.Server(uvicorn.Config(**common, **secure))]
+        "app": app,
+        "lifespan": "off",
+        "access_log": False,
+        "server_header": False,
+        "proxy_headers": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": 10,
+    }
+    secure: dict[str, Any] = (
+        {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
+    )
+    servers = [
+        uvicorn.Server(uvicorn.Config(**common)),
+        uvicorn.Server(uvicorn.Config(**common, **secure)),
+    ]
     for server in servers:
         server.config.load()
         server.lifespan = server.config.lifespan_class(server.config)  # as Server.serve does
@@ -134,15 +146,25 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
         host, port = sockets[1].getsockname()[:2]
         url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
         runtime = {
-            "pid": os.getpid(), "url": url, "socket": str(home.socket), "tls": bool(tls),
-            "engine_id": core.engine_id, "started_at": time.time(),
+            "pid": os.getpid(),
+            "url": url,
+            "socket": str(home.socket),
+            "tls": bool(tls),
+            "engine_id": core.engine_id,
+            "started_at": time.time(),
             "cert": str(tls[0]) if tls else None,
-        }  # fmt: skip
+        }
         atomic_write(home.runtime_file, json.dumps(runtime).encode(), mode=0o600)
         atomic_write(home.pidfile, f"{os.getpid()}\n".encode())
         stack.callback(home.runtime_file.unlink, missing_ok=True)
         stack.callback(home.pidfile.unlink, missing_ok=True)
-        log.info("engine %s serving %s and unix://%s (pid %d)", core.engine_id, url, home.socket, os.getpid())
+        log.info(
+            "engine %s serving %s and unix://%s (pid %d)",
+            core.engine_id,
+            url,
+            home.socket,
+            os.getpid(),
+        )
         _loop_runner(_run(servers, sockets))
         log.info("engine %s stopped", core.engine_id)
 

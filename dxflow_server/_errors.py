@@ -45,9 +45,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         allow = exc.headers.get("Allow", "") if exc.headers else ""
         allowed = ", ".join(sorted(filter(None, (m.strip() for m in allow.split(",")))))
         return error_response(
-            MethodNotAllowed(f"{request.method} is not allowed on {path} (allowed: {allowed})",
-                             allowed=allowed)
-        )  # fmt: skip
+            MethodNotAllowed(
+                f"{request.method} is not allowed on {path} (allowed: {allowed})", allowed=allowed
+            )
+        )
     error = ApiError(exc.detail or f"HTTP {exc.status_code}")
     return JSONResponse({"error": error.to_dict()}, status_code=exc.status_code)
 

@@ -40,8 +40,9 @@ def _parameters(op: Operation, schema: dict[str, Any] | None) -> list[dict[str, 
         required = set(schema.get("required", []))
         for name, prop in schema.get("properties", {}).items():
             if name not in op.path_params:
-                params.append({"name": name, "in": "query", "required": name in required,
-                               "schema": prop})  # fmt: skip
+                params.append(
+                    {"name": name, "in": "query", "required": name in required, "schema": prop}
+                )
     return params
 
 
@@ -57,8 +58,14 @@ def _body(op: Operation, schema: dict[str, Any]) -> dict[str, Any]:
 def _responses(op: Operation) -> dict[str, Any]:
     assert op.response is not None
     media = "application/x-ndjson" if op.kind == "stream" else "application/json"
-    ok = {"description": op.summary, "content": {media: {"schema": {"$ref": _REF.format(model=op.response.__name__)}}}}
-    error = {"description": "error", "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}}}
+    ok = {
+        "description": op.summary,
+        "content": {media: {"schema": {"$ref": _REF.format(model=op.response.__name__)}}},
+    }
+    error = {
+        "description": "error",
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
+    }
     codes = ["422", "429"] if op.public else ["401", "403", "422"]
     return {"200": ok, **{code: error for code in codes}}
 
@@ -66,7 +73,9 @@ def _responses(op: Operation) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     models = {op.response for op in OPERATIONS.values() if op.response}
     requests = {op.request for op in OPERATIONS.values() if op.request}
-    pairs = [(model, "serialization") for model in models] + [(model, "validation") for model in requests]
+    pairs = [(model, "serialization") for model in models] + [
+        (model, "validation") for model in requests
+    ]
     refs, defs = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
     schemas: dict[str, Any] = {**defs.get("$defs", {}), "Error": _ERROR}
     paths: dict[str, Any] = {}
@@ -94,6 +103,8 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }

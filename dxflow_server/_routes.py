@@ -25,8 +25,7 @@ async def _payload(request: Request, op: Operation) -> dict[str, Any]:
     if op.body_in_query:
         query = request.query_params
         payload: dict[str, Any] = {
-            key: values if len(values := query.getlist(key)) > 1 else values[0]
-            for key in query
+            key: values if len(values := query.getlist(key)) > 1 else values[0] for key in query
         }
     else:
         body = await request.body()

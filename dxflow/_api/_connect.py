@@ -41,7 +41,10 @@ def open_transport(
 
 def from_env_args() -> dict[str, Any]:
     """`DXFLOW_URL` and `DXFLOW_KEY`; with no URL, an in-process engine."""
-    return {"url": os.environ.get("DXFLOW_URL") or None, "key": os.environ.get("DXFLOW_KEY") or None}
+    return {
+        "url": os.environ.get("DXFLOW_URL") or None,
+        "key": os.environ.get("DXFLOW_KEY") or None,
+    }
 
 
 def home_args(home: KeyPath | None) -> dict[str, Any]:

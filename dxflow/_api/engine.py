@@ -25,8 +25,15 @@ __all__ = ["AsyncEngine", "Engine"]
 Since = datetime | timedelta | str | None
 
 
-def _audit_params(since: Since, identity: str | None, operation: str | None, limit: int) -> dict[str, Any]:
-    return {"since": since_datetime(since), "identity": identity, "operation": operation, "limit": limit}
+def _audit_params(
+    since: Since, identity: str | None, operation: str | None, limit: int
+) -> dict[str, Any]:
+    return {
+        "since": since_datetime(since),
+        "identity": identity,
+        "operation": operation,
+        "limit": limit,
+    }
 
 
 class _Options:
@@ -46,9 +53,14 @@ class _Options:
     ) -> None:
         self.url = url
         self._transport: Transport = transport or open_transport(
-            url, key, home=home, profile=profile, verify=verify, timeout=timeout,
+            url,
+            key,
+            home=home,
+            profile=profile,
+            verify=verify,
+            timeout=timeout,
             token_lifetime=token_lifetime,
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Self:
@@ -89,7 +101,9 @@ class AsyncEngine(_Options):
     async def stats(self) -> EngineStats:
         return await self._call("engine.stats")
 
-    def watch_stats(self, interval: float = 1.0, count: int | None = None) -> AsyncIterator[EngineStats]:
+    def watch_stats(
+        self, interval: float = 1.0, count: int | None = None
+    ) -> AsyncIterator[EngineStats]:
         return self._stream("engine.stats.watch", interval=interval, count=count)
 
     async def whoami(self) -> WhoAmI:
@@ -99,10 +113,15 @@ class AsyncEngine(_Options):
         return await self._call("auth.token", lifetime=lifetime)
 
     async def audit(
-        self, since: Since = None, identity: str | None = None,
-        operation: str | None = None, limit: int = 100,
-    ) -> list[AuditRecord]:  # fmt: skip
-        return (await self._call("audit.list", **_audit_params(since, identity, operation, limit))).records
+        self,
+        since: Since = None,
+        identity: str | None = None,
+        operation: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        return (
+            await self._call("audit.list", **_audit_params(since, identity, operation, limit))
+        ).records
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -153,9 +172,12 @@ class Engine(_Options):
         return self._call("auth.token", lifetime=lifetime)
 
     def audit(
-        self, since: Since = None, identity: str | None = None,
-        operation: str | None = None, limit: int = 100,
-    ) -> list[AuditRecord]:  # fmt: skip
+        self,
+        since: Since = None,
+        identity: str | None = None,
+        operation: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
         return self._call("audit.list", **_audit_params(since, identity, operation, limit)).records
 
     def close(self) -> None:
@@ -171,5 +193,3 @@ class Engine(_Options):
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-

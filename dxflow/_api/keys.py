@@ -49,10 +49,14 @@ class AsyncKeys(_KeyGeneration):
         return await self._engine._call("keys.get", identity=identity)
 
     async def register(
-        self, public_key: str | os.PathLike[str], identity: str,
+        self,
+        public_key: str | os.PathLike[str],
+        identity: str,
         permissions: Permissions = DEFAULT_PERMISSIONS,
-    ) -> KeyInfo:  # fmt: skip
-        return await self._engine._call("keys.register", **_register(public_key, identity, permissions))
+    ) -> KeyInfo:
+        return await self._engine._call(
+            "keys.register", **_register(public_key, identity, permissions)
+        )
 
     async def unregister(self, identity: str) -> KeyInfo:
         return await self._engine._call("keys.unregister", identity=identity)
@@ -74,9 +78,11 @@ class Keys(_KeyGeneration):
         return self._engine._call("keys.get", identity=identity)
 
     def register(
-        self, public_key: str | os.PathLike[str], identity: str,
+        self,
+        public_key: str | os.PathLike[str],
+        identity: str,
         permissions: Permissions = DEFAULT_PERMISSIONS,
-    ) -> KeyInfo:  # fmt: skip
+    ) -> KeyInfo:
         return self._engine._call("keys.register", **_register(public_key, identity, permissions))
 
     def unregister(self, identity: str) -> KeyInfo:

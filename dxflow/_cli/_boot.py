@@ -49,8 +49,11 @@ def _daemonize(config: Config, argv: list[str]) -> None:
     with open(out, "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "dxflow_server", *argv],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + _READY_TIMEOUT
     while time.monotonic() < deadline:
         if child.poll() is not None:
@@ -86,7 +89,13 @@ def up(daemon: bool, **options: Any) -> None:
             for name, value in options.items():
                 if value is not None:
                     flag = "--" + name.replace("_", "-")
-                    argv += [flag] if value is True else ["--no-tls"] if value is False else [flag, str(value)]
+                    argv += (
+                        [flag]
+                        if value is True
+                        else ["--no-tls"]
+                        if value is False
+                        else [flag, str(value)]
+                    )
             return _daemonize(config, argv)
         from dxflow_server._boot import serve
 
@@ -95,7 +104,9 @@ def up(daemon: bool, **options: Any) -> None:
 
 @boot.command()
 @click.option("--home", envvar="DXFLOW_HOME", help="Engine home (default ~/.dxflow).")
-@click.option("--timeout", default=15.0, show_default=True, help="Seconds to wait for a graceful stop.")
+@click.option(
+    "--timeout", default=15.0, show_default=True, help="Seconds to wait for a graceful stop."
+)
 def down(home: str | None, timeout: float) -> None:
     """Stop the engine server gracefully (SIGTERM, then wait)."""
     from .._server_runtime import running_pid
@@ -124,17 +135,28 @@ def status(home: str | None, as_json: bool) -> None:
 
     paths = Home.resolve(home)
     runtime = read_runtime(paths)
-    state = {"running": runtime is not None, "healthy": runtime is not None and _healthy(paths),
-             "home": str(paths.root), **(runtime or {})}  # fmt: skip
+    state = {
+        "running": runtime is not None,
+        "healthy": runtime is not None and _healthy(paths),
+        "home": str(paths.root),
+        **(runtime or {}),
+    }
     if as_json:
         emit_json(state)
     elif runtime is None:
         click.echo(f"no engine is running on {paths.root}")
     else:
         uptime = time.time() - runtime["started_at"]
-        key_values([("state", "running" if state["healthy"] else "not answering"),
-                    ("pid", runtime["pid"]), ("engine", runtime["engine_id"]),
-                    ("url", runtime["url"]), ("socket", runtime["socket"]),
-                    ("uptime", f"{uptime:.0f} s"), ("home", paths.root)])  # fmt: skip
+        key_values(
+            [
+                ("state", "running" if state["healthy"] else "not answering"),
+                ("pid", runtime["pid"]),
+                ("engine", runtime["engine_id"]),
+                ("url", runtime["url"]),
+                ("socket", runtime["socket"]),
+                ("uptime", f"{uptime:.0f} s"),
+                ("home", paths.root),
+            ]
+        )
     if runtime is None:
         sys.exit(3)

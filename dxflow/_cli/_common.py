@@ -59,22 +59,32 @@ def engine_command(function: F) -> F:
     """Add the common options; the command receives `opts: Options` first."""
 
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-    @click.option("--url", envvar="DXFLOW_URL", help="Engine URL (default: the local engine's socket).")
-    @click.option("--key", envvar="DXFLOW_KEY", type=click.Path(dir_okay=False), help="Private key file.")
+    @click.option(
+        "--url", envvar="DXFLOW_URL", help="Engine URL (default: the local engine's socket)."
+    )
+    @click.option(
+        "--key", envvar="DXFLOW_KEY", type=click.Path(dir_okay=False), help="Private key file."
+    )
     @click.option("--home", envvar="DXFLOW_HOME", help="Engine home (default ~/.dxflow).")
     @click.option("--profile", envvar="DXFLOW_PROFILE", help="Configuration profile.")
-    @click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Trust this CA for https.")
+    @click.option(
+        "--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Trust this CA for https."
+    )
     @click.option("--insecure", is_flag=True, help="Skip TLS certificate verification.")
     @functools.wraps(function)
     def wrapper(
-        as_json: bool, url: str | None, key: str | None, home: str | None,
-        profile: str | None, ca_cert: str | None, insecure: bool, **kwargs: Any,
-    ) -> Any:  # fmt: skip
+        as_json: bool,
+        url: str | None,
+        key: str | None,
+        home: str | None,
+        profile: str | None,
+        ca_cert: str | None,
+        insecure: bool,
+        **kwargs: Any,
+    ) -> Any:
         verify: bool | str = False if insecure else (ca_cert or True)
         opts = Options(as_json, url, key, home, profile, verify)
         with handle_errors(as_json):
             return function(opts, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-

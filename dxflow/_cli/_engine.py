@@ -43,20 +43,37 @@ def info(opts: Options) -> None:
     if opts.json:
         return emit_json(data)
     docker = data.docker
-    key_values([
-        ("engine", data.engine_id), ("name", data.name), ("version", data.version),
-        ("started", data.started_at), ("home", data.home),
-        ("os", f"{data.host.os} ({data.host.arch}, kernel {data.host.kernel})"),
-        ("python", data.host.python),
-        ("cpu", f"{data.cpu.count} x {data.cpu.model or 'unknown'}"),
-        ("memory", f"{human_bytes(data.memory.available)} free of {human_bytes(data.memory.total)}"),
-        ("docker", f"{docker.version} (API {docker.api_version})" if docker.available
-                   else f"unavailable: {docker.error}"),
-        ("gpus", ", ".join(f"{g.index}: {g.name}" for g in data.gpus) or "none"),
-    ])  # fmt: skip
+    key_values(
+        [
+            ("engine", data.engine_id),
+            ("name", data.name),
+            ("version", data.version),
+            ("started", data.started_at),
+            ("home", data.home),
+            ("os", f"{data.host.os} ({data.host.arch}, kernel {data.host.kernel})"),
+            ("python", data.host.python),
+            ("cpu", f"{data.cpu.count} x {data.cpu.model or 'unknown'}"),
+            (
+                "memory",
+                f"{human_bytes(data.memory.available)} free of {human_bytes(data.memory.total)}",
+            ),
+            (
+                "docker",
+                f"{docker.version} (API {docker.api_version})"
+                if docker.available
+                else f"unavailable: {docker.error}",
+            ),
+            ("gpus", ", ".join(f"{g.index}: {g.name}" for g in data.gpus) or "none"),
+        ]
+    )
     click.echo()
-    table([(d.mount, d.device, d.fstype, human_bytes(d.total), human_bytes(d.free))
-           for d in data.disks], ["mount", "device", "fs", "size", "free"])  # fmt: skip
+    table(
+        [
+            (d.mount, d.device, d.fstype, human_bytes(d.total), human_bytes(d.free))
+            for d in data.disks
+        ],
+        ["mount", "device", "fs", "size", "free"],
+    )
 
 
 def _print_stats(data: object, as_json: bool) -> None:
@@ -67,18 +84,41 @@ def _print_stats(data: object, as_json: bool) -> None:
         return emit_json(data)
     cores = " ".join(f"{p:.0f}%" for p in data.cpu.per_core)
     mem = data.memory
-    key_values([
-        ("time", data.time),
-        ("cpu", f"{data.cpu.percent:.1f}%  per core: {cores}  load: "
-                + " ".join(f"{v:.2f}" for v in data.cpu.load_average)),
-        ("memory", f"{human_bytes(mem.used)} used of {human_bytes(mem.total)} ({mem.percent:.0f}%)"),
-    ])  # fmt: skip
+    key_values(
+        [
+            ("time", data.time),
+            (
+                "cpu",
+                f"{data.cpu.percent:.1f}%  per core: {cores}  load: "
+                + " ".join(f"{v:.2f}" for v in data.cpu.load_average),
+            ),
+            (
+                "memory",
+                f"{human_bytes(mem.used)} used of {human_bytes(mem.total)} ({mem.percent:.0f}%)",
+            ),
+        ]
+    )
     click.echo()
-    table([(d.mount, human_bytes(d.used), human_bytes(d.total), f"{d.percent:.0f}%")
-           for d in data.disks], ["mount", "used", "size", "use"])  # fmt: skip
+    table(
+        [
+            (d.mount, human_bytes(d.used), human_bytes(d.total), f"{d.percent:.0f}%")
+            for d in data.disks
+        ],
+        ["mount", "used", "size", "use"],
+    )
     click.echo()
-    table([(n.interface, human_bytes(n.bytes_recv), human_bytes(n.bytes_sent), n.errors_in + n.errors_out)
-           for n in data.network], ["interface", "received", "sent", "errors"])  # fmt: skip
+    table(
+        [
+            (
+                n.interface,
+                human_bytes(n.bytes_recv),
+                human_bytes(n.bytes_sent),
+                n.errors_in + n.errors_out,
+            )
+            for n in data.network
+        ],
+        ["interface", "received", "sent", "errors"],
+    )
 
 
 @click.command()
@@ -105,12 +145,19 @@ def whoami(opts: Options) -> None:
         me = engine.whoami()
     if opts.json:
         return emit_json(me)
-    key_values([("identity", me.identity), ("permissions", me.permissions), ("engine", me.engine_id)])
+    key_values(
+        [("identity", me.identity), ("permissions", me.permissions), ("engine", me.engine_id)]
+    )
 
 
 @click.command()
-@click.option("--lifetime", default="1h", show_default=True, callback=_lifetime,
-              help="How long the token lives (1m to 24h).")  # fmt: skip
+@click.option(
+    "--lifetime",
+    default="1h",
+    show_default=True,
+    callback=_lifetime,
+    help="How long the token lives (1m to 24h).",
+)
 @engine_command
 def token(opts: Options, lifetime: int) -> None:
     """Print a bearer token for curl and other HTTP clients."""
@@ -132,11 +179,18 @@ def audit() -> None:
 @click.option("--operation", help="Only this operation (e.g. keys.register).")
 @click.option("--limit", default=100, show_default=True)
 @engine_command
-def audit_list(opts: Options, since: str | None, identity: str | None, operation: str | None, limit: int) -> None:
+def audit_list(
+    opts: Options, since: str | None, identity: str | None, operation: str | None, limit: int
+) -> None:
     """Audit records, newest first."""
     with opts.engine() as engine:
         records = engine.audit(since=since, identity=identity, operation=operation, limit=limit)
     if opts.json:
         return emit_json(records)
-    table([(r.time, r.identity, r.operation, r.target, r.outcome, r.client, r.detail) for r in records],
-          ["time", "identity", "operation", "target", "outcome", "client", "detail"])  # fmt: skip
+    table(
+        [
+            (r.time, r.identity, r.operation, r.target, r.outcome, r.client, r.detail)
+            for r in records
+        ],
+        ["time", "identity", "operation", "target", "outcome", "client", "detail"],
+    )

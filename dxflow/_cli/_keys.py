@@ -20,12 +20,21 @@ def key() -> None:
 
 @key.command()
 @click.argument("name")
-@click.option("--type", "key_type", type=click.Choice(["rsa", "ed25519"]), default="rsa", show_default=True)
+@click.option(
+    "--type", "key_type", type=click.Choice(["rsa", "ed25519"]), default="rsa", show_default=True
+)
 @click.option("--bits", default=2048, show_default=True, help="RSA key size (>= 2048).")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Where to write (default <home>/keys).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Where to write (default <home>/keys).",
+)
 @click.option("--home", envvar="DXFLOW_HOME", help="Engine home (default ~/.dxflow).")
 @click.option("--json", "as_json", is_flag=True)
-def generate(name: str, key_type: str, bits: int, directory: str | None, home: str | None, as_json: bool) -> None:
+def generate(
+    name: str, key_type: str, bits: int, directory: str | None, home: str | None, as_json: bool
+) -> None:
     """Write a new key pair NAME.pem (0600) and NAME.pub. Needs no engine."""
     from .._keys import generate_key_pair
 
@@ -34,8 +43,16 @@ def generate(name: str, key_type: str, bits: int, directory: str | None, home: s
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         pair = generate_key_pair(folder / f"{name}.pem", key_type, bits)  # type: ignore[arg-type]
     if as_json:
-        return emit_json({"private": str(pair.private), "public": str(pair.public), "fingerprint": pair.fingerprint})
-    key_values([("private", pair.private), ("public", pair.public), ("fingerprint", pair.fingerprint)])
+        return emit_json(
+            {
+                "private": str(pair.private),
+                "public": str(pair.public),
+                "fingerprint": pair.fingerprint,
+            }
+        )
+    key_values(
+        [("private", pair.private), ("public", pair.public), ("fingerprint", pair.fingerprint)]
+    )
 
 
 def _show(info: object, as_json: bool) -> None:
@@ -44,16 +61,27 @@ def _show(info: object, as_json: bool) -> None:
     assert isinstance(info, KeyInfo)
     if as_json:
         return emit_json(info)
-    key_values([("identity", info.identity), ("type", info.key_type), ("fingerprint", info.fingerprint),
-                ("permissions", info.permissions), ("created", info.created_at),
-                ("rotated", info.rotated_at)])  # fmt: skip
+    key_values(
+        [
+            ("identity", info.identity),
+            ("type", info.key_type),
+            ("fingerprint", info.fingerprint),
+            ("permissions", info.permissions),
+            ("created", info.created_at),
+            ("rotated", info.rotated_at),
+        ]
+    )
 
 
 @key.command()
 @click.argument("public_key")
 @click.option("--identity", required=True, help="The name this key authenticates as.")
-@click.option("--permissions", default="PROXY,BRIDGE,SHELL,OBJECT,PLATFORM,WORKFLOW", show_default=True,
-              help="Comma-separated: SHELL, OBJECT, WORKFLOW, PROXY, BRIDGE, PLATFORM, READ_ONLY, MASTER.")  # fmt: skip
+@click.option(
+    "--permissions",
+    default="PROXY,BRIDGE,SHELL,OBJECT,PLATFORM,WORKFLOW",
+    show_default=True,
+    help="Comma-separated: SHELL, OBJECT, WORKFLOW, PROXY, BRIDGE, PLATFORM, READ_ONLY, MASTER.",
+)
 @engine_command
 def register(opts: Options, public_key: str, identity: str, permissions: str) -> None:
     """Register PUBLIC_KEY (a .pub file or PEM text) as IDENTITY."""
@@ -75,8 +103,10 @@ def list_keys(opts: Options) -> None:
         keys = engine.keys.list()
     if opts.json:
         return emit_json(keys)
-    table([(k.identity, k.key_type, k.fingerprint, k.permissions, k.created_at) for k in keys],
-          ["identity", "type", "fingerprint", "permissions", "created"])  # fmt: skip
+    table(
+        [(k.identity, k.key_type, k.fingerprint, k.permissions, k.created_at) for k in keys],
+        ["identity", "type", "fingerprint", "permissions", "created"],
+    )
 
 
 @key.command()

@@ -102,9 +102,12 @@ class AuthService:
         record = self._registry.get(str(claims.get("sub")))
         if record is None or record.version != claims.get("kv"):
             self._audit.record(
-                Context(None, client), "auth.token", "rejected",
-                identity=str(claims.get("sub")), detail="key unregistered or rotated",
-            )  # fmt: skip
+                Context(None, client),
+                "auth.token",
+                "rejected",
+                identity=str(claims.get("sub")),
+                detail="key unregistered or rotated",
+            )
             raise Unauthenticated("invalid token: its key was unregistered or rotated")
         return Identity(record.identity, record.permissions, record.public.fingerprint)
 
@@ -146,7 +149,9 @@ class AuthService:
         with self._lock:
             expiry = self._nonces.pop(request.nonce, None)
         if expiry is None or expiry <= time.monotonic():
-            self._fail(ctx, request.identity or request.fingerprint, "unknown, used or expired challenge")
+            self._fail(
+                ctx, request.identity or request.fingerprint, "unknown, used or expired challenge"
+            )
             raise Unauthenticated(f"{_FAILED}: the challenge is unknown, used or expired")
         record = (
             self._registry.get(request.identity)

@@ -34,8 +34,7 @@ class Dispatcher:
         self._inline = {
             name
             for name, handler in handlers.items()
-            if not inspect.iscoroutinefunction(handler)
-            and not inspect.isasyncgenfunction(handler)
+            if not inspect.iscoroutinefunction(handler) and not inspect.isasyncgenfunction(handler)
         }
 
     def handles(self) -> set[str]:
@@ -75,7 +74,9 @@ class Dispatcher:
             return exc
         ref = secrets.token_hex(4)
         log.error("internal error in %s (ref %s)", op.name, ref, exc_info=exc)
-        return InternalError(f"internal error in {op.name}; the engine log has the cause (ref {ref})")
+        return InternalError(
+            f"internal error in {op.name}; the engine log has the cause (ref {ref})"
+        )
 
     async def call(self, ctx: Context, op: Operation, payload: Any = None) -> Response:
         request = self.admit(ctx, op, payload)

@@ -6,18 +6,36 @@ Only this module imports `docker`; its exceptions are translated here and never 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from .._exceptions import EngineUnavailable
+from .._exceptions import (
+    ApiError,
+    Conflict,
+    EngineUnavailable,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+)
 from .._models import DockerInfo
 
 __all__ = ["DockerAdapter"]
 
 T = TypeVar("T")
+
+
+def _api_error(exc: Any) -> ApiError:
+    """Docker answered with an error: keep its words, map its status onto our tree."""
+    status = getattr(exc.response, "status_code", None)
+    text = str(getattr(exc, "explanation", None) or exc)
+    kind: type[ApiError] = {400: InvalidRequest, 404: NotFound, 409: Conflict}.get(
+        status or 0, EngineUnavailable if status == 503 else InternalError
+    )
+    return kind(f"Docker: {text}", docker_status=status)
 
 
 class DockerAdapter:
@@ -38,8 +56,17 @@ class DockerAdapter:
                 else:
                     self._client = docker.from_env(timeout=30)
             except docker.errors.DockerException as exc:
-                raise EngineUnavailable(f"Docker Engine is not reachable: {exc}") from None
+                raise self._unavailable(exc) from None
         return self._client
+
+    def _unavailable(self, exc: Exception) -> EngineUnavailable:
+        where = self._base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        text = str(exc)
+        if "FileNotFoundError" in text or "No such file" in text:
+            text = "no socket there (is dockerd running?)"
+        elif "PermissionError" in text or "Permission denied" in text:
+            text = "permission denied (is this user in the docker group?)"
+        return EngineUnavailable(f"Docker Engine is not reachable at {where}: {text}", docker=where)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run a blocking Docker call in a worker thread, translating its errors."""
@@ -55,7 +82,9 @@ class DockerAdapter:
         try:
             return function(self._connect(), *args)
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-            raise EngineUnavailable(f"Docker Engine is not reachable: {exc}") from None
+            if isinstance(exc, docker.errors.APIError):
+                raise _api_error(exc) from None
+            raise self._unavailable(exc) from None
 
     async def info(self) -> DockerInfo:
         try:

@@ -86,7 +86,9 @@ class KeyRegistry:
         return self._fresh().get(identity)
 
     def by_fingerprint(self, fingerprint: str) -> KeyRecord | None:
-        return next((r for r in self._fresh().values() if r.public.fingerprint == fingerprint), None)
+        return next(
+            (r for r in self._fresh().values() if r.public.fingerprint == fingerprint), None
+        )
 
     def add(self, identity: str, public: PublicKey, permissions: Permission) -> KeyRecord:
         with self._state.transaction() as db:
@@ -99,9 +101,15 @@ class KeyRegistry:
                 raise Conflict(f"this public key is registered already as {taken[0]!r}")
             db.execute(
                 "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                (identity, public.key_type, public.fingerprint, public.pem,
-                 str(permissions), time.time()),
-            )  # fmt: skip
+                (
+                    identity,
+                    public.key_type,
+                    public.fingerprint,
+                    public.pem,
+                    str(permissions),
+                    time.time(),
+                ),
+            )
         self._seen_version = None
         return self._require(identity)
 
@@ -115,7 +123,9 @@ class KeyRegistry:
 
     @handles("keys.list")
     def list(self, ctx: Context, request: None) -> KeyList:
-        return KeyList(keys=[r.info() for r in sorted(self._fresh().values(), key=lambda r: r.identity)])
+        return KeyList(
+            keys=[r.info() for r in sorted(self._fresh().values(), key=lambda r: r.identity)]
+        )
 
     @handles("keys.get")
     def get_key(self, ctx: Context, request: KeyRef) -> KeyInfo:

@@ -83,34 +83,61 @@ async def _gpus() -> list[GpuInfo]:
         fields = [f.strip() for f in line.split(",")]
         if len(fields) == 5 and fields[0].isdigit():
             memory = int(float(fields[3]) * 2**20) if fields[3].replace(".", "").isdigit() else None
-            gpus.append(GpuInfo(index=int(fields[0]), name=fields[1], uuid=fields[2],
-                                memory_total=memory, driver=fields[4]))  # fmt: skip
+            gpus.append(
+                GpuInfo(
+                    index=int(fields[0]),
+                    name=fields[1],
+                    uuid=fields[2],
+                    memory_total=memory,
+                    driver=fields[4],
+                )
+            )
     return gpus
 
 
 def _sample() -> EngineStats:
     memory, swap = psutil.virtual_memory(), psutil.swap_memory()
     disks = [
-        DiskStats(mount=part.mountpoint, total=usage.total, used=usage.used,
-                  free=usage.free, percent=usage.percent)
+        DiskStats(
+            mount=part.mountpoint,
+            total=usage.total,
+            used=usage.used,
+            free=usage.free,
+            percent=usage.percent,
+        )
         for part, usage in _disks()
-    ]  # fmt: skip
+    ]
     network = [
-        NetworkStats(interface=name, bytes_sent=c.bytes_sent, bytes_recv=c.bytes_recv,
-                     packets_sent=c.packets_sent, packets_recv=c.packets_recv,
-                     errors_in=c.errin, errors_out=c.errout)
+        NetworkStats(
+            interface=name,
+            bytes_sent=c.bytes_sent,
+            bytes_recv=c.bytes_recv,
+            packets_sent=c.packets_sent,
+            packets_recv=c.packets_recv,
+            errors_in=c.errin,
+            errors_out=c.errout,
+        )
         for name, c in sorted(psutil.net_io_counters(pernic=True).items())
-    ]  # fmt: skip
+    ]
     per_core = psutil.cpu_percent(percpu=True)
     return EngineStats(
         time=datetime.now(UTC),
-        cpu=CpuStats(percent=sum(per_core) / max(len(per_core), 1), per_core=per_core,
-                     load_average=os.getloadavg()),
-        memory=MemoryStats(total=memory.total, used=memory.used, available=memory.available,
-                           percent=memory.percent, swap_total=swap.total, swap_used=swap.used),
+        cpu=CpuStats(
+            percent=sum(per_core) / max(len(per_core), 1),
+            per_core=per_core,
+            load_average=os.getloadavg(),
+        ),
+        memory=MemoryStats(
+            total=memory.total,
+            used=memory.used,
+            available=memory.available,
+            percent=memory.percent,
+            swap_total=swap.total,
+            swap_used=swap.used,
+        ),
         disks=disks,
         network=network,
-    )  # fmt: skip
+    )
 
 
 class PlatformService:
@@ -134,10 +161,16 @@ class PlatformService:
     async def info(self, ctx: Context, request: None) -> EngineInfo:
         def host() -> tuple[list[DiskInfo], MemoryInfo]:
             disks = [
-                DiskInfo(mount=part.mountpoint, device=part.device, fstype=part.fstype,
-                         total=usage.total, used=usage.used, free=usage.free)
+                DiskInfo(
+                    mount=part.mountpoint,
+                    device=part.device,
+                    fstype=part.fstype,
+                    total=usage.total,
+                    used=usage.used,
+                    free=usage.free,
+                )
                 for part, usage in _disks()
-            ]  # fmt: skip
+            ]
             memory = psutil.virtual_memory()
             return disks, MemoryInfo(total=memory.total, available=memory.available)
 
@@ -149,16 +182,23 @@ class PlatformService:
             version=__version__,
             started_at=self._started,
             home=self._home,
-            host=HostInfo(hostname=uname.node, os=f"{uname.system} {_os_release()}".strip(),
-                          kernel=uname.release, arch=uname.machine,
-                          python=sys.version.split()[0]),
-            cpu=CpuInfo(count=psutil.cpu_count() or 1, physical=psutil.cpu_count(logical=False),
-                        model=_cpu_model()),
+            host=HostInfo(
+                hostname=uname.node,
+                os=f"{uname.system} {_os_release()}".strip(),
+                kernel=uname.release,
+                arch=uname.machine,
+                python=sys.version.split()[0],
+            ),
+            cpu=CpuInfo(
+                count=psutil.cpu_count() or 1,
+                physical=psutil.cpu_count(logical=False),
+                model=_cpu_model(),
+            ),
             memory=memory,
             disks=disks,
             gpus=await _gpus(),
             docker=await self._docker.info(),
-        )  # fmt: skip
+        )
 
     @handles("engine.stats")
     async def stats(self, ctx: Context, request: None) -> EngineStats:

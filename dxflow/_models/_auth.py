@@ -63,7 +63,6 @@ class Verify(Request):
     signature: str = Field(min_length=16, max_length=4096, description="base64 signature")
     lifetime: int = Lifetime
 
-
     @model_validator(mode="after")
     def _one_name(self) -> Verify:
         if (self.identity is None) == (self.fingerprint is None):
@@ -77,7 +76,7 @@ class TokenRequest(Request):
 
 class Token(Response):
     token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name
     identity: str
     permissions: list[str]
     expires_at: datetime

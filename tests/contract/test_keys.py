@@ -20,7 +20,7 @@ def _pair(tmp_path: Path, name: str, key_type: str = "ed25519") -> tuple[Path, P
 
 
 def test_register_list_get_unregister(engine: Engine, tmp_path: Path) -> None:
-    private, public = _pair(tmp_path, "alice")
+    _, public = _pair(tmp_path, "alice")
     info = engine.keys.register(public, "alice", Permission.SHELL | Permission.OBJECT)
     assert info.identity == "alice" and info.key_type == "ed25519"
     assert set(info.permissions) == {"SHELL", "OBJECT"}
@@ -69,8 +69,10 @@ def test_short_rsa_key_is_rejected(engine: Engine) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    weak = rsa.generate_private_key(65537, 1024).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    weak = (
+        rsa.generate_private_key(65537, 1024)  # noqa: S505 - the point
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     with pytest.raises(InvalidRequest, match="2048"):
         engine.keys.register(weak.decode(), "weak")
@@ -155,9 +157,12 @@ def test_rotate_to_a_key_of_another_identity_conflicts(
 
 
 def test_audit_records_mutations_denials_and_logins(
-    engine: Engine, make_engine: EngineFactory, make_key: KeyFactory, tmp_path: Path,
+    engine: Engine,
+    make_engine: EngineFactory,
+    make_key: KeyFactory,
+    tmp_path: Path,
     transport: str,
-) -> None:  # fmt: skip
+) -> None:
     started = datetime.now(UTC) - timedelta(seconds=1)
     _, public = _pair(tmp_path, "judy")
     engine.keys.register(public, "judy", "SHELL")
@@ -179,7 +184,9 @@ def test_audit_records_mutations_denials_and_logins(
 
 
 def test_audit_needs_master(make_engine: EngineFactory, make_key: KeyFactory) -> None:
-    everything_else = make_engine(make_key(Permission.parse("SHELL,OBJECT,WORKFLOW,PROXY,BRIDGE,PLATFORM")).private)
+    everything_else = make_engine(
+        make_key(Permission.parse("SHELL,OBJECT,WORKFLOW,PROXY,BRIDGE,PLATFORM")).private
+    )
     with pytest.raises(Exception, match="MASTER"):
         everything_else.audit()
     with pytest.raises(Exception, match="MASTER"):

@@ -21,8 +21,14 @@ from dxflow._operations import OPERATIONS, Operation
 
 from ..conftest import KeyFactory, RestClient
 
-SINGLE = [Permission.SHELL, Permission.OBJECT, Permission.WORKFLOW, Permission.PROXY,
-          Permission.BRIDGE, Permission.PLATFORM]  # fmt: skip
+SINGLE = [
+    Permission.SHELL,
+    Permission.OBJECT,
+    Permission.WORKFLOW,
+    Permission.PROXY,
+    Permission.BRIDGE,
+    Permission.PLATFORM,
+]
 DEFAULT = Permission.parse("PROXY,BRIDGE,SHELL,OBJECT,PLATFORM,WORKFLOW")
 PERMISSION_SETS: list[Permission | None] = [
     None,
@@ -59,8 +65,9 @@ def _path(op: Operation) -> str:
 
 
 @pytest.mark.parametrize("granted", PERMISSION_SETS, ids=str)
-def test_rest_door(rest: RestClient, core: EngineCore, make_key: KeyFactory,
-                   granted: Permission | None) -> None:  # fmt: skip
+def test_rest_door(
+    rest: RestClient, core: EngineCore, make_key: KeyFactory, granted: Permission | None
+) -> None:
     headers = {}
     if granted is not None:
         pair = make_key(granted)
@@ -88,7 +95,9 @@ def test_rest_door(rest: RestClient, core: EngineCore, make_key: KeyFactory,
 
 async def _call(core: EngineCore, ctx: Context, op: Operation) -> None:
     if op.kind == "stream":
-        items: AsyncIterator[object] = core.dispatcher.stream(ctx, op, {"count": 1} if op.request else {})
+        items: AsyncIterator[object] = core.dispatcher.stream(
+            ctx, op, {"count": 1} if op.request else {}
+        )
         async for _ in items:
             break
         await items.aclose()  # type: ignore[attr-defined]
@@ -97,7 +106,9 @@ async def _call(core: EngineCore, ctx: Context, op: Operation) -> None:
 
 
 @pytest.mark.parametrize("granted", PERMISSION_SETS, ids=str)
-def test_in_process_door(core: EngineCore, make_key: KeyFactory, granted: Permission | None) -> None:
+def test_in_process_door(
+    core: EngineCore, make_key: KeyFactory, granted: Permission | None
+) -> None:
     identity = None
     if granted is not None:
         identity = core.auth.identity_for_key(load_private_key(make_key(granted).private).public)

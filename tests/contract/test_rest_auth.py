@@ -23,14 +23,19 @@ def master(core: EngineCore) -> PrivateKey:
     return load_private_key(core.config.home.master_key)
 
 
-def _login(rest: RestClient, key: PrivateKey, lifetime: int = 600, **name: str) -> dict[str, object]:
+def _login(
+    rest: RestClient, key: PrivateKey, lifetime: int = 600, **name: str
+) -> dict[str, object]:
     challenge = rest.post("/api/auth/challenge", json={}).json()
-    response = rest.post("/api/auth/verify", json={
-        **(name or {"fingerprint": key.public.fingerprint}),
-        "nonce": challenge["nonce"],
-        "signature": key.sign_b64(challenge["message"]),
-        "lifetime": lifetime,
-    })  # fmt: skip
+    response = rest.post(
+        "/api/auth/verify",
+        json={
+            **(name or {"fingerprint": key.public.fingerprint}),
+            "nonce": challenge["nonce"],
+            "signature": key.sign_b64(challenge["message"]),
+            "lifetime": lifetime,
+        },
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -53,10 +58,14 @@ def test_rsa_signatures_are_pkcs1v15_sha256(rest: RestClient, master: PrivateKey
     assert isinstance(master.key, rsa.RSAPrivateKey)
     challenge = rest.post("/api/auth/challenge", json={}).json()
     signature = master.key.sign(challenge["message"].encode(), padding.PKCS1v15(), hashes.SHA256())
-    response = rest.post("/api/auth/verify", json={
-        "identity": "master", "nonce": challenge["nonce"],
-        "signature": base64.b64encode(signature).decode(),
-    })  # fmt: skip
+    response = rest.post(
+        "/api/auth/verify",
+        json={
+            "identity": "master",
+            "nonce": challenge["nonce"],
+            "signature": base64.b64encode(signature).decode(),
+        },
+    )
     assert response.status_code == 200
     issued = datetime.fromisoformat(response.json()["expires_at"])
     assert abs((issued - datetime.now(UTC)).total_seconds() - 3600) < 60  # default: one hour
@@ -69,8 +78,11 @@ def test_ed25519_keys_authenticate(rest: RestClient, make_key: KeyFactory) -> No
 
 def test_replayed_challenge_is_refused(rest: RestClient, master: PrivateKey) -> None:
     challenge = rest.post("/api/auth/challenge", json={}).json()
-    body = {"identity": "master", "nonce": challenge["nonce"],
-            "signature": master.sign_b64(challenge["message"])}  # fmt: skip
+    body = {
+        "identity": "master",
+        "nonce": challenge["nonce"],
+        "signature": master.sign_b64(challenge["message"]),
+    }
     assert rest.post("/api/auth/verify", json=body).status_code == 200
     replay = rest.post("/api/auth/verify", json=body)
     assert replay.status_code == 401
@@ -83,10 +95,14 @@ def test_expired_challenge_is_refused(
     challenge = rest.post("/api/auth/challenge", json={}).json()
     real = time.monotonic
     monkeypatch.setattr(time, "monotonic", lambda: real() + 61)
-    response = rest.post("/api/auth/verify", json={
-        "identity": "master", "nonce": challenge["nonce"],
-        "signature": master.sign_b64(challenge["message"]),
-    })  # fmt: skip
+    response = rest.post(
+        "/api/auth/verify",
+        json={
+            "identity": "master",
+            "nonce": challenge["nonce"],
+            "signature": master.sign_b64(challenge["message"]),
+        },
+    )
     assert response.status_code == 401
 
 
@@ -97,10 +113,14 @@ def test_failures_do_not_reveal_whether_an_identity_exists(
     messages = []
     for identity in ("master", "nobody-by-that-name"):
         challenge = rest.post("/api/auth/challenge", json={}).json()
-        response = rest.post("/api/auth/verify", json={
-            "identity": identity, "nonce": challenge["nonce"],
-            "signature": stranger.sign_b64(challenge["message"]),
-        })  # fmt: skip
+        response = rest.post(
+            "/api/auth/verify",
+            json={
+                "identity": identity,
+                "nonce": challenge["nonce"],
+                "signature": stranger.sign_b64(challenge["message"]),
+            },
+        )
         assert response.status_code == 401
         messages.append(response.json()["error"]["message"])
     assert messages[0] == messages[1]
@@ -108,9 +128,14 @@ def test_failures_do_not_reveal_whether_an_identity_exists(
 
 def test_garbage_signature_is_401_not_500(rest: RestClient) -> None:
     challenge = rest.post("/api/auth/challenge", json={}).json()
-    response = rest.post("/api/auth/verify", json={
-        "identity": "master", "nonce": challenge["nonce"], "signature": "!" * 40,
-    })  # fmt: skip
+    response = rest.post(
+        "/api/auth/verify",
+        json={
+            "identity": "master",
+            "nonce": challenge["nonce"],
+            "signature": "!" * 40,
+        },
+    )
     assert response.status_code == 401
 
 
@@ -125,8 +150,12 @@ def test_garbage_tokens_are_401(rest: RestClient, token: str) -> None:
 
 
 def test_forged_expired_and_foreign_tokens_are_401(rest: RestClient, core: EngineCore) -> None:
-    claims = {"iss": core.engine_id, "sub": "master", "perm": ["MASTER"],
-              "kv": core.keys.get("master").version}  # type: ignore[union-attr]  # fmt: skip
+    claims = {
+        "iss": core.engine_id,
+        "sub": "master",
+        "perm": ["MASTER"],
+        "kv": core.keys.get("master").version,
+    }  # type: ignore[union-attr]
     forged, _ = encode_token(b"not the engine secret" * 2, claims, 600)
     expired, _ = encode_token(core.auth._secret, claims, -5)
     foreign, _ = encode_token(core.auth._secret, {**claims, "iss": "dxf-elsewhere"}, 600)
@@ -159,12 +188,19 @@ def test_token_is_accepted_as_cookie_but_not_as_query_on_plain_http(
 
 
 @pytest.mark.parametrize("lifetime", [59, 86401, "forever"])
-def test_lifetime_out_of_range_is_422(rest: RestClient, master: PrivateKey, lifetime: object) -> None:
+def test_lifetime_out_of_range_is_422(
+    rest: RestClient, master: PrivateKey, lifetime: object
+) -> None:
     challenge = rest.post("/api/auth/challenge", json={}).json()
-    response = rest.post("/api/auth/verify", json={
-        "identity": "master", "nonce": challenge["nonce"],
-        "signature": master.sign_b64(challenge["message"]), "lifetime": lifetime,
-    })  # fmt: skip
+    response = rest.post(
+        "/api/auth/verify",
+        json={
+            "identity": "master",
+            "nonce": challenge["nonce"],
+            "signature": master.sign_b64(challenge["message"]),
+            "lifetime": lifetime,
+        },
+    )
     assert response.status_code == 422
     assert response.json()["error"]["details"]["errors"][0]["field"] == "lifetime"
 
@@ -176,12 +212,29 @@ def test_malformed_requests(rest: RestClient, master: PrivateKey, core: EngineCo
     cases = [
         (rest.post("/api/keys", content=b"{not json", headers=auth), 422, "not valid JSON"),
         (rest.post("/api/keys", content=b"[1, 2]", headers=auth), 422, "JSON object"),
-        (rest.post("/api/keys", json={"identity": "x", "public_key": "k" * 40,
-                                      "colour": "red"}, headers=auth), 422, "colour: unknown field"),  # fmt: skip
-        (rest.post("/api/keys", json={"identity": 5, "public_key": "k" * 40}, headers=auth),
-         422, "identity"),
-        (rest.post("/api/keys/master/rotate", json={"identity": "master", "public_key": "k" * 40},
-                   headers=auth), 422, "both the path and the body"),  # fmt: skip
+        (
+            rest.post(
+                "/api/keys",
+                json={"identity": "x", "public_key": "k" * 40, "colour": "red"},
+                headers=auth,
+            ),
+            422,
+            "colour: unknown field",
+        ),
+        (
+            rest.post("/api/keys", json={"identity": 5, "public_key": "k" * 40}, headers=auth),
+            422,
+            "identity",
+        ),
+        (
+            rest.post(
+                "/api/keys/master/rotate",
+                json={"identity": "master", "public_key": "k" * 40},
+                headers=auth,
+            ),
+            422,
+            "both the path and the body",
+        ),
         (rest.get("/api/audit", params={"limit": "lots"}, headers=auth), 422, "limit"),
         (rest.get("/api/nothing-here", headers=auth), 404, "no route"),
         (rest.request("PATCH", "/api/keys", headers=auth), 405, "PATCH is not allowed"),

@@ -13,14 +13,21 @@ from typing import Any
 import pytest
 
 
-def dxflow(*args: str | Path, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def dxflow(
+    *args: str | Path, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a fresh process."""
     done = subprocess.run(
         [sys.executable, "-m", "dxflow", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if check and done.returncode != 0:
-        raise AssertionError(f"dxflow {args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(
+            f"dxflow {args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
     return done
 
 

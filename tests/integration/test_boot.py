@@ -16,7 +16,8 @@ import pytest
 import dxflow
 from dxflow import EngineUnavailable, Unauthenticated
 
-from .conftest import Booted, boot, dxflow as run
+from .conftest import Booted, boot
+from .conftest import dxflow as run
 
 
 def test_ping_over_tcp_and_unix_socket(booted: Booted) -> None:
@@ -77,9 +78,9 @@ def test_tls_with_a_self_signed_certificate(tmp_path: Path) -> None:
         assert stat.S_IMODE((cert.parent / "key.pem").stat().st_mode) == 0o600
         with dxflow.Engine(engine.url, key=engine.master_key, verify=str(cert)) as secure:
             assert secure.ping().identity == "master"
-        with dxflow.Engine(engine.url, key=engine.master_key) as untrusting:
-            with pytest.raises(EngineUnavailable, match="cannot reach"):
-                untrusting.ping()  # self-signed: refused without the certificate
+        untrusting = dxflow.Engine(engine.url, key=engine.master_key)
+        with untrusting, pytest.raises(EngineUnavailable, match="cannot reach"):
+            untrusting.ping()  # self-signed: refused without the certificate
         # the unix socket stays plain HTTP for the local CLI
         assert run("ping", "--home", engine.home).returncode == 0
     finally:

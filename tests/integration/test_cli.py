@@ -6,7 +6,8 @@ import json
 import stat
 from pathlib import Path
 
-from .conftest import Booted, dxflow as run
+from .conftest import Booted
+from .conftest import dxflow as run
 
 
 def test_ping_info_stats_whoami(booted: Booted) -> None:
@@ -18,7 +19,9 @@ def test_ping_info_stats_whoami(booted: Booted) -> None:
     data = json.loads(run("info", "--json", "--home", booted.home).stdout)
     assert data["engine_id"] == booted.runtime["engine_id"]
     assert "INTERFACE" in run("stats", "--home", booted.home).stdout
-    samples = run("stats", "--watch", "--interval", "0.2", "--count", "2", "--json", "--home", booted.home)
+    samples = run(
+        "stats", "--watch", "--interval", "0.2", "--count", "2", "--json", "--home", booted.home
+    )
     assert samples.stdout.count('"time"') == 2
     assert "MASTER" in run("whoami", "--home", booted.home).stdout
 
@@ -28,8 +31,17 @@ def test_keys_end_to_end_through_the_url_door(booted: Booted, tmp_path: Path) ->
     private = Path(made["private"])
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert "BEGIN PUBLIC KEY" in Path(made["public"]).read_text()
-    run("key", "register", made["public"], "--identity", "ops", "--permissions", "PLATFORM,READ_ONLY",
-        "--home", booted.home)  # fmt: skip
+    run(
+        "key",
+        "register",
+        made["public"],
+        "--identity",
+        "ops",
+        "--permissions",
+        "PLATFORM,READ_ONLY",
+        "--home",
+        booted.home,
+    )
     listed = json.loads(run("key", "list", "--json", "--home", booted.home).stdout)
     assert {k["identity"]: k["permissions"] for k in listed}["ops"] == ["PLATFORM", "READ_ONLY"]
     as_ops = ["--url", booted.url, "--key", private]
@@ -50,10 +62,23 @@ def test_keys_end_to_end_through_the_url_door(booted: Booted, tmp_path: Path) ->
 def test_audit_list_filters(booted: Booted, tmp_path: Path) -> None:
     made = json.loads(run("key", "generate", "aud", "--dir", tmp_path, "--json").stdout)
     run("key", "register", made["public"], "--identity", "aud", "--home", booted.home)
-    records = json.loads(run("audit", "list", "--since", "10m", "--operation", "keys.register",
-                             "--json", "--home", booted.home).stdout)  # fmt: skip
+    records = json.loads(
+        run(
+            "audit",
+            "list",
+            "--since",
+            "10m",
+            "--operation",
+            "keys.register",
+            "--json",
+            "--home",
+            booted.home,
+        ).stdout
+    )
     assert any(r["target"] == "aud" and r["outcome"] == "ok" for r in records)
-    table = run("audit", "list", "--identity", "master", "--limit", "3", "--home", booted.home).stdout
+    table = run(
+        "audit", "list", "--identity", "master", "--limit", "3", "--home", booted.home
+    ).stdout
     assert table.splitlines()[0].split()[:3] == ["TIME", "IDENTITY", "OPERATION"]
 
 
@@ -62,10 +87,29 @@ def test_bad_cli_input_is_a_clear_error(booted: Booted, tmp_path: Path) -> None:
     assert bad_lifetime.returncode == 2 and "not a duration" in bad_lifetime.stderr
     short = run("token", "--lifetime", "10s", "--home", booted.home, check=False)
     assert short.returncode == 1 and "lifetime" in short.stderr
-    bad_perm = run("key", "register", __file__, "--identity", "x", "--permissions", "ROOT",
-                   "--home", booted.home, check=False)  # fmt: skip
+    bad_perm = run(
+        "key",
+        "register",
+        __file__,
+        "--identity",
+        "x",
+        "--permissions",
+        "ROOT",
+        "--home",
+        booted.home,
+        check=False,
+    )
     assert bad_perm.returncode == 2 and "unknown permission 'ROOT'" in bad_perm.stderr
-    missing = run("key", "register", tmp_path / "nope.pub", "--identity", "x", "--home", booted.home, check=False)
+    missing = run(
+        "key",
+        "register",
+        tmp_path / "nope.pub",
+        "--identity",
+        "x",
+        "--home",
+        booted.home,
+        check=False,
+    )
     assert missing.returncode == 1 and "cannot read the public key file" in missing.stderr
     no_key = run("ping", "--url", booted.url, "--key", tmp_path / "absent.pem", check=False)
     assert no_key.returncode != 0

@@ -16,15 +16,22 @@ def test_defaults_and_home_layout(tmp_path: Path) -> None:
     assert config.port == DEFAULT_PORT and config.host == "127.0.0.1" and not config.tls
     config.home.ensure()
     assert config.home.config_file.exists()
-    for folder in (config.home.root, config.home.keys_dir, config.home.secrets_dir, config.home.run_dir):
+    for folder in (
+        config.home.root,
+        config.home.keys_dir,
+        config.home.secrets_dir,
+        config.home.run_dir,
+    ):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert config.storage_root == config.home.root / "storage"
 
 
 def test_precedence_file_profile_env_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = Home(tmp_path)
-    atomic_write(home.config_file, b'port = 7500\nlog_level = "debug"\n'
-                                   b'[profiles.gpu]\nport = 7600\ntls = true\n')  # fmt: skip
+    atomic_write(
+        home.config_file,
+        b'port = 7500\nlog_level = "debug"\n[profiles.gpu]\nport = 7600\ntls = true\n',
+    )
     assert load_config(home).port == 7500
     gpu = load_config(home, "gpu")
     assert (gpu.port, gpu.tls, gpu.log_level) == (7600, True, "debug")

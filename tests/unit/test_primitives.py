@@ -31,16 +31,26 @@ def test_check_permission_rules() -> None:
     assert check_permission(shell, Permission.SHELL, mutating=True) is None
     assert check_permission(shell, Permission.OBJECT, mutating=False) == "OBJECT"
     assert check_permission(shell | Permission.READ_ONLY, Permission.SHELL, mutating=False) is None
-    assert "READ_ONLY" in str(check_permission(shell | Permission.READ_ONLY, Permission.SHELL, True))
+    assert "READ_ONLY" in str(
+        check_permission(shell | Permission.READ_ONLY, Permission.SHELL, True)
+    )
     assert check_permission(Permission.MASTER, Permission.SHELL, mutating=True) is None
     assert check_permission(Permission(0), None, mutating=False) is None
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90", 90), ("30s", 30), ("15m", 900), ("1h", 3600), ("2d", 172800), ("1h30m", 5400),
-     (timedelta(minutes=2), 120), (1.5, 1.5)],
-)  # fmt: skip
+    [
+        ("90", 90),
+        ("30s", 30),
+        ("15m", 900),
+        ("1h", 3600),
+        ("2d", 172800),
+        ("1h30m", 5400),
+        (timedelta(minutes=2), 120),
+        (1.5, 1.5),
+    ],
+)
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds  # type: ignore[arg-type]
 
@@ -81,14 +91,25 @@ def test_errors_rebuild_from_code_and_pickle() -> None:
     assert error.details == {"permission": "SHELL"}
     assert isinstance(error_from_code("workflow_failed", "x"), dxflow.Conflict)
     assert type(error_from_code("from-the-future", "x")) is ApiError
-    clone = pickle.loads(pickle.dumps(error))
+    clone = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
     assert isinstance(clone, dxflow.PermissionDenied) and clone.details == error.details
 
 
 def test_import_dxflow_stays_lean() -> None:
-    heavy = ["pydantic", "httpx", "starlette", "cryptography", "docker", "uvicorn", "psutil", "anyio"]
+    heavy = [
+        "pydantic",
+        "httpx",
+        "starlette",
+        "cryptography",
+        "docker",
+        "uvicorn",
+        "psutil",
+        "anyio",
+    ]
     code = f"import dxflow, sys; print([m for m in {heavy!r} if m in sys.modules])"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert loaded.stdout.strip() == "[]"
 
 
