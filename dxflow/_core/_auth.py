@@ -66,6 +66,7 @@ class AuthService:
         registry: KeyRegistry,
         audit: AuditLog,
         rate_limit: int,
+        decoy: PublicKey,
     ) -> None:
         self.engine_id = engine_id
         self._secret = secret
@@ -74,6 +75,7 @@ class AuthService:
         self._limiter = RateLimiter(rate_limit)
         self._nonces: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        self._decoy = decoy
 
     # -- tokens -------------------------------------------------------------------------
 
@@ -158,19 +160,23 @@ class AuthService:
             if request.identity is not None
             else self._registry.by_fingerprint(str(request.fingerprint))
         )
-        if record is None or not self._signature_ok(record, request):
+        if record is None:
+            # Spend the time a real verification takes, so timing does not tell
+            # an unknown identity from a wrong signature.
+            self._signature_ok(self._decoy, request)
+        if record is None or not self._signature_ok(record.public, request):
             self._fail(ctx, request.identity or request.fingerprint, "bad signature or unknown key")
             raise Unauthenticated(f"{_FAILED}: the signature does not match a registered key")
         self._audit.record(ctx, "auth.verify", "ok", identity=record.identity)
         return self.issue(record, request.lifetime)
 
-    def _signature_ok(self, record: KeyRecord, request: Verify) -> bool:
+    def _signature_ok(self, public: PublicKey, request: Verify) -> bool:
         try:
             signature = base64.b64decode(request.signature, validate=True)
         except (binascii.Error, ValueError):
             return False
         message = challenge_message(self.engine_id, request.nonce).encode()
-        return record.public.verify(message, signature)
+        return public.verify(message, signature)
 
     def _fail(self, ctx: Context, identity: str | None, why: str) -> None:
         self._audit.record(ctx, "auth.verify", "failed", identity=identity, detail=why)

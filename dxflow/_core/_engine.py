@@ -76,6 +76,7 @@ class EngineCore:
             self.keys,
             self.audit,
             config.auth_rate_limit,
+            decoy=master.public,
         )
         self.docker = DockerAdapter(config.docker_host)
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)

@@ -114,3 +114,21 @@ def test_async_twin_behaves_the_same(
             assert [k.identity for k in keys] == ["master"]
 
     anyio.run(main)
+
+
+@pytest.mark.parametrize("transport", ["http"], indirect=True)  # the HTTP transport's own
+def test_http_transport_renews_tokens_before_expiry_and_after_401(
+    make_engine: EngineFactory, core: EngineCore
+) -> None:
+    engine = make_engine()
+    http = engine._transport
+    assert engine.ping().identity == "master"
+    logins = len([r for r in engine.audit(operation="auth.verify") if r.outcome == "ok"])
+    first = http._token  # type: ignore[attr-defined]
+    http._expires = __import__("time").time() + 30  # type: ignore[attr-defined]  # inside the margin
+    engine.ping()
+    assert http._token != first  # type: ignore[attr-defined]
+    core.auth._secret = b"r" * 32  # as after the engine lost its secret: every token is dead
+    assert engine.ping().identity == "master"  # one 401, one fresh handshake, one retry
+    after = len([r for r in engine.audit(operation="auth.verify") if r.outcome == "ok"])
+    assert after == logins + 2
