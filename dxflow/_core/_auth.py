@@ -99,19 +99,20 @@ class AuthService:
         try:
             claims = decode_token(self._secret, token, self.engine_id)
         except TokenError as exc:
-            self._audit.record(Context(None, client), "auth.token", "rejected", detail=str(exc))
+            self._reject(client, str(exc), None)
             raise Unauthenticated(f"invalid token: {exc}") from None
         record = self._registry.get(str(claims.get("sub")))
         if record is None or record.version != claims.get("kv"):
-            self._audit.record(
-                Context(None, client),
-                "auth.token",
-                "rejected",
-                identity=str(claims.get("sub")),
-                detail="key unregistered or rotated",
-            )
+            self._reject(client, "key unregistered or rotated", str(claims.get("sub")))
             raise Unauthenticated("invalid token: its key was unregistered or rotated")
         return Identity(record.identity, record.permissions, record.public.fingerprint)
+
+    def _reject(self, client: str | None, why: str, identity: str | None) -> None:
+        # Failed tokens count against the client's authentication budget, which also
+        # bounds how fast a stranger can make the audit log grow.
+        self._limiter.hit(client)
+        ctx = Context(None, client)
+        self._audit.record(ctx, "auth.token", "rejected", identity=identity, detail=why)
 
     def identity_for_key(self, public: PublicKey) -> Identity:
         """The identity of an in-process engine opened with a private key."""

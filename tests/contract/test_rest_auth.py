@@ -266,3 +266,16 @@ def test_auth_endpoints_are_rate_limited_per_client(rest: RestClient, core: Engi
     other = Context(None, client="198.51.100.2:5000")
     challenge = anyio.run(core.dispatcher.call, other, OPERATIONS["auth.challenge"], {})
     assert challenge.nonce  # type: ignore[attr-defined]
+
+
+def test_rejected_tokens_are_audited_and_rate_limited(rest: RestClient, core: EngineCore) -> None:
+    from dxflow._core._auth import RateLimiter
+
+    core.auth._limiter = RateLimiter(3)
+    statuses = [rest.get("/api/ping", headers=_bearer("garbage")).status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]
+    rows = core.state.query("SELECT outcome, detail FROM audit WHERE operation = 'auth.token'")
+    assert [tuple(r) for r in rows] == [("rejected", "malformed token")] * 3
+    anonymous = [rest.get("/api/ping").status_code for _ in range(3)]
+    assert anonymous == [401] * 3  # no credentials: refused, but not written to the log
+    assert len(core.state.query("SELECT id FROM audit")) == 3

@@ -116,3 +116,16 @@ def test_restart_after_kill_9_keeps_identity_and_keys(tmp_path: Path) -> None:
         assert [k["identity"] for k in keys] == ["master"]
     finally:
         run("boot", "down", "--home", engine.home)
+
+
+def test_from_env_reads_url_and_key(booted: Booted, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DXFLOW_URL", booted.url)
+    monkeypatch.setenv("DXFLOW_KEY", str(booted.master_key))
+    with dxflow.Engine.from_env() as engine:
+        assert repr(engine) == f"<Engine {booted.url}>"
+        assert engine.ping().engine_id == booted.runtime["engine_id"]
+    monkeypatch.delenv("DXFLOW_URL")
+    monkeypatch.setenv("DXFLOW_HOME", str(booted.home))
+    with dxflow.Engine.from_env() as local:  # no URL: in-process, on the same home
+        assert repr(local) == "<Engine in-process>"
+        assert local.ping().engine_id == booted.runtime["engine_id"]
