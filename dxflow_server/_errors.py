@@ -7,6 +7,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from dxflow._exceptions import (
     ApiError,
@@ -23,11 +24,13 @@ log = logging.getLogger("dxflow.server")
 
 
 def error_response(error: ApiError) -> Response:
-    headers = {}
+    headers: dict[str, str] = {}
     if isinstance(error, TooManyRequests):
         headers["Retry-After"] = str(error.details.get("retry_after", 60))
     elif isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="dxflow"'
+    elif isinstance(error, MethodNotAllowed):
+        headers["Allow"] = str(error.details.get("allowed", ""))
     return JSONResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
 
 
@@ -36,14 +39,23 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    # Several routes may share a path (GET and POST /api/keys): Allow lists them all.
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     path = request.url.path
     if exc.status_code == 404:
         return error_response(NotFound(f"no route {path}", path=path))
     if exc.status_code == 405:
-        allow = exc.headers.get("Allow", "") if exc.headers else ""
-        allowed = ", ".join(sorted(filter(None, (m.strip() for m in allow.split(",")))))
+        allowed = ", ".join(_allowed_methods(request))
         return error_response(
             MethodNotAllowed(
                 f"{request.method} is not allowed on {path} (allowed: {allowed})", allowed=allowed

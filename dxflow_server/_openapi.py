@@ -32,8 +32,14 @@ _ERROR = {
 
 
 def _parameters(op: Operation, schema: dict[str, Any] | None) -> list[dict[str, Any]]:
+    properties = (schema or {}).get("properties", {})
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": properties.get(name, {"type": "string"}),
+        }
         for name in op.path_params
     ]
     if op.body_in_query and schema:
@@ -52,7 +58,9 @@ def _body(op: Operation, schema: dict[str, Any]) -> dict[str, Any]:
         body.get("properties", {}).pop(name, None)
         if name in body.get("required", []):
             body["required"].remove(name)
-    return {"required": True, "content": {"application/json": {"schema": body}}}
+    # An empty body means {}: the body is only required when a field is.
+    required = bool(body.get("required"))
+    return {"required": required, "content": {"application/json": {"schema": body}}}
 
 
 def _responses(op: Operation) -> dict[str, Any]:
@@ -66,8 +74,9 @@ def _responses(op: Operation) -> dict[str, Any]:
         "description": "error",
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
     }
-    codes = ["422", "429"] if op.public else ["401", "403", "422"]
-    return {"200": ok, **{code: error for code in codes}}
+    # Every operation may fail with any code of the error tree (422, 401, 403, 404, 409,
+    # 429, 503, ...), always as the same envelope: one default response says so.
+    return {"200": ok, "default": error}
 
 
 def openapi_document() -> dict[str, Any]:

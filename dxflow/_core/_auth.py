@@ -152,21 +152,20 @@ class AuthService:
         with self._lock:
             expiry = self._nonces.pop(request.nonce, None)
         if expiry is None or expiry <= time.monotonic():
-            self._fail(
-                ctx, request.identity or request.fingerprint, "unknown, used or expired challenge"
-            )
+            self._fail(ctx, request.identity, "unknown, used or expired challenge")
             raise Unauthenticated(f"{_FAILED}: the challenge is unknown, used or expired")
+        # Identities cannot contain ":", fingerprints always do: no ambiguity.
         record = (
-            self._registry.get(request.identity)
-            if request.identity is not None
-            else self._registry.by_fingerprint(str(request.fingerprint))
+            self._registry.by_fingerprint(request.identity)
+            if request.identity.startswith("SHA256:")
+            else self._registry.get(request.identity)
         )
         if record is None:
             # Spend the time a real verification takes, so timing does not tell
             # an unknown identity from a wrong signature.
             self._signature_ok(self._decoy, request)
         if record is None or not self._signature_ok(record.public, request):
-            self._fail(ctx, request.identity or request.fingerprint, "bad signature or unknown key")
+            self._fail(ctx, request.identity, "bad signature or unknown key")
             raise Unauthenticated(f"{_FAILED}: the signature does not match a registered key")
         self._audit.record(ctx, "auth.verify", "ok", identity=record.identity)
         return self.issue(record, request.lifetime)

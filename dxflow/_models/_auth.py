@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from .._permissions import DEFAULT_PERMISSIONS, Permission
 from ._base import Request, Response
@@ -31,7 +32,7 @@ MIN_LIFETIME = 60
 MAX_LIFETIME = 24 * 3600
 Lifetime = Field(3600, ge=MIN_LIFETIME, le=MAX_LIFETIME, description="token lifetime in seconds")
 _IDENTITY = r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
-IdentityName = Field(None, min_length=1, max_length=128, pattern=_IDENTITY)
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
 def _permissions(value: object) -> list[str]:
@@ -55,19 +56,14 @@ class Challenge(Response):
 
 
 class Verify(Request):
-    """Name the key by its registered identity or by its fingerprint (exactly one)."""
-
-    identity: str | None = IdentityName
-    fingerprint: str | None = Field(None, min_length=8, max_length=128)
+    identity: str = Field(
+        min_length=1,
+        max_length=128,
+        description="the key's registered identity, or its fingerprint (SHA256:...)",
+    )
     nonce: str = Field(min_length=16, max_length=128)
     signature: str = Field(min_length=16, max_length=4096, description="base64 signature")
     lifetime: int = Lifetime
-
-    @model_validator(mode="after")
-    def _one_name(self) -> Verify:
-        if (self.identity is None) == (self.fingerprint is None):
-            raise ValueError("give exactly one of identity and fingerprint")
-        return self
 
 
 class TokenRequest(Request):
@@ -123,10 +119,18 @@ class KeyRotate(Request):
 
 
 class AuditQuery(Request):
-    since: datetime | None = None
+    since: datetime | None = Field(None, description="ISO 8601 time")
     identity: str | None = None
     operation: str | None = None
     limit: int = Field(100, ge=1, le=10000)
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _iso_only(cls, value: object) -> object:
+        # pydantic would read "0.5" as epoch seconds; the documented form is ISO 8601.
+        if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.match(value)):
+            raise ValueError("expected an ISO 8601 time such as 2026-01-31T12:00:00Z")
+        return value
 
 
 class AuditRecord(Response):

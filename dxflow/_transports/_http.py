@@ -97,7 +97,7 @@ class HttpTransport(Transport):
         token = await self._send(
             OPERATIONS["auth.verify"],
             {
-                "fingerprint": self._key.public.fingerprint,
+                "identity": self._key.public.fingerprint,
                 "nonce": challenge.nonce,
                 "signature": self._key.sign_b64(challenge.message),
                 "lifetime": self._lifetime,

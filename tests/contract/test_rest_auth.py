@@ -30,7 +30,7 @@ def _login(
     response = rest.post(
         "/api/auth/verify",
         json={
-            **(name or {"fingerprint": key.public.fingerprint}),
+            **(name or {"identity": key.public.fingerprint}),
             "nonce": challenge["nonce"],
             "signature": key.sign_b64(challenge["message"]),
             "lifetime": lifetime,
