@@ -29,13 +29,13 @@ DEFAULT_PORT = 7419
 _CONFIG_TEMPLATE = """\
 # dxflow engine configuration. Every key can be overridden by DXFLOW_<KEY>
 # (for example DXFLOW_PORT=7500) and by the matching `dxflow boot up` flag.
-# A profile overrides the top level: `dxflow --profile NAME ...` or DXFLOW_PROFILE=NAME.
+# A profile overrides the top level: `dxflow boot up --profile NAME` or DXFLOW_PROFILE=NAME.
 
 host = "127.0.0.1"
 port = {port}
 tls = false
 log_level = "info"
-# auth_rate_limit = 30      # authentication requests per minute per client address
+# auth_rate_limit = 120     # authentication requests per minute per TCP client address
 # storage = "/data/dxflow"  # the object store root (default: <home>/storage)
 
 # [profiles.public]
@@ -127,7 +127,7 @@ class Config:
     cert_key: str | None = None
     storage: str | None = None
     log_level: str = "info"
-    auth_rate_limit: int = 30
+    auth_rate_limit: int = 120
     docker_host: str | None = None
 
     @property

@@ -76,7 +76,7 @@ _TABLE: tuple[Operation, ...] = (
     # -- authentication ---------------------------------------------------------------
     Operation("auth.challenge", "POST", "/api/auth/challenge",
               "Issue a single-use nonce to sign (expires after 60 s).",
-              request=m.ChallengeRequest, response=m.Challenge, public=True,
+              response=m.Challenge, public=True,
               idempotent=False),
     Operation("auth.verify", "POST", "/api/auth/verify",
               "Exchange a signed nonce for a bearer token.", request=m.Verify,

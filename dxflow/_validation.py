@@ -22,6 +22,7 @@ def invalid_request(exc: ValidationError, what: str = "request") -> InvalidReque
     for error in exc.errors(include_url=False, include_input=False):
         field = _field(error["loc"])
         message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        message = message.removeprefix("Value error, ")  # our validators speak for themselves
         errors.append({"field": field, "message": message})
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return InvalidRequest(f"invalid {what}: {summary}", errors=errors)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from .._config import Config, Home, load_config
+from .._server_runtime import read_runtime, running_pid
 from ._common import fail, handle_errors
 from ._output import emit_json, key_values
 
@@ -41,8 +42,6 @@ def _healthy(home: Home) -> bool:
 
 
 def _daemonize(config: Config, argv: list[str]) -> None:
-    from .._server_runtime import running_pid
-
     home = config.home
     home.ensure()
     out = home.logs_dir / "daemon.out"
@@ -84,6 +83,9 @@ def up(daemon: bool, **options: Any) -> None:
         options["tls"] = True
     with handle_errors(False):
         config = load_config(home, profile, **options)
+        running = running_pid(config.home)
+        if running is not None:  # say so before starting anything
+            fail(f"an engine is already running on {config.home.root} (pid {running})")
         if daemon:
             argv = ["--home", str(config.home.root)] + (["--profile", profile] if profile else [])
             for name, value in options.items():
@@ -109,8 +111,6 @@ def up(daemon: bool, **options: Any) -> None:
 )
 def down(home: str | None, timeout: float) -> None:
     """Stop the engine server gracefully (SIGTERM, then wait)."""
-    from .._server_runtime import running_pid
-
     paths = Home.resolve(home)
     pid = running_pid(paths)
     if pid is None:
@@ -131,8 +131,6 @@ def down(home: str | None, timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(home: str | None, as_json: bool) -> None:
     """Is an engine running on this home, and where does it listen?"""
-    from .._server_runtime import read_runtime
-
     paths = Home.resolve(home)
     runtime = read_runtime(paths)
     state = {

@@ -25,7 +25,6 @@ class Options:
     url: str | None
     key: str | None
     home: str | None
-    profile: str | None
     verify: bool | str
 
     def engine(self) -> Any:
@@ -66,7 +65,6 @@ def engine_command(function: F) -> F:
         "--key", envvar="DXFLOW_KEY", type=click.Path(dir_okay=False), help="Private key file."
     )
     @click.option("--home", envvar="DXFLOW_HOME", help="Engine home (default ~/.dxflow).")
-    @click.option("--profile", envvar="DXFLOW_PROFILE", help="Configuration profile.")
     @click.option(
         "--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Trust this CA for https."
     )
@@ -77,13 +75,12 @@ def engine_command(function: F) -> F:
         url: str | None,
         key: str | None,
         home: str | None,
-        profile: str | None,
         ca_cert: str | None,
         insecure: bool,
         **kwargs: Any,
     ) -> Any:
         verify: bool | str = False if insecure else (ca_cert or True)
-        opts = Options(as_json, url, key, home, profile, verify)
+        opts = Options(as_json, url, key, home, verify)
         with handle_errors(as_json):
             return function(opts, **kwargs)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .._config import Home
+from .._permissions import DEFAULT_PERMISSIONS
 from ._common import Options, engine_command, handle_errors
 from ._output import emit_json, key_values, table
 
@@ -78,7 +79,7 @@ def _show(info: object, as_json: bool) -> None:
 @click.option("--identity", required=True, help="The name this key authenticates as.")
 @click.option(
     "--permissions",
-    default="PROXY,BRIDGE,SHELL,OBJECT,PLATFORM,WORKFLOW",
+    default=str(DEFAULT_PERMISSIONS),
     show_default=True,
     help="Comma-separated: SHELL, OBJECT, WORKFLOW, PROXY, BRIDGE, PLATFORM, READ_ONLY, MASTER.",
 )

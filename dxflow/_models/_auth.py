@@ -16,7 +16,6 @@ __all__ = [
     "AuditRecord",
     "AuditRecords",
     "Challenge",
-    "ChallengeRequest",
     "KeyInfo",
     "KeyList",
     "KeyRef",
@@ -43,10 +42,6 @@ def _permissions(value: object) -> list[str]:
             raise ValueError("permissions must be names")
         return Permission.parse(value).names
     raise ValueError("permissions must be a list of names or a comma-separated string")
-
-
-class ChallengeRequest(Request):
-    identity: str | None = None
 
 
 class Challenge(Response):

@@ -262,6 +262,9 @@ def test_auth_endpoints_are_rate_limited_per_client(rest: RestClient, core: Engi
     limited = rest.post("/api/auth/challenge", json={})
     assert int(limited.headers["retry-after"]) >= 1
     assert "too many authentication requests" in limited.json()["error"]["message"]
+    for _ in range(10):  # the 0600 unix socket and in-process callers are the engine's own user
+        core.auth._limiter.hit("unix")
+        core.auth._limiter.hit("local")
     # another client address is not held back by the noisy one
     other = Context(None, client="198.51.100.2:5000")
     challenge = anyio.run(core.dispatcher.call, other, OPERATIONS["auth.challenge"], {})
