@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = ["emit_json", "human_bytes", "key_values", "table"]
 
 
 def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
-    if isinstance(value, BaseModel):
-        text = value.model_dump_json(indent=2)
-    elif isinstance(value, dict):
+    if isinstance(value, dict):
         text = json.dumps(value, indent=2, default=str)
+    elif not isinstance(value, Sequence):
+        text = value.model_dump_json(indent=2)
     else:
         text = json.dumps([item.model_dump(mode="json") for item in value], indent=2)
     click.echo(text)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .._config import Config, atomic_write
 from .._exceptions import ConfigError
-from .._keys import PrivateKey, generate_key_pair, load_private_key
+from .._keys import PrivateKey, PublicKey, generate_key_pair, load_private_key, parse_public_key
 from .._permissions import Permission
 from ._audit import AuditLog
 from ._auth import AuthService
@@ -45,14 +45,23 @@ def _engine_id(path: Path) -> str:
         raise ConfigError(f"the engine identity file {path} is unreadable: {exc}") from None
 
 
-def _master_key(path: Path) -> PrivateKey:
+def _master_key(path: Path) -> PublicKey:
+    """The public half of the master key pair, made on first boot.
+
+    The engine itself never signs: reading the .pub file skips validating the private
+    key, which costs tens of milliseconds at every boot.
+    """
     if not path.exists():
         try:
             generate_key_pair(path)
         except ConfigError:
             if not path.exists():  # not a race with another process: a real failure
                 raise
-    return load_private_key(path)
+    public = path.with_name(path.name.removesuffix(".pem") + ".pub")
+    try:
+        return parse_public_key(public.read_text())
+    except (OSError, ValueError):
+        return load_private_key(path).public  # the .pub is gone or broken: derive it
 
 
 class EngineCore:
@@ -68,15 +77,15 @@ class EngineCore:
         self.keys = KeyRegistry(self.state)
         master = _master_key(home.master_key)
         if self.keys.get(MASTER_IDENTITY) is None:
-            self.keys.add(MASTER_IDENTITY, master.public, Permission.MASTER)
-        self.master = Identity(MASTER_IDENTITY, Permission.MASTER, master.public.fingerprint)
+            self.keys.add(MASTER_IDENTITY, master, Permission.MASTER)
+        self.master = Identity(MASTER_IDENTITY, Permission.MASTER, master.fingerprint)
         self.auth = AuthService(
             self.engine_id,
             home.read_secret(home.token_secret),
             self.keys,
             self.audit,
             config.auth_rate_limit,
-            decoy=master.public,
+            decoy=master,
         )
         self.docker = DockerAdapter(config.docker_host)
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -27,7 +28,7 @@ class KeyRecord:
     created_at: float
     rotated_at: float | None
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         """Changes whenever the key is rotated or registered anew: tokens carry it."""
         raw = f"{self.public.fingerprint}|{self.created_at}|{self.rotated_at}"
