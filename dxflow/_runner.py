@@ -45,23 +45,36 @@ class Runner:
             raise
 
     def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
-        """Walk an async iterator from blocking code, one item per hop."""
+        """Walk an async iterator from blocking code.
+
+        One task on the loop drives the whole iteration (async generators that hold a
+        task group or cancel scope must not hop between tasks); items come back through
+        a bounded queue, so a slow reader slows the producer down.
+        """
         loop = self._ensure()
+        queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=256)
+
+        async def pump() -> None:
+            try:
+                async for item in iterator:
+                    await queue.put((False, item))
+            except Exception as exc:  # handed to the reader, who re-raises it
+                await queue.put((True, exc))
+            else:
+                await queue.put((True, None))
+
+        task = asyncio.run_coroutine_threadsafe(pump(), loop)
         try:
             while True:
-                future = asyncio.run_coroutine_threadsafe(_next(iterator), loop)
-                try:
-                    done, item = future.result()
-                except BaseException:
-                    future.cancel()
-                    raise
+                future = asyncio.run_coroutine_threadsafe(queue.get(), loop)
+                done, item = future.result()
                 if done:
+                    if item is not None:
+                        raise item
                     return
-                yield item  # type: ignore[misc]  # not None when not done
+                yield item
         finally:
-            closer = getattr(iterator, "aclose", None)
-            if closer is not None and not loop.is_closed():
-                asyncio.run_coroutine_threadsafe(closer(), loop).result()
+            task.cancel()  # the reader left early: stop the producer on the engine side
 
     def close(self) -> None:
         loop, thread = self._loop, self._thread
@@ -71,10 +84,3 @@ class Runner:
         thread.join(timeout=5)
         loop.close()
         self._loop = self._thread = None
-
-
-async def _next(iterator: AsyncIterator[T]) -> tuple[bool, T | None]:
-    try:
-        return False, await iterator.__anext__()
-    except StopAsyncIteration:
-        return True, None

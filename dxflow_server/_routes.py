@@ -62,16 +62,10 @@ def _endpoint(core: EngineCore, op: Operation) -> Endpoint:
 
     async def stream(request: Request) -> Response:
         ctx = context_for(request, core, op)
+        # Refusals (401, 403, 422) raise here, with their status; the items are then
+        # produced in the response's own task, from first to last.
         items = dispatcher.stream(ctx, op, await _payload(request, op))
-        first = await anext(items, None)  # errors before the first item keep their status
-
-        async def rest() -> AsyncIterator[Any]:
-            if first is not None:
-                yield first
-                async for item in items:
-                    yield item
-
-        return StreamingResponse(_ndjson(rest()), media_type="application/x-ndjson")
+        return StreamingResponse(_ndjson(items), media_type="application/x-ndjson")
 
     endpoint = stream if op.kind == "stream" else call
     endpoint.__name__ = op.name.replace(".", "_")

@@ -138,3 +138,29 @@ def make_engine(
 def engine(make_engine: EngineFactory) -> Engine:
     """A MASTER engine through the parametrized transport."""
     return make_engine()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """The real Docker Engine: required by the test command, so missing it fails."""
+    import os
+
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        if os.environ.get("DXFLOW_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"the test command needs a running Docker Engine: {exc}")
+        pytest.skip(f"no Docker Engine here: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_ready(docker_client: Any) -> None:
+    """Docker answers and the locally built test image exists."""
+    from .docker.images import ensure_busybox_image
+
+    ensure_busybox_image()

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 CLI_MARKER = "<!-- dxflow:cli -->"
 API_MARKER = "<!-- dxflow:openapi -->"
+COMPOSE_MARKER = "<!-- dxflow:compose-keys -->"
 Schema = dict[str, Any]
 
 
@@ -196,4 +197,8 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
         markdown = markdown.replace(CLI_MARKER, cli_reference())
     if API_MARKER in markdown:
         markdown = markdown.replace(API_MARKER, api_reference(_document()))
+    if COMPOSE_MARKER in markdown:
+        from dxflow._core._compose._keys import markdown_table
+
+        markdown = markdown.replace(COMPOSE_MARKER, markdown_table())
     return markdown

@@ -19,6 +19,7 @@ from .._runner import Runner
 from .._transports import Transport
 from ._connect import KeyPath, from_env_args, home_args, open_transport
 from .keys import AsyncKeys, Keys
+from .workflows import AsyncWorkflows, Workflows
 
 __all__ = ["AsyncEngine", "Engine"]
 
@@ -82,12 +83,13 @@ class AsyncEngine(_Options):
     def __init__(self, url: str | None = None, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self.keys = AsyncKeys(self)
+        self.workflows = AsyncWorkflows(self)
 
-    async def _call(self, name: str, **params: Any) -> Any:
-        return await self._transport.call(OPERATIONS[name], params)
+    async def _call(self, operation: str, /, **params: Any) -> Any:
+        return await self._transport.call(OPERATIONS[operation], params)
 
-    def _stream(self, name: str, **params: Any) -> AsyncIterator[Any]:
-        return self._transport.stream(OPERATIONS[name], params)
+    def _stream(self, operation: str, /, **params: Any) -> AsyncIterator[Any]:
+        return self._transport.stream(OPERATIONS[operation], params)
 
     async def health(self) -> Health:
         return await self._call("engine.health")
@@ -140,15 +142,16 @@ class Engine(_Options):
         super().__init__(url, **kwargs)
         self._runner = Runner()
         self.keys = Keys(self)
+        self.workflows = Workflows(self)
 
-    def _call(self, name: str, **params: Any) -> Any:
-        op = OPERATIONS[name]
+    def _call(self, operation: str, /, **params: Any) -> Any:
+        op = OPERATIONS[operation]
         if self._transport.can_inline(op):
             return self._transport.call_inline(op, params)
         return self._runner.run(self._transport.call, op, params)
 
-    def _stream(self, name: str, **params: Any) -> Iterator[Any]:
-        return self._runner.iterate(self._transport.stream(OPERATIONS[name], params))
+    def _stream(self, operation: str, /, **params: Any) -> Iterator[Any]:
+        return self._runner.iterate(self._transport.stream(OPERATIONS[operation], params))
 
     def health(self) -> Health:
         return self._call("engine.health")

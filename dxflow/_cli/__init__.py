@@ -10,6 +10,7 @@ from .._version import __version__
 from ._boot import boot
 from ._engine import audit, info, ping, stats, token, whoami
 from ._keys import key
+from ._workflows import workflow
 
 __all__ = ["cli", "main"]
 
@@ -24,7 +25,7 @@ def cli() -> None:
     """
 
 
-for command in (boot, ping, info, stats, whoami, token, key, audit):
+for command in (boot, ping, info, stats, whoami, token, key, audit, workflow):
     cli.add_command(command)
 
 

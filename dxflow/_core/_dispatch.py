@@ -106,8 +106,13 @@ class Dispatcher:
         coroutine.close()
         raise RuntimeError(f"{op.name} suspended; it cannot run inline")
 
-    async def stream(self, ctx: Context, op: Operation, payload: Any = None) -> AsyncIterator[Any]:
-        request = self.admit(ctx, op, payload)
+    def stream(self, ctx: Context, op: Operation, payload: Any = None) -> AsyncIterator[Any]:
+        """Admit the call now (so refusals come before any item), then stream its items."""
+        return self._stream(ctx, op, self.admit(ctx, op, payload))
+
+    async def _stream(
+        self, ctx: Context, op: Operation, request: Request | None
+    ) -> AsyncIterator[Any]:
         error: ApiError | None = None
         try:
             async for item in self._handlers[op.name](ctx, request):

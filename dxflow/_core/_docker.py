@@ -84,6 +84,8 @@ class DockerAdapter:
         except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
             if isinstance(exc, docker.errors.APIError):
                 raise _api_error(exc) from None
+            if isinstance(exc, docker.errors.BuildError):
+                raise InvalidRequest(f"Docker build failed: {exc.msg}") from None
             raise self._unavailable(exc) from None
 
     async def info(self) -> DockerInfo:

@@ -21,6 +21,7 @@ from ._handlers import collect_handlers
 from ._keys import KeyRegistry
 from ._platform import PlatformService
 from ._state import State
+from ._workflows import WorkflowService
 
 __all__ = ["EngineCore"]
 
@@ -89,7 +90,8 @@ class EngineCore:
         )
         self.docker = DockerAdapter(config.docker_host)
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)
-        handlers = collect_handlers(self.platform, self.auth, self.keys, self.audit)
+        self.workflows = WorkflowService(self.state, self.docker)
+        handlers = collect_handlers(self.platform, self.auth, self.keys, self.audit, self.workflows)
         self.dispatcher = Dispatcher(handlers, self.audit)
 
     def local_context(self, key: PrivateKey | None = None) -> Context:

@@ -41,6 +41,13 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_time ON audit (time);
     """,
+    """
+    CREATE TABLE workflows (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 )
 
 

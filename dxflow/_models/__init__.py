@@ -3,7 +3,11 @@
 from ._auth import *  # noqa: F403
 from ._auth import __all__ as _auth_all
 from ._base import Request, Response
+from ._compose import *  # noqa: F403
+from ._compose import __all__ as _compose_all
 from ._engine import *  # noqa: F403
 from ._engine import __all__ as _engine_all
+from ._workflow import *  # noqa: F403
+from ._workflow import __all__ as _workflow_all
 
-__all__ = ["Request", "Response", *_auth_all, *_engine_all]
+__all__ = ["Request", "Response", *_auth_all, *_compose_all, *_engine_all, *_workflow_all]

@@ -158,7 +158,10 @@ class HttpTransport(Transport):
         headers = {} if op.public else await self._authorization()
         assert op.response is not None
         try:
-            async with self._http.stream(op.method, path, params=data, headers=headers) as reply:
+            query, body = (data, None) if op.body_in_query else (None, data)
+            async with self._http.stream(
+                op.method, path, headers=headers, params=query, json=body
+            ) as reply:
                 if not reply.is_success:
                     await reply.aread()
                     raise _error(reply)

@@ -24,9 +24,10 @@ def master_token(core: EngineCore) -> str:
     return core.auth.issue(record, 3600).token
 
 
-# Key material is checked beyond what JSON Schema can say (a string that parses as a
-# public key), so schema-valid bodies may rightly get 422 there.
-SEMANTIC = {"keys.register", "keys.rotate"}
+# Key material and compose documents are checked beyond what JSON Schema can say (a
+# string that parses as a public key, a valid Compose project), so schema-valid bodies
+# may rightly get 422 there.
+SEMANTIC = {"keys.register", "keys.rotate", "workflows.create"}
 
 
 @schema.parametrize()

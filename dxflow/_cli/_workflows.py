@@ -1,0 +1,166 @@
+"""`dxflow workflow ...`: Compose projects through the SDK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ._common import Options, engine_command
+from ._output import emit_json, table
+
+__all__ = ["workflow"]
+
+
+@click.group()
+def workflow() -> None:
+    """Docker Compose projects run by the engine."""
+
+
+def _progress(as_json: bool) -> Any:
+    def show(event: Any) -> None:
+        if as_json:
+            click.echo(event.model_dump_json())
+            return
+        who = event.container or event.service or event.workflow
+        extra = f"  {event.detail}" if event.detail else ""
+        click.echo(f"{event.time:%H:%M:%S}  {who:<28} {event.action}{extra}")
+
+    return show
+
+
+def _print_status(status: Any, as_json: bool) -> None:
+    if as_json:
+        return emit_json(status)
+    rows = [
+        (
+            s.name,
+            s.state,
+            s.health,
+            s.exit_code,
+            len(s.containers),
+            " ".join(p for c in s.containers for p in c.ports),
+        )
+        for s in status.services
+    ]
+    table(rows, ["service", "state", "health", "exit", "containers", "ports"])
+
+
+@workflow.command()
+@click.argument("name")
+@click.option(
+    "-f", "--file", "compose", required=True, type=click.Path(exists=True, dir_okay=False)
+)
+@click.option("--env-file", multiple=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--profile", "profiles", multiple=True, help="Activate a Compose profile.")
+@click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for interpolation.")
+@engine_command
+def create(
+    opts: Options,
+    name: str,
+    compose: str,
+    env_file: tuple[str, ...],
+    profiles: tuple[str, ...],
+    env: tuple[str, ...],
+) -> None:
+    """Validate and store the Compose project in FILE as workflow NAME."""
+    pairs = dict(item.partition("=")[::2] for item in env)
+    with opts.engine() as engine:
+        wf = engine.workflows.create(
+            name, compose, env=pairs, env_file=list(env_file) or None, profiles=profiles
+        )
+    if opts.json:
+        return emit_json(wf.info)
+    click.echo(f"workflow {wf.name} created: services {', '.join(wf.info.services)}")
+
+
+@workflow.command("list")
+@engine_command
+def list_workflows(opts: Options) -> None:
+    """Stored workflows."""
+    with opts.engine() as engine:
+        found = [wf.info for wf in engine.workflows.list()]
+    if opts.json:
+        return emit_json(found)
+    table(
+        [(w.name, ",".join(w.services), w.created_at, w.working_dir) for w in found],
+        ["name", "services", "created", "working dir"],
+    )
+
+
+@workflow.command()
+@click.argument("name")
+@click.option(
+    "--service", "services", multiple=True, help="Only these services (and what they need)."
+)
+@click.option("--no-wait", is_flag=True, help="Return once started, without waiting for health.")
+@click.option("--timeout", type=float, help="Seconds to wait at most.")
+@engine_command
+def up(
+    opts: Options, name: str, services: tuple[str, ...], no_wait: bool, timeout: float | None
+) -> None:
+    """Create and start the services of NAME, with live progress."""
+    with opts.engine() as engine:
+        status = engine.workflows.get(name).up(
+            services=list(services) or None,
+            wait=not no_wait,
+            timeout=timeout,
+            progress=_progress(opts.json),
+        )
+    if not opts.json:
+        click.echo()
+        _print_status(status, False)
+
+
+@workflow.command()
+@click.argument("name")
+@click.option("-v", "--volumes", is_flag=True, help="Remove named volumes too.")
+@engine_command
+def down(opts: Options, name: str, volumes: bool) -> None:
+    """Stop and remove the containers and networks of NAME."""
+    with opts.engine() as engine:
+        engine.workflows.get(name).down(volumes=volumes, progress=_progress(opts.json))
+
+
+def _simple(verb: str, doc: str) -> None:
+    @workflow.command(verb, help=doc)
+    @click.argument("name")
+    @click.option("--service", "services", multiple=True, help="Only these services.")
+    @engine_command
+    def command(opts: Options, name: str, services: tuple[str, ...]) -> None:
+        with opts.engine() as engine:
+            status = getattr(engine.workflows.get(name), verb)(services=list(services) or None)
+        _print_status(status, opts.json)
+
+
+_simple("start", "Start the existing containers of NAME.")
+_simple("stop", "Stop the containers of NAME.")
+_simple("restart", "Restart the containers of NAME.")
+
+
+@workflow.command()
+@click.argument("name")
+@engine_command
+def ps(opts: Options, name: str) -> None:
+    """Per service: state, health, exit code, containers, ports."""
+    with opts.engine() as engine:
+        _print_status(engine.workflows.get(name).status(), opts.json)
+
+
+@workflow.command()
+@click.argument("name")
+@engine_command
+def config(opts: Options, name: str) -> None:
+    """The normalized, interpolated Compose model of NAME (JSON)."""
+    with opts.engine() as engine:
+        emit_json(engine.workflows.get(name).config())
+
+
+@workflow.command()
+@click.argument("name")
+@engine_command
+def remove(opts: Options, name: str) -> None:
+    """Bring NAME down and forget it."""
+    with opts.engine() as engine:
+        engine.workflows.get(name).remove()
+    click.echo(f"workflow {name} removed")

@@ -1,0 +1,17 @@
+"""The Compose loader: compose files to the normalized model, in pure Python (no Docker).
+
+    loaded = load_project("shop", "compose.yaml", env={"TAG": "1.2"}, profiles=["debug"])
+    loaded.project          # ComposeProject: every short syntax expanded, variables resolved
+    loaded.explain("web", "TAG")   # ("1.2", "env")
+    loaded.config_hash("web")      # changes iff the service's container config changes
+    loaded.order()                 # [["db"], ["web", "worker"]]: start-up waves
+
+Errors are `InvalidRequest` whose message and ``details["path"]`` name the place in the
+document (``services.web.ports[1]``).
+"""
+
+from ._environment import EnvironmentSources
+from ._keys import KEYS, Key, markdown_table
+from ._loader import LoadedProject, load_project
+
+__all__ = ["KEYS", "EnvironmentSources", "Key", "LoadedProject", "load_project", "markdown_table"]

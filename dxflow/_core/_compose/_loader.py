@@ -1,0 +1,197 @@
+"""`load_project`: a compose file, YAML text or dict to a validated, normalized project."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..._exceptions import NotFound
+from ..._models._compose import ComposeProject, Service
+from ._environment import EnvironmentSources, load_sources
+from ._errors import invalid
+from ._graph import waves
+from ._interpolate import interpolate_tree
+from ._project import ProjectInput, check_project_name, normalize_project
+from ._validate import validate_document
+from ._values import describe
+from ._yaml import parse_yaml
+
+__all__ = ["LoadedProject", "load_project"]
+
+PathLike = str | os.PathLike[str]
+
+# Bounds on a document once YAML aliases are expanded: far above any real project, far
+# below what would let an alias bomb or a self-referencing dict exhaust the engine.
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+# Left out of the config hash, as Compose does: changing them never recreates a container.
+_HASH_EXCLUDE: dict[str, Any] = {"depends_on": True, "profiles": True, "deploy": {"replicas"}}
+
+
+@dataclass(frozen=True)
+class LoadedProject:
+    """A normalized project and where its variables came from."""
+
+    project: ComposeProject
+    environment: EnvironmentSources = field(default_factory=EnvironmentSources)
+
+    def _service(self, service: str) -> Service:
+        found = self.project.services.get(service)
+        if found is None:
+            raise NotFound(f"no service {service!r} in project {self.project.name!r}")
+        return found
+
+    def explain(self, service: str, variable: str) -> tuple[str | None, str]:
+        """The value of `variable` for `service` and the source that won.
+
+        Sources: ``service.environment`` and ``service.env_file:<path>`` when the service
+        sets it; otherwise the project's: ``env`` (explicit argument), ``process``,
+        ``env_file:<path>``; or ``unset``.
+        """
+        self._service(service)
+        own = self.environment.services.get(service, {})
+        if variable in own:
+            return self.project.services[service].environment.get(variable), own[variable]
+        return self.environment.resolve(variable)
+
+    def config_hash(self, service: str) -> str:
+        """sha256 of the service's canonical JSON, leaving out replicas, depends_on, profiles."""
+        data = self._service(service).model_dump(mode="json", exclude=_HASH_EXCLUDE)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def order(self) -> list[list[str]]:
+        """Waves along depends_on: a service's dependencies are all in earlier waves."""
+        return waves({name: list(s.depends_on) for name, s in self.project.services.items()})
+
+
+def _check_size(document: Any) -> None:
+    """Refuse documents too large or too deep, without recursing (aliases and cycles)."""
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    count = 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise invalid("", f"the compose document is too large (over {MAX_VALUES} values)")
+        if depth > MAX_DEPTH:
+            raise invalid("", f"the compose document is nested too deeply (over {MAX_DEPTH})")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, depth + 1) for v in value)
+
+
+def _plain(value: Any) -> Any:
+    """A copy of a caller's parsed document as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _is_path(compose: str) -> bool:
+    if "\n" in compose or not compose.strip():
+        return False
+    return os.path.isfile(compose) or compose.endswith((".yml", ".yaml"))
+
+
+def _read(compose: PathLike | Mapping[str, Any]) -> tuple[Any, str | None]:
+    """The parsed document, and the absolute path of the file it came from."""
+    if isinstance(compose, Mapping):
+        _check_size(compose)
+        return _plain(compose), None
+    if isinstance(compose, str) and not _is_path(compose):
+        document = parse_yaml(compose)
+        _check_size(document)
+        return document, None
+    path = os.path.abspath(os.fspath(compose))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise invalid("", f"compose file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise invalid("", f"cannot read compose file {path}: {exc}") from None
+    document = parse_yaml(text)
+    _check_size(document)
+    return document, path
+
+
+def _check_document(document: Any, compose: object) -> dict[str, Any]:
+    if document is None:
+        raise invalid("", "the compose document is empty")
+    if not isinstance(document, dict):
+        hint = ""
+        if isinstance(document, str) and isinstance(compose, str) and "\n" not in compose:
+            hint = " (if this is a path, no such file exists)"
+        raise invalid("", f"the compose document must be a mapping, got {describe(document)}{hint}")
+    return document
+
+
+def _env_files(
+    env_file: PathLike | Sequence[PathLike] | None, default_dir: str | None
+) -> list[str]:
+    if env_file is None:
+        default = os.path.join(default_dir, ".env") if default_dir else None
+        return [default] if default and os.path.isfile(default) else []
+    files = [env_file] if isinstance(env_file, str | os.PathLike) else list(env_file)
+    return [os.path.abspath(os.fspath(f)) for f in files]
+
+
+def _expand_user(process: Mapping[str, str]) -> Any:
+    home = process.get("HOME")
+
+    def expand(path: str) -> str:
+        if home and (path == "~" or path.startswith("~/")):
+            return home + path[1:]
+        return os.path.expanduser(path)
+
+    return expand
+
+
+def load_project(
+    name: str,
+    compose: PathLike | Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    env_file: PathLike | Sequence[PathLike] | None = None,
+    profiles: Sequence[str] | None = None,
+    working_dir: PathLike | None = None,
+    process_env: Mapping[str, str] | None = None,
+) -> LoadedProject:
+    """Validate, interpolate and normalize a compose project; raise InvalidRequest naming the path.
+
+    `compose` is a path, YAML text or a parsed dict. `working_dir` defaults to the compose
+    file's folder, else the current one; `env_file` defaults to the ``.env`` there when it
+    exists (beside the compose file, or in an explicit `working_dir`).
+    """
+    check_project_name(name, "name")
+    document, config_file = _read(compose)
+    document = _check_document(document, compose)
+    file_dir = os.path.dirname(config_file) if config_file else None
+    explicit_dir = os.path.abspath(os.fspath(working_dir)) if working_dir is not None else None
+    base = explicit_dir or file_dir or os.getcwd()
+    process = dict(os.environ if process_env is None else process_env)
+    sources = load_sources(dict(env or {}), process, _env_files(env_file, file_dir or explicit_dir))
+    document = interpolate_tree(document, sources.get)
+    validate_document(document)
+    inp = ProjectInput(
+        name=name,
+        working_dir=base,
+        config_files=[config_file] if config_file else [],
+        profiles=frozenset(profiles or ()),
+        environment=sources,
+        expand_user=_expand_user(process),
+    )
+    project, service_sources = normalize_project(document, inp)
+    return LoadedProject(
+        project,
+        EnvironmentSources(sources.explicit, sources.process, sources.files, service_sources),
+    )

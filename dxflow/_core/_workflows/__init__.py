@@ -1,0 +1,5 @@
+"""Workflows: Compose projects run in-process on the Docker SDK."""
+
+from ._service import WorkflowService
+
+__all__ = ["WorkflowService"]

@@ -1,0 +1,470 @@
+"""Bringing a Compose project up and down on the Docker Engine.
+
+Services start in waves along ``depends_on``; services of one wave start concurrently
+under a limit. Every container, network and volume an ``up`` creates is remembered,
+and removed again if that ``up`` fails, so a failed call leaves nothing of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from ..._exceptions import ApiError, NotFound, WorkflowFailed
+from ..._models import (
+    ComposeProject,
+    ContainerState,
+    Service,
+    ServiceStatus,
+    WorkflowEvent,
+    WorkflowStatus,
+)
+from .._docker import DockerAdapter
+from .._groups import task_group
+from ._spec import (
+    HASH_LABEL,
+    NUMBER_LABEL,
+    PROJECT_LABEL,
+    SERVICE_LABEL,
+    container_config,
+    container_name,
+    endpoint_config,
+    image_of,
+)
+
+__all__ = ["Orchestrator", "Plan"]
+
+Emit = Callable[[WorkflowEvent], None]
+_POLL = 0.1
+_EXITED = re.compile(r"Exited \((-?\d+)\)")
+
+
+@dataclass
+class Plan:
+    """What one `up` is to do, and what it has created so far (for rollback)."""
+
+    project: ComposeProject
+    hashes: dict[str, str]
+    waves: list[list[str]]
+    emit: Emit
+    created_containers: list[str] = field(default_factory=list)
+    created_networks: list[str] = field(default_factory=list)
+    created_volumes: list[str] = field(default_factory=list)
+
+    def event(self, action: str, service: str | None = None, **details: Any) -> None:
+        self.emit(
+            WorkflowEvent(
+                time=datetime.now(UTC),
+                workflow=self.project.name,
+                action=action,
+                service=service,
+                **details,
+            )
+        )
+
+
+def _container_state(row: dict[str, Any]) -> ContainerState:
+    labels = row.get("Labels") or {}
+    status = row.get("Status") or ""
+    health = None
+    for word in ("unhealthy", "healthy", "health: starting"):
+        if f"({word})" in status:
+            health = "starting" if word == "health: starting" else word
+            break
+    exited = _EXITED.search(status)
+    ports = [
+        f"{p.get('IP', '')}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}"
+        for p in row.get("Ports") or []
+        if p.get("PublicPort")
+    ]
+    return ContainerState(
+        id=row["Id"],
+        name=(row.get("Names") or ["/?"])[0].lstrip("/"),
+        number=int(labels.get(NUMBER_LABEL, "1")),
+        state=row.get("State", "unknown"),
+        health=health,
+        exit_code=int(exited.group(1)) if exited else None,
+        ports=sorted(ports),
+        config_hash=labels.get(HASH_LABEL),
+    )
+
+
+def _service_state(containers: list[ContainerState]) -> str:
+    states = {c.state for c in containers}
+    if not containers:
+        return "missing"
+    if states == {"running"}:
+        return "running"
+    if states == {"paused"}:
+        return "paused"
+    if states <= {"exited", "dead"}:
+        return "exited"
+    if states <= {"created"}:
+        return "stopped"
+    return "partial"
+
+
+class Orchestrator:
+    def __init__(self, docker: DockerAdapter, concurrency: int = 16) -> None:
+        self._docker = docker
+        self._concurrency = concurrency
+
+    # -- observation ----------------------------------------------------------------------
+
+    async def containers(self, project: str) -> list[dict[str, Any]]:
+        label = f"{PROJECT_LABEL}={project}"
+        return await self._docker.run(
+            lambda c: c.api.containers(all=True, filters={"label": label})
+        )
+
+    async def status(self, name: str, services: list[str]) -> WorkflowStatus:
+        rows = await self.containers(name)
+        by_service: dict[str, list[ContainerState]] = {s: [] for s in services}
+        for row in rows:
+            service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
+            by_service.setdefault(service, []).append(_container_state(row))
+        statuses = []
+        for service, containers in by_service.items():
+            containers.sort(key=lambda c: c.number)
+            healths = {c.health for c in containers if c.health}
+            codes = [c.exit_code for c in containers if c.exit_code is not None]
+            statuses.append(
+                ServiceStatus(
+                    name=service,
+                    state=_service_state(containers),
+                    replicas=len(containers),
+                    health=(
+                        "unhealthy"
+                        if "unhealthy" in healths
+                        else "starting"
+                        if "starting" in healths
+                        else "healthy"
+                        if healths
+                        else None
+                    ),
+                    exit_code=max(codes, key=abs) if codes else None,
+                    containers=containers,
+                )
+            )
+        states = {s.state for s in statuses}
+        overall = (
+            "missing"
+            if states <= {"missing"}
+            else "running"
+            if states == {"running"}
+            else ("stopped" if states <= {"exited", "stopped", "missing"} else "partial")
+        )
+        return WorkflowStatus(name=name, state=overall, services=statuses)
+
+    # -- up -------------------------------------------------------------------------------
+
+    async def up(self, plan: Plan, only: set[str] | None, wait: bool, remove_orphans: bool) -> None:
+        try:
+            await self._networks_and_volumes(plan)
+            existing = await self.containers(plan.project.name)
+            for wave in plan.waves:
+                chosen = [s for s in wave if only is None or s in only]
+                async with task_group() as group:
+                    for service in chosen:
+                        group.start_soon(
+                            self._converge, plan, plan.project.services[service], existing
+                        )
+            if remove_orphans:
+                await self._remove_orphans(plan, existing)
+            if wait:
+                await self._wait_ready(plan, only)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._rollback(plan)
+            raise
+        plan.event("done")
+
+    async def _networks_and_volumes(self, plan: Plan) -> None:
+        project = plan.project
+        for key, net in project.networks.items():
+            found = await self._docker.run(
+                lambda c, n=net.name: [x for x in c.networks.list(names=[n]) if x.name == n]
+            )
+            if found:
+                continue
+            if net.external:
+                raise NotFound(f"external network {net.name!r} (networks.{key}) does not exist")
+            labels = {**net.labels, PROJECT_LABEL: project.name, "com.docker.compose.network": key}
+            await self._docker.run(
+                lambda c, n=net, tags=labels: c.networks.create(
+                    n.name,
+                    driver=n.driver or "bridge",
+                    options=n.driver_opts or None,
+                    internal=n.internal,
+                    attachable=n.attachable,
+                    labels=tags,
+                )
+            )
+            plan.created_networks.append(net.name)
+            plan.event("network", detail=f"created {net.name}")
+        for key, volume in project.volumes.items():
+            found = await self._docker.run(
+                lambda c, n=volume.name: [
+                    v for v in c.volumes.list(filters={"name": n}) if v.name == n
+                ]
+            )
+            if found:
+                continue
+            if volume.external:
+                raise NotFound(f"external volume {volume.name!r} (volumes.{key}) does not exist")
+            labels = {
+                **volume.labels,
+                PROJECT_LABEL: project.name,
+                "com.docker.compose.volume": key,
+            }
+            await self._docker.run(
+                lambda c, v=volume, tags=labels: c.volumes.create(
+                    v.name,
+                    driver=v.driver or "local",
+                    driver_opts=v.driver_opts or None,
+                    labels=tags,
+                )
+            )
+            plan.created_volumes.append(volume.name)
+            plan.event("volume", detail=f"created {volume.name}")
+
+    async def _image(self, plan: Plan, service: Service) -> None:
+        image = image_of(plan.project, service)
+        try:
+            await self._docker.run(lambda c: c.api.inspect_image(image))
+            return
+        except NotFound:
+            if service.build is None:
+                raise NotFound(
+                    f"services.{service.name}.image: image {service.image!r} is not available on "
+                    "this engine (build it, or load it with `docker load`)",
+                    service=service.name,
+                    image=service.image,
+                ) from None
+        await self._build(plan, service, image)
+
+    async def _build(self, plan: Plan, service: Service, image: str) -> None:
+        build = service.build
+        assert build is not None
+        plan.event("build", service.name, detail=f"building {image} from {build.context}")
+        try:
+            await self._docker.run(
+                lambda c: c.images.build(
+                    path=build.context,
+                    dockerfile=build.dockerfile,
+                    buildargs=build.args or None,
+                    target=build.target,
+                    tag=image,
+                    rm=True,
+                )
+            )
+        except ApiError as exc:
+            raise WorkflowFailed(
+                f"services.{service.name}.build: {exc.message}", service=service.name
+            ) from None
+
+    async def _converge(self, plan: Plan, service: Service, existing: list[dict[str, Any]]) -> None:
+        await self._await_dependencies(plan, service)
+        want = plan.hashes[service.name]
+        mine = [r for r in existing if (r.get("Labels") or {}).get(SERVICE_LABEL) == service.name]
+        by_number = {int((r.get("Labels") or {}).get(NUMBER_LABEL, "0")): r for r in mine}
+        if any(
+            by_number.get(n, {}).get("Labels", {}).get(HASH_LABEL) != want
+            for n in range(1, service.deploy.replicas + 1)
+        ):
+            await self._image(plan, service)
+        for number in range(1, service.deploy.replicas + 1):
+            row = by_number.pop(number, None)
+            if row is not None and (row.get("Labels") or {}).get(HASH_LABEL) == want:
+                if row.get("State") not in ("running",) and not _EXITED.search(
+                    row.get("Status") or ""
+                ):
+                    await self._start(plan, service, row["Id"])
+                continue
+            if row is not None:  # changed: recreate
+                await self._remove(plan, service.name, row["Id"], row["Names"][0].lstrip("/"))
+            await self._create_and_start(plan, service, number, want)
+        for row in by_number.values():  # scaled down
+            await self._remove(plan, service.name, row["Id"], row["Names"][0].lstrip("/"))
+
+    async def _create_and_start(
+        self, plan: Plan, service: Service, number: int, config_hash: str
+    ) -> None:
+        project = plan.project
+        name = container_name(project.name, service.name, number)
+        for mount in service.volumes:
+            if mount.type == "bind" and mount.create_host_path and mount.source:
+                # what `docker compose` does: a missing bind source becomes a folder
+                await anyio.Path(mount.source).mkdir(parents=True, exist_ok=True)
+        config = container_config(project, service, number, config_hash)
+        plan.event("creating", service.name, container=name)
+        try:
+            created = await self._docker.run(
+                lambda c: c.api.create_container_from_config(config, name)
+            )
+        except ApiError as exc:
+            raise WorkflowFailed(
+                f"services.{service.name}: cannot create {name}: {exc.message}",
+                service=service.name,
+            ) from None
+        plan.created_containers.append(created["Id"])
+        plan.event("created", service.name, container=name)
+        if not service.network_mode:
+            for key in list(service.networks)[1:]:
+                network = project.networks[key].name
+                endpoint = endpoint_config(service, name, service.networks[key])
+                await self._docker.run(
+                    lambda c, n=network, e=endpoint: c.api.connect_container_to_network(
+                        created["Id"], n, aliases=e["Aliases"]
+                    )
+                )
+        await self._start(plan, service, created["Id"], name)
+
+    async def _start(
+        self, plan: Plan, service: Service, container: str, name: str | None = None
+    ) -> None:
+        plan.event("starting", service.name, container=name)
+        try:
+            await self._docker.run(lambda c: c.api.start(container))
+        except ApiError as exc:
+            raise WorkflowFailed(
+                f"services.{service.name}: cannot start {name or container[:12]}: {exc.message}",
+                service=service.name,
+            ) from None
+        plan.event("started", service.name, container=name)
+
+    async def _remove(self, plan: Plan, service: str, container: str, name: str) -> None:
+        plan.event("removing", service, container=name)
+        await self._docker.run(lambda c: c.api.remove_container(container, force=True))
+        plan.event("removed", service, container=name)
+
+    async def _remove_orphans(self, plan: Plan, existing: list[dict[str, Any]]) -> None:
+        for row in existing:
+            service = (row.get("Labels") or {}).get(SERVICE_LABEL)
+            if service not in plan.project.services:
+                await self._remove(plan, service or "?", row["Id"], row["Names"][0].lstrip("/"))
+
+    async def _await_dependencies(self, plan: Plan, service: Service) -> None:
+        for dependency, rule in service.depends_on.items():
+            if rule.condition == "service_started":
+                continue
+            await self._wait_ready(
+                plan, {dependency}, completed=rule.condition == "service_completed_successfully"
+            )
+
+    async def _wait_ready(self, plan: Plan, only: set[str] | None, completed: bool = False) -> None:
+        names = [s for s in plan.project.services if only is None or s in only]
+        while True:
+            status = await self.status(plan.project.name, names)
+            pending = []
+            for service in status.services:
+                if service.name not in names:
+                    continue
+                for container in service.containers:
+                    problem = self._problem(container)
+                    if problem:
+                        logs = await self._tail(container.id)
+                        raise WorkflowFailed(
+                            f"service {service.name!r} {problem}; last log lines:\n{logs}",
+                            service=service.name,
+                            exit_code=container.exit_code,
+                            logs=logs,
+                        )
+                    done = container.state == "exited" or (
+                        not completed
+                        and container.state == "running"
+                        and container.health in (None, "healthy")
+                    )
+                    if not done:
+                        pending.append(service.name)
+                if not service.containers:
+                    pending.append(service.name)
+            if not pending:
+                for service in status.services:
+                    if service.health == "healthy":
+                        plan.event("healthy", service.name)
+                return
+            await anyio.sleep(_POLL)
+
+    @staticmethod
+    def _problem(container: ContainerState) -> str | None:
+        if container.state in ("exited", "dead") and container.exit_code not in (0, None):
+            return f"exited with code {container.exit_code}"
+        if container.health == "unhealthy":
+            return "is unhealthy"
+        return None
+
+    async def _tail(self, container: str, lines: int = 20) -> str:
+        try:
+            raw = await self._docker.run(lambda c: c.api.logs(container, tail=lines))
+        except ApiError:
+            return "(no logs)"
+        return raw.decode(errors="replace").rstrip() if isinstance(raw, bytes) else str(raw)
+
+    async def _rollback(self, plan: Plan) -> None:
+        """Remove what this `up` created; each removal is tried whatever the others do."""
+        undo: list[Callable[[Any], Any]] = [
+            *(lambda c, i=i: c.api.remove_container(i, force=True, v=True)
+              for i in reversed(plan.created_containers)),
+            *(lambda c, n=n: c.api.remove_network(n) for n in plan.created_networks),
+            *(lambda c, v=v: c.api.remove_volume(v, force=True) for v in plan.created_volumes),
+        ]  # fmt: skip
+        for action in undo:
+            with contextlib.suppress(ApiError):
+                await self._docker.run(action)
+
+    # -- down and friends -----------------------------------------------------------------
+
+    async def down(self, project: ComposeProject, volumes: bool, emit: Emit) -> None:
+        plan = Plan(project, {}, [], emit)
+        rows = await self.containers(project.name)
+        async with task_group() as group:
+            for row in rows:
+                service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
+                group.start_soon(self._stop_and_remove, plan, service, row)
+        for net in project.networks.values():
+            if not net.external:
+                try:
+                    await self._docker.run(lambda c, n=net.name: c.api.remove_network(n))
+                    plan.event("network", detail=f"removed {net.name}")
+                except NotFound:
+                    pass
+        if volumes:
+            for volume in project.volumes.values():
+                if not volume.external:
+                    try:
+                        await self._docker.run(
+                            lambda c, v=volume.name: c.api.remove_volume(v, force=True)
+                        )
+                        plan.event("volume", detail=f"removed {volume.name}")
+                    except NotFound:
+                        pass
+        plan.event("done")
+
+    async def _stop_and_remove(self, plan: Plan, service: str, row: dict[str, Any]) -> None:
+        name = row["Names"][0].lstrip("/")
+        if row.get("State") == "running":
+            plan.event("stopping", service, container=name)
+            await self._docker.run(lambda c: c.api.stop(row["Id"], timeout=10))
+            plan.event("stopped", service, container=name)
+        await self._remove(plan, service, row["Id"], name)
+
+    async def each(
+        self, project: str, services: list[str] | None, action: Callable[[Any, str], Any]
+    ) -> None:
+        """Apply a blocking Docker action to every container of `services`, concurrently."""
+        rows = await self.containers(project)
+        chosen = [
+            r
+            for r in rows
+            if services is None or (r.get("Labels") or {}).get(SERVICE_LABEL) in services
+        ]
+        async with task_group() as group:
+            for row in chosen:
+                group.start_soon(self._docker.run, action, row["Id"])

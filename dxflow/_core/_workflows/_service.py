@@ -1,0 +1,301 @@
+"""The workflow service: stored Compose projects and their lifecycle operations."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from ..._exceptions import Conflict, NotFound
+from ..._models import (
+    ComposeProject,
+    ContainerState,
+    ContainerStats,
+    ExecResult,
+    WorkflowCreate,
+    WorkflowDown,
+    WorkflowEvent,
+    WorkflowExec,
+    WorkflowInfo,
+    WorkflowKill,
+    WorkflowList,
+    WorkflowRef,
+    WorkflowStats,
+    WorkflowStatus,
+    WorkflowStop,
+    WorkflowUp,
+)
+from .._compose import LoadedProject, load_project
+from .._context import Context
+from .._docker import DockerAdapter
+from .._groups import task_group
+from .._handlers import handles
+from .._state import State
+from ._orchestrator import Orchestrator, Plan
+
+__all__ = ["WorkflowService"]
+
+
+class WorkflowService:
+    def __init__(self, state: State, docker: DockerAdapter) -> None:
+        self._state = state
+        self._docker = docker
+        self._orchestrator = Orchestrator(docker)
+
+    # -- the store ------------------------------------------------------------------------
+
+    @staticmethod
+    def _load(spec: WorkflowCreate) -> LoadedProject:
+        return load_project(
+            spec.name,
+            spec.compose,
+            env=spec.env,
+            env_file=spec.env_file or None,
+            profiles=spec.profiles,
+            working_dir=spec.working_dir,
+        )
+
+    def _spec(self, name: str) -> tuple[WorkflowCreate, float]:
+        rows = self._state.query("SELECT spec, created_at FROM workflows WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(f"no workflow named {name!r}", workflow=name)
+        return WorkflowCreate.model_validate_json(rows[0]["spec"]), rows[0]["created_at"]
+
+    def _project(self, name: str) -> LoadedProject:
+        return self._load(self._spec(name)[0])
+
+    @staticmethod
+    def _info(spec: WorkflowCreate, created: float, project: ComposeProject) -> WorkflowInfo:
+        return WorkflowInfo(
+            name=spec.name,
+            created_at=datetime.fromtimestamp(created, UTC),
+            working_dir=project.working_dir,
+            services=sorted(project.services),
+            profiles=spec.profiles,
+        )
+
+    @handles("workflows.create")
+    def create(self, ctx: Context, request: WorkflowCreate) -> WorkflowInfo:
+        loaded = self._load(request)  # validates everything before anything is stored
+        created = time.time()
+        with self._state.transaction() as db:
+            if db.execute("SELECT 1 FROM workflows WHERE name = ?", (request.name,)).fetchone():
+                raise Conflict(
+                    f"a workflow named {request.name!r} exists already", workflow=request.name
+                )
+            db.execute(
+                "INSERT INTO workflows VALUES (?, ?, ?)",
+                (request.name, request.model_dump_json(), created),
+            )
+        return self._info(request, created, loaded.project)
+
+    @handles("workflows.list")
+    def list(self, ctx: Context, request: None) -> WorkflowList:
+        rows = self._state.query("SELECT spec, created_at FROM workflows ORDER BY name")
+        infos = []
+        for row in rows:
+            spec = WorkflowCreate.model_validate_json(row["spec"])
+            infos.append(self._info(spec, row["created_at"], self._load(spec).project))
+        return WorkflowList(workflows=infos)
+
+    @handles("workflows.get")
+    def get(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
+        spec, created = self._spec(request.name)
+        return self._info(spec, created, self._load(spec).project)
+
+    @handles("workflows.config")
+    def config(self, ctx: Context, request: WorkflowRef) -> ComposeProject:
+        return self._project(request.name).project
+
+    @handles("workflows.remove")
+    async def remove(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
+        info = self.get(ctx, request)
+        await self._orchestrator.down(self._project(request.name).project, False, lambda e: None)
+        self._state.execute("DELETE FROM workflows WHERE name = ?", (request.name,))
+        return info
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @handles("workflows.status")
+    async def status(self, ctx: Context, request: WorkflowRef) -> WorkflowStatus:
+        project = self._project(request.name).project
+        return await self._orchestrator.status(project.name, list(project.services))
+
+    @handles("workflows.up")
+    async def up(self, ctx: Context, request: WorkflowUp) -> AsyncIterator[WorkflowEvent]:
+        loaded = self._project(request.name)
+        project = loaded.project
+        unknown = sorted(set(request.services or ()) - set(project.services))
+        if unknown:
+            raise NotFound(
+                f"no service {unknown[0]!r} in workflow {request.name!r}", service=unknown[0]
+            )
+        only = _with_dependencies(project, request.services)
+
+        async def run(emit: Callable[[WorkflowEvent], None]) -> None:
+            hashes = {s: loaded.config_hash(s) for s in project.services}
+            plan = Plan(project, hashes, loaded.order(), emit)
+            with anyio.fail_after(request.timeout) if request.timeout else _nothing():
+                await self._orchestrator.up(plan, only, request.wait, request.remove_orphans)
+
+        async for event in _events(run):
+            yield event
+
+    @handles("workflows.down")
+    async def down(self, ctx: Context, request: WorkflowDown) -> AsyncIterator[WorkflowEvent]:
+        project = self._project(request.name).project
+
+        async def run(emit: Callable[[WorkflowEvent], None]) -> None:
+            await self._orchestrator.down(project, request.volumes, emit)
+
+        async for event in _events(run):
+            yield event
+
+    async def _each(
+        self, request: WorkflowStop, action: Callable[[Any, str], Any]
+    ) -> WorkflowStatus:
+        project = self._project(request.name).project
+        await self._orchestrator.each(project.name, request.services, action)
+        return await self._orchestrator.status(project.name, list(project.services))
+
+    @handles("workflows.start")
+    async def start(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
+        return await self._each(request, lambda c, i: c.api.start(i))
+
+    @handles("workflows.stop")
+    async def stop(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
+        timeout = int(request.timeout) if request.timeout is not None else 10
+        return await self._each(request, lambda c, i: c.api.stop(i, timeout=timeout))
+
+    @handles("workflows.restart")
+    async def restart(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
+        timeout = int(request.timeout) if request.timeout is not None else 10
+        return await self._each(request, lambda c, i: c.api.restart(i, timeout=timeout))
+
+    @handles("workflows.pause")
+    async def pause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
+        return await self._each(request, lambda c, i: c.api.pause(i))
+
+    @handles("workflows.unpause")
+    async def unpause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
+        return await self._each(request, lambda c, i: c.api.unpause(i))
+
+    @handles("workflows.kill")
+    async def kill(self, ctx: Context, request: WorkflowKill) -> WorkflowStatus:
+        stop = WorkflowStop(name=request.name, services=request.services)
+        return await self._each(stop, lambda c, i: c.api.kill(i, signal=request.signal))
+
+    @handles("workflows.exec")
+    async def exec(self, ctx: Context, request: WorkflowExec) -> ExecResult:
+        container = await self._running(request.name, request.service, request.index)
+
+        def run(client: Any) -> ExecResult:
+            created = client.api.exec_create(
+                container,
+                request.cmd,
+                user=request.user or "",
+                workdir=request.workdir,
+                environment=request.env or None,
+            )
+            output = client.api.exec_start(created["Id"])
+            code = client.api.exec_inspect(created["Id"])["ExitCode"]
+            return ExecResult(exit_code=code, output=output.decode(errors="replace"))
+
+        with anyio.fail_after(request.timeout) if request.timeout else _nothing():
+            return await self._docker.run(run)
+
+    async def _running(self, name: str, service: str, index: int) -> str:
+        status = await self.status(Context(None), WorkflowRef(name=name))
+        for candidate in status.services:
+            if candidate.name == service:
+                for container in candidate.containers:
+                    if container.number == index and container.state == "running":
+                        return container.id
+                raise Conflict(f"service {service!r} of {name!r} has no running replica {index}")
+        raise NotFound(f"no service {service!r} in workflow {name!r}", service=service)
+
+    @handles("workflows.stats")
+    async def stats(self, ctx: Context, request: WorkflowRef) -> WorkflowStats:
+        status = await self.status(ctx, request)
+        running = [
+            (s.name, c) for s in status.services for c in s.containers if c.state == "running"
+        ]
+        results: list[ContainerStats] = []
+
+        async def sample(service: str, container: ContainerState) -> None:
+            raw = await self._docker.run(lambda c: c.api.stats(container.id, stream=False))
+            results.append(_container_stats(service, container.name, raw))
+
+        async with task_group() as group:
+            for service, container in running:
+                group.start_soon(sample, service, container)
+        return WorkflowStats(
+            name=request.name, containers=sorted(results, key=lambda s: s.container)
+        )
+
+
+def _container_stats(service: str, name: str, raw: dict[str, Any]) -> ContainerStats:
+    cpu, pre = raw.get("cpu_stats", {}), raw.get("precpu_stats", {})
+    cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get(
+        "total_usage", 0
+    )
+    system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    cpus = cpu.get("online_cpus") or len(cpu.get("cpu_usage", {}).get("percpu_usage") or [1])
+    memory = raw.get("memory_stats", {})
+    usage = memory.get("usage", 0) - memory.get("stats", {}).get("cache", 0)
+    limit = memory.get("limit", 0) or 1
+    networks = raw.get("networks") or {}
+    blkio = raw.get("blkio_stats", {}).get("io_service_bytes_recursive") or []
+    return ContainerStats(
+        service=service,
+        container=name,
+        cpu_percent=round(cpu_delta / system_delta * cpus * 100, 2) if system_delta > 0 else 0.0,
+        memory_usage=usage,
+        memory_limit=limit,
+        memory_percent=round(usage / limit * 100, 2),
+        network_rx=sum(n.get("rx_bytes", 0) for n in networks.values()),
+        network_tx=sum(n.get("tx_bytes", 0) for n in networks.values()),
+        block_read=sum(e.get("value", 0) for e in blkio if e.get("op", "").lower() == "read"),
+        block_write=sum(e.get("value", 0) for e in blkio if e.get("op", "").lower() == "write"),
+        pids=raw.get("pids_stats", {}).get("current"),
+    )
+
+
+def _with_dependencies(project: ComposeProject, services: list[str] | None) -> set[str] | None:
+    if services is None:
+        return None
+    chosen, todo = set(), list(services)
+    while todo:
+        name = todo.pop()
+        if name not in chosen:
+            chosen.add(name)
+            todo.extend(project.services[name].depends_on)
+    return chosen
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+async def _events(
+    run: Callable[[Callable[[WorkflowEvent], None]], Coroutine[Any, Any, None]],
+) -> AsyncIterator[WorkflowEvent]:
+    """Run `run` in the background and yield the events it emits, in order."""
+    send, receive = anyio.create_memory_object_stream[WorkflowEvent](1000)
+
+    async def drive() -> None:
+        async with send:
+            await run(send.send_nowait)
+
+    async with task_group() as group:
+        group.start_soon(drive)
+        async with receive:
+            async for event in receive:
+                yield event

@@ -1,0 +1,177 @@
+"""Models of workflows: requests, status, events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ._base import Request, Response
+
+__all__ = [
+    "ContainerState",
+    "ContainerStats",
+    "ExecResult",
+    "ServiceStatus",
+    "WorkflowCreate",
+    "WorkflowDown",
+    "WorkflowEvent",
+    "WorkflowExec",
+    "WorkflowInfo",
+    "WorkflowKill",
+    "WorkflowList",
+    "WorkflowRef",
+    "WorkflowStats",
+    "WorkflowStatus",
+    "WorkflowStop",
+    "WorkflowUp",
+]
+
+_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class WorkflowRef(Request):
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+
+
+class WorkflowCreate(Request):
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    compose: str | dict[str, Any] = Field(description="compose YAML text, or the parsed document")
+    working_dir: str | None = Field(None, description="where relative paths resolve (engine host)")
+    config_files: list[str] = []
+    env: dict[str, str] = {}
+    env_file: list[str] = Field([], description="dotenv files on the engine host")
+    profiles: list[str] = []
+
+
+class WorkflowUp(Request):
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    services: list[str] | None = None
+    wait: bool = True
+    timeout: float | None = Field(None, gt=0, le=86400)
+    remove_orphans: bool = True
+
+
+class WorkflowDown(Request):
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    volumes: bool = False
+    remove_orphans: bool = True
+
+
+class WorkflowStop(Request):
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    services: list[str] | None = None
+    timeout: float | None = Field(None, ge=0, le=3600)
+
+
+class WorkflowInfo(Response):
+    name: str
+    created_at: datetime
+    working_dir: str
+    services: list[str]
+    profiles: list[str] = []
+
+
+class WorkflowList(Response):
+    workflows: list[WorkflowInfo]
+
+
+class ContainerState(Response):
+    id: str
+    name: str
+    number: int
+    state: str = Field(description="created, running, paused, restarting, exited, dead")
+    health: str | None = Field(None, description="starting, healthy, unhealthy")
+    exit_code: int | None = None
+    ports: list[str] = Field([], description='"host_ip:host_port->port/proto"')
+    config_hash: str | None = None
+
+
+class ServiceStatus(Response):
+    name: str
+    state: str = Field(description="running, partial, exited, stopped, paused, missing")
+    health: str | None = None
+    exit_code: int | None = None
+    replicas: int
+    containers: list[ContainerState]
+
+
+class WorkflowStatus(Response):
+    name: str
+    state: str = Field(description="running, partial, stopped, missing")
+    services: list[ServiceStatus]
+
+
+class WorkflowEvent(Response):
+    time: datetime
+    workflow: str
+    action: Literal[
+        "pull",
+        "build",
+        "creating",
+        "created",
+        "starting",
+        "started",
+        "healthy",
+        "unhealthy",
+        "exited",
+        "died",
+        "oom",
+        "stopping",
+        "stopped",
+        "removing",
+        "removed",
+        "paused",
+        "unpaused",
+        "killed",
+        "network",
+        "volume",
+        "done",
+        "error",
+    ]
+    service: str | None = None
+    container: str | None = None
+    exit_code: int | None = None
+    detail: str | None = None
+
+
+class WorkflowKill(Request):
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    services: list[str] | None = None
+    signal: str = Field("SIGKILL", pattern=r"^(SIG)?[A-Z0-9]+$|^[0-9]+$")
+
+
+class WorkflowExec(Request):
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    service: str = Field(min_length=1)
+    cmd: list[str] = Field(min_length=1)
+    index: int = Field(1, ge=1, description="which replica")
+    user: str | None = None
+    workdir: str | None = None
+    env: dict[str, str] = {}
+    timeout: float | None = Field(None, gt=0, le=86400)
+
+
+class ExecResult(Response):
+    exit_code: int
+    output: str
+
+
+class ContainerStats(Response):
+    service: str
+    container: str
+    cpu_percent: float
+    memory_usage: int
+    memory_limit: int
+    memory_percent: float
+    network_rx: int
+    network_tx: int
+    block_read: int
+    block_write: int
+    pids: int | None = None
+
+
+class WorkflowStats(Response):
+    name: str
+    containers: list[ContainerStats]

@@ -1,0 +1,62 @@
+"""The examples and notebooks run as users run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quickstart_example(tmp_path: Path) -> None:
+    env = {**os.environ, "DXFLOW_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "in-process engine dxf-" in done.stdout
+    assert "is refused key management" in done.stdout
+
+
+@pytest.mark.docker
+def test_workflow_example(tmp_path: Path, docker_ready: None) -> None:
+    env = {**os.environ, "DXFLOW_HOME": str(tmp_path / "home"), "DEMO_NAME": f"ex{os.getpid()}"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "workflow" / "run.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "hello from the demo" in done.stdout
+    assert "exec in web -> exit 0" in done.stdout
+    assert "down and removed" in done.stdout
+
+
+@pytest.mark.docker
+def test_workflows_notebook(
+    tmp_path: Path, docker_ready: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("DXFLOW_HOME", str(tmp_path / "home"))
+    notebook = nbformat.read(ROOT / "notebooks" / "workflows.ipynb", as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT / "notebooks")}},
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("hello from the demo" in str(o.get("data", {})) for o in outputs)

@@ -1,0 +1,205 @@
+"""Workflows against the real Docker Engine, through every transport."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import Iterator
+
+import docker
+import httpx
+import pytest
+
+from dxflow import Conflict, Engine, InvalidRequest, NotFound, WorkflowFailed
+
+from ..conftest import EngineFactory
+from ..docker.images import BUSYBOX_IMAGE
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def name(docker_client: docker.DockerClient, docker_ready: None) -> Iterator[str]:
+    project = f"dxt{os.getpid()}-{next(_names)}"
+    yield project
+    label = f"com.docker.compose.project={project}"
+    for container in docker_client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for network in docker_client.networks.list(filters={"label": label}):
+        network.remove()
+    for volume in docker_client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _app(port: int) -> str:
+    return f"""
+services:
+  init:
+    image: {BUSYBOX_IMAGE}
+    command: ["sh", "-c", "echo initialised"]
+  web:
+    image: {BUSYBOX_IMAGE}
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: ["127.0.0.1:{port}:8080"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+      interval: 1s
+      timeout: 2s
+      retries: 10
+    depends_on:
+      init: {{condition: service_completed_successfully}}
+  worker:
+    image: {BUSYBOX_IMAGE}
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+    environment: {{ROLE: "${{ROLE:-worker}}"}}
+    depends_on: [web]
+"""
+
+
+def test_create_validates_stores_and_lists(engine: Engine, name: str) -> None:
+    wf = engine.workflows.create(name, _app(_free_port()))
+    assert wf.info.services == ["init", "web", "worker"]
+    assert [w.name for w in engine.workflows.list()] == [name]
+    config = wf.config()
+    assert config.services["worker"].environment == {"ROLE": "worker"}
+    assert config.services["web"].depends_on["init"].condition == "service_completed_successfully"
+    with pytest.raises(Conflict, match=name):
+        engine.workflows.create(name, _app(_free_port()))
+    assert engine.workflows.get(name).status().state == "missing"  # nothing created yet
+
+
+def test_bad_compose_is_refused_and_nothing_is_stored(engine: Engine, name: str) -> None:
+    with pytest.raises(InvalidRequest, match="invalid YAML at line 1"):
+        engine.workflows.create(name, "services: [not, a, mapping")
+    with pytest.raises(InvalidRequest, match="colour"):
+        engine.workflows.create(
+            name, {"services": {"a": {"image": BUSYBOX_IMAGE, "colour": "red"}}}
+        )
+    with pytest.raises(NotFound):
+        engine.workflows.get(name)
+
+
+def test_up_runs_the_graph_and_down_removes_everything(
+    engine: Engine, name: str, docker_client: docker.DockerClient
+) -> None:
+    port = _free_port()
+    wf = engine.workflows.create(name, _app(port))
+    events: list[str] = []
+    status = wf.up(timeout=60, progress=lambda e: events.append(f"{e.action}:{e.service}"))
+    by_name = {s.name: s for s in status.services}
+    assert by_name["init"].state == "exited" and by_name["init"].exit_code == 0
+    assert by_name["web"].state == "running" and by_name["web"].health == "healthy"
+    assert by_name["worker"].state == "running"
+    assert events.index("started:init") < events.index("creating:web")  # completed first
+    assert events[-1] == "done:None"
+    assert httpx.get(f"http://127.0.0.1:{port}/").text == "hello from dxflow\n"
+    assert by_name["web"].containers[0].ports == [f"127.0.0.1:{port}->8080/tcp"]
+
+    container = docker_client.containers.get(f"{name}-web-1")
+    labels = container.labels
+    assert labels["com.docker.compose.project"] == name
+    assert labels["com.docker.compose.service"] == "web"
+    assert labels["com.docker.compose.container-number"] == "1"
+    assert labels["com.docker.compose.oneoff"] == "False"
+    assert len(labels["com.docker.compose.config-hash"]) == 64
+
+    ids = {c.id for s in status.services for c in s.containers}
+    again = wf.up(timeout=60)  # idempotent: nothing recreated
+    assert {c.id for s in again.services for c in s.containers} == ids
+
+    wf.down()
+    assert wf.status().state == "missing"
+    label = f"com.docker.compose.project={name}"
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    assert docker_client.networks.list(filters={"label": label}) == []
+
+
+def test_stop_start_restart(engine: Engine, name: str) -> None:
+    wf = engine.workflows.create(name, _app(_free_port()))
+    wf.up(timeout=60)
+    stopped = wf.stop(services=["worker"], timeout=1)
+    assert {s.name: s.state for s in stopped.services}["worker"] == "exited"
+    started = wf.start(services=["worker"])
+    assert {s.name: s.state for s in started.services}["worker"] == "running"
+    assert {s.name: s.state for s in wf.restart(services=["worker"], timeout=1).services}[
+        "worker"
+    ] == "running"
+
+
+def test_failing_one_shot_raises_with_its_exit_code_and_logs(engine: Engine, name: str) -> None:
+    compose = {
+        "services": {
+            "migrate": {
+                "image": BUSYBOX_IMAGE,
+                "command": ["sh", "-c", "echo schema broken; exit 3"],
+            },
+            "app": {
+                "image": BUSYBOX_IMAGE,
+                "command": ["sleep", "3600"],
+                "depends_on": {"migrate": {"condition": "service_completed_successfully"}},
+            },
+        }
+    }
+    wf = engine.workflows.create(name, compose)
+    with pytest.raises(WorkflowFailed) as caught:
+        wf.up(timeout=60)
+    assert "migrate" in caught.value.message and "exited with code 3" in caught.value.message
+    assert "schema broken" in caught.value.message
+    assert caught.value.details["exit_code"] == 3
+
+
+def test_missing_image_leaves_nothing_behind(
+    engine: Engine, name: str, docker_client: docker.DockerClient
+) -> None:
+    compose = {
+        "services": {
+            "ok": {"image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]},
+            "ghost": {"image": "dxflow-test/does-not-exist:1", "depends_on": ["ok"]},
+        }
+    }
+    wf = engine.workflows.create(name, compose)
+    with pytest.raises(NotFound, match="does-not-exist"):
+        wf.up(timeout=60)
+    label = f"com.docker.compose.project={name}"
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    assert docker_client.networks.list(filters={"label": label}) == []
+
+
+def test_port_in_use_leaves_nothing_behind(
+    engine: Engine, name: str, docker_client: docker.DockerClient
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        wf = engine.workflows.create(name, _app(port))
+        with pytest.raises(WorkflowFailed, match="web"):
+            wf.up(timeout=60)
+    label = f"com.docker.compose.project={name}"
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    assert docker_client.networks.list(filters={"label": label}) == []
+
+
+def test_operations_on_a_removed_workflow_are_not_found(engine: Engine, name: str) -> None:
+    wf = engine.workflows.create(name, _app(_free_port()))
+    wf.remove()
+    for call in (wf.status, wf.config, wf.reload, wf.remove, lambda: wf.up(timeout=5)):
+        with pytest.raises(NotFound, match=name):
+            call()
+
+
+def test_workflow_permission(make_engine: EngineFactory, make_key: object, name: str) -> None:
+    from dxflow import Permission, PermissionDenied
+
+    reader = make_engine(make_key(Permission.WORKFLOW | Permission.READ_ONLY).private)  # type: ignore[operator]
+    assert reader.workflows.list() == []
+    with pytest.raises(PermissionDenied, match="READ_ONLY"):
+        reader.workflows.create(name, _app(_free_port()))
