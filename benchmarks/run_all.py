@@ -1,7 +1,7 @@
-"""Run the four benchmarks (each in its own process) and print a summary table.
+"""Run the five benchmarks (each in its own process) and print a summary table.
 
     python benchmarks/run_all.py            # full mode, a few minutes
-    python benchmarks/run_all.py --quick    # the CI smoke: each script < 20 s
+    python benchmarks/run_all.py --quick    # the CI smoke: each script < 20 s (workflows < 60 s)
 
 Exits 1 when any benchmark fails to run (or `import dxflow` loads a heavy module);
 speed targets are reported, not asserted, unless `--strict` (full mode only).
@@ -17,7 +17,7 @@ from typing import Any
 
 from _common import BENCH_DIR, PYTHON, REPO, fmt_ms, fmt_us, human_stream, parse_args, print_table
 
-SCRIPTS = ["import_time", "inprocess_ping", "boot", "http_ping"]
+SCRIPTS = ["import_time", "inprocess_ping", "boot", "http_ping", "workflows"]
 
 
 def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -44,6 +44,17 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
             fmt_ms(figures["dxflow"]["median_s"]),
             f"uvicorn {fmt_ms(figures['peer']['median_s'])}",
             f"{figures['ratio_dxflow_over_peer']:.2f}x",
+        )
+    if name == "workflows":
+        size = max(int(key.split("_")[1]) for key in figures if key.startswith("up_"))
+        up = figures[f"up_{size}"]
+        ratio = up["ratio_compose_over_dxflow"]
+        compose = up.get("docker-compose")  # absent where docker-compose is not installed
+        return (
+            f"up of {size} services",
+            fmt_ms(up["dxflow"]["median_s"]),
+            f"docker-compose {fmt_ms(compose['median_s'])}" if compose else "no docker-compose",
+            f"compose/dxflow {ratio:.2f}x" if ratio else "-",
         )
     return (
         f"ping req/s ({figures.get('load_generator', '?')})",

@@ -8,6 +8,7 @@ Jupyter, whose own loop is already running, and keeps the engine's background wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -80,6 +81,16 @@ class Runner:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
+
+        async def finish() -> None:
+            # Streams still open (an abandoned iterator) end here, on their own loop.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=5) if tasks else None
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(finish(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         loop.close()

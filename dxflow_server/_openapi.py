@@ -31,6 +31,14 @@ _ERROR = {
 }
 
 
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    options = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    if len(options) != len(schema.get("anyOf", [])):
+        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+        return {**rest, **options[0]} if len(options) == 1 else {**rest, "anyOf": options}
+    return schema
+
+
 def _parameters(op: Operation, schema: dict[str, Any] | None) -> list[dict[str, Any]]:
     properties = (schema or {}).get("properties", {})
     params = [
@@ -45,6 +53,9 @@ def _parameters(op: Operation, schema: dict[str, Any] | None) -> list[dict[str, 
     if op.body_in_query and schema:
         required = set(schema.get("required", []))
         for name, prop in schema.get("properties", {}).items():
+            prop = _not_null(prop)  # a query string cannot say null: leave the parameter out
+            if prop.get("type") == "string":
+                prop = {"minLength": 1, **prop}  # the server refuses `?x=` (see _routes)
             if name not in op.path_params:
                 params.append(
                     {"name": name, "in": "query", "required": name in required, "schema": prop}

@@ -24,13 +24,16 @@ Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 async def _payload(request: Request, op: Operation) -> dict[str, Any]:
     if op.body_in_query:
         query = request.query_params
+        empty = next((key for key, value in query.multi_items() if not value), None)
+        if empty is not None:  # `?x=` is neither a value nor its absence: say so
+            raise InvalidRequest(f"invalid request: {empty}: empty value (leave the parameter out)")
         payload: dict[str, Any] = {
             key: values if len(values := query.getlist(key)) > 1 else values[0] for key in query
         }
     else:
         body = await request.body()
         try:
-            payload = json.loads(body) if body.strip() else {}
+            payload = json.loads(body) if body else {}
         except ValueError as exc:
             raise InvalidRequest(f"invalid request: the body is not valid JSON ({exc})") from None
         if not isinstance(payload, dict):

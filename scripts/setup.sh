@@ -159,9 +159,9 @@ if [ "$DEV" = 1 ]; then
         warn "the Docker tests need a static busybox; run: sudo apt-get install -y busybox-static"
     fi
     # Tools the test suite drives: the docs' shell examples (curl, openssl, jq), the HTTP
-    # benchmark's load generator (wrk) and file(1).
+    # benchmark's load generator (wrk) and the workflow benchmark's peer (docker-compose).
     missing=()
-    for tool in curl openssl jq wrk; do
+    for tool in curl openssl jq wrk docker-compose; do
         command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
     done
     if [ "${#missing[@]}" -gt 0 ]; then

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._models import (
     ComposeProject,
+    EnvExplanation,
     ExecResult,
+    LogLine,
     ServiceStatus,
     WorkflowEvent,
     WorkflowInfo,
@@ -51,6 +54,27 @@ def _create_params(
     if env_file is not None:
         files = [env_file] if isinstance(env_file, str | os.PathLike) else list(env_file)
         params["env_file"] = [str(Path(f).expanduser().absolute()) for f in files]
+    return params
+
+
+def _update_params(
+    name: str,
+    compose: Compose | None,
+    env: Mapping[str, str] | None,
+    env_file: Any,
+    profiles: Iterable[str] | None,
+) -> dict[str, Any]:
+    """Only what is given changes; a compose path is read here, as in create."""
+    params: dict[str, Any] = {"name": name}
+    if compose is not None:
+        full = _create_params(name, compose, env, env_file, profiles)
+        params.update({k: full[k] for k in ("compose", "working_dir", "config_files") if k in full})
+    if env is not None:
+        params["env"] = dict(env)
+    if env_file is not None:
+        params["env_file"] = _create_params(name, {}, None, env_file, None)["env_file"]
+    if profiles is not None:
+        params["profiles"] = list(profiles)
     return params
 
 
@@ -148,6 +172,43 @@ class AsyncWorkflow(_Handle):
     async def stats(self) -> WorkflowStats:
         return await self._engine._call("workflows.stats", name=self.name)
 
+    async def update(
+        self,
+        compose: Compose | None = None,
+        env: Mapping[str, str] | None = None,
+        env_file: Any = None,
+        profiles: Iterable[str] | None = None,
+    ) -> None:
+        self.info = await self._engine._call(
+            "workflows.update", **_update_params(self.name, compose, env, env_file, profiles)
+        )
+
+    async def explain_env(self, service: str, variable: str) -> EnvExplanation:
+        return await self._engine._call(
+            "workflows.env", name=self.name, service=service, variable=variable
+        )
+
+    def logs(
+        self,
+        service: str | None = None,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        timestamps: bool = False,
+    ) -> AsyncIterator[LogLine]:
+        return self._engine._stream(
+            "workflows.logs",
+            name=self.name,
+            service=service,
+            follow=follow,
+            tail=tail,
+            since=since,
+            timestamps=timestamps,
+        )
+
+    def events(self, since: datetime | None = None) -> AsyncIterator[WorkflowEvent]:
+        return self._engine._stream("workflows.events", name=self.name, since=since)
+
     async def remove(self) -> None:
         await self._engine._call("workflows.remove", name=self.name)
 
@@ -233,6 +294,43 @@ class Workflow(_Handle):
 
     def stats(self) -> WorkflowStats:
         return self._engine._call("workflows.stats", name=self.name)
+
+    def update(
+        self,
+        compose: Compose | None = None,
+        env: Mapping[str, str] | None = None,
+        env_file: Any = None,
+        profiles: Iterable[str] | None = None,
+    ) -> None:
+        self.info = self._engine._call(
+            "workflows.update", **_update_params(self.name, compose, env, env_file, profiles)
+        )
+
+    def explain_env(self, service: str, variable: str) -> EnvExplanation:
+        return self._engine._call(
+            "workflows.env", name=self.name, service=service, variable=variable
+        )
+
+    def logs(
+        self,
+        service: str | None = None,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[LogLine]:
+        return self._engine._stream(
+            "workflows.logs",
+            name=self.name,
+            service=service,
+            follow=follow,
+            tail=tail,
+            since=since,
+            timestamps=timestamps,
+        )
+
+    def events(self, since: datetime | None = None) -> Iterator[WorkflowEvent]:
+        return self._engine._stream("workflows.events", name=self.name, since=since)
 
     def remove(self) -> None:
         self._engine._call("workflows.remove", name=self.name)

@@ -136,6 +136,90 @@ def _simple(verb: str, doc: str) -> None:
 _simple("start", "Start the existing containers of NAME.")
 _simple("stop", "Stop the containers of NAME.")
 _simple("restart", "Restart the containers of NAME.")
+_simple("pause", "Pause the containers of NAME.")
+_simple("unpause", "Unpause the containers of NAME.")
+
+
+@workflow.command()
+@click.argument("name")
+@click.option("--signal", default="SIGKILL", show_default=True)
+@click.option("--service", "services", multiple=True, help="Only these services.")
+@engine_command
+def kill(opts: Options, name: str, signal: str, services: tuple[str, ...]) -> None:
+    """Send a signal to the containers of NAME."""
+    with opts.engine() as engine:
+        status = engine.workflows.get(name).kill(signal, services=list(services) or None)
+    _print_status(status, opts.json)
+
+
+@workflow.command()
+@click.argument("name")
+@click.option("--service", help="Only this service.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--tail", type=int, help="Only the last N lines of each container.")
+@click.option("-t", "--timestamps", is_flag=True)
+@engine_command
+def logs(opts: Options, name: str, service: str | None, follow: bool, tail: int | None,
+         timestamps: bool) -> None:  # fmt: skip
+    """Log lines of NAME, tagged with their container."""
+    with opts.engine() as engine:
+        lines = engine.workflows.get(name).logs(service=service, follow=follow, tail=tail,
+                                                timestamps=timestamps)  # fmt: skip
+        for line in lines:
+            if opts.json:
+                click.echo(line.model_dump_json())
+                continue
+            stamp = f"{line.time:%Y-%m-%dT%H:%M:%S.%f} " if line.time else ""
+            click.echo(f"{line.container:<24} | {stamp}{line.line}", err=line.stream == "stderr")
+
+
+@workflow.command()
+@click.argument("name")
+@engine_command
+def events(opts: Options, name: str) -> None:
+    """Container events of NAME as they happen (Ctrl-C to stop)."""
+    show = _progress(opts.json)
+    with opts.engine() as engine:
+        for event in engine.workflows.get(name).events():
+            show(event)
+
+
+@workflow.command("stats")
+@click.argument("name")
+@engine_command
+def workflow_stats(opts: Options, name: str) -> None:
+    """Per container: CPU, memory against its limit, network, block I/O."""
+    from ._output import human_bytes
+
+    with opts.engine() as engine:
+        data = engine.workflows.get(name).stats()
+    if opts.json:
+        return emit_json(data)
+    table(
+        [(s.container, f"{s.cpu_percent:.1f}%",
+          f"{human_bytes(s.memory_usage)} / {human_bytes(s.memory_limit)}",
+          f"{human_bytes(s.network_rx)} / {human_bytes(s.network_tx)}",
+          f"{human_bytes(s.block_read)} / {human_bytes(s.block_write)}", s.pids)
+         for s in data.containers],
+        ["container", "cpu", "memory", "net rx/tx", "block r/w", "pids"],
+    )  # fmt: skip
+
+
+@workflow.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("service")
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--index", default=1, show_default=True, help="Which replica.")
+@engine_command
+def exec_command(opts: Options, name: str, service: str, cmd: tuple[str, ...], index: int) -> None:
+    """Run CMD in SERVICE of NAME; print its output and exit with its code."""
+    with opts.engine() as engine:
+        result = engine.workflows.get(name).exec(service, list(cmd), index=index)
+    if opts.json:
+        emit_json(result)
+    else:
+        click.echo(result.output, nl=False)
+    raise SystemExit(result.exit_code)
 
 
 @workflow.command()

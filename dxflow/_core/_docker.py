@@ -5,12 +5,15 @@ Only this module imports `docker`; its exceptions are translated here and never 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 
 from .._exceptions import (
@@ -22,10 +25,20 @@ from .._exceptions import (
     NotFound,
 )
 from .._models import DockerInfo
+from ._groups import task_group
 
 __all__ = ["DockerAdapter"]
 
 T = TypeVar("T")
+
+
+class _Failure:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+async def _in_thread(function: Callable[..., Any], *args: Any) -> None:
+    await anyio.to_thread.run_sync(functools.partial(function, *args), abandon_on_cancel=True)
 
 
 def _api_error(exc: Any) -> ApiError:
@@ -76,17 +89,65 @@ class DockerAdapter:
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 
     def _guarded(self, function: Callable[..., T], *args: Any) -> T:
+        try:
+            return function(self._connect(), *args)
+        except Exception as exc:
+            raise self.translate(exc) from None
+
+    def translate(self, exc: Exception) -> Exception:
+        """The dxflow error for a Docker SDK error (others pass through unchanged)."""
         import docker.errors
         import requests.exceptions
 
-        try:
-            return function(self._connect(), *args)
-        except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
-            if isinstance(exc, docker.errors.APIError):
-                raise _api_error(exc) from None
-            if isinstance(exc, docker.errors.BuildError):
-                raise InvalidRequest(f"Docker build failed: {exc.msg}") from None
-            raise self._unavailable(exc) from None
+        if isinstance(exc, docker.errors.APIError):
+            return _api_error(exc)
+        if isinstance(exc, docker.errors.BuildError):
+            return InvalidRequest(f"Docker build failed: {exc.msg}")
+        if isinstance(exc, docker.errors.DockerException | requests.exceptions.ConnectionError):
+            return self._unavailable(exc)
+        return exc
+
+    async def stream(
+        self, streams: list[Callable[[Any], Any]], limit: int = 256
+    ) -> AsyncIterator[Any]:
+        """Merge blocking Docker streams (logs, events) into one async iterator.
+
+        Each stream is read by a worker thread; leaving the iterator closes them all,
+        which ends the threads' blocking reads.
+        """
+        send, receive = anyio.create_memory_object_stream[Any](limit)
+        opened: list[Any] = []
+        closed = threading.Event()
+
+        def pump(open_stream: Callable[[Any], Any], out: Any) -> None:
+            with out:
+                try:
+                    source = self._guarded(open_stream)
+                    opened.append(source)
+                    if closed.is_set():
+                        return
+                    for item in source:
+                        anyio.from_thread.run(out.send, item)
+                except Exception as exc:
+                    if not closed.is_set():
+                        anyio.from_thread.run(out.send, _Failure(self.translate(exc)))
+
+        async with task_group() as group:
+            for open_stream in streams:
+                group.start_soon(_in_thread, pump, open_stream, send.clone())
+            send.close()
+            try:
+                async with receive:
+                    async for item in receive:
+                        if isinstance(item, _Failure):
+                            raise item.error
+                        yield item
+            finally:
+                closed.set()
+                for source in opened:
+                    with contextlib.suppress(Exception):
+                        source.close()
+                group.cancel_scope.cancel()
 
     async def info(self) -> DockerInfo:
         try:

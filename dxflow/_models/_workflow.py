@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -12,20 +12,26 @@ from ._base import Request, Response
 __all__ = [
     "ContainerState",
     "ContainerStats",
+    "EnvExplanation",
+    "EnvQuery",
     "ExecResult",
+    "LogLine",
     "ServiceStatus",
     "WorkflowCreate",
     "WorkflowDown",
     "WorkflowEvent",
+    "WorkflowEventsQuery",
     "WorkflowExec",
     "WorkflowInfo",
     "WorkflowKill",
     "WorkflowList",
+    "WorkflowLogs",
     "WorkflowRef",
     "WorkflowStats",
     "WorkflowStatus",
     "WorkflowStop",
     "WorkflowUp",
+    "WorkflowUpdate",
 ]
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
@@ -35,14 +41,23 @@ class WorkflowRef(Request):
     name: str = Field(min_length=1, max_length=63, pattern=_NAME)
 
 
+# Paths name files on the engine host: no NUL bytes, never empty.
+Path_ = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
+Profile = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+]
+
+
 class WorkflowCreate(Request):
     name: str = Field(min_length=1, max_length=63, pattern=_NAME)
     compose: str | dict[str, Any] = Field(description="compose YAML text, or the parsed document")
-    working_dir: str | None = Field(None, description="where relative paths resolve (engine host)")
-    config_files: list[str] = []
+    working_dir: Path_ | None = Field(
+        None, description="where relative paths resolve (engine host)"
+    )
+    config_files: list[Path_] = []
     env: dict[str, str] = {}
-    env_file: list[str] = Field([], description="dotenv files on the engine host")
-    profiles: list[str] = []
+    env_file: list[Path_] = Field([], description="dotenv files on the engine host")
+    profiles: list[Profile] = []
 
 
 class WorkflowUp(Request):
@@ -175,3 +190,51 @@ class ContainerStats(Response):
 class WorkflowStats(Response):
     name: str
     containers: list[ContainerStats]
+
+
+class WorkflowUpdate(Request):
+    """Replace parts of a stored workflow; the next `up` recreates what changed."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    compose: str | dict[str, Any] | None = None
+    working_dir: Path_ | None = None
+    config_files: list[Path_] | None = None
+    env: dict[str, str] | None = None
+    env_file: list[Path_] | None = None
+    profiles: list[Profile] | None = None
+
+
+class WorkflowLogs(Request):
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    service: str | None = None
+    follow: bool = False
+    tail: int | None = Field(None, ge=0)
+    since: datetime | None = None
+    timestamps: bool = False
+
+
+class LogLine(Response):
+    service: str
+    container: str
+    stream: Literal["stdout", "stderr"]
+    line: str
+    time: datetime | None = None
+
+
+class WorkflowEventsQuery(Request):
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    since: datetime | None = None
+
+
+class EnvQuery(Request):
+    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    service: str = Field(min_length=1)
+    variable: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class EnvExplanation(Response):
+    variable: str
+    value: str | None
+    source: str = Field(
+        description="env, process, env_file:<path>, service.environment, ... or unset"
+    )

@@ -203,3 +203,95 @@ def test_workflow_permission(make_engine: EngineFactory, make_key: object, name:
     assert reader.workflows.list() == []
     with pytest.raises(PermissionDenied, match="READ_ONLY"):
         reader.workflows.create(name, _app(_free_port()))
+
+
+def test_timeout_is_honoured_and_names_what_was_not_ready(engine: Engine, name: str) -> None:
+    import time
+
+    compose = {"services": {"never": {
+        "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"], "init": True,
+        "healthcheck": {"test": ["CMD", "false"], "interval": "1s", "retries": 1000},
+    }}}  # fmt: skip
+    wf = engine.workflows.create(name, compose)
+    started = time.monotonic()
+    with pytest.raises(WorkflowFailed, match="did not come up within 2 s; waiting for never"):
+        wf.up(timeout=2)
+    assert time.monotonic() - started < 3 + 2  # honoured within 1 s (plus rollback)
+    assert wf.status().state == "missing"
+
+
+def test_logs_events_env_and_update(engine: Engine, name: str) -> None:
+    import threading
+    import time
+
+    compose = {"services": {
+        "talker": {"image": BUSYBOX_IMAGE, "init": True, "environment": {"WHO": "${WHO:-nobody}"},
+                   "command": ["sh", "-c", "echo hello $WHO; echo oops >&2; sleep 3600"]},
+    }}  # fmt: skip
+    wf = engine.workflows.create(name, compose, env={"WHO": "dxflow"})
+    explained = wf.explain_env("talker", "WHO")
+    assert (explained.value, explained.source) == ("dxflow", "service.environment")
+
+    events: list[object] = []
+    watcher = wf.events()
+    reader = threading.Thread(target=lambda: events.extend(
+        e for _, e in zip(range(2), watcher, strict=False)), daemon=True)  # fmt: skip
+    reader.start()
+    time.sleep(0.5)
+    first = wf.up(timeout=60)
+    reader.join(20)
+    watcher.close()  # type: ignore[attr-defined]  # leaving early stops the engine side too
+    assert [e.action for e in events][:2] == ["created", "started"]  # type: ignore[attr-defined]
+
+    deadline = time.monotonic() + 10
+    lines: list[object] = []
+    while time.monotonic() < deadline and len(lines) < 2:
+        lines = list(wf.logs(timestamps=True))
+        time.sleep(0.2)
+    by_stream = {line.stream: line for line in lines}  # type: ignore[attr-defined]
+    assert by_stream["stdout"].line == "hello dxflow" and by_stream["stdout"].service == "talker"
+    assert by_stream["stderr"].line == "oops" and by_stream["stderr"].time is not None
+    assert [line.line for line in wf.logs(tail=1, service="talker")]  # type: ignore[attr-defined]
+
+    wf.update(env={"WHO": "world"})  # the config hash changes: up recreates the container
+    second = wf.up(timeout=60)
+    assert second.services[0].containers[0].id != first.services[0].containers[0].id
+    assert wf.explain_env("talker", "WHO").value == "world"
+    with pytest.raises(InvalidRequest):
+        wf.update(compose="services: {x: {colour: red}}")
+    assert wf.config().services["talker"].environment == {"WHO": "world"}
+
+
+def test_exec_and_stats(engine: Engine, name: str) -> None:
+    wf = engine.workflows.create(name, {"services": {"box": {
+        "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"], "init": True,
+        "deploy": {"resources": {"limits": {"memory": "64m"}}}}}})  # fmt: skip
+    wf.up(timeout=60)
+    ok = wf.exec("box", ["sh", "-c", "echo out; exit 3"])
+    assert (ok.exit_code, ok.output) == (3, "out\n")
+    missing = wf.exec("box", ["no-such-command"])
+    assert missing.exit_code in (126, 127)
+    with pytest.raises(NotFound, match="nope"):
+        wf.exec("nope", ["true"])
+    stats = wf.stats()
+    assert [s.service for s in stats.containers] == ["box"]
+    assert stats.containers[0].memory_limit == 64 * 2**20
+    assert 0 < stats.containers[0].memory_usage < stats.containers[0].memory_limit
+
+
+def test_engine_restart_finds_workflows_as_they_are(
+    tmp_path: object, name: str, docker_client: docker.DockerClient
+) -> None:
+    from pathlib import Path
+
+    home = Path(str(tmp_path)) / "restart-home"
+    with Engine(home=home) as first:
+        wf = first.workflows.create(name, {"services": {"box": {
+            "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"], "init": True}}})  # fmt: skip
+        ids = [c.id for c in wf.up(timeout=60).services[0].containers]
+    with Engine(home=home) as second:  # a new engine process on the same home
+        again = second.workflows.get(name)
+        status = again.status()
+        assert status.state == "running"
+        assert [c.id for c in status.services[0].containers] == ids
+    assert docker_client.containers.get(ids[0]).status == "running"  # never touched

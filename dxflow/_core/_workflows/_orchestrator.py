@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from ..._exceptions import ApiError, NotFound, WorkflowFailed
+from ..._exceptions import ApiError, Conflict, NotFound, WorkflowFailed
 from ..._models import (
     ComposeProject,
     ContainerState,
@@ -110,6 +110,15 @@ def _service_state(containers: list[ContainerState]) -> str:
     return "partial"
 
 
+def stop_grace(project: ComposeProject, service: str, given: float | None = None) -> int:
+    """Seconds between SIGTERM and SIGKILL: the caller's, the service's, or Docker's 10."""
+    if given is not None:
+        return int(given)
+    known = project.services.get(service)
+    grace = known.stop_grace_period if known is not None else None
+    return int(grace) if grace is not None else 10
+
+
 class Orchestrator:
     def __init__(self, docker: DockerAdapter, concurrency: int = 16) -> None:
         self._docker = docker
@@ -164,26 +173,66 @@ class Orchestrator:
 
     # -- up -------------------------------------------------------------------------------
 
-    async def up(self, plan: Plan, only: set[str] | None, wait: bool, remove_orphans: bool) -> None:
+    async def up(
+        self,
+        plan: Plan,
+        only: set[str] | None,
+        wait: bool,
+        remove_orphans: bool,
+        timeout: float | None = None,
+    ) -> None:
         try:
-            await self._networks_and_volumes(plan)
-            existing = await self.containers(plan.project.name)
-            for wave in plan.waves:
-                chosen = [s for s in wave if only is None or s in only]
-                async with task_group() as group:
-                    for service in chosen:
-                        group.start_soon(
-                            self._converge, plan, plan.project.services[service], existing
-                        )
-            if remove_orphans:
-                await self._remove_orphans(plan, existing)
-            if wait:
-                await self._wait_ready(plan, only)
-        except BaseException:
+            with anyio.fail_after(timeout):
+                await self._up(plan, only, wait, remove_orphans)
+        except BaseException as exc:
             with anyio.CancelScope(shield=True):
+                error = (
+                    await self._timed_out(plan, only, timeout)
+                    if isinstance(exc, TimeoutError)
+                    else exc
+                )
                 await self._rollback(plan)
-            raise
+            raise error from None
         plan.event("done")
+
+    async def _up(
+        self, plan: Plan, only: set[str] | None, wait: bool, remove_orphans: bool
+    ) -> None:
+        await self._networks_and_volumes(plan)
+        existing = await self.containers(plan.project.name)
+        for wave in plan.waves:
+            chosen = [s for s in wave if only is None or s in only]
+            async with task_group() as group:
+                for service in chosen:
+                    group.start_soon(self._converge, plan, plan.project.services[service], existing)
+        if remove_orphans:
+            await self._remove_orphans(plan, existing)
+        if wait:
+            await self._wait_ready(plan, only)
+
+    async def _timed_out(
+        self, plan: Plan, only: set[str] | None, timeout: float | None
+    ) -> WorkflowFailed:
+        """Say what was not ready when time ran out, with its logs, before rolling back."""
+        names = [s for s in plan.project.services if only is None or s in only]
+        status = await self.status(plan.project.name, names)
+        waiting = []
+        for service in status.services:
+            ready = service.containers and all(
+                c.state == "exited" or (c.state == "running" and c.health in (None, "healthy"))
+                for c in service.containers
+            )
+            if not ready:
+                logs = await self._tail(service.containers[0].id) if service.containers else ""
+                waiting.append(
+                    f"{service.name} ({service.state}, health {service.health}):\n{logs}"
+                )
+        detail = "\n".join(waiting) or "(every service looked ready)"
+        return WorkflowFailed(
+            f"workflow {plan.project.name!r} did not come up within {timeout:g} s; waiting for "
+            f"{detail}",
+            timeout=timeout,
+        )
 
     async def _networks_and_volumes(self, plan: Plan) -> None:
         project = plan.project
@@ -430,11 +479,7 @@ class Orchestrator:
                 group.start_soon(self._stop_and_remove, plan, service, row)
         for net in project.networks.values():
             if not net.external:
-                try:
-                    await self._docker.run(lambda c, n=net.name: c.api.remove_network(n))
-                    plan.event("network", detail=f"removed {net.name}")
-                except NotFound:
-                    pass
+                await self._remove_network(plan, net.name)
         if volumes:
             for volume in project.volumes.values():
                 if not volume.external:
@@ -447,24 +492,46 @@ class Orchestrator:
                         pass
         plan.event("done")
 
+    async def _remove_network(self, plan: Plan, name: str) -> None:
+        # Docker may still hold endpoints of containers removed a moment ago
+        # (moby/moby#42119): retry briefly before calling it a failure.
+        for attempt in range(20):
+            try:
+                await self._docker.run(lambda c: c.api.remove_network(name))
+            except NotFound:
+                return
+            except ApiError as exc:
+                if "active endpoints" not in exc.message or attempt == 19:
+                    raise Conflict(f"cannot remove network {name}: {exc.message}") from None
+                await anyio.sleep(0.25)
+            else:
+                plan.event("network", detail=f"removed {name}")
+                return
+
     async def _stop_and_remove(self, plan: Plan, service: str, row: dict[str, Any]) -> None:
         name = row["Names"][0].lstrip("/")
         if row.get("State") == "running":
             plan.event("stopping", service, container=name)
-            await self._docker.run(lambda c: c.api.stop(row["Id"], timeout=10))
+            grace = stop_grace(plan.project, service)
+            await self._docker.run(lambda c: c.api.stop(row["Id"], timeout=grace))
             plan.event("stopped", service, container=name)
         await self._remove(plan, service, row["Id"], name)
 
     async def each(
-        self, project: str, services: list[str] | None, action: Callable[[Any, str], Any]
+        self,
+        project: ComposeProject,
+        services: list[str] | None,
+        action: Callable[[Any, str, int], Any],
+        grace: float | None = None,
     ) -> None:
-        """Apply a blocking Docker action to every container of `services`, concurrently."""
-        rows = await self.containers(project)
-        chosen = [
-            r
-            for r in rows
-            if services is None or (r.get("Labels") or {}).get(SERVICE_LABEL) in services
-        ]
+        """Apply a blocking Docker action to every container of `services`, concurrently.
+
+        The action gets the client, the container id and its stop grace period.
+        """
+        rows = await self.containers(project.name)
         async with task_group() as group:
-            for row in chosen:
-                group.start_soon(self._docker.run, action, row["Id"])
+            for row in rows:
+                service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
+                if services is None or service in services:
+                    seconds = stop_grace(project, service, grace)
+                    group.start_soon(self._docker.run, action, row["Id"], seconds)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,19 +18,25 @@ from ..._models import (
     ComposeProject,
     ContainerState,
     ContainerStats,
+    EnvExplanation,
+    EnvQuery,
     ExecResult,
+    LogLine,
     WorkflowCreate,
     WorkflowDown,
     WorkflowEvent,
+    WorkflowEventsQuery,
     WorkflowExec,
     WorkflowInfo,
     WorkflowKill,
     WorkflowList,
+    WorkflowLogs,
     WorkflowRef,
     WorkflowStats,
     WorkflowStatus,
     WorkflowStop,
     WorkflowUp,
+    WorkflowUpdate,
 )
 from .._compose import LoadedProject, load_project
 from .._context import Context
@@ -35,6 +45,8 @@ from .._groups import task_group
 from .._handlers import handles
 from .._state import State
 from ._orchestrator import Orchestrator, Plan
+from ._spec import PROJECT_LABEL, SERVICE_LABEL
+from ._streams import LineStream, event_from_docker, log_line
 
 __all__ = ["WorkflowService"]
 
@@ -44,6 +56,7 @@ class WorkflowService:
         self._state = state
         self._docker = docker
         self._orchestrator = Orchestrator(docker)
+        self._loaded: dict[str, tuple[str, LoadedProject]] = {}
 
     # -- the store ------------------------------------------------------------------------
 
@@ -65,7 +78,19 @@ class WorkflowService:
         return WorkflowCreate.model_validate_json(rows[0]["spec"]), rows[0]["created_at"]
 
     def _project(self, name: str) -> LoadedProject:
-        return self._load(self._spec(name)[0])
+        """The loaded project, reloaded only when what it was made from changed.
+
+        A project is interpolated anew against the process environment and its env
+        files, as Compose does on every command; parsing it again every call would make
+        `status()` of a large workflow mostly YAML parsing.
+        """
+        spec = self._spec(name)[0]
+        key = _fingerprint(spec)
+        cached = self._loaded.get(name)
+        if cached is None or cached[0] != key:
+            cached = (key, self._load(spec))
+            self._loaded[name] = cached
+        return cached[1]
 
     @staticmethod
     def _info(spec: WorkflowCreate, created: float, project: ComposeProject) -> WorkflowInfo:
@@ -138,8 +163,9 @@ class WorkflowService:
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
             hashes = {s: loaded.config_hash(s) for s in project.services}
             plan = Plan(project, hashes, loaded.order(), emit)
-            with anyio.fail_after(request.timeout) if request.timeout else _nothing():
-                await self._orchestrator.up(plan, only, request.wait, request.remove_orphans)
+            await self._orchestrator.up(
+                plan, only, request.wait, request.remove_orphans, request.timeout
+            )
 
         async for event in _events(run):
             yield event
@@ -155,38 +181,92 @@ class WorkflowService:
             yield event
 
     async def _each(
-        self, request: WorkflowStop, action: Callable[[Any, str], Any]
+        self, request: WorkflowStop, action: Callable[[Any, str, int], Any]
     ) -> WorkflowStatus:
         project = self._project(request.name).project
-        await self._orchestrator.each(project.name, request.services, action)
+        await self._orchestrator.each(project, request.services, action, request.timeout)
         return await self._orchestrator.status(project.name, list(project.services))
 
     @handles("workflows.start")
     async def start(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i: c.api.start(i))
+        return await self._each(request, lambda c, i, _: c.api.start(i))
 
     @handles("workflows.stop")
     async def stop(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        timeout = int(request.timeout) if request.timeout is not None else 10
-        return await self._each(request, lambda c, i: c.api.stop(i, timeout=timeout))
+        return await self._each(request, lambda c, i, grace: c.api.stop(i, timeout=grace))
 
     @handles("workflows.restart")
     async def restart(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        timeout = int(request.timeout) if request.timeout is not None else 10
-        return await self._each(request, lambda c, i: c.api.restart(i, timeout=timeout))
+        return await self._each(request, lambda c, i, grace: c.api.restart(i, timeout=grace))
+
+    @handles("workflows.update")
+    def update(self, ctx: Context, request: WorkflowUpdate) -> WorkflowInfo:
+        current, created = self._spec(request.name)
+        changes = request.model_dump(exclude={"name"}, exclude_none=True)
+        spec = current.model_copy(update=changes)
+        loaded = self._load(spec)  # a bad update changes nothing
+        self._state.execute(
+            "UPDATE workflows SET spec = ? WHERE name = ?", (spec.model_dump_json(), spec.name)
+        )
+        return self._info(spec, created, loaded.project)
+
+    @handles("workflows.env")
+    def env(self, ctx: Context, request: EnvQuery) -> EnvExplanation:
+        value, source = self._project(request.name).explain(request.service, request.variable)
+        return EnvExplanation(variable=request.variable, value=value, source=source)
+
+    @handles("workflows.logs")
+    async def logs(self, ctx: Context, request: WorkflowLogs) -> AsyncIterator[LogLine]:
+        project = self._project(request.name).project
+        if request.service is not None and request.service not in project.services:
+            raise NotFound(f"no service {request.service!r} in workflow {request.name!r}")
+        rows = await self._orchestrator.containers(project.name)
+        streams = [
+            _log_opener(row, stream, request)
+            for row in rows
+            if request.service in (None, (row.get("Labels") or {}).get(SERVICE_LABEL))
+            for stream in ("stdout", "stderr")
+        ]
+        shown = {} if request.timestamps else {"time": None}
+        lines = (log_line(item) async for item in self._docker.stream(streams))
+        if request.follow:
+            async for line in lines:
+                yield line.model_copy(update=shown)
+            return
+        # A finished read is put in time order across containers and streams.
+        earliest = datetime.min.replace(tzinfo=UTC)
+        collected = sorted([line async for line in lines], key=lambda line: line.time or earliest)
+        for line in collected:
+            yield line.model_copy(update=shown)
+
+    @handles("workflows.events")
+    async def events(
+        self, ctx: Context, request: WorkflowEventsQuery
+    ) -> AsyncIterator[WorkflowEvent]:
+        self._spec(request.name)  # NotFound for an unknown workflow
+        filters = {"label": [f"{PROJECT_LABEL}={request.name}"], "type": ["container"]}
+        since = request.since
+
+        def open_events(client: Any) -> Any:
+            return client.api.events(filters=filters, decode=True, since=since)
+
+        async for raw in self._docker.stream([open_events]):
+            event = event_from_docker(request.name, raw)
+            if event is not None:
+                yield event
 
     @handles("workflows.pause")
     async def pause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i: c.api.pause(i))
+        return await self._each(request, lambda c, i, _: c.api.pause(i))
 
     @handles("workflows.unpause")
     async def unpause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i: c.api.unpause(i))
+        return await self._each(request, lambda c, i, _: c.api.unpause(i))
 
     @handles("workflows.kill")
     async def kill(self, ctx: Context, request: WorkflowKill) -> WorkflowStatus:
         stop = WorkflowStop(name=request.name, services=request.services)
-        return await self._each(stop, lambda c, i: c.api.kill(i, signal=request.signal))
+        return await self._each(stop, lambda c, i, _: c.api.kill(i, signal=request.signal))
 
     @handles("workflows.exec")
     async def exec(self, ctx: Context, request: WorkflowExec) -> ExecResult:
@@ -262,6 +342,32 @@ def _container_stats(service: str, name: str, raw: dict[str, Any]) -> ContainerS
         block_write=sum(e.get("value", 0) for e in blkio if e.get("op", "").lower() == "write"),
         pids=raw.get("pids_stats", {}).get("current"),
     )
+
+
+def _fingerprint(spec: WorkflowCreate) -> str:
+    """What a loaded project depends on: its spec, the environment, its env files."""
+    files = [Path(f) for f in spec.env_file]
+    if spec.working_dir:
+        files.append(Path(spec.working_dir) / ".env")
+    stamps = [(str(f), f.stat().st_mtime_ns if f.exists() else None) for f in files]
+    raw = json.dumps([spec.model_dump_json(), sorted(os.environ.items()), stamps])
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _log_opener(row: dict[str, Any], stream: str, request: WorkflowLogs) -> Callable[[Any], Any]:
+    labels = row.get("Labels") or {}
+    tag = (labels.get(SERVICE_LABEL, "?"), row["Names"][0].lstrip("/"), stream)
+
+    tail = request.tail if request.tail is not None else "all"
+
+    def open_logs(client: Any) -> LineStream:
+        raw = client.api.logs(
+            row["Id"], stdout=stream == "stdout", stderr=stream == "stderr", stream=True,
+            follow=request.follow, timestamps=True, tail=tail, since=request.since,
+        )  # fmt: skip
+        return LineStream(raw, tag)
+
+    return open_logs
 
 
 def _with_dependencies(project: ComposeProject, services: list[str] | None) -> set[str] | None:
