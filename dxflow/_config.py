@@ -37,6 +37,7 @@ tls = false
 log_level = "info"
 # auth_rate_limit = 120     # authentication requests per minute per TCP client address
 # storage = "/data/dxflow"  # the object store root (default: <home>/storage)
+# workflow_concurrency = 16 # services a workflow's `up` creates and starts at once
 
 # [profiles.public]
 # host = "0.0.0.0"
@@ -129,6 +130,7 @@ class Config:
     log_level: str = "info"
     auth_rate_limit: int = 120
     docker_host: str | None = None
+    workflow_concurrency: int = 16
 
     @property
     def storage_root(self) -> Path:

@@ -104,6 +104,7 @@ class AsyncWorkflow(_Handle):
         wait: bool = True,
         timeout: float | None = None,
         remove_orphans: bool = True,
+        build: bool | None = None,
         progress: Progress = None,
     ) -> WorkflowStatus:
         events = self._engine._stream(
@@ -113,6 +114,7 @@ class AsyncWorkflow(_Handle):
             wait=wait,
             timeout=timeout,
             remove_orphans=remove_orphans,
+            build=build,
         )
         await _drain(events, progress)
         return await self.status()
@@ -227,6 +229,7 @@ class Workflow(_Handle):
         wait: bool = True,
         timeout: float | None = None,
         remove_orphans: bool = True,
+        build: bool | None = None,
         progress: Progress = None,
     ) -> WorkflowStatus:
         for event in self._engine._stream(
@@ -236,6 +239,7 @@ class Workflow(_Handle):
             wait=wait,
             timeout=timeout,
             remove_orphans=remove_orphans,
+            build=build,
         ):
             if progress is not None:
                 progress(event)

@@ -90,7 +90,7 @@ class EngineCore:
         )
         self.docker = DockerAdapter(config.docker_host)
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)
-        self.workflows = WorkflowService(self.state, self.docker)
+        self.workflows = WorkflowService(self.state, self.docker, config.workflow_concurrency)
         handlers = collect_handlers(self.platform, self.auth, self.keys, self.audit, self.workflows)
         self.dispatcher = Dispatcher(handlers, self.audit)
 

@@ -66,6 +66,9 @@ class WorkflowUp(Request):
     wait: bool = True
     timeout: float | None = Field(None, gt=0, le=86400)
     remove_orphans: bool = True
+    build: bool | None = Field(
+        None, description="true: rebuild; false: never build; null: when missing"
+    )
 
 
 class WorkflowDown(Request):

@@ -53,6 +53,8 @@ class Plan:
     hashes: dict[str, str]
     waves: list[list[str]]
     emit: Emit
+    build: bool | None = None
+    """True: build every service that has `build`; False: never build; None: when missing."""
     created_containers: list[str] = field(default_factory=list)
     created_networks: list[str] = field(default_factory=list)
     created_volumes: list[str] = field(default_factory=list)
@@ -123,6 +125,13 @@ class Orchestrator:
     def __init__(self, docker: DockerAdapter, concurrency: int = 16) -> None:
         self._docker = docker
         self._concurrency = concurrency
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def _slots(self) -> anyio.CapacityLimiter:
+        """How many services converge at once (config `workflow_concurrency`)."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._concurrency)
+        return self._limiter
 
     # -- observation ----------------------------------------------------------------------
 
@@ -289,7 +298,7 @@ class Orchestrator:
             await self._docker.run(lambda c: c.api.inspect_image(image))
             return
         except NotFound:
-            if service.build is None:
+            if service.build is None or plan.build is False:
                 raise NotFound(
                     f"services.{service.name}.image: image {service.image!r} is not available on "
                     "this engine (build it, or load it with `docker load`)",
@@ -320,7 +329,16 @@ class Orchestrator:
 
     async def _converge(self, plan: Plan, service: Service, existing: list[dict[str, Any]]) -> None:
         await self._await_dependencies(plan, service)
+        async with self._slots():
+            await self._converge_now(plan, service, existing)
+
+    async def _converge_now(
+        self, plan: Plan, service: Service, existing: list[dict[str, Any]]
+    ) -> None:
         want = plan.hashes[service.name]
+        if plan.build and service.build is not None:
+            await self._build(plan, service, image_of(plan.project, service))
+            want = f"{want}+build"  # a forced build recreates the service's containers
         mine = [r for r in existing if (r.get("Labels") or {}).get(SERVICE_LABEL) == service.name]
         by_number = {int((r.get("Labels") or {}).get(NUMBER_LABEL, "0")): r for r in mine}
         if any(

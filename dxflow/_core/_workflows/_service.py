@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,11 +54,12 @@ __all__ = ["WorkflowService"]
 
 
 class WorkflowService:
-    def __init__(self, state: State, docker: DockerAdapter) -> None:
+    def __init__(self, state: State, docker: DockerAdapter, concurrency: int = 16) -> None:
         self._state = state
         self._docker = docker
-        self._orchestrator = Orchestrator(docker)
+        self._orchestrator = Orchestrator(docker, concurrency)
         self._loaded: dict[str, tuple[str, LoadedProject]] = {}
+        self._bus = EventBus()
 
     # -- the store ------------------------------------------------------------------------
 
@@ -162,12 +165,12 @@ class WorkflowService:
 
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
             hashes = {s: loaded.config_hash(s) for s in project.services}
-            plan = Plan(project, hashes, loaded.order(), emit)
+            plan = Plan(project, hashes, loaded.order(), emit, build=request.build)
             await self._orchestrator.up(
                 plan, only, request.wait, request.remove_orphans, request.timeout
             )
 
-        async for event in _events(run):
+        async for event in _events(run, self._bus.publish):
             yield event
 
     @handles("workflows.down")
@@ -177,7 +180,7 @@ class WorkflowService:
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
             await self._orchestrator.down(project, request.volumes, emit)
 
-        async for event in _events(run):
+        async for event in _events(run, self._bus.publish):
             yield event
 
     async def _each(
@@ -250,10 +253,22 @@ class WorkflowService:
         def open_events(client: Any) -> Any:
             return client.api.events(filters=filters, decode=True, since=since)
 
-        async for raw in self._docker.stream([open_events]):
-            event = event_from_docker(request.name, raw)
-            if event is not None:
-                yield event
+        send, receive = anyio.create_memory_object_stream[WorkflowEvent](math.inf)
+
+        async def from_docker() -> None:
+            async for raw in self._docker.stream([open_events]):
+                event = event_from_docker(request.name, raw)
+                if event is not None:
+                    send.send_nowait(event)
+
+        # Docker reports what containers did; the engine adds what it does around them
+        # (creating, starting, stopping, building, networks), from any up or down.
+        async with task_group() as group:
+            group.start_soon(from_docker)
+            with self._bus.subscribe(request.name, send):
+                async for event in receive:
+                    yield event
+            group.cancel_scope.cancel()
 
     @handles("workflows.pause")
     async def pause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
@@ -344,6 +359,34 @@ def _container_stats(service: str, name: str, raw: dict[str, Any]) -> ContainerS
     )
 
 
+class EventBus:
+    """Hands the engine's own workflow events to every `events()` reader of that workflow."""
+
+    # Docker reports these itself; the bus carries only what happens around containers.
+    _OWN = frozenset({"creating", "starting", "stopping", "removing", "build", "pull",
+                      "network", "volume", "done", "error"})  # fmt: skip
+
+    def __init__(self) -> None:
+        self._readers: dict[str, set[Any]] = {}
+
+    def publish(self, event: WorkflowEvent) -> None:
+        if event.action not in self._OWN:
+            return
+        for reader in list(self._readers.get(event.workflow, ())):
+            with contextlib.suppress(
+                anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+            ):
+                reader.send_nowait(event)
+
+    @contextlib.contextmanager
+    def subscribe(self, workflow: str, reader: Any) -> Iterator[None]:
+        self._readers.setdefault(workflow, set()).add(reader)
+        try:
+            yield
+        finally:
+            self._readers[workflow].discard(reader)
+
+
 def _fingerprint(spec: WorkflowCreate) -> str:
     """What a loaded project depends on: its spec, the environment, its env files."""
     files = [Path(f) for f in spec.env_file]
@@ -392,13 +435,18 @@ class _nothing:
 
 async def _events(
     run: Callable[[Callable[[WorkflowEvent], None]], Coroutine[Any, Any, None]],
+    publish: Callable[[WorkflowEvent], None],
 ) -> AsyncIterator[WorkflowEvent]:
     """Run `run` in the background and yield the events it emits, in order."""
-    send, receive = anyio.create_memory_object_stream[WorkflowEvent](1000)
+    send, receive = anyio.create_memory_object_stream[WorkflowEvent](math.inf)
+
+    def emit(event: WorkflowEvent) -> None:
+        send.send_nowait(event)
+        publish(event)
 
     async def drive() -> None:
         async with send:
-            await run(send.send_nowait)
+            await run(emit)
 
     async with task_group() as group:
         group.start_soon(drive)
