@@ -6,7 +6,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._models import (
     ComposeProject,
@@ -172,7 +172,12 @@ class AsyncWorkflow(_Handle):
         )
 
     async def stats(self) -> WorkflowStats:
+        """One sample; `watch_stats()` streams them."""
         return await self._engine._call("workflows.stats", name=self.name)
+
+    def watch_stats(self) -> AsyncIterator[WorkflowStats]:
+        """Samples one after another (about one a second), until the iterator is closed."""
+        return self._engine._stream("workflows.stats.watch", name=self.name)
 
     async def update(
         self,
@@ -296,8 +301,19 @@ class Workflow(_Handle):
             "workflows.exec", name=self.name, service=service, cmd=cmd, **options
         )
 
-    def stats(self) -> WorkflowStats:
+    @overload
+    def stats(self, stream: Literal[False] = False) -> WorkflowStats: ...
+    @overload
+    def stats(self, stream: Literal[True]) -> Iterator[WorkflowStats]: ...
+    def stats(self, stream: bool = False) -> WorkflowStats | Iterator[WorkflowStats]:
+        """One sample; with stream=True, samples one after another (see `watch_stats`)."""
+        if stream:
+            return self.watch_stats()
         return self._engine._call("workflows.stats", name=self.name)
+
+    def watch_stats(self) -> Iterator[WorkflowStats]:
+        """Samples one after another (about one a second), until the iterator is closed."""
+        return self._engine._stream("workflows.stats.watch", name=self.name)
 
     def update(
         self,

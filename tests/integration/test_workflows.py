@@ -286,6 +286,10 @@ def test_exec_and_stats(engine: Engine, name: str) -> None:
         wf.exec("nope", ["true"])
     stats = wf.stats()
     assert [s.service for s in stats.containers] == ["box"]
+    watched = wf.watch_stats()
+    samples = [next(watched), next(watched)]
+    watched.close()  # type: ignore[attr-defined]
+    assert all(s.containers[0].memory_limit == 64 * 2**20 for s in samples)
     assert stats.containers[0].memory_limit == 64 * 2**20
     assert 0 < stats.containers[0].memory_usage < stats.containers[0].memory_limit
 

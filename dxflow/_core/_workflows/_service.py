@@ -331,6 +331,12 @@ class WorkflowService:
             name=request.name, containers=sorted(results, key=lambda s: s.container)
         )
 
+    @handles("workflows.stats.watch")
+    async def watch_stats(self, ctx: Context, request: WorkflowRef) -> AsyncIterator[WorkflowStats]:
+        # Each sample takes Docker about a second (it measures CPU over an interval).
+        while True:
+            yield await self.stats(ctx, request)
+
 
 def _container_stats(service: str, name: str, raw: dict[str, Any]) -> ContainerStats:
     cpu, pre = raw.get("cpu_stats", {}), raw.get("precpu_stats", {})
