@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .._models import (
     ComposeProject,
+    ComposeProjectSummary,
     EnvExplanation,
     ExecResult,
     LogLine,
@@ -382,6 +383,10 @@ class AsyncWorkflows:
     async def get(self, name: str) -> AsyncWorkflow:
         return AsyncWorkflow(self._engine, await self._engine._call("workflows.get", name=name))
 
+    async def projects(self) -> list[ComposeProjectSummary]:
+        """Every Compose project on the Docker Engine, including other tools' ones."""
+        return (await self._engine._call("workflows.projects")).projects
+
     async def list(self) -> list[AsyncWorkflow]:
         found = await self._engine._call("workflows.list")
         return [AsyncWorkflow(self._engine, info) for info in found.workflows]
@@ -406,6 +411,10 @@ class Workflows:
 
     def get(self, name: str) -> Workflow:
         return Workflow(self._engine, self._engine._call("workflows.get", name=name))
+
+    def projects(self) -> list[ComposeProjectSummary]:
+        """Every Compose project on the Docker Engine, including other tools' ones."""
+        return self._engine._call("workflows.projects").projects
 
     def list(self) -> list[Workflow]:
         return [

@@ -10,6 +10,8 @@ from pydantic import Field
 from ._base import Request, Response
 
 __all__ = [
+    "ComposeProjectList",
+    "ComposeProjectSummary",
     "ContainerState",
     "ContainerStats",
     "EnvExplanation",
@@ -241,3 +243,18 @@ class EnvExplanation(Response):
     source: str = Field(
         description="env, process, env_file:<path>, service.environment, ... or unset"
     )
+
+
+class ComposeProjectSummary(Response):
+    """A Compose project found on the Docker Engine by its labels."""
+
+    name: str
+    managed: bool = Field(description="stored as a dxflow workflow (else made by another tool)")
+    state: str
+    services: list[str]
+    working_dir: str | None = None
+    config_files: list[str] = []
+
+
+class ComposeProjectList(Response):
+    projects: list[ComposeProjectSummary]

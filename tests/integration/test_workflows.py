@@ -337,3 +337,40 @@ def test_build_from_a_local_context(engine: Engine, name: str, tmp_path: object)
     broken.write_text("FROM scratch\nRUN false\n")
     with pytest.raises(WorkflowFailed, match=r"services\.built\.build: Docker build failed"):
         wf.up(timeout=120, build=True)
+
+
+def test_compose_tools_and_dxflow_see_each_others_projects(
+    engine: Engine, name: str, tmp_path: object, docker_client: docker.DockerClient
+) -> None:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    compose_cli = shutil.which("docker-compose")
+    if compose_cli is None:
+        pytest.fail(
+            "docker-compose is needed to check label compatibility (scripts/setup.sh --dev)"
+        )
+    folder = Path(str(tmp_path)) / "other"
+    folder.mkdir()
+    file = folder / "compose.yaml"
+    file.write_text(f"services:\n  box:\n    image: {BUSYBOX_IMAGE}\n    command: [sleep, '3600']\n"
+                    "    init: true\n")  # fmt: skip
+    theirs = f"{name}-theirs"
+    try:
+        # theirs, made by docker-compose: dxflow lists it, not as its own
+        subprocess.run([compose_cli, "-p", theirs, "-f", str(file), "up", "-d"],
+                       check=True, capture_output=True, timeout=120)  # fmt: skip
+        mine = engine.workflows.create(name, file)
+        mine.up(timeout=60)
+        found = {p.name: p for p in engine.workflows.projects()}
+        assert found[theirs].managed is False and found[theirs].services == ["box"]
+        assert found[theirs].state == "running"
+        assert found[name].managed is True and found[name].config_files == [str(file)]
+        # ours, seen by docker-compose through the standard labels
+        ps = subprocess.run([compose_cli, "-p", name, "-f", str(file), "ps"],
+                            check=True, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert f"{name}-box-1" in ps.stdout or f"{name}_box_1" in ps.stdout
+    finally:
+        subprocess.run([compose_cli, "-p", theirs, "-f", str(file), "down", "-t", "1"],
+                       capture_output=True, timeout=120, check=False)  # fmt: skip

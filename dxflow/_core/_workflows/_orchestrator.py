@@ -141,6 +141,12 @@ class Orchestrator:
             lambda c: c.api.containers(all=True, filters={"label": label})
         )
 
+    async def all_containers(self) -> list[dict[str, Any]]:
+        """Every container of every Compose project on the engine, whoever made it."""
+        return await self._docker.run(
+            lambda c: c.api.containers(all=True, filters={"label": PROJECT_LABEL})
+        )
+
     async def status(self, name: str, services: list[str]) -> WorkflowStatus:
         rows = await self.containers(name)
         by_service: dict[str, list[ContainerState]] = {s: [] for s in services}

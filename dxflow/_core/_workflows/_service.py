@@ -18,6 +18,8 @@ import anyio
 from ..._exceptions import Conflict, NotFound
 from ..._models import (
     ComposeProject,
+    ComposeProjectList,
+    ComposeProjectSummary,
     ContainerState,
     ContainerStats,
     EnvExplanation,
@@ -65,7 +67,7 @@ class WorkflowService:
 
     @staticmethod
     def _load(spec: WorkflowCreate) -> LoadedProject:
-        return load_project(
+        loaded = load_project(
             spec.name,
             spec.compose,
             env=spec.env,
@@ -73,6 +75,9 @@ class WorkflowService:
             profiles=spec.profiles,
             working_dir=spec.working_dir,
         )
+        if spec.config_files:  # read on the client side: the loader saw text, not the file
+            loaded.project.config_files = list(spec.config_files)
+        return loaded
 
     def _spec(self, name: str) -> tuple[WorkflowCreate, float]:
         rows = self._state.query("SELECT spec, created_at FROM workflows WHERE name = ?", (name,))
@@ -128,6 +133,26 @@ class WorkflowService:
             spec = WorkflowCreate.model_validate_json(row["spec"])
             infos.append(self._info(spec, row["created_at"], self._load(spec).project))
         return WorkflowList(workflows=infos)
+
+    @handles("workflows.projects")
+    async def projects(self, ctx: Context, request: None) -> ComposeProjectList:
+        rows = await self._orchestrator.all_containers()
+        stored = {r["name"] for r in self._state.query("SELECT name FROM workflows")}
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            found.setdefault((row.get("Labels") or {})[PROJECT_LABEL], []).append(row)
+        summaries = []
+        for name, members in sorted(found.items()):
+            labels = members[0].get("Labels") or {}
+            services = sorted({(r.get("Labels") or {}).get(SERVICE_LABEL, "?") for r in members})
+            status = await self._orchestrator.status(name, services)
+            files = labels.get("com.docker.compose.project.config_files") or ""
+            summaries.append(ComposeProjectSummary(
+                name=name, managed=name in stored, state=status.state, services=services,
+                working_dir=labels.get("com.docker.compose.project.working_dir"),
+                config_files=[f for f in files.split(",") if f],
+            ))  # fmt: skip
+        return ComposeProjectList(projects=summaries)
 
     @handles("workflows.get")
     def get(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
