@@ -132,6 +132,14 @@ def test_stop_start_restart(engine: Engine, name: str) -> None:
     assert {s.name: s.state for s in wf.restart(services=["worker"], timeout=1).services}[
         "worker"
     ] == "running"
+    paused = {s.name: s.state for s in wf.pause(services=["worker"]).services}
+    assert paused["worker"] == "paused"
+    assert {s.name: s.state for s in wf.unpause(services=["worker"]).services}[
+        "worker"
+    ] == "running"
+    wf.stop(services=["worker"], timeout=1)
+    again = {s.name: s.state for s in wf.up(timeout=60).services}
+    assert again["worker"] == "running"  # up brings a stopped service back, as compose does
 
 
 def test_failing_one_shot_raises_with_its_exit_code_and_logs(engine: Engine, name: str) -> None:
@@ -220,7 +228,7 @@ def test_timeout_is_honoured_and_names_what_was_not_ready(engine: Engine, name: 
     assert wf.status().state == "missing"
 
 
-def test_logs_events_env_and_update(engine: Engine, name: str) -> None:
+def test_logs_events_env_and_update(engine: Engine, name: str, core: object) -> None:
     import threading
     import time
 
@@ -232,8 +240,10 @@ def test_logs_events_env_and_update(engine: Engine, name: str) -> None:
     explained = wf.explain_env("talker", "WHO")
     assert (explained.value, explained.source) == ("dxflow", "service.environment")
 
+    from datetime import UTC, datetime
+
     events: list[str] = []
-    watcher = wf.events()
+    watcher = wf.events(since=datetime.now(UTC))  # Docker replays from here, however late
 
     def read() -> None:
         for event in watcher:
@@ -243,7 +253,10 @@ def test_logs_events_env_and_update(engine: Engine, name: str) -> None:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    time.sleep(0.5)
+    readers = core.workflows._bus._readers  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 20
+    while not readers.get(name) and time.monotonic() < deadline:  # the watch is live
+        time.sleep(0.02)
     first = wf.up(timeout=60)
     reader.join(20)
     watcher.close()  # type: ignore[attr-defined]  # leaving early stops the engine side too

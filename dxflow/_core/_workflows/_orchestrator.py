@@ -355,10 +355,13 @@ class Orchestrator:
         for number in range(1, service.deploy.replicas + 1):
             row = by_number.pop(number, None)
             if row is not None and (row.get("Labels") or {}).get(HASH_LABEL) == want:
-                if row.get("State") not in ("running",) and not _EXITED.search(
-                    row.get("Status") or ""
-                ):
-                    await self._start(plan, service, row["Id"])
+                # Unchanged: keep it, but as `docker compose up` does, bring a stopped
+                # container back (a finished one-shot job runs again) and unpause.
+                name = row["Names"][0].lstrip("/")
+                if row.get("State") == "paused":
+                    await self._docker.run(lambda c, i=row["Id"]: c.api.unpause(i))
+                elif row.get("State") != "running":
+                    await self._start(plan, service, row["Id"], name)
                 continue
             if row is not None:  # changed: recreate
                 await self._remove(plan, service.name, row["Id"], row["Names"][0].lstrip("/"))
