@@ -97,6 +97,14 @@ def _container_state(row: dict[str, Any]) -> ContainerState:
     )
 
 
+def _ready(container: ContainerState, completed: bool = False) -> bool:
+    """Done, for `up`: a job has exited (its code is judged apart), or, unless the
+    dependency asked for completion, the container runs and is healthy if checked."""
+    if container.state == "exited":
+        return True
+    return not completed and container.state == "running" and container.health in (None, "healthy")
+
+
 def _service_state(containers: list[ContainerState]) -> str:
     states = {c.state for c in containers}
     if not containers:
@@ -233,10 +241,7 @@ class Orchestrator:
         status = await self.status(plan.project.name, names)
         waiting = []
         for service in status.services:
-            ready = service.containers and all(
-                c.state == "exited" or (c.state == "running" and c.health in (None, "healthy"))
-                for c in service.containers
-            )
+            ready = service.containers and all(_ready(c) for c in service.containers)
             if not ready:
                 logs = await self._tail(service.containers[0].id) if service.containers else ""
                 waiting.append(
@@ -452,11 +457,7 @@ class Orchestrator:
                             exit_code=container.exit_code,
                             logs=logs,
                         )
-                    done = container.state == "exited" or (
-                        not completed
-                        and container.state == "running"
-                        and container.health in (None, "healthy")
-                    )
+                    done = _ready(container, completed)
                     if not done:
                         pending.append(service.name)
                 if not service.containers:

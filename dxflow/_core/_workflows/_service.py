@@ -92,12 +92,14 @@ class WorkflowService:
         files, as Compose does on every command; parsing it again every call would make
         `status()` of a large workflow mostly YAML parsing.
         """
-        spec = self._spec(name)[0]
+        return self._cached(self._spec(name)[0])
+
+    def _cached(self, spec: WorkflowCreate) -> LoadedProject:
         key = _fingerprint(spec)
-        cached = self._loaded.get(name)
+        cached = self._loaded.get(spec.name)
         if cached is None or cached[0] != key:
             cached = (key, self._load(spec))
-            self._loaded[name] = cached
+            self._loaded[spec.name] = cached
         return cached[1]
 
     @staticmethod
@@ -131,7 +133,7 @@ class WorkflowService:
         infos = []
         for row in rows:
             spec = WorkflowCreate.model_validate_json(row["spec"])
-            infos.append(self._info(spec, row["created_at"], self._load(spec).project))
+            infos.append(self._info(spec, row["created_at"], self._cached(spec).project))
         return WorkflowList(workflows=infos)
 
     @handles("workflows.projects")
@@ -157,7 +159,7 @@ class WorkflowService:
     @handles("workflows.get")
     def get(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
         spec, created = self._spec(request.name)
-        return self._info(spec, created, self._load(spec).project)
+        return self._info(spec, created, self._cached(spec).project)
 
     @handles("workflows.config")
     def config(self, ctx: Context, request: WorkflowRef) -> ComposeProject:
@@ -324,7 +326,7 @@ class WorkflowService:
             code = client.api.exec_inspect(created["Id"])["ExitCode"]
             return ExecResult(exit_code=code, output=output.decode(errors="replace"))
 
-        with anyio.fail_after(request.timeout) if request.timeout else _nothing():
+        with anyio.fail_after(request.timeout):  # None: no deadline
             return await self._docker.run(run)
 
     async def _running(self, name: str, service: str, index: int) -> str:
@@ -454,14 +456,6 @@ def _with_dependencies(project: ComposeProject, services: list[str] | None) -> s
             chosen.add(name)
             todo.extend(project.services[name].depends_on)
     return chosen
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 async def _events(
