@@ -50,7 +50,7 @@ from .._handlers import handles
 from .._state import State
 from ._orchestrator import Orchestrator, Plan
 from ._spec import PROJECT_LABEL, SERVICE_LABEL
-from ._streams import LineStream, event_from_docker, log_line
+from ._streams import LineStream, RecentKeys, docker_event_key, event_from_docker, log_line
 
 __all__ = ["WorkflowService"]
 
@@ -275,26 +275,45 @@ class WorkflowService:
     ) -> AsyncIterator[WorkflowEvent]:
         self._spec(request.name)  # NotFound for an unknown workflow
         filters = {"label": [f"{PROJECT_LABEL}={request.name}"], "type": ["container"]}
-        since = request.since
+        since = _docker_time(request.since or datetime.now(UTC))
+        seen = RecentKeys()  # also the high-water mark of what was yielded
 
         def open_events(client: Any) -> Any:
             return client.api.events(filters=filters, decode=True, since=since)
 
-        send, receive = anyio.create_memory_object_stream[WorkflowEvent](math.inf)
+        def replay(client: Any) -> list[Any]:
+            until = _docker_time(datetime.now(UTC))
+            start = f"{seen.latest / 1e9:.9f}" if seen.latest else since
+            return list(client.api.events(filters=filters, decode=True, since=start, until=until))
+
+        send, receive = anyio.create_memory_object_stream[Any](math.inf)
 
         async def from_docker() -> None:
             async for raw in self._docker.stream([open_events]):
+                send.send_nowait(raw)
+
+        def typed(raws: list[Any]) -> Iterator[WorkflowEvent]:
+            for raw in raws:
                 event = event_from_docker(request.name, raw)
-                if event is not None:
-                    send.send_nowait(event)
+                if event is not None and seen.add(docker_event_key(raw), raw.get("timeNano")):
+                    yield event
 
         # Docker reports what containers did; the engine adds what it does around them
         # (creating, starting, stopping, building, networks), from any up or down.
         async with task_group() as group:
             group.start_soon(from_docker)
             with self._bus.subscribe(request.name, send):
-                async for event in receive:
-                    yield event
+                async for item in receive:
+                    if not isinstance(item, WorkflowEvent):
+                        for event in typed([item]):
+                            yield event
+                        continue
+                    if item.action in ("done", "error"):
+                        # Docker's live feed lags by a few ms: replay what it has recorded so
+                        # far, so a reader that stops at `done` has seen every container event.
+                        for event in typed(await self._docker.run(replay)):
+                            yield event
+                    yield item
             group.cancel_scope.cancel()
 
     @handles("workflows.pause")
@@ -418,6 +437,11 @@ class EventBus:
             yield
         finally:
             self._readers[workflow].discard(reader)
+
+
+def _docker_time(moment: datetime) -> str:
+    """Docker's `since`/`until` with sub-second precision (docker-py would truncate)."""
+    return f"{moment.timestamp():.9f}"
 
 
 def _fingerprint(spec: WorkflowCreate) -> str:

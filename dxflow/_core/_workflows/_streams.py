@@ -9,7 +9,7 @@ from typing import Any
 from ..._models import LogLine, WorkflowEvent
 from ._spec import SERVICE_LABEL
 
-__all__ = ["LineStream", "event_from_docker", "log_line"]
+__all__ = ["LineStream", "RecentKeys", "docker_event_key", "event_from_docker", "log_line"]
 
 _ACTIONS = {
     "create": "created", "start": "started", "restart": "started", "oom": "oom",
@@ -78,3 +78,28 @@ def event_from_docker(workflow: str, raw: dict[str, Any]) -> WorkflowEvent | Non
         service=attributes.get(SERVICE_LABEL), container=attributes.get("name"),
         exit_code=exit_code,
     )  # fmt: skip
+
+
+def docker_event_key(raw: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes a Docker event unique, to drop the live copy of a replayed one."""
+    actor = raw.get("Actor") or {}
+    return (raw.get("timeNano"), actor.get("ID") or raw.get("id"), raw.get("Action"))
+
+
+class RecentKeys:
+    """A bounded set: remembers the last `size` keys added, and the latest time seen."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._keys: dict[tuple[Any, ...], None] = {}
+        self._size = size
+        self.latest = 0
+
+    def add(self, key: tuple[Any, ...], nanos: int | None = None) -> bool:
+        """Add `key`; False when it was already there."""
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        self.latest = max(self.latest, nanos or 0)
+        if len(self._keys) > self._size:
+            del self._keys[next(iter(self._keys))]
+        return True
