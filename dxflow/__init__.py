@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import (
     ApiError,
+    ChecksumMismatch,
     ConfigError,
     Conflict,
     DxflowError,
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_PERMISSIONS",
     "ApiError",
     "AsyncEngine",
+    "ChecksumMismatch",
     "ConfigError",
     "Conflict",
     "DxflowError",

@@ -38,6 +38,10 @@ log_level = "info"
 # auth_rate_limit = 120     # authentication requests per minute per TCP client address
 # storage = "/data/dxflow"  # the object store root (default: <home>/storage)
 # workflow_concurrency = 16 # services a workflow's `up` creates and starts at once
+# storage_quota = "20G"     # bytes the object store may hold (default: no quota)
+# unzip_max_size = "8G"     # uncompressed bytes one unzip may write
+# unzip_max_entries = 100000
+# upload_expiry = 86400     # seconds an unfinished resumable upload is kept
 
 # [profiles.public]
 # host = "0.0.0.0"
@@ -131,6 +135,12 @@ class Config:
     auth_rate_limit: int = 120
     docker_host: str | None = None
     workflow_concurrency: int = 16
+    storage_quota: str | None = None
+    """Bytes the object store may hold (`500M`, `20G`); none by default."""
+    unzip_max_size: str = "8G"
+    unzip_max_entries: int = 100_000
+    upload_expiry: int = 86_400
+    """Seconds an unfinished resumable upload is kept."""
 
     @property
     def storage_root(self) -> Path:

@@ -1,11 +1,11 @@
-"""Durations as people write them: ``90``, ``30s``, ``15m``, ``1h``, ``2d``, ``1h30m``."""
+"""Durations and sizes as people write them: ``90s``, ``1h30m``; ``512``, ``10M``, ``2G``."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["parse_duration", "since_datetime"]
+__all__ = ["parse_duration", "parse_size", "since_datetime"]
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -37,3 +37,17 @@ def since_datetime(since: datetime | timedelta | str | None) -> datetime | None:
         except ValueError:
             pass
     return datetime.now(UTC) - timedelta(seconds=parse_duration(since))
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$")
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in `text` (`512`, `64K`, `10M`, `2G`, `1TiB`; binary units)."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (e.g. 512, 64K, 10M, 2G)")
+    number, unit, _ = match.groups()
+    return int(float(number) * 1024 ** " kmgtp".index(unit or " "))

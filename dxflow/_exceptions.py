@@ -9,6 +9,7 @@ and OS errors are translated once, where they arise, and never reach a user.
     ├── ConfigError               local configuration or key files are unusable
     └── ApiError                  an operation failed; has .code and .status
         ├── InvalidRequest        422  malformed request, unknown field, bad value or path
+        │   └── ChecksumMismatch     460  uploaded bytes do not match their checksum (tus)
         ├── Unauthenticated       401  no, expired, forged or revoked credentials
         ├── PermissionDenied      403  the identity lacks the named permission
         ├── NotFound              404  unknown route or resource
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ApiError",
+    "ChecksumMismatch",
     "ConfigError",
     "Conflict",
     "DxflowError",
@@ -82,6 +84,11 @@ class ApiError(DxflowError):
 class InvalidRequest(ApiError):
     code = "invalid_request"
     status = 422
+
+
+class ChecksumMismatch(InvalidRequest):
+    code = "checksum_mismatch"
+    status = 460  # tus 1.0's checksum extension says so
 
 
 class Unauthenticated(ApiError):

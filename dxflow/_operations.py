@@ -16,7 +16,9 @@ from ._permissions import Permission
 
 __all__ = ["OPERATIONS", "Operation", "operation"]
 
-Kind = Literal["call", "stream", "channel"]
+Kind = Literal["call", "stream", "channel", "download", "upload"]
+"""call: one model back; stream: NDJSON models; channel: a WebSocket; download: bytes
+back (ranges, ETag); upload: bytes in (the request's fields travel in the query)."""
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
 
@@ -41,6 +43,10 @@ class Operation:
     """Safe to retry after a lost connection."""
     target: str | None = None
     """The request field that names what the call acts on, for the audit log."""
+    writes_when: str | None = None
+    """A boolean request field that makes an otherwise read-only call mutating."""
+    custom_route: bool = False
+    """Served by a hand-written route (a protocol of its own, e.g. tus), not a generated one."""
     path_params: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,12 +58,13 @@ class Operation:
 
     @property
     def body_in_query(self) -> bool:
-        return self.method in ("GET", "DELETE", "HEAD")
+        return self.method in ("GET", "DELETE", "HEAD") or self.kind == "upload"
 
 
 _MASTER = Permission.MASTER
 _PLATFORM = Permission.PLATFORM
 _WORKFLOW = Permission.WORKFLOW
+_OBJECT = Permission.OBJECT
 
 _TABLE: tuple[Operation, ...] = (
     # -- engine -----------------------------------------------------------------------
@@ -174,6 +181,78 @@ _TABLE: tuple[Operation, ...] = (
     Operation("workflows.remove", "DELETE", "/api/workflows/{name}",
               "Bring the workflow down and forget it.", request=m.WorkflowRef,
               response=m.WorkflowInfo, permission=_WORKFLOW, mutating=True, target="name"),
+    # -- objects --------------------------------------------------------------------------
+    Operation("objects.list", "GET", "/api/objects", "A directory's entries, paged.",
+              request=m.ObjectList, response=m.ObjectListing, permission=_OBJECT),
+    Operation("objects.info", "GET", "/api/objects/info", "One file or directory.",
+              request=m.ObjectPath, response=m.ObjectInfo, permission=_OBJECT),
+    Operation("objects.checksum", "GET", "/api/objects/checksum", "A file's sha256.",
+              request=m.ObjectPath, response=m.ObjectChecksum, permission=_OBJECT),
+    Operation("objects.read", "GET", "/api/objects/content",
+              "A file's bytes (Range, ETag, HEAD); a directory as a zip made on the fly.",
+              request=m.ObjectRead, kind="download", permission=_OBJECT),
+    Operation("objects.write", "PUT", "/api/objects/content",
+              "Stream bytes into a file, committed atomically when complete (and verified).",
+              request=m.ObjectWrite, response=m.ObjectInfo, kind="upload",
+              permission=_OBJECT, mutating=True, idempotent=False, target="path"),
+    Operation("objects.ranges", "POST", "/api/objects/ranges",
+              "Many byte ranges of many files in one round trip.",
+              request=m.ObjectRanges, response=m.ObjectRangesData, permission=_OBJECT),
+    Operation("objects.mkdir", "POST", "/api/objects/mkdir", "Make a directory.",
+              request=m.ObjectMkdir, response=m.ObjectInfo, permission=_OBJECT,
+              mutating=True, target="path"),
+    Operation("objects.remove", "POST", "/api/objects/remove",
+              "Remove a file, or a directory with recursive.", request=m.ObjectRemove,
+              response=m.ObjectResult, permission=_OBJECT, mutating=True, target="path"),
+    Operation("objects.remove_many", "POST", "/api/objects/remove-many",
+              "Remove many paths; a result per path.", request=m.ObjectRemoveMany,
+              response=m.ObjectResults, permission=_OBJECT, mutating=True),
+    Operation("objects.move", "POST", "/api/objects/move", "Move or rename.",
+              request=m.ObjectTransfer, response=m.ObjectInfo, permission=_OBJECT,
+              mutating=True, idempotent=False, target="src"),
+    Operation("objects.copy", "POST", "/api/objects/copy", "Copy a file or a directory.",
+              request=m.ObjectTransfer, response=m.ObjectInfo, permission=_OBJECT,
+              mutating=True, target="src"),
+    Operation("objects.zip", "POST", "/api/objects/zip",
+              "Archive a file or directory into a zip; progress events (NDJSON).",
+              request=m.ObjectZip, response=m.ObjectProgress, kind="stream",
+              permission=_OBJECT, mutating=True, idempotent=False, target="path"),
+    Operation("objects.unzip", "POST", "/api/objects/unzip",
+              "Extract a zip safely (no zip slip, size and entry limits); progress events.",
+              request=m.ObjectZip, response=m.ObjectProgress, kind="stream",
+              permission=_OBJECT, mutating=True, idempotent=False, target="path"),
+    # -- resumable uploads (tus 1.0) -----------------------------------------------------
+    Operation("uploads.create", "POST", "/api/uploads",
+              "Start a resumable upload (tus creation).", request=m.UploadCreate,
+              response=m.UploadInfo, permission=_OBJECT, mutating=True,
+              idempotent=False, target="path", custom_route=True),
+    Operation("uploads.status", "HEAD", "/api/uploads/{id}",
+              "An upload's offset (tus).", request=m.UploadRef, response=m.UploadInfo,
+              permission=_OBJECT, custom_route=True),
+    Operation("uploads.append", "PATCH", "/api/uploads/{id}",
+              "Append bytes at the offset (tus core, checksum).", request=m.UploadAppend,
+              response=m.UploadInfo, kind="upload", permission=_OBJECT, mutating=True,
+              idempotent=False, target="id", custom_route=True),
+    Operation("uploads.delete", "DELETE", "/api/uploads/{id}",
+              "Abandon an upload (tus termination).", request=m.UploadRef,
+              response=m.UploadInfo, permission=_OBJECT, mutating=True, target="id",
+              custom_route=True),
+    # -- share links ------------------------------------------------------------------------
+    Operation("shares.create", "POST", "/api/shares",
+              "A signed, expiring, revocable link to a file or directory.",
+              request=m.ShareCreate, response=m.ShareLink, permission=_OBJECT,
+              idempotent=False, target="path", writes_when="writable"),
+    Operation("shares.list", "GET", "/api/shares", "Share links, live and past.",
+              response=m.ShareList, permission=_OBJECT),
+    Operation("shares.revoke", "DELETE", "/api/shares/{id}", "Revoke a share link.",
+              request=m.ShareRef, response=m.ShareLink, permission=_OBJECT,
+              mutating=True, target="id"),
+    Operation("shares.read", "GET", "/s/{token}",
+              "Download through a share link (no credentials: the link is the key).",
+              request=m.ShareToken, kind="download", public=True),
+    Operation("shares.write", "PUT", "/s/{token}",
+              "Upload through a writable share link.", request=m.ShareToken,
+              response=m.ObjectInfo, kind="upload", public=True, idempotent=False),
     # -- audit ------------------------------------------------------------------------
     Operation("audit.list", "GET", "/api/audit", "Audit records, newest first.",
               request=m.AuditQuery, response=m.AuditRecords, permission=_MASTER),

@@ -12,6 +12,7 @@ from dxflow._core import EngineCore
 from ._errors import EXCEPTION_HANDLERS
 from ._openapi import openapi_document
 from ._routes import operation_routes
+from ._tus import tus_routes
 
 __all__ = ["META_ROUTES", "create_app"]
 
@@ -24,7 +25,11 @@ def create_app(core: EngineCore) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
-    routes = [*operation_routes(core), Route("/api/openapi.json", openapi, methods=["GET"])]
+    routes = [
+        *operation_routes(core),
+        *tus_routes(core),
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+    ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.state.core = core
     return app

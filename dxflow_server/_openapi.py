@@ -74,19 +74,26 @@ def _body(op: Operation, schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": body}}}
 
 
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
+
 def _responses(op: Operation) -> dict[str, Any]:
-    assert op.response is not None
-    media = "application/x-ndjson" if op.kind == "stream" else "application/json"
-    ok = {
-        "description": op.summary,
-        "content": {media: {"schema": {"$ref": _REF.format(model=op.response.__name__)}}},
-    }
     error = {
         "description": "error",
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
     }
     # Every operation may fail with any code of the error tree (422, 401, 403, 404, 409,
     # 429, 503, ...), always as the same envelope: one default response says so.
+    if op.kind == "download":
+        partial = {"description": "the range asked for (Range header)", "content": _BINARY}
+        return {"200": {"description": op.summary, "content": _BINARY}, "206": partial,
+                "default": error}  # fmt: skip
+    assert op.response is not None
+    media = "application/x-ndjson" if op.kind == "stream" else "application/json"
+    ok = {
+        "description": op.summary,
+        "content": {media: {"schema": {"$ref": _REF.format(model=op.response.__name__)}}},
+    }
     return {"200": ok, "default": error}
 
 
@@ -116,6 +123,8 @@ def openapi_document() -> dict[str, Any]:
         }
         if request_schema and not op.body_in_query:
             entry["requestBody"] = _body(op, request_schema)
+        if op.kind == "upload":
+            entry["requestBody"] = {"required": True, "content": _BINARY}
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.1.0",

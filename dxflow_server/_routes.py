@@ -15,6 +15,7 @@ from dxflow._exceptions import ApiError, InvalidRequest
 from dxflow._operations import OPERATIONS, Operation
 
 from ._auth import context_for
+from ._files import blob_response, range_params, upload_size
 
 __all__ = ["operation_routes"]
 
@@ -70,7 +71,22 @@ def _endpoint(core: EngineCore, op: Operation) -> Endpoint:
         items = dispatcher.stream(ctx, op, await _payload(request, op))
         return StreamingResponse(_ndjson(items), media_type="application/x-ndjson")
 
-    endpoint = stream if op.kind == "stream" else call
+    async def download(request: Request) -> Response:
+        ctx = context_for(request, core, op)
+        payload = await _payload(request, op)
+        span, suffix = range_params(request)
+        blob = await dispatcher.call(ctx, op, {**payload, **span})
+        return blob_response(request, blob, suffix)
+
+    async def upload(request: Request) -> Response:
+        ctx = context_for(request, core, op)
+        payload = await _payload(request, op)
+        assert op.request is not None
+        payload = {**upload_size(request, op.request.model_fields), **payload}
+        result = await dispatcher.call(ctx, op, payload, body=request.stream())
+        return Response(result.model_dump_json(), media_type="application/json")
+
+    endpoint = {"stream": stream, "download": download, "upload": upload}.get(op.kind, call)
     endpoint.__name__ = op.name.replace(".", "_")
     return endpoint
 
@@ -79,5 +95,5 @@ def operation_routes(core: EngineCore) -> list[Route]:
     return [
         Route(op.path, _endpoint(core, op), methods=[op.method], name=op.name)
         for op in OPERATIONS.values()
-        if op.kind != "channel"
+        if op.kind != "channel" and not op.custom_route
     ]

@@ -19,6 +19,7 @@ from .._runner import Runner
 from .._transports import Transport
 from ._connect import KeyPath, from_env_args, home_args, open_transport
 from .keys import AsyncKeys, Keys
+from .objects import AsyncObjectStore, ObjectStore
 from .workflows import AsyncWorkflows, Workflows
 
 __all__ = ["AsyncEngine", "Engine"]
@@ -84,6 +85,7 @@ class AsyncEngine(_Options):
         super().__init__(url, **kwargs)
         self.keys = AsyncKeys(self)
         self.workflows = AsyncWorkflows(self)
+        self.objects = AsyncObjectStore(self)
 
     async def _call(self, operation: str, /, **params: Any) -> Any:
         return await self._transport.call(OPERATIONS[operation], params)
@@ -143,6 +145,8 @@ class Engine(_Options):
         self._runner = Runner()
         self.keys = Keys(self)
         self.workflows = Workflows(self)
+        self._async = AsyncEngine(self.url, transport=self._transport)
+        self.objects = ObjectStore(self)
 
     def _call(self, operation: str, /, **params: Any) -> Any:
         op = OPERATIONS[operation]

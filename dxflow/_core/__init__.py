@@ -2,5 +2,6 @@
 
 from ._context import Context, Identity
 from ._engine import EngineCore
+from ._objects import CHECKSUM_ALGORITHMS, Blob, LocalFile
 
-__all__ = ["Context", "EngineCore", "Identity"]
+__all__ = ["CHECKSUM_ALGORITHMS", "Blob", "Context", "EngineCore", "Identity", "LocalFile"]

@@ -46,27 +46,42 @@ class Dispatcher:
 
     def admit(self, ctx: Context, op: Operation, payload: Any) -> Request | None:
         """Check the caller may make this call and return the validated request."""
+        self.authorize(ctx, op)
+        request = validate_request(op.request, payload)
+        if op.writes_when and not op.public and self._mutating(op, request):
+            self._authorize(ctx, op, True)  # e.g. a writable share: READ_ONLY may not
+        return request
+
+    def authorize(self, ctx: Context, op: Operation) -> None:
+        """The permission check alone, for routes that parse a protocol of their own
+        (tus) and must refuse a stranger before they look at the request."""
         if not op.public:
-            if ctx.identity is None:
-                # Not audited: no credentials were presented, and anyone could make
-                # the log grow at line rate. Failed credentials are (see AuthService).
-                raise Unauthenticated(f"{op.name} needs authentication")
-            missing = check_permission(ctx.identity.permissions, op.permission, op.mutating)
-            if missing is not None:
-                self._audit.record(ctx, op.name, "denied", detail=f"needs {missing}")
-                raise PermissionDenied(
-                    f"{op.name} needs {missing}; identity {ctx.identity.name!r} has "
-                    f"{ctx.identity.permissions}",
-                    operation=op.name,
-                    permission=missing,
-                )
-        return validate_request(op.request, payload)
+            self._authorize(ctx, op, op.mutating)
+
+    def _authorize(self, ctx: Context, op: Operation, mutating: bool) -> None:
+        if ctx.identity is None:
+            # Not audited: no credentials were presented, and anyone could make
+            # the log grow at line rate. Failed credentials are (see AuthService).
+            raise Unauthenticated(f"{op.name} needs authentication")
+        missing = check_permission(ctx.identity.permissions, op.permission, mutating)
+        if missing is not None:
+            self._audit.record(ctx, op.name, "denied", detail=f"needs {missing}")
+            raise PermissionDenied(
+                f"{op.name} needs {missing}; identity {ctx.identity.name!r} has "
+                f"{ctx.identity.permissions}",
+                operation=op.name,
+                permission=missing,
+            )
+
+    @staticmethod
+    def _mutating(op: Operation, request: Request | None) -> bool:
+        return op.mutating or bool(op.writes_when and getattr(request, op.writes_when, False))
 
     def _target(self, op: Operation, request: Request | None) -> str | None:
         return str(getattr(request, op.target)) if op.target and request is not None else None
 
     def _finish(self, ctx: Context, op: Operation, request: Request | None, error: Any) -> None:
-        if op.mutating:
+        if self._mutating(op, request):
             outcome = "ok" if error is None else f"error:{getattr(error, 'code', 'internal')}"
             self._audit.record(ctx, op.name, outcome, target=self._target(op, request))
 
@@ -79,10 +94,12 @@ class Dispatcher:
             f"internal error in {op.name}; the engine log has the cause (ref {ref})"
         )
 
-    async def call(self, ctx: Context, op: Operation, payload: Any = None) -> Response:
+    async def call(self, ctx: Context, op: Operation, payload: Any = None, body: Any = None) -> Any:
+        """Run `op`; an upload's handler also gets `body`, an async iterator of bytes."""
         request = self.admit(ctx, op, payload)
         try:
-            result = self._handlers[op.name](ctx, request)
+            extra = (body,) if op.kind == "upload" else ()
+            result = self._handlers[op.name](ctx, request, *extra)
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
@@ -90,7 +107,7 @@ class Dispatcher:
             self._finish(ctx, op, request, error)
             raise error from None
         self._finish(ctx, op, request, None)
-        return result  # type: ignore[no-any-return]
+        return result
 
     def call_inline(self, ctx: Context, op: Operation, payload: Any = None) -> Response:
         """`call` on the caller's thread, for handlers that never await (see `is_inline`).

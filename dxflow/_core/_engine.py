@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .._config import Config, atomic_write
+from .._durations import parse_size
 from .._exceptions import ConfigError
 from .._keys import PrivateKey, PublicKey, generate_key_pair, load_private_key, parse_public_key
 from .._permissions import Permission
@@ -19,6 +20,14 @@ from ._dispatch import Dispatcher
 from ._docker import DockerAdapter
 from ._handlers import collect_handlers
 from ._keys import KeyRegistry
+from ._objects import (
+    ObjectService,
+    Quota,
+    ShareService,
+    Storage,
+    UnzipLimits,
+    UploadService,
+)
 from ._platform import PlatformService
 from ._state import State
 from ._workflows import WorkflowService
@@ -65,6 +74,22 @@ def _master_key(path: Path) -> PublicKey:
         return load_private_key(path).public  # the .pub is gone or broken: derive it
 
 
+def _object_services(
+    config: Config, state: State
+) -> tuple[ObjectService, ShareService, UploadService]:
+    storage = Storage(config.storage_root)
+    try:
+        quota = parse_size(config.storage_quota) if config.storage_quota else None
+        limits = UnzipLimits(config.unzip_max_entries, parse_size(config.unzip_max_size))
+    except ValueError as exc:
+        raise ConfigError(f"storage settings: {exc}") from None
+    objects = ObjectService(storage, Quota(storage.root, quota), limits)
+    secret = config.home.read_secret(config.home.token_secret)
+    scheme = "https" if config.tls else "http"
+    shares = ShareService(state, objects, secret, f"{scheme}://{config.host}:{config.port}")
+    return objects, shares, UploadService(state, objects, config.upload_expiry)
+
+
 class EngineCore:
     """Everything an engine is, minus its doors (the SDK transports and the server)."""
 
@@ -91,7 +116,11 @@ class EngineCore:
         self.docker = DockerAdapter(config.docker_host)
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)
         self.workflows = WorkflowService(self.state, self.docker, config.workflow_concurrency)
-        handlers = collect_handlers(self.platform, self.auth, self.keys, self.audit, self.workflows)
+        self.objects, self.shares, self.uploads = _object_services(config, self.state)
+        handlers = collect_handlers(
+            self.platform, self.auth, self.keys, self.audit, self.workflows,
+            self.objects, self.shares, self.uploads,
+        )  # fmt: skip
         self.dispatcher = Dispatcher(handlers, self.audit)
 
     def local_context(self, key: PrivateKey | None = None) -> Context:

@@ -48,6 +48,30 @@ _MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE shares (
+        id TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        writable INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        max_uses INTEGER,
+        uses INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        created_by TEXT,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE uploads (
+        id TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        length INTEGER,
+        overwrite INTEGER NOT NULL,
+        checksum TEXT,
+        metadata TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        created_by TEXT
+    );
+    """,
 )
 
 

@@ -7,7 +7,17 @@ from ._compose import *  # noqa: F403
 from ._compose import __all__ as _compose_all
 from ._engine import *  # noqa: F403
 from ._engine import __all__ as _engine_all
+from ._object import *  # noqa: F403
+from ._object import __all__ as _object_all
 from ._workflow import *  # noqa: F403
 from ._workflow import __all__ as _workflow_all
 
-__all__ = ["Request", "Response", *_auth_all, *_compose_all, *_engine_all, *_workflow_all]
+__all__ = [
+    "Request",
+    "Response",
+    *_auth_all,
+    *_compose_all,
+    *_engine_all,
+    *_object_all,
+    *_workflow_all,
+]

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .._models import Response
 from .._operations import Operation
 
-__all__ = ["Transport"]
+__all__ = ["Download", "Transport"]
+
+
+@dataclass
+class Download:
+    """The bytes of a download as they arrive, and what is known of them up front."""
+
+    chunks: AsyncIterator[bytes]
+    size: int | None
+    """The length of what comes (None for a directory zipped on the fly)."""
+    total: int | None
+    """The whole file's size (a range is part of it)."""
+    etag: str | None
+    filename: str | None
+    path: Path | None = None
+    """In-process only: the file itself, so a copy can skip Python altogether."""
+    start: int = 0
 
 
 class Transport(ABC):
@@ -21,6 +40,16 @@ class Transport(ABC):
     @abstractmethod
     def stream(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Response]: ...
 
+    @abstractmethod
+    def download(
+        self, op: Operation, params: Mapping[str, Any]
+    ) -> AbstractAsyncContextManager[Download]:
+        """Open a download; `params` may carry `start` and `end` (a byte range)."""
+
+    @abstractmethod
+    async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
+        """Send `body` (bytes, an async iterable of bytes, or a LocalFile) with `params`."""
+
     def can_inline(self, op: Operation) -> bool:
         """True when `call_inline` may run `op` on a blocking caller's thread."""
         return False
@@ -30,3 +59,13 @@ class Transport(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - most transports hold nothing
         pass
+
+
+async def as_chunks(body: Any) -> AsyncIterator[bytes]:
+    """Bytes or an async iterable of bytes, as an async iterator of bytes."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        yield bytes(body)
+        return
+    assert isinstance(body, AsyncIterable)
+    async for chunk in body:
+        yield chunk

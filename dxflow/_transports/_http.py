@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -21,7 +22,8 @@ from .._keys import PrivateKey, is_challenge_message
 from .._models import Challenge, Response, Token
 from .._operations import OPERATIONS, Operation
 from .._validation import validate_request
-from ._base import Transport
+from ._base import Download, Transport, as_chunks
+from ._tus import tus_request, upload_info
 
 __all__ = ["HttpTransport"]
 
@@ -126,6 +128,8 @@ class HttpTransport(Transport):
     async def _send(
         self, op: Operation, params: Mapping[str, Any], headers: dict[str, str]
     ) -> Response:
+        if op.custom_route:
+            return await self._tus(op, params, headers, None)
         path, data = self._prepare(op, params)
         key = "params" if op.body_in_query else "json"
         for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
@@ -176,5 +180,74 @@ class HttpTransport(Transport):
         except httpx.TransportError as exc:
             raise EngineUnavailable(f"lost the stream from {self.url}: {exc}") from None
 
+    @asynccontextmanager
+    async def download(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Download]:
+        path, data = self._prepare(op, params)
+        start, end = data.pop("start", None), data.pop("end", None)
+        headers = {} if op.public else await self._authorization()
+        if start is not None or end is not None:  # ours are exclusive, HTTP's inclusive
+            headers["Range"] = f"bytes={start or 0}-{'' if end is None else max(end - 1, 0)}"
+        try:
+            async with self._http.stream(op.method, path, headers=headers, params=data) as reply:
+                if not reply.is_success:
+                    await reply.aread()
+                    raise _error(reply)
+                yield _download(reply)
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"lost the download from {self.url}: {exc}") from None
+
+    async def _tus(
+        self, op: Operation, params: Mapping[str, Any], headers: dict[str, str], body: Any
+    ) -> Response:
+        request = validate_request(op.request, params)
+        data = request.model_dump(mode="json", exclude_none=True) if request else {}
+        method, path, extra = tus_request(op.name, data)
+        content = None if body is None else as_chunks(body)
+        try:
+            reply = await self._http.request(
+                method, path, headers={**headers, **extra}, content=content
+            )
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"lost the upload to {self.url}: {exc}") from None
+        if not reply.is_success:
+            if method == "HEAD":  # no body to carry the envelope
+                raise error_from_code("not_found", f"no upload {params.get('id')!r}")
+            raise _error(reply)
+        return upload_info(reply, data)
+
+    async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
+        headers = {} if op.public else await self._authorization()
+        if op.custom_route:
+            return await self._tus(op, params, headers, body)
+        path, data = self._prepare(op, params)
+        headers["Content-Type"] = "application/octet-stream"
+        if data.get("size") is not None:
+            headers["Content-Length"] = str(data["size"])
+        try:
+            reply = await self._http.request(
+                op.method, path, params=data, headers=headers, content=as_chunks(body)
+            )
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"lost the upload to {self.url}: {exc}") from None
+        if not reply.is_success:
+            raise _error(reply)
+        assert op.response is not None
+        return op.response.model_validate_json(reply.content)
+
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _download(reply: httpx.Response) -> Download:
+    length = reply.headers.get("content-length")
+    size = int(length) if length is not None else None
+    total, start = size, 0
+    content_range = reply.headers.get("content-range", "")
+    if content_range.startswith("bytes ") and "/" in content_range:
+        span, _, whole = content_range[6:].partition("/")
+        start = int(span.partition("-")[0])
+        total = int(whole) if whole.isdigit() else None
+    disposition = reply.headers.get("content-disposition", "")
+    name = disposition.rpartition("''")[2] or None
+    return Download(reply.aiter_raw(), size, total, reply.headers.get("etag"),
+                    unquote(name) if name else None, start=start)  # fmt: skip

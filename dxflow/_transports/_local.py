@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
-from .._core import Context, EngineCore
+import anyio
+
+from .._core import Blob, Context, EngineCore, LocalFile
 from .._keys import PrivateKey
 from .._models import Response
 from .._operations import Operation
-from ._base import Transport
+from ._base import Download, Transport, as_chunks
 
 __all__ = ["LocalTransport"]
 
@@ -30,11 +33,30 @@ class LocalTransport(Transport):
         return self._master if self._key is None else self.core.local_context(self._key)
 
     async def call(self, op: Operation, params: Mapping[str, Any]) -> Response:
-        return await self._dispatcher.call(self._context(), op, params)
+        result: Response = await self._dispatcher.call(self._context(), op, params)
+        return result
 
     async def stream(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Response]:
         async for item in self._dispatcher.stream(self._context(), op, params):
             yield item
+
+    @asynccontextmanager
+    async def download(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Download]:
+        blob: Blob = await self._dispatcher.call(self._context(), op, params)
+        chunks = iter(blob.chunks())
+
+        async def read() -> AsyncIterator[bytes]:
+            while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
+                yield chunk
+
+        size = blob.length if blob.generate is None else None
+        total = blob.info.size if blob.generate is None else None
+        yield Download(read(), size, total, blob.info.etag, blob.filename,
+                       path=blob.path, start=blob.start)  # fmt: skip
+
+    async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
+        body = body if isinstance(body, LocalFile) else as_chunks(body)
+        return await self._dispatcher.call(self._context(), op, params, body=body)
 
     def can_inline(self, op: Operation) -> bool:
         return self._dispatcher.is_inline(op)

@@ -1,0 +1,393 @@
+"""`engine.objects`: the object store, async (`AsyncObjectStore`) and blocking (`ObjectStore`)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import anyio
+
+from .._durations import parse_duration
+from .._exceptions import EngineUnavailable, NotFound
+from .._models import (
+    ObjectChecksum,
+    ObjectInfo,
+    ObjectListing,
+    ObjectProgress,
+    ObjectResult,
+    ShareLink,
+    UploadInfo,
+)
+
+if TYPE_CHECKING:
+    from .._filesystem import DxflowFileSystem
+    from .engine import AsyncEngine, Engine
+
+__all__ = ["AsyncObjectStore", "ObjectStore", "Progress"]
+
+Progress = Callable[[int, int | None], object] | None
+"""Called with (bytes done, bytes in all) as a transfer goes."""
+Source = str | os.PathLike[str] | bytes | IO[bytes]
+
+CHUNK = 4 << 20
+SMALL = 16 << 20
+"""Files up to this size go in one request; bigger ones as a resumable (tus) upload."""
+PATCH = 64 << 20
+_RETRIES = 5
+
+
+class AsyncObjectStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def listing(
+        self, path: str = "", pattern: str | None = None, depth: int = 1,
+        hidden: bool = False, limit: int | None = None, offset: int = 0,
+    ) -> ObjectListing:  # fmt: skip
+        """A page of a directory, with the total count of its entries."""
+        return await self._engine._call("objects.list", path=path, pattern=pattern, depth=depth,
+                                        hidden=hidden, limit=limit, offset=offset)  # fmt: skip
+
+    async def ls(
+        self, path: str = "", pattern: str | None = None, depth: int = 1,
+        hidden: bool = False, limit: int | None = None, offset: int = 0,
+    ) -> list[ObjectInfo]:  # fmt: skip
+        return (await self.listing(path, pattern, depth, hidden, limit, offset)).items
+
+    async def info(self, path: str) -> ObjectInfo:
+        return await self._engine._call("objects.info", path=path)
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.info(path)
+        except NotFound:
+            return False
+        return True
+
+    async def checksum(self, path: str) -> str:
+        """The sha256 of a file, as hex."""
+        result: ObjectChecksum = await self._engine._call("objects.checksum", path=path)
+        return result.digest
+
+    async def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        """A file's bytes (or bytes `start` to `end`, end exclusive)."""
+        parts = []
+        async with self._engine._transport.download(
+            _op("objects.read"), {"path": path, "start": start, "end": end}
+        ) as download:
+            async for chunk in download.chunks:
+                parts.append(chunk)
+        return b"".join(parts)
+
+    async def cat_ranges(self, ranges: Iterable[tuple[str, int, int]]) -> list[bytes]:
+        """Many ranges of many files in one round trip."""
+        items = [{"path": p, "start": s, "end": e} for p, s, e in ranges]
+        return list((await self._engine._call("objects.ranges", ranges=items)).data)
+
+    async def get(self, path: str, dst: str | os.PathLike[str], progress: Progress = None) -> Path:
+        """Download a file, or a directory recursively, to `dst`."""
+        target = Path(dst).expanduser()
+        info = await self.info(path)
+        if info.type == "directory":
+            files = [i for i in await self.ls(path, depth=64, hidden=True) if i.type == "file"]
+            total, done = sum(i.size for i in files), 0
+            target.mkdir(parents=True, exist_ok=True)
+            for item in files:
+                relative = item.path[len(info.path) :].lstrip("/")
+                await self._get_file(item.path, target / relative, None)
+                done += item.size
+                if progress:
+                    progress(done, total)
+            return target
+        if target.is_dir():
+            target = target / info.name
+        await self._get_file(path, target, progress)
+        return target
+
+    async def _get_file(self, path: str, target: Path, progress: Progress) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.part-{os.getpid()}")
+        try:
+            async with self._engine._transport.download(
+                _op("objects.read"), {"path": path}
+            ) as download:
+                if download.path is not None:  # in-process: let the kernel copy it
+                    await anyio.to_thread.run_sync(_copy, download.path, temp)
+                    if progress:
+                        progress(download.size or 0, download.size)
+                else:
+                    await _write_chunks(download.chunks, temp, download.size, progress)
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def pipe(self, path: str, data: bytes, overwrite: bool = True) -> ObjectInfo:
+        """Write `data` to `path` in one request."""
+        return await self._engine._transport.upload(
+            _op("objects.write"), {"path": path, "overwrite": overwrite, "size": len(data)}, data
+        )
+
+    async def put(
+        self, src: Source, path: str, overwrite: bool = False, progress: Progress = None
+    ) -> ObjectInfo:
+        """Upload a local file or directory (recursively), a binary file object or bytes."""
+        if isinstance(src, bytes | bytearray):
+            return await self._engine._transport.upload(
+                _op("objects.write"),
+                {"path": path, "overwrite": overwrite, "size": len(src)},
+                bytes(src),
+            )
+        if not isinstance(src, str | os.PathLike):
+            return await self._put_stream(src, path, overwrite, progress)
+        source = Path(src).expanduser()
+        if source.is_dir():
+            return await self._put_tree(source, path, overwrite, progress)
+        if not source.is_file():
+            raise FileNotFoundError(f"no such file: {source}")
+        return await self._put_file(source, path, overwrite, progress)
+
+    async def _put_tree(
+        self, source: Path, path: str, overwrite: bool, progress: Progress
+    ) -> ObjectInfo:
+        files = sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink())
+        total, done = sum(p.stat().st_size for p in files), 0
+        await self.mkdir(path)
+        for folder in sorted(p for p in source.rglob("*") if p.is_dir()):
+            await self.mkdir(f"{path}/{folder.relative_to(source).as_posix()}")
+        for file in files:
+            await self._put_file(file, f"{path}/{file.relative_to(source).as_posix()}",
+                                 overwrite, None)  # fmt: skip
+            done += file.stat().st_size
+            if progress:
+                progress(done, total)
+        return await self.info(path)
+
+    async def _put_file(
+        self, source: Path, path: str, overwrite: bool, progress: Progress
+    ) -> ObjectInfo:
+        size = source.stat().st_size
+        transport = self._engine._transport
+        if self._engine.url is None:  # in-process: the store copies the file itself
+            from .._core import LocalFile
+
+            info: ObjectInfo = await transport.upload(
+                _op("objects.write"), {"path": path, "overwrite": overwrite}, LocalFile(source)
+            )
+        elif size <= SMALL:
+            with source.open("rb") as reader:
+                info = await transport.upload(
+                    _op("objects.write"),
+                    {"path": path, "overwrite": overwrite, "size": size},
+                    _read_chunks(reader, size, None),
+                )
+        else:
+            return await self._resumable(source, path, overwrite, size, progress)
+        if progress:
+            progress(size, size)
+        return info
+
+    async def _put_stream(
+        self, reader: IO[bytes], path: str, overwrite: bool, progress: Progress
+    ) -> ObjectInfo:
+        return await self._engine._transport.upload(
+            _op("objects.write"), {"path": path, "overwrite": overwrite},
+            _read_chunks(reader, None, progress),
+        )  # fmt: skip
+
+    async def _resumable(
+        self, source: Path, path: str, overwrite: bool, size: int, progress: Progress
+    ) -> ObjectInfo:
+        """A tus upload that picks up where it stopped after a broken connection."""
+        created: UploadInfo = await self._engine._call(
+            "uploads.create", path=path, length=size, overwrite=overwrite
+        )
+        offset, failures = 0, 0
+        with source.open("rb") as reader:
+            while offset < size:
+                try:
+                    reader.seek(offset)
+                    length = min(PATCH, size - offset)
+                    body = _read_chunks(reader, length, _shifted(progress, offset, size))
+                    reply = await self._engine._transport.upload(
+                        _op("uploads.append"), {"id": created.id, "offset": offset}, body
+                    )
+                    offset = reply.offset
+                except EngineUnavailable:
+                    failures += 1
+                    if failures > _RETRIES:
+                        raise
+                    await anyio.sleep(0.2 * failures)
+                    offset = (await self._engine._call("uploads.status", id=created.id)).offset
+        return await self.info(path)
+
+    async def mkdir(self, path: str, parents: bool = True) -> ObjectInfo:
+        return await self._engine._call("objects.mkdir", path=path, parents=parents)
+
+    async def rm(self, path: str, recursive: bool = False) -> None:
+        await self._engine._call("objects.remove", path=path, recursive=recursive)
+
+    async def rm_many(self, paths: Iterable[str], recursive: bool = False) -> list[ObjectResult]:
+        """Remove several paths; one result per path (failures do not stop the others)."""
+        reply = await self._engine._call("objects.remove_many", paths=list(paths),
+                                         recursive=recursive)  # fmt: skip
+        return list(reply.results)
+
+    async def mv(self, src: str, dst: str, overwrite: bool = False) -> ObjectInfo:
+        return await self._engine._call("objects.move", src=src, dst=dst, overwrite=overwrite)
+
+    async def cp(self, src: str, dst: str, overwrite: bool = False) -> ObjectInfo:
+        return await self._engine._call("objects.copy", src=src, dst=dst, overwrite=overwrite)
+
+    # -- archives -------------------------------------------------------------------------
+
+    async def zip(
+        self, path: str, dest: str | None = None, overwrite: bool = False,
+        progress: Callable[[ObjectProgress], object] | None = None,
+    ) -> ObjectProgress:  # fmt: skip
+        """Archive `path` into `dest` (default `<path>.zip`); returns the `done` event."""
+        return await _last(self._engine._stream("objects.zip", path=path, dest=dest,
+                                                overwrite=overwrite), progress)  # fmt: skip
+
+    async def unzip(
+        self, path: str, dest: str | None = None, overwrite: bool = False,
+        progress: Callable[[ObjectProgress], object] | None = None,
+    ) -> ObjectProgress:  # fmt: skip
+        """Extract `path` into `dest` (default: the archive's name without `.zip`)."""
+        return await _last(self._engine._stream("objects.unzip", path=path, dest=dest,
+                                                overwrite=overwrite), progress)  # fmt: skip
+
+    # -- share links ------------------------------------------------------------------------
+
+    async def share(
+        self, path: str, expires: str | float = "1h", writable: bool = False,
+        max_uses: int | None = None,
+    ) -> ShareLink:  # fmt: skip
+        link = await self._engine._call("shares.create", path=path,
+                                        expires=parse_duration(expires), writable=writable,
+                                        max_uses=max_uses)  # fmt: skip
+        return self._absolute(link)
+
+    async def shares(self) -> list[ShareLink]:
+        return [self._absolute(link) for link in (await self._engine._call("shares.list")).shares]
+
+    async def revoke(self, share_id: str) -> ShareLink:
+        return self._absolute(await self._engine._call("shares.revoke", id=share_id))
+
+    def _absolute(self, link: ShareLink) -> ShareLink:
+        # A link works through whatever address reaches the engine: a remote SDK puts the
+        # one it uses (a reverse proxy, say) in place of the engine's own.
+        base = self._engine.url
+        if not base or not base.startswith(("http://", "https://")):
+            return link
+        return link.model_copy(update={"url": base.rstrip("/") + link.url[link.url.index("/s/") :]})
+
+    def fs(self, **options: Any) -> DxflowFileSystem:
+        """This engine as an fsspec filesystem."""
+        from .._filesystem import DxflowFileSystem
+
+        return DxflowFileSystem(engine=self._engine, **options)
+
+
+class ObjectStore:
+    """The blocking twin of `AsyncObjectStore`: same methods, same arguments."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._async = AsyncObjectStore(engine._async)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._async, name)
+        if name.startswith("_") or not callable(method):
+            raise AttributeError(name)
+
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            return self._engine._runner.run(functools.partial(method, *args, **kwargs))
+
+        blocking.__doc__ = method.__doc__
+        return blocking
+
+    def fs(self, **options: Any) -> DxflowFileSystem:
+        return self._async.fs(**options)
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        """A file object: reads are seekable (ranges), writes are committed at close."""
+        return self.fs().open(path, mode, **kwargs)
+
+
+def _op(name: str) -> Any:
+    from .._operations import OPERATIONS
+
+    return OPERATIONS[name]
+
+
+def _copy(source: Path, target: Path) -> None:
+    import shutil
+
+    shutil.copyfile(source, target)
+
+
+def _shifted(progress: Progress, offset: int, total: int) -> Progress:
+    if progress is None:
+        return None
+    return lambda done, _: progress(offset + done, total)
+
+
+async def _read_chunks(
+    reader: IO[bytes], length: int | None, progress: Progress
+) -> AsyncIterator[bytes]:
+    done = 0
+    while length is None or done < length:
+        want = CHUNK if length is None else min(CHUNK, length - done)
+        chunk = await anyio.to_thread.run_sync(reader.read, want)
+        if not chunk:
+            break
+        done += len(chunk)
+        if progress:
+            progress(done, length)
+        yield chunk
+
+
+async def _write_chunks(
+    chunks: AsyncIterator[bytes], target: Path, size: int | None, progress: Progress
+) -> None:
+    done = 0
+    with target.open("wb", buffering=0) as writer:
+        pending: list[bytes] = []
+        buffered = 0
+        async for chunk in chunks:
+            pending.append(chunk)
+            buffered += len(chunk)
+            if buffered >= CHUNK:
+                await anyio.to_thread.run_sync(writer.write, b"".join(pending))
+                done += buffered
+                pending, buffered = [], 0
+                if progress:
+                    progress(done, size)
+        if pending:
+            writer.write(b"".join(pending))
+            done += buffered
+    if progress:
+        progress(done, size)
+
+
+async def _last(
+    events: AsyncIterator[ObjectProgress], progress: Callable[[ObjectProgress], object] | None
+) -> ObjectProgress:
+    last = None
+    async for event in events:
+        if progress:
+            progress(event)
+        last = event
+    assert last is not None
+    return last
+
+
+_ = io  # io.BytesIO is a valid `src` for put (any binary file object is)
