@@ -164,7 +164,7 @@ def _subclasses(cls: type[ApiError]) -> list[type[ApiError]]:
 
 def error_from_code(code: str, message: str, details: dict[str, Any] | None = None) -> ApiError:
     """Rebuild the error class a remote engine named by `code`."""
-    by_code = {cls.code: cls for cls in _subclasses(ApiError)}
+    by_code = {cls.code: cls for cls in _subclasses(ApiError) if cls.__module__ == __name__}
     cls = by_code.get(code, ApiError)
     return cls(message, **(details or {}))
 

@@ -175,7 +175,7 @@ class AsyncObjectStore:
     ) -> ObjectInfo:
         size = source.stat().st_size
         transport = self._engine._transport
-        if self._engine.url is None:  # in-process: the store copies the file itself
+        if transport.in_process:  # the store copies the file itself
             from .._core import LocalFile
 
             info: ObjectInfo = await transport.upload(
@@ -284,7 +284,7 @@ class AsyncObjectStore:
     def _absolute(self, link: ShareLink) -> ShareLink:
         # A link works through whatever address reaches the engine: a remote SDK puts the
         # one it uses (a reverse proxy, say) in place of the engine's own.
-        base = self._engine.url
+        base = self._engine._transport.url
         if not base or not base.startswith(("http://", "https://")):
             return link
         return link.model_copy(update={"url": base.rstrip("/") + link.url[link.url.index("/s/") :]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Base64Bytes, Field
+from pydantic import ConfigDict, Field
 
 from ._base import Request, Response
 
@@ -142,7 +142,10 @@ class ObjectRanges(Request):
 
 
 class ObjectRangesData(Response):
-    data: list[Base64Bytes]
+    # Bytes travel as base64 in JSON; in-process they are never encoded at all.
+    model_config = ConfigDict(extra="ignore", ser_json_bytes="base64", val_json_bytes="base64")
+
+    data: list[bytes]
 
 
 class ObjectZip(Request):

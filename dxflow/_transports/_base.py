@@ -34,6 +34,11 @@ class Download:
 class Transport(ABC):
     """Carries one operation to an engine and brings back its typed result."""
 
+    url: str | None = None
+    """Where the engine is reached (None in-process)."""
+    in_process = False
+    """The engine runs in this process: files can be handed over by path."""
+
     @abstractmethod
     async def call(self, op: Operation, params: Mapping[str, Any]) -> Response: ...
 

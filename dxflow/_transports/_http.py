@@ -114,6 +114,8 @@ class HttpTransport(Transport):
     def _prepare(self, op: Operation, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         request = validate_request(op.request, params)
         data = request.model_dump(mode="json", exclude_none=True) if request else {}
+        if op.body_in_query:  # `?x=` is refused as ambiguous: an empty string is left out
+            data = {key: value for key, value in data.items() if value != ""}
         path = op.path
         for name in op.path_params:
             path = path.replace("{" + name + "}", quote(str(data.pop(name)), safe=""))

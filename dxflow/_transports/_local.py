@@ -18,6 +18,8 @@ __all__ = ["LocalTransport"]
 
 
 class LocalTransport(Transport):
+    in_process = True
+
     def __init__(
         self, core: EngineCore, key: PrivateKey | None = None, *, owns_core: bool = True
     ) -> None:
