@@ -5,7 +5,7 @@
 #
 #   --dev             install the development extras too (pip -e ".[dev]") and, as root,
 #                     Debian's busybox-static (the tests build images from it), curl,
-#                     openssl, jq and wrk
+#                     openssl, jq, wrk, docker-compose and nginx-light
 #   --require-docker  fail when no working Docker Engine can be had (default: warn)
 #
 # Steps: find Python >= 3.11 ($PYTHON, python3, python3.14 ... python3.11); make .venv;
@@ -159,14 +159,18 @@ if [ "$DEV" = 1 ]; then
         warn "the Docker tests need a static busybox; run: sudo apt-get install -y busybox-static"
     fi
     # Tools the test suite drives: the docs' shell examples (curl, openssl, jq), the HTTP
-    # benchmark's load generator (wrk) and the workflow benchmark's peer (docker-compose).
+    # benchmark's load generator (wrk), the workflow benchmark's peer (docker-compose) and
+    # the file benchmark's peer (nginx, from the package nginx-light).
     missing=()
     for tool in curl openssl jq wrk docker-compose; do
         command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
     done
+    [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
     if [ "${#missing[@]}" -gt 0 ]; then
         if is_root; then
-            apt_install "${missing[@]}"
+            # RUNLEVEL=1: Debian's nginx would start a system service on port 80; the
+            # benchmark runs its own, on loopback, only while it measures.
+            RUNLEVEL=1 apt_install "${missing[@]}"
         else
             warn "the tests need ${missing[*]}; run: sudo apt-get install -y ${missing[*]}"
         fi

@@ -83,8 +83,8 @@ def test_a_cut_off_upload_resumes_from_the_server_offset(
         raise ConnectionAbortedError("the client dies mid-upload")
 
     with pytest.raises(ConnectionAbortedError):
-        http.patch(url, content=breaks_halfway(), headers={
-            **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})  # fmt: skip
+        headers = {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+        http.patch(url, content=breaks_halfway(), headers=headers)
     offset = 0
     for _ in range(50):  # the server notices the disconnect a moment later
         offset = int(http.head(url, headers=TUS).headers["Upload-Offset"])
@@ -118,8 +118,8 @@ def test_protocol_errors(http: httpx.Client, core: EngineCore) -> None:
     assert http.head(url, headers=TUS).status_code == 404
     no_path = http.post("/api/uploads", headers={**TUS, "Upload-Length": "1"})
     assert no_path.status_code == 422 and "path" in no_path.json()["error"]["message"]
-    hostile = http.post("/api/uploads", headers={**TUS, "Upload-Length": "1",
-                                                 "Upload-Metadata": _meta(path="../x")})  # fmt: skip
+    headers = {**TUS, "Upload-Length": "1", "Upload-Metadata": _meta(path="../x")}
+    hostile = http.post("/api/uploads", headers=headers)
     assert hostile.status_code == 422 and "../x" in hostile.json()["error"]["message"]
     assert os.listdir(core.objects.storage.private / "uploads") == []
 

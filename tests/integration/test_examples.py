@@ -60,3 +60,40 @@ def test_workflows_notebook(
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("hello from the demo" in str(o.get("data", {})) for o in outputs)
+
+
+def test_objects_example(tmp_path: Path) -> None:
+    env = {**os.environ, "DXFLOW_HOME": str(tmp_path / "home")}
+    env.pop("DXFLOW_URL", None)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "objects.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sha256 matches: True" in done.stdout
+    assert "restored: ['day0.csv', 'day1.csv', 'day2.csv']" in done.stdout
+    assert "summary rows: 100 | s99 total: 594" in done.stdout
+    assert "fsspec knows dxflow:// True" in done.stdout
+
+
+def test_objects_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("DXFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DXFLOW_URL", raising=False)
+    notebook = nbformat.read(ROOT / "notebooks" / "objects.ipynb", as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT / "notebooks")}},
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(str(o.get("text", "")) + str(o.get("data", {})) for o in outputs)
+    assert "summary of 5 days written" in text
+    assert "entries zipped" in text and "cleaned up" in text
