@@ -145,6 +145,7 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
         scheme = "https" if tls else "http"
         host, port = sockets[1].getsockname()[:2]
         url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
+        core.shares.base_url = url  # links name the port bound, not the one asked (0)
         runtime = {
             "pid": os.getpid(),
             "url": url,

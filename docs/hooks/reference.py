@@ -150,10 +150,17 @@ def _operation(method: str, path: str, op: Schema, schemas: Schema) -> list[str]
         rows = [[p["in"], *_row(p["name"], p["schema"], p.get("required", False))] for p in params]
         out += ["**Parameters**", "", _table(headers, rows), ""]
     if body := op.get("requestBody"):
-        schema = body["content"]["application/json"]["schema"]
-        out += ["**Request body** (JSON object)", "", _fields(schema), ""]
+        if "application/json" in body["content"]:
+            schema = body["content"]["application/json"]["schema"]
+            out += ["**Request body** (JSON object)", "", _fields(schema), ""]
+        else:
+            out += ["**Request body**: the bytes (`application/octet-stream`), streamed", ""]
     media, content = next(iter(op["responses"]["200"]["content"].items()))
-    model = _ref_name(content["schema"]) or "?"
+    model = _ref_name(content["schema"])
+    if model is None:  # bytes, not a model: a download
+        out += [f"**Response** `200` (`{media}`): the bytes; `206` for a `Range`", ""]
+        return [*out, "**Errors**: any status of the error tree, as the "
+                "[error envelope](authentication.md#errors).", ""]  # fmt: skip
     each = ", one per line" if media == "application/x-ndjson" else ""
     out += [f"**Response** `200` (`{media}`{each}): [{model}](#{model.lower()})", ""]
     out += [_fields(schemas[model]), ""]

@@ -95,9 +95,14 @@ class AsyncObjectStore:
         target = Path(dst).expanduser()
         info = await self.info(path)
         if info.type == "directory":
-            files = [i for i in await self.ls(path, depth=64, hidden=True) if i.type == "file"]
+            entries = await self.ls(path, depth=64, hidden=True)
+            files = [i for i in entries if i.type == "file"]
             total, done = sum(i.size for i in files), 0
             target.mkdir(parents=True, exist_ok=True)
+            for folder in (i for i in entries if i.type == "directory"):  # empty ones too
+                (target / folder.path[len(info.path) :].lstrip("/")).mkdir(
+                    parents=True, exist_ok=True
+                )
             for item in files:
                 relative = item.path[len(info.path) :].lstrip("/")
                 await self._get_file(item.path, target / relative, None)

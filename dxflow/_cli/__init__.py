@@ -11,6 +11,7 @@ from ._boot import boot
 from ._engine import audit, info, ping, stats, token, whoami
 from ._keys import key
 from ._workflows import workflow
+from .objects import fs, object_group
 
 __all__ = ["cli", "main"]
 
@@ -25,7 +26,7 @@ def cli() -> None:
     """
 
 
-for command in (boot, ping, info, stats, whoami, token, key, audit, workflow):
+for command in (boot, ping, info, stats, whoami, token, key, audit, workflow, object_group, fs):
     cli.add_command(command)
 
 

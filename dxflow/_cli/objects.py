@@ -45,7 +45,7 @@ class _Meter:
     """A one-line progress display on stderr, redrawn at most ten times a second."""
 
     def __init__(self, force: bool | None, as_json: bool, threshold: int = BIG) -> None:
-        auto = not as_json and click.get_text_stream("stderr").isatty()
+        auto = not as_json and sys.stderr.isatty()
         self.enabled = auto if force is None else force
         self.threshold = threshold if force is None else 0
         self.done = 0
@@ -65,17 +65,18 @@ class _Meter:
         self.done = done
         if not self.enabled or max(done, total or 0) <= self.threshold:
             return
-        rate = done / max(time.monotonic() - self._started, 1e-3)
-        text = f"{human_bytes(done)}  {human_bytes(rate)}/s"
+        rate = human_bytes(done / max(time.monotonic() - self._started, 1e-3))
+        text = f"{human_bytes(done)}  {rate}/s"
         if total:
             filled = min(30, 30 * done // total)
-            text = f"[{'#' * filled:<30}] {100 * done // total:3d}%  {human_bytes(total)}  {text}"
+            text = f"[{'#' * filled:<30}] {100 * done // total:3d}%  {human_bytes(done)} / "
+            text += f"{human_bytes(total)}  {rate}/s"
         self._draw(text, final=done == total)
 
     def archive(self, event: ObjectProgress) -> None:
         """`progress` of zip/unzip."""
         if self.enabled:
-            text = f"{event.action} {event.path}: {event.entries} entries, "
+            text = f"{event.action} {event.path}: {_entries(event.entries)}, "
             self._draw(text + human_bytes(event.bytes), final=event.action == "done")
 
     def _draw(self, text: str, final: bool) -> None:
@@ -84,6 +85,10 @@ class _Meter:
             return
         self._drawn, self._width = now, max(self._width, len(text))
         click.echo("\r" + text.ljust(self._width), nl=False, err=True)
+
+
+def _entries(count: int) -> str:
+    return f"{count} {'entry' if count == 1 else 'entries'}"
 
 
 @contextmanager
@@ -118,10 +123,12 @@ def _print_info(info: ObjectInfo, as_json: bool, message: str) -> None:
 @object_group.command()
 @click.argument("path", default="")
 @click.option("--pattern", help="Only names matching this glob (`*.csv`).")
-@click.option("--depth", default=1, show_default=True, help="Levels to descend (1 to 64).")
+@click.option("--depth", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Levels to descend (1 to 64).")  # fmt: skip
 @click.option("-a", "--all", "hidden", is_flag=True, help="Include hidden entries (`.name`).")
-@click.option("--limit", type=int, help="At most this many entries.")
-@click.option("--offset", default=0, show_default=True, help="Skip this many entries first.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many entries.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Skip this many entries first.")  # fmt: skip
 @click.option("-l", "--long", is_flag=True, help="A table: type, size, modified, path.")
 @engine_command
 def ls(opts: Options, path: str, pattern: str | None, depth: int, hidden: bool,
@@ -203,16 +210,18 @@ def get(opts: Options, remote: str, local: str, progress: bool | None) -> None:
 
 @object_group.command()
 @click.argument("path")
-@click.option("--start", type=int, help="First byte (0-based).")
-@click.option("--end", type=int, help="Stop before this byte (exclusive).")
+@click.option("--start", type=click.IntRange(min=0), help="First byte (0-based).")
+@click.option("--end", type=click.IntRange(min=0), help="Stop before this byte (exclusive).")
 @engine_command
 def cat(opts: Options, path: str, start: int | None, end: int | None) -> None:
-    """Write the bytes of the file PATH (or a range of them) to stdout, as they are."""
+    """Write the bytes of the file PATH (or a range of them) to stdout, as they are.
+
+    There is no JSON form: --json changes only how errors are printed.
+    """
     with opts.engine() as engine:
         data = engine.objects.cat(path, start, end)
-    stdout = click.get_binary_stream("stdout")
-    stdout.write(data)
-    stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def _rm_many(opts: Options, paths: tuple[str, ...], recursive: bool) -> None:
@@ -220,11 +229,12 @@ def _rm_many(opts: Options, paths: tuple[str, ...], recursive: bool) -> None:
         results = engine.objects.rm_many(paths, recursive=recursive)
     if opts.json:
         emit_json(results)
-    for result in results if not opts.json else []:
-        if result.ok:
-            click.echo(f"removed {result.path}")
-        else:
-            click.echo(f"error: {result.path}: {result.error}", err=True)
+    else:
+        for result in results:
+            if result.ok:
+                click.echo(f"removed {result.path}")
+            else:
+                click.echo(f"error: {result.path}: {result.error}", err=True)
     if not all(result.ok for result in results):
         sys.exit(1)
 
@@ -286,7 +296,7 @@ def _archive(verb: str, doc: str) -> None:
         if opts.json:
             return emit_json(done)
         click.echo(f"{verb}ped {path} -> {done.dest} "
-                   f"({done.entries} entries, {human_bytes(done.bytes)})")  # fmt: skip
+                   f"({_entries(done.entries)}, {human_bytes(done.bytes)})")  # fmt: skip
 
 
 _archive("zip", "Archive the file or folder PATH into DEST (default: PATH.zip).")

@@ -35,7 +35,7 @@ def _when(seconds: float) -> datetime:
 
 class ShareService:
     def __init__(self, state: State, store: ObjectService, secret: bytes, base_url: str) -> None:
-        self._base_url = base_url
+        self.base_url = base_url
         self._state = state
         self._store = store
         self._key = hmac.new(secret, b"dxflow-share-links-v1", hashlib.sha256).digest()
@@ -48,7 +48,7 @@ class ShareService:
         return ShareLink(
             id=row["id"],
             path=row["path"],
-            url=f"{self._base_url}/s/{row['id']}.{self._sign(row['id'])}",
+            url=f"{self.base_url}/s/{row['id']}.{self._sign(row['id'])}",
             writable=bool(row["writable"]),
             expires_at=_when(row["expires_at"]),
             max_uses=row["max_uses"],
