@@ -1,4 +1,4 @@
-"""Run the five benchmarks (each in its own process) and print a summary table.
+"""Run the six benchmarks (each in its own process) and print a summary table.
 
     python benchmarks/run_all.py            # full mode, a few minutes
     python benchmarks/run_all.py --quick    # the CI smoke: each script < 20 s (workflows < 60 s)
@@ -17,7 +17,7 @@ from typing import Any
 
 from _common import BENCH_DIR, PYTHON, REPO, fmt_ms, fmt_us, human_stream, parse_args, print_table
 
-SCRIPTS = ["import_time", "inprocess_ping", "boot", "http_ping", "workflows"]
+SCRIPTS = ["import_time", "inprocess_ping", "boot", "http_ping", "workflows", "objects"]
 
 
 def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -55,6 +55,18 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
             fmt_ms(up["dxflow"]["median_s"]),
             f"docker-compose {fmt_ms(compose['median_s'])}" if compose else "no docker-compose",
             f"compose/dxflow {ratio:.2f}x" if ratio else "-",
+        )
+    if name == "objects":
+        download = figures["download"]
+        size = download["bytes"]
+        label = f"{size >> 30} GiB" if size >= 1 << 30 else f"{size >> 20} MiB"
+        ratio = download.get("ratio_dxflow_over_nginx")
+        nginx = download.get("nginx")
+        return (
+            f"curl download of {label}",
+            f"{download['dxflow']['mb_s']:,.0f} MB/s",
+            f"nginx {nginx['mb_s']:,.0f} MB/s" if nginx else "no nginx",
+            f"{ratio:.2f}x" if ratio else "-",
         )
     return (
         f"ping req/s ({figures.get('load_generator', '?')})",
