@@ -17,6 +17,7 @@ from dxflow._core import Blob
 __all__ = ["blob_response", "range_params"]
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_SMALL = 1 << 20
 
 
 def range_params(request: Request) -> tuple[dict[str, int], int | None]:
@@ -52,7 +53,7 @@ async def _in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def blob_response(request: Request, blob: Blob, suffix: int | None) -> Response:
+async def blob_response(request: Request, blob: Blob, suffix: int | None) -> Response:
     headers = {"Content-Disposition": _disposition(blob.filename)}
     if blob.generate is not None:  # a directory, zipped as it streams: size unknown
         body = _in_thread(blob.chunks())
@@ -77,6 +78,9 @@ def blob_response(request: Request, blob: Blob, suffix: int | None) -> Response:
         headers["Content-Range"] = f"bytes {blob.start}-{max(blob.end - 1, blob.start)}/{size}"
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=blob.media_type)
+    if (blob.length or 0) <= _SMALL:  # one read, one send: no stream to set up
+        content = b"".join(await anyio.to_thread.run_sync(list, blob.chunks()))
+        return Response(content, status_code=status, headers=headers, media_type=blob.media_type)
     return StreamingResponse(
         _in_thread(blob.chunks()), status_code=status, headers=headers, media_type=blob.media_type
     )

@@ -76,7 +76,7 @@ def _endpoint(core: EngineCore, op: Operation) -> Endpoint:
         payload = await _payload(request, op)
         span, suffix = range_params(request)
         blob = await dispatcher.call(ctx, op, {**payload, **span})
-        return blob_response(request, blob, suffix)
+        return await blob_response(request, blob, suffix)
 
     async def upload(request: Request) -> Response:
         ctx = context_for(request, core, op)

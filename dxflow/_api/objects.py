@@ -363,22 +363,15 @@ async def _read_chunks(
 async def _write_chunks(
     chunks: AsyncIterator[bytes], target: Path, size: int | None, progress: Progress
 ) -> None:
-    done = 0
-    with target.open("wb", buffering=0) as writer:
-        pending: list[bytes] = []
-        buffered = 0
-        async for chunk in chunks:
-            pending.append(chunk)
-            buffered += len(chunk)
-            if buffered >= CHUNK:
-                await anyio.to_thread.run_sync(writer.write, b"".join(pending))
-                done += buffered
-                pending, buffered = [], 0
-                if progress:
-                    progress(done, size)
-        if pending:
-            writer.write(b"".join(pending))
-            done += buffered
+    from .._pipe import write_stream
+
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        done = await write_stream(
+            chunks, fd, after_block=(lambda total: progress(total, size)) if progress else None
+        )
+    finally:
+        os.close(fd)
     if progress:
         progress(done, size)
 

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from ..._exceptions import InvalidRequest
+from ..._pipe import write_stream
 from ._blob import CHUNK, LocalFile
 from ._quota import Quota
 
@@ -39,40 +40,16 @@ async def receive(
     if isinstance(body, LocalFile):
         return await anyio.to_thread.run_sync(_copy_local, body.path, target, quota, digest, path)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o644)
-    written = 0
-    pending: list[bytes] = []
-    buffered = 0
+
+    def admit(total: int) -> None:
+        if limit is not None and total > limit:
+            raise InvalidRequest(f"the body of {path!r} is longer than the {limit} bytes declared")
+        quota.check(total, path=path)
+
     try:
-        async for chunk in body:
-            pending.append(chunk)
-            buffered += len(chunk)
-            if limit is not None and written + buffered > limit:
-                raise InvalidRequest(
-                    f"the body of {path!r} is longer than the {limit} bytes declared"
-                )
-            if buffered >= CHUNK:
-                quota.check(written + buffered, path=path)
-                written += await anyio.to_thread.run_sync(_write, fd, pending, digest)
-                pending, buffered = [], 0
+        return await write_stream(body, fd, digest=digest, before_block=admit)
     finally:
-        # Whatever arrived before a disconnect is kept: a resumable upload goes on from it.
-        try:
-            if pending:
-                quota.check(written + buffered, path=path)
-                written += _write(fd, pending, digest)
-        finally:
-            os.close(fd)
-    return written
-
-
-def _write(fd: int, chunks: list[bytes], digest: Any) -> int:
-    data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
-    if digest is not None:
-        digest.update(data)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    return len(data)
+        os.close(fd)
 
 
 def _copy_local(source: Path, target: Path, quota: Quota, digest: Any, path: str) -> int:
