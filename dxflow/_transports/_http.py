@@ -81,6 +81,7 @@ class HttpTransport(Transport):
     ) -> None:
         self.url = url
         self._key = key
+        self._verify = verify
         self._http = _client(url, verify, timeout, transport)
         self._lifetime = token_lifetime
         self._token: str | None = None

@@ -280,7 +280,7 @@ class ObjectService:
         if target == self.storage.root:
             raise InvalidRequest("the storage root cannot be removed", path=path)
         if os.path.isdir(target) and not os.path.islink(target):
-            if not recursive and any(os.scandir(target)):
+            if not recursive and _has_entries(target):
                 raise Conflict(
                     f"{path!r} is a directory that is not empty (pass recursive)", path=path
                 )
@@ -310,7 +310,11 @@ class ObjectService:
         if source == self.storage.root:
             raise InvalidRequest("the storage root cannot be moved", path=request.src)
         target = self._transfer_target(source, request)
-        os.replace(source, target) if request.overwrite else os.rename(source, target)
+        try:
+            os.replace(source, target) if request.overwrite else os.rename(source, target)
+        except OSError as exc:  # a folder onto a folder that is not empty
+            raise Conflict(f"cannot move {request.src!r} onto {request.dst!r}: {exc.strerror}",
+                           path=request.dst) from None  # fmt: skip
         return info_of(self.storage, target)
 
     @handles("objects.copy")
@@ -421,6 +425,11 @@ async def _progress(
                 yield event
     entries, size = result[0]
     yield ObjectProgress(action="done", path=path, entries=entries, bytes=size, dest=dest)
+
+
+def _has_entries(folder: Path) -> bool:
+    with os.scandir(folder) as entries:
+        return any(True for _ in entries)
 
 
 def _copytree(source: Path, target: Path) -> None:
