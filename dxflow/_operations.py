@@ -251,8 +251,9 @@ _TABLE: tuple[Operation, ...] = (
               "Download through a share link (no credentials: the link is the key).",
               request=m.ShareToken, kind="download", public=True),
     Operation("shares.write", "PUT", "/s/{token}",
-              "Upload through a writable share link.", request=m.ShareToken,
-              response=m.ObjectInfo, kind="upload", public=True, idempotent=False),
+              "Upload through a writable share link (audited, without the token).",
+              request=m.ShareToken, response=m.ObjectInfo, kind="upload", public=True,
+              mutating=True, idempotent=False),
     # -- audit ------------------------------------------------------------------------
     Operation("audit.list", "GET", "/api/audit", "Audit records, newest first.",
               request=m.AuditQuery, response=m.AuditRecords, permission=_MASTER),

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-import io
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -29,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncObjectStore", "ObjectStore", "Progress"]
 
+T = TypeVar("T")
 Progress = Callable[[int, int | None], object] | None
 """Called with (bytes done, bytes in all) as a transfer goes."""
 Source = str | os.PathLike[str] | bytes | IO[bytes]
@@ -302,24 +301,94 @@ class AsyncObjectStore:
 
 
 class ObjectStore:
-    """The blocking twin of `AsyncObjectStore`: same methods, same arguments."""
+    """The blocking twin of `AsyncObjectStore`: the same methods, run on the engine's loop."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._async = AsyncObjectStore(engine._async)
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._async, name)
-        if name.startswith("_") or not callable(method):
-            raise AttributeError(name)
+    def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        return self._engine._runner.run(method, *args)
 
-        def blocking(*args: Any, **kwargs: Any) -> Any:
-            return self._engine._runner.run(functools.partial(method, *args, **kwargs))
+    def listing(
+        self, path: str = "", pattern: str | None = None, depth: int = 1,
+        hidden: bool = False, limit: int | None = None, offset: int = 0,
+    ) -> ObjectListing:  # fmt: skip
+        return self._run(self._async.listing, path, pattern, depth, hidden, limit, offset)
 
-        blocking.__doc__ = method.__doc__
-        return blocking
+    def ls(
+        self, path: str = "", pattern: str | None = None, depth: int = 1,
+        hidden: bool = False, limit: int | None = None, offset: int = 0,
+    ) -> list[ObjectInfo]:  # fmt: skip
+        return self._run(self._async.ls, path, pattern, depth, hidden, limit, offset)
+
+    def info(self, path: str) -> ObjectInfo:
+        return self._run(self._async.info, path)
+
+    def exists(self, path: str) -> bool:
+        return self._run(self._async.exists, path)
+
+    def checksum(self, path: str) -> str:
+        return self._run(self._async.checksum, path)
+
+    def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        return self._run(self._async.cat, path, start, end)
+
+    def cat_ranges(self, ranges: Iterable[tuple[str, int, int]]) -> list[bytes]:
+        return self._run(self._async.cat_ranges, ranges)
+
+    def get(self, path: str, dst: str | os.PathLike[str], progress: Progress = None) -> Path:
+        return self._run(self._async.get, path, dst, progress)
+
+    def pipe(self, path: str, data: bytes, overwrite: bool = True) -> ObjectInfo:
+        return self._run(self._async.pipe, path, data, overwrite)
+
+    def put(
+        self, src: Source, path: str, overwrite: bool = False, progress: Progress = None
+    ) -> ObjectInfo:
+        return self._run(self._async.put, src, path, overwrite, progress)
+
+    def mkdir(self, path: str, parents: bool = True) -> ObjectInfo:
+        return self._run(self._async.mkdir, path, parents)
+
+    def rm(self, path: str, recursive: bool = False) -> None:
+        return self._run(self._async.rm, path, recursive)
+
+    def rm_many(self, paths: Iterable[str], recursive: bool = False) -> list[ObjectResult]:
+        return self._run(self._async.rm_many, paths, recursive)
+
+    def mv(self, src: str, dst: str, overwrite: bool = False) -> ObjectInfo:
+        return self._run(self._async.mv, src, dst, overwrite)
+
+    def cp(self, src: str, dst: str, overwrite: bool = False) -> ObjectInfo:
+        return self._run(self._async.cp, src, dst, overwrite)
+
+    def zip(
+        self, path: str, dest: str | None = None, overwrite: bool = False,
+        progress: Callable[[ObjectProgress], object] | None = None,
+    ) -> ObjectProgress:  # fmt: skip
+        return self._run(self._async.zip, path, dest, overwrite, progress)
+
+    def unzip(
+        self, path: str, dest: str | None = None, overwrite: bool = False,
+        progress: Callable[[ObjectProgress], object] | None = None,
+    ) -> ObjectProgress:  # fmt: skip
+        return self._run(self._async.unzip, path, dest, overwrite, progress)
+
+    def share(
+        self, path: str, expires: str | float = "1h", writable: bool = False,
+        max_uses: int | None = None,
+    ) -> ShareLink:  # fmt: skip
+        return self._run(self._async.share, path, expires, writable, max_uses)
+
+    def shares(self) -> list[ShareLink]:
+        return self._run(self._async.shares)
+
+    def revoke(self, share_id: str) -> ShareLink:
+        return self._run(self._async.revoke, share_id)
 
     def fs(self, **options: Any) -> DxflowFileSystem:
+        """This engine as an fsspec filesystem."""
         return self._async.fs(**options)
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
@@ -387,5 +456,3 @@ async def _last(
     assert last is not None
     return last
 
-
-_ = io  # io.BytesIO is a valid `src` for put (any binary file object is)
