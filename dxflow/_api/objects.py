@@ -455,4 +455,3 @@ async def _last(
         last = event
     assert last is not None
     return last
-
