@@ -42,6 +42,7 @@ log_level = "info"
 # unzip_max_size = "8G"     # uncompressed bytes one unzip may write
 # unzip_max_entries = 100000
 # upload_expiry = 86400     # seconds an unfinished resumable upload is kept
+# shell_scrollback = "2M"   # output each shell session keeps for reconnecting clients
 
 # [profiles.public]
 # host = "0.0.0.0"
@@ -141,6 +142,8 @@ class Config:
     unzip_max_entries: int = 100_000
     upload_expiry: int = 86_400
     """Seconds an unfinished resumable upload is kept."""
+    shell_scrollback: str = "2M"
+    """Bytes of output each shell session keeps for reconnecting clients."""
 
     @property
     def storage_root(self) -> Path:

@@ -22,6 +22,7 @@ and OS errors are translated once, where they arise, and never reach a user.
         ├── TooManyRequests       429  rate limited; .details["retry_after"]
         ├── InternalError         500  a bug: the engine logs the cause
         ├── EngineUnavailable     503  the engine (or Docker behind it) cannot be reached
+        ├── TimedOut              504  the operation did not finish in the time given
         └── InsufficientStorage   507  the storage quota is exhausted
 """
 
@@ -45,6 +46,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "RangeNotSatisfiable",
+    "TimedOut",
     "TooManyRequests",
     "Unauthenticated",
     "WorkflowFailed",
@@ -148,6 +150,11 @@ class InternalError(ApiError):
 class EngineUnavailable(ApiError):
     code = "engine_unavailable"
     status = 503
+
+
+class TimedOut(ApiError):
+    code = "timed_out"
+    status = 504
 
 
 class InsufficientStorage(ApiError):

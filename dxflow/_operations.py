@@ -65,6 +65,7 @@ _MASTER = Permission.MASTER
 _PLATFORM = Permission.PLATFORM
 _WORKFLOW = Permission.WORKFLOW
 _OBJECT = Permission.OBJECT
+_SHELL = Permission.SHELL
 
 _TABLE: tuple[Operation, ...] = (
     # -- engine -----------------------------------------------------------------------
@@ -254,6 +255,40 @@ _TABLE: tuple[Operation, ...] = (
               "Upload through a writable share link (audited, without the token).",
               request=m.ShareToken, response=m.ObjectInfo, kind="upload", public=True,
               mutating=True, idempotent=False),
+    # -- shells ---------------------------------------------------------------------------
+    Operation("shells.create", "POST", "/api/shells",
+              "Start a persistent PTY session on the host or in a workflow's container.",
+              request=m.ShellCreate, response=m.ShellInfo, permission=_SHELL,
+              mutating=True, idempotent=False, target="name"),
+    Operation("shells.list", "GET", "/api/shells", "Sessions, running and exited.",
+              response=m.ShellList, permission=_SHELL),
+    Operation("shells.get", "GET", "/api/shells/{name}", "One session.",
+              request=m.ShellRef, response=m.ShellInfo, permission=_SHELL),
+    Operation("shells.send", "POST", "/api/shells/{name}/input",
+              "Type bytes into a session (base64 in JSON).", request=m.ShellInput,
+              response=m.ShellInfo, permission=_SHELL, mutating=True, idempotent=False,
+              target="name"),
+    Operation("shells.read", "GET", "/api/shells/{name}/output",
+              "Output from an offset (waits up to timeout for some).", request=m.ShellRead,
+              response=m.ShellOutput, permission=_SHELL),
+    Operation("shells.resize", "POST", "/api/shells/{name}/resize",
+              "Set the terminal's size (the latest request wins).", request=m.ShellResize,
+              response=m.ShellInfo, permission=_SHELL, mutating=True, target="name"),
+    Operation("shells.kill", "POST", "/api/shells/{name}/kill",
+              "Signal the session's process group.", request=m.ShellKill,
+              response=m.ShellInfo, permission=_SHELL, mutating=True, target="name"),
+    Operation("shells.run", "POST", "/api/shells/{name}/run",
+              "Run a command in the session; its exit code and output.", request=m.ShellRun,
+              response=m.ShellResult, permission=_SHELL, mutating=True, idempotent=False,
+              target="name"),
+    Operation("shells.remove", "DELETE", "/api/shells/{name}",
+              "End a session and forget it.", request=m.ShellRef, response=m.ShellInfo,
+              permission=_SHELL, mutating=True, target="name"),
+    Operation("shells.prune", "POST", "/api/shells/prune", "Remove every exited session.",
+              response=m.ShellList, permission=_SHELL, mutating=True),
+    Operation("shells.attach", "GET", "/api/shells/{name}/attach",
+              "Attach over a WebSocket: terminal bytes both ways, JSON control frames.",
+              request=m.ShellRead, kind="channel", permission=_SHELL, target="name"),
     # -- audit ------------------------------------------------------------------------
     Operation("audit.list", "GET", "/api/audit", "Audit records, newest first.",
               request=m.AuditQuery, response=m.AuditRecords, permission=_MASTER),

@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from dxflow._core import EngineCore
 
+from ._channels import channel_routes
 from ._errors import EXCEPTION_HANDLERS
 from ._openapi import openapi_document
 from ._routes import operation_routes
@@ -28,6 +29,7 @@ def create_app(core: EngineCore) -> Starlette:
     routes = [
         *operation_routes(core),
         *tus_routes(core),
+        *channel_routes(core),
         Route("/api/openapi.json", openapi, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

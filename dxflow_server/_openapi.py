@@ -84,6 +84,9 @@ def _responses(op: Operation) -> dict[str, Any]:
     }
     # Every operation may fail with any code of the error tree (422, 401, 403, 404, 409,
     # 429, 503, ...), always as the same envelope: one default response says so.
+    if op.kind == "channel":
+        upgrade = {"description": f"{op.summary} The protocol: docs/shells.md."}
+        return {"101": upgrade, "default": error}
     if op.kind == "download":
         partial = {"description": "the range asked for (Range header)", "content": _BINARY}
         return {"200": {"description": op.summary, "content": _BINARY}, "206": partial,

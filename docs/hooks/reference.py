@@ -155,6 +155,12 @@ def _operation(method: str, path: str, op: Schema, schemas: Schema) -> list[str]
             out += ["**Request body** (JSON object)", "", _fields(schema), ""]
         else:
             out += ["**Request body**: the bytes (`application/octet-stream`), streamed", ""]
+    if "101" in op["responses"]:  # a WebSocket
+        out += [
+            "**Response** `101`: a WebSocket; see [the protocol](shells.md#websocket-protocol)",
+            "",
+        ]
+        return out
     media, content = next(iter(op["responses"]["200"]["content"].items()))
     model = _ref_name(content["schema"])
     if model is None:  # bytes, not a model: a download

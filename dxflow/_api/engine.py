@@ -20,6 +20,7 @@ from .._transports import Transport
 from ._connect import KeyPath, from_env_args, home_args, open_transport
 from .keys import AsyncKeys, Keys
 from .objects import AsyncObjectStore, ObjectStore
+from .shells import AsyncShells, Shells
 from .workflows import AsyncWorkflows, Workflows
 
 __all__ = ["AsyncEngine", "Engine"]
@@ -86,6 +87,7 @@ class AsyncEngine(_Options):
         self.keys = AsyncKeys(self)
         self.workflows = AsyncWorkflows(self)
         self.objects = AsyncObjectStore(self)
+        self.shells = AsyncShells(self)
 
     async def _call(self, operation: str, /, **params: Any) -> Any:
         return await self._transport.call(OPERATIONS[operation], params)
@@ -147,6 +149,7 @@ class Engine(_Options):
         self.workflows = Workflows(self)
         self._async = AsyncEngine(self.url, transport=self._transport)
         self.objects = ObjectStore(self)
+        self.shells = Shells(self)
 
     def _call(self, operation: str, /, **params: Any) -> Any:
         op = OPERATIONS[operation]

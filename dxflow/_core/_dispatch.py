@@ -7,6 +7,7 @@ No handler and no server route checks permissions on its own.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import secrets
@@ -122,6 +123,31 @@ class Dispatcher:
             return done.value  # type: ignore[no-any-return]
         coroutine.close()
         raise RuntimeError(f"{op.name} suspended; it cannot run inline")
+
+    @contextlib.asynccontextmanager
+    async def channel(self, ctx: Context, op: Operation, payload: Any = None) -> AsyncIterator[Any]:
+        """Open a two-way channel (a shell attach); its opening and closing are audited.
+
+        The handler learns whether the caller may write: a READ_ONLY key gets a channel
+        that carries output only.
+        """
+        request = self.admit(ctx, op, payload)
+        assert ctx.identity is not None or op.public
+        writable = ctx.identity is not None and (
+            check_permission(ctx.identity.permissions, op.permission, True) is None
+        )
+        target = self._target(op, request)
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                link = await stack.enter_async_context(
+                    self._handlers[op.name](ctx, request, writable)
+                )
+            except Exception as exc:
+                raise self._translate(op, exc) from None
+            self._audit.record(ctx, op.name, "opened" if writable else "opened:read-only",
+                               target=target)  # fmt: skip
+            stack.callback(self._audit.record, ctx, op.name, "closed", target=target)
+            yield link
 
     def stream(self, ctx: Context, op: Operation, payload: Any = None) -> AsyncIterator[Any]:
         """Admit the call now (so refusals come before any item), then stream its items."""

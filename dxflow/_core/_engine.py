@@ -29,6 +29,7 @@ from ._objects import (
     UploadService,
 )
 from ._platform import PlatformService
+from ._shells import ShellService
 from ._state import State
 from ._workflows import WorkflowService
 
@@ -90,6 +91,14 @@ def _object_services(
     return objects, shares, UploadService(state, objects, config.upload_expiry)
 
 
+def _shell_service(config: Config, storage: Storage, workflows: WorkflowService) -> ShellService:
+    try:
+        scrollback = parse_size(config.shell_scrollback)
+    except ValueError as exc:
+        raise ConfigError(f"shell_scrollback: {exc}") from None
+    return ShellService(config.home.run_dir / "shells", storage, scrollback, workflows)
+
+
 class EngineCore:
     """Everything an engine is, minus its doors (the SDK transports and the server)."""
 
@@ -117,9 +126,10 @@ class EngineCore:
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)
         self.workflows = WorkflowService(self.state, self.docker, config.workflow_concurrency)
         self.objects, self.shares, self.uploads = _object_services(config, self.state)
+        self.shells = _shell_service(config, self.objects.storage, self.workflows)
         handlers = collect_handlers(
             self.platform, self.auth, self.keys, self.audit, self.workflows,
-            self.objects, self.shares, self.uploads,
+            self.objects, self.shares, self.uploads, self.shells,
         )  # fmt: skip
         self.dispatcher = Dispatcher(handlers, self.audit)
 

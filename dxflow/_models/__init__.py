@@ -9,6 +9,8 @@ from ._engine import *  # noqa: F403
 from ._engine import __all__ as _engine_all
 from ._object import *  # noqa: F403
 from ._object import __all__ as _object_all
+from ._shell import *  # noqa: F403
+from ._shell import __all__ as _shell_all
 from ._workflow import *  # noqa: F403
 from ._workflow import __all__ as _workflow_all
 
@@ -19,5 +21,6 @@ __all__ = [
     *_compose_all,
     *_engine_all,
     *_object_all,
+    *_shell_all,
     *_workflow_all,
 ]

@@ -55,6 +55,11 @@ class Transport(ABC):
     async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
         """Send `body` (bytes, an async iterable of bytes, or a LocalFile) with `params`."""
 
+    def channel(self, op: Operation, params: Mapping[str, Any]) -> AbstractAsyncContextManager[Any]:
+        """Open a two-way channel: `messages()` gives bytes and control dicts, `deliver()`
+        takes them (see docs/shells.md for the protocol)."""
+        raise NotImplementedError(f"{type(self).__name__} has no channels")
+
     def can_inline(self, op: Operation) -> bool:
         """True when `call_inline` may run `op` on a blocking caller's thread."""
         return False

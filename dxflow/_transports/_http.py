@@ -25,6 +25,7 @@ from .._operations import OPERATIONS, Operation
 from .._validation import validate_request
 from ._base import Download, Transport, as_chunks
 from ._tus import tus_request, upload_info
+from ._ws import open_channel
 
 __all__ = ["HttpTransport"]
 
@@ -244,6 +245,14 @@ class HttpTransport(Transport):
             raise _error(reply)
         assert op.response is not None
         return op.response.model_validate_json(reply.content)
+
+    @asynccontextmanager
+    async def channel(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Any]:
+        path, data = self._prepare(op, params)
+        headers = {} if op.public else await self._authorization()
+        assert self.url is not None
+        async with open_channel(self.url, path, data, headers, self._verify) as link:
+            yield link
 
     async def aclose(self) -> None:
         await self._http.aclose()

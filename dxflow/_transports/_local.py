@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -59,6 +59,9 @@ class LocalTransport(Transport):
     async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
         body = body if isinstance(body, LocalFile) else as_chunks(body)
         return await self._dispatcher.call(self._context(), op, params, body=body)
+
+    def channel(self, op: Operation, params: Mapping[str, Any]) -> AbstractAsyncContextManager[Any]:
+        return self._dispatcher.channel(self._context(), op, params)
 
     def can_inline(self, op: Operation) -> bool:
         return self._dispatcher.is_inline(op)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from dxflow._core import EngineCore
 from dxflow._operations import OPERATIONS
@@ -19,8 +19,12 @@ def test_every_operation_has_exactly_one_handler(core: EngineCore) -> None:
 def test_every_operation_has_exactly_one_route_and_no_route_is_extra(app: Starlette) -> None:
     routes = [r for r in app.routes if isinstance(r, Route)]
     by_name = {r.name: r for r in routes if r.name in OPERATIONS}
-    assert set(by_name) == set(OPERATIONS)
+    sockets = {r.name: r for r in app.routes if isinstance(r, WebSocketRoute)}
+    assert set(by_name) | set(sockets) == set(OPERATIONS)
     for name, op in OPERATIONS.items():
+        if op.kind == "channel":  # a WebSocket: GET with an upgrade
+            assert name not in by_name and sockets[name].path == op.path, name
+            continue
         route = by_name[name]
         assert route.path == op.path, name
         assert op.method in (route.methods or set()), name
@@ -35,8 +39,8 @@ def test_routes_are_unique_per_method_and_path() -> None:
 
 def test_table_rows_are_consistent() -> None:
     for op in OPERATIONS.values():
-        # A download answers with bytes; everything else with a model.
-        assert (op.response is None) == (op.kind == "download"), op.name
+        # A download answers with bytes, a channel with a WebSocket; the rest with a model.
+        assert (op.response is None) == (op.kind in ("download", "channel")), op.name
         if op.path_params:
             assert op.request is not None, op.name
             for name in op.path_params:

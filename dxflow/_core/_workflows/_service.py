@@ -348,6 +348,10 @@ class WorkflowService:
         with anyio.fail_after(request.timeout):  # None: no deadline
             return await self._docker.run(run)
 
+    async def running_container(self, name: str, service: str, index: int = 1) -> str:
+        """The id of a running replica of `service` (for exec and container shells)."""
+        return await self._running(name, service, index)
+
     async def _running(self, name: str, service: str, index: int) -> str:
         status = await self.status(Context(None), WorkflowRef(name=name))
         for candidate in status.services:

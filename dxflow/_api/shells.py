@@ -1,0 +1,341 @@
+"""`engine.shells` and the `Shell` handle, async and blocking; `attach()` channels."""
+
+from __future__ import annotations
+
+import builtins
+import html
+import re
+import struct
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from .._exceptions import TimedOut
+from .._models import ShellInfo, ShellOutput, ShellResult
+
+if TYPE_CHECKING:
+    from .engine import AsyncEngine, Engine
+
+__all__ = ["AsyncChannel", "AsyncShell", "AsyncShells", "Channel", "Shell", "Shells"]
+
+T = TypeVar("T")
+Pattern = str | bytes | re.Pattern[bytes]
+_OFFSET = struct.Struct(">Q")
+_ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]|\r")
+
+
+def _create_params(name: str | None, command: str | None, args: Sequence[str],
+                   env: Mapping[str, str] | None, **rest: Any) -> dict[str, Any]:  # fmt: skip
+    return {"name": name, "command": command, "args": list(args), "env": dict(env or {}), **rest}
+
+
+def _bytes(data: str | bytes) -> bytes:
+    return data.encode() if isinstance(data, str) else data
+
+
+def _pattern(pattern: Pattern) -> re.Pattern[bytes]:
+    if isinstance(pattern, re.Pattern):
+        return pattern
+    return re.compile(
+        re.escape(pattern.encode()) if isinstance(pattern, str) else re.escape(pattern)
+    )
+
+
+class AsyncChannel:
+    """An attached client: output as it comes, input as you send it.
+
+    `recv()` returns `bytes` (terminal output, with `offset` advanced past them) or a
+    control message as a dict: `missed` (bytes that fell out of the scrollback), `exit`
+    (with `exit_code`), `error`, `pong`. `hello` is the session as it was on attach.
+    """
+
+    def __init__(self, link: Any) -> None:
+        self._link = link
+        self._messages = link.messages()
+        self.hello: dict[str, Any] = {}
+        self.offset = 0
+
+    async def _start(self) -> None:
+        self.hello = await self._messages.__anext__()
+        self.offset = int(self.hello.get("start", 0))
+
+    async def recv(self, timeout: float | None = None) -> bytes | dict[str, Any]:
+        """The next output or control message; raises TimedOut after `timeout` seconds."""
+        try:
+            with anyio.fail_after(timeout):
+                message = await self._messages.__anext__()
+        except TimeoutError:
+            raise TimedOut(f"nothing from the session within {timeout:g} s") from None
+        except StopAsyncIteration:
+            raise EOFError("the channel is closed") from None
+        if isinstance(message, bytes):
+            (at,) = _OFFSET.unpack_from(message)
+            data = message[_OFFSET.size :]
+            self.offset = at + len(data)
+            return data
+        return message
+
+    async def send(self, data: str | bytes) -> None:
+        await self._link.deliver(_bytes(data))
+
+    async def resize(self, rows: int, cols: int) -> None:
+        await self._link.deliver({"type": "resize", "rows": rows, "cols": cols})
+
+    async def ping(self) -> None:
+        await self._link.deliver({"type": "ping"})
+
+    def __aiter__(self) -> AsyncIterator[bytes | dict[str, Any]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes | dict[str, Any]]:
+        while True:
+            try:
+                yield await self.recv()
+            except EOFError:
+                return
+
+
+class _Attached:
+    """`async with shell.attach() as channel:` on top of the transport's channel."""
+
+    def __init__(self, opener: Any) -> None:
+        self._opener = opener
+
+    async def __aenter__(self) -> AsyncChannel:
+        channel = AsyncChannel(await self._opener.__aenter__())
+        await channel._start()
+        return channel
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._opener.__aexit__(*exc)
+
+
+class AsyncShell:
+    def __init__(self, engine: AsyncEngine, info: ShellInfo) -> None:
+        self._engine = engine
+        self.info = info
+        self.offset: int | None = None
+        """Where `read` and `expect` go on from (None: the start of the scrollback)."""
+        self._unread = b""
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.info.state} pid={self.info.pid}>"
+
+    async def _op(self, operation: str, **params: Any) -> Any:
+        return await self._engine._call(operation, name=self.name, **params)
+
+    async def reload(self) -> ShellInfo:
+        self.info = await self._op("shells.get")
+        return self.info
+
+    async def run(self, cmd: str, timeout: float | None = None) -> ShellResult:
+        """Type `cmd` at the shell's prompt; its exit code and output once it is done."""
+        return await self._op("shells.run", cmd=cmd, timeout=timeout)
+
+    async def send(self, data: str | bytes) -> None:
+        self.info = await self._op("shells.send", data=_bytes(data))
+
+    async def read(self, timeout: float = 0.0) -> bytes:
+        """Output since the last read (waiting up to `timeout` s for some)."""
+        if self._unread:
+            data, self._unread = self._unread, b""
+            return data
+        out: ShellOutput = await self._op("shells.read", offset=self.offset, timeout=timeout)
+        self.offset = out.end
+        return out.data
+
+    async def expect(self, pattern: Pattern, timeout: float | None = 10.0) -> re.Match[bytes]:
+        """Read until `pattern` appears; the output after the match stays unread."""
+        regex, seen = _pattern(pattern), b""
+        try:
+            with anyio.fail_after(timeout):
+                while (match := regex.search(seen)) is None:
+                    seen += await self.read(timeout=1.0)
+        except TimeoutError:
+            raise TimedOut(
+                f"{regex.pattern!r} did not appear within {timeout:g} s; "
+                f"last output: {seen[-200:]!r}"
+            ) from None
+        self._unread = seen[match.end() :]
+        return match
+
+    async def resize(self, rows: int, cols: int) -> None:
+        self.info = await self._op("shells.resize", rows=rows, cols=cols)
+
+    async def kill(self, signal: str | int = "SIGTERM") -> None:
+        self.info = await self._op("shells.kill", signal=str(signal))
+
+    async def remove(self) -> None:
+        self.info = await self._op("shells.remove")
+
+    def attach(self, offset: int | None = None) -> _Attached:
+        """A channel on the session (`async with`); `offset` replays from there."""
+        from .._operations import OPERATIONS
+
+        params = {"name": self.name, "offset": offset}
+        return _Attached(self._engine._transport.channel(OPERATIONS["shells.attach"], params))
+
+    async def screen(self, size: int = 4096) -> str:
+        """The session's recent output as plain text (escape sequences removed)."""
+        out: ShellOutput = await self._op("shells.read", offset=None, limit=1 << 20)
+        return _plain(out.data[-size:])
+
+
+class AsyncShells:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create(
+        self, name: str | None = None, command: str | None = None, args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None, cwd: str | None = None, rows: int = 24,
+        cols: int = 80, workflow: str | None = None, service: str | None = None,
+        record: str | None = None, idle_timeout: float | None = None,
+    ) -> AsyncShell:  # fmt: skip
+        params = _create_params(name, command, args, env, cwd=cwd, rows=rows, cols=cols,
+                                workflow=workflow, service=service, record=record,
+                                idle_timeout=idle_timeout)  # fmt: skip
+        return AsyncShell(self._engine, await self._engine._call("shells.create", **params))
+
+    async def list(self) -> list[AsyncShell]:
+        found = await self._engine._call("shells.list")
+        return [AsyncShell(self._engine, info) for info in found.shells]
+
+    async def get(self, name: str) -> AsyncShell:
+        return AsyncShell(self._engine, await self._engine._call("shells.get", name=name))
+
+    async def prune(self) -> builtins.list[ShellInfo]:
+        """Remove every session that has exited; the ones removed."""
+        return list((await self._engine._call("shells.prune")).shells)
+
+
+# -- the blocking twins -------------------------------------------------------------------
+
+
+class Channel:
+    """The blocking twin of `AsyncChannel` (a context manager)."""
+
+    def __init__(self, engine: Engine, attached: _Attached) -> None:
+        self._engine = engine
+        self._attached = attached
+        self._channel: AsyncChannel | None = None
+
+    def __enter__(self) -> Channel:
+        self._channel = self._engine._runner.run(self._attached.__aenter__)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._engine._runner.run(self._attached.__aexit__, None, None, None)
+
+    @property
+    def _open(self) -> AsyncChannel:
+        if self._channel is None:
+            raise RuntimeError("use the channel in a `with` block")
+        return self._channel
+
+    @property
+    def hello(self) -> dict[str, Any]:
+        return self._open.hello
+
+    @property
+    def offset(self) -> int:
+        return self._open.offset
+
+    def recv(self, timeout: float | None = None) -> bytes | dict[str, Any]:
+        return self._engine._runner.run(self._open.recv, timeout)
+
+    def send(self, data: str | bytes) -> None:
+        self._engine._runner.run(self._open.send, data)
+
+    def resize(self, rows: int, cols: int) -> None:
+        self._engine._runner.run(self._open.resize, rows, cols)
+
+
+class Shell:
+    """The blocking twin of `AsyncShell`. In Jupyter it shows its recent screen."""
+
+    def __init__(self, engine: Engine, shell: AsyncShell) -> None:
+        self._engine = engine
+        self._async = shell
+
+    def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        return self._engine._runner.run(method, *args)
+
+    info = property(lambda self: self._async.info)
+    name = property(lambda self: self._async.name)
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncShell", "Shell")
+
+    def _repr_html_(self) -> str:
+        state = f"{self.name}: {self.info.state}, pid {self.info.pid}"
+        return f"<b>{html.escape(state)}</b><pre>{html.escape(self.screen())}</pre>"
+
+    def reload(self) -> ShellInfo:
+        return self._run(self._async.reload)
+
+    def run(self, cmd: str, timeout: float | None = None) -> ShellResult:
+        return self._run(self._async.run, cmd, timeout)
+
+    def send(self, data: str | bytes) -> None:
+        self._run(self._async.send, data)
+
+    def read(self, timeout: float = 0.0) -> bytes:
+        return self._run(self._async.read, timeout)
+
+    def expect(self, pattern: Pattern, timeout: float | None = 10.0) -> re.Match[bytes]:
+        return self._run(self._async.expect, pattern, timeout)
+
+    def resize(self, rows: int, cols: int) -> None:
+        self._run(self._async.resize, rows, cols)
+
+    def kill(self, signal: str | int = "SIGTERM") -> None:
+        self._run(self._async.kill, signal)
+
+    def remove(self) -> None:
+        self._run(self._async.remove)
+
+    def screen(self, size: int = 4096) -> str:
+        return self._run(self._async.screen, size)
+
+    def attach(self, offset: int | None = None) -> Channel:
+        return Channel(self._engine, self._async.attach(offset))
+
+
+class Shells:
+    """The blocking twin of `AsyncShells`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._async = AsyncShells(engine._async)
+
+    def _wrap(self, shell: AsyncShell) -> Shell:
+        return Shell(self._engine, shell)
+
+    def create(
+        self, name: str | None = None, command: str | None = None, args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None, cwd: str | None = None, rows: int = 24,
+        cols: int = 80, workflow: str | None = None, service: str | None = None,
+        record: str | None = None, idle_timeout: float | None = None,
+    ) -> Shell:  # fmt: skip
+        create = self._async.create
+        shell = self._engine._runner.run(create, name, command, args, env, cwd, rows, cols,
+                                         workflow, service, record, idle_timeout)  # fmt: skip
+        return self._wrap(shell)
+
+    def list(self) -> list[Shell]:
+        return [self._wrap(s) for s in self._engine._runner.run(self._async.list)]
+
+    def get(self, name: str) -> Shell:
+        return self._wrap(self._engine._runner.run(self._async.get, name))
+
+    def prune(self) -> builtins.list[ShellInfo]:
+        return self._engine._runner.run(self._async.prune)
+
+
+def _plain(data: bytes) -> str:
+    return _ANSI.sub(b"", data).decode(errors="replace")

@@ -1,0 +1,289 @@
+"""The shell service: sessions are holder processes, found again by their state files.
+
+The engine keeps no session state of its own: each session is a holder process with a
+unix socket and a state file in `<home>/run/shells/`. So sessions outlive the engine
+(even `kill -9`), and an engine that starts again lists and attaches to them as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import re
+import shutil
+import signal as signals
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..._exceptions import Conflict, InvalidRequest, NotFound, TimedOut
+from ..._models import (
+    ShellCreate,
+    ShellInfo,
+    ShellInput,
+    ShellKill,
+    ShellList,
+    ShellOutput,
+    ShellRead,
+    ShellRef,
+    ShellResize,
+    ShellResult,
+    ShellRun,
+)
+from .._context import Context
+from .._handlers import handles
+from .._objects import Storage
+from . import _wire as wire
+from ._link import HolderLink
+from ._script import RunScript
+
+__all__ = ["ShellService"]
+
+_LABELS = ("dxflow.shell.workflow", "dxflow.shell.service")
+
+
+def _login_shell() -> str:
+    try:
+        shell = pwd.getpwuid(os.getuid()).pw_shell
+    except KeyError:
+        shell = ""
+    return shell if shell and os.access(shell, os.X_OK) else "/bin/sh"
+
+
+def _signal_number(name: str) -> int:
+    if name.isdigit():
+        return int(name)
+    try:
+        return int(signals.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+    except KeyError:
+        raise InvalidRequest(f"unknown signal {name!r}") from None
+
+
+class ShellService:
+    def __init__(
+        self, folder: Path, storage: Storage, scrollback: int, workflows: Any = None
+    ) -> None:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._dir = folder
+        self._storage = storage
+        self._scrollback = scrollback
+        self._workflows = workflows
+        self._holders: dict[str, wire.HolderProcess] = {}
+
+    # -- files ----------------------------------------------------------------------------
+
+    def _path(self, name: str, suffix: str) -> Path:
+        return self._dir / f"{name}{suffix}"
+
+    def _state(self, name: str) -> dict[str, Any]:
+        try:
+            state = json.loads(self._path(name, ".json").read_bytes())
+        except (FileNotFoundError, ValueError):
+            raise NotFound(f"no shell session {name!r}", name=name) from None
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            state.update(json.loads(self._path(name, ".meta.json").read_bytes()))
+        if not _alive(state.get("holder_pid")):
+            # Its holder is gone (the machine rebooted): the session cannot come back.
+            state.update(state="exited" if state["state"] == "running" else state["state"])
+            state.setdefault("error", "the session's holder process is gone")
+        return state  # type: ignore[no-any-return]
+
+    def _info(self, state: dict[str, Any]) -> ShellInfo:
+        def when(stamp: float | None) -> datetime | None:
+            return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+
+        return ShellInfo(
+            name=state["name"], command=state["command"], pid=state.get("pid"),
+            state=state["state"], exit_code=state.get("exit_code"), signal=state.get("signal"),
+            error=state.get("error"), created=when(state["created"]),
+            exited=when(state.get("exited_at")), clients=state.get("clients", 0),
+            rows=state["rows"], cols=state["cols"], workflow=state.get("workflow"),
+            service=state.get("service"),
+        )  # fmt: skip
+
+    def _names(self) -> list[str]:
+        return sorted(p.stem for p in self._dir.glob("*.json") if "." not in p.stem)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @handles("shells.create")
+    async def create(self, ctx: Context, request: ShellCreate) -> ShellInfo:
+        name = request.name or self._free_name()
+        if self._path(name, ".json").exists() or self._path(name, ".sock").exists():
+            raise Conflict(f"a shell session named {name!r} exists", name=name)
+        command, extra = await self._command(request)
+        spec = {
+            "name": name, "dir": str(self._dir), "command": command,
+            "env": {**os.environ, "TERM": "xterm-256color", **request.env, **extra},
+            "cwd": request.cwd if request.workflow is None else None,
+            "rows": request.rows, "cols": request.cols,
+            "scrollback": request.scrollback or self._scrollback,
+            "record": str(self._record_path(request.record)) if request.record else None,
+            "idle_timeout": request.idle_timeout, "term": "xterm-256color",
+        }  # fmt: skip
+        meta = {"workflow": request.workflow, "service": request.service}
+        self._path(name, ".meta.json").write_text(json.dumps(meta))
+        proc = wire.spawn(sys.executable, spec, self._path(name, ".spec.json"),
+                          self._path(name, ".log"))  # fmt: skip
+        self._holders[name] = proc
+        try:
+            state = await anyio.to_thread.run_sync(wire.wait_ready, self._path(name, ".json"), proc)
+        except RuntimeError as exc:
+            raise InvalidRequest(f"shell {name!r} did not start: {exc}") from None
+        return self._info({**state, **meta})
+
+    def _free_name(self) -> str:
+        taken = set(self._names())
+        return next(f"sh-{n}" for n in range(1, len(taken) + 2) if f"sh-{n}" not in taken)
+
+    def _record_path(self, path: str) -> Path:
+        target = self._storage.resolve(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    async def _command(self, request: ShellCreate) -> tuple[list[str], dict[str, str]]:
+        if request.workflow is None:
+            if request.service is not None:
+                raise InvalidRequest("service: give workflow too (the service's workflow)")
+            return [request.command or _login_shell(), *request.args], {}
+        if request.service is None:
+            raise InvalidRequest("workflow: give service too (which container to open)")
+        docker = shutil.which("docker")
+        if docker is None:
+            raise InvalidRequest("a shell in a container needs the docker CLI on the engine")
+        container = await self._workflows.running_container(request.workflow, request.service)
+        argv = [docker, "exec", "-it", "-e", "TERM=xterm-256color"]
+        for key, value in request.env.items():
+            argv += ["-e", f"{key}={value}"]
+        if request.cwd:
+            argv += ["-w", request.cwd]
+        return [*argv, container, request.command or "sh", *request.args], {}
+
+    @handles("shells.list")
+    def list(self, ctx: Context, request: None) -> ShellList:
+        infos = []
+        for name in self._names():
+            with contextlib.suppress(NotFound):
+                infos.append(self._info(self._state(name)))
+        return ShellList(shells=infos)
+
+    @handles("shells.get")
+    def get(self, ctx: Context, request: ShellRef) -> ShellInfo:
+        return self._info(self._state(request.name))
+
+    @handles("shells.remove")
+    async def remove(self, ctx: Context, request: ShellRef) -> ShellInfo:
+        info = self._info(self._state(request.name))
+        with contextlib.suppress(OSError, EOFError):
+            async with self.link(request.name, None, quiet=True) as link:
+                await link.send(wire.QUIT, b"")
+                with anyio.move_on_after(5):
+                    await link.wait_closed()
+        proc = self._holders.pop(request.name, None)
+        if proc is not None:
+            await anyio.to_thread.run_sync(proc.wait)
+        for suffix in (".json", ".sock", ".spec.json", ".meta.json", ".log"):
+            self._path(request.name, suffix).unlink(missing_ok=True)
+        return info
+
+    @handles("shells.prune")
+    async def prune(self, ctx: Context, request: None) -> ShellList:
+        gone = []
+        for info in self.list(ctx, None).shells:
+            if info.state != "running":
+                gone.append(await self.remove(ctx, ShellRef(name=info.name)))
+        return ShellList(shells=gone)
+
+    # -- talking to a session -------------------------------------------------------------
+
+    def link(
+        self, name: str, offset: int | None, mode: str = "rw", quiet: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[HolderLink]:
+        """Connect to a session's holder (an async context manager giving a HolderLink)."""
+        self._state(name)  # NotFound first
+        return HolderLink.open(self._path(name, ".sock"), offset, mode, quiet)
+
+    @handles("shells.send")
+    async def send(self, ctx: Context, request: ShellInput) -> ShellInfo:
+        async with self.link(request.name, None, quiet=True) as link:
+            await link.require_running(request.name)
+            await link.send(wire.INPUT, request.data)
+            await link.ping()  # the input is written once the holder has answered
+        return self._info(self._state(request.name))
+
+    @handles("shells.read")
+    async def read(self, ctx: Context, request: ShellRead) -> ShellOutput:
+        async with self.link(request.name, request.offset) as link:
+            return await link.collect(request.offset, request.timeout, request.limit)
+
+    @handles("shells.resize")
+    async def resize(self, ctx: Context, request: ShellResize) -> ShellInfo:
+        async with self.link(request.name, None, quiet=True) as link:
+            await link.send_json(wire.RESIZE, {"rows": request.rows, "cols": request.cols})
+            await link.ping()
+        return self._info(self._state(request.name))
+
+    @handles("shells.kill")
+    async def kill(self, ctx: Context, request: ShellKill) -> ShellInfo:
+        number = _signal_number(request.signal)
+        async with self.link(request.name, None, quiet=True) as link:
+            await link.require_running(request.name)
+            await link.send_json(wire.KILL, {"signal": number})
+            await link.ping()
+        with anyio.move_on_after(2):  # most signals end the process: report it ended
+            # The holder, another process, writes the state: there is no event to wait on.
+            while self._state(request.name)["state"] == "running":  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        return self._info(self._state(request.name))
+
+    @handles("shells.run")
+    async def run(self, ctx: Context, request: ShellRun) -> ShellResult:
+        script = RunScript(request.cmd)
+        async with self.link(request.name, None, quiet=True) as link:
+            await link.require_running(request.name)
+            await link.send(wire.INPUT, script.lines())
+            try:
+                with anyio.fail_after(request.timeout):
+                    async for result in link.scan(script.result):
+                        return ShellResult(exit_code=result[0], output=result[1])
+            except TimeoutError:
+                raise TimedOut(
+                    f"{request.cmd[:60]!r} did not finish within {request.timeout:g} s in "
+                    f"shell {request.name!r} (it goes on running)"
+                ) from None
+        raise Conflict(f"shell {request.name!r} exited before {request.cmd[:60]!r} finished")
+
+    @handles("shells.attach")
+    def attach(
+        self, ctx: Context, request: ShellRead, writable: bool
+    ) -> contextlib.AbstractAsyncContextManager[HolderLink]:
+        """A channel: the holder's frames, both ways (see HolderLink)."""
+        return self.link(request.name, request.offset, "rw" if writable else "ro")
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def reap(self) -> None:
+        """Collect holders of this engine that have exited (no zombies while it lives)."""
+        for name, proc in list(self._holders.items()):
+            if proc.poll() is not None:
+                del self._holders[name]
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):  # a zombie is not alive
+        status = Path(f"/proc/{pid}/stat").read_text()
+        return re.search(r"\) Z ", status) is None
+    return True

@@ -1,0 +1,104 @@
+"""WebSocket routes for the `channel` operations (a shell attach).
+
+Binary frames carry bytes (terminal output with its offset; input), text frames carry
+JSON control messages. A refused or failed attach is accepted, told why in an `error`
+message with the error envelope's code, then closed with 4000 + the HTTP status
+(4401, 4403, 4404, ...): browsers cannot read the status of a refused handshake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from dxflow._core import EngineCore
+from dxflow._core._groups import task_group
+from dxflow._exceptions import ApiError, InvalidRequest
+from dxflow._operations import OPERATIONS, Operation
+
+from ._auth import context_for
+
+__all__ = ["channel_routes"]
+
+
+def _payload(websocket: WebSocket) -> dict[str, Any]:
+    payload: dict[str, Any] = {k: v for k, v in websocket.query_params.items() if k != "token"}
+    if "offset" in payload:
+        try:
+            payload["offset"] = int(payload["offset"])
+        except ValueError:
+            raise InvalidRequest("offset: must be an integer") from None
+    return {**payload, **websocket.path_params}
+
+
+async def _outbound(websocket: WebSocket, link: Any) -> None:
+    async for message in link.messages():
+        if isinstance(message, bytes):
+            await websocket.send_bytes(message)
+        else:
+            await websocket.send_text(json.dumps(message))
+
+
+async def _inbound(websocket: WebSocket, link: Any) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        try:
+            if message.get("bytes") is not None:
+                await link.deliver(message["bytes"])
+            elif message.get("text") is not None:
+                await link.deliver(json.loads(message["text"]))
+        except (ValueError, AttributeError) as refusal:  # not JSON, or not an object
+            await websocket.send_text(json.dumps({"type": "error", "error": str(refusal)}))
+
+
+def _endpoint(core: EngineCore, op: Operation) -> Any:
+    async def channel(websocket: WebSocket) -> None:
+        try:
+            ctx = context_for(websocket, core, op, websocket=True)
+            async with core.dispatcher.channel(ctx, op, _payload(websocket)) as link:
+                await websocket.accept()
+                await _pump(websocket, link)
+        except ApiError as error:
+            await _refuse(websocket, error)
+            return
+        except (WebSocketDisconnect, OSError, EOFError):
+            return
+        with contextlib.suppress(RuntimeError, OSError):  # the client may have gone
+            await websocket.close()
+
+    channel.__name__ = op.name.replace(".", "_")
+    return channel
+
+
+async def _pump(websocket: WebSocket, link: Any) -> None:
+    async with task_group() as group:
+
+        async def pump_out() -> None:
+            await _outbound(websocket, link)
+            group.cancel_scope.cancel()  # the session ended its side
+
+        group.start_soon(pump_out)
+        await _inbound(websocket, link)
+        group.cancel_scope.cancel()  # the client left
+
+
+async def _refuse(websocket: WebSocket, error: ApiError) -> None:
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        if websocket.client_state == WebSocketState.CONNECTING:
+            await websocket.accept()
+        await websocket.send_text(json.dumps({"type": "error", **error.to_dict()}))
+        await websocket.close(code=4000 + error.status, reason=error.code)
+
+
+def channel_routes(core: EngineCore) -> list[WebSocketRoute]:
+    return [
+        WebSocketRoute(op.path, _endpoint(core, op), name=op.name)
+        for op in OPERATIONS.values()
+        if op.kind == "channel"
+    ]

@@ -1,0 +1,144 @@
+"""Shell sessions behave the same in-process and over HTTP (WebSocket for attach)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from dxflow import Conflict, Engine, InvalidRequest, NotFound, Permission, PermissionDenied
+from dxflow._api.shells import Shell
+
+from ..conftest import EngineFactory, KeyFactory
+
+
+@pytest.fixture
+def shell(engine: Engine) -> Iterator[Shell]:
+    sh = engine.shells.create("t1", command="/bin/sh")
+    yield sh
+    for leftover in engine.shells.list():
+        leftover.remove()
+
+
+def test_run_returns_exit_codes_and_output(shell: Shell) -> None:
+    assert shell.info.state == "running" and shell.info.pid
+    ok = shell.run("echo hello; echo world")
+    assert (ok.exit_code, ok.output) == (0, "hello\nworld\n")
+    assert shell.run("false").exit_code == 1
+    missing = shell.run("no-such-command-xyz")
+    assert missing.exit_code == 127 and "not found" in missing.output
+    assert shell.run("cd /tmp && pwd").output == "/tmp\n"
+    assert shell.run("pwd").output == "/tmp\n"  # one session: state carries over
+
+
+def test_send_expect_read_and_offsets(shell: Shell) -> None:
+    shell.send("echo marker-$((6 * 7))\n")
+    match = shell.expect("marker-42")
+    assert match.group(0) == b"marker-42"
+    everything = shell._engine._call("shells.read", name="t1")
+    assert everything.offset == 0 and b"marker-42" in everything.data
+    assert everything.end == len(everything.data)
+    later = shell._engine._call("shells.read", name="t1", offset=everything.end, timeout=0.05)
+    assert later.data == b"" and later.offset == everything.end
+
+
+def test_resize_kill_and_exit_codes(engine: Engine, shell: Shell) -> None:
+    shell.resize(40, 120)
+    assert shell.run("stty size").output == "40 120\n"
+    assert shell.info.rows == 40 and shell.info.cols == 120
+    with pytest.raises(InvalidRequest, match="rows"):
+        engine._call("shells.resize", name="t1", rows=0, cols=10)
+    with pytest.raises(InvalidRequest, match="cols"):
+        engine._call("shells.resize", name="t1", rows=10, cols=100_000)
+    quits = engine.shells.create("t2", command="/bin/sh", args=["-c", "exit 3"])
+    deadline = time.monotonic() + 5
+    while quits.reload().state == "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (quits.info.state, quits.info.exit_code) == ("exited", 3)
+    shell.kill("SIGKILL")
+    assert shell.info.state == "exited" and shell.info.signal == 9
+    with pytest.raises(Conflict, match="exited"):
+        shell.run("echo too late")
+    removed = {info.name for info in engine.shells.prune()}
+    assert removed == {"t1", "t2"} and engine.shells.list() == []
+
+
+def test_bad_input(engine: Engine) -> None:
+    with pytest.raises(NotFound, match="no shell session 'ghost'"):
+        engine.shells.get("ghost")
+    failed = engine.shells.create("bad", command="/no/such/program")
+    assert failed.info.state == "failed" and "/no/such/program" in (failed.info.error or "")
+    assert failed.info.exit_code == 127
+    with pytest.raises(Conflict, match="exists"):
+        engine.shells.create("bad", command="/bin/sh")
+    with pytest.raises(InvalidRequest, match="name"):
+        engine._call("shells.create", name="../evil")
+    with pytest.raises(InvalidRequest, match="signal"):
+        engine._call("shells.kill", name="bad", signal="SIGNOPE")
+    failed.remove()
+
+
+def test_non_utf8_input_passes_through_as_bytes(shell: Shell) -> None:
+    shell.send(b"printf '%s' '\xff\xfe' | od -An -tx1\n")
+    assert shell.expect(rb"ff fe").group(0) == b"ff fe"
+
+
+def test_attach_two_clients_offsets_and_exit(shell: Shell, engine: Engine) -> None:
+    with shell.attach() as first, shell.attach() as second:
+        assert first.hello["type"] == "hello" and first.hello["mode"] == "rw"
+        first.send("echo shared-$((40 + 2))\n")
+        for channel in (first, second):
+            seen = b""
+            while b"shared-42" not in seen:
+                message = channel.recv(timeout=5)
+                if isinstance(message, bytes):
+                    seen += message
+        resume_at = first.offset
+    shell.run("echo while-away")  # output the client misses
+    with shell.attach(offset=resume_at) as back:
+        replay = b""
+        while b"while-away\r\n" not in replay:
+            message = back.recv(timeout=5)
+            if isinstance(message, bytes):
+                replay += message
+        everything = engine._call("shells.read", name="t1")
+        assert replay == everything.data[resume_at : resume_at + len(replay)]
+        shell.send("exit 5\n")
+        while True:
+            message = back.recv(timeout=5)
+            if isinstance(message, dict) and message["type"] == "exit":
+                assert message["exit_code"] == 5
+                break
+    with shell.attach() as late:  # an exited session: its scrollback, then the exit
+        kinds = []
+        while "exit" not in kinds:
+            message = late.recv(timeout=5)
+            kinds.append("bytes" if isinstance(message, bytes) else message["type"])
+        assert kinds[0] == "bytes" and kinds[-1] == "exit"
+
+
+def test_read_only_keys_watch_but_never_type(
+    make_engine: EngineFactory, make_key: KeyFactory, shell: Shell
+) -> None:
+    viewer = make_engine(make_key(Permission.SHELL | Permission.READ_ONLY).private)
+    assert [s.name for s in viewer.shells.list()] == ["t1"]
+    with pytest.raises(PermissionDenied, match="READ_ONLY"):
+        viewer.shells.create("nope", command="/bin/sh")
+    with pytest.raises(PermissionDenied, match="READ_ONLY"):
+        viewer.shells.get("t1").run("echo hi")
+    with viewer.shells.get("t1").attach() as channel:
+        assert channel.hello["mode"] == "ro"
+        channel.send("touch /tmp/viewer-typed\n")
+        channel.resize(10, 10)
+        errors = []
+        while len(errors) < 2:
+            message = channel.recv(timeout=5)
+            if isinstance(message, dict) and message["type"] == "error":
+                errors.append(message["error"])
+        assert all("read-only" in error for error in errors)
+    assert not os.path.exists("/tmp/viewer-typed")
+    outsider = make_engine(make_key(Permission.OBJECT).private)
+    with pytest.raises(PermissionDenied, match="SHELL"):
+        outsider.shells.list()
