@@ -23,6 +23,7 @@ from .._models import (
 
 if TYPE_CHECKING:
     from .engine import AsyncEngine, Engine
+    from .shells import AsyncShell, Shell
 
 __all__ = ["AsyncWorkflow", "AsyncWorkflows", "Workflow", "Workflows"]
 
@@ -172,6 +173,14 @@ class AsyncWorkflow(_Handle):
             "workflows.exec", name=self.name, service=service, cmd=cmd, **options
         )
 
+    async def shell(
+        self, service: str, command: str | None = None, name: str | None = None, **options: Any
+    ) -> AsyncShell:
+        """A persistent shell session inside `service`'s container (`sh` by default)."""
+        return await self._engine.shells.create(
+            name, command, workflow=self.name, service=service, **options
+        )
+
     async def stats(self) -> WorkflowStats:
         """One sample; `watch_stats()` streams them."""
         return await self._engine._call("workflows.stats", name=self.name)
@@ -300,6 +309,14 @@ class Workflow(_Handle):
     def exec(self, service: str, cmd: list[str], **options: Any) -> ExecResult:
         return self._engine._call(
             "workflows.exec", name=self.name, service=service, cmd=cmd, **options
+        )
+
+    def shell(
+        self, service: str, command: str | None = None, name: str | None = None, **options: Any
+    ) -> Shell:
+        """A persistent shell session inside `service`'s container (`sh` by default)."""
+        return self._engine.shells.create(
+            name, command, workflow=self.name, service=service, **options
         )
 
     @overload

@@ -307,6 +307,27 @@ def test_exec_and_stats(engine: Engine, name: str) -> None:
     assert 0 < stats.containers[0].memory_usage < stats.containers[0].memory_limit
 
 
+def test_a_shell_in_a_service_container(engine: Engine, name: str) -> None:
+    wf = engine.workflows.create(name, {"services": {"box": {
+        "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"], "init": True,
+        "hostname": "inside-box"}}})  # fmt: skip
+    with pytest.raises(Conflict, match="no running replica"):
+        wf.shell("box")
+    wf.up(timeout=60)
+    shell = wf.shell("box", name=f"{name}-sh")
+    try:
+        assert (shell.info.workflow, shell.info.service) == (name, "box")
+        assert shell.run("hostname").output == "inside-box\n"
+        assert shell.run("exit_() { return 4; }; exit_").exit_code == 4
+        assert shell.run("cat /proc/1/cmdline | tr '\\0' ' '").output.startswith(
+            "/sbin/docker-init"
+        )
+    finally:
+        shell.remove()
+    with pytest.raises(InvalidRequest, match="workflow"):
+        engine.shells.create(service="box")
+
+
 def test_engine_restart_finds_workflows_as_they_are(
     tmp_path: object, name: str, docker_client: docker.DockerClient
 ) -> None:
