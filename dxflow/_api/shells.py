@@ -35,11 +35,10 @@ def _bytes(data: str | bytes) -> bytes:
 
 
 def _pattern(pattern: Pattern) -> re.Pattern[bytes]:
+    """A regular expression over the output's bytes (text is encoded as UTF-8)."""
     if isinstance(pattern, re.Pattern):
         return pattern
-    return re.compile(
-        re.escape(pattern.encode()) if isinstance(pattern, str) else re.escape(pattern)
-    )
+    return re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
 
 
 class AsyncChannel:
@@ -150,7 +149,7 @@ class AsyncShell:
         return out.data
 
     async def expect(self, pattern: Pattern, timeout: float | None = 10.0) -> re.Match[bytes]:
-        """Read until `pattern` appears; the output after the match stays unread."""
+        """Read until `pattern` (a regular expression) matches; what follows stays unread."""
         regex, seen = _pattern(pattern), b""
         try:
             with anyio.fail_after(timeout):

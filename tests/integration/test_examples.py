@@ -97,3 +97,40 @@ def test_objects_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     text = "".join(str(o.get("text", "")) + str(o.get("data", {})) for o in outputs)
     assert "summary of 5 days written" in text
     assert "entries zipped" in text and "cleaned up" in text
+
+
+def test_shells_example(tmp_path: Path) -> None:
+    env = {**os.environ, "DXFLOW_HOME": str(tmp_path / "home")}
+    env.pop("DXFLOW_URL", None)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "shells.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pwd: /tmp | $GREETING: hello" in done.stdout
+    assert "exit codes: [0, 1, 127]" in done.stdout
+    assert "missed while away: ['2', '3']" in done.stdout
+    assert "exited with code 4" in done.stdout
+
+
+def test_shells_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("DXFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DXFLOW_URL", raising=False)
+    notebook = nbformat.read(ROOT / "notebooks" / "shells.ipynb", as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT / "notebooks")}},
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(str(o.get("text", "")) + str(o.get("data", {})) for o in outputs)
+    assert "[0, 1, 127]" in text and "you said: forty-two" in text
+    assert "text/html" in text and "exit code 3" in text
