@@ -1,4 +1,4 @@
-"""Run the six benchmarks (each in its own process) and print a summary table.
+"""Run the seven benchmarks (each in its own process) and print a summary table.
 
     python benchmarks/run_all.py            # full mode, a few minutes
     python benchmarks/run_all.py --quick    # the CI smoke: each script < 20 s (workflows < 60 s)
@@ -17,7 +17,15 @@ from typing import Any
 
 from _common import BENCH_DIR, PYTHON, REPO, fmt_ms, fmt_us, human_stream, parse_args, print_table
 
-SCRIPTS = ["import_time", "inprocess_ping", "boot", "http_ping", "workflows", "objects"]
+SCRIPTS = [
+    "import_time",
+    "inprocess_ping",
+    "boot",
+    "http_ping",
+    "workflows",
+    "objects",
+    "shells",
+]
 
 
 def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -66,6 +74,16 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
             f"curl download of {label}",
             f"{download['dxflow']['mb_s']:,.0f} MB/s",
             f"nginx {nginx['mb_s']:,.0f} MB/s" if nginx else "no nginx",
+            f"{ratio:.2f}x" if ratio else "-",
+        )
+    if name == "shells":
+        output = figures["throughput"]
+        jupyter = output.get("jupyter")
+        ratio = output.get("ratio_dxflow_over_jupyter")
+        return (
+            f"shell output of {output['file_bytes'] / 1e6:.0f} MB",
+            f"{output['dxflow']['mb_s']:,.0f} MB/s",
+            f"jupyter {jupyter['mb_s']:,.0f} MB/s" if jupyter else "no jupyter",
             f"{ratio:.2f}x" if ratio else "-",
         )
     return (

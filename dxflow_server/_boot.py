@@ -93,6 +93,9 @@ def _servers(config: Config, app: Any, tls: tuple[Path, Path] | None) -> list[An
         "proxy_headers": False,
         "log_config": None,
         "timeout_graceful_shutdown": 10,
+        # Terminal output is mostly already-short frames at high rates: deflating each
+        # one costs 5x the CPU and a fifth of the throughput (benchmarks/shells.py).
+        "ws_per_message_deflate": False,
     }
     secure: dict[str, Any] = (
         {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}

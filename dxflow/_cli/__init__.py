@@ -12,6 +12,7 @@ from ._engine import audit, info, ping, stats, token, whoami
 from ._keys import key
 from ._workflows import workflow
 from .objects import fs, object_group
+from .shells import shell_group
 
 __all__ = ["cli", "main"]
 
@@ -28,6 +29,7 @@ def cli() -> None:
 
 for command in (boot, ping, info, stats, whoami, token, key, audit, workflow, object_group, fs):
     cli.add_command(command)
+cli.add_command(shell_group)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

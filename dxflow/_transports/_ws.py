@@ -61,7 +61,8 @@ async def open_channel(
 
     uri, socket = _target(url, path, query)
     options: dict[str, Any] = {"additional_headers": headers, "max_size": 16 << 20,
-                               "ping_interval": 20, "open_timeout": 30}  # fmt: skip
+                               "ping_interval": 20, "open_timeout": 30,
+                               "compression": None}  # fmt: skip
     if uri.startswith("wss://"):
         context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
         if verify is False:

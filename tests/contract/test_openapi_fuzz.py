@@ -3,6 +3,8 @@ no input may cause a server error, and every answer matches the document."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -30,8 +32,20 @@ def master_token(core: EngineCore) -> str:
 # may rightly get 422 there. Storage paths too: the confinement rules (no '..', no name
 # over 255 bytes, no symlink escape) are beyond JSON Schema.
 SEMANTIC = {"keys.register", "keys.rotate", "workflows.create"} | {
-    name for name in OPERATIONS if name.startswith(("objects.", "shares."))
+    name for name in OPERATIONS if name.startswith(("objects.", "shares.", "shells."))
 }
+
+
+@pytest.fixture(autouse=True)
+def no_sessions_left(core: EngineCore) -> Iterator[None]:
+    """Fuzzed `shells.create` calls start real sessions: end them all afterwards."""
+    yield
+    from dxflow import Engine
+    from dxflow._transports._local import LocalTransport
+
+    with Engine(transport=LocalTransport(core, owns_core=False)) as engine:
+        for shell in engine.shells.list():
+            shell.remove()
 
 
 # Query strings carry no JSON types, so which query is "schema-violating" is ambiguous

@@ -76,7 +76,10 @@ def test_rest_door(
         headers["Authorization"] = f"Bearer {core.auth.issue(record, 600).token}"
     for op in OPERATIONS.values():
         kwargs = {"headers": headers} if op.body_in_query else {"headers": headers, "json": {}}
-        status, body = rest.status(op.method, _path(op), **kwargs)
+        if op.kind == "channel":
+            status, body = _channel_status(str(rest.base_url), _path(op), headers)
+        else:
+            status, body = rest.status(op.method, _path(op), **kwargs)
         want = expected(op, granted)
         if want is None and op.path.startswith("/s/"):
             # The link is the credential: a made-up one is refused whoever asks.
@@ -98,8 +101,27 @@ def test_rest_door(
                 assert error["code"] == "unauthenticated"
 
 
+def _channel_status(base: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """A WebSocket's answer as (status, error envelope): refusals close with 4000 + status."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with connect("ws" + base.rstrip("/")[4:] + path, additional_headers=headers) as ws:
+        first = json.loads(ws.recv(timeout=5))
+        if first.get("type") != "error":
+            return 101, b""
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+        assert closed.value.rcvd is not None
+        body = json.dumps({"error": {k: first[k] for k in ("code", "message", "details")}})
+        return closed.value.rcvd.code - 4000, body.encode()
+
+
 async def _call(core: EngineCore, ctx: Context, op: Operation) -> None:
-    if op.kind == "stream":
+    if op.kind == "channel":
+        async with core.dispatcher.channel(ctx, op, {"name": "nobody"}):
+            pass
+    elif op.kind == "stream":
         items: AsyncIterator[object] = core.dispatcher.stream(
             ctx, op, {"count": 1} if op.request else {}
         )

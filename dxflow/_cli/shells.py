@@ -1,0 +1,416 @@
+"""`dxflow shell ...`: persistent terminal sessions on the engine, through the SDK."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shlex
+import signal
+import sys
+import termios
+import threading
+import tty
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from .._durations import parse_duration
+from .._exceptions import ApiError, DxflowError
+from .._models import ShellInfo
+from ._common import Options, engine_command, fail
+from ._output import emit_json, key_values, table
+
+__all__ = ["shell_group"]
+
+DETACH = b"\x1d"
+"""Ctrl-] typed into `connect` detaches from the session (which keeps running)."""
+
+
+@click.group("shell")
+def shell_group() -> None:
+    """Persistent terminal sessions on the engine's host or in a workflow's container.
+
+    A session outlives its clients (and the engine): create it, connect, detach with
+    Ctrl-], connect again later, from here or from another machine.
+    """
+
+
+# -- how sessions are shown ---------------------------------------------------------------
+
+
+def _signal_name(number: int) -> str:
+    with contextlib.suppress(ValueError):
+        return signal.Signals(number).name
+    return f"signal {number}"
+
+
+def _ending(info: ShellInfo | dict[str, Any]) -> str:
+    """How a session ended: `exited with code 3`, `was killed by SIGKILL`."""
+    values = info if isinstance(info, dict) else info.model_dump()
+    if values.get("exit_code") is not None:
+        return f"exited with code {values['exit_code']}"
+    if values.get("signal"):
+        return f"was killed by {_signal_name(values['signal'])}"
+    return "exited"
+
+
+def _exit_cell(info: ShellInfo) -> str | int | None:
+    if info.exit_code is not None:
+        return info.exit_code
+    return _signal_name(info.signal) if info.signal else None
+
+
+def _command(info: ShellInfo, width: int = 0) -> str:
+    text = shlex.join(info.command)
+    return text if not width or len(text) <= width else text[: width - 3] + "..."
+
+
+def _show(info: ShellInfo, as_json: bool) -> None:
+    if as_json:
+        return emit_json(info)
+    pairs: list[tuple[str, Any]] = [
+        ("name", info.name), ("state", info.state), ("pid", info.pid),
+        ("command", _command(info)), ("size", f"{info.rows}x{info.cols}"),
+        ("created", info.created), ("clients", info.clients),
+    ]  # fmt: skip
+    if info.workflow:
+        pairs.append(("container", f"{info.workflow}/{info.service}"))
+    if info.state != "running":
+        pairs += [("exit code", _exit_cell(info)), ("exited", info.exited)]
+    if info.error:
+        pairs.append(("error", info.error))
+    key_values(pairs)
+
+
+def _error(exc: DxflowError, as_json: bool) -> None:
+    """One error among several (the others go on)."""
+    if as_json and isinstance(exc, ApiError):
+        click.echo(json.dumps({"error": exc.to_dict()}), err=True)
+    else:
+        click.echo(f"error: {exc.message}", err=True)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    if bad := [item for item in value if "=" not in item or item.startswith("=")]:
+        raise click.BadParameter(f"{bad[0]!r} is not KEY=VALUE")
+    return dict(item.split("=", 1) for item in value)
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    try:
+        seconds = None if value is None else parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds is not None and seconds <= 0:
+        raise click.BadParameter("must be more than 0")
+    return seconds
+
+
+@shell_group.command()
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
+@click.option("--workflow", help="Open the session in a container of this workflow...")
+@click.option("--service", help="...running this service (give both).")
+@click.option("--cwd", metavar="DIR", help="Start in this folder.")
+@click.option("-e", "--env", multiple=True, callback=_pairs, metavar="KEY=VALUE",
+              help="An environment variable of the session (repeatable).")  # fmt: skip
+@click.option("--rows", default=24, show_default=True, type=click.IntRange(1, 1000),
+              help="The terminal's size until a client connects.")  # fmt: skip
+@click.option("--cols", default=80, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--record", metavar="PATH",
+              help="Record the session (asciicast v2) to PATH in the object store.")  # fmt: skip
+@click.option("--idle-timeout", metavar="SECONDS", callback=_seconds,
+              help="End it after this long without clients or output (90, 30m).")  # fmt: skip
+@engine_command
+def create(opts: Options, name: str, command: tuple[str, ...], workflow: str | None,
+           service: str | None, cwd: str | None, env: dict[str, str], rows: int, cols: int,
+           record: str | None, idle_timeout: float | None) -> None:  # fmt: skip
+    """Start the session NAME running CMD (default: your login shell; `sh` in a container).
+
+    Put CMD after `--` when it has options: `dxflow shell create build -- bash -l`.
+    A program that cannot start leaves a `failed` session (exit 1); `prune` forgets it.
+    """
+    with opts.engine() as engine:
+        shell = engine.shells.create(
+            name, command[0] if command else None, command[1:], env, cwd, rows, cols,
+            workflow, service, record, idle_timeout,
+        )  # fmt: skip
+    info = shell.info
+    if info.state == "failed":
+        if opts.json:
+            emit_json(info)
+            sys.exit(1)
+        fail(f"shell {info.name!r} failed to start: {info.error or _ending(info)}")
+    _show(info, opts.json)
+
+
+@shell_group.command("list")
+@engine_command
+def list_shells(opts: Options) -> None:
+    """Sessions: state, process, command, connected clients, exit code."""
+    with opts.engine() as engine:
+        found = [shell.info for shell in engine.shells.list()]
+    if opts.json:
+        return emit_json(found)
+    table(
+        [(i.name, i.state, i.pid, _command(i, 40), i.created, i.clients, _exit_cell(i))
+         for i in found],
+        ["name", "state", "pid", "command", "created", "clients", "exit code"],
+    )  # fmt: skip
+
+
+@shell_group.command()
+@click.argument("name")
+@click.option("--signal", "signal_name", default="SIGTERM", show_default=True,
+              help="A signal name (SIGHUP, INT) or number.")  # fmt: skip
+@engine_command
+def kill(opts: Options, name: str, signal_name: str) -> None:
+    """Send a signal to the session's program (interactive shells ignore SIGTERM: use SIGHUP)."""
+    with opts.engine() as engine:
+        shell = engine.shells.get(name)
+        shell.kill(signal_name)
+    if opts.json:
+        return emit_json(shell.info)
+    now = "is still running" if shell.info.state == "running" else _ending(shell.info)
+    click.echo(f"sent {signal_name} to {name}: it {now}")
+
+
+@shell_group.command()
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@engine_command
+def remove(opts: Options, names: tuple[str, ...]) -> None:
+    """End sessions (SIGHUP, SIGKILL 2 s later) and forget them.
+
+    With several, the others go on when one fails (exit 1).
+    """
+    removed: list[ShellInfo] = []
+    with opts.engine() as engine:
+        for name in names:
+            try:
+                shell = engine.shells.get(name)
+                shell.remove()
+            except DxflowError as exc:
+                _error(exc, opts.json)
+                continue
+            removed.append(shell.info)
+            if not opts.json:
+                click.echo(f"removed {name}")
+    if opts.json:
+        emit_json(removed)
+    if len(removed) < len(names):
+        sys.exit(1)
+
+
+@shell_group.command()
+@engine_command
+def prune(opts: Options) -> None:
+    """Forget every session that has ended (exited, or failed to start)."""
+    with opts.engine() as engine:
+        gone = engine.shells.prune()
+    if opts.json:
+        return emit_json(gone)
+    for info in gone:
+        click.echo(f"removed {info.name} ({info.error or _ending(info)})")
+    if not gone:
+        click.echo("no ended sessions")
+
+
+@shell_group.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", metavar="SECONDS", type=click.FloatRange(0, 86_400, min_open=True),
+              help="Give up waiting after this long (the command goes on running).")  # fmt: skip
+@engine_command
+def run(opts: Options, name: str, cmd: tuple[str, ...], timeout: float | None) -> None:
+    """Type CMD at the prompt of NAME; print its output and exit with its exit code.
+
+    The words of CMD are joined by spaces and read by the session's shell, so its syntax
+    works (`dxflow shell run s1 -- 'cd src && make'`), and what a command changes (the
+    folder, variables) stays for the next one.
+    """
+    with opts.engine() as engine:
+        result = engine.shells.get(name).run(" ".join(cmd), timeout)
+    if opts.json:
+        emit_json(result)
+    else:
+        click.echo(result.output, nl=False)
+    sys.exit(result.exit_code)
+
+
+@shell_group.command()
+@click.argument("name")
+@click.option("--offset", type=click.IntRange(min=0),
+              help="Replay the output from this offset (default: all that is held).")  # fmt: skip
+@engine_command
+def connect(opts: Options, name: str, offset: int | None) -> None:
+    """Connect this terminal to the session NAME, like an ssh login to it.
+
+    Keys go to the session as typed (Ctrl-C too) and its output comes here. Ctrl-]
+    detaches: the session keeps running; connect again later to go on (its recent output
+    is replayed first). When the session's program ends, connect prints how it ended and
+    exits with its exit code (128 + N for a signal N).
+
+    Several clients may be connected at once: they see the same output and may all type.
+    The size follows the latest client: connecting, and every resize of this window,
+    set the session's size to this terminal's.
+
+    Without a terminal (stdin a pipe or a file), the input is sent as it is and connect
+    detaches at its end. There is no JSON form: --json changes only how errors are printed.
+    """
+    with opts.engine() as engine:
+        attached = engine.shells.get(name).attach(offset)
+        with attached as channel:
+            session = _Session(channel)
+            session.run()
+        session.join()
+    session.report(name)
+
+
+# -- connect: a terminal on a channel -----------------------------------------------------
+
+
+def _notice(text: str) -> None:
+    """A note between the session's output (the terminal may be raw: \\r\\n)."""
+    sys.stderr.write(f"\r\n[{text}]\r\n")
+    sys.stderr.flush()
+
+
+def _hang_up(number: int, frame: object) -> None:
+    raise SystemExit(128 + number)  # unwinds through the `finally` that restores the terminal
+
+
+class _Session:
+    """stdin -> channel in the main thread; channel -> stdout in a thread of its own."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.writable = channel.hello.get("mode", "rw") == "rw"
+        self.ended: dict[str, Any] | None = None
+        """The message that ended the connection (`exit`), or a `lost` one of ours."""
+        self.detached = False
+        self.fresh_line = True
+        self._resized = False
+        self._wake, self._waker = os.pipe()
+        os.set_blocking(self._waker, False)
+        self._receiver = threading.Thread(target=self._receive, name="shell-output", daemon=True)
+
+    def run(self) -> None:
+        with self._terminal():
+            if not self.writable:
+                _notice("read-only: you watch, your keys are not sent (Ctrl-] detaches)")
+            self._resize()
+            self._receiver.start()
+            self._pump_input()
+
+    def join(self) -> None:
+        """Once the channel is closed: the receiving thread ends (on EOF)."""
+        self._receiver.join(timeout=10)
+        if not self._receiver.is_alive():
+            os.close(self._wake)
+            os.close(self._waker)
+
+    def report(self, name: str) -> None:
+        if not self.fresh_line:
+            click.echo(err=True)  # the prompt, or a partial line, stays on its own line
+        if self.detached:
+            return click.echo(f"detached from {name} (the session keeps running)", err=True)
+        ended = self.ended or {"type": "lost"}
+        if ended["type"] != "exit":
+            fail(f"lost the connection to shell {name!r}: {ended.get('error', 'closed')}")
+        click.echo(f"[{name} {_ending(ended)}]", err=True)
+        code = ended.get("exit_code")
+        sys.exit(code if code is not None else 128 + int(ended.get("signal") or 0))
+
+    @contextlib.contextmanager
+    def _terminal(self) -> Iterator[None]:
+        """Raw mode while connected (when stdin is a terminal), restored whatever happens."""
+        saved = termios.tcgetattr(0) if os.isatty(0) else None
+        handlers: dict[signal.Signals, Any] = {}
+        try:
+            handlers[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._on_resize)
+            for number in (signal.SIGTERM, signal.SIGHUP):
+                handlers[number] = signal.signal(number, _hang_up)
+            if saved is not None:
+                tty.setraw(0, termios.TCSANOW)  # TCSANOW: keys typed ahead are kept
+            yield
+        finally:
+            if saved is not None:
+                with contextlib.suppress(termios.error):  # the terminal may be gone (SIGHUP)
+                    termios.tcsetattr(0, termios.TCSADRAIN, saved)
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+
+    def _pump_input(self) -> None:
+        while self.ended is None:
+            ready, _, _ = select.select([0, self._wake], [], [])
+            if self._wake in ready:
+                os.read(self._wake, 512)
+                if self._resized:
+                    self._resized = False
+                    self._resize()
+                continue
+            data = os.read(0, 1 << 16)
+            typed, detach, _ = data.partition(DETACH)
+            if typed and self.writable:
+                self.channel.send(typed)
+            if detach or not data:
+                self.detached = True
+                return
+
+    def _on_resize(self, number: int, frame: object) -> None:  # SIGWINCH
+        self._resized = True
+        self._wake_up()
+
+    def _wake_up(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._waker, b"!")
+
+    def _resize(self) -> None:
+        """Send this terminal's size (a pipe has none: nothing is sent)."""
+        if not self.writable:
+            return
+        for fd in (1, 0):
+            try:
+                size = os.get_terminal_size(fd)
+            except OSError:
+                continue
+            if size.lines > 0 and size.columns > 0:
+                self.channel.resize(min(size.lines, 1000), min(size.columns, 1000))
+            return
+
+    def _receive(self) -> None:
+        try:
+            while self.ended is None:
+                message = self.channel.recv()
+                if isinstance(message, bytes):
+                    self._output(message)
+                else:
+                    self._control(message)
+        except EOFError:
+            self.ended = self.ended or {"type": "lost", "error": "the engine closed it"}
+        except BaseException as exc:  # handed to the main thread, which reports it
+            self.ended = {"type": "lost", "error": getattr(exc, "message", None) or repr(exc)}
+        finally:
+            self._wake_up()
+
+    def _output(self, data: bytes) -> None:
+        if data:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            self.fresh_line = data.endswith(b"\n")
+
+    def _control(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "exit":
+            self.ended = message
+        elif kind == "missed":
+            lost = int(message.get("to", 0)) - int(message.get("from", 0))
+            _notice(f"... {lost} bytes of scrollback were lost ...")
+        elif kind == "error":
+            _notice(f"error: {message.get('error', 'unknown')}")
