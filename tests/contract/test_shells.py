@@ -142,3 +142,15 @@ def test_read_only_keys_watch_but_never_type(
     outsider = make_engine(make_key(Permission.OBJECT).private)
     with pytest.raises(PermissionDenied, match="SHELL"):
         outsider.shells.list()
+
+
+def test_a_client_that_leaves_mid_stream_changes_nothing(shell: Shell) -> None:
+    with shell.attach() as channel:
+        channel.send("i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done\n")
+        got = b""
+        while len(got) < 10_000:  # leave while the output is still pouring out
+            message = channel.recv(timeout=5)
+            got += message if isinstance(message, bytes) else b""
+    assert shell.expect("line-19999", timeout=30)
+    assert shell.run("echo still-here").output == "still-here\n"
+    assert shell.reload().clients == 0
