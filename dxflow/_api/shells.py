@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import html
 import re
 import struct
@@ -54,26 +56,42 @@ class AsyncChannel:
         self._messages = link.messages()
         self.hello: dict[str, Any] = {}
         self.offset = 0
+        self._next: asyncio.Future[Any] | None = None
 
     async def _start(self) -> None:
         self.hello = await self._messages.__anext__()
         self.offset = int(self.hello.get("start", 0))
 
     async def recv(self, timeout: float | None = None) -> bytes | dict[str, Any]:
-        """The next output or control message; raises TimedOut after `timeout` seconds."""
+        """The next output or control message; raises TimedOut after `timeout` seconds.
+
+        A timeout leaves the channel as it was: the message still on its way is the
+        next one `recv` returns.
+        """
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._messages.__anext__())
         try:
-            with anyio.fail_after(timeout):
-                message = await self._messages.__anext__()
+            message = await asyncio.wait_for(asyncio.shield(self._next), timeout)
         except TimeoutError:
             raise TimedOut(f"nothing from the session within {timeout:g} s") from None
         except StopAsyncIteration:
             raise EOFError("the channel is closed") from None
+        finally:
+            if self._next.done():
+                self._next = None
         if isinstance(message, bytes):
             (at,) = _OFFSET.unpack_from(message)
             data = message[_OFFSET.size :]
             self.offset = at + len(data)
             return data
         return message
+
+    async def _close(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await self._next
+        await self._messages.aclose()
 
     async def send(self, data: str | bytes) -> None:
         await self._link.deliver(_bytes(data))
@@ -102,12 +120,15 @@ class _Attached:
         self._opener = opener
 
     async def __aenter__(self) -> AsyncChannel:
-        channel = AsyncChannel(await self._opener.__aenter__())
-        await channel._start()
-        return channel
+        self._channel = AsyncChannel(await self._opener.__aenter__())
+        await self._channel._start()
+        return self._channel
 
     async def __aexit__(self, *exc: Any) -> None:
-        await self._opener.__aexit__(*exc)
+        try:
+            await self._channel._close()
+        finally:
+            await self._opener.__aexit__(*exc)
 
 
 class AsyncShell:

@@ -323,7 +323,8 @@ class _Session:
         ended = self.ended or {"type": "lost"}
         if ended["type"] != "exit":
             fail(f"lost the connection to shell {name!r}: {ended.get('error', 'closed')}")
-        click.echo(f"[{name} {_ending(ended)}]", err=True)
+        why = self.channel.hello.get("error")  # a program that could not start, say
+        click.echo(f"[{name} {_ending(ended)}{f': {why}' if why else ''}]", err=True)
         code = ended.get("exit_code")
         sys.exit(code if code is not None else 128 + int(ended.get("signal") or 0))
 

@@ -154,3 +154,17 @@ def test_a_client_that_leaves_mid_stream_changes_nothing(shell: Shell) -> None:
     assert shell.expect("line-19999", timeout=30)
     assert shell.run("echo still-here").output == "still-here\n"
     assert shell.reload().clients == 0
+
+
+def test_a_recv_that_times_out_leaves_the_channel_open(shell: Shell) -> None:
+    from dxflow import TimedOut
+
+    with shell.attach() as channel:
+        with pytest.raises(TimedOut):
+            while True:  # drain the replay, then wait in vain
+                channel.recv(timeout=0.3)
+        channel.send("echo after-$((2 + 3))\n")
+        seen = b""
+        while b"after-5" not in seen:
+            message = channel.recv(timeout=5)
+            seen += message if isinstance(message, bytes) else b""
