@@ -40,17 +40,13 @@ import contextlib
 import json
 import os
 import random
-import secrets
-import shlex
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -66,33 +62,14 @@ from _common import (
     dxflow_cli,
     fmt_ms,
     human_stream,
-    median,
     parse_args,
     print_table,
 )
 from _file_peers import jupyter_server
+from _shell_clients import MB, MIB, SHELL, jupyter_missing, jupyter_request
+from _shell_figures import Figures
 
-MIB = 1 << 20
-MB = 1e6
-
-ECHO_P50_TARGET_S = 0.002
-ECHO_RATIO_TARGET = 10.0
-THROUGHPUT_TARGET_MB_S = 150.0
-THROUGHPUT_RATIO_TARGET = 4.0
-REPLAY_TARGET_S = 0.050
-ENGINE_RSS_TARGET_MIB = 100.0
-HOLDER_RSS_TARGET_MIB = 15.0
-
-SHELL = "/bin/sh"
-REPLAY_BYTES = MIB
 REPLAY_SOURCE = 3 * MIB  # random bytes behind the replay session's output (4 MiB of text)
-CLEAR_EVERY = 100  # keystrokes between two (untimed) Ctrl-U, so the line never fills
-OFFSET = struct.Struct(">Q")
-# As dxflow's SDK connects (dxflow/_transports/_ws.py); compression is left at websockets'
-# default (permessage-deflate offered), as a browser does.
-WS_OPTIONS: dict[str, Any] = {"max_size": 16 << 20, "open_timeout": 30, "ping_interval": 20}
-DEFLATE = "deflate"
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -127,19 +104,6 @@ def extra_args(parser: argparse.ArgumentParser) -> None:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def mb_s(size: float, seconds: float) -> float:
-    return size / seconds / MB if seconds > 0 else float("nan")
-
-
 def write_base64(path: Path, raw: int, seed: int) -> int:
     """`raw` random bytes as base64 text in 76-character lines (as `base64` prints them)."""
     rng = random.Random(seed)
@@ -152,67 +116,6 @@ def write_base64(path: Path, raw: int, seed: int) -> int:
             written += out.write(base64.encodebytes(rng.randbytes(size)))
             left -= size
     return written
-
-
-def marker_command() -> tuple[str, str]:
-    """A command printing a unique marker that its own echo does not contain."""
-    tag = secrets.token_hex(6)
-    return f"printf '%s_%s\\n' DXBENCH {tag}", f"DXBENCH_{tag}"
-
-
-def cpu_seconds(processes: Sequence[psutil.Process]) -> list[float]:
-    values = []
-    for process in processes:
-        try:
-            times = process.cpu_times()
-            values.append(times.user + times.system)
-        except psutil.Error:
-            values.append(float("nan"))
-    return values
-
-
-def pty_floor(path: Path) -> tuple[float, int]:
-    """`cat path` into a fresh PTY read by a bare Python loop: (seconds, bytes)."""
-    master, slave = os.openpty()
-    count = 0
-    try:
-        start = time.perf_counter()
-        with subprocess.Popen(
-            ["cat", str(path)], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave
-        ) as cat:
-            os.close(slave)
-            slave = -1
-            while True:
-                try:
-                    chunk = os.read(master, 1 << 16)
-                except OSError:  # EIO: the writer is gone and everything is read
-                    break
-                if not chunk:
-                    break
-                count += len(chunk)
-            seconds = time.perf_counter() - start
-            cat.wait(timeout=30)
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
-    return seconds, count
-
-
-def jupyter_missing() -> str | None:
-    import importlib.util
-
-    missing = [
-        m
-        for m in ("jupyter_server", "jupyter_server_terminals", "terminado")
-        if importlib.util.find_spec(m) is None
-    ]
-    if not missing:
-        return None
-    return (
-        f"{', '.join(missing)} not installed (`.venv/bin/pip install jupyter_server "
-        "jupyter_server_terminals terminado`): the Jupyter peer is skipped"
-    )
 
 
 @contextlib.contextmanager
@@ -244,162 +147,12 @@ def _cli(*args: str, timeout: float = 60.0) -> str:
     return done.stdout
 
 
-def _jupyter_request(base: str, token: str, method: str, path: str) -> Any:
-    body = b"{}" if method == "POST" else None
-    request = urllib.request.Request(  # noqa: S310 - loopback
-        base + path,
-        data=body,
-        method=method,
-        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
-    )
-    with NO_PROXY.open(request, timeout=30) as answer:
-        data = answer.read()
-    return json.loads(data) if data else None
-
-
-# -- the two clients -----------------------------------------------------------------------
-
-
-class Terminal:
-    """One WebSocket client of a terminal: input as text, output as chunks of bytes/str."""
-
-    label = "?"
-    encode: Callable[[str], Any] = staticmethod(lambda text: text)
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.missed = 0
-
-    @property
-    def extensions(self) -> str:
-        """The negotiated WebSocket extensions, shortly: `deflate` or `none`."""
-        header = str(self.ws.response.headers.get("Sec-WebSocket-Extensions") or "")
-        return "deflate" if "permessage-deflate" in header else header or "none"
-
-    async def send(self, text: str) -> None:
-        raise NotImplementedError
-
-    async def output(self) -> Any:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(), 5)
-
-    async def until(self, needle: str, seconds: float) -> int:
-        """Read output until `needle` appears; the number of bytes (characters) read."""
-        token = self.encode(needle)
-        keep = len(token) - 1
-        tail = token[:0]
-        count = 0
-        async with asyncio.timeout(seconds):
-            while True:
-                chunk = await self.output()
-                count += len(chunk)
-                if token in chunk or (keep and token in tail + chunk[:keep]):
-                    return count
-                if keep:
-                    tail = chunk[-keep:] if len(chunk) >= keep else (tail + chunk)[-keep:]
-
-    async def drain(self, quiet: float = 0.1, limit: float = 10.0) -> None:
-        """Read until nothing comes for `quiet` seconds (at most `limit` seconds)."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            try:
-                await asyncio.wait_for(self.output(), quiet)  # websockets' recv: cancel-safe
-            except TimeoutError:
-                return
-
-    async def ready(self) -> None:
-        """Wait for the shell to answer, then for its prompt to settle."""
-        command, marker = marker_command()
-        await self.send(command + "\n")
-        await self.until(marker, 30)
-        await self.drain()
-
-
-class DxflowTerminal(Terminal):
-    """`GET /api/shells/{name}/attach`: binary frames = 8-byte offset + bytes, JSON control."""
-
-    label = "dxflow"
-    encode = staticmethod(str.encode)
-
-    def __init__(self, ws: Any, hello: dict[str, Any]) -> None:
-        super().__init__(ws)
-        self.hello = hello
-        self.end = int(hello["end"])
-
-    @classmethod
-    async def open(
-        cls,
-        base: str,
-        token: str,
-        name: str,
-        offset: int | None = None,
-        compression: str | None = DEFLATE,
-    ) -> DxflowTerminal:
-        from websockets.asyncio.client import connect
-
-        query = "" if offset is None else f"?offset={offset}"
-        ws = await connect(
-            f"{base}/api/shells/{name}/attach{query}",
-            additional_headers={"Authorization": f"Bearer {token}"},
-            compression=compression,
-            **WS_OPTIONS,
-        )
-        hello = json.loads(await asyncio.wait_for(ws.recv(), 30))
-        if hello.get("type") != "hello":
-            await ws.close()
-            raise RuntimeError(f"dxflow attach to {name} answered {hello}")
-        return cls(ws, hello)
-
-    async def send(self, text: str) -> None:
-        await self.ws.send(text.encode())
-
-    async def output(self) -> bytes:
-        while True:
-            message = await self.ws.recv()
-            if isinstance(message, bytes):
-                (at,) = OFFSET.unpack_from(message)
-                data = message[OFFSET.size :]
-                self.end = at + len(data)
-                return data
-            control = json.loads(message)
-            kind = control.get("type")
-            if kind == "missed":
-                self.missed += int(control["to"]) - int(control["from"])
-            elif kind in ("exit", "error"):
-                raise RuntimeError(f"dxflow session: {control}")
-
-
-class JupyterTerminal(Terminal):
-    """`/terminals/websocket/{name}`: JSON arrays `["stdin", ...]` / `["stdout", ...]`."""
-
-    label = "jupyter"
-
-    @classmethod
-    async def open(cls, base: str, token: str, name: str) -> JupyterTerminal:
-        from websockets.asyncio.client import connect
-
-        ws = await connect(f"{base}/terminals/websocket/{name}?token={token}", **WS_OPTIONS)
-        return cls(ws)
-
-    async def send(self, text: str) -> None:
-        await self.ws.send(json.dumps(["stdin", text]))
-
-    async def output(self) -> str:
-        while True:
-            message = json.loads(await self.ws.recv())
-            if message[0] == "stdout":
-                return str(message[1])
-            if message[0] == "disconnect":
-                raise RuntimeError("the Jupyter terminal went away")
-
-
 # -- the benchmark -------------------------------------------------------------------------
 
 
-class Bench:
+class Bench(Figures):
+    """Sets up the engine, the sessions and Jupyter, runs the sections (`Figures`), sums up."""
+
     def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
         self.args = args
         self.out = out
@@ -503,7 +256,7 @@ class Bench:
     def create_terminal(self) -> str:
         assert self.jupyter is not None
         base, token = self.jupyter
-        name = str(_jupyter_request(base, token, "POST", "/api/terminals")["name"])
+        name = str(jupyter_request(base, token, "POST", "/api/terminals")["name"])
         self.terminals.append(name)
         return name
 
@@ -513,7 +266,7 @@ class Bench:
         base, token = self.jupyter
         for name in self.terminals:
             with contextlib.suppress(Exception):
-                _jupyter_request(base, token, "DELETE", f"/api/terminals/{name}")
+                jupyter_request(base, token, "DELETE", f"/api/terminals/{name}")
         self.terminals.clear()
 
     def remove_shells(self) -> None:
@@ -555,348 +308,7 @@ class Bench:
         if strays:
             self.note(f"{len(strays)} holder process(es) left over and stopped")
 
-    # -- 1. keystroke echo ---------------------------------------------------------------------
-
-    async def echo(self) -> None:
-        p = self.plan
-        terms: dict[str, Terminal] = {
-            "dxflow": await DxflowTerminal.open(self.ws_url, self.token, "bench-echo")
-        }
-        if self.jupyter is not None:
-            base, token = self.jupyter
-            jbase = "ws://" + base.removeprefix("http://")
-            terms["jupyter"] = await JupyterTerminal.open(jbase, token, self.terminals[0])
-        samples: dict[str, list[float]] = {name: [] for name in terms}
-        try:
-            for term in terms.values():
-                await term.ready()
-            names = list(terms)
-            for i in range(p.warmup + p.samples):
-                for name in names if i % 2 == 0 else names[::-1]:
-                    term = terms[name]
-                    if i and i % CLEAR_EVERY == 0:  # Ctrl-U: empty the line, untimed
-                        await term.send("\x15")
-                        await term.drain(0.03)
-                    start = time.perf_counter()
-                    await term.send("x")
-                    await term.until("x", 10)
-                    if i >= p.warmup:
-                        samples[name].append(time.perf_counter() - start)
-            for term in terms.values():
-                await term.send("\x15")
-                await term.drain(0.03)
-        finally:
-            for term in terms.values():
-                await term.close()
-        figures: dict[str, Any] = {"samples": p.samples, "warmup": p.warmup}
-        rows = []
-        for name, values in samples.items():
-            figures[name] = {
-                "p50_s": percentile(values, 50),
-                "p90_s": percentile(values, 90),
-                "p99_s": percentile(values, 99),
-                "max_s": max(values),
-                "compression": terms[name].extensions,
-                "samples_s": values,
-            }
-            rows.append(
-                [
-                    name,
-                    len(values),
-                    fmt_ms(percentile(values, 50)),
-                    fmt_ms(percentile(values, 90)),
-                    fmt_ms(percentile(values, 99)),
-                    fmt_ms(max(values)),
-                    terms[name].extensions,
-                ]
-            )
-        self.say(
-            f"\n1. keystroke echo over a loopback WebSocket ({p.samples} samples each, "
-            f"after {p.warmup} warm-up)"
-        )
-        headers = ["server", "samples", "p50", "p90", "p99", "max", "compression"]
-        print_table(rows, headers, self.out)
-        dx = figures["dxflow"]["p50_s"]
-        state = self.target("echo p50", dx * 1e3, ECHO_P50_TARGET_S * 1e3, "ms", False)
-        if "jupyter" in figures:
-            jp = figures["jupyter"]["p50_s"]
-            ratio = jp / dx
-            figures["ratio_jupyter_over_dxflow_p50"] = ratio
-            self.target("echo p50 jupyter/dxflow", ratio, ECHO_RATIO_TARGET, "x", True)
-            self.say(
-                f"  p50 jupyter/dxflow {ratio:.2f}x (p99 "
-                f"{figures['jupyter']['p99_s'] / figures['dxflow']['p99_s']:.2f}x)"
-            )
-            self.row(
-                "echo p50",
-                fmt_ms(dx),
-                f"jupyter {fmt_ms(jp)}",
-                f"{ratio:.2f}x lower",
-                f"{state}; ratio >= {ECHO_RATIO_TARGET:g}x: "
-                f"{'met' if ratio >= ECHO_RATIO_TARGET else 'MISSED'}",
-            )
-            self.row(
-                "echo p99",
-                fmt_ms(figures["dxflow"]["p99_s"]),
-                f"jupyter {fmt_ms(figures['jupyter']['p99_s'])}",
-                f"{figures['jupyter']['p99_s'] / figures['dxflow']['p99_s']:.2f}x lower",
-            )
-        else:
-            figures["ratio_jupyter_over_dxflow_p50"] = None
-            self.row("echo p50", fmt_ms(dx), "skipped", "-", state)
-        self.result.figures["echo"] = figures
-
-    # -- 2. output throughput ------------------------------------------------------------------
-
-    async def cat(self, term: Terminal, path: Path, procs: list[psutil.Process]) -> dict[str, Any]:
-        command, marker = marker_command()
-        missed = term.missed
-        cpu = cpu_seconds(procs)
-        start = time.perf_counter()
-        await term.send(f"cat {shlex.quote(str(path))}; {command}\n")
-        count = await term.until(marker, 300)
-        seconds = time.perf_counter() - start
-        cpu = [after - before for before, after in zip(cpu, cpu_seconds(procs), strict=True)]
-        await term.drain(0.05)  # the prompt
-        return {"seconds": seconds, "bytes": count, "missed": term.missed - missed, "cpu": cpu}
-
-    async def throughput(self) -> None:
-        p = self.plan
-        me = psutil.Process()
-        engine = psutil.Process(self.pid)
-        terms: dict[str, tuple[Terminal, list[psutil.Process], list[str]]] = {}
-        for name, session, compression in (
-            ("dxflow", "bench-out", DEFLATE),
-            ("dxflow, no compression", "bench-out-plain", None),
-        ):
-            term = await DxflowTerminal.open(
-                self.ws_url, self.token, session, compression=compression
-            )
-            holder = psutil.Process(int(term.hello["holder_pid"]))
-            terms[name] = (term, [engine, holder, me], ["engine", "holder", "client"])
-        if self.jupyter is not None:
-            base, token = self.jupyter
-            jbase = "ws://" + base.removeprefix("http://")
-            term = await JupyterTerminal.open(jbase, token, self.terminals[1])
-            procs = [psutil.Process(self.jupyter_pid), me]
-            terms["jupyter"] = (term, procs, ["server", "client"])
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*terms, "pty floor"]}
-        try:
-            for term, _, _ in terms.values():
-                await term.ready()
-            for term, procs, _ in terms.values():  # warm-up: page cache, first-call costs
-                await self.cat(term, self.output_file, procs)
-            pty_floor(self.output_file)
-            names = list(terms)
-            for i in range(p.rounds):
-                for name in names if i % 2 else names[::-1]:
-                    term, procs, _ = terms[name]
-                    runs[name].append(await self.cat(term, self.output_file, procs))
-                seconds, count = await asyncio.to_thread(pty_floor, self.output_file)
-                runs["pty floor"].append(
-                    {"seconds": seconds, "bytes": count, "missed": 0, "cpu": []}
-                )
-        finally:
-            for term, _, _ in terms.values():
-                await term.close()
-        figures: dict[str, Any] = {"file_bytes": self.output_bytes, "rounds": p.rounds}
-        rows = []
-        for name, samples in runs.items():
-            if not samples:
-                continue
-            speeds = [mb_s(s["bytes"], s["seconds"]) for s in samples]
-            cpu_names = terms[name][2] if name in terms else []
-            cpus = [median([s["cpu"][k] for s in samples]) for k in range(len(cpu_names))]
-            entry = {
-                "mb_s": median(speeds),
-                "mb_s_runs": speeds,
-                "median_s": median([s["seconds"] for s in samples]),
-                "bytes": median([s["bytes"] for s in samples]),
-                "missed_bytes": median([s["missed"] for s in samples]),
-                "missed_bytes_max": max(s["missed"] for s in samples),
-                "cpu_s": dict(zip(cpu_names, cpus, strict=True)),
-                "compression": terms[name][0].extensions if name in terms else "-",
-            }
-            figures[name] = entry
-            cpu_text = ", ".join(f"{n} {c:.2f}" for n, c in zip(cpu_names, cpus, strict=True))
-            rows.append(
-                [
-                    name,
-                    len(samples),
-                    fmt_ms(entry["median_s"]),
-                    f"{entry['bytes'] / MB:.1f}",
-                    f"{entry['mb_s']:,.1f}",
-                    f"{entry['missed_bytes'] / MB:.1f}",
-                    cpu_text or "-",
-                    entry["compression"],
-                ]
-            )
-        self.say(
-            f"\n2. output throughput: `cat` of {self.output_bytes / MB:g} MB of base64 text, "
-            "terminal bytes received by the client until the end marker"
-        )
-        headers = [
-            "client of",
-            "runs",
-            "median",
-            "MB recv",
-            "MB/s",
-            "MB missed",
-            "CPU s (median)",
-            "compression",
-        ]
-        print_table(rows, headers, self.out)
-        dx = figures["dxflow"]
-        plain = figures["dxflow, no compression"]
-        if dx["compression"] != figures.get("jupyter", dx)["compression"]:
-            self.note(
-                f"with the same client, dxflow's server negotiated compression "
-                f"{dx['compression']!r} and Jupyter's {figures['jupyter']['compression']!r}"
-            )
-        if dx["missed_bytes"]:
-            self.note(
-                f"throughput: the client of dxflow received {dx['bytes'] / MB:.1f} MB and missed "
-                f"{dx['missed_bytes'] / MB:.1f} MB (fell out of the session's scrollback while "
-                "it was behind)"
-            )
-        state = self.target("output throughput", dx["mb_s"], THROUGHPUT_TARGET_MB_S, "MB/s", True)
-        floor = figures["pty floor"]["mb_s"]
-        if "jupyter" in figures:
-            jp = figures["jupyter"]["mb_s"]
-            ratio, plain_ratio = dx["mb_s"] / jp, plain["mb_s"] / jp
-            figures["ratio_dxflow_over_jupyter"] = ratio
-            figures["ratio_dxflow_no_compression_over_jupyter"] = plain_ratio
-            ratio_state = self.target(
-                "output throughput dxflow/jupyter", ratio, THROUGHPUT_RATIO_TARGET, "x", True
-            )
-            self.say(
-                f"  throughput dxflow/jupyter {ratio:.2f}x; without compression "
-                f"{plain_ratio:.2f}x; the bare PTY floor {floor:,.0f} MB/s"
-            )
-            self.row(
-                "output MB/s (SDK's client: deflate offered)",
-                f"{dx['mb_s']:,.1f}",
-                f"jupyter {jp:,.1f}",
-                f"{ratio:.2f}x",
-                f"{state}; {ratio_state}",
-            )
-            self.row(
-                "  output MB/s, client without compression",
-                f"{plain['mb_s']:,.1f}",
-                f"jupyter {jp:,.1f}",
-                f"{plain_ratio:.2f}x",
-            )
-        else:
-            figures["ratio_dxflow_over_jupyter"] = None
-            self.row("output MB/s", f"{dx['mb_s']:,.1f}", "skipped", "-", state)
-        self.row(
-            "  output MB/s, bare PTY floor (no server)",
-            f"{floor:,.1f}",
-            "-",
-            f"dxflow {dx['mb_s'] / floor:.2f}x of it",
-        )
-        self.result.figures["throughput"] = figures
-
-    # -- 3. scrollback replay ------------------------------------------------------------------
-
-    async def replay(self) -> None:
-        p = self.plan
-        producer = await DxflowTerminal.open(self.ws_url, self.token, "bench-replay")
-        try:
-            await producer.ready()
-            await self.cat(producer, self.replay_file, [])
-            await producer.drain(0.2)
-            end = producer.end
-        finally:
-            await producer.close()
-        if end < REPLAY_BYTES:
-            raise RuntimeError(f"the replay session printed only {end} bytes")
-        offset = end - REPLAY_BYTES
-        variants = {"deflate offered": DEFLATE, "no compression": None}
-        times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-        extensions: dict[str, str] = {}
-
-        async def attach(compression: str | None) -> tuple[float, float, str]:
-            start = time.perf_counter()
-            term = await DxflowTerminal.open(
-                self.ws_url, self.token, "bench-replay", offset, compression
-            )
-            hello = time.perf_counter() - start
-            try:
-                got = 0
-                async with asyncio.timeout(30):
-                    while got < REPLAY_BYTES:
-                        got += len(await term.output())
-                total = time.perf_counter() - start
-                if got != REPLAY_BYTES or int(term.hello["end"]) != end or term.missed:
-                    raise RuntimeError(
-                        f"replay: {got} bytes (hello end {term.hello['end']}, "
-                        f"expected {end}; missed {term.missed})"
-                    )
-                return hello, total, term.extensions
-            finally:
-                await term.close()
-
-        names = list(variants)
-        for i in range(p.replays + 1):  # round 0: the warm-up
-            for name in names if i % 2 else names[::-1]:
-                hello, total, extensions[name] = await attach(variants[name])
-                if i:
-                    times[name].append((hello, total))
-        figures: dict[str, Any] = {"bytes": REPLAY_BYTES, "end": end, "replays": p.replays}
-        rows = []
-        for name, pairs in times.items():
-            totals = [t for _, t in pairs]
-            figures[name] = {
-                "median_s": median(totals),
-                "p90_s": percentile(totals, 90),
-                "max_s": max(totals),
-                "hello_median_s": median([h for h, _ in pairs]),
-                "mb_s": mb_s(REPLAY_BYTES, median(totals)),
-                "compression": extensions[name],
-                "samples_s": pairs,
-            }
-            rows.append(
-                [
-                    name,
-                    len(pairs),
-                    fmt_ms(median([h for h, _ in pairs])),
-                    fmt_ms(median(totals)),
-                    fmt_ms(percentile(totals, 90)),
-                    fmt_ms(max(totals)),
-                    extensions[name],
-                ]
-            )
-        self.say(
-            f"\n3. reconnect with offset = end - 1 MiB (the session printed {end / MB:.1f} "
-            "MB): connect until the 1 MiB replay is in"
-        )
-        headers = [
-            "dxflow client",
-            "attaches",
-            "to hello",
-            "median",
-            "p90",
-            "max",
-            "compression",
-        ]
-        print_table(rows, headers, self.out)
-        value = figures["deflate offered"]["median_s"]
-        state = self.target("replay 1 MiB", value * 1e3, REPLAY_TARGET_S * 1e3, "ms", False)
-        self.row(
-            "replay 1 MiB on reconnect (SDK's client)",
-            fmt_ms(value),
-            "none (Jupyter: last 20 chunks)",
-            "-",
-            state,
-        )
-        self.row(
-            "  replay 1 MiB, client without compression",
-            fmt_ms(figures["no compression"]["median_s"]),
-            "-",
-            "-",
-        )
-        self.result.figures["replay"] = figures
+    # -- 1. to 3.: the sections over WebSockets (see `Figures`) ------------------------------
 
     async def interactive(self) -> None:
         for name, section in (
@@ -908,162 +320,6 @@ class Bench:
                 await section()
             except Exception as exc:
                 self.fail(name, exc)
-
-    # -- 4. idle sessions ----------------------------------------------------------------------
-
-    def idle_dxflow(self, count: int) -> dict[str, Any]:
-        engine = psutil.Process(self.pid)
-        before = engine.memory_info().rss
-        names = [f"idle-{i:03d}" for i in range(count)]
-        creates: list[float] = []
-        shells = []
-        try:
-            for name in names:
-                start = time.perf_counter()
-                shells.append(self.create_shell(name))
-                creates.append(time.perf_counter() - start)
-            time.sleep(1.0)  # let the engine settle (threads, buffers)
-            after = engine.memory_info().rss
-            holders: list[float] = []
-            holders_uss: list[float] = []
-            children: list[float] = []
-            for shell in shells:
-                child = psutil.Process(int(shell.info.pid))
-                holder = child.parent()
-                if holder is None or not any("_holder.py" in p for p in holder.cmdline()):
-                    raise RuntimeError(f"no holder process above session pid {child.pid}")
-                full = holder.memory_full_info()
-                holders.append(full.rss / MIB)
-                holders_uss.append(full.uss / MIB)
-                children.append(child.memory_info().rss / MIB)
-        finally:
-            start = time.perf_counter()
-            for name in names:
-                if name in self.shells:
-                    with contextlib.suppress(Exception):
-                        self.shells.pop(name).remove()
-            removal = time.perf_counter() - start
-        time.sleep(0.5)
-        return {
-            "sessions": count,
-            "rss_before_mib": before / MIB,
-            "rss_after_mib": after / MIB,
-            "rss_growth_mib": (after - before) / MIB,
-            "rss_after_removal_mib": engine.memory_info().rss / MIB,
-            "create_median_s": median(creates),
-            "create_total_s": sum(creates),
-            "remove_total_s": removal,
-            "holder_rss_max_mib": max(holders),
-            "holder_rss_median_mib": median(holders),
-            "holder_uss_median_mib": median(holders_uss),
-            "shell_rss_median_mib": median(children),
-        }
-
-    def idle_jupyter(self, count: int) -> dict[str, Any]:
-        server = psutil.Process(self.jupyter_pid)
-        known = {c.pid for c in server.children()}
-        before = server.memory_info().rss
-        creates: list[float] = []
-        made: list[str] = []
-        try:
-            for _ in range(count):
-                start = time.perf_counter()
-                made.append(self.create_terminal())
-                creates.append(time.perf_counter() - start)
-            time.sleep(1.0)
-            after = server.memory_info().rss
-            children = [c.memory_info().rss / MIB for c in server.children() if c.pid not in known]
-        finally:
-            assert self.jupyter is not None
-            base, token = self.jupyter
-            start = time.perf_counter()
-            for name in made:
-                with contextlib.suppress(Exception):
-                    _jupyter_request(base, token, "DELETE", f"/api/terminals/{name}")
-                    self.terminals.remove(name)
-            removal = time.perf_counter() - start
-        return {
-            "sessions": count,
-            "rss_before_mib": before / MIB,
-            "rss_after_mib": after / MIB,
-            "rss_growth_mib": (after - before) / MIB,
-            "create_median_s": median(creates),
-            "create_total_s": sum(creates),
-            "remove_total_s": removal,
-            "shell_rss_median_mib": median(children) if children else float("nan"),
-        }
-
-    def idle(self) -> None:
-        count = self.plan.sessions
-        figures: dict[str, Any] = {"dxflow": self.idle_dxflow(count)}
-        if self.jupyter is not None:
-            figures["jupyter"] = self.idle_jupyter(count)
-        rows = []
-        for name, f in figures.items():
-            holder = (
-                (
-                    f"{f['holder_rss_max_mib']:.1f} / {f['holder_rss_median_mib']:.1f} / "
-                    f"{f['holder_uss_median_mib']:.1f}"
-                )
-                if name == "dxflow"
-                else "-"
-            )
-            rows.append(
-                [
-                    name,
-                    f["sessions"],
-                    f"{f['rss_before_mib']:.1f}",
-                    f"{f['rss_growth_mib']:+.1f}",
-                    holder,
-                    f"{f['shell_rss_median_mib']:.1f}",
-                    fmt_ms(f["create_median_s"]),
-                    f"{f['remove_total_s']:.1f} s",
-                ]
-            )
-        self.say(f"\n4. {count} idle sessions of {SHELL} at once, created over HTTP (MiB)")
-        headers = [
-            "server",
-            "sessions",
-            "server RSS",
-            "growth",
-            "holder RSS max/med, USS med",
-            "shell RSS",
-            "create (median)",
-            "remove all",
-        ]
-        print_table(rows, headers, self.out)
-        dx = figures["dxflow"]
-        self.say(f"  dxflow engine RSS after removing them: {dx['rss_after_removal_mib']:.1f} MiB")
-        growth = dx["rss_growth_mib"]
-        state = self.target(
-            f"engine RSS growth, {count} sessions", growth, ENGINE_RSS_TARGET_MIB, "MiB", False
-        )
-        peer = (
-            f"jupyter {figures['jupyter']['rss_growth_mib']:+.1f} MiB"
-            if "jupyter" in figures
-            else "skipped"
-        )
-        self.row(
-            f"engine RSS growth, {count} idle sessions", f"{growth:+.1f} MiB", peer, "-", state
-        )
-        holder = dx["holder_rss_max_mib"]
-        state = self.target("holder RSS (max)", holder, HOLDER_RSS_TARGET_MIB, "MiB", False)
-        self.row(
-            "holder RSS, largest",
-            f"{holder:.1f} MiB",
-            f"(USS median {dx['holder_uss_median_mib']:.1f} MiB)",
-            "-",
-            state,
-        )
-        if "jupyter" in figures:
-            jp = figures["jupyter"]["create_median_s"]
-            self.row(
-                "  create a session (median)",
-                fmt_ms(dx["create_median_s"]),
-                f"jupyter {fmt_ms(jp)}",
-                f"{dx['create_median_s'] / jp:.1f}x time",
-            )
-        self.result.figures["idle"] = figures
 
     # -- the run ------------------------------------------------------------------------------
 

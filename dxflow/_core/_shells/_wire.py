@@ -1,9 +1,9 @@
 """The engine's side of the PTY holder: start a holder, connect to it, speak its frames.
 
-The framing lives in `_holder.py` (stdlib only, so the holder runs standalone with
+The framing lives in `_holder_wire.py` (stdlib only, so the holder runs standalone with
 ``python -I -S``); this module re-exports it and adds the asyncio client helpers and the
-blocking start-up helpers. See `_holder.py` for the spec, the state file and the frame
-table.
+blocking start-up helpers. See `_holder.py` for the spec and the state file, and
+`_holder_wire.py` for the frame table.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _holder
-from ._holder import (
+from ._holder_wire import (
     ATTACH,
     ERROR,
     EXIT,
