@@ -20,6 +20,7 @@ from .._models import (
     ShareLink,
     UploadInfo,
 )
+from ._resume import forget, recall, remember, upload_key
 
 if TYPE_CHECKING:
     from .._filesystem import DxflowFileSystem
@@ -209,11 +210,17 @@ class AsyncObjectStore:
     async def _resumable(
         self, source: Path, path: str, overwrite: bool, size: int, progress: Progress
     ) -> ObjectInfo:
-        """A tus upload that picks up where it stopped after a broken connection."""
-        created: UploadInfo = await self._engine._call(
-            "uploads.create", path=path, length=size, overwrite=overwrite
-        )
-        offset, failures = 0, 0
+        """A tus upload that picks up where it stopped: after a broken connection, and
+        after a restart of this program (the upload's id is remembered on disk)."""
+        key = upload_key(self._engine._transport.url or "", source, path)
+        upload, offset = await self._resume(recall(key), size)
+        if upload is None:
+            created: UploadInfo = await self._engine._call(
+                "uploads.create", path=path, length=size, overwrite=overwrite
+            )
+            upload = created.id
+            remember(key, upload)
+        failures = 0
         with source.open("rb") as reader:
             while offset < size:
                 try:
@@ -221,7 +228,7 @@ class AsyncObjectStore:
                     length = min(PATCH, size - offset)
                     body = _read_chunks(reader, length, _shifted(progress, offset, size))
                     reply = await self._engine._transport.upload(
-                        _op("uploads.append"), {"id": created.id, "offset": offset}, body
+                        _op("uploads.append"), {"id": upload, "offset": offset}, body
                     )
                     offset = reply.offset
                 except EngineUnavailable:
@@ -229,8 +236,19 @@ class AsyncObjectStore:
                     if failures > _RETRIES:
                         raise
                     await anyio.sleep(0.2 * failures)
-                    offset = (await self._engine._call("uploads.status", id=created.id)).offset
+                    offset = (await self._engine._call("uploads.status", id=upload)).offset
+        forget(key)
         return await self.info(path)
+
+    async def _resume(self, upload: str | None, size: int) -> tuple[str | None, int]:
+        """The remembered upload and its offset, if the engine still has it."""
+        if upload is None:
+            return None, 0
+        try:
+            status: UploadInfo = await self._engine._call("uploads.status", id=upload)
+        except NotFound:
+            return None, 0
+        return (upload, status.offset) if status.length == size else (None, 0)
 
     async def mkdir(self, path: str, parents: bool = True) -> ObjectInfo:
         return await self._engine._call("objects.mkdir", path=path, parents=parents)

@@ -206,3 +206,43 @@ def test_an_interrupted_plain_upload_leaves_nothing(http: httpx.Client, core: En
                      "checksum": "sha256:" + "0" * 64}, content=b"abc")  # fmt: skip
     assert reply.status_code == 422 and "checksum mismatch" in reply.json()["error"]["message"]
     assert not (core.objects.storage.root / "plain/c.bin").exists()
+
+
+def test_the_sdk_resumes_after_a_restart(
+    server_url: str, core: EngineCore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(sdk_objects, "SMALL", 1 << 20)
+    monkeypatch.setattr(sdk_objects, "PATCH", 2 << 20)
+    source = tmp_path / "restart.bin"
+    source.write_bytes(os.urandom(7 << 20))
+    key = load_private_key(core.config.home.master_key)
+
+    class ProgramDied(Exception):
+        pass
+
+    def client(record: list[int], die_at: int | None) -> Engine:
+        transport = HttpTransport(server_url, key)
+        real_upload = transport.upload
+
+        async def upload(op, params, body):  # type: ignore[no-untyped-def]
+            if op.name == "uploads.append":
+                record.append(params["offset"])
+                if die_at is not None and params["offset"] >= die_at:
+                    raise ProgramDied
+            return await real_upload(op, params, body)
+
+        transport.upload = upload  # type: ignore[method-assign]
+        return Engine(transport=transport)
+
+    first: list[int] = []
+    with client(first, die_at=4 << 20) as engine, pytest.raises(ProgramDied):
+        engine.objects.put(source, "restart/big.bin")
+    assert first == [0, 2 << 20, 4 << 20]  # two chunks in, then the program died
+    again: list[int] = []
+    with client(again, die_at=None) as engine:  # a new program: nothing in memory
+        engine.objects.put(source, "restart/big.bin")
+    assert again[0] == 4 << 20  # it went on where the first one stopped
+    stored = core.objects.storage.root / "restart/big.bin"
+    assert stored.read_bytes() == source.read_bytes()
+    assert os.listdir(tmp_path / "cache" / "dxflow" / "uploads") == []  # forgotten once done
