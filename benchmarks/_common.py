@@ -271,3 +271,27 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> float
         process.kill()
         process.wait(timeout=5)
     return time.perf_counter() - start
+
+
+def run_cli(*args: str, timeout: float = 60.0) -> str:
+    """Run this checkout's `dxflow` CLI and return its output; a failure raises."""
+    done = subprocess.run(
+        [*dxflow_cli(), *args],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"dxflow {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def boot_daemon(home: str) -> dict[str, Any]:
+    """`dxflow boot up --daemon` on loopback, any free port: its status (url, pid, ...)."""
+    run_cli("boot", "up", "--home", home, "--host", "127.0.0.1", "--port", "0", "--daemon")
+    status: dict[str, Any] = json.loads(run_cli("boot", "status", "--home", home, "--json"))
+    if not str(status["url"]).startswith("http://127.0.0.1:"):
+        raise RuntimeError(f"dxflow listens on {status['url']}, not http://127.0.0.1")
+    return status

@@ -31,9 +31,9 @@ from _common import (
     REPO,
     Result,
     Target,
+    boot_daemon,
     bytecode_note,
     child_env,
-    dxflow_cli,
     dxflow_version,
     free_port,
     human_stream,
@@ -41,6 +41,7 @@ from _common import (
     parse_args,
     peer_command,
     print_table,
+    run_cli,
     stop_process,
 )
 
@@ -170,20 +171,6 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0
     raise RuntimeError(f"the peer did not answer {url} within {timeout:.0f} s")
 
 
-def _cli(*args: str, timeout: float = 60.0) -> str:
-    done = subprocess.run(
-        [*dxflow_cli(), *args],
-        cwd=REPO,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"dxflow {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 def _check_same_answer(dxflow_url: str, peer_url: str, token: str) -> None:
     """Both answer the same JSON shape with the token, and 401 without it."""
     answers = {}
@@ -233,12 +220,9 @@ def main() -> int:
     runs: dict[str, list[Load]] = {"dxflow": [], "peer": []}
     latency: dict[str, Load] = {}
     try:
-        _cli("boot", "up", "--home", str(home), "--host", "127.0.0.1", "--port", "0", "--daemon")
-        status = json.loads(_cli("boot", "status", "--home", str(home), "--json"))
+        status = boot_daemon(str(home))
         base = str(status["url"])
-        if urlsplit(base).hostname != "127.0.0.1" or not base.startswith("http://"):
-            raise RuntimeError(f"dxflow listens on {base}, not http://127.0.0.1")
-        token = _cli("token", "--home", str(home)).strip()
+        token = run_cli("token", "--home", str(home)).strip()
         port = free_port()
         peer_log = home / "peer.log"
         with open(peer_log, "ab") as log:
@@ -289,7 +273,7 @@ def main() -> int:
         print(f"http benchmark failed: {result.error}", file=sys.stderr)
     finally:
         try:
-            _cli("boot", "down", "--home", str(home), timeout=30)
+            run_cli("boot", "down", "--home", str(home), timeout=30)
         except Exception as exc:
             result.ok, result.error = False, result.error or f"boot down failed: {exc}"
             print(f"dxflow boot down failed: {exc}", file=sys.stderr)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import importlib.util
-import json
 import os
 import random
 import shutil
@@ -42,21 +41,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import psutil
 from _common import (
-    REPO,
     Result,
     Target,
+    boot_daemon,
     bytecode_note,
-    child_env,
-    dxflow_cli,
     fmt_ms,
     human_stream,
     median,
     parse_args,
     print_table,
+    run_cli,
 )
 from _file_peers import curl_download, jupyter_roundtrip, jupyter_server, nginx
 
@@ -223,20 +221,6 @@ def dxflow_fs(url: str, key: Path) -> Any:
         return fsspec.filesystem("dxflow", url=url, key=str(key), skip_instance_cache=True)
 
 
-def _cli(*args: str, timeout: float = 60.0) -> str:
-    done = subprocess.run(
-        [*dxflow_cli(), *args],
-        cwd=REPO,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"dxflow {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 def stats(samples: list[float]) -> dict[str, Any]:
     return {
         "median_s": median(samples),
@@ -317,11 +301,8 @@ class Bench:
 
         home = str(self.home)
         self.booted = True  # `boot down` at the end, whatever happens here
-        _cli("boot", "up", "--home", home, "--host", "127.0.0.1", "--port", "0", "--daemon")
-        status = json.loads(_cli("boot", "status", "--home", home, "--json"))
+        status = boot_daemon(home)
         self.url, self.pid = str(status["url"]), int(status["pid"])
-        if urlsplit(self.url).hostname != "127.0.0.1" or not self.url.startswith("http://"):
-            raise RuntimeError(f"dxflow listens on {self.url}, not http://127.0.0.1")
         self.remote = dxflow.Engine(self.url, key=str(self.home / "keys" / "master.pem"))
         self.local = dxflow.Engine(home=str(self.local_home))
         self.say(f"  dxflow engine at {self.url} (pid {self.pid}); in-process engine too")
@@ -333,7 +314,7 @@ class Bench:
                     engine.close()
         if self.booted:
             try:
-                _cli("boot", "down", "--home", str(self.home), timeout=30)
+                run_cli("boot", "down", "--home", str(self.home), timeout=30)
             except Exception as exc:
                 self.fail("boot down", exc)
         shutil.rmtree(self.scratch, ignore_errors=True)

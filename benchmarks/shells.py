@@ -37,12 +37,10 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import json
 import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,16 +52,15 @@ from urllib.parse import urlsplit
 
 import psutil
 from _common import (
-    REPO,
     Result,
     Target,
+    boot_daemon,
     bytecode_note,
-    child_env,
-    dxflow_cli,
     fmt_ms,
     human_stream,
     parse_args,
     print_table,
+    run_cli,
 )
 from _file_peers import jupyter_server
 from _shell_clients import MB, MIB, SHELL, jupyter_missing, jupyter_request
@@ -131,20 +128,6 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def _cli(*args: str, timeout: float = 60.0) -> str:
-    done = subprocess.run(
-        [*dxflow_cli(), *args],
-        cwd=REPO,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"dxflow {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
 
 
 # -- the benchmark -------------------------------------------------------------------------
@@ -218,11 +201,8 @@ class Bench(Figures):
 
         home = str(self.home)
         self.booted = True  # `boot down` at the end, whatever happens here
-        _cli("boot", "up", "--home", home, "--host", "127.0.0.1", "--port", "0", "--daemon")
-        status = json.loads(_cli("boot", "status", "--home", home, "--json"))
+        status = boot_daemon(home)
         self.url, self.pid = str(status["url"]), int(status["pid"])
-        if urlsplit(self.url).hostname != "127.0.0.1" or not self.url.startswith("http://"):
-            raise RuntimeError(f"dxflow listens on {self.url}, not http://127.0.0.1")
         self.ws_url = "ws://" + self.url.removeprefix("http://").rstrip("/")
         self.engine = dxflow.Engine(self.url, key=str(self.home / "keys" / "master.pem"))
         self.token = self.engine.token(3600).token
@@ -284,7 +264,7 @@ class Bench(Figures):
                 self.engine.close()
         if self.booted:
             try:
-                _cli("boot", "down", "--home", str(self.home), timeout=30)
+                run_cli("boot", "down", "--home", str(self.home), timeout=30)
             except Exception as exc:
                 self.fail("boot down", exc)
         self.stop_stray_holders()
