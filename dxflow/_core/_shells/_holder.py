@@ -5,8 +5,8 @@ The engine starts one holder per persistent shell session as
 import only the standard library (never dxflow) and keep their imports few (idle RSS
 stays ~11 MiB): `_holder_wire.py` (frames, limits, ring, recording), `_holder_child.py`
 (spec, child on a PTY) and `_holder_clients.py` (connections and their requests). Run as
-a script, this file puts its own folder first on ``sys.path`` and imports them by their
-bare names; imported as part of dxflow, it imports them relatively. The holder runs in
+a script, this file first registers its own folder as a package (``dxflow_holder``), so
+the same relative imports work as inside dxflow. The holder runs in
 its own session, ignores SIGHUP and SIGPIPE, and keeps running when the engine dies
 (even ``kill -9``); a restarted engine reattaches through the socket.
 
@@ -57,41 +57,32 @@ if TYPE_CHECKING:  # typing costs ~1 MiB of RSS, so it is never imported at run 
 
     from ._holder_clients import Client
 
-if TYPE_CHECKING or __package__:  # imported as dxflow._core._shells._holder
-    from ._holder_child import Child, _log, _unlink, load_spec
-    from ._holder_clients import Connections
-    from ._holder_wire import (
-        BATCH_BYTES,
-        BATCH_SECONDS,
-        DEFAULT_SCROLLBACK,
-        EXIT_GRACE,
-        INPUT_LIMIT,
-        KILL_GRACE,
-        READ_CHUNK,
-        SMALL_READ,
-        WATCH_SECONDS,
-        Recorder,
-        Ring,
-        take_frames,
-    )
-else:  # run as a script (python -I -S): its folder is not on sys.path
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _holder_child import Child, _log, _unlink, load_spec
-    from _holder_clients import Connections
-    from _holder_wire import (
-        BATCH_BYTES,
-        BATCH_SECONDS,
-        DEFAULT_SCROLLBACK,
-        EXIT_GRACE,
-        INPUT_LIMIT,
-        KILL_GRACE,
-        READ_CHUNK,
-        SMALL_READ,
-        WATCH_SECONDS,
-        Recorder,
-        Ring,
-        take_frames,
-    )
+if not __package__:  # run as a script (python -I -S): make its folder a package, so
+    # the siblings' relative imports work as they do inside dxflow
+    import types
+
+    _package = types.ModuleType("dxflow_holder")
+    _package.__path__ = [os.path.dirname(os.path.abspath(__file__))]
+    sys.modules["dxflow_holder"] = _package
+    __package__ = "dxflow_holder"
+
+# After the package exists (above), so these cannot move to the top:
+from ._holder_child import Child, _log, _unlink, load_spec  # noqa: E402
+from ._holder_clients import Connections  # noqa: E402
+from ._holder_wire import (  # noqa: E402
+    BATCH_BYTES,
+    BATCH_SECONDS,
+    DEFAULT_SCROLLBACK,
+    EXIT_GRACE,
+    INPUT_LIMIT,
+    KILL_GRACE,
+    READ_CHUNK,
+    SMALL_READ,
+    WATCH_SECONDS,
+    Recorder,
+    Ring,
+    take_frames,
+)
 
 # Ring, Recorder, take_frames and WATCH_SECONDS stay importable from here (the tests do).
 __all__ = ["WATCH_SECONDS", "Holder", "Recorder", "Ring", "main", "take_frames"]

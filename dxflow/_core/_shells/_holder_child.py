@@ -1,7 +1,7 @@
 """The PTY holder's session process: the spec it is started with, and the child on a PTY.
 
-Standard library only, like `_holder.py` (which imports this module by its bare name when
-it runs standalone). The spec file's format is described in `_holder.py`.
+Standard library only, like `_holder.py` (which makes this folder a package when it runs
+standalone). The spec file's format is described in `_holder.py`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ import sys
 import termios
 import time
 
+from ._holder_wire import MAX_SIZE
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~1 MiB of RSS, so it is never imported at run time
     from typing import Any, NoReturn, TypeGuard
-
-if TYPE_CHECKING or __package__:  # imported as part of dxflow
-    from ._holder_wire import MAX_SIZE
-else:  # run by `_holder.py` as a script: the sibling by its bare name
-    from _holder_wire import MAX_SIZE
 
 __all__ = ["Child", "load_spec"]
 

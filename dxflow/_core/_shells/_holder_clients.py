@@ -1,7 +1,7 @@
 """The PTY holder's connections: accept them, read their frames, serve their requests.
 
-Standard library only, like `_holder.py` (which imports this module by its bare name when
-it runs standalone). `Connections` is a base class of `_holder.Holder`, which owns the PTY,
+Standard library only, like `_holder.py` (which makes this folder a package when it runs
+standalone). `Connections` is a base class of `_holder.Holder`, which owns the PTY,
 the ring, the child and the state file; see `_holder_wire.py` for the frames.
 """
 
@@ -17,65 +17,38 @@ import socket
 import termios
 import time
 
+from ._holder_child import _is_int, _log, _winsize
+from ._holder_wire import (
+    ATTACH,
+    BATCH_BYTES,
+    CONTROL_LIMIT,
+    ERROR,
+    EXIT,
+    INFO,
+    INPUT,
+    INPUT_LIMIT,
+    KILL,
+    MAX_SIZE,
+    MISSED,
+    PING,
+    PONG,
+    QUEUE_LIMIT,
+    QUIT,
+    READ_CHUNK,
+    RESIZE,
+    SEND_PARTS,
+    frame,
+    json_frame,
+    output_header,
+    take_frames,
+)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~1 MiB of RSS, so it is never imported at run time
     from typing import Any
 
     from ._holder_child import Child
     from ._holder_wire import Recorder, Ring
-
-if TYPE_CHECKING or __package__:  # imported as part of dxflow
-    from ._holder_child import _is_int, _log, _winsize
-    from ._holder_wire import (
-        ATTACH,
-        BATCH_BYTES,
-        CONTROL_LIMIT,
-        ERROR,
-        EXIT,
-        INFO,
-        INPUT,
-        INPUT_LIMIT,
-        KILL,
-        MAX_SIZE,
-        MISSED,
-        PING,
-        PONG,
-        QUEUE_LIMIT,
-        QUIT,
-        READ_CHUNK,
-        RESIZE,
-        SEND_PARTS,
-        frame,
-        json_frame,
-        output_header,
-        take_frames,
-    )
-else:  # run by `_holder.py` as a script: the siblings by their bare names
-    from _holder_child import _is_int, _log, _winsize
-    from _holder_wire import (
-        ATTACH,
-        BATCH_BYTES,
-        CONTROL_LIMIT,
-        ERROR,
-        EXIT,
-        INFO,
-        INPUT,
-        INPUT_LIMIT,
-        KILL,
-        MAX_SIZE,
-        MISSED,
-        PING,
-        PONG,
-        QUEUE_LIMIT,
-        QUIT,
-        READ_CHUNK,
-        RESIZE,
-        SEND_PARTS,
-        frame,
-        json_frame,
-        output_header,
-        take_frames,
-    )
 
 __all__ = ["Client", "Connections"]
 

@@ -1,7 +1,7 @@
 """The PTY holder's wire protocol, its limits, and its two byte stores (ring, recording).
 
 Standard library only: `_holder.py` runs standalone (``python -I -S``) and imports this
-module by its bare name; the engine imports it through `_wire.py`. See `_holder.py` for
+module as part of its folder's package; the engine imports it through `_wire.py`. See `_holder.py` for
 the process, the spec and the state file.
 
 Output is kept in a ring buffer of ``scrollback`` bytes. Every output byte has a global
