@@ -1,8 +1,8 @@
 """The PTY holder's wire protocol, its limits, and its two byte stores (ring, recording).
 
 Standard library only: `_holder.py` runs standalone (``python -I -S``) and imports this
-module as part of its folder's package; the engine imports it through `_wire.py`. See `_holder.py` for
-the process, the spec and the state file.
+module as part of its folder's package; the engine imports it through `_wire.py`. See
+`_holder.py` for the process, the spec and the state file.
 
 Output is kept in a ring buffer of ``scrollback`` bytes. Every output byte has a global
 offset (0 = the first byte ever); the ring retains the offsets ``[start, end)``.
