@@ -23,6 +23,7 @@ def in_process(home: str | None) -> None:
             engine.ping()
         per_call = (time.perf_counter() - started) / 1000 * 1e6
         print(f"in-process engine {pong.engine_id}: ping {per_call:.1f} us per call")
+        files_and_shells(engine)
 
         info = engine.info()
         docker = (
@@ -73,6 +74,18 @@ def over_http(home: str | None) -> None:
         for _ in range(100):
             engine.ping()
         print(f"  then {(time.perf_counter() - started) * 10:.2f} ms per authenticated ping")
+        files_and_shells(engine)
+
+
+def files_and_shells(engine: dxflow.Engine) -> None:
+    """The object store and a shell session, on the same engine."""
+    engine.objects.pipe("quickstart/hello.txt", b"hello from the object store\n")
+    print(f"  objects: {engine.objects.cat('quickstart/hello.txt', 0, 5)!r} read back by range")
+    engine.objects.rm("quickstart", recursive=True)
+    shell = engine.shells.create(command="/bin/sh")
+    result = shell.run("echo $((6 * 7)); false")
+    print(f"  shell {shell.name}: output {result.output.strip()!r}, exit code {result.exit_code}")
+    shell.remove()
 
 
 if __name__ == "__main__":

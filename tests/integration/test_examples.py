@@ -56,6 +56,8 @@ def _text(outputs: list[Any]) -> str:
 def test_quickstart_example(tmp_path: Path) -> None:
     out = run_example("quickstart.py", tmp_path / "home")
     assert "in-process engine dxf-" in out
+    assert "objects: b'hello' read back by range" in out
+    assert "output '42', exit code 1" in out
     assert "is refused key management" in out
 
 
