@@ -119,9 +119,12 @@ class AsyncObjectStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.part-{os.getpid()}")
         try:
-            async with self._engine._transport.download(
-                _op("objects.read"), {"path": path}
-            ) as download:
+            transport = self._engine._transport
+            done = await transport.download_to(_op("objects.read"), {"path": path}, temp, progress)
+            if done is not None:
+                os.replace(temp, target)
+                return
+            async with transport.download(_op("objects.read"), {"path": path}) as download:
                 if download.path is not None:  # in-process: let the kernel copy it
                     await anyio.to_thread.run_sync(_copy, download.path, temp)
                     if progress:

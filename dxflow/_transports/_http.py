@@ -8,9 +8,11 @@ connection. httpx errors are translated here into the dxflow error tree.
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -32,32 +34,45 @@ __all__ = ["HttpTransport"]
 # httpcore asks the socket for 64 KiB at a time, and each read costs ~0.3 ms of
 # bookkeeping: downloads then top out near 500 MB/s. Reads of up to 1 MiB double that.
 # Only the most a single recv may return changes; memory use follows the data.
-httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = max(
-    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES, 1 << 20
-)
+for _connection in (httpcore.AsyncHTTP11Connection, httpcore.HTTP11Connection):
+    _connection.READ_NUM_BYTES = max(_connection.READ_NUM_BYTES, 1 << 20)
+
+Progress = Callable[[int, int | None], object] | None
 
 _RENEW_MARGIN = 60.0
 _RETRY_DELAYS = (0.1, 0.4)
 
 
-def _client(
-    url: str, verify: bool | str, timeout: float, transport: httpx.AsyncBaseTransport | None
-) -> httpx.AsyncClient:
+def _options(url: str, verify: bool | str) -> tuple[str, dict[str, Any], str | None]:
+    """The base URL, the client options and the unix socket (if any) for `url`."""
     parts = urlsplit(url)
-    if transport is not None:  # an ASGI app in tests, or a caller's own connection pool
-        return httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout)
     if parts.scheme in ("unix", "http+unix"):
-        socket_path = unquote(parts.path if parts.scheme == "unix" else parts.netloc)
-        transport = httpx.AsyncHTTPTransport(uds=socket_path)
-        return httpx.AsyncClient(base_url="http://engine", transport=transport, timeout=timeout)
+        return "http://engine", {}, unquote(parts.path if parts.scheme == "unix" else parts.netloc)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"engine URL {url!r} must be http://, https:// or unix:///path")
     if isinstance(verify, str):  # a CA bundle, e.g. the engine's self-signed certificate
         import ssl
 
-        context = ssl.create_default_context(cafile=verify)
-        return httpx.AsyncClient(base_url=url.rstrip("/"), verify=context, timeout=timeout)
-    return httpx.AsyncClient(base_url=url.rstrip("/"), verify=verify, timeout=timeout)
+        return url.rstrip("/"), {"verify": ssl.create_default_context(cafile=verify)}, None
+    return url.rstrip("/"), {"verify": verify}, None
+
+
+def _client(
+    url: str, verify: bool | str, timeout: float, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    if transport is not None:  # an ASGI app in tests, or a caller's own connection pool
+        return httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout)
+    base, options, socket = _options(url, verify)
+    if socket is not None:
+        options["transport"] = httpx.AsyncHTTPTransport(uds=socket)
+    return httpx.AsyncClient(base_url=base, timeout=timeout, **options)
+
+
+def _blocking_client(url: str, verify: bool | str, timeout: float) -> httpx.Client:
+    base, options, socket = _options(url, verify)
+    if socket is not None:
+        options["transport"] = httpx.HTTPTransport(uds=socket)
+    return httpx.Client(base_url=base, timeout=timeout, **options)
 
 
 def _error(response: httpx.Response) -> ApiError:
@@ -83,7 +98,10 @@ class HttpTransport(Transport):
         self.url = url
         self._key = key
         self._verify = verify
+        self._timeout = timeout
         self._http = _client(url, verify, timeout, transport)
+        self._blocking: httpx.Client | None = None
+        self._own_connections = transport is None
         self._lifetime = token_lifetime
         self._token: str | None = None
         self._expires = 0.0
@@ -227,6 +245,21 @@ class HttpTransport(Transport):
             raise _error(reply)
         return upload_info(reply, data)
 
+    async def download_to(
+        self, op: Operation, params: Mapping[str, Any], target: Path, progress: Progress
+    ) -> int | None:
+        """Download into `target` from a worker thread: blocking reads and writes, with no
+        event loop between them, go about twice as fast as the async path."""
+        if not self._own_connections:  # an ASGI app, in tests: only the async path
+            return None
+        path, data = self._prepare(op, params)
+        headers = {} if op.public else await self._authorization()
+        if self._blocking is None:
+            assert self.url is not None
+            self._blocking = _blocking_client(self.url, self._verify, self._timeout)
+        client = self._blocking
+        return await anyio.to_thread.run_sync(_fetch, client, path, data, headers, target, progress)
+
     async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
         headers = {} if op.public else await self._authorization()
         if op.custom_route:
@@ -255,7 +288,45 @@ class HttpTransport(Transport):
             yield link
 
     async def aclose(self) -> None:
+        if self._blocking is not None:
+            self._blocking.close()
         await self._http.aclose()
+
+
+def _fetch(
+    client: httpx.Client,
+    path: str,
+    query: dict[str, Any],
+    headers: dict[str, str],
+    target: Path,
+    progress: Progress,
+) -> int:
+    try:
+        with client.stream("GET", path, params=query, headers=headers) as reply:
+            if not reply.is_success:
+                reply.read()
+                raise _error(reply)
+            length = reply.headers.get("content-length")
+            size = int(length) if length is not None else None
+            return _write_all(reply.iter_raw(), target, size, progress)
+    except httpx.TransportError as exc:
+        raise EngineUnavailable(f"lost the download: {exc}") from None
+
+
+def _write_all(chunks: Iterator[bytes], target: Path, size: int | None, progress: Progress) -> int:
+    done = 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+            done += len(chunk)
+            if progress is not None:
+                progress(done, size)
+    finally:
+        os.close(fd)
+    return done
 
 
 def _download(reply: httpx.Response) -> Download:
