@@ -32,7 +32,19 @@ def core(home: Path) -> Iterator[EngineCore]:
     # A high limit: the contract tests make many handshakes from one test address.
     engine_core = EngineCore(load_config(home, auth_rate_limit=100_000))
     yield engine_core
+    end_sessions(engine_core)
     engine_core.close()
+
+
+def end_sessions(core: EngineCore) -> None:
+    """Shell sessions outlive their engine by design: a test's must not outlive the test."""
+    import anyio
+
+    from dxflow.models import ShellRef
+
+    ctx = core.local_context()
+    for info in core.shells.list(ctx, None).shells:
+        anyio.run(core.shells.remove, ctx, ShellRef(name=info.name))
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ no input may cause a server error, and every answer matches the document."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -34,18 +32,6 @@ def master_token(core: EngineCore) -> str:
 SEMANTIC = {"keys.register", "keys.rotate", "workflows.create"} | {
     name for name in OPERATIONS if name.startswith(("objects.", "shares.", "shells."))
 }
-
-
-@pytest.fixture(autouse=True)
-def no_sessions_left(core: EngineCore) -> Iterator[None]:
-    """Fuzzed `shells.create` calls start real sessions: end them all afterwards."""
-    yield
-    from dxflow import Engine
-    from dxflow._transports._local import LocalTransport
-
-    with Engine(transport=LocalTransport(core, owns_core=False)) as engine:
-        for shell in engine.shells.list():
-            shell.remove()
 
 
 # Query strings carry no JSON types, so which query is "schema-violating" is ambiguous
