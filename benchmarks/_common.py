@@ -295,3 +295,37 @@ def boot_daemon(home: str) -> dict[str, Any]:
     if not str(status["url"]).startswith("http://127.0.0.1:"):
         raise RuntimeError(f"dxflow listens on {status['url']}, not http://127.0.0.1")
     return status
+
+
+class Report:
+    """What a benchmark script's runner shares: its messages, failures, targets and rows.
+
+    A subclass sets `label`, `out` (a text stream), `result` (a Result) and `summary`.
+    """
+
+    label = "benchmark"
+    out: TextIO
+    result: Any
+    summary: list[list[str]]
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
+        self.result.notes.append(text)
+
+    def fail(self, section: str, exc: BaseException) -> None:
+        message = f"{section}: {type(exc).__name__}: {exc}"
+        self.result.ok = False
+        self.result.error = message if self.result.error is None else self.result.error
+        self.result.notes.append(f"FAILED {message}")
+        print(f"{self.label} benchmark, {message}", file=sys.stderr, flush=True)
+
+    def target(self, name: str, value: float, limit: float, unit: str, higher: bool) -> str:
+        target = Target(name, value, limit, unit, higher_is_better=higher)
+        self.result.targets.append(target)
+        op = ">=" if higher else "<="
+        return f"{op} {limit:g} {unit}: {'met' if target.met else 'MISSED'}"
+
+    def row(self, figure: str, dxflow: str, peer: str, ratio: str, target: str = "-") -> None:
+        self.summary.append([figure, dxflow, peer, ratio, target])

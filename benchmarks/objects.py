@@ -45,8 +45,8 @@ from urllib.parse import quote
 
 import psutil
 from _common import (
+    Report,
     Result,
-    Target,
     boot_daemon,
     bytecode_note,
     fmt_ms,
@@ -233,7 +233,9 @@ def stats(samples: list[float]) -> dict[str, Any]:
 # -- the benchmark -------------------------------------------------------------------------
 
 
-class Bench:
+class Bench(Report):
+    label = "objects"
+
     def __init__(self, args: Any, out: TextIO) -> None:
         self.args = args
         self.out = out
@@ -254,25 +256,6 @@ class Bench:
         self.local: Any = None
         self.summary: list[list[str]] = []
         self.booted = False
-
-    def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
-
-    def fail(self, section: str, exc: BaseException) -> None:
-        message = f"{section}: {type(exc).__name__}: {exc}"
-        self.result.ok = False
-        self.result.error = message if self.result.error is None else self.result.error
-        self.result.notes.append(f"FAILED {message}")
-        print(f"objects benchmark, {message}", file=sys.stderr, flush=True)
-
-    def target(self, name: str, value: float, limit: float, unit: str, higher: bool) -> str:
-        target = Target(name, value, limit, unit, higher_is_better=higher)
-        self.result.targets.append(target)
-        op = ">=" if higher else "<="
-        return f"{op} {limit:g} {unit}: {'met' if target.met else 'MISSED'}"
-
-    def row(self, figure: str, dxflow: str, peer: str, ratio: str, target: str = "-") -> None:
-        self.summary.append([figure, dxflow, peer, ratio, target])
 
     # -- setup ------------------------------------------------------------------------------
 

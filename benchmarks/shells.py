@@ -52,8 +52,8 @@ from urllib.parse import urlsplit
 
 import psutil
 from _common import (
+    Report,
     Result,
-    Target,
     boot_daemon,
     bytecode_note,
     fmt_ms,
@@ -133,7 +133,9 @@ def environment(**values: str) -> Iterator[None]:
 # -- the benchmark -------------------------------------------------------------------------
 
 
-class Bench(Figures):
+class Bench(Figures, Report):
+    label = "shells"
+
     """Sets up the engine, the sessions and Jupyter, runs the sections (`Figures`), sums up."""
 
     def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
@@ -158,28 +160,6 @@ class Bench(Figures):
         self.terminals: list[str] = []  # Jupyter terminal names (deleted at the end)
         self.summary: list[list[str]] = []
         self.booted = False
-
-    def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
-
-    def fail(self, section: str, exc: BaseException) -> None:
-        message = f"{section}: {type(exc).__name__}: {exc}"
-        self.result.ok = False
-        self.result.error = message if self.result.error is None else self.result.error
-        self.result.notes.append(f"FAILED {message}")
-        print(f"shells benchmark, {message}", file=sys.stderr, flush=True)
-
-    def note(self, text: str) -> None:
-        self.result.notes.append(text)
-
-    def target(self, name: str, value: float, limit: float, unit: str, higher: bool) -> str:
-        target = Target(name, value, limit, unit, higher_is_better=higher)
-        self.result.targets.append(target)
-        op = ">=" if higher else "<="
-        return f"{op} {limit:g} {unit}: {'met' if target.met else 'MISSED'}"
-
-    def row(self, figure: str, dxflow: str, peer: str, ratio: str, target: str = "-") -> None:
-        self.summary.append([figure, dxflow, peer, ratio, target])
 
     # -- setup ------------------------------------------------------------------------------
 
