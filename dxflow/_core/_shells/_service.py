@@ -128,8 +128,11 @@ class ShellService:
         }  # fmt: skip
         meta = {"workflow": request.workflow, "service": request.service}
         self._path(name, ".meta.json").write_text(json.dumps(meta))
-        proc = wire.spawn(sys.executable, spec, self._path(name, ".spec.json"),
-                          self._path(name, ".log"))  # fmt: skip
+        try:
+            proc = wire.spawn(sys.executable, spec, self._path(name, ".spec.json"),
+                              self._path(name, ".log"))  # fmt: skip
+        except (ValueError, OSError) as exc:  # e.g. a NUL byte in an argument or variable
+            raise InvalidRequest(f"shell {name!r} cannot start: {exc}") from None
         self._holders[name] = proc
         try:
             state = await anyio.to_thread.run_sync(wire.wait_ready, self._path(name, ".json"), proc)
