@@ -56,6 +56,11 @@ async def _in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
 async def blob_response(request: Request, blob: Blob, suffix: int | None) -> Response:
     headers = {"Content-Disposition": _disposition(blob.filename)}
     if blob.generate is not None:  # a directory, zipped as it streams: size unknown
+        if request.method == "HEAD":
+            head = Response(headers=headers, media_type=blob.media_type)
+            del head.headers["content-length"]  # unknown until the zip is made
+            return head
+        blob.claimed()  # a refusal still has its status: nothing is sent yet
         body = _in_thread(blob.chunks())
         return StreamingResponse(body, media_type=blob.media_type, headers=headers)
     size = blob.info.size
@@ -78,6 +83,7 @@ async def blob_response(request: Request, blob: Blob, suffix: int | None) -> Res
         headers["Content-Range"] = f"bytes {blob.start}-{max(blob.end - 1, blob.start)}/{size}"
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=blob.media_type)
+    blob.claimed()  # a refusal still has its status: nothing is sent yet
     if (blob.length or 0) <= _SMALL:  # one read, one send: no stream to set up
         content = b"".join(await anyio.to_thread.run_sync(list, blob.chunks()))
         return Response(content, status_code=status, headers=headers, media_type=blob.media_type)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from ._base import Request, Response
+from ._workflow import ServiceName, WorkflowName
 
 __all__ = [
     "ShellCreate",
@@ -38,8 +39,8 @@ class ShellCreate(Request):
     cwd: str | None = Field(default=None, max_length=4096)
     rows: int = Field(default=24, ge=1, le=1000)
     cols: int = Field(default=80, ge=1, le=1000)
-    workflow: str | None = Field(default=None, min_length=1, max_length=63)
-    service: str | None = Field(default=None, min_length=1, max_length=63)
+    workflow: WorkflowName | None = None
+    service: ServiceName | None = None
     record: str | None = Field(default=None, max_length=4096)
     """A path in the object store to record the session to (asciicast v2)."""
     idle_timeout: float | None = Field(default=None, gt=0)

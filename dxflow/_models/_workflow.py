@@ -37,10 +37,13 @@ __all__ = [
 ]
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
+WorkflowName = Annotated[str, Field(min_length=1, max_length=63, pattern=_NAME)]
+# The compose-spec's own pattern for service names.
+ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9._-]+$")]
 
 
 class WorkflowRef(Request):
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
 
 
 # Paths name files on the engine host: no NUL bytes, never empty.
@@ -51,7 +54,7 @@ Profile = Annotated[
 
 
 class WorkflowCreate(Request):
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
     compose: str | dict[str, Any] = Field(description="compose YAML text, or the parsed document")
     working_dir: Path_ | None = Field(
         None, description="where relative paths resolve (engine host)"
@@ -63,7 +66,7 @@ class WorkflowCreate(Request):
 
 
 class WorkflowUp(Request):
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
     services: list[str] | None = None
     wait: bool = True
     timeout: float | None = Field(None, gt=0, le=86400)
@@ -74,13 +77,13 @@ class WorkflowUp(Request):
 
 
 class WorkflowDown(Request):
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
     volumes: bool = False
     remove_orphans: bool = True
 
 
 class WorkflowStop(Request):
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
     services: list[str] | None = None
     timeout: float | None = Field(None, ge=0, le=3600)
 
@@ -157,13 +160,13 @@ class WorkflowEvent(Response):
 
 
 class WorkflowKill(Request):
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
     services: list[str] | None = None
     signal: str = Field("SIGKILL", pattern=r"^(SIG)?[A-Z0-9]+$|^[0-9]+$")
 
 
 class WorkflowExec(Request):
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
     service: str = Field(min_length=1)
     cmd: list[str] = Field(min_length=1)
     index: int = Field(1, ge=1, description="which replica")
@@ -200,7 +203,7 @@ class WorkflowStats(Response):
 class WorkflowUpdate(Request):
     """Replace parts of a stored workflow; the next `up` recreates what changed."""
 
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
     compose: str | dict[str, Any] | None = None
     working_dir: Path_ | None = None
     config_files: list[Path_] | None = None
@@ -210,7 +213,7 @@ class WorkflowUpdate(Request):
 
 
 class WorkflowLogs(Request):
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
     service: str | None = None
     follow: bool = False
     tail: int | None = Field(None, ge=0)
@@ -227,12 +230,12 @@ class LogLine(Response):
 
 
 class WorkflowEventsQuery(Request):
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
     since: datetime | None = None
 
 
 class EnvQuery(Request):
-    name: str = Field(min_length=1, max_length=63, pattern=_NAME)
+    name: WorkflowName
     service: str = Field(min_length=1)
     variable: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -45,6 +45,7 @@ class LocalTransport(Transport):
     @asynccontextmanager
     async def download(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Download]:
         blob: Blob = await self._dispatcher.call(self._context(), op, params)
+        blob.claimed()  # the bytes will be read here, perhaps by the kernel (`path`)
         chunks = iter(blob.chunks())
 
         async def read() -> AsyncIterator[bytes]:

@@ -79,6 +79,11 @@ def test_share_links(engine: Engine, data: bytes, server_url: str) -> None:
         # The Host header plays no part: the link works whatever name reached the engine.
         first = anonymous.get(path, headers={"Host": "files.example.org"})
         assert first.status_code == 200 and first.content == data
+        # Nothing sent, nothing used: a HEAD and a 304 leave the second use for the range.
+        head = anonymous.head(path)
+        assert head.status_code == 200 and head.headers["content-length"] == str(len(data))
+        etag = first.headers["etag"]
+        assert anonymous.get(path, headers={"If-None-Match": etag}).status_code == 304
         ranged = anonymous.get(path, headers={"Range": "bytes=0-9"})
         assert ranged.status_code == 206 and ranged.content == data[:10]
         used_up = anonymous.get(path)
@@ -99,6 +104,12 @@ def test_share_links(engine: Engine, data: bytes, server_url: str) -> None:
     assert engine.objects.cat("inbox/report.csv") == b"a,b\n1,2\n"
     listed = {s.id: s for s in engine.objects.shares()}
     assert listed[revocable.id].revoked and listed[link.id].uses == 2
+    folder = engine.objects.share("d", max_uses=1)
+    with httpx.Client(base_url=server_url) as anonymous:
+        folder_path = folder.url[folder.url.index("/s/") :]
+        assert anonymous.head(folder_path).status_code == 200
+        assert zipfile.ZipFile(io.BytesIO(anonymous.get(folder_path).content)).namelist()
+        assert anonymous.get(folder_path).status_code == 410
     with pytest.raises(NotFound):
         engine.objects.revoke("no-such-share")
 

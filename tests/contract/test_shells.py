@@ -77,6 +77,11 @@ def test_bad_input(engine: Engine) -> None:
         engine._call("shells.create", name="../evil")
     with pytest.raises(InvalidRequest, match="signal"):
         engine._call("shells.kill", name="bad", signal="SIGNOPE")
+    with pytest.raises(InvalidRequest, match="workflow"):
+        engine._call("shells.create", workflow="!nope", service="app")
+    with pytest.raises(InvalidRequest, match="service"):
+        engine._call("shells.create", workflow="nope", service="a\x02b")
+    assert [s.name for s in engine.shells.list()] == ["bad"]
     failed.remove()
 
 

@@ -36,6 +36,15 @@ class Blob:
     end: int | None = None
     partial: bool = False
     """A range was asked for: over HTTP, a 206 with Content-Range."""
+    claim: Callable[[], None] | None = None
+    """Runs once, just before the bytes are sent (a share link counts a use there), so
+    a HEAD or a 304 that sends none costs nothing; it may refuse by raising."""
+
+    def claimed(self) -> None:
+        """Run `claim`, once."""
+        claim, self.claim = self.claim, None
+        if claim is not None:
+            claim()
 
     @property
     def length(self) -> int | None:
@@ -43,6 +52,7 @@ class Blob:
 
     def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
         """The bytes, in chunks (blocking reads: run it in a worker thread)."""
+        self.claimed()
         if self.generate is not None:
             yield from self.generate()
             return

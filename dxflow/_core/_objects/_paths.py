@@ -10,6 +10,8 @@ than the filesystem allows. Each is refused with InvalidRequest naming the path.
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 from ..._exceptions import InvalidRequest
@@ -18,6 +20,10 @@ __all__ = ["PRIVATE", "Storage"]
 
 PRIVATE = ".dxflow"
 """The engine's own folder in the storage root (partial uploads, temp files)."""
+
+STALE_TEMP = 24 * 3600.0
+"""A temp file untouched this long was left by an engine that died mid-transfer: a live
+transfer writes to its file every few MiB, and a stalled client is long gone by then."""
 
 _MAX_NAME = 255
 _MAX_PATH = 4096
@@ -37,6 +43,28 @@ class Storage:
         self.private = self.root / PRIVATE
         (self.private / "tmp").mkdir(parents=True, exist_ok=True)
         (self.private / "uploads").mkdir(parents=True, exist_ok=True)
+        self.sweep_temp(STALE_TEMP)
+
+    def sweep_temp(self, older_than: float) -> int:
+        """Remove temp files not written for `older_than` seconds; return how many.
+
+        Not everything there: another engine process on the same home (an in-process
+        `Engine()` beside a booted one) may be writing the fresh ones.
+        """
+        cutoff, removed = time.time() - older_than, 0
+        with os.scandir(self.private / "tmp") as entries:
+            for entry in entries:
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                    removed += 1
+                except FileNotFoundError:  # its owner finished with it meanwhile
+                    continue
+        return removed
 
     def parts(self, path: str) -> list[str]:
         """The checked components of `path` ("" and "." mean the root)."""

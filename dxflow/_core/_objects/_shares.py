@@ -93,7 +93,7 @@ class ShareService:
         return self._info(self._row(request.id))
 
     def _redeem(self, token: str, write: bool) -> Any:
-        """The live record behind `token`, its use counted; or a clear refusal."""
+        """The live record behind `token`, or a clear refusal (its use not yet counted)."""
         share_id, _, signature = token.partition(".")
         if not hmac.compare_digest(signature.encode(), self._sign(share_id).encode()):
             raise PermissionDenied("this share link is not valid (bad signature)")
@@ -107,26 +107,33 @@ class ShareService:
             raise Gone(f"this share link expired at {_when(row['expires_at']).isoformat()}")
         if write and not row["writable"]:
             raise PermissionDenied("this share link is read-only")
+        if row["max_uses"] is not None and row["uses"] >= row["max_uses"]:
+            raise Gone(f"this share link was used up ({row['max_uses']} uses)")
+        return row
+
+    def _count_use(self, row: Any) -> None:
         # One statement checks and counts, so concurrent uses never exceed the limit.
         used = self._state.execute(
             "UPDATE shares SET uses = uses + 1 "
             "WHERE id = ? AND (max_uses IS NULL OR uses < max_uses)",
-            (share_id,),
+            (row["id"],),
         )
         if not used:
             raise Gone(f"this share link was used up ({row['max_uses']} uses)")
-        return row
 
     @handles("shares.read")
     def read(self, ctx: Context, request: ShareToken) -> Blob:
         row = self._redeem(request.token, write=False)
         target, stat = self._store.stat(row["path"])
-        return self._store.blob(target, stat, request.start, request.end)
+        blob = self._store.blob(target, stat, request.start, request.end)
+        blob.claim = lambda: self._count_use(row)  # a HEAD or a 304 uses nothing up
+        return blob
 
     @handles("shares.write")
     async def write(self, ctx: Context, request: ShareToken, body: Body) -> ObjectInfo:
         if request.start is not None or request.end is not None:
             raise InvalidRequest("a share upload takes no range")
         row = self._redeem(request.token, write=True)
+        self._count_use(row)
         target = self._store.destination(row["path"], overwrite=True)
         return await self._store.receive_into(target, body, row["path"], None, None)
