@@ -1,8 +1,9 @@
 """Peer servers and clients of the file-transfer benchmarks (a helper, not a benchmark).
 
 * `nginx(root)`: nginx (Debian package `nginx-light`) serving `root` on a loopback port
-  with `sendfile on` and `tcp_nopush on`, from its own generated config in a temporary
-  directory (pid file, logs and temp paths in there; nothing under /etc or /var touched).
+  with `sendfile on` and `tcp_nopush on`, taking WebDAV PUTs under `/upload/`, from its
+  own generated config in a temporary directory (pid file, logs and temp paths in
+  there; nothing under /etc or /var touched).
 * `jupyter_server(root)`: Jupyter Server 2.x (PyPI `jupyter_server`) with `root_dir=root`
   and a fixed token, its config, data and runtime directories in a temporary directory.
 * `curl_download(url)`: seconds curl takes to fetch `url` into /dev/null.
@@ -157,6 +158,12 @@ http {{
         server_name bench;
         root {root};
         location / {{
+        }}
+        # The peer of an upload: PUT to a temp file, renamed into place when complete.
+        location /upload/ {{
+            dav_methods PUT;
+            client_max_body_size 0;
+            client_body_buffer_size 4m;
         }}
     }}
 }}

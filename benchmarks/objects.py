@@ -8,8 +8,9 @@ one in-process engine (`dxflow.Engine(home=...)`), peers interleaved with dxflow
    Target: throughput dxflow/nginx >= 0.8 (medians).
 2. **SDK get / put** of that file to / from a local file, over HTTP and in-process.
    Targets: get >= 1 GB/s, put >= 0.5 GB/s (medians); the engine process's RSS growth
-   during each transfer (psutil, sampled every 20 ms) <= 64 MiB. Peers for context:
-   curl from nginx into a file, and `cp`.
+   during each transfer (psutil, sampled every 20 ms) <= 64 MiB. Peers: curl from nginx
+   into a file (for get), curl -T to nginx's WebDAV PUT (for put: a temp file renamed
+   into place, as dxflow does), and `cp`.
 3. **listing**: the first page (limit 100) of a directory of 10,000 files over HTTP.
    Target: <= 100 ms (median). Peer: `os.scandir` + sort (+ stat of the page's entries).
 4. **ranges**: fsspec `cat_ranges` of 1,000 ranges of 100 bytes of a 10 MiB file against
@@ -181,6 +182,21 @@ def curl_to_file(url: str, target: Path) -> float:
     return float(seconds)
 
 
+def curl_upload(source: Path, url: str) -> float:
+    """Seconds curl takes (its `time_total`) to PUT the file `source` to `url`."""
+    command = [
+        "curl", "-sS", "--noproxy", "*", "--max-time", "600", "-T", str(source),
+        "-o", "/dev/null", "-w", "%{http_code} %{time_total}", url,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=660)
+    if done.returncode != 0:
+        raise RuntimeError(f"curl -T {url} failed ({done.returncode}): {done.stderr.strip()}")
+    code, seconds = done.stdout.split()
+    if not code.startswith("2"):
+        raise RuntimeError(f"curl -T {url} answered HTTP {code}")
+    return float(seconds)
+
+
 def copy_with_cp(source: Path, target: Path) -> None:
     subprocess.run(["cp", str(source), str(target)], check=True, timeout=600)
 
@@ -261,7 +277,8 @@ class Bench(Report):
 
     def prepare(self) -> None:
         p = self.plan
-        for folder in (self.data, self.web, self.outdir, self.storage, self.local_storage):
+        for folder in (self.data, self.web / "upload", self.outdir, self.storage,
+                       self.local_storage):  # fmt: skip
             folder.mkdir(parents=True)
         started = time.perf_counter()
         blob = self.data / "blob.bin"
@@ -395,10 +412,13 @@ class Bench(Report):
         if self.nginx_url is not None:
             nginx_blob = f"{self.nginx_url}/blob.bin"
             actions["peer curl nginx"] = (lambda: curl_to_file(nginx_blob, out / "curl.bin"), [])
+            nginx_put = f"{self.nginx_url}/upload/put.bin"
+            actions["peer curl PUT nginx"] = (lambda: curl_upload(source, nginx_put), [])
 
         def cleanup(name: str) -> None:
             for path in out.iterdir():
                 path.unlink()
+            (self.web / "upload" / "put.bin").unlink(missing_ok=True)
             if name == "put HTTP":
                 self.remote.objects.rm("bench/put-http.bin")
             elif name == "put in-process":
@@ -416,7 +436,7 @@ class Bench(Report):
                     start = time.perf_counter()
                     answer = action()
                     seconds = time.perf_counter() - start
-                if name == "peer curl nginx":  # curl's own time, without its start
+                if name.startswith("peer curl"):  # curl's own time, without its start
                     seconds = cast(float, answer)
                 if name.startswith("get"):
                     target = out / ("get-http.bin" if "HTTP" in name else "get-local.bin")
@@ -458,6 +478,7 @@ class Bench(Report):
                  "in-process, the engine process is this one")  # fmt: skip
         cp = figures["peer cp"]["mb_s"]
         curl = figures.get("peer curl nginx", {}).get("mb_s")
+        curl_put = figures.get("peer curl PUT nginx", {}).get("mb_s")
         limits = {"get HTTP": GET_TARGET_MB_S, "get in-process": GET_TARGET_MB_S,
                   "put HTTP": PUT_TARGET_MB_S, "put in-process": PUT_TARGET_MB_S}  # fmt: skip
         for name, limit in limits.items():
@@ -465,6 +486,8 @@ class Bench(Report):
             state = self.target(f"SDK {name}", speed, limit, "MB/s", True)
             if name == "get HTTP" and curl is not None:
                 peer, ratio = f"curl nginx {curl:,.0f}", f"{speed / curl:.2f}x"
+            elif name == "put HTTP" and curl_put is not None:
+                peer, ratio = f"curl PUT nginx {curl_put:,.0f}", f"{speed / curl_put:.2f}x"
             else:
                 peer, ratio = f"cp {cp:,.0f}", f"{speed / cp:.2f}x"
             figures[name]["ratio_over_peer"] = float(ratio[:-1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -20,6 +21,7 @@ from .._models import (
     ShareLink,
     UploadInfo,
 )
+from .._transports._base import FileSlice
 from ._resume import forget, recall, remember, upload_key
 
 if TYPE_CHECKING:
@@ -116,24 +118,31 @@ class AsyncObjectStore:
         return target
 
     async def _get_file(self, path: str, target: Path, progress: Progress) -> None:
+        if _is_special(target):  # /dev/stdout, a FIFO: write into it, never replace it
+            await self._download(path, target, progress, stream_only=True)
+            return
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.part-{os.getpid()}")
         try:
-            transport = self._engine._transport
-            done = await transport.download_to(_op("objects.read"), {"path": path}, temp, progress)
-            if done is not None:
-                os.replace(temp, target)
-                return
-            async with transport.download(_op("objects.read"), {"path": path}) as download:
-                if download.path is not None:  # in-process: let the kernel copy it
-                    await anyio.to_thread.run_sync(_copy, download.path, temp)
-                    if progress:
-                        progress(download.size or 0, download.size)
-                else:
-                    await _write_chunks(download.chunks, temp, download.size, progress)
+            await self._download(path, temp, progress)
             os.replace(temp, target)
         finally:
             temp.unlink(missing_ok=True)
+
+    async def _download(
+        self, path: str, target: Path, progress: Progress, stream_only: bool = False
+    ) -> None:
+        transport = self._engine._transport
+        done = await transport.download_to(_op("objects.read"), {"path": path}, target, progress)
+        if done is not None:
+            return
+        async with transport.download(_op("objects.read"), {"path": path}) as download:
+            if download.path is not None and not stream_only:  # in-process: a kernel copy
+                await anyio.to_thread.run_sync(_copy, download.path, target)
+                if progress:
+                    progress(download.size or 0, download.size)
+            else:
+                await _write_chunks(download.chunks, target, download.size, progress)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -190,12 +199,11 @@ class AsyncObjectStore:
                 _op("objects.write"), {"path": path, "overwrite": overwrite}, LocalFile(source)
             )
         elif size <= SMALL:
-            with source.open("rb") as reader:
-                info = await transport.upload(
-                    _op("objects.write"),
-                    {"path": path, "overwrite": overwrite, "size": size},
-                    _read_chunks(reader, size, None),
-                )
+            info = await transport.upload(
+                _op("objects.write"),
+                {"path": path, "overwrite": overwrite, "size": size},
+                FileSlice(source, 0, size),
+            )
         else:
             return await self._resumable(source, path, overwrite, size, progress)
         if progress:
@@ -224,22 +232,20 @@ class AsyncObjectStore:
             upload = created.id
             remember(key, upload)
         failures = 0
-        with source.open("rb") as reader:
-            while offset < size:
-                try:
-                    reader.seek(offset)
-                    length = min(PATCH, size - offset)
-                    body = _read_chunks(reader, length, _shifted(progress, offset, size))
-                    reply = await self._engine._transport.upload(
-                        _op("uploads.append"), {"id": upload, "offset": offset}, body
-                    )
-                    offset = reply.offset
-                except EngineUnavailable:
-                    failures += 1
-                    if failures > _RETRIES:
-                        raise
-                    await anyio.sleep(0.2 * failures)
-                    offset = (await self._engine._call("uploads.status", id=upload)).offset
+        while offset < size:
+            try:
+                length = min(PATCH, size - offset)
+                body = FileSlice(source, offset, length, _shifted(progress, offset, size))
+                reply = await self._engine._transport.upload(
+                    _op("uploads.append"), {"id": upload, "offset": offset}, body
+                )
+                offset = reply.offset
+            except EngineUnavailable:
+                failures += 1
+                if failures > _RETRIES:
+                    raise
+                await anyio.sleep(0.2 * failures)
+                offset = (await self._engine._call("uploads.status", id=upload)).offset
         forget(key)
         return await self.info(path)
 
@@ -421,6 +427,15 @@ def _op(name: str) -> Any:
     from .._operations import OPERATIONS
 
     return OPERATIONS[name]
+
+
+def _is_special(target: Path) -> bool:
+    """A device, FIFO or socket: something to write into, not a file to replace."""
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from .._models import Response
 from .._operations import Operation
 
-__all__ = ["Download", "Transport"]
+__all__ = ["Download", "FileSlice", "Transport"]
+
+_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """An upload body that is `length` bytes of a local file from `offset`.
+
+    Over HTTP it is sent from a worker thread with blocking writes, as downloads are
+    received: no event loop turn per chunk. `progress(done, length)` follows the bytes
+    (from that thread).
+    """
+
+    path: Path
+    offset: int
+    length: int
+    progress: Callable[[int, int | None], object] | None = None
+
+    def read(self) -> Generator[bytes, None, None]:
+        """The bytes, in chunks of a few MiB (blocking reads)."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            done = 0
+            while done < self.length:
+                chunk = os.pread(fd, min(_CHUNK, self.length - done), self.offset + done)
+                if not chunk:
+                    raise OSError(f"{self.path} shrank while it was being sent")
+                done += len(chunk)
+                if self.progress is not None:
+                    self.progress(done, self.length)
+                yield chunk
+        finally:
+            os.close(fd)
 
 
 @dataclass
@@ -79,9 +115,17 @@ class Transport(ABC):
 
 
 async def as_chunks(body: Any) -> AsyncIterator[bytes]:
-    """Bytes or an async iterable of bytes, as an async iterator of bytes."""
+    """Bytes, a FileSlice or an async iterable of bytes, as an async iterator of bytes."""
     if isinstance(body, bytes | bytearray | memoryview):
         yield bytes(body)
+        return
+    if isinstance(body, FileSlice):
+        chunks = body.read()
+        try:
+            while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
+                yield chunk
+        finally:
+            chunks.close()
         return
     assert isinstance(body, AsyncIterable)
     async for chunk in body:

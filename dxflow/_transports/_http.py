@@ -25,7 +25,7 @@ from .._keys import PrivateKey, is_challenge_message
 from .._models import Challenge, Response, Token
 from .._operations import OPERATIONS, Operation
 from .._validation import validate_request
-from ._base import Download, Transport, as_chunks
+from ._base import Download, FileSlice, Transport, as_chunks
 from ._tus import tus_request, upload_info
 from ._ws import open_channel
 
@@ -232,13 +232,7 @@ class HttpTransport(Transport):
         request = validate_request(op.request, params)
         data = request.model_dump(mode="json", exclude_none=True) if request else {}
         method, path, extra = tus_request(op.name, data)
-        content = None if body is None else as_chunks(body)
-        try:
-            reply = await self._http.request(
-                method, path, headers={**headers, **extra}, content=content
-            )
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(f"lost the upload to {self.url}: {exc}") from None
+        reply = await self._send_body(method, path, {}, {**headers, **extra}, body)
         if not reply.is_success:
             if method == "HEAD":  # no body to carry the envelope
                 raise error_from_code("not_found", f"no upload {params.get('id')!r}")
@@ -254,10 +248,7 @@ class HttpTransport(Transport):
             return None
         path, data = self._prepare(op, params)
         headers = {} if op.public else await self._authorization()
-        if self._blocking is None:
-            assert self.url is not None
-            self._blocking = _blocking_client(self.url, self._verify, self._timeout)
-        client = self._blocking
+        client = self._blocking_client()
         return await anyio.to_thread.run_sync(_fetch, client, path, data, headers, target, progress)
 
     async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
@@ -268,16 +259,37 @@ class HttpTransport(Transport):
         headers["Content-Type"] = "application/octet-stream"
         if data.get("size") is not None:
             headers["Content-Length"] = str(data["size"])
-        try:
-            reply = await self._http.request(
-                op.method, path, params=data, headers=headers, content=as_chunks(body)
-            )
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(f"lost the upload to {self.url}: {exc}") from None
+        reply = await self._send_body(op.method, path, data, headers, body)
         if not reply.is_success:
             raise _error(reply)
         assert op.response is not None
         return op.response.model_validate_json(reply.content)
+
+    async def _send_body(
+        self, method: str, path: str, query: dict[str, Any], headers: dict[str, str], body: Any
+    ) -> httpx.Response:
+        """Send a request with a body; a FileSlice goes from a worker thread (see there)."""
+        try:
+            if isinstance(body, FileSlice) and self._own_connections:
+                headers["Content-Length"] = str(body.length)
+                client = self._blocking_client()
+                return await anyio.to_thread.run_sync(
+                    lambda: client.request(
+                        method, path, params=query, headers=headers, content=body.read()
+                    )
+                )
+            content = None if body is None else as_chunks(body)
+            return await self._http.request(
+                method, path, params=query, headers=headers, content=content
+            )
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"lost the upload to {self.url}: {exc}") from None
+
+    def _blocking_client(self) -> httpx.Client:
+        if self._blocking is None:
+            assert self.url is not None
+            self._blocking = _blocking_client(self.url, self._verify, self._timeout)
+        return self._blocking
 
     @asynccontextmanager
     async def channel(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Any]:

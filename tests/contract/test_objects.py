@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
+import threading
 import zipfile
 from pathlib import Path
 
@@ -87,6 +89,24 @@ def test_put_get_files_trees_streams_and_bytes(engine: Engine, tmp_path: Path) -
         engine.objects.put(b"again", "up/bytes.txt")
     engine.objects.put(b"again", "up/bytes.txt", overwrite=True)
     assert engine.objects.cat("up/bytes.txt") == b"again"
+
+
+def test_get_into_a_pipe_writes_into_it(engine: Engine, tmp_path: Path) -> None:
+    """`get(path, "/dev/stdout")` or into a FIFO streams into it; a temp file renamed over
+    it (as for regular files) would replace the device or the pipe."""
+    data = os.urandom(5 << 20)  # over the 1 MiB of a small download: the streamed path
+    engine.objects.pipe("pipe/src.bin", data)
+    (tmp_path / "out").mkdir()
+    fifo = tmp_path / "out" / "fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    engine.objects.get("pipe/src.bin", fifo)
+    reader.join(timeout=30)
+    assert received == [data]
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert os.listdir(tmp_path / "out") == ["fifo"]  # no temp file beside it
 
 
 def test_mkdir_mv_cp_rm(engine: Engine) -> None:

@@ -16,6 +16,7 @@ from dxflow import Engine
 from dxflow._api import objects as sdk_objects
 from dxflow._core import EngineCore
 from dxflow._keys import load_private_key
+from dxflow._transports._base import FileSlice
 from dxflow._transports._http import HttpTransport
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -172,19 +173,18 @@ def test_the_sdk_resumes_by_itself(
     real_upload = transport.upload
     cuts = []
 
+    class DiesMidway(FileSlice):
+        def read(self):  # type: ignore[no-untyped-def]
+            for chunk in super().read():
+                yield chunk[: len(chunk) // 2]  # half of it went out, then the network failed
+                raise httpx.WriteError("connection reset")
+
     async def flaky_upload(op, params, body):  # type: ignore[no-untyped-def]
         if op.name == "uploads.append" and len(cuts) < 2:  # the network fails, twice
             cuts.append(params["offset"])
-
-            async def dies_midway():  # type: ignore[no-untyped-def]
-                sent = 0
-                async for chunk in body:
-                    if sent >= 1 << 20:
-                        raise httpx.WriteError("connection reset")
-                    sent += len(chunk)
-                    yield chunk
-
-            return await real_upload(op, params, dies_midway())
+            assert isinstance(body, FileSlice)  # sent from a worker thread, blocking
+            cut = DiesMidway(body.path, body.offset, body.length, body.progress)
+            return await real_upload(op, params, cut)
         return await real_upload(op, params, body)
 
     transport.upload = flaky_upload  # type: ignore[method-assign]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from dxflow import EngineUnavailable, Unauthenticated
 from dxflow._keys import generate_key_pair, load_private_key
 from dxflow._operations import OPERATIONS
+from dxflow._transports._base import FileSlice, as_chunks
 from dxflow._transports._http import HttpTransport
 
 
@@ -94,3 +96,21 @@ def test_refuses_to_sign_anything_but_a_challenge(tmp_path: Path) -> None:
 def test_bad_urls_are_rejected(url: str) -> None:
     with pytest.raises(ValueError, match="must be http"):
         HttpTransport(url)
+
+
+def test_a_file_slice_reads_its_part_and_reports_progress(tmp_path: Path) -> None:
+    source = tmp_path / "data.bin"
+    data = os.urandom(9 << 20)
+    source.write_bytes(data)
+    seen: list[tuple[int, int | None]] = []
+    part = FileSlice(source, 1 << 20, 6 << 20, lambda done, total: seen.append((done, total)))
+    assert b"".join(part.read()) == data[1 << 20 : 7 << 20]
+    assert seen == [(4 << 20, 6 << 20), (6 << 20, 6 << 20)]
+
+    async def gather() -> bytes:  # the async path, for transports without a thread of their own
+        return b"".join([chunk async for chunk in as_chunks(FileSlice(source, 0, 9 << 20))])
+
+    assert anyio.run(gather) == data
+    source.write_bytes(data[: 2 << 20])  # the file shrank under the sender
+    with pytest.raises(OSError, match="shrank"):
+        b"".join(FileSlice(source, 0, 9 << 20).read())
