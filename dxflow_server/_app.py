@@ -21,9 +21,12 @@ META_ROUTES = {"/api/openapi.json"}
 
 
 def create_app(core: EngineCore) -> Starlette:
-    document = openapi_document()
+    # Made on first request, not at boot: it is a third of the time to healthy.
+    document: dict[str, object] = {}
 
     async def openapi(request: Request) -> Response:
+        if not document:
+            document.update(openapi_document())
         return JSONResponse(document)
 
     routes = [
