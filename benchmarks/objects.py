@@ -167,34 +167,27 @@ def make_tree(folder: Path, count: int) -> None:
         (folder / f"f{i:05d}.txt").write_bytes(b"%d\n" % i)
 
 
-def curl_to_file(url: str, target: Path) -> float:
-    """Seconds curl takes (its `time_total`) to download `url` into the file `target`."""
-    command = [
-        "curl", "-sS", "--noproxy", "*", "--max-time", "600", "-o", str(target),
-        "-w", "%{http_code} %{time_total}", url,
-    ]  # fmt: skip
+def _curl_seconds(*args: str) -> float:
+    """Seconds curl takes (its `time_total`, without its own start) for one transfer."""
+    command = ["curl", "-sS", "--noproxy", "*", "--max-time", "600", *args[:-1],
+               "-w", "%{http_code} %{time_total}", args[-1]]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=660)
     if done.returncode != 0:
-        raise RuntimeError(f"curl {url} failed ({done.returncode}): {done.stderr.strip()}")
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
     code, seconds = done.stdout.split()
     if not code.startswith("2"):
-        raise RuntimeError(f"curl {url} answered HTTP {code}")
+        raise RuntimeError(f"curl {' '.join(args)} answered HTTP {code}")
     return float(seconds)
+
+
+def curl_to_file(url: str, target: Path) -> float:
+    """Seconds curl takes to download `url` into the file `target`."""
+    return _curl_seconds("-o", str(target), url)
 
 
 def curl_upload(source: Path, url: str) -> float:
-    """Seconds curl takes (its `time_total`) to PUT the file `source` to `url`."""
-    command = [
-        "curl", "-sS", "--noproxy", "*", "--max-time", "600", "-T", str(source),
-        "-o", "/dev/null", "-w", "%{http_code} %{time_total}", url,
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=660)
-    if done.returncode != 0:
-        raise RuntimeError(f"curl -T {url} failed ({done.returncode}): {done.stderr.strip()}")
-    code, seconds = done.stdout.split()
-    if not code.startswith("2"):
-        raise RuntimeError(f"curl -T {url} answered HTTP {code}")
-    return float(seconds)
+    """Seconds curl takes to PUT the file `source` to `url`."""
+    return _curl_seconds("-T", str(source), "-o", "/dev/null", url)
 
 
 def copy_with_cp(source: Path, target: Path) -> None:
