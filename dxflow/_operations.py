@@ -252,9 +252,9 @@ _TABLE: tuple[Operation, ...] = (
               "Download through a share link (no credentials: the link is the key).",
               request=m.ShareToken, kind="download", public=True),
     Operation("shares.write", "PUT", "/s/{token}",
-              "Upload through a writable share link (audited, without the token).",
+              "Upload through a writable share link (audited by the link's id, never its token).",
               request=m.ShareToken, response=m.ObjectInfo, kind="upload", public=True,
-              mutating=True, idempotent=False),
+              mutating=True, idempotent=False, target="share_id"),
     # -- shells ---------------------------------------------------------------------------
     Operation("shells.create", "POST", "/api/shells",
               "Start a persistent PTY session on the host or in a workflow's container.",

@@ -197,6 +197,11 @@ class ShareToken(Request):
     start: int | None = Field(default=None, ge=0)
     end: int | None = Field(default=None, ge=0)
 
+    @property
+    def share_id(self) -> str:
+        """The link's id, without the signature that makes the token a credential."""
+        return self.token.partition(".")[0]
+
 
 class UploadCreate(Request):
     path: str = _Target

@@ -102,6 +102,11 @@ def test_share_links(engine: Engine, data: bytes, server_url: str) -> None:
         put = anonymous.put(drop.url[drop.url.index("/s/") :], content=b"a,b\n1,2\n")
         assert put.status_code == 200 and put.json()["path"] == "inbox/report.csv"
     assert engine.objects.cat("inbox/report.csv") == b"a,b\n1,2\n"
+    written = [r for r in engine.audit() if r.operation == "shares.write"]
+    assert sorted((r.identity, r.target, r.outcome) for r in written) == sorted(
+        [(None, link.id, "error:permission_denied"), (None, drop.id, "ok")]
+    )  # the refused write to a read-only link is on record too
+    assert drop.url.rpartition("/")[2] not in repr(written)  # the token is a credential
     listed = {s.id: s for s in engine.objects.shares()}
     assert listed[revocable.id].revoked and listed[link.id].uses == 2
     folder = engine.objects.share("d", max_uses=1)
