@@ -43,6 +43,7 @@ log_level = "info"
 # unzip_max_entries = 100000
 # upload_expiry = 86400     # seconds an unfinished resumable upload is kept
 # shell_scrollback = "2M"   # output each shell session keeps for reconnecting clients
+# audit_retention = "90d"   # how long audit records are kept ("0": for ever)
 
 # [profiles.public]
 # host = "0.0.0.0"
@@ -144,6 +145,8 @@ class Config:
     """Seconds an unfinished resumable upload is kept."""
     shell_scrollback: str = "2M"
     """Bytes of output each shell session keeps for reconnecting clients."""
+    audit_retention: str = "90d"
+    """How long audit records are kept (`30d`, `1w`; `0` keeps them for ever)."""
 
     @property
     def storage_root(self) -> Path:

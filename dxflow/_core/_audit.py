@@ -13,9 +13,25 @@ from ._state import State
 __all__ = ["AuditLog"]
 
 
+_PRUNE_EVERY = 3600.0
+
+
 class AuditLog:
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, retention: float = 0) -> None:
+        """`retention`: seconds a record is kept (0: for ever); older ones are pruned at
+        start-up and then hourly, as records are written."""
         self._state = state
+        self._retention = retention
+        self._pruned = 0.0
+        self.prune()
+
+    def prune(self) -> int:
+        """Remove the records older than the retention; return how many went."""
+        now = time.time()
+        self._pruned = now
+        if self._retention <= 0:
+            return 0
+        return self._state.execute("DELETE FROM audit WHERE time < ?", (now - self._retention,))
 
     def record(
         self,
@@ -29,6 +45,8 @@ class AuditLog:
     ) -> None:
         """Append one record. `identity` overrides the caller's (a claimed identity)."""
         who = identity or (ctx.identity.name if ctx and ctx.identity else None)
+        if time.time() - self._pruned > _PRUNE_EVERY:
+            self.prune()
         self._state.insert(
             "INSERT INTO audit (time, identity, operation, target, outcome, client, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",

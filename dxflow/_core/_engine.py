@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .._config import Config, atomic_write
-from .._durations import parse_size
+from .._durations import parse_duration, parse_size
 from .._exceptions import ConfigError
 from .._keys import PrivateKey, PublicKey, generate_key_pair, load_private_key, parse_public_key
 from .._permissions import Permission
@@ -75,6 +75,13 @@ def _master_key(path: Path) -> PublicKey:
         return load_private_key(path).public  # the .pub is gone or broken: derive it
 
 
+def _retention(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"audit_retention: {exc}") from None
+
+
 def _object_services(
     config: Config, state: State
 ) -> tuple[ObjectService, ShareService, UploadService]:
@@ -108,7 +115,7 @@ class EngineCore:
         home.ensure()
         self.engine_id = _engine_id(home.identity_file)
         self.state = State(home.state_db)
-        self.audit = AuditLog(self.state)
+        self.audit = AuditLog(self.state, _retention(config.audit_retention))
         self.keys = KeyRegistry(self.state)
         master = _master_key(home.master_key)
         if self.keys.get(MASTER_IDENTITY) is None:
