@@ -45,7 +45,6 @@ import asyncio
 import errno
 import os
 import posixpath
-import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -55,9 +54,10 @@ import anyio
 import fsspec
 from fsspec.asyn import AsyncFileSystem, _run_coros_in_chunks, sync, sync_wrapper
 from fsspec.callbacks import DEFAULT_CALLBACK
-from fsspec.spec import AbstractBufferedFile, _Cached
+from fsspec.spec import _Cached
 from fsspec.utils import isfilelike, tokenize
 
+from . import _filesystem_file as _file
 from ._exceptions import (
     ApiError,
     Conflict,
@@ -66,6 +66,7 @@ from ._exceptions import (
     RangeNotSatisfiable,
     error_from_code,
 )
+from ._filesystem_file import DxflowFile
 from ._operations import OPERATIONS
 
 if TYPE_CHECKING:
@@ -81,8 +82,6 @@ RANGES_BYTES = 64 << 20
 """Bytes fetched in one `cat_ranges` round trip (they travel base64 in JSON)."""
 BIG_RANGE = 16 << 20
 """A range this big is streamed as a download of its own."""
-SPOOL_MEMORY = 16 << 20
-"""A file being written stays in memory up to this size, then goes to a temp file."""
 _ENGINE_URL = ("dxflow+https://", "dxflow+http://")
 
 
@@ -457,7 +456,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         reader.seek(0)
         store = await self._store()
         with _os_errors(path):
-            if size <= SPOOL_MEMORY:
+            if size <= _file.SPOOL_MEMORY:
                 await store.pipe(path, reader.read(), overwrite=overwrite)
             else:
                 await store.put(reader, path, overwrite=overwrite)
@@ -597,48 +596,6 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         if info is not None:
             file.details = info
         return file
-
-
-class DxflowFile(AbstractBufferedFile):  # type: ignore[misc]
-    """A file of the store: reads fetch byte ranges; writes are spooled and committed
-    atomically at close (``"xb"`` refuses to replace a file, ``"ab"`` appends)."""
-
-    fs: DxflowFileSystem
-
-    def _initiate_upload(self) -> None:
-        # closed by commit() or discard()
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
-        if self.mode == "ab" and self.fs.exists(self.path):
-            self._copy_existing()
-
-    def _copy_existing(self) -> None:
-        offset, size = 0, self.fs.size(self.path)
-        while offset < size:
-            chunk = self.fs.cat_file(self.path, offset, min(offset + self.blocksize, size))
-            if not chunk:
-                break
-            self._spool.write(chunk)
-            offset += len(chunk)
-
-    def _upload_chunk(self, final: bool = False) -> bool:
-        self._spool.write(self.buffer.getbuffer())
-        if final and self.autocommit:
-            self.commit()
-        return True
-
-    def commit(self) -> None:
-        try:
-            sync(self.fs.loop, self.fs._upload, self._spool, self.path, self.mode != "xb")
-        finally:
-            self._spool.close()
-
-    def discard(self) -> None:
-        spool = getattr(self, "_spool", None)
-        if spool is not None:
-            spool.close()
-
-    def _fetch_range(self, start: int, end: int) -> bytes:
-        return bytes(self.fs.cat_file(self.path, start=start, end=end))
 
 
 def _file_size(path: str) -> int | None:

@@ -226,7 +226,7 @@ def test_writes_are_committed_at_close(dxfs: DxflowFileSystem) -> None:
 def test_a_big_write_goes_through_disk(
     dxfs: DxflowFileSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("dxflow._filesystem.SPOOL_MEMORY", 1000)
+    monkeypatch.setattr("dxflow._filesystem_file.SPOOL_MEMORY", 1000)
     data = random.Random(2).randbytes(300_000)
     with dxfs.open("w/big.bin", "wb", block_size=65536) as f:
         for offset in range(0, len(data), 7000):
