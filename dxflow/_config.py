@@ -22,9 +22,10 @@ from typing import Any
 
 from ._exceptions import ConfigError
 
-__all__ = ["DEFAULT_PORT", "Config", "Home", "atomic_write", "load_config"]
+__all__ = ["DEFAULT_PORT", "WORKFLOW_POLICIES", "Config", "Home", "atomic_write", "load_config"]
 
 DEFAULT_PORT = 7419
+WORKFLOW_POLICIES = ("privileged", "baseline", "restricted")
 
 _CONFIG_TEMPLATE = """\
 # dxflow engine configuration. Every key can be overridden by DXFLOW_<KEY>
@@ -44,6 +45,9 @@ log_level = "info"
 # upload_expiry = 86400     # seconds an unfinished resumable upload is kept
 # shell_scrollback = "2M"   # output each shell session keeps for reconnecting clients
 # audit_retention = "90d"   # how long audit records are kept ("0": for ever)
+# workflow_policy = "baseline"  # non-MASTER keys: baseline, restricted or privileged
+# run_as = "dxflow"         # OS user host shells of non-MASTER keys run as (engine run as root)
+# host_paths = ["/data"]    # host folders workflows of non-MASTER keys may bind, besides storage
 
 # [profiles.public]
 # host = "0.0.0.0"
@@ -147,6 +151,12 @@ class Config:
     """Bytes of output each shell session keeps for reconnecting clients."""
     audit_retention: str = "90d"
     """How long audit records are kept (`30d`, `1w`; `0` keeps them for ever)."""
+    workflow_policy: str = "baseline"
+    """The workflow policy profile of keys that are not MASTER and name none of their own."""
+    run_as: str = "dxflow"
+    """The OS user host shells of non-MASTER keys run as, unless their key names another."""
+    host_paths: tuple[str, ...] = ()
+    """Host folders (besides the storage root) that workflows of non-MASTER keys may bind."""
 
     @property
     def storage_root(self) -> Path:
@@ -166,6 +176,11 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             return lowered in ("1", "true", "yes", "on")
         if "int" in str(kind) and not isinstance(value, bool):
             return int(value)
+        if "tuple" in str(kind):
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError(value)
+            return tuple(item.strip() for item in items if item.strip())
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}") from None
     return value
@@ -209,4 +224,10 @@ def load_config(
             raise ConfigError(f"unknown setting {key!r}")
         if value is not None:
             values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
-    return Config(home=home, profile=profile, **values)
+    config = Config(home=home, profile=profile, **values)
+    if config.workflow_policy not in WORKFLOW_POLICIES:
+        raise ConfigError(
+            f"workflow_policy must be one of {', '.join(WORKFLOW_POLICIES)},"
+            f" got {config.workflow_policy!r}"
+        )
+    return config

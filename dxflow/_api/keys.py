@@ -19,13 +19,37 @@ __all__ = ["AsyncKeys", "Keys"]
 Permissions = Permission | str | Iterable[str]
 
 
-def _register(
-    public_key: str | os.PathLike[str], identity: str, permissions: Permissions
-) -> dict[str, Any]:
+def _names(permissions: Permissions) -> Any:
     # Names are checked by the request model, so a bad one is an InvalidRequest naming
     # the field, the same in-process and over HTTP.
-    names = permissions.names if isinstance(permissions, Permission) else permissions
-    return {"identity": identity, "public_key": read_public_key(public_key), "permissions": names}
+    return permissions.names if isinstance(permissions, Permission) else permissions
+
+
+def _register(
+    public_key: str | os.PathLike[str],
+    identity: str,
+    permissions: Permissions,
+    run_as: str | None,
+    workflow_policy: str | None,
+) -> dict[str, Any]:
+    return {
+        "identity": identity,
+        "public_key": read_public_key(public_key),
+        "permissions": _names(permissions),
+        "run_as": run_as,
+        "workflow_policy": workflow_policy,
+    }
+
+
+def _update(
+    identity: str,
+    permissions: Permissions | None,
+    run_as: str | None,
+    workflow_policy: str | None,
+) -> dict[str, Any]:
+    fields = {"permissions": None if permissions is None else _names(permissions)}
+    fields |= {"run_as": run_as, "workflow_policy": workflow_policy}
+    return {"identity": identity} | {k: v for k, v in fields.items() if v is not None}
 
 
 class _KeyGeneration:
@@ -53,10 +77,24 @@ class AsyncKeys(_KeyGeneration):
         public_key: str | os.PathLike[str],
         identity: str,
         permissions: Permissions = DEFAULT_PERMISSIONS,
+        *,
+        run_as: str | None = None,
+        workflow_policy: str | None = None,
     ) -> KeyInfo:
-        return await self._engine._call(
-            "keys.register", **_register(public_key, identity, permissions)
-        )
+        fields = _register(public_key, identity, permissions, run_as, workflow_policy)
+        return await self._engine._call("keys.register", **fields)
+
+    async def update(
+        self,
+        identity: str,
+        *,
+        permissions: Permissions | None = None,
+        run_as: str | None = None,
+        workflow_policy: str | None = None,
+    ) -> KeyInfo:
+        """Change a key; "" resets run_as or workflow_policy to the engine's default."""
+        fields = _update(identity, permissions, run_as, workflow_policy)
+        return await self._engine._call("keys.update", **fields)
 
     async def unregister(self, identity: str) -> KeyInfo:
         return await self._engine._call("keys.unregister", identity=identity)
@@ -82,8 +120,25 @@ class Keys(_KeyGeneration):
         public_key: str | os.PathLike[str],
         identity: str,
         permissions: Permissions = DEFAULT_PERMISSIONS,
+        *,
+        run_as: str | None = None,
+        workflow_policy: str | None = None,
     ) -> KeyInfo:
-        return self._engine._call("keys.register", **_register(public_key, identity, permissions))
+        fields = _register(public_key, identity, permissions, run_as, workflow_policy)
+        return self._engine._call("keys.register", **fields)
+
+    def update(
+        self,
+        identity: str,
+        *,
+        permissions: Permissions | None = None,
+        run_as: str | None = None,
+        workflow_policy: str | None = None,
+    ) -> KeyInfo:
+        """Change a key; "" resets run_as or workflow_policy to the engine's default."""
+        return self._engine._call(
+            "keys.update", **_update(identity, permissions, run_as, workflow_policy)
+        )
 
     def unregister(self, identity: str) -> KeyInfo:
         return self._engine._call("keys.unregister", identity=identity)

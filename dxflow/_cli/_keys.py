@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .._config import Home
-from .._permissions import DEFAULT_PERMISSIONS
+from .._permissions import DEFAULT_PERMISSIONS, Permission
 from ._common import Options, engine_command, handle_errors
 from ._output import emit_json, key_values, table
 
@@ -56,6 +56,23 @@ def generate(
     )
 
 
+_RUN_AS = click.option(
+    "--run-as", help="OS user the key's host shells run as (default: the engine's run_as)."
+)
+_POLICY = click.option(
+    "--workflow-policy",
+    type=click.Choice(["privileged", "baseline", "restricted", ""]),
+    help="Workflow policy profile (default: the engine's workflow_policy; MASTER: privileged).",
+)
+
+
+def _parse_permissions(permissions: str) -> Permission:
+    try:
+        return Permission.parse(permissions)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--permissions") from None
+
+
 def _show(info: object, as_json: bool) -> None:
     from .._models import KeyInfo
 
@@ -68,6 +85,8 @@ def _show(info: object, as_json: bool) -> None:
             ("type", info.key_type),
             ("fingerprint", info.fingerprint),
             ("permissions", info.permissions),
+            ("run as", info.run_as or "(engine default)"),
+            ("workflow policy", info.workflow_policy or "(engine default)"),
             ("created", info.created_at),
             ("rotated", info.rotated_at),
         ]
@@ -83,17 +102,49 @@ def _show(info: object, as_json: bool) -> None:
     show_default=True,
     help="Comma-separated: SHELL, OBJECT, WORKFLOW, PROXY, BRIDGE, PLATFORM, READ_ONLY, MASTER.",
 )
+@_RUN_AS
+@_POLICY
 @engine_command
-def register(opts: Options, public_key: str, identity: str, permissions: str) -> None:
+def register(
+    opts: Options,
+    public_key: str,
+    identity: str,
+    permissions: str,
+    run_as: str | None,
+    workflow_policy: str | None,
+) -> None:
     """Register PUBLIC_KEY (a .pub file or PEM text) as IDENTITY."""
-    from .._permissions import Permission
-
-    try:
-        parsed = Permission.parse(permissions)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--permissions") from None
+    parsed = _parse_permissions(permissions)
     with opts.engine() as engine:
-        _show(engine.keys.register(public_key, identity, parsed), opts.json)
+        info = engine.keys.register(
+            public_key, identity, parsed, run_as=run_as, workflow_policy=workflow_policy
+        )
+        _show(info, opts.json)
+
+
+@key.command()
+@click.argument("identity")
+@click.option("--permissions", help="The new permissions, comma-separated.")
+@_RUN_AS
+@_POLICY
+@engine_command
+def update(
+    opts: Options,
+    identity: str,
+    permissions: str | None,
+    run_as: str | None,
+    workflow_policy: str | None,
+) -> None:
+    """Change IDENTITY's permissions, run-as user or workflow policy ("" resets one).
+
+    Its open shells and streams are closed when its permissions change.
+    """
+    parsed = None if permissions is None else _parse_permissions(permissions)
+    with opts.engine() as engine:
+        info = engine.keys.update(
+            identity, permissions=parsed, run_as=run_as, workflow_policy=workflow_policy
+        )
+        _show(info, opts.json)
 
 
 @key.command("list")

@@ -110,7 +110,7 @@ class AuthService:
         if record is None or record.version != claims.get("kv"):
             self._reject(client, "key unregistered or rotated", str(claims.get("sub")))
             raise Unauthenticated("invalid token: its key was unregistered or rotated")
-        return Identity(record.identity, record.permissions, record.public.fingerprint)
+        return record.identity_of()
 
     def _reject(self, client: str | None, why: str, identity: str | None) -> None:
         # Failed tokens count against the client's authentication budget, which also
@@ -124,7 +124,7 @@ class AuthService:
         record = self._registry.by_fingerprint(public.fingerprint)
         if record is None:
             raise Unauthenticated(f"{_FAILED}: the key {public.fingerprint} is not registered")
-        return Identity(record.identity, record.permissions, record.public.fingerprint)
+        return record.identity_of()
 
     def _record_for(self, identity: Identity) -> KeyRecord:
         record = self._registry.get(identity.name)

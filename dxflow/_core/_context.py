@@ -16,6 +16,14 @@ class Identity:
     name: str
     permissions: Permission
     fingerprint: str | None = None
+    run_as: str | None = None
+    """The OS user this identity's host shells run as (None: the engine's default)."""
+    workflow_policy: str | None = None
+    """The workflow policy profile for this identity (None: the engine's default)."""
+
+    @property
+    def is_master(self) -> bool:
+        return Permission.MASTER in self.permissions
 
 
 @dataclass(frozen=True)

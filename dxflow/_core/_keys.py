@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 from .._exceptions import Conflict, InvalidRequest, NotFound
 from .._keys import PublicKey, parse_public_key
-from .._models import KeyInfo, KeyList, KeyRef, KeyRegister, KeyRotate
+from .._models import KeyInfo, KeyList, KeyRef, KeyRegister, KeyRotate, KeyUpdate
 from .._permissions import Permission
-from ._context import Context
+from ._context import Context, Identity
 from ._handlers import handles
 from ._state import State
 
@@ -27,6 +27,18 @@ class KeyRecord:
     permissions: Permission
     created_at: float
     rotated_at: float | None
+    run_as: str | None = None
+    workflow_policy: str | None = None
+
+    def identity_of(self) -> Identity:
+        """The Identity a request authenticated with this key acts as."""
+        return Identity(
+            self.identity,
+            self.permissions,
+            self.public.fingerprint,
+            run_as=self.run_as,
+            workflow_policy=self.workflow_policy,
+        )
 
     @functools.cached_property
     def version(self) -> str:
@@ -43,6 +55,8 @@ class KeyRecord:
             created_at=datetime.fromtimestamp(self.created_at, UTC),
             rotated_at=datetime.fromtimestamp(self.rotated_at, UTC) if self.rotated_at else None,
             public_key=self.public.pem,
+            run_as=self.run_as,
+            workflow_policy=self.workflow_policy,
         )
 
 
@@ -81,6 +95,8 @@ class KeyRegistry:
             permissions=Permission.parse(row["permissions"]),  # type: ignore[index]
             created_at=row["created_at"],  # type: ignore[index]
             rotated_at=row["rotated_at"],  # type: ignore[index]
+            run_as=row["run_as"],  # type: ignore[index]
+            workflow_policy=row["workflow_policy"],  # type: ignore[index]
         )
 
     def get(self, identity: str) -> KeyRecord | None:
@@ -91,7 +107,14 @@ class KeyRegistry:
             (r for r in self._fresh().values() if r.public.fingerprint == fingerprint), None
         )
 
-    def add(self, identity: str, public: PublicKey, permissions: Permission) -> KeyRecord:
+    def add(
+        self,
+        identity: str,
+        public: PublicKey,
+        permissions: Permission,
+        run_as: str | None = None,
+        workflow_policy: str | None = None,
+    ) -> KeyRecord:
         with self._state.transaction() as db:
             if db.execute("SELECT 1 FROM keys WHERE identity = ?", (identity,)).fetchone():
                 raise Conflict(f"identity {identity!r} is registered already", identity=identity)
@@ -101,7 +124,9 @@ class KeyRegistry:
             if taken:
                 raise Conflict(f"this public key is registered already as {taken[0]!r}")
             db.execute(
-                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO keys (identity, key_type, fingerprint, public_key, permissions,"
+                " created_at, rotated_at, run_as, workflow_policy)"
+                " VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
                 (
                     identity,
                     public.key_type,
@@ -109,6 +134,8 @@ class KeyRegistry:
                     public.pem,
                     str(permissions),
                     time.time(),
+                    run_as,
+                    workflow_policy,
                 ),
             )
         self._seen_version = None
@@ -135,7 +162,34 @@ class KeyRegistry:
     @handles("keys.register")
     def register(self, ctx: Context, request: KeyRegister) -> KeyInfo:
         permissions = Permission.parse(request.permissions)
-        return self.add(request.identity, _parse(request.public_key), permissions).info()
+        public = _parse(request.public_key)
+        return self.add(
+            request.identity, public, permissions, request.run_as, request.workflow_policy
+        ).info()
+
+    @handles("keys.update")
+    def update(self, ctx: Context, request: KeyUpdate) -> KeyInfo:
+        """Change what a key may do; fields left out keep their value, "" clears one."""
+        record = self._require(request.identity)
+        changes: dict[str, str | None] = {}
+        if request.permissions is not None:
+            if ctx.identity is not None and ctx.identity.name == record.identity:
+                raise Conflict(
+                    f"an identity cannot change its own permissions ({record.identity!r})"
+                )
+            changes["permissions"] = str(Permission.parse(request.permissions))
+        for field in ("run_as", "workflow_policy"):
+            value = getattr(request, field)
+            if value is not None:
+                changes[field] = value or None
+        if changes:
+            assignments = ", ".join(f"{column} = ?" for column in changes)
+            self._state.execute(
+                f"UPDATE keys SET {assignments} WHERE identity = ?",  # noqa: S608 - fixed names
+                (*changes.values(), record.identity),
+            )
+            self._seen_version = None
+        return self._require(record.identity).info()
 
     @handles("keys.unregister")
     def unregister(self, ctx: Context, request: KeyRef) -> KeyInfo:

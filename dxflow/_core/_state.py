@@ -72,6 +72,10 @@ _MIGRATIONS: tuple[str, ...] = (
         created_by TEXT
     );
     """,
+    """
+    ALTER TABLE keys ADD COLUMN run_as TEXT;
+    ALTER TABLE keys ADD COLUMN workflow_policy TEXT;
+    """,
 )
 
 

@@ -21,16 +21,25 @@ __all__ = [
     "KeyRef",
     "KeyRegister",
     "KeyRotate",
+    "KeyUpdate",
     "Token",
     "TokenRequest",
     "Verify",
     "WhoAmI",
+    "WorkflowPolicyName",
 ]
 
 MIN_LIFETIME = 60
 MAX_LIFETIME = 24 * 3600
 Lifetime = Field(3600, ge=MIN_LIFETIME, le=MAX_LIFETIME, description="token lifetime in seconds")
 _IDENTITY = r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
+_USER = r"^[a-z_][a-z0-9_-]{0,31}\$?$"
+RunAs = Field(
+    None,
+    pattern=_USER,
+    description="the OS user this key's host shells run as (default: the engine's run_as)",
+)
+WorkflowPolicyName = Literal["privileged", "baseline", "restricted"]
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
@@ -87,6 +96,8 @@ class KeyInfo(Response):
     created_at: datetime
     rotated_at: datetime | None = None
     public_key: str
+    run_as: str | None = None
+    workflow_policy: str | None = None
 
 
 class KeyList(Response):
@@ -101,11 +112,29 @@ class KeyRegister(Request):
     identity: str = Field(min_length=1, max_length=128, pattern=_IDENTITY)
     public_key: str = Field(min_length=32, max_length=16384, description="PEM or OpenSSH text")
     permissions: list[str] = Field(default_factory=lambda: DEFAULT_PERMISSIONS.names)
+    run_as: str | None = RunAs
+    workflow_policy: WorkflowPolicyName | None = Field(
+        None, description="the workflow policy profile (default: the engine's workflow_policy)"
+    )
 
     @field_validator("permissions", mode="before")
     @classmethod
     def _parse_permissions(cls, value: object) -> list[str]:
         return _permissions(value)
+
+
+class KeyUpdate(Request):
+    """Change a registered key; a field left out keeps its value, "" resets it to the default."""
+
+    identity: str = Field(min_length=1, max_length=128, pattern=_IDENTITY)
+    permissions: list[str] | None = None
+    run_as: str | None = Field(None, pattern=r"^$|" + _USER)
+    workflow_policy: WorkflowPolicyName | Literal[""] | None = None
+
+    @field_validator("permissions", mode="before")
+    @classmethod
+    def _parse_permissions(cls, value: object) -> list[str] | None:
+        return None if value is None else _permissions(value)
 
 
 class KeyRotate(Request):

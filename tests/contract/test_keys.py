@@ -202,3 +202,37 @@ def test_read_only_master_reads_but_changes_nothing(
     with pytest.raises(Exception, match="READ_ONLY"):
         auditor.keys.register(public, "nope")
     assert core.keys.get("nope") is None
+
+
+def test_register_and_update_run_as_and_workflow_policy(
+    engine: Engine, make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    private, public = _pair(tmp_path, "dora")
+    info = engine.keys.register(public, "dora", ["SHELL"], run_as="nobody")
+    assert (info.run_as, info.workflow_policy) == ("nobody", None)
+    info = engine.keys.update("dora", permissions=["OBJECT"], workflow_policy="restricted")
+    assert info.permissions == ["OBJECT"]
+    assert (info.run_as, info.workflow_policy) == ("nobody", "restricted")
+    info = engine.keys.update("dora", run_as="")
+    assert (info.run_as, info.workflow_policy) == (None, "restricted")
+    dora = make_engine(private)
+    assert dora.whoami().permissions == ["OBJECT"]  # the new permissions hold at once
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"run_as": "root;rm"}, {"workflow_policy": "anything"}, {"permissions": ["ROOT"]}],
+)
+def test_bad_key_update_is_rejected_and_changes_nothing(
+    engine: Engine, tmp_path: Path, fields: dict[str, object]
+) -> None:
+    _, public = _pair(tmp_path, "erin")
+    before = engine.keys.register(public, "erin", ["SHELL"])
+    with pytest.raises(InvalidRequest):
+        engine.keys.update("erin", **fields)  # type: ignore[arg-type]
+    assert engine.keys.get("erin") == before
+
+
+def test_a_master_cannot_change_its_own_permissions(engine: Engine) -> None:
+    with pytest.raises(Conflict, match="its own permissions"):
+        engine.keys.update("master", permissions=["SHELL"])
