@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from ..._exceptions import Conflict, NotFound
+from ..._exceptions import Conflict, InvalidRequest, NotFound
 from ..._models import (
     ComposeProject,
     ComposeProjectList,
@@ -42,13 +42,14 @@ from ..._models import (
     WorkflowUp,
     WorkflowUpdate,
 )
-from .._compose import LoadedProject, load_project
+from .._compose import LoadedProject, guarded_reads, load_project
 from .._context import Context
 from .._docker import DockerAdapter
 from .._groups import task_group
 from .._handlers import handles
 from .._state import State
 from ._orchestrator import Orchestrator, Plan
+from ._policy import FileGuard, PolicyRoots, check_exec_user, check_project, profile_for, refusal
 from ._spec import PROJECT_LABEL, SERVICE_LABEL
 from ._streams import LineStream, RecentKeys, docker_event_key, event_from_docker, log_line
 
@@ -56,8 +57,11 @@ __all__ = ["WorkflowService"]
 
 
 class WorkflowService:
-    def __init__(self, state: State, docker: DockerAdapter, concurrency: int = 16) -> None:
+    def __init__(
+        self, state: State, docker: DockerAdapter, policy: PolicyRoots, concurrency: int = 16
+    ) -> None:
         self._state = state
+        self._policy = policy
         self._docker = docker
         self._orchestrator = Orchestrator(docker, concurrency)
         self._loaded: dict[str, tuple[str, LoadedProject]] = {}
@@ -102,6 +106,36 @@ class WorkflowService:
             self._loaded[spec.name] = cached
         return cached[1]
 
+    # -- the policy -----------------------------------------------------------------------
+
+    def _profile(self, ctx: Context) -> str:
+        return profile_for(ctx.identity, self._policy.default)
+
+    def _admitted(self, spec: WorkflowCreate, profile: str) -> LoadedProject:
+        """`spec` loaded afresh (in a worker thread: parsing is CPU-heavy), or a 403.
+
+        Under a profile other than privileged every host file the loader would read is
+        first offered to the policy (a refused one is never opened), then the project is
+        checked; every violation is reported at once.
+        """
+        guard = FileGuard(self._policy, profile)
+        try:
+            with guarded_reads(None if profile == "privileged" else guard):
+                loaded = self._load(spec)
+        except InvalidRequest:
+            if guard.violations:  # a refused file read as empty may break the load
+                raise refusal(spec.name, profile, guard.violations) from None
+            raise
+        found = check_project(loaded.project, profile, self._policy, spec.working_dir)
+        if guard.violations or found:
+            raise refusal(spec.name, profile, [*guard.violations, *found])
+        return loaded
+
+    async def _admit(self, ctx: Context, spec: WorkflowCreate) -> LoadedProject:
+        loaded = await anyio.to_thread.run_sync(self._admitted, spec, self._profile(ctx))
+        self._loaded[spec.name] = (_fingerprint(spec), loaded)  # later calls skip the parse
+        return loaded
+
     @staticmethod
     def _info(spec: WorkflowCreate, created: float, project: ComposeProject) -> WorkflowInfo:
         return WorkflowInfo(
@@ -113,8 +147,8 @@ class WorkflowService:
         )
 
     @handles("workflows.create")
-    def create(self, ctx: Context, request: WorkflowCreate) -> WorkflowInfo:
-        loaded = self._load(request)  # validates everything before anything is stored
+    async def create(self, ctx: Context, request: WorkflowCreate) -> WorkflowInfo:
+        loaded = await self._admit(ctx, request)  # validates everything before storing
         created = time.time()
         with self._state.transaction() as db:
             if db.execute("SELECT 1 FROM workflows WHERE name = ?", (request.name,)).fetchone():
@@ -181,7 +215,8 @@ class WorkflowService:
 
     @handles("workflows.up")
     async def up(self, ctx: Context, request: WorkflowUp) -> AsyncIterator[WorkflowEvent]:
-        loaded = self._project(request.name)
+        # checked anew with the CALLER's profile: it may differ from the creator's
+        loaded = await self._admit(ctx, self._spec(request.name)[0])
         project = loaded.project
         unknown = sorted(set(request.services or ()) - set(project.services))
         if unknown:
@@ -230,11 +265,11 @@ class WorkflowService:
         return await self._each(request, lambda c, i, grace: c.api.restart(i, timeout=grace))
 
     @handles("workflows.update")
-    def update(self, ctx: Context, request: WorkflowUpdate) -> WorkflowInfo:
+    async def update(self, ctx: Context, request: WorkflowUpdate) -> WorkflowInfo:
         current, created = self._spec(request.name)
         changes = request.model_dump(exclude={"name"}, exclude_none=True)
         spec = current.model_copy(update=changes)
-        loaded = self._load(spec)  # a bad update changes nothing
+        loaded = await self._admit(ctx, spec)  # a bad update changes nothing
         self._state.execute(
             "UPDATE workflows SET spec = ? WHERE name = ?", (spec.model_dump_json(), spec.name)
         )
@@ -331,6 +366,7 @@ class WorkflowService:
 
     @handles("workflows.exec")
     async def exec(self, ctx: Context, request: WorkflowExec) -> ExecResult:
+        await self.check_entry(ctx, request.name, request.user)
         container = await self._running(request.name, request.service, request.index)
 
         def run(client: Any) -> ExecResult:
@@ -347,6 +383,18 @@ class WorkflowService:
 
         with anyio.fail_after(request.timeout):  # None: no deadline
             return await self._docker.run(run)
+
+    async def check_entry(self, ctx: Context, name: str, user: str | None = None) -> None:
+        """Refuse a way into `name`'s containers (exec, a container shell) to a caller whose
+        profile would refuse to `up` it: a baseline key must not exec into the privileged
+        container a MASTER started. Under restricted the user may not be root."""
+        profile = self._profile(ctx)
+        if profile == "privileged":
+            return
+        await self._admit(ctx, self._spec(name)[0])
+        violations = check_exec_user(user, profile)
+        if violations:
+            raise refusal(name, profile, violations)
 
     async def running_container(self, name: str, service: str, index: int = 1) -> str:
         """The id of a running replica of `service` (for exec and container shells)."""
