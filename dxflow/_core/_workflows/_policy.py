@@ -16,13 +16,14 @@ symlink inside storage that leads out is caught); no Docker.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..._config import Config
-from ..._exceptions import PermissionDenied
+from ..._exceptions import InvalidRequest, PermissionDenied
 from ..._models import ComposeProject
 from ..._models._compose import Mount, Service
+from .._compose import LoadedProject, guarded_reads
 from .._context import Identity
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "FileGuard",
     "PolicyRoots",
     "Violation",
+    "admit",
     "check_exec_user",
     "check_project",
     "profile_for",
@@ -118,23 +120,34 @@ class PolicyRoots:
             config.workflow_policy,
         )
 
-    def host_path_rule(self, path: str, *, must_exist: bool = True) -> str | None:
-        """Why `path` may not reach a container or the loader, or None when it may."""
+    def host_path_rule(
+        self, path: str, *, must_exist: bool = True, contents: bool = True
+    ) -> str | None:
+        """Why `path` may not reach a container or the loader, or None when it may.
+
+        `contents`: what is below `path` is reached too (a bind, a build context), so it
+        may not contain the engine home, the Docker socket or the private folder.
+        """
         real = _real(path)
-        moved = f" (it resolves to {real!r})" if real != os.path.normpath(path) else ""
         storage_in_home = _inside(self.storage, self.home) and self.storage != self.home
-        if _inside(self.home, real):
-            return f"contains the engine home{moved}"
-        if _inside(real, self.home) and not (storage_in_home and _inside(real, self.storage)):
-            return f"is inside the engine home{moved}"
-        if any(_inside(socket, real) for socket in self.sockets):
-            return f"is or contains the Docker socket{moved}"
         private = os.path.join(self.storage, _PRIVATE)
-        if _inside(private, real) or _inside(real, private):
-            return f"is or contains the object store's private folder {_PRIVATE}/{moved}"
+        notes = []
+        if real == self.home or (contents and _inside(self.home, real)):
+            notes.append("it is or contains the engine home")
+        elif _inside(real, self.home) and not (storage_in_home and _inside(real, self.storage)):
+            notes.append("it is inside the engine home")
+        if any(real == s or (contents and _inside(s, real)) for s in self.sockets):
+            notes.append("it is or contains the Docker socket")
+        if _inside(real, private) or (contents and _inside(private, real)):
+            notes.append(f"it is or contains the object store's private folder {_PRIVATE}/")
+        if real != os.path.normpath(path):
+            notes.append(f"it resolves to {real!r}")
+        why = f" ({'; '.join(notes)})" if notes else ""
         allowed = _inside(real, self.storage) or any(_inside(real, p) for p in self.host_paths)
         if not allowed:
-            return f"is outside the storage root and the engine's host_paths{moved}"
+            return f"is outside the storage root and the engine's host_paths{why}"
+        if len(notes) > (real != os.path.normpath(path)):  # more than where it leads
+            return f"is not allowed{why}"
         if must_exist and not os.path.exists(real):
             return "does not exist (a host path is never created for a workflow; create it first)"
         return None
@@ -151,7 +164,7 @@ class FileGuard:
     def __call__(self, path: str, where: str) -> bool:
         if self.profile == "privileged":
             return True
-        rule = self.roots.host_path_rule(path, must_exist=False)
+        rule = self.roots.host_path_rule(path, must_exist=False, contents=False)
         if rule is not None:
             self.violations.append(Violation(where or "env_file", path, rule))
         return rule is None
@@ -183,26 +196,51 @@ def refusal(name: str, profile: str, violations: list[Violation]) -> PermissionD
     return error
 
 
+def admit(
+    name: str,
+    profile: str,
+    roots: PolicyRoots,
+    load: Callable[[], LoadedProject],
+    working_dir: str | None = None,
+) -> LoadedProject:
+    """`load()` under `profile`, or a 403 listing every violation.
+
+    Every host file the loader would read is first offered to the policy (a refused one
+    is never opened); then the loaded project is checked.
+    """
+    guard = FileGuard(roots, profile)
+    try:
+        with guarded_reads(None if profile == "privileged" else guard):
+            loaded = load()
+    except InvalidRequest:
+        if guard.violations:  # a refused file, read as empty, may break the load
+            raise refusal(name, profile, guard.violations) from None
+        raise
+    found = [*guard.violations, *check_project(loaded.project, profile, roots, working_dir)]
+    if found:
+        raise refusal(name, profile, found)
+    return loaded
+
+
 def check_project(
     project: ComposeProject,
     profile: str,
     roots: PolicyRoots,
     working_dir: str | None = None,
-    env_files: Iterable[tuple[str, str]] = (),
 ) -> list[Violation]:
-    """Every violation of `profile` in `project`.
+    """Every violation of `profile` in `project` (its env files: see `FileGuard`).
 
     `working_dir` is the folder the caller chose (None: the engine's default, not the
-    caller's); `env_files` are (key path, host path) of the env files the project read.
+    caller's).
     """
     if profile == "privileged":
         return []
     found: list[Violation] = []
-    if working_dir is not None:
-        found += _paths(roots, [("working_dir", working_dir)])
-    found += _paths(roots, env_files, must_exist=False)
+    if working_dir is not None:  # only a base for relative paths: what it contains is not
+        found += _paths(roots, [("working_dir", working_dir)], contents=False)
     for kind, files in (("secrets", project.secrets), ("configs", project.configs)):
-        found += _paths(roots, [(f"{kind}.{k}.file", ref.file) for k, ref in files.items()])
+        entries = [(f"{kind}.{k}.file", ref.file) for k, ref in files.items()]
+        found += _paths(roots, entries, contents=False)
     found += list(_networks(project))
     found += list(_volumes(project, profile, roots))
     for name, service in project.services.items():
@@ -211,11 +249,11 @@ def check_project(
 
 
 def _paths(
-    roots: PolicyRoots, entries: Iterable[tuple[str, str]], must_exist: bool = True
+    roots: PolicyRoots, entries: Iterable[tuple[str, str]], contents: bool = True
 ) -> list[Violation]:
     found = []
     for where, path in entries:
-        rule = roots.host_path_rule(path, must_exist=must_exist)
+        rule = roots.host_path_rule(path, contents=contents)
         if rule is not None:
             found.append(Violation(where, path, rule))
     return found

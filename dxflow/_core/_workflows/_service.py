@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from ..._exceptions import Conflict, InvalidRequest, NotFound
+from ..._exceptions import Conflict, NotFound
 from ..._models import (
     ComposeProject,
     ComposeProjectList,
@@ -42,14 +42,14 @@ from ..._models import (
     WorkflowUp,
     WorkflowUpdate,
 )
-from .._compose import LoadedProject, guarded_reads, load_project
+from .._compose import LoadedProject, load_project
 from .._context import Context
 from .._docker import DockerAdapter
 from .._groups import task_group
 from .._handlers import handles
 from .._state import State
 from ._orchestrator import Orchestrator, Plan
-from ._policy import FileGuard, PolicyRoots, check_exec_user, check_project, profile_for, refusal
+from ._policy import PolicyRoots, admit, check_exec_user, profile_for, refusal
 from ._spec import PROJECT_LABEL, SERVICE_LABEL
 from ._streams import LineStream, RecentKeys, docker_event_key, event_from_docker, log_line
 
@@ -118,18 +118,7 @@ class WorkflowService:
         first offered to the policy (a refused one is never opened), then the project is
         checked; every violation is reported at once.
         """
-        guard = FileGuard(self._policy, profile)
-        try:
-            with guarded_reads(None if profile == "privileged" else guard):
-                loaded = self._load(spec)
-        except InvalidRequest:
-            if guard.violations:  # a refused file read as empty may break the load
-                raise refusal(spec.name, profile, guard.violations) from None
-            raise
-        found = check_project(loaded.project, profile, self._policy, spec.working_dir)
-        if guard.violations or found:
-            raise refusal(spec.name, profile, [*guard.violations, *found])
-        return loaded
+        return admit(spec.name, profile, self._policy, lambda: self._load(spec), spec.working_dir)
 
     async def _admit(self, ctx: Context, spec: WorkflowCreate) -> LoadedProject:
         loaded = await anyio.to_thread.run_sync(self._admitted, spec, self._profile(ctx))
