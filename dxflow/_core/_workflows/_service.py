@@ -111,18 +111,19 @@ class WorkflowService:
     def _profile(self, ctx: Context) -> str:
         return profile_for(ctx.identity, self._policy.default)
 
-    def _admitted(self, spec: WorkflowCreate, profile: str) -> LoadedProject:
-        """`spec` loaded afresh (in a worker thread: parsing is CPU-heavy), or a 403.
+    def _admitted(self, spec: WorkflowCreate, profile: str) -> tuple[str, LoadedProject]:
+        """`spec` loaded afresh and its fingerprint, or a 403 (see `_policy.admit`).
 
-        Under a profile other than privileged every host file the loader would read is
-        first offered to the policy (a refused one is never opened), then the project is
-        checked; every violation is reported at once.
+        Run in a worker thread: parsing a large project takes seconds of CPU.
         """
-        return admit(spec.name, profile, self._policy, lambda: self._load(spec), spec.working_dir)
+        load = lambda: self._load(spec)  # noqa: E731
+        loaded = admit(spec.name, profile, self._policy, load, spec.working_dir)
+        return _fingerprint(spec), loaded
 
     async def _admit(self, ctx: Context, spec: WorkflowCreate) -> LoadedProject:
-        loaded = await anyio.to_thread.run_sync(self._admitted, spec, self._profile(ctx))
-        self._loaded[spec.name] = (_fingerprint(spec), loaded)  # later calls skip the parse
+        """`spec` checked with the CALLER's profile (MASTER: privileged), off the event loop."""
+        key, loaded = await anyio.to_thread.run_sync(self._admitted, spec, self._profile(ctx))
+        self._loaded[spec.name] = (key, loaded)  # later calls skip the parse
         return loaded
 
     @staticmethod
