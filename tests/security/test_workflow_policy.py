@@ -284,8 +284,9 @@ def test_relative_paths_resolve_in_a_working_dir_inside_storage(
     folder = core.config.storage_root / "proj"
     (folder / "data").mkdir(parents=True)
     compose = _service(volumes=["./data:/d"])
-    info = attacker._call("workflows.create", name=name, compose=compose, working_dir=str(folder))
-    assert info.working_dir == str(folder)
+    wf = attacker.workflows.create(name, compose, working_dir=str(folder))
+    assert wf.info.working_dir == str(folder)
+    assert wf.config().services["s"].volumes[0].source == str(folder / "data")
     _refused(
         attacker,
         f"{name}x",
