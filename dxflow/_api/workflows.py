@@ -391,10 +391,16 @@ class AsyncWorkflows:
         env: Mapping[str, str] | None = None,
         env_file: Any = None,
         profiles: Iterable[str] | None = None,
+        *,
+        working_dir: str | None = None,
     ) -> AsyncWorkflow:
-        info = await self._engine._call(
-            "workflows.create", **_create_params(name, compose, env, env_file, profiles)
-        )
+        """Store a workflow. `working_dir` is a folder on the ENGINE host where relative
+        paths resolve (default: the compose file's folder); keys other than MASTER need it
+        inside the engine's storage root or host_paths (see the workflow policy)."""
+        params = _create_params(name, compose, env, env_file, profiles)
+        if working_dir is not None:
+            params["working_dir"] = working_dir
+        info = await self._engine._call("workflows.create", **params)
         return AsyncWorkflow(self._engine, info)
 
     async def get(self, name: str) -> AsyncWorkflow:
@@ -420,10 +426,16 @@ class Workflows:
         env: Mapping[str, str] | None = None,
         env_file: Any = None,
         profiles: Iterable[str] | None = None,
+        *,
+        working_dir: str | None = None,
     ) -> Workflow:
-        info = self._engine._call(
-            "workflows.create", **_create_params(name, compose, env, env_file, profiles)
-        )
+        """Store a workflow. `working_dir` is a folder on the ENGINE host where relative
+        paths resolve (default: the compose file's folder); keys other than MASTER need it
+        inside the engine's storage root or host_paths (see the workflow policy)."""
+        params = _create_params(name, compose, env, env_file, profiles)
+        if working_dir is not None:
+            params["working_dir"] = working_dir
+        info = self._engine._call("workflows.create", **params)
         return Workflow(self._engine, info)
 
     def get(self, name: str) -> Workflow:

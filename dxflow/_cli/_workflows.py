@@ -54,6 +54,10 @@ def _print_status(status: Any, as_json: bool) -> None:
 @click.option("--env-file", multiple=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--profile", "profiles", multiple=True, help="Activate a Compose profile.")
 @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for interpolation.")
+@click.option(
+    "--working-dir",
+    help="Folder on the engine host where relative paths resolve (default: FILE's folder).",
+)
 @engine_command
 def create(
     opts: Options,
@@ -62,12 +66,18 @@ def create(
     env_file: tuple[str, ...],
     profiles: tuple[str, ...],
     env: tuple[str, ...],
+    working_dir: str | None,
 ) -> None:
     """Validate and store the Compose project in FILE as workflow NAME."""
     pairs = dict(item.partition("=")[::2] for item in env)
     with opts.engine() as engine:
         wf = engine.workflows.create(
-            name, compose, env=pairs, env_file=list(env_file) or None, profiles=profiles
+            name,
+            compose,
+            env=pairs,
+            env_file=list(env_file) or None,
+            profiles=profiles,
+            working_dir=working_dir,
         )
     if opts.json:
         return emit_json(wf.info)

@@ -84,7 +84,9 @@ class Dispatcher:
     def _finish(self, ctx: Context, op: Operation, request: Request | None, error: Any) -> None:
         if self._mutating(op, request):
             outcome = "ok" if error is None else f"error:{getattr(error, 'code', 'internal')}"
-            self._audit.record(ctx, op.name, outcome, target=self._target(op, request))
+            detail = getattr(error, "audit_detail", None)  # e.g. what a workflow policy refused
+            self._audit.record(ctx, op.name, outcome, target=self._target(op, request),
+                               detail=detail)  # fmt: skip
 
     def _translate(self, op: Operation, exc: BaseException) -> ApiError:
         if isinstance(exc, ApiError):

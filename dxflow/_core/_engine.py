@@ -32,6 +32,7 @@ from ._platform import PlatformService
 from ._shells import ShellService
 from ._state import State
 from ._workflows import WorkflowService
+from ._workflows._policy import PolicyRoots
 
 __all__ = ["EngineCore"]
 
@@ -131,7 +132,9 @@ class EngineCore:
         )
         self.docker = DockerAdapter(config.docker_host)
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)
-        self.workflows = WorkflowService(self.state, self.docker, config.workflow_concurrency)
+        self.workflows = WorkflowService(
+            self.state, self.docker, PolicyRoots.from_config(config), config.workflow_concurrency
+        )
         self.objects, self.shares, self.uploads = _object_services(config, self.state)
         self.shells = _shell_service(config, self.objects.storage, self.workflows)
         handlers = collect_handlers(

@@ -158,6 +158,7 @@ class Service(Response):
     cap_add: list[str] = []
     cap_drop: list[str] = []
     privileged: bool = False
+    security_opt: list[str] = []
     ulimits: dict[str, Ulimit] = {}
     shm_size: int | None = None
     extra_hosts: list[str] = Field([], description='"host:ip" entries')

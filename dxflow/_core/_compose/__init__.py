@@ -11,7 +11,17 @@ document (``services.web.ports[1]``).
 """
 
 from ._environment import EnvironmentSources
+from ._guard import ReadGuard, guarded_reads
 from ._keys import KEYS, Key, markdown_table
 from ._loader import LoadedProject, load_project
 
-__all__ = ["KEYS", "EnvironmentSources", "Key", "LoadedProject", "load_project", "markdown_table"]
+__all__ = [
+    "KEYS",
+    "EnvironmentSources",
+    "Key",
+    "LoadedProject",
+    "ReadGuard",
+    "guarded_reads",
+    "load_project",
+    "markdown_table",
+]

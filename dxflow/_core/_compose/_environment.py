@@ -15,6 +15,7 @@ from typing import Any
 
 from ._dotenv import DotenvError, parse_dotenv
 from ._errors import child, invalid, item
+from ._guard import may_read
 from ._values import as_bool, as_str, expect_mapping, key_values
 
 __all__ = ["EnvironmentSources", "load_sources", "service_environment"]
@@ -45,6 +46,8 @@ class EnvironmentSources:
 
 
 def _read_text(path: str, where: str) -> str:
+    if not may_read(path, where):  # refused by the workflow policy: never opened
+        return ""
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.read()

@@ -118,6 +118,7 @@ _SERVICE = [
     _k(f"{_S}.cap_add", "list", "Kernel capabilities to add."),
     _k(f"{_S}.cap_drop", "list", "Kernel capabilities to drop."),
     _k(f"{_S}.privileged", "boolean", "Run privileged."),
+    _k(f"{_S}.security_opt", "list", "Security options (`no-new-privileges:true`, ...)."),
     _k(f"{_S}.ulimits", "mapping", "Resource limits by name."),
     _k(f"{_S}.ulimits.*", "integer|mapping", "A limit: one number (soft = hard) or soft/hard."),
     _k(f"{_S}.ulimits.*.soft", "integer", "Soft limit."),

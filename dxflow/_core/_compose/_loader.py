@@ -14,6 +14,7 @@ from ..._models._compose import ComposeProject, Service
 from ._environment import EnvironmentSources, load_sources
 from ._errors import invalid
 from ._graph import waves
+from ._guard import may_read
 from ._interpolate import interpolate_tree
 from ._project import ProjectInput, check_project_name, normalize_project
 from ._validate import validate_document
@@ -112,6 +113,8 @@ def _read(compose: PathLike | Mapping[str, Any]) -> tuple[Any, str | None]:
         _check_size(document)
         return document, None
     path = os.path.abspath(os.fspath(compose))
+    if not may_read(path, "compose"):  # refused by the workflow policy: never opened
+        return None, path
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()

@@ -203,6 +203,7 @@ _SIMPLE: dict[str, Reader] = {
     "cap_add": as_str_list,
     "cap_drop": as_str_list,
     "privileged": as_bool,
+    "security_opt": as_str_list,
     "ulimits": _ulimits,
     "shm_size": as_bytes,
     "extra_hosts": _extra_hosts,

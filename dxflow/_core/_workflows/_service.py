@@ -49,6 +49,7 @@ from .._groups import task_group
 from .._handlers import handles
 from .._state import State
 from ._orchestrator import Orchestrator, Plan
+from ._policy import PolicyRoots, admit, check_exec_user, profile_for, refusal
 from ._spec import PROJECT_LABEL, SERVICE_LABEL
 from ._streams import LineStream, RecentKeys, docker_event_key, event_from_docker, log_line
 
@@ -56,8 +57,11 @@ __all__ = ["WorkflowService"]
 
 
 class WorkflowService:
-    def __init__(self, state: State, docker: DockerAdapter, concurrency: int = 16) -> None:
+    def __init__(
+        self, state: State, docker: DockerAdapter, policy: PolicyRoots, concurrency: int = 16
+    ) -> None:
         self._state = state
+        self._policy = policy
         self._docker = docker
         self._orchestrator = Orchestrator(docker, concurrency)
         self._loaded: dict[str, tuple[str, LoadedProject]] = {}
@@ -102,6 +106,31 @@ class WorkflowService:
             self._loaded[spec.name] = cached
         return cached[1]
 
+    # -- the policy -----------------------------------------------------------------------
+
+    def _profile(self, ctx: Context) -> str:
+        return profile_for(ctx.identity, self._policy.default)
+
+    def _admitted(self, spec: WorkflowCreate, profile: str) -> tuple[str, LoadedProject]:
+        """`spec` loaded afresh and its fingerprint, or a 403 (see `_policy.admit`).
+
+        Run in a worker thread: parsing a large project takes seconds of CPU. Under
+        privileged an unchanged project is not parsed again; under other profiles it is,
+        with the policy guarding every file read, and its host paths are resolved anew.
+        """
+        key = _fingerprint(spec)
+        cached = self._loaded.get(spec.name)
+        if profile == "privileged" and cached is not None and cached[0] == key:
+            return cached
+        load = lambda: self._load(spec)  # noqa: E731
+        return key, admit(spec.name, profile, self._policy, load, spec.working_dir)
+
+    async def _admit(self, ctx: Context, spec: WorkflowCreate) -> LoadedProject:
+        """`spec` checked with the CALLER's profile (MASTER: privileged), off the event loop."""
+        key, loaded = await anyio.to_thread.run_sync(self._admitted, spec, self._profile(ctx))
+        self._loaded[spec.name] = (key, loaded)  # later calls skip the parse
+        return loaded
+
     @staticmethod
     def _info(spec: WorkflowCreate, created: float, project: ComposeProject) -> WorkflowInfo:
         return WorkflowInfo(
@@ -113,8 +142,8 @@ class WorkflowService:
         )
 
     @handles("workflows.create")
-    def create(self, ctx: Context, request: WorkflowCreate) -> WorkflowInfo:
-        loaded = self._load(request)  # validates everything before anything is stored
+    async def create(self, ctx: Context, request: WorkflowCreate) -> WorkflowInfo:
+        loaded = await self._admit(ctx, request)  # validates everything before storing
         created = time.time()
         with self._state.transaction() as db:
             if db.execute("SELECT 1 FROM workflows WHERE name = ?", (request.name,)).fetchone():
@@ -181,7 +210,8 @@ class WorkflowService:
 
     @handles("workflows.up")
     async def up(self, ctx: Context, request: WorkflowUp) -> AsyncIterator[WorkflowEvent]:
-        loaded = self._project(request.name)
+        # checked anew with the CALLER's profile: it may differ from the creator's
+        loaded = await self._admit(ctx, self._spec(request.name)[0])
         project = loaded.project
         unknown = sorted(set(request.services or ()) - set(project.services))
         if unknown:
@@ -230,11 +260,11 @@ class WorkflowService:
         return await self._each(request, lambda c, i, grace: c.api.restart(i, timeout=grace))
 
     @handles("workflows.update")
-    def update(self, ctx: Context, request: WorkflowUpdate) -> WorkflowInfo:
+    async def update(self, ctx: Context, request: WorkflowUpdate) -> WorkflowInfo:
         current, created = self._spec(request.name)
         changes = request.model_dump(exclude={"name"}, exclude_none=True)
         spec = current.model_copy(update=changes)
-        loaded = self._load(spec)  # a bad update changes nothing
+        loaded = await self._admit(ctx, spec)  # a bad update changes nothing
         self._state.execute(
             "UPDATE workflows SET spec = ? WHERE name = ?", (spec.model_dump_json(), spec.name)
         )
@@ -331,6 +361,7 @@ class WorkflowService:
 
     @handles("workflows.exec")
     async def exec(self, ctx: Context, request: WorkflowExec) -> ExecResult:
+        await self.check_entry(ctx, request.name, request.user)
         container = await self._running(request.name, request.service, request.index)
 
         def run(client: Any) -> ExecResult:
@@ -347,6 +378,18 @@ class WorkflowService:
 
         with anyio.fail_after(request.timeout):  # None: no deadline
             return await self._docker.run(run)
+
+    async def check_entry(self, ctx: Context, name: str, user: str | None = None) -> None:
+        """Refuse a way into `name`'s containers (exec, a container shell) to a caller whose
+        profile would refuse to `up` it: a baseline key must not exec into the privileged
+        container a MASTER started. Under restricted the user may not be root."""
+        profile = self._profile(ctx)
+        if profile == "privileged":
+            return
+        await self._admit(ctx, self._spec(name)[0])
+        violations = check_exec_user(user, profile)
+        if violations:
+            raise refusal(name, profile, violations)
 
     async def running_container(self, name: str, service: str, index: int = 1) -> str:
         """The id of a running replica of `service` (for exec and container shells)."""

@@ -152,6 +152,7 @@ def _host_config(project: ComposeProject, service: Service, network: str | None)
         "CapAdd": service.cap_add or None,
         "CapDrop": service.cap_drop or None,
         "Privileged": service.privileged,
+        "SecurityOpt": service.security_opt or None,
         "Ulimits": [{"Name": k, "Soft": v.soft, "Hard": v.hard} for k, v in service.ulimits.items()]
         or None,
         "ShmSize": service.shm_size,

@@ -1,0 +1,388 @@
+"""The workflow policy: what a Compose project may ask of the host, by profile.
+
+Modelled on Kubernetes Pod Security Standards. ``privileged`` allows anything (MASTER
+always has it). ``baseline`` (the default of every other key) refuses what reaches the
+host: privileged containers, host namespaces, capabilities beyond Docker's default set,
+devices, unconfining security options, the Docker socket, and host paths (bind sources,
+env files, build contexts, secret and config files, the working folder) outside the
+storage root and the operator's ``host_paths``, the engine home above all.
+``restricted`` adds: no bind mounts, ``no-new-privileges``, a non-root user, ``cap_drop:
+[ALL]`` and no added capability but NET_BIND_SERVICE.
+
+Pure functions over the normalized project and the file system (``realpath``, so a
+symlink inside storage that leads out is caught); no Docker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ..._config import Config
+from ..._exceptions import InvalidRequest, PermissionDenied
+from ..._models import ComposeProject
+from ..._models._compose import Mount, Service
+from .._compose import LoadedProject, guarded_reads
+from .._context import Identity
+
+__all__ = [
+    "PROFILES",
+    "FileGuard",
+    "PolicyRoots",
+    "Violation",
+    "admit",
+    "check_exec_user",
+    "check_project",
+    "profile_for",
+    "refusal",
+]
+
+PROFILES = ("privileged", "baseline", "restricted")
+
+# Docker's default capability set (moby's oci/caps/defaults.go).
+DEFAULT_CAPABILITIES = frozenset({
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+})  # fmt: skip
+RESTRICTED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock")
+_NETWORK_MODES = ("none", "bridge", "default")
+_NO_NEW_PRIVILEGES = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
+_CONFINING = ("apparmor=docker-default", "apparmor:docker-default", "no-new-privileges:false",
+              "no-new-privileges=false")  # fmt: skip
+_REMOTE = ("http://", "https://", "git://", "git@", "ssh://", "github.com/")
+_PRIVATE = ".dxflow"  # the object store's own folder (objects._paths.PRIVATE)
+MAX_MESSAGE = 4000
+_FIX = (
+    "keep host paths in the storage root or a folder listed in the engine's host_paths; "
+    "a MASTER key can set another policy: dxflow key update NAME --workflow-policy PROFILE"
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    path: str
+    """The Compose key path (``services.web.volumes[0]``)."""
+    value: object
+    rule: str
+
+    def text(self, profile: str) -> str:
+        return f"{self.path}: {self.value!r} {self.rule} (policy {profile})"
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.expanduser(path))
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class PolicyRoots:
+    """The host folders the policy rules on, resolved once (realpath)."""
+
+    storage: str
+    home: str
+    host_paths: tuple[str, ...] = ()
+    sockets: tuple[str, ...] = DOCKER_SOCKETS
+    default: str = "baseline"
+
+    @classmethod
+    def create(
+        cls,
+        storage: str | os.PathLike[str],
+        home: str | os.PathLike[str],
+        host_paths: Iterable[str] = (),
+        docker_host: str | None = None,
+        default: str = "baseline",
+    ) -> PolicyRoots:
+        sockets = {*DOCKER_SOCKETS, *(_real(s) for s in DOCKER_SOCKETS)}
+        host = docker_host or os.environ.get("DOCKER_HOST") or ""
+        if host.startswith("unix://"):
+            sockets |= {host.removeprefix("unix://"), _real(host.removeprefix("unix://"))}
+        return cls(
+            storage=_real(os.fspath(storage)),
+            home=_real(os.fspath(home)),
+            host_paths=tuple(_real(p) for p in host_paths),
+            sockets=tuple(sorted(sockets)),
+            default=default,
+        )
+
+    @classmethod
+    def from_config(cls, config: Config) -> PolicyRoots:
+        return cls.create(
+            config.storage_root,
+            config.home.root,
+            config.host_paths,
+            config.docker_host,
+            config.workflow_policy,
+        )
+
+    def host_path_rule(
+        self, path: str, *, must_exist: bool = True, contents: bool = True
+    ) -> str | None:
+        """Why `path` may not reach a container or the loader, or None when it may.
+
+        `contents`: what is below `path` is reached too (a bind, a build context), so it
+        may not contain the engine home, the Docker socket or the private folder.
+        """
+        real = _real(path)
+        storage_in_home = _inside(self.storage, self.home) and self.storage != self.home
+        private = os.path.join(self.storage, _PRIVATE)
+        notes = []
+        if real == self.home or (contents and _inside(self.home, real)):
+            notes.append("it is or contains the engine home")
+        elif _inside(real, self.home) and not (storage_in_home and _inside(real, self.storage)):
+            notes.append("it is inside the engine home")
+        if any(real == s or (contents and _inside(s, real)) for s in self.sockets):
+            notes.append("it is or contains the Docker socket")
+        if _inside(real, private) or (contents and _inside(private, real)):
+            notes.append(f"it is or contains the object store's private folder {_PRIVATE}/")
+        if real != os.path.normpath(path):
+            notes.append(f"it resolves to {real!r}")
+        why = f" ({'; '.join(notes)})" if notes else ""
+        allowed = _inside(real, self.storage) or any(_inside(real, p) for p in self.host_paths)
+        if not allowed:
+            return f"is outside the storage root and the engine's host_paths{why}"
+        if len(notes) > (real != os.path.normpath(path)):  # more than where it leads
+            return f"is not allowed{why}"
+        if must_exist and not os.path.exists(real):
+            return "does not exist (a host path is never created for a workflow; create it first)"
+        return None
+
+
+@dataclass
+class FileGuard:
+    """The loader's read guard (see `_compose._guard`): records each refused file."""
+
+    roots: PolicyRoots
+    profile: str
+    violations: list[Violation] = field(default_factory=list)
+
+    def __call__(self, path: str, where: str) -> bool:
+        if self.profile == "privileged":
+            return True
+        rule = self.roots.host_path_rule(path, must_exist=False, contents=False)
+        if rule is not None:
+            self.violations.append(Violation(where or "env_file", path, rule))
+        return rule is None
+
+
+def profile_for(identity: Identity | None, default: str) -> str:
+    """MASTER (and the engine's own calls) is always privileged; else the key's, else default."""
+    if identity is None or identity.is_master:
+        return "privileged"
+    return identity.workflow_policy or default
+
+
+def refusal(name: str, profile: str, violations: list[Violation]) -> PermissionDenied:
+    """One 403 listing every violation (capped), with the detail the audit record keeps."""
+    texts = [v.text(profile) for v in violations]
+    shown: list[str] = []
+    size = 0
+    for text in texts:
+        if size + len(text) > MAX_MESSAGE and shown:
+            break
+        shown.append(text)
+        size += len(text) + 2
+    more = f"; and {len(texts) - len(shown)} more" if len(shown) < len(texts) else ""
+    message = f"workflow {name!r} is refused: {'; '.join(shown)}{more}. Fix: {_FIX}"
+    error = PermissionDenied(
+        message, workflow=name, policy=profile, violations=[v.path for v in violations[:100]]
+    )
+    error.audit_detail = "; ".join(shown) + more  # type: ignore[attr-defined]
+    return error
+
+
+def admit(
+    name: str,
+    profile: str,
+    roots: PolicyRoots,
+    load: Callable[[], LoadedProject],
+    working_dir: str | None = None,
+) -> LoadedProject:
+    """`load()` under `profile`, or a 403 listing every violation.
+
+    Every host file the loader would read is first offered to the policy (a refused one
+    is never opened); then the loaded project is checked.
+    """
+    guard = FileGuard(roots, profile)
+    try:
+        with guarded_reads(None if profile == "privileged" else guard):
+            loaded = load()
+    except InvalidRequest:
+        if guard.violations:  # a refused file, read as empty, may break the load
+            raise refusal(name, profile, guard.violations) from None
+        raise
+    found = [*guard.violations, *check_project(loaded.project, profile, roots, working_dir)]
+    if found:
+        raise refusal(name, profile, found)
+    return loaded
+
+
+def check_project(
+    project: ComposeProject,
+    profile: str,
+    roots: PolicyRoots,
+    working_dir: str | None = None,
+) -> list[Violation]:
+    """Every violation of `profile` in `project` (its env files: see `FileGuard`).
+
+    `working_dir` is the folder the caller chose (None: the engine's default, not the
+    caller's).
+    """
+    if profile == "privileged":
+        return []
+    found: list[Violation] = []
+    if working_dir is not None:  # only a base for relative paths: what it contains is not
+        found += _paths(roots, [("working_dir", working_dir)], contents=False)
+    for kind, files in (("secrets", project.secrets), ("configs", project.configs)):
+        entries = [(f"{kind}.{k}.file", ref.file) for k, ref in files.items()]
+        found += _paths(roots, entries, contents=False)
+    found += list(_networks(project))
+    found += list(_volumes(project, profile, roots))
+    for name, service in project.services.items():
+        found += list(_service(f"services.{name}", service, profile, roots))
+    return found
+
+
+def _paths(
+    roots: PolicyRoots, entries: Iterable[tuple[str, str]], contents: bool = True
+) -> list[Violation]:
+    found = []
+    for where, path in entries:
+        rule = roots.host_path_rule(path, contents=contents)
+        if rule is not None:
+            found.append(Violation(where, path, rule))
+    return found
+
+
+def _networks(project: ComposeProject) -> Iterator[Violation]:
+    for key, network in project.networks.items():
+        if network.driver == "host":
+            yield Violation(f"networks.{key}.driver", "host", "shares the host's network")
+        elif network.external and network.name == "host":
+            yield Violation(f"networks.{key}.name", "host", "is the host's network")
+
+
+def _volumes(project: ComposeProject, profile: str, roots: PolicyRoots) -> Iterator[Violation]:
+    """A local volume with `o: bind` (or `type: none`) is a bind mount by another name."""
+    for key, volume in project.volumes.items():
+        opts = volume.driver_opts
+        if volume.driver not in (None, "local") or not opts:
+            continue
+        where = f"volumes.{key}.driver_opts"
+        device = opts.get("device", "")
+        binds = "bind" in opts.get("o", "").split(",") or opts.get("type") in ("none", "bind")
+        if binds and profile == "restricted":
+            yield Violation(where, device, "is a bind mount; bind mounts are not allowed")
+        elif binds:
+            yield from _paths(roots, [(f"{where}.device", device)])
+        elif device.startswith("/") and opts.get("type") not in ("tmpfs", None):
+            yield Violation(f"{where}.device", device, "mounts a host device")
+
+
+def _service(where: str, service: Service, profile: str, roots: PolicyRoots) -> Iterator[Violation]:
+    if service.privileged:
+        yield Violation(f"{where}.privileged", True, "is not allowed")
+    yield from _network_mode(where, service.network_mode)
+    yield from _capabilities(where, service, profile)
+    for index, device in enumerate(service.devices):
+        rule = "maps a host device (GPUs: deploy.resources.reservations.devices or gpus)"
+        yield Violation(f"{where}.devices[{index}]", device, rule)
+    for index, mount in enumerate(service.volumes):
+        yield from _mount(f"{where}.volumes[{index}]", mount, profile, roots)
+    if service.build is not None:
+        yield from _build(f"{where}.build", service, roots)
+    yield from _security_opt(where, service.security_opt, profile)
+    if profile == "restricted":
+        yield from _user(where, service.user)
+
+
+def _network_mode(where: str, mode: str | None) -> Iterator[Violation]:
+    if mode is None or mode in _NETWORK_MODES or mode.startswith("service:"):
+        return
+    if mode == "host":
+        rule = "shares the host's network namespace"
+    elif mode.startswith("container:"):
+        rule = "joins a container the workflow does not own (use `service:NAME`)"
+    else:
+        rule = "joins a network by name (attach through `networks:`)"
+    yield Violation(f"{where}.network_mode", mode, rule)
+
+
+def _capability(name: str) -> str:
+    name = name.strip().upper()
+    return name.removeprefix("CAP_")
+
+
+def _capabilities(where: str, service: Service, profile: str) -> Iterator[Violation]:
+    allowed = RESTRICTED_CAPABILITIES if profile == "restricted" else DEFAULT_CAPABILITIES
+    for index, cap in enumerate(service.cap_add):
+        if _capability(cap) not in allowed:
+            rule = (
+                "is not allowed (only NET_BIND_SERVICE may be added)"
+                if profile == "restricted"
+                else "is not in Docker's default capability set"
+            )
+            yield Violation(f"{where}.cap_add[{index}]", cap, rule)
+    if profile == "restricted" and "ALL" not in {_capability(c) for c in service.cap_drop}:
+        rule = "must drop ALL capabilities (add `cap_drop: [ALL]`)"
+        yield Violation(f"{where}.cap_drop", service.cap_drop, rule)
+
+
+def _mount(where: str, mount: Mount, profile: str, roots: PolicyRoots) -> Iterator[Violation]:
+    if mount.type != "bind" or mount.source is None:
+        return
+    if profile == "restricted":
+        yield Violation(where, mount.source, "is a bind mount; bind mounts are not allowed")
+    else:
+        yield from _paths(roots, [(where, mount.source)])
+
+
+def _build(where: str, service: Service, roots: PolicyRoots) -> Iterator[Violation]:
+    assert service.build is not None
+    context = service.build.context
+    if context.startswith(_REMOTE):
+        return
+    yield from _paths(roots, [(f"{where}.context", context)])
+    dockerfile = os.path.join(context, service.build.dockerfile)
+    if not _inside(_real(dockerfile), _real(context)):
+        rule = "is outside the build context"
+        yield Violation(f"{where}.dockerfile", service.build.dockerfile, rule)
+
+
+def _security_opt(where: str, options: list[str], profile: str) -> Iterator[Violation]:
+    for index, option in enumerate(options):
+        text = option.strip().lower()
+        if text not in _NO_NEW_PRIVILEGES and text not in _CONFINING:
+            rule = "unconfines or replaces the default confinement"
+            yield Violation(f"{where}.security_opt[{index}]", option, rule)
+        elif profile == "restricted" and text.endswith("false"):
+            yield Violation(f"{where}.security_opt[{index}]", option, "must not be false")
+    enabled = any(o.strip().lower() in _NO_NEW_PRIVILEGES for o in options)
+    if profile == "restricted" and not enabled:
+        rule = "must include no-new-privileges (add `security_opt: [no-new-privileges:true]`)"
+        yield Violation(f"{where}.security_opt", options, rule)
+
+
+def _is_root(user: str) -> bool:
+    uid = user.split(":", 1)[0].strip()
+    return uid in ("", "0", "root")
+
+
+def _user(where: str, user: str | None) -> Iterator[Violation]:
+    if user is None:
+        rule = 'must be set to a non-root user (add `user: "1000:1000"`)'
+        yield Violation(f"{where}.user", None, rule)
+    elif _is_root(user):
+        yield Violation(f"{where}.user", user, "is root; the user must not be root")
+
+
+def check_exec_user(user: str | None, profile: str) -> list[Violation]:
+    """Under restricted an exec may not run as root (the service's user is never root)."""
+    if profile == "restricted" and user is not None and _is_root(user):
+        return [Violation("user", user, "is root; the user must not be root")]
+    return []
