@@ -78,6 +78,10 @@ def _show(info: ShellInfo, as_json: bool) -> None:
     ]  # fmt: skip
     if info.workflow:
         pairs.append(("container", f"{info.workflow}/{info.service}"))
+    if info.owner:
+        pairs.append(("owner", info.owner))
+    if info.user:
+        pairs.append(("runs as", info.user))
     if info.state != "running":
         pairs += [("exit code", _exit_cell(info)), ("exited", info.exited)]
     if info.error:

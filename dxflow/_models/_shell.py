@@ -65,6 +65,11 @@ class ShellInfo(Response):
     cols: int
     workflow: str | None = None
     service: str | None = None
+    owner: str | None = None
+    """The identity that created the session (only it and MASTER see the session)."""
+    user: str | None = None
+    """The OS user a host session runs as, for keys that are not MASTER (None: the
+    engine's user, or a container's)."""
 
 
 class ShellList(Response):

@@ -22,6 +22,7 @@ import pytest
 from dxflow import Engine, EngineUnavailable, NotFound, Permission, PermissionDenied
 from dxflow._core import EngineCore
 from dxflow._keys import generate_key_pair, load_private_key
+from dxflow.models import ShellRef
 
 from ..conftest import EngineFactory, KeyFactory, RestClient
 from ..docker.images import BUSYBOX_IMAGE
@@ -94,6 +95,9 @@ def test_a_shell_key_cannot_read_the_engine_secrets(
 ) -> None:  # fmt: skip
     sh = _engine_as(core, make_engine, tmp_path, Permission.SHELL).shells.create("attack")
     assert sh.info.state == "running" and sh.info.pid
+    assert (sh.info.user, sh.info.owner) == (RUN_AS, core.shells.get(
+        core.local_context(), ShellRef(name="attack")).owner)  # fmt: skip
+    assert sh.info.owner and sh.info.owner.startswith("key")
     assert _uid_of(sh.info.pid) == run_as_user.pw_uid  # the process itself, not just `id`
     assert sh.run("id -u").output == f"{run_as_user.pw_uid}\n"
     assert "0" not in sh.run("id -G").output.split()  # no root group either

@@ -121,7 +121,7 @@ class ShellService:
             error=state.get("error"), created=when(state["created"]),
             exited=when(state.get("exited_at")), clients=state.get("clients", 0),
             rows=state["rows"], cols=state["cols"], workflow=state.get("workflow"),
-            service=state.get("service"),
+            service=state.get("service"), owner=state.get("owner"), user=state.get("user"),
         )  # fmt: skip
 
     def _names(self) -> list[str]:
@@ -134,18 +134,22 @@ class ShellService:
         name = request.name or self._free_name()
         if self._path(name, ".json").exists() or self._path(name, ".sock").exists():
             raise Conflict(f"a shell session named {name!r} exists", name=name)
-        spec = {
+        spec: dict[str, Any] = {
             "name": name, "dir": str(self._dir), "cwd": request.cwd,
             "rows": request.rows, "cols": request.cols,
             "scrollback": request.scrollback or self._scrollback,
-            "record": str(self._record_path(request.record)) if request.record else None,
             "idle_timeout": request.idle_timeout, "term": "xterm-256color",
         }  # fmt: skip
         if request.workflow is not None:
             spec.update(await self._container(request))
         else:
             spec.update(self._host(ctx, request))
-        meta = {"workflow": request.workflow, "service": request.service, "owner": _owner(ctx)}
+        # Only once the session can start: a refusal leaves no folder behind.
+        spec["record"] = str(self._record_path(request.record)) if request.record else None
+        meta = {
+            "workflow": request.workflow, "service": request.service, "owner": _owner(ctx),
+            "user": (spec.get("user") or {}).get("name"),
+        }  # fmt: skip
         self._path(name, ".meta.json").write_text(json.dumps(meta))
         try:
             proc = wire.spawn(sys.executable, spec, self._path(name, ".spec.json"),
