@@ -88,6 +88,8 @@ def _check_spec_types(spec: dict[str, Any]) -> None:
 
 def _become(user: dict[str, Any]) -> None:
     """Drop to `user` for good: groups, then gid, then uid (real, effective and saved)."""
+    if os.getuid() == os.geteuid() == user["uid"]:
+        return  # an engine that is not root, running sessions as its own user
     os.initgroups(user["name"], user["gid"])
     os.setresgid(user["gid"], user["gid"], user["gid"])
     os.setresuid(user["uid"], user["uid"], user["uid"])
