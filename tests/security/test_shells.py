@@ -102,6 +102,11 @@ def test_a_shell_key_cannot_read_the_engine_secrets(
     assert sh.run("id -u").output == f"{run_as_user.pw_uid}\n"
     assert "0" not in sh.run("id -G").output.split()  # no root group either
     assert sh.run("pwd").output == f"{run_as_user.pw_dir}\n"
+    # Nothing of the holder leaks in: the terminal (0-2) and bash's own copy (255) only.
+    assert set(os.listdir(f"/proc/{sh.info.pid}/fd")) <= {"0", "1", "2", "255"}
+    if os.path.exists("/var/run/docker.sock"):  # Docker is root: the user must not reach it
+        docker = sh.run("[ -w /var/run/docker.sock ] && echo reachable || echo refused")
+        assert docker.output == "refused\n"
     for target in (home / "keys" / "master.pem", home / "secrets" / "token.key"):
         stolen = sh.run(f"cat {target}")
         assert stolen.exit_code != 0 and "Permission denied" in stolen.output, stolen
@@ -114,6 +119,8 @@ def test_a_shell_key_cannot_read_the_engine_secrets(
         line.split("=", 1) for line in sh.run("env").output.splitlines() if "=" in line
     )  # fmt: skip
     assert not [key for key in env if key.startswith("DXFLOW_")], env
+    clean = {"HOME", "USER", "LOGNAME", "SHELL", "PATH", "TERM", "LANG"}
+    assert clean <= set(env) <= clean | {"PWD", "OLDPWD", "SHLVL", "_"}, env  # bash's own
     assert canary not in json.dumps(env)
     assert (env["HOME"], env["USER"], env["LOGNAME"]) == (run_as_user.pw_dir, RUN_AS, RUN_AS)
     sh.remove()
