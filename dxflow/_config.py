@@ -99,10 +99,17 @@ class Home:
     runtime_file = property(lambda self: self.root / "run" / "engine.json")
 
     def ensure(self) -> None:
-        """Create the home's folders (private to the engine user) and its config file."""
+        """Create the home's folders (private to the engine user) and its config file.
+
+        The home and its secret folders are made 0700 even when they already existed
+        looser: the OS users that shells of keys other than MASTER run as must not read
+        the keys, the token secret or the shells' sockets.
+        """
         try:
             for folder in (self.root, self.keys_dir, self.secrets_dir, self.run_dir):
                 folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                if folder.stat().st_mode & 0o077:
+                    folder.chmod(0o700)
             self.logs_dir.mkdir(exist_ok=True)
             if not self.config_file.exists():
                 atomic_write(self.config_file, _CONFIG_TEMPLATE.format(port=DEFAULT_PORT).encode())

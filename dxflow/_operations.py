@@ -45,6 +45,10 @@ class Operation:
     """The request field that names what the call acts on, for the audit log."""
     writes_when: str | None = None
     """A boolean request field that makes an otherwise read-only call mutating."""
+    also_requires: tuple[tuple[str, Permission], ...] = ()
+    """(field, permission) pairs: when the request sets `field` (not None, empty or
+    false), the caller needs `permission` too (a shell in a workflow's container needs
+    WORKFLOW). The dispatcher checks them, like `permission`."""
     custom_route: bool = False
     """Served by a hand-written route (a protocol of its own, e.g. tus), not a generated one."""
     path_params: tuple[str, ...] = field(init=False)
@@ -263,7 +267,8 @@ _TABLE: tuple[Operation, ...] = (
     Operation("shells.create", "POST", "/api/shells",
               "Start a persistent PTY session on the host or in a workflow's container.",
               request=m.ShellCreate, response=m.ShellInfo, permission=_SHELL,
-              mutating=True, idempotent=False, target="name"),
+              mutating=True, idempotent=False, target="name",
+              also_requires=(("workflow", _WORKFLOW), ("record", _OBJECT))),
     Operation("shells.list", "GET", "/api/shells", "Sessions, running and exited.",
               response=m.ShellList, permission=_SHELL),
     Operation("shells.get", "GET", "/api/shells/{name}", "One session.",

@@ -124,6 +124,8 @@ def openapi_document() -> dict[str, Any]:
             "x-dxflow-mutating": op.mutating,
             "x-dxflow-kind": op.kind,
         }
+        if op.also_requires:  # field -> the permission setting it needs besides
+            entry["x-dxflow-also-requires"] = {f: str(p) for f, p in op.also_requires}
         if request_schema and not op.body_in_query:
             entry["requestBody"] = _body(op, request_schema)
         if op.kind == "upload":

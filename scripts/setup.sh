@@ -10,8 +10,9 @@
 #
 # Steps: find Python >= 3.11 ($PYTHON, python3, python3.14 ... python3.11); make .venv;
 # pip-install the project (skipped while .venv/.dxflow-stamp matches pyproject.toml and
-# the mode); make sure a Docker Engine answers, installing docker.io and starting dockerd
-# as root (scripts/start-dockerd.sh). Safe to re-run: a second run takes well under a second.
+# the mode); as root, create the unprivileged system user `dxflow` (host shells of keys
+# that are not MASTER run as it); make sure a Docker Engine answers, installing docker.io
+# and starting dockerd as root (scripts/start-dockerd.sh). Safe to re-run: a second run takes well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -177,7 +178,22 @@ if [ "$DEV" = 1 ]; then
     fi
 fi
 
-# ---------------------------------------------------------------------------- 5. Docker
+# ---------------------------------------------------------------------------- 5. run-as user
+# Host shells of keys that are not MASTER run as an unprivileged OS user (the engine's
+# `run_as`, "dxflow" by default; docs/security.md). Where the engine runs as root, make it.
+if is_root; then
+    if id -u dxflow >/dev/null 2>&1; then
+        : # already there
+    elif command -v useradd >/dev/null 2>&1; then
+        say "creating the system user dxflow (host shells of keys that are not MASTER run as it)"
+        useradd --system --user-group --create-home --shell /bin/bash dxflow ||
+            warn "useradd dxflow failed: host shells of keys that are not MASTER will be refused"
+    else
+        warn "no useradd: create an unprivileged user dxflow for the host shells of keys that are not MASTER"
+    fi
+fi
+
+# ---------------------------------------------------------------------------- 6. Docker
 docker_fail() {
     if [ "$REQUIRE_DOCKER" = 1 ]; then die "$1"; else warn "$1 (continuing: only what needs Docker will not work)"; fi
 }

@@ -136,6 +136,8 @@ def _fields(schema: Schema) -> str:
 
 def _operation(method: str, path: str, op: Schema, schemas: Schema) -> list[str]:
     permission = op.get("x-dxflow-permission") or "any identity"
+    for field, needed in op.get("x-dxflow-also-requires", {}).items():
+        permission += f"; also `{needed}` when `{field}` is set"
     mutating = op.get("x-dxflow-mutating")
     facts = [
         ["Operation", f"`{op['operationId']}`"],

@@ -78,6 +78,10 @@ def _show(info: ShellInfo, as_json: bool) -> None:
     ]  # fmt: skip
     if info.workflow:
         pairs.append(("container", f"{info.workflow}/{info.service}"))
+    if info.owner:
+        pairs.append(("owner", info.owner))
+    if info.user:
+        pairs.append(("runs as", info.user))
     if info.state != "running":
         pairs += [("exit code", _exit_cell(info)), ("exited", info.exited)]
     if info.error:
@@ -115,7 +119,8 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 @shell_group.command()
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
-@click.option("--workflow", help="Open the session in a container of this workflow...")
+@click.option("--workflow", help="Open the session in a container of this workflow "
+              "(needs WORKFLOW too)...")  # fmt: skip
 @click.option("--service", help="...running this service (give both).")
 @click.option("--cwd", metavar="DIR", help="Start in this folder.")
 @click.option("-e", "--env", multiple=True, callback=_pairs, metavar="KEY=VALUE",
@@ -124,14 +129,18 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
               help="The terminal's size until a client connects.")  # fmt: skip
 @click.option("--cols", default=80, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--record", metavar="PATH",
-              help="Record the session (asciicast v2) to PATH in the object store.")  # fmt: skip
+              help="Record the session (asciicast v2) to PATH in the object store "
+              "(needs OBJECT too).")  # fmt: skip
 @click.option("--idle-timeout", metavar="SECONDS", callback=_seconds,
               help="End it after this long without clients or output (90, 30m).")  # fmt: skip
 @engine_command
 def create(opts: Options, name: str, command: tuple[str, ...], workflow: str | None,
            service: str | None, cwd: str | None, env: dict[str, str], rows: int, cols: int,
            record: str | None, idle_timeout: float | None) -> None:  # fmt: skip
-    """Start the session NAME running CMD (default: your login shell; `sh` in a container).
+    """Start the session NAME running CMD (default: the login shell; `sh` in a container).
+
+    On the host, a key that is not MASTER runs as its run-as OS user (`key register
+    --run-as`, else the engine's `run_as`), in that user's home, with a clean environment.
 
     Put CMD after `--` when it has options: `dxflow shell create build -- bash -l`.
     A program that cannot start leaves a `failed` session (exit 1); `prune` forgets it.

@@ -17,7 +17,7 @@ from typing import Any
 from .._exceptions import ApiError, InternalError, PermissionDenied, Unauthenticated
 from .._models import Request, Response
 from .._operations import Operation
-from .._permissions import check_permission
+from .._permissions import Permission, check_permission
 from .._validation import validate_request
 from ._audit import AuditLog
 from ._context import Context
@@ -50,25 +50,31 @@ class Dispatcher:
         self.authorize(ctx, op)
         request = validate_request(op.request, payload)
         if op.writes_when and not op.public and self._mutating(op, request):
-            self._authorize(ctx, op, True)  # e.g. a writable share: READ_ONLY may not
+            self._authorize(ctx, op, True, op.permission)  # a writable share: not READ_ONLY
+        for field, needed in op.also_requires:  # e.g. a shell in a workflow's container
+            if getattr(request, field, None) not in (None, "", False):
+                self._authorize(ctx, op, op.mutating, needed, f" with {field}")
         return request
 
     def authorize(self, ctx: Context, op: Operation) -> None:
         """The permission check alone, for routes that parse a protocol of their own
         (tus) and must refuse a stranger before they look at the request."""
         if not op.public:
-            self._authorize(ctx, op, op.mutating)
+            self._authorize(ctx, op, op.mutating, op.permission)
 
-    def _authorize(self, ctx: Context, op: Operation, mutating: bool) -> None:
+    def _authorize(
+        self, ctx: Context, op: Operation, mutating: bool, required: Permission | None,
+        why: str = "",
+    ) -> None:  # fmt: skip
         if ctx.identity is None:
             # Not audited: no credentials were presented, and anyone could make
             # the log grow at line rate. Failed credentials are (see AuthService).
             raise Unauthenticated(f"{op.name} needs authentication")
-        missing = check_permission(ctx.identity.permissions, op.permission, mutating)
+        missing = check_permission(ctx.identity.permissions, required, mutating)
         if missing is not None:
-            self._audit.record(ctx, op.name, "denied", detail=f"needs {missing}")
+            self._audit.record(ctx, op.name, "denied", detail=f"needs {missing}{why}")
             raise PermissionDenied(
-                f"{op.name} needs {missing}; identity {ctx.identity.name!r} has "
+                f"{op.name}{why} needs {missing}; identity {ctx.identity.name!r} has "
                 f"{ctx.identity.permissions}",
                 operation=op.name,
                 permission=missing,

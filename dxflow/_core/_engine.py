@@ -104,7 +104,9 @@ def _shell_service(config: Config, storage: Storage, workflows: WorkflowService)
         scrollback = parse_size(config.shell_scrollback)
     except ValueError as exc:
         raise ConfigError(f"shell_scrollback: {exc}") from None
-    return ShellService(config.home.run_dir / "shells", storage, scrollback, workflows)
+    return ShellService(
+        config.home.run_dir / "shells", storage, scrollback, workflows, config.run_as
+    )
 
 
 class EngineCore:

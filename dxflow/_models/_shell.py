@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -24,6 +24,8 @@ __all__ = [
     "ShellRun",
 ]
 
+_EnvName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^=\s\x00#][^=\s\x00]*$")]
+"""A variable's name: no `=`, white space or NUL (nor a leading `#`: an env file's comment)."""
 _NAME = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _BYTES = ConfigDict(extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
@@ -33,9 +35,10 @@ class ShellCreate(Request):
                              pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # fmt: skip
     """None: the engine picks one (`sh-1`, `sh-2`, ...)."""
     command: str | None = Field(default=None, min_length=1, max_length=4096)
-    """None: the engine user's login shell (`/bin/sh` where there is none)."""
+    """None: the login shell of the user the session runs as (`/bin/sh` where there is
+    none): MASTER's sessions run as the engine user, other keys' as their run-as user."""
     args: list[str] = Field(default_factory=list, max_length=1000)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[_EnvName, str] = Field(default_factory=dict)
     cwd: str | None = Field(default=None, max_length=4096)
     rows: int = Field(default=24, ge=1, le=1000)
     cols: int = Field(default=80, ge=1, le=1000)
@@ -62,6 +65,11 @@ class ShellInfo(Response):
     cols: int
     workflow: str | None = None
     service: str | None = None
+    owner: str | None = None
+    """The identity that created the session (only it and MASTER see the session)."""
+    user: str | None = None
+    """The OS user a host session runs as, for keys that are not MASTER (None: the
+    engine's user, or a container's)."""
 
 
 class ShellList(Response):

@@ -18,6 +18,7 @@ from dxflow._core import Context, EngineCore
 from dxflow._exceptions import ApiError
 from dxflow._keys import load_private_key
 from dxflow._operations import OPERATIONS, Operation
+from dxflow.models import ShellRef
 
 from ..conftest import KeyFactory, RestClient
 
@@ -166,3 +167,59 @@ def test_denials_are_audited(rest: RestClient, core: EngineCore, make_key: KeyFa
     rows = core.state.query("SELECT identity, operation, outcome, client FROM audit")
     denied = [r for r in rows if tuple(r)[:3] == (record.identity, "keys.list", "denied")]
     assert len(denied) == 1 and denied[0]["client"].startswith("127.0.0.1:")
+
+
+CONDITIONAL = [
+    (op, field, needed) for op in OPERATIONS.values() for field, needed in op.also_requires
+]
+
+
+def _probe(op: Operation, field: str) -> dict[str, object]:
+    """A request that sets `field` and is otherwise valid (the check comes before the
+    handler, which may then refuse it for its own reasons)."""
+    assert op.request is not None
+    payload: dict[str, object] = {field: "probe"}
+    if op.name == "shells.create" and field == "workflow":
+        payload["service"] = "probe"
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("op", "field", "needed"), CONDITIONAL, ids=[f"{o.name}:{f}" for o, f, _ in CONDITIONAL]
+)
+def test_conditional_requirements(
+    rest: RestClient, core: EngineCore, make_key: KeyFactory, op: Operation, field: str,
+    needed: Permission,
+) -> None:  # fmt: skip
+    """`also_requires`: setting the field needs the extra permission, at both doors."""
+    assert op.permission is not None
+    for granted, refused in [
+        (op.permission, True),
+        (op.permission | needed, False),
+        (Permission.MASTER, False),
+    ]:
+        pair = make_key(granted)
+        identity = core.auth.identity_for_key(load_private_key(pair.private).public)
+        record = core.keys.get(identity.name)
+        assert record is not None
+        headers = {"Authorization": f"Bearer {core.auth.issue(record, 600).token}"}
+        status, body = rest.status(op.method, _path(op), headers=headers, json=_probe(op, field))
+        try:
+            anyio.run(_call_with, core, Context(identity, client="local"), op, _probe(op, field))
+        except PermissionDenied as exc:
+            assert refused and exc.details["permission"] == str(needed), (op.name, exc)
+            assert f"with {field} needs {needed}" in exc.message
+        except ApiError:
+            assert not refused, op.name
+        else:
+            assert not refused, op.name
+        if refused:
+            assert status == 403 and str(needed) in json.loads(body)["error"]["message"]
+        else:
+            assert status not in (401, 403), (op.name, str(granted), status, body)
+    for leftover in core.shells.list(core.local_context(), None).shells:
+        anyio.run(core.shells.remove, core.local_context(), ShellRef(name=leftover.name))
+
+
+async def _call_with(core: EngineCore, ctx: Context, op: Operation, payload: object) -> None:
+    await core.dispatcher.call(ctx, op, payload)

@@ -127,8 +127,12 @@ def test_attach_two_clients_offsets_and_exit(shell: Shell, engine: Engine) -> No
 def test_read_only_keys_watch_but_never_type(
     make_engine: EngineFactory, make_key: KeyFactory, shell: Shell
 ) -> None:
-    viewer = make_engine(make_key(Permission.SHELL | Permission.READ_ONLY).private)
+    # An auditor (MASTER,READ_ONLY) sees every session; a SHELL,READ_ONLY key only its own
+    # (see tests/security/test_shells.py for owners).
+    viewer = make_engine(make_key(Permission.MASTER | Permission.READ_ONLY).private)
     assert [s.name for s in viewer.shells.list()] == ["t1"]
+    stranger = make_engine(make_key(Permission.SHELL | Permission.READ_ONLY).private)
+    assert stranger.shells.list() == []
     with pytest.raises(PermissionDenied, match="READ_ONLY"):
         viewer.shells.create("nope", command="/bin/sh")
     with pytest.raises(PermissionDenied, match="READ_ONLY"):

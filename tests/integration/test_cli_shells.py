@@ -313,8 +313,9 @@ def test_connect_with_a_read_only_key_watches(
     booted: Booted, terminals: list[Terminal], tmp_path: Path
 ) -> None:
     made = json.loads(run("key", "generate", "viewer", "--dir", tmp_path, "--json").stdout)
+    # An auditor: a SHELL,READ_ONLY key sees only its own sessions (it can make none).
     run("key", "register", made["public"], "--identity", "viewer",
-        "--permissions", "SHELL,READ_ONLY", "--home", booted.home)  # fmt: skip
+        "--permissions", "MASTER,READ_ONLY", "--home", booted.home)  # fmt: skip
     create_sh(booted, "v1")
     term = Terminal("shell", "connect", "v1", "--url", booted.url, "--key", made["private"])
     terminals.append(term)

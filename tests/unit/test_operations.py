@@ -55,6 +55,9 @@ def test_table_rows_are_consistent() -> None:
             assert named or isinstance(getattr(op.request, op.target, None), property), op.name
         if op.writes_when is not None:
             assert op.request is not None and op.writes_when in op.request.model_fields, op.name
+        for field, needed in op.also_requires:  # a field the dispatcher can read
+            assert not op.public and op.request is not None, op.name
+            assert field in op.request.model_fields and needed != op.permission, op.name
         # Share links live outside /api: short, and served without credentials.
         assert op.path.startswith("/api/") or (op.public and op.path.startswith("/s/")), op.name
 

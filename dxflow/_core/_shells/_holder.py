@@ -14,7 +14,12 @@ Spec file (JSON, mode 0600, deleted once read)::
 
     {"name", "dir", "command": [argv...], "env": {...}, "cwd": str|null, "rows", "cols",
      "scrollback": bytes (2 MiB), "record": asciicast path|null,
-     "idle_timeout": seconds|null, "term": "xterm-256color"}
+     "idle_timeout": seconds|null, "term": "xterm-256color",
+     "user": {"name", "uid", "gid", "home"}|null}
+
+With ``user``, the child switches to that user (groups, gid, uid) before it enters
+``cwd`` (default: the user's home) and execs: the holder stays the engine's, the session
+is the user's. ``env`` is then the whole environment (the engine builds a clean one).
 
 Files in ``dir``: ``NAME.sock`` (unix socket, 0600, bound before the state file is
 written) and ``NAME.json`` (state, 0600, written atomically on every change of state,

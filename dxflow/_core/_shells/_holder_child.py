@@ -73,15 +73,75 @@ def _check_spec_types(spec: dict[str, Any]) -> None:
     timeout = spec.get("idle_timeout")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise ValueError(f"idle_timeout must be a positive number or null, got {timeout!r}")
-    for key in ("cwd", "record", "term"):
+    for key in ("cwd", "record", "term", "env_file"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise ValueError(f"{key} must be a string or null")
+    user = spec.get("user")
+    if user is not None and not (
+        isinstance(user, dict)
+        and isinstance(user.get("name"), str)
+        and isinstance(user.get("home"), str)
+        and all(_is_int(user.get(key)) and user[key] > 0 for key in ("uid", "gid"))
+    ):
+        raise ValueError("user must be null or {name, uid, gid, home} with uid and gid > 0")
+
+
+def _become(user: dict[str, Any]) -> None:
+    """Drop to `user` for good: groups, then gid, then uid (real, effective and saved)."""
+    if os.getuid() == os.geteuid() == user["uid"]:
+        return  # an engine that is not root, running sessions as its own user
+    os.initgroups(user["name"], user["gid"])
+    os.setresgid(user["gid"], user["gid"], user["gid"])
+    os.setresuid(user["uid"], user["uid"], user["uid"])
+    if os.getuid() != user["uid"] or os.geteuid() != user["uid"]:  # never exec as root
+        raise PermissionError(errno.EPERM, "the user switch did not hold")
+
+
+ENV_FILE_FD = 3  # the engine's argv names /dev/fd/3 (see _runas.py)
+
+
+def _env_pipe(data: bytes) -> None:
+    """Put `data` in a pipe readable at ENV_FILE_FD: variables, never on an argv."""
+    read, write = os.pipe()
+    if len(data) > 4096:
+        with contextlib.suppress(OSError):  # room for all of it: nobody reads yet
+            fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, len(data) + 4096)
+    os.set_blocking(write, False)
+    view = memoryview(data)
+    while view:  # BlockingIOError (a full pipe) fails the start, never hangs it
+        view = view[os.write(write, view) :]
+    os.close(write)
+    if read != ENV_FILE_FD:
+        os.dup2(read, ENV_FILE_FD)
+        os.close(read)
+    os.set_inheritable(ENV_FILE_FD, True)
+
+
+def _enter_home(home: str) -> None:
+    try:
+        os.chdir(home)
+    except OSError:  # a system user made without --create-home: start at /
+        os.chdir("/")
+
+
+def _tty_group() -> int:
+    import grp  # only for run-as sessions
+
+    try:
+        return grp.getgrnam("tty").gr_gid
+    except KeyError:
+        return -1  # no tty group here: keep the terminal's group
 
 
 def _failure(stage: str, target: str, error: OSError) -> tuple[int, str]:
-    """Exit code and message for a child that could not enter its folder or exec."""
+    """Exit code and message for a child that could not switch user, enter its folder
+    or exec."""
     code = error.errno
     denied = code in (errno.EACCES, errno.EPERM)
+    if stage == "user":
+        return 126, f"cannot run as user {target}: {error.strerror}"
+    if stage == "env":
+        return 126, f"cannot pass the variables to {target}: {error.strerror}"
     if stage == "cwd":
         messages = {
             errno.ENOENT: "no such directory",
@@ -130,9 +190,15 @@ class Child:
     def __init__(self, spec: dict[str, Any], rows: int, cols: int) -> None:
         self.command: list[str] = spec["command"]
         self.cwd: str | None = spec.get("cwd")
-        self.env: dict[str, str] = dict(spec.get("env") or os.environ)
+        env = spec.get("env")
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
         self.env["TERM"] = spec.get("term") or "xterm-256color"
+        self.user: dict[str, Any] | None = spec.get("user")
+        self.env_file: str | None = spec.get("env_file")
         self.master, slave = os.openpty()
+        if self.user is not None:  # the terminal is the user's, as login(1) makes it
+            os.fchown(slave, self.user["uid"], _tty_group())
+            os.fchmod(slave, 0o620)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, _winsize(rows, cols))
         attributes = termios.tcgetattr(slave)
         attributes[0] |= getattr(
@@ -155,10 +221,18 @@ class Child:
             os.close(report_r)
             _default_signals()
             os.login_tty(slave)  # new session, controlling terminal, stdin/out/err
-            stage, target = "cwd", self.cwd or ""
+            stage, target = "user", (self.user or {}).get("name", "")
             try:
+                if self.user is not None:
+                    _become(self.user)
+                stage, target = "cwd", self.cwd or ""
                 if self.cwd:
-                    os.chdir(self.cwd)
+                    os.chdir(self.cwd)  # as the user: a folder they cannot enter fails
+                elif self.user is not None:
+                    _enter_home(self.user["home"])
+                if self.env_file is not None:
+                    stage, target = "env", "docker exec --env-file"
+                    _env_pipe(self.env_file.encode())
                 stage, target = "exec", self.command[0]
                 os.execvpe(self.command[0], self.command, self.env)  # noqa: S606
             except OSError as error:

@@ -40,6 +40,7 @@ from .._handlers import handles
 from .._objects import Storage
 from . import _wire as wire
 from ._link import HolderLink
+from ._runas import ENV_FILE_FD, container_env_file, resolve_run_as
 from ._script import RunScript
 
 __all__ = ["ShellService"]
@@ -55,6 +56,10 @@ def _login_shell() -> str:
     return shell if shell and os.access(shell, os.X_OK) else "/bin/sh"
 
 
+def _is_master(ctx: Context) -> bool:
+    return ctx.identity is None or ctx.identity.is_master
+
+
 def _signal_number(name: str) -> int:
     if name.isdigit():
         return int(name)
@@ -66,10 +71,13 @@ def _signal_number(name: str) -> int:
 
 class ShellService:
     def __init__(
-        self, folder: Path, storage: Storage, scrollback: int, workflows: Any = None
-    ) -> None:
+        self, folder: Path, storage: Storage, scrollback: int, workflows: Any = None,
+        run_as: str = "dxflow",
+    ) -> None:  # fmt: skip
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.chmod(0o700)  # sockets and specs: the engine's alone
         self._dir = folder
+        self._run_as = run_as
         self._storage = storage
         self._scrollback = scrollback
         self._workflows = workflows
@@ -93,6 +101,16 @@ class ShellService:
             state.setdefault("error", "the session's holder process is gone")
         return state  # type: ignore[no-any-return]
 
+    def _owned(self, ctx: Context, name: str) -> dict[str, Any]:
+        """The session's state, if the caller may see it: its owner's, or MASTER's.
+
+        Another identity's session is answered exactly like a missing one.
+        """
+        state = self._state(name)
+        if not _is_master(ctx) and state.get("owner") != _owner(ctx):
+            raise NotFound(f"no shell session {name!r}", name=name)
+        return state
+
     def _info(self, state: dict[str, Any]) -> ShellInfo:
         def when(stamp: float | None) -> datetime | None:
             return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
@@ -103,7 +121,7 @@ class ShellService:
             error=state.get("error"), created=when(state["created"]),
             exited=when(state.get("exited_at")), clients=state.get("clients", 0),
             rows=state["rows"], cols=state["cols"], workflow=state.get("workflow"),
-            service=state.get("service"),
+            service=state.get("service"), owner=state.get("owner"), user=state.get("user"),
         )  # fmt: skip
 
     def _names(self) -> list[str]:
@@ -116,17 +134,22 @@ class ShellService:
         name = request.name or self._free_name()
         if self._path(name, ".json").exists() or self._path(name, ".sock").exists():
             raise Conflict(f"a shell session named {name!r} exists", name=name)
-        command, extra = await self._command(request)
-        spec = {
-            "name": name, "dir": str(self._dir), "command": command,
-            "env": {**os.environ, "TERM": "xterm-256color", **request.env, **extra},
-            "cwd": request.cwd if request.workflow is None else None,
+        spec: dict[str, Any] = {
+            "name": name, "dir": str(self._dir), "cwd": request.cwd,
             "rows": request.rows, "cols": request.cols,
             "scrollback": request.scrollback or self._scrollback,
-            "record": str(self._record_path(request.record)) if request.record else None,
             "idle_timeout": request.idle_timeout, "term": "xterm-256color",
         }  # fmt: skip
-        meta = {"workflow": request.workflow, "service": request.service}
+        if request.workflow is not None:
+            spec.update(await self._container(request))
+        else:
+            spec.update(self._host(ctx, request))
+        # Only once the session can start: a refusal leaves no folder behind.
+        spec["record"] = str(self._record_path(request.record)) if request.record else None
+        meta = {
+            "workflow": request.workflow, "service": request.service, "owner": _owner(ctx),
+            "user": (spec.get("user") or {}).get("name"),
+        }  # fmt: skip
         self._path(name, ".meta.json").write_text(json.dumps(meta))
         try:
             proc = wire.spawn(sys.executable, spec, self._path(name, ".spec.json"),
@@ -149,41 +172,59 @@ class ShellService:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
-    async def _command(self, request: ShellCreate) -> tuple[list[str], dict[str, str]]:
-        if request.workflow is None:
-            if request.service is not None:
-                raise InvalidRequest("service: give workflow too (the service's workflow)")
-            return [request.command or _login_shell(), *request.args], {}
+    def _host(self, ctx: Context, request: ShellCreate) -> dict[str, Any]:
+        """A host session: MASTER's as the engine user, anyone else's as their run-as user."""
+        if request.service is not None:
+            raise InvalidRequest("service: give workflow too (the service's workflow)")
+        if _is_master(ctx):
+            env = {**os.environ, "TERM": "xterm-256color", **request.env}
+            return {"command": [request.command or _login_shell(), *request.args], "env": env}
+        assert ctx.identity is not None
+        user = resolve_run_as(ctx.identity, self._run_as)
+        return {
+            "command": [request.command or user.shell, *request.args],
+            "env": user.environment(request.env), "user": user.spec(),
+        }  # fmt: skip
+
+    async def _container(self, request: ShellCreate) -> dict[str, Any]:
+        """`docker exec` on the host; the variables' values travel in a pipe, not argv."""
         if request.service is None:
             raise InvalidRequest("workflow: give service too (which container to open)")
         docker = shutil.which("docker")
         if docker is None:
             raise InvalidRequest("a shell in a container needs the docker CLI on the engine")
+        assert request.workflow is not None
+        env_file = container_env_file(request.env)
         container = await self._workflows.running_container(request.workflow, request.service)
-        argv = [docker, "exec", "-it", "-e", "TERM=xterm-256color"]
-        for key, value in request.env.items():
-            argv += ["-e", f"{key}={value}"]
+        argv = [docker, "exec", "-it", "--env=TERM=xterm-256color"]
+        if env_file:
+            argv.append(f"--env-file=/dev/fd/{ENV_FILE_FD}")
         if request.cwd:
-            argv += ["-w", request.cwd]
-        return [*argv, container, request.command or "sh", *request.args], {}
+            argv.append(f"--workdir={request.cwd}")
+        return {
+            "command": [*argv, container, request.command or "sh", *request.args],
+            "env": {**os.environ, "TERM": "xterm-256color"}, "cwd": None,
+            "env_file": env_file or None,
+        }  # fmt: skip
 
     @handles("shells.list")
     def list(self, ctx: Context, request: None) -> ShellList:
+        """The caller's sessions (MASTER: every session)."""
         infos = []
         for name in self._names():
             with contextlib.suppress(NotFound):
-                infos.append(self._info(self._state(name)))
+                infos.append(self._info(self._owned(ctx, name)))
         return ShellList(shells=infos)
 
     @handles("shells.get")
     def get(self, ctx: Context, request: ShellRef) -> ShellInfo:
-        return self._info(self._state(request.name))
+        return self._info(self._owned(ctx, request.name))
 
     @handles("shells.remove")
     async def remove(self, ctx: Context, request: ShellRef) -> ShellInfo:
-        info = self._info(self._state(request.name))
+        info = self._info(self._owned(ctx, request.name))
         with contextlib.suppress(OSError, EOFError):
-            async with self.link(request.name, None, quiet=True) as link:
+            async with self.link(ctx, request.name, None, quiet=True) as link:
                 await link.send(wire.QUIT, b"")
                 with anyio.move_on_after(5):
                     await link.wait_closed()
@@ -205,49 +246,49 @@ class ShellService:
     # -- talking to a session -------------------------------------------------------------
 
     def link(
-        self, name: str, offset: int | None, mode: str = "rw", quiet: bool = False
+        self, ctx: Context, name: str, offset: int | None, mode: str = "rw", quiet: bool = False
     ) -> contextlib.AbstractAsyncContextManager[HolderLink]:
         """Connect to a session's holder (an async context manager giving a HolderLink)."""
-        self._state(name)  # NotFound first
+        self._owned(ctx, name)  # NotFound first, also for another identity's session
         return HolderLink.open(self._path(name, ".sock"), offset, mode, quiet)
 
     @handles("shells.send")
     async def send(self, ctx: Context, request: ShellInput) -> ShellInfo:
-        async with self.link(request.name, None, quiet=True) as link:
+        async with self.link(ctx, request.name, None, quiet=True) as link:
             await link.require_running(request.name)
             await link.send(wire.INPUT, request.data)
             await link.ping()  # the input is written once the holder has answered
-        return self._info(self._state(request.name))
+        return self._info(self._owned(ctx, request.name))
 
     @handles("shells.read")
     async def read(self, ctx: Context, request: ShellRead) -> ShellOutput:
-        async with self.link(request.name, request.offset) as link:
+        async with self.link(ctx, request.name, request.offset) as link:
             return await link.collect(request.offset, request.timeout, request.limit)
 
     @handles("shells.resize")
     async def resize(self, ctx: Context, request: ShellResize) -> ShellInfo:
-        async with self.link(request.name, None, quiet=True) as link:
+        async with self.link(ctx, request.name, None, quiet=True) as link:
             await link.send_json(wire.RESIZE, {"rows": request.rows, "cols": request.cols})
             await link.ping()
-        return self._info(self._state(request.name))
+        return self._info(self._owned(ctx, request.name))
 
     @handles("shells.kill")
     async def kill(self, ctx: Context, request: ShellKill) -> ShellInfo:
         number = _signal_number(request.signal)
-        async with self.link(request.name, None, quiet=True) as link:
+        async with self.link(ctx, request.name, None, quiet=True) as link:
             await link.require_running(request.name)
             await link.send_json(wire.KILL, {"signal": number})
             await link.ping()
         with anyio.move_on_after(2):  # most signals end the process: report it ended
             # The holder, another process, writes the state: there is no event to wait on.
-            while self._state(request.name)["state"] == "running":  # noqa: ASYNC110
+            while self._owned(ctx, request.name)["state"] == "running":  # noqa: ASYNC110
                 await anyio.sleep(0.02)
-        return self._info(self._state(request.name))
+        return self._info(self._owned(ctx, request.name))
 
     @handles("shells.run")
     async def run(self, ctx: Context, request: ShellRun) -> ShellResult:
         script = RunScript(request.cmd)
-        async with self.link(request.name, None, quiet=True) as link:
+        async with self.link(ctx, request.name, None, quiet=True) as link:
             await link.require_running(request.name)
             await link.send(wire.INPUT, script.lines())
             try:
@@ -266,7 +307,7 @@ class ShellService:
         self, ctx: Context, request: ShellRead, writable: bool
     ) -> contextlib.AbstractAsyncContextManager[HolderLink]:
         """A channel: the holder's frames, both ways (see HolderLink)."""
-        return self.link(request.name, request.offset, "rw" if writable else "ro")
+        return self.link(ctx, request.name, request.offset, "rw" if writable else "ro")
 
     # -- housekeeping ---------------------------------------------------------------------
 
@@ -275,6 +316,10 @@ class ShellService:
         for name, proc in list(self._holders.items()):
             if proc.poll() is not None:
                 del self._holders[name]
+
+
+def _owner(ctx: Context) -> str | None:
+    return None if ctx.identity is None else ctx.identity.name
 
 
 def _alive(pid: Any) -> bool:
