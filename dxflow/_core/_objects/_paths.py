@@ -135,7 +135,7 @@ class Storage:
 
     def create_file(self, dir_fd: int, name: str, append: bool = False) -> int:
         """Open `name` in `dir_fd` for writing (created with the configured file mode)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         flags |= os.O_APPEND if append else os.O_TRUNC
         fd = os.open(name, flags, self.file_mode, dir_fd=dir_fd)
         try:
