@@ -169,35 +169,42 @@ class Walker:
         return current
 
     def _step(self, fd: int, name: str, done: Sequence[str], path: str, create: bool) -> int:
-        for _ in range(8):  # mkdir and open race with a concurrent rmdir: try again
+        # Several tries: mkdir races with a concurrent rmdir, and a folder swapped for a
+        # link and back between the open and the look at what refused it is tried again.
+        for _ in range(8):
             try:
                 return os.open(name, DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
                 if not create:
                     raise _missing(path) from None
             except OSError as exc:
-                raise self._refusal(exc, fd, name, done, path) from None
+                refusal = self._refusal(exc, fd, name, done, path)
+                if refusal is not None:
+                    raise refusal from None
+                continue
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, self.dir_mode, dir_fd=fd)
-        raise _missing(path)
+        raise Conflict(f"{_shown(path)!r} keeps changing while it is opened; try again",
+                       path=_shown(path))  # fmt: skip
 
     def _refusal(
         self, exc: OSError, fd: int, name: str, done: Sequence[str], path: str
-    ) -> Exception:
+    ) -> Exception | None:
+        """Why `name` could not be entered as a folder; None if it is one again now."""
         what = "/".join(done)
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            try:
-                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
-            except OSError:
-                return _missing(path)
-            if stat.S_ISLNK(mode):
-                return link_refused(path, what)
-            if exc.errno == errno.ENOTDIR:
-                return Conflict(
-                    f"{_shown(what)!r} is a file, not a folder (in {_shown(path)!r})",
-                    path=_shown(path),
-                )
-        return exc
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            return exc
+        try:
+            mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return _missing(path)
+        if stat.S_ISLNK(mode):
+            return link_refused(path, what)
+        if stat.S_ISDIR(mode):
+            return None
+        return Conflict(
+            f"{_shown(what)!r} is a file, not a folder (in {_shown(path)!r})", path=_shown(path)
+        )
 
     @contextlib.contextmanager
     def parent(
