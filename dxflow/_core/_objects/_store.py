@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import mimetypes
 import os
 import stat
-from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
-from typing import IO, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 
@@ -37,8 +35,10 @@ from ..._models import (
 from .._context import Context
 from .._groups import task_group
 from .._handlers import handles
-from ._blob import CHUNK, Blob
-from ._paths import PRIVATE, Storage, remove_tree
+from ._blob import Blob
+from ._fds import Charged, closing, copy_fd, exists_at, has_entries, sha256_of
+from ._listing import info_of, is_object, page
+from ._paths import Storage, remove_tree
 from ._quota import Quota, tree_size
 from ._receive import Body, receive
 from ._unzip import unzip_at
@@ -50,33 +50,8 @@ __all__ = ["ObjectService", "info_of"]
 Parts = list[str]
 
 
-def etag_of(stat: os.stat_result) -> str:
-    # A commit is a rename: a new inode and mtime, so the tag changes with the content.
-    return f'"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
-
-
-def info_of(path: str, name: str, st: os.stat_result) -> ObjectInfo:
-    is_dir = stat.S_ISDIR(st.st_mode)
-    return ObjectInfo(
-        path=path,
-        name=name,
-        type="directory" if is_dir else "file",
-        size=0 if is_dir else st.st_size,
-        modified=datetime.fromtimestamp(st.st_mtime, UTC),
-        etag=None if is_dir else etag_of(st),
-    )
-
-
 def _missing(path: str) -> NotFound:
     return NotFound(f"no such file or directory: {path!r}", path=path)
-
-
-def _kind(mode: int) -> str | None:
-    """What a listing shows of an entry: a file, a folder, or nothing (links, FIFOs, devices
-    are never reported, and never through what a link points to)."""
-    if stat.S_ISREG(mode):
-        return "file"
-    return "directory" if stat.S_ISDIR(mode) else None
 
 
 class ObjectService:
@@ -142,7 +117,7 @@ class ObjectService:
     @handles("objects.info")
     def info(self, ctx: Context, request: ObjectPath) -> ObjectInfo:
         parts, st = self.stat(request.path)
-        if _kind(st.st_mode) is None:
+        if not is_object(st.st_mode):
             raise InvalidRequest(f"{request.path!r} is not a regular file", path=request.path)
         return self._info(parts, st)
 
@@ -153,81 +128,13 @@ class ObjectService:
             one = self.info(ctx, ObjectPath(path=request.path))
             return ObjectListing(path=request.path, items=[one], total=1)
         # A folder of 100,000 files takes a while to read: never on the event loop.
-        return await anyio.to_thread.run_sync(self._page, parts, request)
-
-    def _page(self, parts: Parts, request: ObjectList) -> ObjectListing:
-        with _closing(self.walker.open_dir(parts, request.path)) as fd:
-            entries = self._walk(fd, (), request.depth, request.hidden, request.pattern, not parts)
-        entries.sort()
-        end = None if request.limit is None else request.offset + request.limit
-        page = entries[request.offset : end]
-        items = []
-        by_folder: dict[tuple[str, ...], list[str]] = {}
-        for folder, name in page:  # only the page is stat'ed, a folder opened once
-            by_folder.setdefault(folder, []).append(name)
-        found: dict[tuple[tuple[str, ...], str], ObjectInfo] = {}
-        for folder, names in by_folder.items():
-            found.update(self._stat_names([*parts, *folder], names, request.path))
-        items = [found[entry] for entry in page if entry in found]
-        return ObjectListing(path=request.path, items=items, total=len(entries))
-
-    def _stat_names(
-        self, folder: Parts, names: list[str], path: str
-    ) -> dict[tuple[tuple[str, ...], str], ObjectInfo]:
-        out: dict[tuple[tuple[str, ...], str], ObjectInfo] = {}
-        relative = tuple(folder[len(self.storage.parts(path)) :])
-        try:
-            fd = self.walker.open_dir(folder, path)
-        except ApiError:  # removed or swapped for a link meanwhile
-            return out
-        with _closing(fd):
-            for name in names:
-                try:
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                except OSError:  # removed meanwhile
-                    continue
-                if _kind(st.st_mode) is not None:
-                    out[(relative, name)] = self._info([*folder, name], st)
-        return out
-
-    def _walk(
-        self,
-        fd: int,
-        prefix: tuple[str, ...],
-        depth: int,
-        hidden: bool,
-        pattern: str | None,
-        at_root: bool,
-    ) -> list[tuple[tuple[str, ...], str]]:
-        found: list[tuple[tuple[str, ...], str]] = []
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                name = entry.name
-                if (at_root and not prefix and name == PRIVATE) or (
-                    not hidden and name.startswith(".")
-                ):
-                    continue
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if not is_dir and not entry.is_file(follow_symlinks=False):
-                    continue  # a link, a FIFO, a device: not an object
-                if pattern is None or fnmatch.fnmatch(name, pattern):
-                    found.append((prefix, name))
-                if depth > 1 and is_dir:
-                    try:
-                        child = os.open(name, DIR_FLAGS, dir_fd=fd)
-                    except OSError:  # removed, or swapped for a link, since it was listed
-                        continue
-                    with _closing(child):
-                        found.extend(
-                            self._walk(child, (*prefix, name), depth - 1, hidden, pattern, at_root)
-                        )
-        return found
+        return await anyio.to_thread.run_sync(page, self.storage, parts, request)
 
     @handles("objects.checksum")
     async def checksum(self, ctx: Context, request: ObjectPath) -> ObjectChecksum:
         fd, st = self.walker.open_file(self.storage.parts(request.path), request.path)
-        with _closing(fd):
-            digest = await anyio.to_thread.run_sync(_sha256, fd)
+        with closing(fd):
+            digest = await anyio.to_thread.run_sync(sha256_of, fd)
         return ObjectChecksum(path=request.path, digest=digest, size=st.st_size)
 
     @handles("objects.read")
@@ -342,7 +249,7 @@ class ObjectService:
         except NotFound:
             raise NotFound(f"the folder of {path!r} does not exist (pass parents)",
                            path=path) from None  # fmt: skip
-        with _closing(folder) as fd:
+        with closing(folder) as fd:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(parts[-1], self.storage.dir_mode, dir_fd=fd)
             st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
@@ -366,7 +273,7 @@ class ObjectService:
             except FileNotFoundError:
                 raise _missing(path) from None
             if stat.S_ISDIR(st.st_mode):
-                if not recursive and _has_entries(fd, name):
+                if not recursive and has_entries(fd, name):
                     raise Conflict(
                         f"{path!r} is a directory that is not empty (pass recursive)", path=path
                     )
@@ -403,7 +310,7 @@ class ObjectService:
             self.walker.parent(target, request.dst, create=True) as (dst_fd, dst_name),
         ):
             try:
-                if not request.overwrite and _exists_at(dst_fd, dst_name):
+                if not request.overwrite and exists_at(dst_fd, dst_name):
                     raise Conflict(f"{request.dst!r} exists (pass overwrite)", path=request.dst)
                 os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
             except OSError as exc:  # a folder onto a folder that is not empty
@@ -420,18 +327,18 @@ class ObjectService:
         with self.storage.temp_dir() as tmp:
             try:
                 if stat.S_ISDIR(st.st_mode):
-                    with _closing(self.walker.open_dir(source, request.src)) as src:
+                    with closing(self.walker.open_dir(source, request.src)) as src:
                         size = await anyio.to_thread.run_sync(tree_size, src)
                         self.quota.reserve(size, path=request.dst)
                         os.mkdir(temp, self.storage.dir_mode, dir_fd=tmp)
                         await anyio.to_thread.run_sync(self._copytree, src, tmp, temp)
                     return self._install_tree(tmp, temp, target, request.dst, size)
                 fd, st = self.walker.open_file(source, request.src)
-                with _closing(fd):
+                with closing(fd):
                     self.quota.reserve(st.st_size, path=request.dst)
                     out = self.storage.create_file(tmp, temp)
-                    with _closing(out):
-                        await anyio.to_thread.run_sync(_copy_fd, fd, out, st.st_size)
+                    with closing(out):
+                        await anyio.to_thread.run_sync(copy_fd, fd, out, st.st_size)
                 return self.commit(tmp, temp, target, st.st_size)
             except BaseException:
                 self._discard(tmp, temp)
@@ -453,7 +360,7 @@ class ObjectService:
     def _copytree(self, src: int, dst_parent: int, dst_name: str) -> None:
         """Copy the folder `src` into the new folder `dst_name`, by fds: links are skipped
         (never followed), and so are FIFOs and devices."""
-        with _closing(os.open(dst_name, DIR_FLAGS, dir_fd=dst_parent)) as dst:
+        with closing(os.open(dst_name, DIR_FLAGS, dir_fd=dst_parent)) as dst:
             for entry in os.scandir(src):
                 name = entry.name
                 if entry.is_dir(follow_symlinks=False):
@@ -461,7 +368,7 @@ class ObjectService:
                         child = os.open(name, DIR_FLAGS, dir_fd=src)
                     except OSError:  # gone, or swapped for a link
                         continue
-                    with _closing(child):
+                    with closing(child):
                         os.mkdir(name, self.storage.dir_mode, dir_fd=dst)
                         self._copytree(child, dst, name)
                 elif entry.is_file(follow_symlinks=False):
@@ -469,8 +376,8 @@ class ObjectService:
                         fd, st = open_regular(src, name, name)
                     except ApiError:
                         continue
-                    with _closing(fd), _closing(self.storage.create_file(dst, name)) as out:
-                        _copy_fd(fd, out, st.st_size)
+                    with closing(fd), closing(self.storage.create_file(dst, name)) as out:
+                        copy_fd(fd, out, st.st_size)
 
     def _transfer_target(self, source: Parts, request: ObjectTransfer) -> Parts:
         target = self.storage.parts(request.dst)
@@ -513,7 +420,7 @@ class ObjectService:
                         progress(entries, size)
 
                     with out:
-                        zip_into(self.walker, source, _Charged(out, self.quota, dest_path),
+                        zip_into(self.walker, source, Charged(out, self.quota, dest_path),
                                  replaced, step)  # fmt: skip
                     return done[0], done[1]
 
@@ -556,7 +463,7 @@ class ObjectService:
             args = (limits, request.overwrite, progress, charge, self._modes)
             with os.fdopen(archive, "rb") as source:
                 if not dest:  # into the storage root itself
-                    with _closing(self.walker.open_root()) as root:
+                    with closing(self.walker.open_root()) as root:
                         return unzip_at(source, request.path, root, None, *args)
                 with self.walker.parent(dest, dest_path, create=True) as (fd, name):
                     return unzip_at(source, request.path, fd, name, *args)
@@ -597,55 +504,3 @@ async def _progress(
                 yield event
     entries, size = result[0]
     yield ObjectProgress(action="done", path=path, entries=entries, bytes=size, dest=dest)
-
-
-def _has_entries(dir_fd: int, name: str) -> bool:
-    with _closing(os.open(name, DIR_FLAGS, dir_fd=dir_fd)) as fd:
-        return bool(os.listdir(fd))
-
-
-def _exists_at(dir_fd: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _closing(fd: int) -> Iterator[int]:
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _sha256(fd: int) -> str:
-    hasher, offset = hashlib.sha256(), 0
-    while data := os.pread(fd, CHUNK, offset):
-        hasher.update(data)
-        offset += len(data)
-    return hasher.hexdigest()
-
-
-def _copy_fd(source: int, out: int, size: int) -> None:
-    done = 0
-    while done < size:  # in the kernel: no bytes through Python
-        sent = os.sendfile(out, source, done, min(size - done, 1 << 30))
-        if not sent:
-            return
-        done += sent
-
-
-class _Charged:
-    """A file that counts what is written to it in the quota (a zip being built)."""
-
-    def __init__(self, out: IO[bytes], quota: Quota, path: str) -> None:
-        self._out, self._quota, self._path = out, quota, path
-
-    def fileno(self) -> int:
-        return self._out.fileno()
-
-    def write(self, data: bytes) -> int:
-        self._quota.reserve(len(data), path=self._path)
-        return self._out.write(data)

@@ -29,8 +29,9 @@ from ..._models import UploadAppend, UploadCreate, UploadInfo, UploadRef
 from .._context import Context
 from .._handlers import handles
 from .._state import State
+from ._fds import sha256_of
 from ._receive import Body, receive
-from ._store import ObjectService, _sha256
+from ._store import ObjectService
 
 __all__ = ["CHECKSUM_ALGORITHMS", "UploadService"]
 
@@ -183,7 +184,7 @@ class UploadService:
     async def _finish(self, row: Any, folder: int, fd: int, size: int) -> UploadInfo:
         target = self._store.destination(row["path"], bool(row["overwrite"]))
         if row["checksum"]:
-            found = await anyio.to_thread.run_sync(_sha256, fd)
+            found = await anyio.to_thread.run_sync(sha256_of, fd)
             if f"sha256:{found}" != row["checksum"]:
                 self.delete(Context(None), UploadRef(id=row["id"]))
                 raise ChecksumMismatch(
