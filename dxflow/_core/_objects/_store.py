@@ -446,7 +446,7 @@ class ObjectService:
         )
         dest_path = request.dest or default
         dest = self.storage.parts(dest_path)
-        archive, _ = self.walker.open_file(self.storage.parts(request.path), request.path)
+        archive_parts, _ = self.stat(request.path)  # a missing archive is refused up front
         limits = self._unzip_limits
         if self.quota.limit is not None:
             free = max(self.quota.limit - self.quota.used, 0)
@@ -461,11 +461,12 @@ class ObjectService:
 
         def work(progress: Callable[[int, int], None]) -> tuple[int, int]:
             args = (limits, request.overwrite, progress, charge, self._modes)
+            archive, _ = self.walker.open_file(archive_parts, request.path)
             with os.fdopen(archive, "rb") as source:
                 if not dest:  # into the storage root itself
                     with closing(self.walker.open_root()) as root:
                         return unzip_at(source, request.path, root, None, *args)
-                with self.walker.parent(dest, dest_path, create=True) as (fd, name):
+                with self.walker.parent(dest, dest_path) as (fd, name):
                     return unzip_at(source, request.path, fd, name, *args)
 
         try:
