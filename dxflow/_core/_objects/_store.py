@@ -42,7 +42,7 @@ from ._paths import Storage, remove_tree
 from ._quota import Quota, tree_size
 from ._receive import Body, receive
 from ._unzip import unzip_at
-from ._walker import DIR_FLAGS, link_refused, open_regular
+from ._walker import DIR_FLAGS, link_refused, make_dir, open_regular
 from ._zip import UnzipLimits, stream_folder, zip_into
 
 __all__ = ["ObjectService", "info_of"]
@@ -251,7 +251,7 @@ class ObjectService:
                            path=path) from None  # fmt: skip
         with closing(folder) as fd:
             with contextlib.suppress(FileExistsError):
-                os.mkdir(parts[-1], self.storage.dir_mode, dir_fd=fd)
+                make_dir(fd, parts[-1], self.storage.dir_mode)
             st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
         if stat.S_ISLNK(st.st_mode):
             raise link_refused(path, path)
@@ -330,7 +330,7 @@ class ObjectService:
                     with closing(self.walker.open_dir(source, request.src)) as src:
                         size = await anyio.to_thread.run_sync(tree_size, src)
                         self.quota.reserve(size, path=request.dst)
-                        os.mkdir(temp, self.storage.dir_mode, dir_fd=tmp)
+                        make_dir(tmp, temp, self.storage.dir_mode)
                         await anyio.to_thread.run_sync(self._copytree, src, tmp, temp)
                     return self._install_tree(tmp, temp, target, request.dst, size)
                 fd, st = self.walker.open_file(source, request.src)
@@ -361,17 +361,16 @@ class ObjectService:
         """Copy the folder `src` into the new folder `dst_name`, by fds: links are skipped
         (never followed), and so are FIFOs and devices."""
         with closing(os.open(dst_name, DIR_FLAGS, dir_fd=dst_parent)) as dst:
-            for entry in os.scandir(src):
-                name = entry.name
-                if entry.is_dir(follow_symlinks=False):
+            for name, is_dir, is_file in _entries(src):
+                if is_dir:
                     try:
                         child = os.open(name, DIR_FLAGS, dir_fd=src)
                     except OSError:  # gone, or swapped for a link
                         continue
                     with closing(child):
-                        os.mkdir(name, self.storage.dir_mode, dir_fd=dst)
+                        make_dir(dst, name, self.storage.dir_mode)
                         self._copytree(child, dst, name)
-                elif entry.is_file(follow_symlinks=False):
+                elif is_file:
                     try:
                         fd, st = open_regular(src, name, name)
                     except ApiError:
@@ -505,3 +504,12 @@ async def _progress(
                 yield event
     entries, size = result[0]
     yield ObjectProgress(action="done", path=path, entries=entries, bytes=size, dest=dest)
+
+
+def _entries(fd: int) -> list[tuple[str, bool, bool]]:
+    """Names in folder `fd`, and whether each is a folder or a file (links are neither)."""
+    with os.scandir(fd) as entries:
+        return [
+            (e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False))
+            for e in entries
+        ]

@@ -32,7 +32,7 @@ from typing import IO, NamedTuple
 
 from ..._exceptions import Conflict, InsufficientStorage, InvalidRequest, NotFound, PayloadTooLarge
 from ._paths import PRIVATE, is_private
-from ._walker import DIR_FLAGS
+from ._walker import DIR_FLAGS, make_dir
 
 __all__ = ["UnzipLimits", "unzip", "unzip_at"]
 
@@ -131,7 +131,7 @@ def unzip_at(
             if dest_fd is not None:
                 _check_existing(layout, dest_fd, overwrite)
             tmp = f".{name or ''}.unzip-{secrets.token_hex(6)}"
-            os.mkdir(tmp, modes[1], dir_fd=parent_fd)
+            make_dir(parent_fd, tmp, modes[1])
             try:
                 with _fd(os.open(tmp, DIR_FLAGS, dir_fd=parent_fd)) as tmp_fd:
                     job = _Job(zf, archive_name, limits, progress, charge, _Modes(*modes))
@@ -395,7 +395,7 @@ class _Job:
         try:
             for name in parts:
                 with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, self.modes.dir, dir_fd=fd)
+                    make_dir(fd, name, self.modes.dir)
                 try:
                     child = os.open(name, DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:  # replaced by a link or a file behind our back

@@ -24,7 +24,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 from ..._exceptions import Conflict, InvalidRequest, NotFound
 
-__all__ = ["DIR_FLAGS", "Walker", "link_refused", "open_regular", "openat2_available"]
+__all__ = [
+    "DIR_FLAGS",
+    "Walker",
+    "link_refused",
+    "make_dir",
+    "open_regular",
+    "openat2_available",
+]
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _RESOLVE = 0x08 | 0x04 | 0x02  # RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
@@ -70,6 +77,8 @@ def _load_openat2() -> Callable[[int, str, int, int], int] | None:
 
 _openat2 = _load_openat2()
 _PROC_FD = os.path.isdir("/proc/self/fd")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read at import: the process's umask, unchanged
 
 
 def openat2_available() -> bool:
@@ -90,6 +99,22 @@ def link_refused(path: str, link: str) -> InvalidRequest:
 
 def _missing(path: str) -> NotFound:
     return NotFound(f"no such file or directory: {_shown(path)!r}", path=_shown(path))
+
+
+def make_dir(dir_fd: int, name: str, mode: int) -> None:
+    """mkdir `name` in `dir_fd` with exactly `mode`, whatever the umask (FileExistsError
+    if it is there). The mode is set through an fd of the new folder, never by name."""
+    os.mkdir(name, mode, dir_fd=dir_fd)
+    if mode & ~_UMASK == mode:
+        return
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    except OSError:  # swapped already: whatever is there now is not ours to chmod
+        return
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def open_regular(dir_fd: int, name: str, path: str) -> tuple[int, os.stat_result]:
@@ -183,7 +208,7 @@ class Walker:
                     raise refusal from None
                 continue
             with contextlib.suppress(FileExistsError):
-                os.mkdir(name, self.dir_mode, dir_fd=fd)
+                make_dir(fd, name, self.dir_mode)
         raise Conflict(f"{_shown(path)!r} keeps changing while it is opened; try again",
                        path=_shown(path))  # fmt: skip
 
