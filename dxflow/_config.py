@@ -42,6 +42,8 @@ log_level = "info"
 # storage_quota = "20G"     # bytes the object store may hold (default: no quota)
 # unzip_max_size = "8G"     # uncompressed bytes one unzip may write
 # unzip_max_entries = 100000
+# object_file_mode = "0600" # mode of stored files, whatever the umask ("0640", "0644" to share)
+# object_dir_mode = "0700"  # mode of folders the store creates ("0750", "0755")
 # upload_expiry = 86400     # seconds an unfinished resumable upload is kept
 # shell_scrollback = "2M"   # output each shell session keeps for reconnecting clients
 # audit_retention = "90d"   # how long audit records are kept ("0": for ever)
@@ -152,6 +154,10 @@ class Config:
     """Bytes the object store may hold (`500M`, `20G`); none by default."""
     unzip_max_size: str = "8G"
     unzip_max_entries: int = 100_000
+    object_file_mode: str = "0600"
+    """Mode (octal) of files the object store writes, applied whatever the umask."""
+    object_dir_mode: str = "0700"
+    """Mode (octal) of folders the object store creates."""
     upload_expiry: int = 86_400
     """Seconds an unfinished resumable upload is kept."""
     shell_scrollback: str = "2M"

@@ -28,6 +28,7 @@ from ._objects import (
     UnzipLimits,
     UploadService,
 )
+from ._objects._paths import parse_mode
 from ._platform import PlatformService
 from ._shells import ShellService
 from ._state import State
@@ -86,13 +87,18 @@ def _retention(text: str) -> float:
 def _object_services(
     config: Config, state: State
 ) -> tuple[ObjectService, ShareService, UploadService]:
-    storage = Storage(config.storage_root)
+    try:
+        file_mode = parse_mode(config.object_file_mode, "object_file_mode", 0o600)
+        dir_mode = parse_mode(config.object_dir_mode, "object_dir_mode", 0o700)
+    except ValueError as exc:
+        raise ConfigError(f"storage settings: {exc}") from None
+    storage = Storage(config.storage_root, file_mode, dir_mode)
     try:
         quota = parse_size(config.storage_quota) if config.storage_quota else None
         limits = UnzipLimits(config.unzip_max_entries, parse_size(config.unzip_max_size))
     except ValueError as exc:
         raise ConfigError(f"storage settings: {exc}") from None
-    objects = ObjectService(storage, Quota(storage.root, quota), limits)
+    objects = ObjectService(storage, Quota(storage.walker.open_root, quota), limits)
     secret = config.home.read_secret(config.home.token_secret)
     scheme = "https" if config.tls else "http"
     shares = ShareService(state, objects, secret, f"{scheme}://{config.host}:{config.port}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dxflow._core._objects import _zip
+from dxflow._core._objects import _unzip
 from dxflow._core._objects._zip import UnzipLimits, unzip, zip_stream, zip_to_file
 from dxflow._exceptions import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 
@@ -230,7 +230,7 @@ def test_declared_size_over_the_limit(tmp_path: Path) -> None:
 def test_bytes_written_are_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Stand in for an archive whose declared sizes lie: skip the declared check so only the
     # running count of bytes written can stop the extraction.
-    monkeypatch.setattr(_zip, "_check_declared_total", lambda total, limits: None)
+    monkeypatch.setattr(_unzip, "_check_declared_total", lambda total, limits: None)
     archive = _write_zip(tmp_path / "a.zip", {"a": bytes(3 << 20), "b": bytes(3 << 20)})
     limits = UnzipLimits(max_total_size=(6 << 20) - 1, max_ratio=1e9)
 

@@ -28,8 +28,10 @@ class Blob:
     info: ObjectInfo
     filename: str
     media_type: str
-    path: Path | None = None
-    """A file on disk, served from `start` to `end`."""
+    fd: int | None = None
+    """An open file, served from `start` to `end`: opened when the request was checked,
+    so the bytes sent are those of the file that was stat'ed, whatever happens to its
+    name meanwhile. Closed once read, or when the blob is dropped unread (a HEAD, a 304)."""
     generate: Callable[[], Iterator[bytes]] | None = None
     """Bytes made on the fly (a directory as a zip); their size is unknown in advance."""
     start: int = 0
@@ -47,6 +49,20 @@ class Blob:
             claim()
 
     @property
+    def path(self) -> Path | None:
+        """In-process callers' name for the open file (a kernel copy opens it again):
+        /proc/self/fd/N names the inode itself, never a path that could be swapped."""
+        return None if self.fd is None else Path(f"/proc/self/fd/{self.fd}")
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+    @property
     def length(self) -> int | None:
         return None if self.end is None else self.end - self.start
 
@@ -56,19 +72,18 @@ class Blob:
         if self.generate is not None:
             yield from self.generate()
             return
-        assert self.path is not None and self.end is not None
-        yield from read_range(self.path, self.start, self.end, size)
+        assert self.fd is not None and self.end is not None
+        try:
+            yield from read_range(self.fd, self.start, self.end, size)
+        finally:
+            self.close()
 
 
-def read_range(path: Path, start: int, end: int, size: int = CHUNK) -> Iterator[bytes]:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        offset = start
-        while offset < end:
-            data = os.pread(fd, min(size, end - offset), offset)
-            if not data:  # the file shrank under us: stop rather than spin
-                return
-            offset += len(data)
-            yield data
-    finally:
-        os.close(fd)
+def read_range(fd: int, start: int, end: int, size: int = CHUNK) -> Iterator[bytes]:
+    offset = start
+    while offset < end:
+        data = os.pread(fd, min(size, end - offset), offset)
+        if not data:  # the file shrank under us: stop rather than spin
+            return
+        offset += len(data)
+        yield data

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
+import stat
 from collections.abc import AsyncIterable
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,46 +21,61 @@ Body = AsyncIterable[bytes] | LocalFile
 
 async def receive(
     body: Body,
-    target: Path,
+    fd: int,
     quota: Quota,
     *,
-    append: bool = False,
     digest: Any = None,
     limit: int | None = None,
     path: str = "",
 ) -> int:
-    """Write `body` to `target` (appending if asked) and return the bytes written.
+    """Write `body` to the open file `fd` (at its end) and return the bytes written.
 
-    Bytes written before a failure stay in `target` (a resumable upload keeps them);
-    callers that must not keep them write to a temp file and remove it. `limit` caps
-    the bytes accepted, the quota is checked as they arrive, and `digest` (a hashlib
-    object) sees every byte.
+    Bytes written before a failure stay in the file (a resumable upload keeps them);
+    callers that must not keep them write to a temp file, remove it and give the bytes
+    back to the quota. `limit` caps the bytes accepted; the quota is charged as blocks
+    arrive (so concurrent uploads cannot overshoot it together) and ends up charged
+    with exactly what the file grew by; `digest` (a hashlib object) sees every byte.
     """
-    if isinstance(body, LocalFile):
-        return await anyio.to_thread.run_sync(_copy_local, body.path, target, quota, digest, path)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o644)
+    start = os.fstat(fd).st_size
+    charged = 0
 
     def admit(total: int) -> None:
+        nonlocal charged
         if limit is not None and total > limit:
             raise InvalidRequest(f"the body of {path!r} is longer than the {limit} bytes declared")
-        quota.check(total, path=path)
+        quota.reserve(total - charged, path=path)
+        charged = total
 
     try:
+        if isinstance(body, LocalFile):
+            return await anyio.to_thread.run_sync(_copy_local, body, fd, admit, digest)
         return await write_stream(body, fd, digest=digest, before_block=admit)
     finally:
-        os.close(fd)
+        quota.changed(os.fstat(fd).st_size - start - charged)  # what was really written
 
 
-def _copy_local(source: Path, target: Path, quota: Quota, digest: Any, path: str) -> int:
-    if not source.is_file():
-        raise InvalidRequest(f"{source} is not a readable file")
-    size = source.stat().st_size
-    quota.check(size, path=path)
-    if digest is None:
-        shutil.copyfile(source, target)  # copy_file_range / sendfile: no bytes through Python
-        return size
-    with source.open("rb") as reader, target.open("wb") as writer:
-        while data := reader.read(CHUNK):
-            digest.update(data)
-            writer.write(data)
-    return size
+def _copy_local(body: LocalFile, out: int, admit: Any, digest: Any) -> int:
+    try:
+        source = os.open(body.path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InvalidRequest(f"{body.path} is not a readable file ({exc.strerror})") from None
+    try:
+        st = os.fstat(source)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidRequest(f"{body.path} is not a regular file")
+        size = st.st_size
+        admit(size)
+        done = 0
+        while done < size:
+            if digest is None:  # sendfile: no bytes through Python
+                sent = os.sendfile(out, source, done, min(size - done, 1 << 30))
+            else:
+                data = os.pread(source, min(CHUNK, size - done), done)
+                digest.update(data)
+                sent = os.write(out, data)
+            if not sent:  # the source shrank
+                break
+            done += sent
+        return done
+    finally:
+        os.close(source)

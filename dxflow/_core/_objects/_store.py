@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import mimetypes
 import os
-import shutil
+import stat
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -38,31 +35,19 @@ from ..._models import (
 from .._context import Context
 from .._groups import task_group
 from .._handlers import handles
-from ._blob import CHUNK, Blob
-from ._paths import PRIVATE, Storage
+from ._blob import Blob
+from ._fds import Charged, closing, copy_fd, exists_at, has_entries, sha256_of
+from ._listing import info_of, is_object, page
+from ._paths import Storage, remove_tree
 from ._quota import Quota, tree_size
 from ._receive import Body, receive
-from ._zip import UnzipLimits, unzip, zip_stream, zip_to_file
+from ._unzip import unzip_at
+from ._walker import DIR_FLAGS, link_refused, make_dir, open_regular
+from ._zip import UnzipLimits, stream_folder, zip_into
 
 __all__ = ["ObjectService", "info_of"]
 
-
-def etag_of(stat: os.stat_result) -> str:
-    # A commit is a rename: a new inode and mtime, so the tag changes with the content.
-    return f'"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
-
-
-def info_of(storage: Storage, target: Path, stat: os.stat_result | None = None) -> ObjectInfo:
-    stat = stat or target.stat()
-    is_dir = os.path.isdir(target) if stat is None else (stat.st_mode & 0o170000) == 0o040000
-    return ObjectInfo(
-        path=storage.relative(target),
-        name=target.name,
-        type="directory" if is_dir else "file",
-        size=0 if is_dir else stat.st_size,
-        modified=datetime.fromtimestamp(stat.st_mtime, UTC),
-        etag=None if is_dir else etag_of(stat),
-    )
+Parts = list[str]
 
 
 def _missing(path: str) -> NotFound:
@@ -72,123 +57,103 @@ def _missing(path: str) -> NotFound:
 class ObjectService:
     def __init__(self, storage: Storage, quota: Quota, unzip_limits: UnzipLimits) -> None:
         self.storage = storage
+        self.walker = storage.walker
         self.quota = quota
         self._unzip_limits = unzip_limits
 
     # -- helpers --------------------------------------------------------------------------
 
-    def existing(self, path: str) -> Path:
-        target = self.storage.resolve(path)
-        if not os.path.lexists(target):
-            raise _missing(path)
-        return target
+    def _info(self, parts: Parts, st: os.stat_result) -> ObjectInfo:
+        return info_of("/".join(parts), parts[-1] if parts else self.storage.root.name, st)
 
-    def stat(self, path: str) -> tuple[Path, os.stat_result]:
-        target = self.storage.resolve(path)
-        try:
-            return target, target.stat()
-        except FileNotFoundError:
-            raise _missing(path) from None
-        except NotADirectoryError:
-            raise _missing(path) from None
+    def existing(self, path: str) -> Parts:
+        """The components of `path`, which must exist (a link itself counts)."""
+        parts = self.storage.parts(path)
+        self.walker.lstat(parts, path)
+        return parts
 
-    def destination(self, path: str, overwrite: bool) -> Path:
+    def stat(self, path: str) -> tuple[Parts, os.stat_result]:
+        """The components of `path` and its stat; a link is refused, never followed."""
+        parts = self.storage.parts(path)
+        st = self.walker.lstat(parts, path)
+        if stat.S_ISLNK(st.st_mode):
+            raise link_refused(path, path)
+        return parts, st
+
+    def destination(self, path: str, overwrite: bool) -> Parts:
         """Where a new file goes: its folder is made; an existing one needs `overwrite`."""
-        target = self.storage.resolve(path)
-        if target == self.storage.root:
+        parts = self.storage.parts(path)
+        if not parts:
             raise InvalidRequest("invalid path '': the storage root is not a file", path=path)
-        if os.path.isdir(target):
+        with self.walker.parent(parts, path, create=True) as (fd, name):
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return parts
+        if stat.S_ISDIR(st.st_mode):
             raise Conflict(f"{path!r} is a directory", path=path)
-        if os.path.lexists(target) and not overwrite:
+        if not overwrite:
             raise Conflict(f"{path!r} exists (pass overwrite to replace it)", path=path)
-        parent = target.parent
-        if parent.exists() and not parent.is_dir():
-            raise Conflict(f"{self.storage.relative(parent)!r} is a file, not a folder", path=path)
-        parent.mkdir(parents=True, exist_ok=True)
-        return target
+        return parts
 
-    def commit(self, temp: Path, target: Path, size: int) -> ObjectInfo:
-        """Move a complete temp file into place, atomically, and count it in the quota."""
-        old = target.stat().st_size if target.is_file() else 0
-        os.chmod(temp, 0o644)
-        os.replace(temp, target)
-        self.quota.changed(size - old)
-        return info_of(self.storage, target)
+    def commit(self, src_fd: int, src_name: str, parts: Parts, size: int) -> ObjectInfo:
+        """Move a complete file (already counted in the quota) into place, atomically."""
+        path = "/".join(parts)
+        with self.walker.parent(parts, path, create=True) as (fd, name):
+            try:
+                old = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                old = None
+            if old is not None and stat.S_ISDIR(old.st_mode):
+                raise Conflict(f"{path!r} is a directory", path=path)
+            # rename replaces the name itself: a link planted there is replaced, not followed.
+            os.rename(src_name, name, src_dir_fd=src_fd, dst_dir_fd=fd)
+            if old is not None and stat.S_ISREG(old.st_mode):
+                self.quota.changed(-old.st_size)
+            return self._info(parts, os.stat(name, dir_fd=fd, follow_symlinks=False))
 
     # -- reading --------------------------------------------------------------------------
 
     @handles("objects.info")
     def info(self, ctx: Context, request: ObjectPath) -> ObjectInfo:
-        target, stat = self.stat(request.path)
-        return info_of(self.storage, target, stat)
+        parts, st = self.stat(request.path)
+        if not is_object(st.st_mode):
+            raise InvalidRequest(f"{request.path!r} is not a regular file", path=request.path)
+        return self._info(parts, st)
 
     @handles("objects.list")
     async def listing(self, ctx: Context, request: ObjectList) -> ObjectListing:
-        target, _ = self.stat(request.path)
-        if not os.path.isdir(target):
-            return ObjectListing(path=request.path, items=[info_of(self.storage, target)], total=1)
+        parts, st = self.stat(request.path)
+        if not stat.S_ISDIR(st.st_mode):
+            one = self.info(ctx, ObjectPath(path=request.path))
+            return ObjectListing(path=request.path, items=[one], total=1)
         # A folder of 100,000 files takes a while to read: never on the event loop.
-        return await anyio.to_thread.run_sync(self._page, target, request)
-
-    def _page(self, target: Path, request: ObjectList) -> ObjectListing:
-        entries = self._walk(target, request.depth, request.hidden, request.pattern)
-        entries.sort(key=lambda entry: entry.path)
-        end = None if request.limit is None else request.offset + request.limit
-        items = []
-        for entry in entries[request.offset : end]:  # only the page is stat'ed
-            try:
-                items.append(info_of(self.storage, Path(entry.path), entry.stat()))
-            except OSError:  # removed meanwhile, or a dangling symlink
-                continue
-        return ObjectListing(path=request.path, items=items, total=len(entries))
-
-    def _walk(
-        self, folder: Path, depth: int, hidden: bool, pattern: str | None
-    ) -> list[os.DirEntry[str]]:
-        found: list[os.DirEntry[str]] = []
-        skip = PRIVATE if folder == self.storage.root else None
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = entry.name
-                if name == skip or (not hidden and name.startswith(".")):
-                    continue
-                if pattern is None or fnmatch.fnmatch(name, pattern):
-                    found.append(entry)
-                if depth > 1 and entry.is_dir(follow_symlinks=False):
-                    found.extend(self._walk(Path(entry.path), depth - 1, hidden, pattern))
-        return found
+        return await anyio.to_thread.run_sync(page, self.storage, parts, request)
 
     @handles("objects.checksum")
     async def checksum(self, ctx: Context, request: ObjectPath) -> ObjectChecksum:
-        target, stat = self.stat(request.path)
-        if os.path.isdir(target):
-            raise InvalidRequest(f"{request.path!r} is a directory", path=request.path)
-        digest = await self.checksum_of(target)
-        return ObjectChecksum(path=request.path, digest=digest, size=stat.st_size)
-
-    async def checksum_of(self, target: Path) -> str:
-        def digest() -> str:
-            hasher = hashlib.sha256()
-            with target.open("rb") as reader:
-                while data := reader.read(CHUNK):
-                    hasher.update(data)
-            return hasher.hexdigest()
-
-        return await anyio.to_thread.run_sync(digest)
+        fd, st = self.walker.open_file(self.storage.parts(request.path), request.path)
+        with closing(fd):
+            digest = await anyio.to_thread.run_sync(sha256_of, fd)
+        return ObjectChecksum(path=request.path, digest=digest, size=st.st_size)
 
     @handles("objects.read")
     def read(self, ctx: Context, request: ObjectRead) -> Blob:
-        target, stat = self.stat(request.path)
-        return self.blob(target, stat, request.start, request.end)
+        parts, st = self.stat(request.path)
+        return self.blob(parts, st, request.start, request.end)
 
-    def blob(self, target: Path, stat: os.stat_result, start: int | None, end: int | None) -> Blob:
-        info = info_of(self.storage, target, stat)
-        if info.type == "directory":
-            name = (target.name or "storage") + ".zip"
-            root = self.storage.root
-            return Blob(info, name, "application/zip", generate=lambda: zip_stream(root, target))
-        media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        size = stat.st_size
+    def blob(self, parts: Parts, st: os.stat_result, start: int | None, end: int | None) -> Blob:
+        path = "/".join(parts)
+        if stat.S_ISDIR(st.st_mode):
+            info = self._info(parts, st)
+            name = (parts[-1] if parts else "storage") + ".zip"
+            walker = self.walker
+            return Blob(info, name, "application/zip",
+                        generate=lambda: stream_folder(walker, parts))  # fmt: skip
+        # Opened now: the bytes sent are the stat'ed file's, whatever its name becomes.
+        fd, st = self.walker.open_file(parts, path)
+        blob = Blob(self._info(parts, st), parts[-1], "", fd=fd)
+        size = st.st_size
         first = start or 0
         last = size if end is None else min(end, size)
         empty = size == 0 and first == 0
@@ -197,98 +162,128 @@ class ObjectService:
             and (first >= size or first >= last)
             and not empty
         ):
+            blob.close()
             raise RangeNotSatisfiable(
-                f"range {first}-{end} is outside {info.path!r} ({size} bytes)", size=size
+                f"range {first}-{end} is outside {path!r} ({size} bytes)", size=size
             )
-        partial = start is not None or end is not None
-        return Blob(info, target.name, media, path=target, start=first, end=last, partial=partial)
+        blob.media_type = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
+        blob.start, blob.end, blob.partial = first, last, start is not None or end is not None
+        return blob
 
     @handles("objects.ranges")
     async def ranges(self, ctx: Context, request: ObjectRanges) -> ObjectRangesData:
-        targets = {item.path: self.stat(item.path)[0] for item in request.ranges}
+        fds: dict[str, int] = {}
+        try:
+            for item in request.ranges:
+                if item.path not in fds:
+                    parts = self.storage.parts(item.path)
+                    fds[item.path] = self.walker.open_file(parts, item.path)[0]
 
-        def read_all() -> list[bytes]:
-            fds: dict[str, int] = {}
-            try:
-                out = []
-                for item in request.ranges:
-                    if item.path not in fds:
-                        fds[item.path] = os.open(targets[item.path], os.O_RDONLY)
-                    length = max(item.end - item.start, 0)
-                    out.append(os.pread(fds[item.path], length, item.start))
-                return out
-            except IsADirectoryError:
-                raise InvalidRequest("ranges: one of the paths is a directory") from None
-            finally:
-                for fd in fds.values():
-                    os.close(fd)
+            def read_all() -> list[bytes]:
+                return [
+                    os.pread(fds[item.path], max(item.end - item.start, 0), item.start)
+                    for item in request.ranges
+                ]
 
-        return ObjectRangesData(data=await anyio.to_thread.run_sync(read_all))
+            return ObjectRangesData(data=await anyio.to_thread.run_sync(read_all))
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
     # -- writing --------------------------------------------------------------------------
 
     @handles("objects.write")
     async def write(self, ctx: Context, request: ObjectWrite, body: Body) -> ObjectInfo:
-        target = self.destination(request.path, request.overwrite)
+        parts = self.destination(request.path, request.overwrite)
         if request.size is not None:
             self.quota.check(request.size, path=request.path)
-        return await self.receive_into(target, body, request.path, request.checksum, request.size)
+        return await self.receive_into(parts, body, request.path, request.checksum, request.size)
 
     async def receive_into(
-        self, target: Path, body: Body, path: str, checksum: str | None, size: int | None
+        self, parts: Parts, body: Body, path: str, checksum: str | None, size: int | None
     ) -> ObjectInfo:
         """Stream `body` to a temp file and commit it only when complete and verified."""
-        temp = self.storage.temp_path()
+        temp = self.storage.temp_name()
         digest = hashlib.sha256() if checksum else None
-        try:
-            written = await receive(body, temp, self.quota, digest=digest, limit=size, path=path)
-            if size is not None and written != size:
-                raise InvalidRequest(
-                    f"upload of {path!r} ended after {written} of {size} bytes", path=path
-                )
-            if digest is not None and f"sha256:{digest.hexdigest()}" != checksum:
-                raise InvalidRequest(
-                    f"checksum mismatch for {path!r}: got sha256:{digest.hexdigest()}, "
-                    f"expected {checksum}",
-                    path=path,
-                )
-            return self.commit(temp, target, written)
-        finally:
-            temp.unlink(missing_ok=True)
+        with self.storage.temp_dir() as tmp:
+            fd = self.storage.create_file(tmp, temp)
+            try:
+                try:
+                    written = await receive(body, fd, self.quota, digest=digest, limit=size,
+                                            path=path)  # fmt: skip
+                finally:
+                    os.close(fd)
+                if size is not None and written != size:
+                    raise InvalidRequest(
+                        f"upload of {path!r} ended after {written} of {size} bytes", path=path
+                    )
+                if digest is not None and f"sha256:{digest.hexdigest()}" != checksum:
+                    raise InvalidRequest(
+                        f"checksum mismatch for {path!r}: got sha256:{digest.hexdigest()}, "
+                        f"expected {checksum}",
+                        path=path,
+                    )
+                return self.commit(tmp, temp, parts, written)
+            except BaseException:
+                self._discard(tmp, temp)
+                raise
+
+    def _discard(self, dir_fd: int, name: str) -> None:
+        """Remove a temp file or folder and give its bytes back to the quota."""
+        size = tree_size(dir_fd, name)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                remove_tree(dir_fd, name)
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+            self.quota.changed(-size)
 
     @handles("objects.mkdir")
     def mkdir(self, ctx: Context, request: ObjectMkdir) -> ObjectInfo:
-        target = self.storage.resolve(request.path)
-        if os.path.lexists(target) and not os.path.isdir(target):
-            raise Conflict(f"{request.path!r} exists and is a file", path=request.path)
+        path = request.path
+        parts = self.storage.parts(path)
+        if not parts:
+            return self._info(parts, os.stat(self.storage.root))
         try:
-            target.mkdir(parents=request.parents, exist_ok=True)
-        except FileNotFoundError:
-            raise NotFound(
-                f"the folder of {request.path!r} does not exist (pass parents)", path=request.path
-            ) from None
-        except NotADirectoryError:
-            raise Conflict(f"a parent of {request.path!r} is a file", path=request.path) from None
-        return info_of(self.storage, target)
+            folder = self.walker.open_dir(parts[:-1], path, create=request.parents)
+        except NotFound:
+            raise NotFound(f"the folder of {path!r} does not exist (pass parents)",
+                           path=path) from None  # fmt: skip
+        with closing(folder) as fd:
+            with contextlib.suppress(FileExistsError):
+                make_dir(fd, parts[-1], self.storage.dir_mode)
+            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            raise link_refused(path, path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise Conflict(f"{path!r} exists and is a file", path=path)
+        return self._info(parts, st)
 
     @handles("objects.remove")
     async def remove(self, ctx: Context, request: ObjectRemove) -> ObjectResult:
         return await self._remove(request.path, request.recursive)
 
     async def _remove(self, path: str, recursive: bool) -> ObjectResult:
-        target = self.existing(path)
-        if target == self.storage.root:
+        parts = self.existing(path)
+        if not parts:
             raise InvalidRequest("the storage root cannot be removed", path=path)
-        if os.path.isdir(target) and not os.path.islink(target):
-            if not recursive and _has_entries(target):
-                raise Conflict(
-                    f"{path!r} is a directory that is not empty (pass recursive)", path=path
+        with self.walker.parent(parts, path) as (fd, name):
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise _missing(path) from None
+            if stat.S_ISDIR(st.st_mode):
+                if not recursive and has_entries(fd, name):
+                    raise Conflict(
+                        f"{path!r} is a directory that is not empty (pass recursive)", path=path
+                    )
+                size = (
+                    await anyio.to_thread.run_sync(tree_size, fd, name) if self.quota.limit else 0
                 )
-            size = await anyio.to_thread.run_sync(tree_size, target) if self.quota.limit else 0
-            await anyio.to_thread.run_sync(shutil.rmtree, target)
-        else:
-            size = target.lstat().st_size if not os.path.islink(target) else 0
-            target.unlink()
+                await anyio.to_thread.run_sync(remove_tree, fd, name)
+            else:  # a file, or a link (removed itself, never what it points to)
+                size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+                os.unlink(name, dir_fd=fd)
         self.quota.changed(-size)
         return ObjectResult(path=path, ok=True)
 
@@ -307,98 +302,182 @@ class ObjectService:
     @handles("objects.move")
     def move(self, ctx: Context, request: ObjectTransfer) -> ObjectInfo:
         source = self.existing(request.src)
-        if source == self.storage.root:
+        if not source:
             raise InvalidRequest("the storage root cannot be moved", path=request.src)
         target = self._transfer_target(source, request)
-        try:
-            os.replace(source, target) if request.overwrite else os.rename(source, target)
-        except OSError as exc:  # a folder onto a folder that is not empty
-            raise Conflict(f"cannot move {request.src!r} onto {request.dst!r}: {exc.strerror}",
-                           path=request.dst) from None  # fmt: skip
-        return info_of(self.storage, target)
+        with (
+            self.walker.parent(source, request.src) as (src_fd, src_name),
+            self.walker.parent(target, request.dst, create=True) as (dst_fd, dst_name),
+        ):
+            try:
+                if not request.overwrite and exists_at(dst_fd, dst_name):
+                    raise Conflict(f"{request.dst!r} exists (pass overwrite)", path=request.dst)
+                os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            except OSError as exc:  # a folder onto a folder that is not empty
+                raise Conflict(f"cannot move {request.src!r} onto {request.dst!r}: "
+                               f"{exc.strerror}", path=request.dst) from None  # fmt: skip
+            st = os.stat(dst_name, dir_fd=dst_fd, follow_symlinks=False)
+        return self._info(target, st)
 
     @handles("objects.copy")
     async def copy(self, ctx: Context, request: ObjectTransfer) -> ObjectInfo:
-        source = self.existing(request.src)
+        source, st = self.stat(request.src)
         target = self._transfer_target(source, request)
-        size = await anyio.to_thread.run_sync(tree_size, source) if self.quota.limit else 0
-        self.quota.check(size, path=request.dst)
-        temp = self.storage.temp_path("copy")
-        try:
-            if os.path.isdir(source):
-                await anyio.to_thread.run_sync(_copytree, source, temp)
-                if os.path.isdir(target):
-                    shutil.rmtree(target)
-                os.replace(temp, target)
-                self.quota.changed(size)
-                return info_of(self.storage, target)
-            await anyio.to_thread.run_sync(shutil.copyfile, source, temp)
-            return self.commit(temp, target, source.stat().st_size)
-        finally:
-            shutil.rmtree(temp, ignore_errors=True) if temp.is_dir() else temp.unlink(
-                missing_ok=True
-            )
+        temp = self.storage.temp_name("copy")
+        with self.storage.temp_dir() as tmp:
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    with closing(self.walker.open_dir(source, request.src)) as src:
+                        size = await anyio.to_thread.run_sync(tree_size, src)
+                        self.quota.reserve(size, path=request.dst)
+                        make_dir(tmp, temp, self.storage.dir_mode)
+                        await anyio.to_thread.run_sync(self._copytree, src, tmp, temp)
+                    return self._install_tree(tmp, temp, target, request.dst, size)
+                fd, st = self.walker.open_file(source, request.src)
+                with closing(fd):
+                    self.quota.reserve(st.st_size, path=request.dst)
+                    out = self.storage.create_file(tmp, temp)
+                    with closing(out):
+                        await anyio.to_thread.run_sync(copy_fd, fd, out, st.st_size)
+                return self.commit(tmp, temp, target, st.st_size)
+            except BaseException:
+                self._discard(tmp, temp)
+                raise
 
-    def _transfer_target(self, source: Path, request: ObjectTransfer) -> Path:
-        target = self.storage.resolve(request.dst)
-        if target == source or target.is_relative_to(source):
+    def _install_tree(self, tmp: int, temp: str, target: Parts, path: str, size: int) -> ObjectInfo:
+        with self.walker.parent(target, path, create=True) as (fd, name):
+            try:
+                old = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                old = None
+            if old is not None and stat.S_ISDIR(old.st_mode):
+                freed = tree_size(fd, name)
+                remove_tree(fd, name)
+                self.quota.changed(-freed)
+            os.rename(temp, name, src_dir_fd=tmp, dst_dir_fd=fd)
+            return self._info(target, os.stat(name, dir_fd=fd, follow_symlinks=False))
+
+    def _copytree(self, src: int, dst_parent: int, dst_name: str) -> None:
+        """Copy the folder `src` into the new folder `dst_name`, by fds: links are skipped
+        (never followed), and so are FIFOs and devices."""
+        with closing(os.open(dst_name, DIR_FLAGS, dir_fd=dst_parent)) as dst:
+            for name, is_dir, is_file in _entries(src):
+                if is_dir:
+                    try:
+                        child = os.open(name, DIR_FLAGS, dir_fd=src)
+                    except OSError:  # gone, or swapped for a link
+                        continue
+                    with closing(child):
+                        make_dir(dst, name, self.storage.dir_mode)
+                        self._copytree(child, dst, name)
+                elif is_file:
+                    try:
+                        fd, st = open_regular(src, name, name)
+                    except ApiError:
+                        continue
+                    with closing(fd), closing(self.storage.create_file(dst, name)) as out:
+                        copy_fd(fd, out, st.st_size)
+
+    def _transfer_target(self, source: Parts, request: ObjectTransfer) -> Parts:
+        target = self.storage.parts(request.dst)
+        if not target:
+            raise InvalidRequest("the storage root cannot be replaced", path=request.dst)
+        if target[: len(source)] == source:
             raise InvalidRequest(f"cannot put {request.src!r} inside itself", path=request.dst)
-        if os.path.lexists(target):
-            if not request.overwrite:
-                raise Conflict(f"{request.dst!r} exists (pass overwrite)", path=request.dst)
-            if os.path.isdir(target) != os.path.isdir(source):
-                raise Conflict(f"{request.dst!r} exists and is not the same kind", path=request.dst)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        source_dir = stat.S_ISDIR(self.walker.lstat(source, request.src).st_mode)
+        with self.walker.parent(target, request.dst, create=True) as (fd, name):
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return target
+        if not request.overwrite:
+            raise Conflict(f"{request.dst!r} exists (pass overwrite)", path=request.dst)
+        if stat.S_ISDIR(st.st_mode) != source_dir:
+            raise Conflict(f"{request.dst!r} exists and is not the same kind", path=request.dst)
         return target
 
     # -- archives -------------------------------------------------------------------------
 
     @handles("objects.zip")
     async def zip(self, ctx: Context, request: ObjectZip) -> AsyncIterator[ObjectProgress]:
-        source = self.existing(request.path)
+        source, st = self.stat(request.path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise InvalidRequest(f"zip: {request.path!r} is not a folder", path=request.path)
         dest_path = request.dest or (request.path.rstrip("/") + ".zip")
         dest = self.destination(dest_path, request.overwrite)
+        temp = self.storage.temp_name("zip")
+        replaced = self._identity(dest, dest_path)
+        with self.storage.temp_dir() as tmp:
+            try:
+                out = os.fdopen(self.storage.create_file(tmp, temp), "wb")
 
-        def work(progress: Callable[[int, int], None]) -> tuple[int, int]:
-            done = [0, 0]
+                def work(progress: Callable[[int, int], None]) -> tuple[int, int]:
+                    done = [0, 0]
 
-            def step(entries: int, size: int) -> None:
-                done[:] = [entries, size]
-                progress(entries, size)
+                    def step(entries: int, size: int) -> None:
+                        done[:] = [entries, size]
+                        progress(entries, size)
 
-            zip_to_file(self.storage.root, source, dest, step)
-            return done[0], done[1]
+                    with out:
+                        zip_into(self.walker, source, Charged(out, self.quota, dest_path),
+                                 replaced, step)  # fmt: skip
+                    return done[0], done[1]
 
-        async for event in _progress("zipping", request.path, dest_path, work):
-            yield event
-        self.quota.changed(dest.stat().st_size)
+                async for event in _progress("zipping", request.path, dest_path, work):
+                    if event.action == "done":
+                        self.commit(tmp, temp, dest, 0)
+                    yield event
+            except BaseException:
+                self._discard(tmp, temp)
+                raise
+
+    def _identity(self, parts: Parts, path: str) -> tuple[int, int] | None:
+        try:
+            st = self.walker.lstat(parts, path)
+        except NotFound:
+            return None
+        return (st.st_dev, st.st_ino)
 
     @handles("objects.unzip")
     async def unzip(self, ctx: Context, request: ObjectZip) -> AsyncIterator[ObjectProgress]:
-        archive, _ = self.stat(request.path)
-        if not archive.is_file():
-            raise InvalidRequest(f"{request.path!r} is not a file", path=request.path)
         default = (
             request.path[:-4] if request.path.lower().endswith(".zip") else request.path + ".d"
         )
         dest_path = request.dest or default
-        dest = self.storage.resolve(dest_path)
-        if os.path.lexists(dest) and not os.path.isdir(dest):
-            raise Conflict(f"{dest_path!r} exists and is a file", path=dest_path)
+        dest = self.storage.parts(dest_path)
+        archive_parts, _ = self.stat(request.path)  # a missing archive is refused up front
         limits = self._unzip_limits
         if self.quota.limit is not None:
             free = max(self.quota.limit - self.quota.used, 0)
             limits = UnzipLimits(
                 limits.max_entries, min(limits.max_total_size, free), limits.max_ratio
             )
+        charged = [0]
+
+        def charge(size: int) -> None:
+            self.quota.reserve(size, path=dest_path)
+            charged[0] += size
 
         def work(progress: Callable[[int, int], None]) -> tuple[int, int]:
-            return unzip(archive, dest, limits, request.overwrite, progress)
+            args = (limits, request.overwrite, progress, charge, self._modes)
+            archive, _ = self.walker.open_file(archive_parts, request.path)
+            with os.fdopen(archive, "rb") as source:
+                if not dest:  # into the storage root itself
+                    with closing(self.walker.open_root()) as root:
+                        return unzip_at(source, request.path, root, None, *args)
+                with self.walker.parent(dest, dest_path) as (fd, name):
+                    return unzip_at(source, request.path, fd, name, *args)
 
-        async for event in _progress("unzipping", request.path, dest_path, work):
-            yield event
-            if event.action == "done":
-                self.quota.changed(event.bytes)
+        try:
+            async for event in _progress("unzipping", request.path, dest_path, work):
+                yield event
+        except BaseException:
+            self.quota.changed(-charged[0])  # extraction left nothing behind
+            raise
+
+    @property
+    def _modes(self) -> tuple[int, int]:
+        return self.storage.file_mode, self.storage.dir_mode
 
 
 async def _progress(
@@ -427,10 +506,10 @@ async def _progress(
     yield ObjectProgress(action="done", path=path, entries=entries, bytes=size, dest=dest)
 
 
-def _has_entries(folder: Path) -> bool:
-    with os.scandir(folder) as entries:
-        return any(True for _ in entries)
-
-
-def _copytree(source: Path, target: Path) -> None:
-    shutil.copytree(source, target, symlinks=True)
+def _entries(fd: int) -> list[tuple[str, bool, bool]]:
+    """Names in folder `fd`, and whether each is a folder or a file (links are neither)."""
+    with os.scandir(fd) as entries:
+        return [
+            (e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False))
+            for e in entries
+        ]

@@ -11,21 +11,25 @@ to its destination by a rename: an unfinished upload never shows at its destinat
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+
+import anyio
 
 from ..._exceptions import ChecksumMismatch, Conflict, InvalidRequest, NotFound
 from ..._models import UploadAppend, UploadCreate, UploadInfo, UploadRef
 from .._context import Context
 from .._handlers import handles
 from .._state import State
+from ._fds import sha256_of
 from ._receive import Body, receive
 from ._store import ObjectService
 
@@ -39,12 +43,31 @@ class UploadService:
         self._state = state
         self._store = store
         self._expiry = expiry
-        self._folder = store.storage.private / "uploads"
         self._busy: set[str] = set()
         self._lock = threading.Lock()
 
-    def _partial(self, upload_id: str) -> Path:
-        return self._folder / upload_id
+    @contextlib.contextmanager
+    def _folder(self) -> Iterator[int]:
+        """An fd of the private uploads folder (walked from the root like any path)."""
+        fd = self._store.storage.private_dir("uploads")
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _size(self, upload_id: str) -> int:
+        with self._folder() as folder:
+            try:
+                return os.stat(upload_id, dir_fd=folder, follow_symlinks=False).st_size
+            except FileNotFoundError:
+                return 0
+
+    def _drop(self, upload_id: str) -> None:
+        """Remove a partial file and give its bytes back to the quota."""
+        with self._folder() as folder, contextlib.suppress(FileNotFoundError):
+            size = os.stat(upload_id, dir_fd=folder, follow_symlinks=False).st_size
+            os.unlink(upload_id, dir_fd=folder)
+            self._store.quota.changed(-size)
 
     def _row(self, upload_id: str) -> Any:
         rows = self._state.query("SELECT * FROM uploads WHERE id = ?", (upload_id,))
@@ -53,9 +76,8 @@ class UploadService:
         return rows[0]
 
     def _info(self, row: Any, offset: int | None = None, completed: bool = False) -> UploadInfo:
-        partial = self._partial(row["id"])
         if offset is None:
-            offset = partial.stat().st_size if partial.exists() else 0
+            offset = self._size(row["id"])
         return UploadInfo(
             id=row["id"],
             path=row["path"],
@@ -70,7 +92,7 @@ class UploadService:
         """Forget expired uploads (on each create: no timer to run)."""
         now = time.time()
         for row in self._state.query("SELECT id FROM uploads WHERE expires_at < ?", (now,)):
-            self._partial(row["id"]).unlink(missing_ok=True)
+            self._drop(row["id"])
         self._state.execute("DELETE FROM uploads WHERE expires_at < ?", (now,))
 
     @handles("uploads.create")
@@ -81,7 +103,8 @@ class UploadService:
             self._store.quota.check(request.length, path=request.path)
         upload_id = secrets.token_urlsafe(16)
         now = time.time()
-        self._partial(upload_id).touch()
+        with self._folder() as folder:
+            os.close(self._store.storage.create_file(folder, upload_id))
         self._state.execute(
             "INSERT INTO uploads (id, path, length, overwrite, checksum, metadata, created_at, "
             "expires_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -99,7 +122,7 @@ class UploadService:
     def delete(self, ctx: Context, request: UploadRef) -> UploadInfo:
         info = self._info(self._row(request.id))
         self._state.execute("DELETE FROM uploads WHERE id = ?", (request.id,))
-        self._partial(request.id).unlink(missing_ok=True)
+        self._drop(request.id)
         return info
 
     @handles("uploads.append")
@@ -116,28 +139,35 @@ class UploadService:
                 self._busy.discard(request.id)
 
     async def _append(self, row: Any, request: UploadAppend, body: Body) -> UploadInfo:
-        partial = self._partial(row["id"])
-        offset = partial.stat().st_size
-        if request.offset != offset:
-            raise Conflict(
-                f"upload {row['id']!r} is at offset {offset}, not {request.offset}", offset=offset
-            )
         length = self._length(row, request)
         digest, expected = _chunk_digest(request.checksum)
-        room = None if length is None else length - offset
-        try:
-            await receive(body, partial, self._store.quota, append=True, digest=digest,
-                          limit=room, path=row["path"])  # fmt: skip
-        except BaseException:
-            if digest is not None:  # a chunk under a checksum is all or nothing
-                os.truncate(partial, offset)
-            raise
-        if digest is not None and base64.b64encode(digest.digest()).decode() != expected:
-            os.truncate(partial, offset)
-            raise ChecksumMismatch(f"upload {row['id']!r}: the chunk does not match its checksum")
-        size = partial.stat().st_size
-        if length is not None and size == length:
-            return await self._finish(row, partial, size)
+        with self._folder() as folder:
+            fd = self._store.storage.create_file(folder, row["id"], append=True)
+            try:
+                offset = os.fstat(fd).st_size
+                if request.offset != offset:
+                    raise Conflict(
+                        f"upload {row['id']!r} is at offset {offset}, not {request.offset}",
+                        offset=offset,
+                    )
+                room = None if length is None else length - offset
+                try:
+                    await receive(body, fd, self._store.quota, digest=digest, limit=room,
+                                  path=row["path"])  # fmt: skip
+                    if digest is not None and _b64(digest) != expected:
+                        raise ChecksumMismatch(
+                            f"upload {row['id']!r}: the chunk does not match its checksum"
+                        )
+                except BaseException:
+                    if digest is not None:  # a chunk under a checksum is all or nothing
+                        self._store.quota.changed(offset - os.fstat(fd).st_size)
+                        os.ftruncate(fd, offset)
+                    raise
+                size = os.fstat(fd).st_size
+                if length is not None and size == length:
+                    return await self._finish(row, folder, fd, size)
+            finally:
+                os.close(fd)
         return self._info(row, size)
 
     def _length(self, row: Any, request: UploadAppend) -> int | None:
@@ -151,19 +181,23 @@ class UploadService:
         )
         return request.length
 
-    async def _finish(self, row: Any, partial: Path, size: int) -> UploadInfo:
+    async def _finish(self, row: Any, folder: int, fd: int, size: int) -> UploadInfo:
         target = self._store.destination(row["path"], bool(row["overwrite"]))
         if row["checksum"]:
-            found = await self._store.checksum_of(partial)
+            found = await anyio.to_thread.run_sync(sha256_of, fd)
             if f"sha256:{found}" != row["checksum"]:
                 self.delete(Context(None), UploadRef(id=row["id"]))
                 raise ChecksumMismatch(
                     f"upload of {row['path']!r}: the file is sha256:{found}, "
                     f"not {row['checksum']}; it was discarded"
                 )
-        self._store.commit(partial, target, size)
+        self._store.commit(folder, row["id"], target, size)
         self._state.execute("DELETE FROM uploads WHERE id = ?", (row["id"],))
         return self._info(row, size, completed=True)
+
+
+def _b64(digest: Any) -> str:
+    return base64.b64encode(digest.digest()).decode()
 
 
 def _chunk_digest(checksum: str | None) -> tuple[Any, str]:

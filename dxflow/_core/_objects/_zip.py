@@ -19,26 +19,25 @@ import errno
 import os
 import re
 import secrets
-import shutil
 import stat
 import time
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, Protocol
 
-from ..._exceptions import (
-    Conflict,
-    InsufficientStorage,
-    InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-)
-from ._paths import PRIVATE
+from ..._exceptions import ApiError, Conflict, InvalidRequest, NotFound
+from ._paths import is_private
+from ._unzip import UnzipLimits, unzip
+from ._walker import Walker
 
-__all__ = ["UnzipLimits", "unzip", "zip_stream", "zip_to_file"]
+__all__ = ["UnzipLimits", "stream_folder", "unzip", "zip_into", "zip_stream", "zip_to_file"]
+
+
+class Writable(Protocol):
+    def fileno(self) -> int: ...
+    def write(self, data: bytes, /) -> int: ...
+
 
 Progress = Callable[[int, int], None]
 """Called as progress(entries_done, bytes_done) after each archive entry."""
@@ -103,9 +102,25 @@ def zip_stream(root: Path, base: Path, chunk_size: int = 1 << 20) -> Iterator[by
 
     Member names are relative to `base`; folders are entries ending in '/'. Symlinks and the
     engine's own `.dxflow` folder are left out. Errors (such as `base` not being a folder)
-    surface on the first iteration.
+    surface on the first iteration. `base` is walked from `root` like any storage path.
     """
-    yield from _stream(root, base, chunk_size, frozenset(), None)
+    relative = base.relative_to(root).parts
+    yield from stream_folder(Walker(str(root)), list(relative), chunk_size)
+
+
+def stream_folder(
+    walker: Walker,
+    parts: list[str],
+    chunk_size: int = 1 << 20,
+    exclude: frozenset[tuple[int, int]] = frozenset(),
+    progress: Progress | None = None,
+) -> Iterator[bytes]:
+    """The archive of the folder `parts` below the walker's root, as `zip_stream` makes it."""
+    if parts and is_private(parts[0]):
+        yield from _stream(None, False, chunk_size, exclude, progress)
+        return
+    fd = _open_base(walker, parts)
+    yield from _stream(fd, not parts, chunk_size, exclude, progress)
 
 
 def zip_to_file(root: Path, base: Path, dest: Path, progress: Progress | None = None) -> None:
@@ -116,26 +131,41 @@ def zip_to_file(root: Path, base: Path, dest: Path, progress: Progress | None = 
     """
     if dest.is_dir():
         raise Conflict(f"zip: '{dest.name}' is a folder", path=dest.name)
-    tmp = _hidden_sibling(dest, "zip")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    tmp = dest.parent / f".{dest.name}.zip-{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as out:
-            # The archive may be written inside the folder being archived: it must not
-            # swallow itself (an endless loop) or the file it is about to replace.
-            exclude = {_identity(os.fstat(out.fileno()))}
-            if dest.exists():
-                exclude.add(_identity(dest.stat()))
-            for chunk in _stream(root, base, _FILE_CHUNK, frozenset(exclude), progress):
-                out.write(chunk)
+            replaced = _identity(dest.stat()) if dest.exists() else None
+            relative = list(base.relative_to(root).parts)
+            zip_into(Walker(str(root)), relative, out, replaced, progress)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+def zip_into(
+    walker: Walker,
+    parts: list[str],
+    out: Writable,
+    replaced: tuple[int, int] | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Write the archive of folder `parts` to the open file `out`.
+
+    The archive may be written inside the folder being archived: it must not swallow
+    itself (an endless loop) or the file it is about to replace (`replaced`).
+    """
+    exclude = {_identity(os.fstat(out.fileno()))}
+    if replaced is not None:
+        exclude.add(replaced)
+    for chunk in stream_folder(walker, parts, _FILE_CHUNK, frozenset(exclude), progress):
+        out.write(chunk)
+
+
 def _stream(
-    root: Path,
-    base: Path,
+    base_fd: int | None,
+    is_root: bool,
     chunk_size: int,
     exclude: frozenset[tuple[int, int]],
     progress: Progress | None,
@@ -144,7 +174,7 @@ def _stream(
     read_size = min(max(chunk_size, _MIN_READ), _MAX_READ)
     entries = done = 0
     with zipfile.ZipFile(sink, "w", allowZip64=True) as archive:
-        for item in _walk(root, base, exclude):
+        for item in _walk(base_fd, is_root, exclude):
             if item.is_dir:
                 archive.mkdir(_zip_info(item.arcname, item.stat))
             else:
@@ -204,18 +234,18 @@ def _date_time(mtime: float) -> tuple[int, int, int, int, int, int]:
     return (year, month, day, hour, minute, second)
 
 
-def _walk(root: Path, base: Path, exclude: frozenset[tuple[int, int]]) -> Iterator[_Item]:
-    """Folders and regular files under `base`, depth first in sorted order, links skipped.
+def _walk(
+    base_fd: int | None, is_root: bool, exclude: frozenset[tuple[int, int]]
+) -> Iterator[_Item]:
+    """Folders and regular files under `base_fd` (consumed), depth first in sorted order,
+    links skipped.
 
     Each folder is opened relative to its parent's descriptor with O_NOFOLLOW, so a folder
     swapped for a symlink after listing is refused rather than followed.
     """
-    relative = base.relative_to(root).parts
-    if relative and relative[0] == PRIVATE:
+    if base_fd is None:
         return
-    skip_top = PRIVATE if not relative else None
-    top = _open_base(base, "/".join(relative) or ".")
-    stack = [(top, "", iter(_sorted_names(top)))]
+    stack = [(base_fd, "", iter(_sorted_names(base_fd)))]
     try:
         while stack:
             fd, prefix, names = stack[-1]
@@ -224,7 +254,7 @@ def _walk(root: Path, base: Path, exclude: frozenset[tuple[int, int]]) -> Iterat
                 stack.pop()
                 os.close(fd)
                 continue
-            if name == skip_top and not prefix:
+            if is_root and not prefix and is_private(name):
                 continue
             item = _look(fd, prefix, name)
             if item is None or _identity(item.stat) in exclude:
@@ -262,15 +292,16 @@ def _sorted_names(dir_fd: int) -> list[str]:
     return sorted(os.listdir(dir_fd))
 
 
-def _open_base(base: Path, shown: str) -> int:
+def _open_base(walker: Walker, parts: list[str]) -> int:
+    shown = "/".join(parts) or "."
     try:
-        return os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except FileNotFoundError:
+        return walker.open_dir(parts, shown)
+    except NotFound:
         raise NotFound(f"zip: '{shown}' does not exist", path=shown) from None
-    except OSError as exc:
-        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
-            raise InvalidRequest(f"zip: '{shown}' is not a folder", path=shown) from None
-        raise
+    except ApiError as exc:  # a file, or a symlink (never followed)
+        raise InvalidRequest(
+            f"zip: '{shown}' is not a folder ({exc.message})", path=shown
+        ) from None
 
 
 def _open_dir(name: str, dir_fd: int) -> int | None:
@@ -300,305 +331,3 @@ def _open_file(item: _Item) -> IO[bytes] | None:
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
-
-
-def _hidden_sibling(dest: Path, kind: str) -> Path:
-    # Same folder, hence same filesystem: the final rename is atomic. Created by the caller
-    # with os.open/os.mkdir rather than tempfile, which would impose mode 0600/0700.
-    return dest.parent / f".{dest.name}.{kind}-{secrets.token_hex(6)}"
-
-
-# --- extracting archives -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UnzipLimits:
-    """What an archive may contain before `unzip` refuses it."""
-
-    max_entries: int = 100_000
-    max_total_size: int = 8 << 30
-    max_ratio: float = 200.0
-
-
-_Parts = tuple[str, ...]
-
-
-class _Planned(NamedTuple):
-    info: zipfile.ZipInfo
-    parts: _Parts
-
-
-class _Layout(NamedTuple):
-    """The paths the archive creates: files (with their entry name) and folders."""
-
-    files: dict[_Parts, str]
-    dirs: set[_Parts]
-
-
-def unzip(
-    archive: Path,
-    dest: Path,
-    limits: UnzipLimits = UnzipLimits(),  # frozen, so one shared default is safe
-    overwrite: bool = False,
-    progress: Progress | None = None,
-) -> tuple[int, int]:
-    """Extract `archive` into the folder `dest`; return (entries, bytes) extracted.
-
-    `dest` is created if missing; if it exists, the archive's content is merged into it and
-    existing files are replaced only with `overwrite`. On any error nothing is left behind.
-    `progress(entries_done, bytes_done)` is called after each entry.
-    """
-    _check_dest(dest)
-    with _open_archive(archive) as zf:
-        plan = _plan(zf.infolist(), limits)
-        layout = _layout(plan)
-        if os.path.lexists(dest):
-            _check_existing(layout, dest, overwrite)
-        tmp = _hidden_sibling(dest, "unzip")
-        tmp.mkdir()
-        try:
-            result = _extract_all(zf, archive, plan, tmp, limits, progress)
-            _install(tmp, dest, overwrite)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorage(f"unzip: no space left for '{dest.name}'") from None
-            raise
-        finally:
-            # After a successful install of a new folder, tmp is gone and this is a no-op.
-            shutil.rmtree(tmp, ignore_errors=True)
-    return result
-
-
-def _check_dest(dest: Path) -> None:
-    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
-        raise Conflict(f"unzip: '{dest.name}' exists and is not a folder", path=dest.name)
-    if not dest.parent.is_dir():
-        raise NotFound(f"unzip: the folder to hold '{dest.name}' does not exist")
-
-
-def _open_archive(archive: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, EOFError, ValueError, IsADirectoryError) as exc:
-        raise InvalidRequest(
-            f"unzip: '{archive.name}' is not a zip archive ({exc})", path=archive.name
-        ) from None
-
-
-def _plan(infos: list[zipfile.ZipInfo], limits: UnzipLimits) -> list[_Planned]:
-    """Check every entry against the limits; return those with something to create."""
-    if len(infos) > limits.max_entries:
-        raise InvalidRequest(
-            f"unzip: the archive has {len(infos)} entries, more than the limit of "
-            f"{limits.max_entries}",
-            entries=len(infos),
-            limit=limits.max_entries,
-        )
-    plan: list[_Planned] = []
-    for info in infos:
-        parts = _entry_parts(info.orig_filename)
-        _check_entry(info, limits)
-        if parts:
-            plan.append(_Planned(info, parts))
-    _check_declared_total(sum(info.file_size for info in infos), limits)
-    return plan
-
-
-def _entry_parts(name: str) -> _Parts:
-    """The path components of an entry name, refusing any that could leave the destination.
-
-    zipfile cuts `filename` at a NUL byte, so this is given `orig_filename`, which keeps it.
-    With these rules no name can resolve outside: extraction happens in a fresh folder that
-    holds no symlinks, and existing symlinks in the destination are refused by
-    `_check_existing`.
-    """
-    parts = tuple(part for part in name.split("/") if part not in ("", "."))
-    if (
-        "\x00" in name
-        or "\\" in name
-        or name.startswith("/")
-        or _DRIVE.match(name)
-        or ".." in parts
-    ):
-        raise InvalidRequest(
-            f"unzip: entry '{_shown(name)}' would land outside the destination (zip slip)",
-            entry=_shown(name),
-        )
-    if any(len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME for part in parts):
-        raise InvalidRequest(
-            f"unzip: entry '{_shown(name)}' has a name longer than {_MAX_NAME} bytes",
-            entry=_shown(name),
-        )
-    return parts
-
-
-def _check_entry(info: zipfile.ZipInfo, limits: UnzipLimits) -> None:
-    name = _shown(info.orig_filename)
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise InvalidRequest(
-            f"unzip: entry '{name}' is a symlink; archives with links are refused", entry=name
-        )
-    if info.flag_bits & 0x1:
-        raise InvalidRequest(f"unzip: entry '{name}' is encrypted", entry=name)
-    ratio = info.file_size / max(info.compress_size, 1)
-    if info.file_size > _BOMB_MIN_SIZE and ratio > limits.max_ratio:
-        raise PayloadTooLarge(
-            f"unzip: entry '{name}' would expand {ratio:.0f} times to {info.file_size} bytes, "
-            f"over the limit of {limits.max_ratio:g} times (zip bomb)",
-            entry=name,
-        )
-
-
-def _check_declared_total(total: int, limits: UnzipLimits) -> None:
-    if total > limits.max_total_size:
-        raise PayloadTooLarge(
-            f"unzip: the archive would expand to {total} bytes, more than the limit of "
-            f"{limits.max_total_size} bytes",
-            size=total,
-            limit=limits.max_total_size,
-        )
-
-
-def _layout(plan: list[_Planned]) -> _Layout:
-    """What the plan creates, refusing entries that repeat or are both a file and a folder."""
-    files: dict[_Parts, str] = {}
-    dirs: set[_Parts] = set()
-    for info, parts in plan:
-        dirs.update(parts[:i] for i in range(1, len(parts)))
-        if info.is_dir():
-            dirs.add(parts)
-        elif parts in files:
-            name = _shown(info.orig_filename)
-            raise InvalidRequest(f"unzip: entry '{name}' appears twice", entry=name)
-        else:
-            files[parts] = info.orig_filename
-    for parts, name in files.items():
-        if parts in dirs:
-            shown = _shown(name)
-            raise InvalidRequest(f"unzip: entry '{shown}' is both a file and a folder")
-    return _Layout(files, dirs)
-
-
-def _check_existing(layout: _Layout, dest: Path, overwrite: bool) -> None:
-    """Refuse, before writing, anything the archive cannot put into the existing `dest`."""
-    for parts in sorted(layout.dirs):
-        mode = _lmode(dest.joinpath(*parts))
-        # lstat: a symlink where a folder is needed is refused, never followed.
-        if mode is not None and not stat.S_ISDIR(mode):
-            raise _exists("/".join(parts), "and is not a folder")
-    for parts in sorted(layout.files):
-        mode = _lmode(dest.joinpath(*parts))
-        if mode is None:
-            continue
-        if stat.S_ISDIR(mode):
-            raise _exists("/".join(parts), "and is a folder")
-        if not overwrite:
-            raise _exists("/".join(parts), "(pass overwrite to replace it)")
-
-
-def _lmode(path: Path) -> int | None:
-    try:
-        return os.lstat(path).st_mode
-    except FileNotFoundError:
-        return None
-
-
-def _exists(relative: str, why: str) -> Conflict:
-    shown = _shown(relative)
-    return Conflict(f"unzip: '{shown}' already exists in the destination {why}", path=shown)
-
-
-def _extract_all(
-    zf: zipfile.ZipFile,
-    archive: Path,
-    plan: list[_Planned],
-    tmp: Path,
-    limits: UnzipLimits,
-    progress: Progress | None,
-) -> tuple[int, int]:
-    written = 0
-    for done, (info, parts) in enumerate(plan, 1):
-        target = tmp.joinpath(*parts)
-        if info.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            written = _extract_file(zf, archive, info, target, written, limits)
-        if progress is not None:
-            progress(done, written)
-    return len(plan), written
-
-
-def _extract_file(
-    zf: zipfile.ZipFile,
-    archive: Path,
-    info: zipfile.ZipInfo,
-    target: Path,
-    written: int,
-    limits: UnzipLimits,
-) -> int:
-    """Copy one entry to `target` in chunks; return the running total of bytes written."""
-    try:
-        with zf.open(info) as src, open(target, "xb") as out:
-            while chunk := src.read(_FILE_CHUNK):
-                written += len(chunk)
-                # Declared sizes were checked already, but only what is written is certain.
-                if written > limits.max_total_size:
-                    raise PayloadTooLarge(
-                        f"unzip: the archive expands to more than the limit of "
-                        f"{limits.max_total_size} bytes",
-                        limit=limits.max_total_size,
-                    )
-                out.write(chunk)
-            _keep_executable(out, info)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-        name = _shown(info.orig_filename)
-        raise InvalidRequest(
-            f"unzip: '{archive.name}' is damaged at entry '{name}' ({exc})", entry=name
-        ) from None
-    return written
-
-
-def _keep_executable(out: IO[bytes], info: zipfile.ZipInfo) -> None:
-    # Only the executable bits are taken from the archive (scripts stay runnable); the rest
-    # follows the umask, and setuid/setgid/sticky bits are never restored.
-    mode = info.external_attr >> 16
-    if info.create_system != 3 or not mode & 0o111:
-        return
-    current = os.fstat(out.fileno()).st_mode & 0o777
-    os.fchmod(out.fileno(), current | (current & 0o444) >> 2)
-
-
-def _install(tmp: Path, dest: Path, overwrite: bool) -> None:
-    """Move the extracted tree into place: the whole folder if `dest` is new, else merge."""
-    if not os.path.lexists(dest):
-        try:
-            tmp.rename(dest)
-            return
-        except OSError:
-            # Someone created dest meanwhile: merge, re-checking each path on the way.
-            if not os.path.lexists(dest):
-                raise
-    _merge(tmp, dest, overwrite, "")
-
-
-def _merge(src_dir: Path, dst_dir: Path, overwrite: bool, prefix: str) -> None:
-    for name in sorted(os.listdir(src_dir)):
-        src, dst = src_dir / name, dst_dir / name
-        mode = _lmode(dst)
-        if mode is None:
-            src.rename(dst)
-        elif src.is_dir():
-            if not stat.S_ISDIR(mode):
-                raise _exists(prefix + name, "and is not a folder")
-            _merge(src, dst, overwrite, prefix + name + "/")
-        elif stat.S_ISDIR(mode) or not overwrite:
-            raise _exists(prefix + name, "(pass overwrite to replace it)")
-        else:
-            # os.replace swaps a symlink itself, never what it points to.
-            os.replace(src, dst)
-
-
-def _shown(name: str) -> str:
-    name = name.replace("\x00", "\\0")
-    return name if len(name) <= 200 else name[:200] + "..."

@@ -1,0 +1,212 @@
+"""The symlink race on the object store, under load, through the real HTTP server.
+
+A process that can write into storage (a workflow's container, say) exchanges a folder
+and a symlink to a folder outside the storage root as fast as it can (renameat2 with
+RENAME_EXCHANGE, atomic: the name is always either the folder or the link). Meanwhile a
+non-MASTER OBJECT key sends thousands of reads, range reads, writes, listings, infos,
+batched ranges and removes at paths inside that folder. Before the walker, about 4% of
+reads returned the outside file, PUTs wrote outside the root and ~1,400 requests were
+500s. Now: no byte of the outside file is ever returned, nothing outside is written or
+removed, and no request is a 5xx.
+
+The load is a fixed number of requests (not a duration), so the test holds on a busy
+machine; it reports its counts (`-s` shows them).
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import platform
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dxflow import Permission
+from dxflow._core import EngineCore
+from dxflow._keys import load_private_key
+
+from ..conftest import KeyFactory
+
+pytestmark = pytest.mark.skipif(
+    platform.system() != "Linux", reason="renameat2(RENAME_EXCHANGE) is Linux only"
+)
+
+SECRET = b"OUTSIDE-SECRET-" * 64  # 960 bytes: a size no inside file has
+FILES = 8
+ROUNDS = 60  # per worker and kind: 4 workers x 60 rounds x 8 kinds = 1,920 requests
+WORKERS = 4
+
+# The swapper runs in a process of its own (real parallelism, no GIL) and counts swaps.
+SWAPPER = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+a, b = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2])
+print("ready", flush=True)
+swaps = 0
+try:
+    while not os.path.exists(sys.argv[3]):
+        for _ in range(200):
+            if libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) != 0:
+                sys.exit(f"renameat2: {os.strerror(ctypes.get_errno())}")
+            swaps += 1
+finally:
+    if swaps % 2:  # leave the names as they were
+        libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
+        swaps += 1
+    print(swaps, flush=True)
+"""
+
+
+def _renameat2_works(folder: Path) -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    (folder / "x").mkdir(parents=True)
+    (folder / "y").symlink_to("x")
+    return bool(libc.renameat2(-100, bytes(folder / "x"), -100, bytes(folder / "y"), 2) == 0)
+
+
+def _token(client: httpx.Client, key_path: Path) -> str:
+    key = load_private_key(key_path)
+    challenge = client.post("/api/auth/challenge", json={}).json()
+    response = client.post(
+        "/api/auth/verify",
+        json={
+            "identity": key.public.fingerprint,
+            "nonce": challenge["nonce"],
+            "signature": key.sign_b64(challenge["message"]),
+            "lifetime": 3600,
+        },
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["token"])
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+class Attack:
+    """Requests of every kind at paths inside the swapped folder; what came back."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.headers = url, {"Authorization": f"Bearer {token}"}
+        self.kinds: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.escapes: list[str] = []
+        self.errors: list[str] = []
+        self.samples: dict[int, str] = {}
+        self.lock = threading.Lock()
+
+    def _seen(self, kind: str, response: httpx.Response, leaked: bool) -> None:
+        with self.lock:
+            self.kinds[kind] += 1
+            self.statuses[response.status_code] += 1
+            if response.status_code >= 400:
+                self.samples.setdefault(response.status_code, f"{kind}: {response.text[:150]}")
+            if leaked:
+                self.escapes.append(f"{kind}: {response.status_code} {response.content[:80]!r}")
+            if response.status_code >= 500:
+                self.errors.append(f"{kind}: {response.status_code} {response.text[:300]}")
+
+    def worker(self, number: int) -> None:
+        with httpx.Client(base_url=self.url, headers=self.headers, timeout=60) as client:
+            for round_ in range(ROUNDS):
+                self.one_round(client, number, round_)
+
+    def one_round(self, client: httpx.Client, number: int, round_: int) -> None:
+        name = f"swap/f{(number + round_) % FILES}.txt"
+        r = client.get("/api/objects/content", params={"path": name})
+        self._seen("read", r, b"OUTSIDE" in r.content)
+        span = {"Range": "bytes=2-40"}
+        r = client.get("/api/objects/content", params={"path": name}, headers=span)
+        self._seen("range", r, b"OUTSIDE" in r.content or b"SIDE-SEC" in r.content)
+        written = f"swap/w-{number}-{round_}.txt"
+        r = client.put("/api/objects/content", params={"path": written, "overwrite": "true"},
+                       content=b"written by the attack")  # fmt: skip
+        self._seen("write", r, False)
+        r = client.get("/api/objects", params={"path": "", "depth": 3})
+        self._seen("list", r, self._listing_leaks(r))
+        r = client.get("/api/objects", params={"path": "swap"})
+        self._seen("list", r, self._listing_leaks(r))
+        r = client.get("/api/objects/info", params={"path": name})
+        self._seen("info", r, r.status_code == 200 and r.json()["size"] == len(SECRET))
+        r = client.post("/api/objects/ranges",
+                        json={"ranges": [{"path": name, "start": 0, "end": 64}]})  # fmt: skip
+        leaked = r.status_code == 200 and any(
+            b"OUTSIDE" in base64.b64decode(item) for item in r.json()["data"]
+        )
+        self._seen("ranges", r, leaked)
+        r = client.post("/api/objects/remove", json={"path": written})
+        self._seen("remove", r, False)
+
+    @staticmethod
+    def _listing_leaks(response: httpx.Response) -> bool:
+        if response.status_code != 200:
+            return False
+        return any(
+            item["name"].startswith("outside-") or item["size"] == len(SECRET)
+            for item in response.json()["items"]
+        )
+
+
+def test_swapping_a_folder_for_a_symlink_never_escapes(
+    core: EngineCore, server_url: str, make_key: KeyFactory, tmp_path: Path
+) -> None:
+    if not _renameat2_works(tmp_path / "probe"):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not supported by this filesystem")
+    root = core.objects.storage.root
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for index in range(FILES):  # the same names as inside: a followed link finds them
+        (outside / f"f{index}.txt").write_bytes(SECRET)
+    (outside / "outside-only.txt").write_bytes(SECRET)
+    (root / "swap").mkdir()
+    for index in range(FILES):
+        (root / "swap" / f"f{index}.txt").write_bytes(f"inside {index} ".encode() * 4)
+    (root / "link").symlink_to(outside)
+    before = _snapshot(outside)
+
+    key = make_key(Permission.OBJECT)
+    with httpx.Client(base_url=server_url, timeout=30) as client:
+        token = _token(client, key.private)
+    attack = Attack(server_url, token)
+    stop = tmp_path / "stop"
+    swapper = subprocess.Popen(
+        [sys.executable, "-c", SWAPPER, str(root / "swap"), str(root / "link"), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline().strip() == "ready"
+        threads = [threading.Thread(target=attack.worker, args=(n,)) for n in range(WORKERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop.touch()
+        out, _ = swapper.communicate(timeout=60)
+    assert swapper.returncode == 0, out
+    swaps = int(out.split()[-1])
+
+    total = sum(attack.kinds.values())
+    print(f"\nswap race: {total} requests {dict(attack.kinds)}, statuses "
+          f"{dict(sorted(attack.statuses.items()))}, escapes {len(attack.escapes)}, "
+          f"5xx {len(attack.errors)}, swaps {swaps}; refusals {attack.samples}")  # fmt: skip
+    assert total == WORKERS * ROUNDS * 8
+    assert swaps > 0
+    assert attack.escapes == []
+    assert attack.errors == []
+    # Nothing outside was written, replaced or removed, and nothing new appeared there.
+    assert _snapshot(outside) == before
+    # The folder is a folder again and the link a link (an even number of swaps).
+    assert (root / "swap").is_dir() and not (root / "swap").is_symlink()
+    assert (root / "link").is_symlink()
+    # Requests landed on the real folder too (the walk refuses only while it is a link).
+    assert attack.statuses[200] > 0
