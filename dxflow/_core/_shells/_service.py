@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import pwd
 import re
@@ -21,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from ..._exceptions import Conflict, InvalidRequest, NotFound, TimedOut
+from ..._exceptions import Conflict, EngineUnavailable, InvalidRequest, NotFound, TimedOut
 from ..._models import (
     ShellCreate,
     ShellInfo,
@@ -35,7 +36,8 @@ from ..._models import (
     ShellResult,
     ShellRun,
 )
-from .._context import Context
+from ..._permissions import Permission
+from .._context import Context, Identity
 from .._handlers import handles
 from .._objects import Storage
 from . import _wire as wire
@@ -46,6 +48,7 @@ from ._script import RunScript
 __all__ = ["ShellService"]
 
 _LABELS = ("dxflow.shell.workflow", "dxflow.shell.service")
+log = logging.getLogger("dxflow.engine")
 
 
 def _login_shell() -> str:
@@ -78,6 +81,10 @@ class ShellService:
         folder.chmod(0o700)  # sockets and specs: the engine's alone
         self._dir = folder
         self._run_as = run_as
+        try:  # said at start-up, not only at the first refusal
+            resolve_run_as(Identity("NAME", Permission(0)), run_as)
+        except EngineUnavailable as exc:
+            log.warning("host shells of keys without MASTER will be refused: %s", exc)
         self._storage = storage
         self._scrollback = scrollback
         self._workflows = workflows
