@@ -22,7 +22,14 @@ from typing import Any
 
 import anyio
 
-from ..._exceptions import Conflict, EngineUnavailable, InvalidRequest, NotFound, TimedOut
+from ..._exceptions import (
+    Conflict,
+    EngineUnavailable,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    TimedOut,
+)
 from ..._models import (
     ShellCreate,
     ShellInfo,
@@ -60,7 +67,7 @@ def _login_shell() -> str:
 
 
 def _is_master(ctx: Context) -> bool:
-    return ctx.identity is None or ctx.identity.is_master
+    return ctx.identity is not None and ctx.identity.is_master
 
 
 def _signal_number(name: str) -> int:
@@ -186,7 +193,8 @@ class ShellService:
         if _is_master(ctx):
             env = {**os.environ, "TERM": "xterm-256color", **request.env}
             return {"command": [request.command or _login_shell(), *request.args], "env": env}
-        assert ctx.identity is not None
+        if ctx.identity is None:  # the dispatcher never lets one through: fail closed
+            raise PermissionDenied("a host shell needs an identity")
         user = resolve_run_as(ctx.identity, self._run_as)
         return {
             "command": [request.command or user.shell, *request.args],
