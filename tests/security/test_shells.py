@@ -179,6 +179,13 @@ def test_sessions_belong_to_their_creator(
     mine = alice.shells.create("alices", command="/bin/sh")
     mine.run("export MARK=alice-was-here")
     assert [s.name for s in alice.shells.list()] == ["alices"]
+    with mine.attach() as channel:  # the owner attaches, and types
+        assert channel.hello["mode"] == "rw"
+        channel.send("echo typed-by-$MARK\n")
+        seen = b""
+        while b"typed-by-alice-was-here" not in seen:
+            message = channel.recv(timeout=10)
+            seen += message if isinstance(message, bytes) else b""
     assert bob.shells.list() == []
     ops = {
         "get": lambda: bob.shells.get("alices"),

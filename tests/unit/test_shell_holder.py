@@ -812,3 +812,25 @@ def test_idle_holder_rss_is_small(holders: Holders) -> None:
     )
     print(f"idle holder RSS: {rss_kib / 1024:.1f} MiB")
     assert rss_kib <= 15 * 1024
+
+
+def test_variables_travel_in_a_pipe_at_fd_3(holders: Holders) -> None:
+    """`env_file`: what `docker exec --env-file=/dev/fd/3` reads; never on an argv."""
+    big = "B=" + "x" * (100 << 10) + "\n"  # beyond a default pipe's 64 KiB
+    holder = holders.start(sh("wc -c </dev/fd/3"), "pipe",
+                           env_file="A=secret v\n" + big)  # fmt: skip
+
+    async def scenario() -> None:
+        conn = await Conn.attach(holder)
+        await conn.until(lambda: conn.exit is not None)
+        assert bytes(conn.data).split(b"\r\n")[0].strip() == str(11 + len(big)).encode()
+        await conn.close()
+
+    run(scenario())
+    assert "secret" not in json.dumps(holder.read_state()["command"])
+
+
+def test_a_run_as_user_is_checked_in_the_spec(holders: Holders) -> None:
+    for user in ({"name": "root", "uid": 0, "gid": 0, "home": "/"}, {"name": "x"}, "nobody"):
+        with pytest.raises(RuntimeError, match="user must be"):
+            holders.start(sh("true"), "bad", user=user)

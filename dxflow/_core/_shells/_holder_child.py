@@ -232,6 +232,8 @@ class Child:
                     _enter_home(self.user["home"])
                 if self.env_file is not None:
                     stage, target = "env", "docker exec --env-file"
+                    if report_w == ENV_FILE_FD:  # keep the report pipe out of its way
+                        report_w = os.dup(report_w)
                     _env_pipe(self.env_file.encode())
                 stage, target = "exec", self.command[0]
                 os.execvpe(self.command[0], self.command, self.env)  # noqa: S606

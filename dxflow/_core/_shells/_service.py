@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import pwd
 import re
@@ -21,7 +22,14 @@ from typing import Any
 
 import anyio
 
-from ..._exceptions import Conflict, InvalidRequest, NotFound, TimedOut
+from ..._exceptions import (
+    Conflict,
+    EngineUnavailable,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    TimedOut,
+)
 from ..._models import (
     ShellCreate,
     ShellInfo,
@@ -35,7 +43,8 @@ from ..._models import (
     ShellResult,
     ShellRun,
 )
-from .._context import Context
+from ..._permissions import Permission
+from .._context import Context, Identity
 from .._handlers import handles
 from .._objects import Storage
 from . import _wire as wire
@@ -46,6 +55,7 @@ from ._script import RunScript
 __all__ = ["ShellService"]
 
 _LABELS = ("dxflow.shell.workflow", "dxflow.shell.service")
+log = logging.getLogger("dxflow.engine")
 
 
 def _login_shell() -> str:
@@ -57,7 +67,7 @@ def _login_shell() -> str:
 
 
 def _is_master(ctx: Context) -> bool:
-    return ctx.identity is None or ctx.identity.is_master
+    return ctx.identity is not None and ctx.identity.is_master
 
 
 def _signal_number(name: str) -> int:
@@ -78,6 +88,10 @@ class ShellService:
         folder.chmod(0o700)  # sockets and specs: the engine's alone
         self._dir = folder
         self._run_as = run_as
+        try:  # said at start-up, not only at the first refusal
+            resolve_run_as(Identity("NAME", Permission(0)), run_as)
+        except EngineUnavailable as exc:
+            log.warning("host shells of keys without MASTER will be refused: %s", exc)
         self._storage = storage
         self._scrollback = scrollback
         self._workflows = workflows
@@ -179,7 +193,8 @@ class ShellService:
         if _is_master(ctx):
             env = {**os.environ, "TERM": "xterm-256color", **request.env}
             return {"command": [request.command or _login_shell(), *request.args], "env": env}
-        assert ctx.identity is not None
+        if ctx.identity is None:  # the dispatcher never lets one through: fail closed
+            raise PermissionDenied("a host shell needs an identity")
         user = resolve_run_as(ctx.identity, self._run_as)
         return {
             "command": [request.command or user.shell, *request.args],
