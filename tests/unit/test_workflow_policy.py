@@ -130,6 +130,8 @@ SERVICE_CASES: list[tuple[str, dict[str, Any], dict[str, Expected]]] = [
         {"volumes": ["{storage}/out:/d"]},
         _bind((f"{S}.volumes[0]", "resolves to")),
     ),
+    ("bind-nul", {"volumes": ["{storage}/a\0b:/d"]}, _bind((f"{S}.volumes[0]", "NUL byte"))),
+    ("env-file-nul", {"env_file": "{storage}/a\0b"}, _same((f"{S}.env_file", "NUL"), READ)),
     ("bind-host-path", {"volumes": ["{host_path}:/d"]}, _bind(OK)),
     ("bind-outside", {"volumes": ["{outside}:/d"]}, _bind((f"{S}.volumes[0]", OUTSIDE))),
     (
@@ -246,6 +248,21 @@ DOCUMENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Expect
         {"services": {"s": {**SAFE, "networks": ["n"]}}, "networks": {"n": {"driver": "host"}}},
         {},
         _same(("networks.n.driver", "host's network")),
+    ),
+    (
+        "network-driver-macvlan",
+        {
+            "services": {"s": {**SAFE, "networks": ["n"]}},
+            "networks": {"n": {"driver": "macvlan", "driver_opts": {"parent": "eth0"}}},
+        },
+        {},
+        _same(("networks.n.driver", "host interface")),
+    ),
+    (
+        "network-driver-bridge",
+        {"services": {"s": {**SAFE, "networks": ["n"]}}, "networks": {"n": {"driver": "bridge"}}},
+        {},
+        ALLOWED,
     ),
     (
         "network-external-host",

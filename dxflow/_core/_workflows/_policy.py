@@ -128,25 +128,26 @@ class PolicyRoots:
         `contents`: what is below `path` is reached too (a bind, a build context), so it
         may not contain the engine home, the Docker socket or the private folder.
         """
+        if "\0" in path:
+            return "contains a NUL byte"
         real = _real(path)
         storage_in_home = _inside(self.storage, self.home) and self.storage != self.home
         private = os.path.join(self.storage, _PRIVATE)
-        notes = []
+        blocked = []  # never reachable, whatever the operator allowed
         if real == self.home or (contents and _inside(self.home, real)):
-            notes.append("it is or contains the engine home")
+            blocked.append("it is or contains the engine home")
         elif _inside(real, self.home) and not (storage_in_home and _inside(real, self.storage)):
-            notes.append("it is inside the engine home")
+            blocked.append("it is inside the engine home")
         if any(real == s or (contents and _inside(s, real)) for s in self.sockets):
-            notes.append("it is or contains the Docker socket")
+            blocked.append("it is or contains the Docker socket")
         if _inside(real, private) or (contents and _inside(private, real)):
-            notes.append(f"it is or contains the object store's private folder {_PRIVATE}/")
-        if real != os.path.normpath(path):
-            notes.append(f"it resolves to {real!r}")
-        why = f" ({'; '.join(notes)})" if notes else ""
+            blocked.append(f"it is or contains the object store's private folder {_PRIVATE}/")
+        moved = [f"it resolves to {real!r}"] if real != os.path.normpath(path) else []
+        why = f" ({'; '.join(blocked + moved)})" if blocked or moved else ""
         allowed = _inside(real, self.storage) or any(_inside(real, p) for p in self.host_paths)
         if not allowed:
             return f"is outside the storage root and the engine's host_paths{why}"
-        if len(notes) > (real != os.path.normpath(path)):  # more than where it leads
+        if blocked:
             return f"is not allowed{why}"
         if must_exist and not os.path.exists(real):
             return "does not exist (a host path is never created for a workflow; create it first)"
@@ -263,6 +264,9 @@ def _networks(project: ComposeProject) -> Iterator[Violation]:
     for key, network in project.networks.items():
         if network.driver == "host":
             yield Violation(f"networks.{key}.driver", "host", "shares the host's network")
+        elif network.driver in ("macvlan", "ipvlan"):
+            rule = "attaches containers to a host interface"
+            yield Violation(f"networks.{key}.driver", network.driver, rule)
         elif network.external and network.name == "host":
             yield Violation(f"networks.{key}.name", "host", "is the host's network")
 
