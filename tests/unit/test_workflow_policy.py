@@ -304,7 +304,42 @@ DOCUMENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Expect
             "volumes": {"v": {"driver_opts": {"type": "ext4", "device": "/dev/sda1"}}},
         },
         {},
-        _same(("volumes.v.driver_opts.device", "mounts a host device")),
+        _same(("volumes.v.driver_opts.type", "'ext4' mounts a host device")),
+    ),
+    (
+        "volume-overlay",
+        {
+            "services": {"s": {**SAFE, "volumes": ["v:/v"]}},
+            "volumes": {
+                "v": {"driver_opts": {"type": "overlay", "o": "lowerdir=/,upperdir=/u,workdir=/w"}}
+            },
+        },
+        {},
+        _same(("volumes.v.driver_opts.type", "'overlay' mounts a host device or folder")),
+    ),
+    (
+        "volume-rbind",
+        {
+            "services": {"s": {**SAFE, "volumes": ["v:/v"]}},
+            "volumes": {"v": {"driver_opts": {"type": "ext4", "o": "rbind,ro", "device": "/"}}},
+        },
+        {},
+        {
+            "privileged": OK,
+            "baseline": ("volumes.v.driver_opts.device", OUTSIDE),
+            "restricted": ("volumes.v.driver_opts", BIND),
+        },
+    ),
+    (
+        "volume-nfs",
+        {
+            "services": {"s": {**SAFE, "volumes": ["v:/v"]}},
+            "volumes": {
+                "v": {"driver_opts": {"type": "nfs", "o": "addr=10.0.0.1", "device": ":/export"}}
+            },
+        },
+        {},
+        ALLOWED,
     ),
     (
         "volume-tmpfs",

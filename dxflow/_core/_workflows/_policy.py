@@ -51,6 +51,7 @@ _NETWORK_MODES = ("none", "bridge", "default")
 _NO_NEW_PRIVILEGES = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
 _CONFINING = ("apparmor=docker-default", "apparmor:docker-default", "no-new-privileges:false",
               "no-new-privileges=false")  # fmt: skip
+_VOLUME_TYPES = ("tmpfs", "nfs", "nfs4", "cifs")  # memory, or file systems over the network
 _REMOTE = ("http://", "https://", "git://", "git@", "ssh://", "github.com/")
 _PRIVATE = ".dxflow"  # the object store's own folder (objects._paths.PRIVATE)
 MAX_MESSAGE = 4000
@@ -272,20 +273,24 @@ def _networks(project: ComposeProject) -> Iterator[Violation]:
 
 
 def _volumes(project: ComposeProject, profile: str, roots: PolicyRoots) -> Iterator[Violation]:
-    """A local volume with `o: bind` (or `type: none`) is a bind mount by another name."""
+    """The local driver's options are mount(8)'s: a bind (`o: bind`, `type: none`) is a bind
+    mount by another name, and other types mount host devices or folders (`ext4` on
+    `/dev/sda1`, `overlay` with `lowerdir=/`): only tmpfs and network file systems pass."""
     for key, volume in project.volumes.items():
         opts = volume.driver_opts
         if volume.driver not in (None, "local") or not opts:
             continue
         where = f"volumes.{key}.driver_opts"
-        device = opts.get("device", "")
-        binds = "bind" in opts.get("o", "").split(",") or opts.get("type") in ("none", "bind")
-        if binds and profile == "restricted":
-            yield Violation(where, device, "is a bind mount; bind mounts are not allowed")
-        elif binds:
-            yield from _paths(roots, [(f"{where}.device", device)])
-        elif device.startswith("/") and opts.get("type") not in ("tmpfs", None):
-            yield Violation(f"{where}.device", device, "mounts a host device")
+        device, kind = opts.get("device", ""), opts.get("type")
+        flags = {flag.strip() for flag in opts.get("o", "").split(",")}
+        if flags & {"bind", "rbind"} or kind in ("none", "bind", "rbind"):
+            if profile == "restricted":
+                yield Violation(where, device, "is a bind mount; bind mounts are not allowed")
+            else:
+                yield from _paths(roots, [(f"{where}.device", device)])
+        elif kind not in _VOLUME_TYPES:
+            rule = f"mounts a host device or folder (types allowed: {', '.join(_VOLUME_TYPES)})"
+            yield Violation(f"{where}.type", kind, rule)
 
 
 def _service(where: str, service: Service, profile: str, roots: PolicyRoots) -> Iterator[Violation]:
