@@ -15,7 +15,7 @@ from typing import Any
 import docker
 import pytest
 
-from dxflow import Engine, Permission, PermissionDenied
+from dxflow import Engine, InvalidRequest, Permission, PermissionDenied
 from dxflow._core import EngineCore
 from dxflow._transports._http import HttpTransport
 
@@ -308,3 +308,14 @@ def test_compose_path_pointing_at_the_master_key_is_refused_unread(
 ) -> None:
     key = str(core.config.home.master_key)
     _refused(attacker, name, key, "compose: ")
+
+
+@pytest.mark.parametrize("who", ["master", "attacker"])
+def test_unreadable_env_file_paths_are_4xx_never_500(
+    who: str, request: pytest.FixtureRequest, name: str
+) -> None:
+    engine: Engine = request.getfixturevalue(who)
+    for path in ("0" * 4000, "/" + "a" * 300 + "/b"):  # names too long for the kernel
+        with pytest.raises((InvalidRequest, PermissionDenied)):
+            engine._call("workflows.create", name=name, compose=_service(), env_file=[path])
+    assert engine.workflows.list() == []

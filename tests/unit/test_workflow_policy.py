@@ -130,6 +130,8 @@ SERVICE_CASES: list[tuple[str, dict[str, Any], dict[str, Expected]]] = [
         {"volumes": ["{storage}/out:/d"]},
         _bind((f"{S}.volumes[0]", "resolves to")),
     ),
+    ("bind-nul", {"volumes": ["{storage}/a\0b:/d"]}, _bind((f"{S}.volumes[0]", "NUL byte"))),
+    ("env-file-nul", {"env_file": "{storage}/a\0b"}, _same((f"{S}.env_file", "NUL"), READ)),
     ("bind-host-path", {"volumes": ["{host_path}:/d"]}, _bind(OK)),
     ("bind-outside", {"volumes": ["{outside}:/d"]}, _bind((f"{S}.volumes[0]", OUTSIDE))),
     (
@@ -248,6 +250,21 @@ DOCUMENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Expect
         _same(("networks.n.driver", "host's network")),
     ),
     (
+        "network-driver-macvlan",
+        {
+            "services": {"s": {**SAFE, "networks": ["n"]}},
+            "networks": {"n": {"driver": "macvlan", "driver_opts": {"parent": "eth0"}}},
+        },
+        {},
+        _same(("networks.n.driver", "host interface")),
+    ),
+    (
+        "network-driver-bridge",
+        {"services": {"s": {**SAFE, "networks": ["n"]}}, "networks": {"n": {"driver": "bridge"}}},
+        {},
+        ALLOWED,
+    ),
+    (
         "network-external-host",
         {
             "services": {"s": {**SAFE, "networks": ["n"]}},
@@ -287,7 +304,42 @@ DOCUMENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Expect
             "volumes": {"v": {"driver_opts": {"type": "ext4", "device": "/dev/sda1"}}},
         },
         {},
-        _same(("volumes.v.driver_opts.device", "mounts a host device")),
+        _same(("volumes.v.driver_opts.type", "'ext4' mounts a host device")),
+    ),
+    (
+        "volume-overlay",
+        {
+            "services": {"s": {**SAFE, "volumes": ["v:/v"]}},
+            "volumes": {
+                "v": {"driver_opts": {"type": "overlay", "o": "lowerdir=/,upperdir=/u,workdir=/w"}}
+            },
+        },
+        {},
+        _same(("volumes.v.driver_opts.type", "'overlay' mounts a host device or folder")),
+    ),
+    (
+        "volume-rbind",
+        {
+            "services": {"s": {**SAFE, "volumes": ["v:/v"]}},
+            "volumes": {"v": {"driver_opts": {"type": "ext4", "o": "rbind,ro", "device": "/"}}},
+        },
+        {},
+        {
+            "privileged": OK,
+            "baseline": ("volumes.v.driver_opts.device", OUTSIDE),
+            "restricted": ("volumes.v.driver_opts", BIND),
+        },
+    ),
+    (
+        "volume-nfs",
+        {
+            "services": {"s": {**SAFE, "volumes": ["v:/v"]}},
+            "volumes": {
+                "v": {"driver_opts": {"type": "nfs", "o": "addr=10.0.0.1", "device": ":/export"}}
+            },
+        },
+        {},
+        ALLOWED,
     ),
     (
         "volume-tmpfs",

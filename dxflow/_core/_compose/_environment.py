@@ -53,8 +53,8 @@ def _read_text(path: str, where: str) -> str:
             return handle.read()
     except FileNotFoundError:
         raise invalid(where, f"env file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise invalid(where, f"cannot read env file {path}: {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the path
+        raise invalid(where, f"cannot read env file {path!r}: {exc}") from None
 
 
 def load_sources(

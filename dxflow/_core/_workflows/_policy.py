@@ -51,6 +51,7 @@ _NETWORK_MODES = ("none", "bridge", "default")
 _NO_NEW_PRIVILEGES = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
 _CONFINING = ("apparmor=docker-default", "apparmor:docker-default", "no-new-privileges:false",
               "no-new-privileges=false")  # fmt: skip
+_VOLUME_TYPES = ("tmpfs", "nfs", "nfs4", "cifs")  # memory, or file systems over the network
 _REMOTE = ("http://", "https://", "git://", "git@", "ssh://", "github.com/")
 _PRIVATE = ".dxflow"  # the object store's own folder (objects._paths.PRIVATE)
 MAX_MESSAGE = 4000
@@ -128,25 +129,26 @@ class PolicyRoots:
         `contents`: what is below `path` is reached too (a bind, a build context), so it
         may not contain the engine home, the Docker socket or the private folder.
         """
+        if "\0" in path:
+            return "contains a NUL byte"
         real = _real(path)
         storage_in_home = _inside(self.storage, self.home) and self.storage != self.home
         private = os.path.join(self.storage, _PRIVATE)
-        notes = []
+        blocked = []  # never reachable, whatever the operator allowed
         if real == self.home or (contents and _inside(self.home, real)):
-            notes.append("it is or contains the engine home")
+            blocked.append("it is or contains the engine home")
         elif _inside(real, self.home) and not (storage_in_home and _inside(real, self.storage)):
-            notes.append("it is inside the engine home")
+            blocked.append("it is inside the engine home")
         if any(real == s or (contents and _inside(s, real)) for s in self.sockets):
-            notes.append("it is or contains the Docker socket")
+            blocked.append("it is or contains the Docker socket")
         if _inside(real, private) or (contents and _inside(private, real)):
-            notes.append(f"it is or contains the object store's private folder {_PRIVATE}/")
-        if real != os.path.normpath(path):
-            notes.append(f"it resolves to {real!r}")
-        why = f" ({'; '.join(notes)})" if notes else ""
+            blocked.append(f"it is or contains the object store's private folder {_PRIVATE}/")
+        moved = [f"it resolves to {real!r}"] if real != os.path.normpath(path) else []
+        why = f" ({'; '.join(blocked + moved)})" if blocked or moved else ""
         allowed = _inside(real, self.storage) or any(_inside(real, p) for p in self.host_paths)
         if not allowed:
             return f"is outside the storage root and the engine's host_paths{why}"
-        if len(notes) > (real != os.path.normpath(path)):  # more than where it leads
+        if blocked:
             return f"is not allowed{why}"
         if must_exist and not os.path.exists(real):
             return "does not exist (a host path is never created for a workflow; create it first)"
@@ -263,25 +265,32 @@ def _networks(project: ComposeProject) -> Iterator[Violation]:
     for key, network in project.networks.items():
         if network.driver == "host":
             yield Violation(f"networks.{key}.driver", "host", "shares the host's network")
+        elif network.driver in ("macvlan", "ipvlan"):
+            rule = "attaches containers to a host interface"
+            yield Violation(f"networks.{key}.driver", network.driver, rule)
         elif network.external and network.name == "host":
             yield Violation(f"networks.{key}.name", "host", "is the host's network")
 
 
 def _volumes(project: ComposeProject, profile: str, roots: PolicyRoots) -> Iterator[Violation]:
-    """A local volume with `o: bind` (or `type: none`) is a bind mount by another name."""
+    """The local driver's options are mount(8)'s: a bind (`o: bind`, `type: none`) is a bind
+    mount by another name, and other types mount host devices or folders (`ext4` on
+    `/dev/sda1`, `overlay` with `lowerdir=/`): only tmpfs and network file systems pass."""
     for key, volume in project.volumes.items():
         opts = volume.driver_opts
         if volume.driver not in (None, "local") or not opts:
             continue
         where = f"volumes.{key}.driver_opts"
-        device = opts.get("device", "")
-        binds = "bind" in opts.get("o", "").split(",") or opts.get("type") in ("none", "bind")
-        if binds and profile == "restricted":
-            yield Violation(where, device, "is a bind mount; bind mounts are not allowed")
-        elif binds:
-            yield from _paths(roots, [(f"{where}.device", device)])
-        elif device.startswith("/") and opts.get("type") not in ("tmpfs", None):
-            yield Violation(f"{where}.device", device, "mounts a host device")
+        device, kind = opts.get("device", ""), opts.get("type")
+        flags = {flag.strip() for flag in opts.get("o", "").split(",")}
+        if flags & {"bind", "rbind"} or kind in ("none", "bind", "rbind"):
+            if profile == "restricted":
+                yield Violation(where, device, "is a bind mount; bind mounts are not allowed")
+            else:
+                yield from _paths(roots, [(f"{where}.device", device)])
+        elif kind not in _VOLUME_TYPES:
+            rule = f"mounts a host device or folder (types allowed: {', '.join(_VOLUME_TYPES)})"
+            yield Violation(f"{where}.type", kind, rule)
 
 
 def _service(where: str, service: Service, profile: str, roots: PolicyRoots) -> Iterator[Violation]:

@@ -118,12 +118,14 @@ class WorkflowService:
         privileged an unchanged project is not parsed again; under other profiles it is,
         with the policy guarding every file read, and its host paths are resolved anew.
         """
-        key = _fingerprint(spec)
         cached = self._loaded.get(spec.name)
-        if profile == "privileged" and cached is not None and cached[0] == key:
-            return cached
+        if profile == "privileged" and cached is not None:
+            with contextlib.suppress(OSError):  # a path the load will report properly
+                if cached[0] == _fingerprint(spec):
+                    return cached
         load = lambda: self._load(spec)  # noqa: E731
-        return key, admit(spec.name, profile, self._policy, load, spec.working_dir)
+        loaded = admit(spec.name, profile, self._policy, load, spec.working_dir)
+        return _fingerprint(spec), loaded  # after the load: its paths are known to be sane
 
     async def _admit(self, ctx: Context, spec: WorkflowCreate) -> LoadedProject:
         """`spec` checked with the CALLER's profile (MASTER: privileged), off the event loop."""
