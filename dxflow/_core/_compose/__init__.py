@@ -13,5 +13,14 @@ document (``services.web.ports[1]``).
 from ._environment import EnvironmentSources
 from ._keys import KEYS, Key, markdown_table
 from ._loader import LoadedProject, load_project
+from ._project import check_build_contexts
 
-__all__ = ["KEYS", "EnvironmentSources", "Key", "LoadedProject", "load_project", "markdown_table"]
+__all__ = [
+    "KEYS",
+    "EnvironmentSources",
+    "Key",
+    "LoadedProject",
+    "check_build_contexts",
+    "load_project",
+    "markdown_table",
+]

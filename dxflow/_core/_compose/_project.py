@@ -23,7 +23,7 @@ from ._graph import find_cycle
 from ._normalize import ServiceContext, normalize_service
 from ._values import as_bool, as_str, as_str_map, optional
 
-__all__ = ["ProjectInput", "check_project_name", "normalize_project"]
+__all__ = ["ProjectInput", "check_build_contexts", "check_project_name", "normalize_project"]
 
 _PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -50,6 +50,24 @@ def check_project_name(name: str, path: str) -> str:
             "underscores, starting with a letter or a digit",
         )
     return name
+
+
+def check_build_contexts(project: ComposeProject) -> None:
+    """Refuse a local build context that is not a folder (at create, not as a failed `up`).
+
+    Apart from loading: a stored project must still load (to be taken down) after its
+    context is gone.
+    """
+    for name, service in project.services.items():
+        context = service.build.context if service.build else None
+        if context is None or not os.path.isabs(context) or os.path.isdir(context):
+            continue  # a remote context (git, http) is Docker's to fetch
+        missing = "is not a folder" if os.path.lexists(context) else "does not exist"
+        raise invalid(
+            f"services.{name}.build.context",
+            f"the build context {context} {missing} (create it, or fix the path: relative "
+            "paths start at the workflow's working dir)",
+        )
 
 
 def _entries(document: dict[str, Any], key: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ and removed again if that ``up`` fails, so a failed call leaves nothing of its o
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from ..._exceptions import ApiError, Conflict, NotFound, WorkflowFailed
 from ..._models import (
@@ -337,6 +339,11 @@ class Orchestrator:
             raise WorkflowFailed(
                 f"services.{service.name}.build: {exc.message}", service=service.name
             ) from None
+        except (OSError, TypeError) as exc:  # docker-py reading a context gone since create
+            raise WorkflowFailed(
+                f"services.{service.name}.build.context: cannot read {build.context}: {exc}",
+                service=service.name,
+            ) from None
 
     async def _converge(self, plan: Plan, service: Service, existing: list[dict[str, Any]]) -> None:
         await self._await_dependencies(plan, service)
@@ -381,8 +388,10 @@ class Orchestrator:
         name = container_name(project.name, service.name, number)
         for mount in service.volumes:
             if mount.type == "bind" and mount.create_host_path and mount.source:
-                # what `docker compose` does: a missing bind source becomes a folder
-                await anyio.Path(mount.source).mkdir(parents=True, exist_ok=True)
+                # what `docker compose` does: a missing bind source becomes a folder;
+                # anything already there (a file, a socket, a link) is bound as it is
+                if not await anyio.to_thread.run_sync(os.path.lexists, mount.source):
+                    await anyio.Path(mount.source).mkdir(parents=True, exist_ok=True)
         config = container_config(project, service, number, config_hash)
         plan.event("creating", service.name, container=name)
         try:

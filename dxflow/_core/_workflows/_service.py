@@ -42,7 +42,7 @@ from ..._models import (
     WorkflowUp,
     WorkflowUpdate,
 )
-from .._compose import LoadedProject, load_project
+from .._compose import LoadedProject, check_build_contexts, load_project
 from .._context import Context
 from .._docker import DockerAdapter
 from .._groups import task_group
@@ -66,7 +66,12 @@ class WorkflowService:
     # -- the store ------------------------------------------------------------------------
 
     @staticmethod
-    def _load(spec: WorkflowCreate) -> LoadedProject:
+    def _load(spec: WorkflowCreate, master: bool = False) -> LoadedProject:
+        """The loaded project; `master`: the spec's author was MASTER.
+
+        Only MASTER's variables may come from the engine's own environment: for anyone
+        else ``${HOME}`` is what the caller's `env` and env files say, or unset.
+        """
         loaded = load_project(
             spec.name,
             spec.compose,
@@ -74,31 +79,41 @@ class WorkflowService:
             env_file=spec.env_file or None,
             profiles=spec.profiles,
             working_dir=spec.working_dir,
+            process_env=os.environ if master else {},
         )
         if spec.config_files:  # read on the client side: the loader saw text, not the file
             loaded.project.config_files = list(spec.config_files)
         return loaded
 
-    def _spec(self, name: str) -> tuple[WorkflowCreate, float]:
-        rows = self._state.query("SELECT spec, created_at FROM workflows WHERE name = ?", (name,))
+    def _stored(self, name: str) -> tuple[WorkflowCreate, float, bool]:
+        """The stored spec, when it was created, and whether MASTER wrote it last."""
+        rows = self._state.query(
+            "SELECT spec, created_at, by_master FROM workflows WHERE name = ?", (name,)
+        )
         if not rows:
             raise NotFound(f"no workflow named {name!r}", workflow=name)
-        return WorkflowCreate.model_validate_json(rows[0]["spec"]), rows[0]["created_at"]
+        row = rows[0]
+        spec = WorkflowCreate.model_validate_json(row["spec"])
+        return spec, row["created_at"], bool(row["by_master"])
+
+    def _spec(self, name: str) -> tuple[WorkflowCreate, float]:
+        return self._stored(name)[:2]
 
     def _project(self, name: str) -> LoadedProject:
         """The loaded project, reloaded only when what it was made from changed.
 
-        A project is interpolated anew against the process environment and its env
-        files, as Compose does on every command; parsing it again every call would make
-        `status()` of a large workflow mostly YAML parsing.
+        A project is interpolated anew against its env files (and, when MASTER wrote it,
+        the engine's environment), as Compose does on every command; parsing it again
+        every call would make `status()` of a large workflow mostly YAML parsing.
         """
-        return self._cached(self._spec(name)[0])
+        spec, _, master = self._stored(name)
+        return self._cached(spec, master)
 
-    def _cached(self, spec: WorkflowCreate) -> LoadedProject:
-        key = _fingerprint(spec)
+    def _cached(self, spec: WorkflowCreate, master: bool) -> LoadedProject:
+        key = _fingerprint(spec, master)
         cached = self._loaded.get(spec.name)
         if cached is None or cached[0] != key:
-            cached = (key, self._load(spec))
+            cached = (key, self._load(spec, master))
             self._loaded[spec.name] = cached
         return cached[1]
 
@@ -114,7 +129,9 @@ class WorkflowService:
 
     @handles("workflows.create")
     def create(self, ctx: Context, request: WorkflowCreate) -> WorkflowInfo:
-        loaded = self._load(request)  # validates everything before anything is stored
+        master = _is_master(ctx)
+        loaded = self._load(request, master)  # validates everything before anything is stored
+        check_build_contexts(loaded.project)
         created = time.time()
         with self._state.transaction() as db:
             if db.execute("SELECT 1 FROM workflows WHERE name = ?", (request.name,)).fetchone():
@@ -122,18 +139,19 @@ class WorkflowService:
                     f"a workflow named {request.name!r} exists already", workflow=request.name
                 )
             db.execute(
-                "INSERT INTO workflows VALUES (?, ?, ?)",
-                (request.name, request.model_dump_json(), created),
+                "INSERT INTO workflows (name, spec, created_at, by_master) VALUES (?, ?, ?, ?)",
+                (request.name, request.model_dump_json(), created, master),
             )
         return self._info(request, created, loaded.project)
 
     @handles("workflows.list")
     def list(self, ctx: Context, request: None) -> WorkflowList:
-        rows = self._state.query("SELECT spec, created_at FROM workflows ORDER BY name")
+        rows = self._state.query("SELECT spec, created_at, by_master FROM workflows ORDER BY name")
         infos = []
         for row in rows:
             spec = WorkflowCreate.model_validate_json(row["spec"])
-            infos.append(self._info(spec, row["created_at"], self._cached(spec).project))
+            project = self._cached(spec, bool(row["by_master"])).project
+            infos.append(self._info(spec, row["created_at"], project))
         return WorkflowList(workflows=infos)
 
     @handles("workflows.projects")
@@ -158,8 +176,8 @@ class WorkflowService:
 
     @handles("workflows.get")
     def get(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
-        spec, created = self._spec(request.name)
-        return self._info(spec, created, self._cached(spec).project)
+        spec, created, master = self._stored(request.name)
+        return self._info(spec, created, self._cached(spec, master).project)
 
     @handles("workflows.config")
     def config(self, ctx: Context, request: WorkflowRef) -> ComposeProject:
@@ -234,9 +252,12 @@ class WorkflowService:
         current, created = self._spec(request.name)
         changes = request.model_dump(exclude={"name"}, exclude_none=True)
         spec = current.model_copy(update=changes)
-        loaded = self._load(spec)  # a bad update changes nothing
+        master = _is_master(ctx)  # whoever writes the spec decides what it may read
+        loaded = self._load(spec, master)  # a bad update changes nothing
+        check_build_contexts(loaded.project)
         self._state.execute(
-            "UPDATE workflows SET spec = ? WHERE name = ?", (spec.model_dump_json(), spec.name)
+            "UPDATE workflows SET spec = ?, by_master = ? WHERE name = ?",
+            (spec.model_dump_json(), master, spec.name),
         )
         return self._info(spec, created, loaded.project)
 
@@ -448,13 +469,18 @@ def _docker_time(moment: datetime) -> str:
     return f"{moment.timestamp():.9f}"
 
 
-def _fingerprint(spec: WorkflowCreate) -> str:
+def _is_master(ctx: Context) -> bool:
+    return ctx.identity is not None and ctx.identity.is_master
+
+
+def _fingerprint(spec: WorkflowCreate, master: bool) -> str:
     """What a loaded project depends on: its spec, the environment, its env files."""
     files = [Path(f) for f in spec.env_file]
     if spec.working_dir:
         files.append(Path(spec.working_dir) / ".env")
     stamps = [(str(f), f.stat().st_mtime_ns if f.exists() else None) for f in files]
-    raw = json.dumps([spec.model_dump_json(), sorted(os.environ.items()), stamps])
+    process = sorted(os.environ.items()) if master else []
+    raw = json.dumps([spec.model_dump_json(), master, process, stamps])
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
