@@ -69,7 +69,8 @@ def _split_short(text: str, path: str) -> tuple[str | None, str, str]:
         return None, parts[0], parts[1]
     # As Compose reads it: the last two fields are the ports, the rest is the address
     # (an IPv6 one may come without brackets, ::1:8080:80), and it must be one.
-    return _address(":".join(parts[:-2]), path, 4 if len(parts) == 3 else 6), *parts[-2:]
+    address = _address(":".join(parts[:-2]), path, 4 if len(parts) == 3 else 6)
+    return address, parts[-2], parts[-1]
 
 
 def _short(spec: str | int, path: str) -> list[PortMapping]:

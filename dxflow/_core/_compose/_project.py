@@ -109,13 +109,27 @@ def _volume(key: str, raw: dict[str, Any] | None, project: str) -> VolumeSpec:
 
 
 def _file(kind: str, key: str, raw: dict[str, Any], inp: ProjectInput) -> FileReference:
+    """A secret or config: exactly one of `file`, `environment` or (configs) `content`."""
     path = f"{kind}.{key}"
-    if "file" not in raw:
-        raise invalid(path, f"missing `file` (only file-based {kind} are supported)")
-    file = inp.expand_user(as_str(raw["file"], child(path, "file")))
-    return FileReference(
-        name=f"{inp.name}_{key}", file=os.path.normpath(os.path.join(inp.working_dir, file))
-    )
+    if not _SERVICE_NAME.fullmatch(key):  # it names a file the engine writes
+        raise invalid(path, "invalid name (letters, digits, '.', '_', '-', starting alphanumeric)")
+    allowed = ("file", "environment", "content") if kind == "configs" else ("file", "environment")
+    given = [source for source in allowed if source in raw]
+    if len(given) != 1:
+        raise invalid(path, f"give exactly one of {', '.join(f'`{a}`' for a in allowed)}")
+    reference = FileReference(name=f"{inp.name}_{key}")
+    where = child(path, given[0])
+    value = as_str(raw[given[0]], where)
+    if given[0] == "file":
+        file = os.path.normpath(os.path.join(inp.working_dir, inp.expand_user(value)))
+        return reference.model_copy(update={"file": file})
+    if given[0] == "content":
+        return reference.model_copy(update={"content": value})
+    if inp.environment.get(value) is None:
+        raise invalid(
+            where, f"variable {value} is not set (give it in the workflow's env or env files)"
+        )
+    return reference.model_copy(update={"environment": value})
 
 
 def _is_active(service: Service, profiles: frozenset[str]) -> bool:

@@ -8,7 +8,6 @@ and removed again if that ``up`` fails, so a failed call leaves nothing of its o
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +28,10 @@ from ..._models import (
 )
 from .._docker import DockerAdapter
 from .._groups import task_group
+from ._files import bind_sources
+from ._owners import Owners
 from ._spec import (
+    ENGINE_LABEL,
     HASH_LABEL,
     NUMBER_LABEL,
     PROJECT_LABEL,
@@ -57,6 +59,13 @@ class Plan:
     emit: Emit
     build: bool | None = None
     """True: build every service that has `build`; False: never build; None: when missing."""
+    everyone: bool = False
+    """The caller is MASTER: the project's resources are its to manage, whoever made them
+    (Compose's rule: a project is its name). Otherwise only this engine's."""
+    files: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """Per service, the (host path, container path) of its secrets and configs."""
+    prepare: Callable[[], None] | None = None
+    """Blocking work before anything is created (writing secrets and configs)."""
     created_containers: list[str] = field(default_factory=list)
     created_networks: list[str] = field(default_factory=list)
     created_volumes: list[str] = field(default_factory=list)
@@ -132,10 +141,13 @@ def stop_grace(project: ComposeProject, service: str, given: float | None = None
 
 
 class Orchestrator:
-    def __init__(self, docker: DockerAdapter, concurrency: int = 16) -> None:
+    def __init__(self, docker: DockerAdapter, concurrency: int = 16, engine_id: str = "") -> None:
         self._docker = docker
         self._concurrency = concurrency
         self._limiter: anyio.CapacityLimiter | None = None
+        self.engine_id = engine_id
+        """This engine's id: the owner label of what it creates."""
+        self.owners = Owners(engine_id)
 
     def _slots(self) -> anyio.CapacityLimiter:
         """How many services converge at once (config `workflow_concurrency`)."""
@@ -145,11 +157,13 @@ class Orchestrator:
 
     # -- observation ----------------------------------------------------------------------
 
-    async def containers(self, project: str) -> list[dict[str, Any]]:
+    async def containers(self, project: str, everyone: bool = False) -> list[dict[str, Any]]:
+        """The project's containers: this engine's, or (`everyone`) whoever made them."""
         label = f"{PROJECT_LABEL}={project}"
-        return await self._docker.run(
+        rows: list[dict[str, Any]] = await self._docker.run(
             lambda c: c.api.containers(all=True, filters={"label": label})
         )
+        return [r for r in rows if everyone or self.owners.owns(r.get("Labels") or {}, project)]
 
     async def all_containers(self) -> list[dict[str, Any]]:
         """Every container of every Compose project on the engine, whoever made it."""
@@ -157,8 +171,10 @@ class Orchestrator:
             lambda c: c.api.containers(all=True, filters={"label": PROJECT_LABEL})
         )
 
-    async def status(self, name: str, services: list[str]) -> WorkflowStatus:
-        rows = await self.containers(name)
+    async def status(
+        self, name: str, services: list[str], everyone: bool = False
+    ) -> WorkflowStatus:
+        rows = await self.containers(name, everyone)
         by_service: dict[str, list[ContainerState]] = {s: [] for s in services}
         for row in rows:
             service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
@@ -223,8 +239,12 @@ class Orchestrator:
     async def _up(
         self, plan: Plan, only: set[str] | None, wait: bool, remove_orphans: bool
     ) -> None:
+        existing = self.owners.check_project(
+            plan.everyone, plan.project.name, await self.containers(plan.project.name, True)
+        )
         await self._networks_and_volumes(plan)
-        existing = await self.containers(plan.project.name)
+        if plan.prepare is not None:
+            await anyio.to_thread.run_sync(plan.prepare)
         for wave in plan.waves:
             chosen = [s for s in wave if only is None or s in only]
             async with task_group() as group:
@@ -240,7 +260,7 @@ class Orchestrator:
     ) -> WorkflowFailed:
         """Say what was not ready when time ran out, with its logs, before rolling back."""
         names = [s for s in plan.project.services if only is None or s in only]
-        status = await self.status(plan.project.name, names)
+        status = await self.status(plan.project.name, names, plan.everyone)
         waiting = []
         for service in status.services:
             ready = service.containers and all(_ready(c) for c in service.containers)
@@ -263,10 +283,18 @@ class Orchestrator:
                 lambda c, n=net.name: [x for x in c.networks.list(names=[n]) if x.name == n]
             )
             if found:
+                self.owners.check_resource(
+                    plan.everyone, project.name, "network", key, net, found[0]
+                )
                 continue
             if net.external:
                 raise NotFound(f"external network {net.name!r} (networks.{key}) does not exist")
-            labels = {**net.labels, PROJECT_LABEL: project.name, "com.docker.compose.network": key}
+            labels = {
+                **net.labels,
+                PROJECT_LABEL: project.name,
+                "com.docker.compose.network": key,
+                ENGINE_LABEL: self.engine_id,
+            }
             await self._docker.run(
                 lambda c, n=net, tags=labels: c.networks.create(
                     n.name,
@@ -286,6 +314,9 @@ class Orchestrator:
                 ]
             )
             if found:
+                self.owners.check_resource(
+                    plan.everyone, project.name, "volume", key, volume, found[0]
+                )
                 continue
             if volume.external:
                 raise NotFound(f"external volume {volume.name!r} (volumes.{key}) does not exist")
@@ -293,6 +324,7 @@ class Orchestrator:
                 **volume.labels,
                 PROJECT_LABEL: project.name,
                 "com.docker.compose.volume": key,
+                ENGINE_LABEL: self.engine_id,
             }
             await self._docker.run(
                 lambda c, v=volume, tags=labels: c.volumes.create(
@@ -386,13 +418,9 @@ class Orchestrator:
     ) -> None:
         project = plan.project
         name = container_name(project.name, service.name, number)
-        for mount in service.volumes:
-            if mount.type == "bind" and mount.create_host_path and mount.source:
-                # what `docker compose` does: a missing bind source becomes a folder;
-                # anything already there (a file, a socket, a link) is bound as it is
-                if not await anyio.to_thread.run_sync(os.path.lexists, mount.source):
-                    await anyio.Path(mount.source).mkdir(parents=True, exist_ok=True)
-        config = container_config(project, service, number, config_hash)
+        await anyio.to_thread.run_sync(bind_sources, service)
+        files = plan.files.get(service.name, [])
+        config = container_config(project, service, number, config_hash, self.engine_id, files)
         plan.event("creating", service.name, container=name)
         try:
             created = await self._docker.run(
@@ -451,7 +479,7 @@ class Orchestrator:
     async def _wait_ready(self, plan: Plan, only: set[str] | None, completed: bool = False) -> None:
         names = [s for s in plan.project.services if only is None or s in only]
         while True:
-            status = await self.status(plan.project.name, names)
+            status = await self.status(plan.project.name, names, plan.everyone)
             pending = []
             for service in status.services:
                 if service.name not in names:
@@ -507,19 +535,21 @@ class Orchestrator:
 
     # -- down and friends -----------------------------------------------------------------
 
-    async def down(self, project: ComposeProject, volumes: bool, emit: Emit) -> None:
-        plan = Plan(project, {}, [], emit)
-        rows = await self.containers(project.name)
+    async def down(
+        self, project: ComposeProject, volumes: bool, emit: Emit, everyone: bool = False
+    ) -> None:
+        plan = Plan(project, {}, [], emit, everyone=everyone)
+        rows = await self.containers(project.name, everyone)
         async with task_group() as group:
             for row in rows:
                 service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
                 group.start_soon(self._stop_and_remove, plan, service, row)
         for net in project.networks.values():
-            if not net.external:
+            if not net.external and await self._may_remove(plan, "network", net.name):
                 await self._remove_network(plan, net.name)
         if volumes:
             for volume in project.volumes.values():
-                if not volume.external:
+                if not volume.external and await self._may_remove(plan, "volume", volume.name):
                     try:
                         await self._docker.run(
                             lambda c, v=volume.name: c.api.remove_volume(v, force=True)
@@ -528,6 +558,20 @@ class Orchestrator:
                     except NotFound:
                         pass
         plan.event("done")
+
+    async def _may_remove(self, plan: Plan, kind: str, name: str) -> bool:
+        """`down` removes a network or volume only if it is this engine's (or MASTER asks)."""
+        if plan.everyone:
+            return True
+        try:
+            attrs = await self._docker.run(
+                lambda c: (
+                    c.api.inspect_network(name) if kind == "network" else c.api.inspect_volume(name)
+                )
+            )
+        except NotFound:
+            return False
+        return self.owners.owns_resource(attrs.get("Labels") or {}, plan.project.name, False)
 
     async def _remove_network(self, plan: Plan, name: str) -> None:
         # Docker may still hold endpoints of containers removed a moment ago
@@ -560,12 +604,13 @@ class Orchestrator:
         services: list[str] | None,
         action: Callable[[Any, str, int], Any],
         grace: float | None = None,
+        everyone: bool = False,
     ) -> None:
         """Apply a blocking Docker action to every container of `services`, concurrently.
 
         The action gets the client, the container id and its stop grace period.
         """
-        rows = await self.containers(project.name)
+        rows = await self.containers(project.name, everyone)
         async with task_group() as group:
             for row in rows:
                 service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")

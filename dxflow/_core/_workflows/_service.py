@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ from .._docker import DockerAdapter
 from .._groups import task_group
 from .._handlers import handles
 from .._state import State
+from ._files import plan_files, remove_files
 from ._orchestrator import Orchestrator, Plan
 from ._spec import PROJECT_LABEL, SERVICE_LABEL
 from ._streams import LineStream, RecentKeys, docker_event_key, event_from_docker, log_line
@@ -56,10 +58,20 @@ __all__ = ["WorkflowService"]
 
 
 class WorkflowService:
-    def __init__(self, state: State, docker: DockerAdapter, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        state: State,
+        docker: DockerAdapter,
+        concurrency: int = 16,
+        engine_id: str = "",
+        files_dir: Path | None = None,
+    ) -> None:
+        """`engine_id` labels what this engine makes (its owner); `files_dir` (private to
+        the engine) holds the secrets and configs made from variables or content."""
         self._state = state
         self._docker = docker
-        self._orchestrator = Orchestrator(docker, concurrency)
+        self._orchestrator = Orchestrator(docker, concurrency, engine_id)
+        self._files_dir = files_dir or Path(tempfile.gettempdir()) / f"dxflow-{engine_id}"
         self._loaded: dict[str, tuple[str, LoadedProject]] = {}
         self._bus = EventBus()
 
@@ -156,21 +168,28 @@ class WorkflowService:
 
     @handles("workflows.projects")
     async def projects(self, ctx: Context, request: None) -> ComposeProjectList:
+        """The Compose projects on the Docker Engine: this engine's; MASTER sees every one."""
+        master = _is_master(ctx)
         rows = await self._orchestrator.all_containers()
         stored = {r["name"] for r in self._state.query("SELECT name FROM workflows")}
+        owners = self._orchestrator.owners
         found: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
-            found.setdefault((row.get("Labels") or {})[PROJECT_LABEL], []).append(row)
+            labels = row.get("Labels") or {}
+            name = labels[PROJECT_LABEL]
+            if master or owners.owner(labels, name in stored) == owners.engine_id:
+                found.setdefault(name, []).append(row)
         summaries = []
         for name, members in sorted(found.items()):
             labels = members[0].get("Labels") or {}
             services = sorted({(r.get("Labels") or {}).get(SERVICE_LABEL, "?") for r in members})
-            status = await self._orchestrator.status(name, services)
+            status = await self._orchestrator.status(name, services, master)
             files = labels.get("com.docker.compose.project.config_files") or ""
             summaries.append(ComposeProjectSummary(
                 name=name, managed=name in stored, state=status.state, services=services,
                 working_dir=labels.get("com.docker.compose.project.working_dir"),
                 config_files=[f for f in files.split(",") if f],
+                owner=owners.owner(labels, name in stored),
             ))  # fmt: skip
         return ComposeProjectList(projects=summaries)
 
@@ -186,7 +205,9 @@ class WorkflowService:
     @handles("workflows.remove")
     async def remove(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
         info = self.get(ctx, request)
-        await self._orchestrator.down(self._project(request.name).project, False, lambda e: None)
+        project = self._project(request.name).project
+        await self._orchestrator.down(project, False, lambda e: None, _is_master(ctx))
+        await anyio.to_thread.run_sync(remove_files, self._files_dir, project.name)
         self._state.execute("DELETE FROM workflows WHERE name = ?", (request.name,))
         return info
 
@@ -195,7 +216,9 @@ class WorkflowService:
     @handles("workflows.status")
     async def status(self, ctx: Context, request: WorkflowRef) -> WorkflowStatus:
         project = self._project(request.name).project
-        return await self._orchestrator.status(project.name, list(project.services))
+        return await self._orchestrator.status(
+            project.name, list(project.services), _is_master(ctx)
+        )
 
     @handles("workflows.up")
     async def up(self, ctx: Context, request: WorkflowUp) -> AsyncIterator[WorkflowEvent]:
@@ -210,7 +233,11 @@ class WorkflowService:
 
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
             hashes = {s: loaded.config_hash(s) for s in project.services}
-            plan = Plan(project, hashes, loaded.order(), emit, build=request.build)
+            files = plan_files(loaded, self._files_dir)
+            plan = Plan(
+                project, hashes, loaded.order(), emit, build=request.build,
+                everyone=_is_master(ctx), files=files.mounts, prepare=files.write,
+            )  # fmt: skip
             await self._orchestrator.up(
                 plan, only, request.wait, request.remove_orphans, request.timeout
             )
@@ -223,29 +250,30 @@ class WorkflowService:
         project = self._project(request.name).project
 
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
-            await self._orchestrator.down(project, request.volumes, emit)
+            await self._orchestrator.down(project, request.volumes, emit, _is_master(ctx))
+            await anyio.to_thread.run_sync(remove_files, self._files_dir, project.name)
 
         async for event in _events(run, self._bus.publish):
             yield event
 
     async def _each(
-        self, request: WorkflowStop, action: Callable[[Any, str, int], Any]
+        self, ctx: Context, request: WorkflowStop, action: Callable[[Any, str, int], Any]
     ) -> WorkflowStatus:
-        project = self._project(request.name).project
-        await self._orchestrator.each(project, request.services, action, request.timeout)
-        return await self._orchestrator.status(project.name, list(project.services))
+        project, master = self._project(request.name).project, _is_master(ctx)
+        await self._orchestrator.each(project, request.services, action, request.timeout, master)
+        return await self._orchestrator.status(project.name, list(project.services), master)
 
     @handles("workflows.start")
     async def start(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i, _: c.api.start(i))
+        return await self._each(ctx, request, lambda c, i, _: c.api.start(i))
 
     @handles("workflows.stop")
     async def stop(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i, grace: c.api.stop(i, timeout=grace))
+        return await self._each(ctx, request, lambda c, i, grace: c.api.stop(i, timeout=grace))
 
     @handles("workflows.restart")
     async def restart(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i, grace: c.api.restart(i, timeout=grace))
+        return await self._each(ctx, request, lambda c, i, grace: c.api.restart(i, timeout=grace))
 
     @handles("workflows.update")
     def update(self, ctx: Context, request: WorkflowUpdate) -> WorkflowInfo:
@@ -271,7 +299,7 @@ class WorkflowService:
         project = self._project(request.name).project
         if request.service is not None and request.service not in project.services:
             raise NotFound(f"no service {request.service!r} in workflow {request.name!r}")
-        rows = await self._orchestrator.containers(project.name)
+        rows = await self._orchestrator.containers(project.name, _is_master(ctx))
         streams = [
             _log_opener(row, stream, request)
             for row in rows
@@ -313,8 +341,13 @@ class WorkflowService:
             async for raw in self._docker.stream([open_events]):
                 send.send_nowait(raw)
 
+        owners, master = self._orchestrator.owners, _is_master(ctx)
+
         def typed(raws: list[Any]) -> Iterator[WorkflowEvent]:
             for raw in raws:
+                labels = (raw.get("Actor") or {}).get("Attributes") or {}
+                if not master and not owners.owns(labels, request.name):
+                    continue  # another engine's or tool's container of the same name
                 event = event_from_docker(request.name, raw)
                 if event is not None and seen.add(docker_event_key(raw), raw.get("timeNano")):
                     yield event
@@ -339,20 +372,20 @@ class WorkflowService:
 
     @handles("workflows.pause")
     async def pause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i, _: c.api.pause(i))
+        return await self._each(ctx, request, lambda c, i, _: c.api.pause(i))
 
     @handles("workflows.unpause")
     async def unpause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i, _: c.api.unpause(i))
+        return await self._each(ctx, request, lambda c, i, _: c.api.unpause(i))
 
     @handles("workflows.kill")
     async def kill(self, ctx: Context, request: WorkflowKill) -> WorkflowStatus:
         stop = WorkflowStop(name=request.name, services=request.services)
-        return await self._each(stop, lambda c, i, _: c.api.kill(i, signal=request.signal))
+        return await self._each(ctx, stop, lambda c, i, _: c.api.kill(i, signal=request.signal))
 
     @handles("workflows.exec")
     async def exec(self, ctx: Context, request: WorkflowExec) -> ExecResult:
-        container = await self._running(request.name, request.service, request.index)
+        container = await self._running(request.name, request.service, request.index, ctx)
 
         def run(client: Any) -> ExecResult:
             created = client.api.exec_create(
@@ -373,8 +406,10 @@ class WorkflowService:
         """The id of a running replica of `service` (for exec and container shells)."""
         return await self._running(name, service, index)
 
-    async def _running(self, name: str, service: str, index: int) -> str:
-        status = await self.status(Context(None), WorkflowRef(name=name))
+    async def _running(
+        self, name: str, service: str, index: int, ctx: Context | None = None
+    ) -> str:
+        status = await self.status(ctx or Context(None), WorkflowRef(name=name))
         for candidate in status.services:
             if candidate.name == service:
                 for container in candidate.containers:
