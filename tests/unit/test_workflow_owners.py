@@ -111,15 +111,15 @@ def test_secrets_and_configs_plan(tmp_path: Path) -> None:
     written = root / "shop" / "app"
     assert files.mounts["app"] == [
         (str(tmp_path / "db.txt"), "/run/secrets/db"),
-        (str(written / "secrets" / "token"), "/run/secrets/tok"),
-        (str(written / "configs" / "inline"), "/etc/app.ini"),
-        (str(written / "configs" / "from_env"), "/from_env"),
+        (str(written / "secrets" / "1-token"), "/run/secrets/tok"),
+        (str(written / "configs" / "0-inline"), "/etc/app.ini"),
+        (str(written / "configs" / "1-from_env"), "/from_env"),
     ]
     files.write()
-    assert (written / "secrets" / "token").read_text() == "t0k"
-    assert (written / "configs" / "inline").read_text() == "x = 1\n"
-    assert stat.S_IMODE((written / "secrets" / "token").stat().st_mode) == 0o400
-    assert stat.S_IMODE((written / "configs" / "inline").stat().st_mode) == 0o444
+    assert (written / "secrets" / "1-token").read_text() == "t0k"
+    assert (written / "configs" / "0-inline").read_text() == "x = 1\n"
+    assert stat.S_IMODE((written / "secrets" / "1-token").stat().st_mode) == 0o400
+    assert stat.S_IMODE((written / "configs" / "0-inline").stat().st_mode) == 0o444
     for folder in (root, root / "shop", written, written / "secrets"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     remove_files(root, "shop")

@@ -3,8 +3,8 @@ secrets and configs Compose mounts (``/run/secrets/NAME``, a config's ``target``
 
 A file-based secret or config is bound read-only as it is, as Compose does. One that
 comes from a variable (``environment:``) or from the document (``content:``) is written
-under the engine's private folder of the storage root, one file per service (each may ask
-for its own mode), in folders only the engine user can enter (0700): values never go on a
+under the engine's private folder of the storage root, one file per use (each may ask for
+its own mode), in folders only the engine user can enter (0700): values never go on a
 command line nor into a container's environment.
 """
 
@@ -68,7 +68,7 @@ def plan_files(loaded: LoadedProject, root: Path) -> ProjectFiles:
             ("secrets", service.secrets, project.secrets),
             ("configs", service.configs, project.configs),
         ):
-            for entry in used:
+            for index, entry in enumerate(used):
                 ref = declared[entry.source]
                 if ref.file is not None:
                     mounts.append((ref.file, entry.target))
@@ -76,7 +76,8 @@ def plan_files(loaded: LoadedProject, root: Path) -> ProjectFiles:
                 value = ref.content
                 if value is None and ref.environment is not None:
                     value = loaded.environment.get(ref.environment) or ""
-                path = root / project.name / service.name / kind / entry.source
+                # one file per use: a service may mount one secret twice, with two modes
+                path = root / project.name / service.name / kind / f"{index}-{entry.source}"
                 mode = DEFAULT_MODE if entry.mode is None else entry.mode
                 files.writes.append((path, (value or "").encode(), mode))
                 mounts.append((str(path), entry.target))
