@@ -8,7 +8,6 @@ and removed again if that ``up`` fails, so a failed call leaves nothing of its o
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,6 @@ from ..._models import (
     ComposeProject,
     ContainerState,
     Service,
-    ServiceStatus,
     WorkflowEvent,
     WorkflowStatus,
 )
@@ -41,12 +39,12 @@ from ._spec import (
     endpoint_config,
     image_of,
 )
+from ._status import workflow_status
 
 __all__ = ["Orchestrator", "Plan"]
 
 Emit = Callable[[WorkflowEvent], None]
 _POLL = 0.1
-_EXITED = re.compile(r"Exited \((-?\d+)\)")
 
 
 @dataclass
@@ -82,53 +80,12 @@ class Plan:
         )
 
 
-def _container_state(row: dict[str, Any]) -> ContainerState:
-    labels = row.get("Labels") or {}
-    status = row.get("Status") or ""
-    health = None
-    for word in ("unhealthy", "healthy", "health: starting"):
-        if f"({word})" in status:
-            health = "starting" if word == "health: starting" else word
-            break
-    exited = _EXITED.search(status)
-    ports = [
-        f"{p.get('IP', '')}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}"
-        for p in row.get("Ports") or []
-        if p.get("PublicPort")
-    ]
-    return ContainerState(
-        id=row["Id"],
-        name=(row.get("Names") or ["/?"])[0].lstrip("/"),
-        number=int(labels.get(NUMBER_LABEL, "1")),
-        state=row.get("State", "unknown"),
-        health=health,
-        exit_code=int(exited.group(1)) if exited else None,
-        ports=sorted(ports),
-        config_hash=labels.get(HASH_LABEL),
-    )
-
-
 def _ready(container: ContainerState, completed: bool = False) -> bool:
     """Done, for `up`: a job has exited (its code is judged apart), or, unless the
     dependency asked for completion, the container runs and is healthy if checked."""
     if container.state == "exited":
         return True
     return not completed and container.state == "running" and container.health in (None, "healthy")
-
-
-def _service_state(containers: list[ContainerState]) -> str:
-    states = {c.state for c in containers}
-    if not containers:
-        return "missing"
-    if states == {"running"}:
-        return "running"
-    if states == {"paused"}:
-        return "paused"
-    if states <= {"exited", "dead"}:
-        return "exited"
-    if states <= {"created"}:
-        return "stopped"
-    return "partial"
 
 
 def stop_grace(project: ComposeProject, service: str, given: float | None = None) -> int:
@@ -175,42 +132,7 @@ class Orchestrator:
         self, name: str, services: list[str], everyone: bool = False
     ) -> WorkflowStatus:
         rows = await self.containers(name, everyone)
-        by_service: dict[str, list[ContainerState]] = {s: [] for s in services}
-        for row in rows:
-            service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
-            by_service.setdefault(service, []).append(_container_state(row))
-        statuses = []
-        for service, containers in by_service.items():
-            containers.sort(key=lambda c: c.number)
-            healths = {c.health for c in containers if c.health}
-            codes = [c.exit_code for c in containers if c.exit_code is not None]
-            statuses.append(
-                ServiceStatus(
-                    name=service,
-                    state=_service_state(containers),
-                    replicas=len(containers),
-                    health=(
-                        "unhealthy"
-                        if "unhealthy" in healths
-                        else "starting"
-                        if "starting" in healths
-                        else "healthy"
-                        if healths
-                        else None
-                    ),
-                    exit_code=max(codes, key=abs) if codes else None,
-                    containers=containers,
-                )
-            )
-        states = {s.state for s in statuses}
-        overall = (
-            "missing"
-            if states <= {"missing"}
-            else "running"
-            if states == {"running"}
-            else ("stopped" if states <= {"exited", "stopped", "missing"} else "partial")
-        )
-        return WorkflowStatus(name=name, state=overall, services=statuses)
+        return workflow_status(name, services, rows)
 
     # -- up -------------------------------------------------------------------------------
 
