@@ -253,6 +253,12 @@ def test_master_still_reads_the_engines_environment_until_someone_else_writes(
     assert environment["S"] == engine_secret and environment["H"] == os.environ["HOME"]
     explained = master.workflows.get(name).explain_env("app", "DXFLOW_PROBE_SECRET")
     assert (explained.value, explained.source) == (engine_secret, "process")
+    # Others never read the engine's environment through `env`, used by the project or not.
+    for permissions in (Permission.WORKFLOW, Permission.WORKFLOW | Permission.READ_ONLY):
+        workflow = as_key(permissions).workflows.get(name)
+        for variable in ("DXFLOW_PROBE_SECRET", "HOME", "PATH"):
+            explained = workflow.explain_env("app", variable)
+            assert (explained.value, explained.source) == (None, "process"), variable
     # A non-MASTER writer re-saves MASTER's workflow: what it reads is now only its own.
     as_key(Permission.WORKFLOW).workflows.get(name).update(env={"X": "1"})
     reader = as_key(Permission.WORKFLOW | Permission.READ_ONLY).workflows.get(name)

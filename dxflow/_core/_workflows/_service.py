@@ -292,6 +292,10 @@ class WorkflowService:
     @handles("workflows.env")
     def env(self, ctx: Context, request: EnvQuery) -> EnvExplanation:
         value, source = self._project(request.name).explain(request.service, request.variable)
+        if source == "process" and not _is_master(ctx):
+            # `explain` answers for any name, used or not: the engine's environment (of a
+            # MASTER-written workflow) is named as the source, never shown to others.
+            value = None
         return EnvExplanation(variable=request.variable, value=value, source=source)
 
     @handles("workflows.logs")
