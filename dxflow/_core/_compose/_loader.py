@@ -146,12 +146,14 @@ def _env_files(
 
 
 def _expand_user(process: Mapping[str, str]) -> Any:
+    """``~`` is the HOME of the process environment the project reads: none (a non-MASTER
+    caller's project, which never reads the engine's) leaves it as written (relative)."""
     home = process.get("HOME")
 
     def expand(path: str) -> str:
         if home and (path == "~" or path.startswith("~/")):
             return home + path[1:]
-        return os.path.expanduser(path)
+        return os.path.expanduser(path) if home else path
 
     return expand
 
