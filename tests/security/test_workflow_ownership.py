@@ -290,3 +290,19 @@ def test_an_env_file_that_fails_to_parse_is_never_quoted(
     assert f"{pem}: line 1: expected KEY=VALUE" in message
     assert "BEGIN" not in message and "MIIE" not in message
     assert "BEGIN" not in repr(caught.value.details)
+
+
+def test_a_compose_path_on_the_engine_host_is_read_for_master_only(
+    as_key: Open, core: EngineCore
+) -> None:
+    """The SDK reads a compose file on the caller's side; a raw request naming a file on
+    the engine host (a key, a config file) makes the engine read and parse it."""
+    target = core.config.home.master_key
+    engine = as_key(Permission.WORKFLOW)
+    with pytest.raises(InvalidRequest) as caught:
+        engine._call("workflows.create", name=f"dxs{os.getpid()}-path", compose=str(target))
+    assert caught.value.message.startswith("compose: only a MASTER key may name a file")
+    assert "BEGIN" not in str(caught.value)
+    master = as_key(None)
+    with pytest.raises(InvalidRequest, match="must be a mapping"):  # read, and not YAML
+        master._call("workflows.create", name=f"dxs{os.getpid()}-path", compose=str(target))

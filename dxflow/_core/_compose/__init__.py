@@ -12,7 +12,7 @@ document (``services.web.ports[1]``).
 
 from ._environment import EnvironmentSources
 from ._keys import KEYS, Key, markdown_table
-from ._loader import LoadedProject, load_project
+from ._loader import LoadedProject, is_compose_path, load_project
 from ._project import check_build_contexts
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Key",
     "LoadedProject",
     "check_build_contexts",
+    "is_compose_path",
     "load_project",
     "markdown_table",
 ]

@@ -20,7 +20,7 @@ from ._validate import validate_document
 from ._values import describe
 from ._yaml import parse_yaml
 
-__all__ = ["LoadedProject", "load_project"]
+__all__ = ["LoadedProject", "is_compose_path", "load_project"]
 
 PathLike = str | os.PathLike[str]
 
@@ -96,7 +96,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _is_path(compose: str) -> bool:
+def is_compose_path(compose: str) -> bool:
+    """`load_project` reads this string as the path of a file, not as YAML text."""
     if "\n" in compose or not compose.strip():
         return False
     return os.path.isfile(compose) or compose.endswith((".yml", ".yaml"))
@@ -107,7 +108,7 @@ def _read(compose: PathLike | Mapping[str, Any]) -> tuple[Any, str | None]:
     if isinstance(compose, Mapping):
         _check_size(compose)
         return _plain(compose), None
-    if isinstance(compose, str) and not _is_path(compose):
+    if isinstance(compose, str) and not is_compose_path(compose):
         document = parse_yaml(compose)
         _check_size(document)
         return document, None

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from ..._exceptions import Conflict, NotFound
+from ..._exceptions import Conflict, InvalidRequest, NotFound
 from ..._models import (
     ComposeProject,
     ComposeProjectList,
@@ -43,7 +43,7 @@ from ..._models import (
     WorkflowUp,
     WorkflowUpdate,
 )
-from .._compose import LoadedProject, check_build_contexts, load_project
+from .._compose import LoadedProject, check_build_contexts, is_compose_path, load_project
 from .._context import Context
 from .._docker import DockerAdapter
 from .._groups import task_group
@@ -84,6 +84,12 @@ class WorkflowService:
         Only MASTER's variables may come from the engine's own environment: for anyone
         else ``${HOME}`` is what the caller's `env` and env files say, or unset.
         """
+        if not master and isinstance(spec.compose, str) and is_compose_path(spec.compose):
+            raise InvalidRequest(
+                "compose: only a MASTER key may name a file on the engine host; send the "
+                "YAML text or the parsed document (the SDK and CLI read a file on your side)",
+                path="compose",
+            )
         loaded = load_project(
             spec.name,
             spec.compose,
