@@ -126,7 +126,7 @@ _TABLE: tuple[Operation, ...] = (
     Operation("workflows.list", "GET", "/api/workflows", "Stored workflows.",
               response=m.WorkflowList, permission=_WORKFLOW),
     Operation("workflows.projects", "GET", "/api/compose-projects",
-              "Every Compose project on the Docker Engine, dxflow's and other tools'.",
+              "This engine's Compose projects; for MASTER, every one on the Docker Engine.",
               response=m.ComposeProjectList, permission=_WORKFLOW),
     Operation("workflows.get", "GET", "/api/workflows/{name}", "One workflow.",
               request=m.WorkflowRef, response=m.WorkflowInfo, permission=_WORKFLOW),

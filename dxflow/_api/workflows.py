@@ -407,7 +407,7 @@ class AsyncWorkflows:
         return AsyncWorkflow(self._engine, await self._engine._call("workflows.get", name=name))
 
     async def projects(self) -> list[ComposeProjectSummary]:
-        """Every Compose project on the Docker Engine, including other tools' ones."""
+        """The Compose projects this engine made; for MASTER every one on the Docker Engine."""
         return (await self._engine._call("workflows.projects")).projects
 
     async def list(self) -> list[AsyncWorkflow]:
@@ -442,7 +442,7 @@ class Workflows:
         return Workflow(self._engine, self._engine._call("workflows.get", name=name))
 
     def projects(self) -> list[ComposeProjectSummary]:
-        """Every Compose project on the Docker Engine, including other tools' ones."""
+        """The Compose projects this engine made; for MASTER every one on the Docker Engine."""
         return self._engine._call("workflows.projects").projects
 
     def list(self) -> list[Workflow]:

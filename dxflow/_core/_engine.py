@@ -140,10 +140,11 @@ class EngineCore:
         )
         self.docker = DockerAdapter(config.docker_host)
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)
-        self.workflows = WorkflowService(
-            self.state, self.docker, PolicyRoots.from_config(config), config.workflow_concurrency
-        )
         self.objects, self.shares, self.uploads = _object_services(config, self.state)
+        self.workflows = WorkflowService(
+            self.state, self.docker, PolicyRoots.from_config(config),
+            config.workflow_concurrency, self.engine_id, self.objects.storage.private / "workflows",
+        )  # fmt: skip
         self.shells = _shell_service(config, self.objects.storage, self.workflows)
         handlers = collect_handlers(
             self.platform, self.auth, self.keys, self.audit, self.workflows,

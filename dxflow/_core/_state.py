@@ -76,6 +76,11 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE keys ADD COLUMN run_as TEXT;
     ALTER TABLE keys ADD COLUMN workflow_policy TEXT;
     """,
+    # by_master: the spec was last written by a MASTER caller, so its variables may come
+    # from the engine's process environment (workflows made before this: not trusted).
+    """
+    ALTER TABLE workflows ADD COLUMN by_master INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

@@ -190,10 +190,12 @@ class VolumeSpec(Response):
 
 
 class FileReference(Response):
-    """A file-based secret or config of the project."""
+    """A secret or config of the project: a file, a variable, or (configs) inline content."""
 
     name: str
-    file: str = Field(description="absolute path on the engine host")
+    file: str | None = Field(None, description="absolute path on the engine host")
+    environment: str | None = Field(None, description="the variable holding the value")
+    content: str | None = Field(None, description="the value itself (configs only)")
 
 
 class ComposeProject(Response):

@@ -257,6 +257,9 @@ class ComposeProjectSummary(Response):
     services: list[str]
     working_dir: str | None = None
     config_files: list[str] = []
+    owner: str | None = Field(
+        None, description="id of the dxflow engine that made it; null: another tool"
+    )
 
 
 class ComposeProjectList(Response):

@@ -87,8 +87,8 @@ def test_lookup_wins_and_defaults_fill_in() -> None:
         ("1KEY=value\n", 1, "expected KEY=VALUE"),
         ("KEY='unterminated\nstill\n", 1, "missing closing ' quote"),
         ('KEY="a" trailing\n', 1, "unexpected text after the closing quote"),
-        ("A=1\n\nB=${UNSET:?needed}\n", 3, "required variable UNSET is missing a value"),
-        ("A=${broken\n", 1, "invalid interpolation format"),
+        ("A=1\n\nB=${UNSET:?needed}\n", 3, "a required variable has no value"),
+        ("A=${broken\n", 1, "invalid variable reference"),
     ],
 )
 def test_errors_name_the_line(text: str, line: int, message: str) -> None:
@@ -97,3 +97,20 @@ def test_errors_name_the_line(text: str, line: int, message: str) -> None:
     assert caught.value.line == line
     assert str(caught.value).startswith(f"line {line}: ")
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n",
+        "KEY='MIIEvQIBADANBgkq' MIIEvQIBADANBgkq\n",
+        "KEY=${MIIEvQIBADANBgkq:?MIIEvQIBADANBgkq}\n",
+        "KEY=${MIIEvQIBADANBgkq\n",
+    ],
+)
+def test_errors_never_quote_the_file(text: str) -> None:
+    """Any file may be given as an env file: a parse error names the line, not its text."""
+    with pytest.raises(DotenvError) as caught:
+        parse_dotenv(text)
+    assert "BEGIN" not in str(caught.value) and "MIIE" not in str(caught.value)
+    assert str(caught.value).startswith("line 1: ")

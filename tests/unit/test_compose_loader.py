@@ -345,3 +345,13 @@ def test_alias_bombs_cycles_and_deep_nesting_are_refused_quickly() -> None:
         load_project("app", cyclic, process_env={})
     with pytest.raises(InvalidRequest, match="nested too deeply"):
         load_project("app", "[" * 5000, process_env={})
+
+
+def test_tilde_is_the_read_environments_home_only(tmp_path: Path) -> None:
+    """A project that may not read the engine's environment (a non-MASTER caller's) does
+    not learn the engine user's home through `~` either: it stays a relative path."""
+    doc = {"services": {"web": {"image": "img", "volumes": ["~/data:/data"]}}}
+    unread = load_project("app", doc, working_dir=tmp_path, process_env={}).project
+    assert unread.services["web"].volumes[0].source == str(tmp_path / "~" / "data")
+    read = load_project("app", doc, working_dir=tmp_path, process_env={"HOME": "/home/u"})
+    assert read.project.services["web"].volumes[0].source == "/home/u/data"

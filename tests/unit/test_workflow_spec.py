@@ -153,3 +153,20 @@ def test_minimal_service_and_network_mode() -> None:
     assert config["Healthcheck"] == {"Test": ["NONE"]}
     assert config["HostConfig"]["RestartPolicy"] == {"Name": "no"}
     assert "Cmd" not in config and "Memory" not in config["HostConfig"]
+
+
+def test_the_owner_label_and_secret_files_are_in_the_body() -> None:
+    service = Service(name="job", image="img:1", volumes=[Mount(type="tmpfs", target="/tmp")])
+    files = [("/store/.dxflow/workflows/proj/job/secrets/token", "/run/secrets/token")]
+    config = container_config(_project(service), service, 1, "x", "dxf-0123", files)
+    assert config["Labels"]["io.dxflow.engine"] == "dxf-0123"
+    mounts = config["HostConfig"]["Mounts"]
+    assert mounts[0]["Type"] == "tmpfs"
+    assert mounts[1] == {
+        "Type": "bind",
+        "Source": "/store/.dxflow/workflows/proj/job/secrets/token",
+        "Target": "/run/secrets/token",
+        "ReadOnly": True,
+    }
+    unowned = container_config(_project(service), service, 1, "x")
+    assert "io.dxflow.engine" not in unowned["Labels"]

@@ -13,7 +13,8 @@ document (``services.web.ports[1]``).
 from ._environment import EnvironmentSources
 from ._guard import ReadGuard, guarded_reads
 from ._keys import KEYS, Key, markdown_table
-from ._loader import LoadedProject, load_project
+from ._loader import LoadedProject, is_compose_path, load_project
+from ._project import check_build_contexts
 
 __all__ = [
     "KEYS",
@@ -21,7 +22,9 @@ __all__ = [
     "Key",
     "LoadedProject",
     "ReadGuard",
+    "check_build_contexts",
     "guarded_reads",
+    "is_compose_path",
     "load_project",
     "markdown_table",
 ]

@@ -26,7 +26,10 @@ _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "'": "'", "$"
 
 
 class DotenvError(ValueError):
-    """A line that is not a variable definition; `line` is 1-based."""
+    """A line that is not a variable definition; `line` is 1-based.
+
+    The message names the line, never its text: what failed to parse may be a secret.
+    """
 
     def __init__(self, line: int, message: str) -> None:
         super().__init__(f"line {line}: {message}")
@@ -60,7 +63,9 @@ class _Reader:
                 try:
                     self.definition(line)
                 except InterpolationError as exc:
-                    raise DotenvError(number, str(exc)) from None
+                    # Never quote the line: an env file may be any file, a key among them.
+                    what = "a required variable has no value" if exc.variable else None
+                    raise DotenvError(number, what or "invalid variable reference") from None
                 except ValueError as exc:
                     raise DotenvError(number, str(exc)) from None
         return self.values
@@ -71,7 +76,7 @@ class _Reader:
         key, found, rest = line.partition("=")
         key = key.strip()
         if not _KEY.fullmatch(key):
-            raise ValueError(f"expected KEY=VALUE, got {line!r}")
+            raise ValueError("expected KEY=VALUE, export KEY=VALUE, KEY or a # comment")
         if not found:
             value = self.lookup(key)
             if value is not None:
@@ -100,7 +105,7 @@ class _Reader:
             self.index += 1
         trailing = text[end + 1 :].strip()
         if trailing and not trailing.startswith("#"):
-            raise ValueError(f"unexpected text after the closing quote: {trailing!r}")
+            raise ValueError("unexpected text after the closing quote")
         return text[:end]
 
 

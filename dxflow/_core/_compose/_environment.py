@@ -1,7 +1,8 @@
 """Where variables come from: the project's sources for interpolation, and each service's.
 
-Project precedence: the explicit `env` argument, then the process environment, then the
-env files given at create (a later file wins over an earlier one). A service's own
+Project precedence: the explicit `env` argument, then the process environment (the
+engine's, for MASTER callers only; empty for everyone else), then the env files given at
+create (a later file wins over an earlier one). A service's own
 environment is its ``env_file`` entries (later wins) overridden by ``environment``; an
 entry without a value (``- KEY``) takes the project's value, if any.
 """
@@ -53,7 +54,11 @@ def _read_text(path: str, where: str) -> str:
             return handle.read()
     except FileNotFoundError:
         raise invalid(where, f"env file not found: {path}") from None
-    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the path
+    except UnicodeDecodeError:
+        raise invalid(where, f"env file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise invalid(where, f"cannot read env file {path}: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL in the path
         raise invalid(where, f"cannot read env file {path!r}: {exc}") from None
 
 

@@ -40,8 +40,8 @@ _TOP = [
     _k("services", "mapping", "The services, by name."),
     _k("networks", "mapping", "Networks services attach to, by key."),
     _k("volumes", "mapping", "Named volumes services mount, by key."),
-    _k("secrets", "mapping", "File-based secrets, by key."),
-    _k("configs", "mapping", "File-based configs, by key."),
+    _k("secrets", "mapping", "Secrets, by key (mounted at /run/secrets/<key>)."),
+    _k("configs", "mapping", "Configs, by key (mounted at /<key> or their target)."),
     _k("x-*", "mapping|list|string|number|boolean|null", "Extension: accepted and dropped."),
 ]
 _SERVICE = [
@@ -180,17 +180,20 @@ _RESOURCES = [
     _k("volumes.*.name", "string", "Docker name (default <project>_<key>)."),
     _k("secrets.*", "mapping", "One secret."),
     _k("secrets.*.file", "string", "The file holding it, relative to the working dir."),
+    _k("secrets.*.environment", "string", "Or the variable holding it."),
     _k("configs.*", "mapping", "One config."),
     _k("configs.*.file", "string", "The file holding it, relative to the working dir."),
+    _k("configs.*.environment", "string", "Or the variable holding it."),
+    _k("configs.*.content", "string", "Or the content itself."),
 ]
 
 KEYS: tuple[Key, ...] = (*_TOP, *_SERVICE, *_RESOURCES)
 
-_FILE_ONLY = "only file-based {} are supported (use `file:`)"
+_SWARM = "external {} live in Docker Swarm; use `file`, `environment`{}"
 UNSUPPORTED: dict[str, str] = {
-    f"{kind}.*.{key}": _FILE_ONLY.format(kind)
-    for kind in ("secrets", "configs")
-    for key in ("external", "environment", "content")
+    "secrets.*.external": _SWARM.format("secrets", ""),
+    "configs.*.external": _SWARM.format("configs", " or `content`"),
+    "secrets.*.content": "a secret comes from `file` or `environment` (`content` is for configs)",
 }
 
 

@@ -21,7 +21,7 @@ from ._validate import validate_document
 from ._values import describe
 from ._yaml import parse_yaml
 
-__all__ = ["LoadedProject", "load_project"]
+__all__ = ["LoadedProject", "is_compose_path", "load_project"]
 
 PathLike = str | os.PathLike[str]
 
@@ -97,7 +97,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _is_path(compose: str) -> bool:
+def is_compose_path(compose: str) -> bool:
+    """`load_project` reads this string as the path of a file, not as YAML text."""
     if "\n" in compose or not compose.strip():
         return False
     return os.path.isfile(compose) or compose.endswith((".yml", ".yaml"))
@@ -108,7 +109,7 @@ def _read(compose: PathLike | Mapping[str, Any]) -> tuple[Any, str | None]:
     if isinstance(compose, Mapping):
         _check_size(compose)
         return _plain(compose), None
-    if isinstance(compose, str) and not _is_path(compose):
+    if isinstance(compose, str) and not is_compose_path(compose):
         document = parse_yaml(compose)
         _check_size(document)
         return document, None
@@ -149,12 +150,14 @@ def _env_files(
 
 
 def _expand_user(process: Mapping[str, str]) -> Any:
+    """``~`` is the HOME of the process environment the project reads: none (a non-MASTER
+    caller's project, which never reads the engine's) leaves it as written (relative)."""
     home = process.get("HOME")
 
     def expand(path: str) -> str:
         if home and (path == "~" or path.startswith("~/")):
             return home + path[1:]
-        return os.path.expanduser(path)
+        return os.path.expanduser(path) if home else path
 
     return expand
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -15,13 +16,19 @@ _PROTOCOLS = ("tcp", "udp", "sctp")
 _MODES = ("ingress", "host")
 _RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 _EXPOSE = re.compile(r"\d+(?:-\d+)?(?:/(?:tcp|udp|sctp))?")
-_SHORT_HINT = "expected [[ip:]host:]container[/protocol], e.g. 8080:80 or 127.0.0.1:53:53/udp"
+_SHORT_HINT = (
+    "accepted: CONTAINER, HOST:CONTAINER, IP:HOST:CONTAINER, IP::CONTAINER, "
+    "[IPv6]:HOST:CONTAINER (IP a literal address), each port or a range LOW-HIGH, "
+    "optionally /tcp, /udp or /sctp "
+    "(e.g. 8080:80, 127.0.0.1:53:53/udp, [::1]:8080:80)"
+)
+_BRACKETED = re.compile(r"\[([^\]]*)\]:([^:]*):([^:]*)")
 
 
 def _range(text: str, path: str, what: str) -> tuple[int, int]:
     match = _RANGE.fullmatch(text.strip())
     if not match:
-        raise invalid(path, f"bad {what} port {text!r}: {_SHORT_HINT}")
+        raise invalid(path, f"bad {what} port {text!r}; {_SHORT_HINT}")
     start = int(match.group(1))
     end = int(match.group(2) or start)
     if not 1 <= start <= end <= 65535:
@@ -29,19 +36,41 @@ def _range(text: str, path: str, what: str) -> tuple[int, int]:
     return start, end
 
 
+def _address(text: str, path: str, version: int | None) -> str:
+    """`text` if it is an IP address (of `version`, if given), else an error naming it."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or (version is not None and address.version != version):
+        kind = {4: "an IPv4 address", 6: "an IPv6 address"}.get(version or 0, "an IP address")
+        raise invalid(path, f"bad host IP {text!r}: not {kind}; {_SHORT_HINT}")
+    return text
+
+
 def _split_short(text: str, path: str) -> tuple[str | None, str, str]:
-    """(host ip, published, target) of ``[[ip:]published:]target``."""
+    """(host ip, published, target) of ``[[ip:]published:]target``.
+
+    Strict: anything else is an error, never a wider binding (an unbracketed IPv6
+    address or a stray field once turned ``127.0.0.1:18090:8000:9`` into a binding of
+    port 8000 on every address).
+    """
     if text.startswith("["):
-        match = re.fullmatch(r"\[([^\]]+)\]:([^:]*):([^:]+)", text)
+        match = _BRACKETED.fullmatch(text)
         if not match:
-            raise invalid(path, f"bad port {text!r}: {_SHORT_HINT}")
-        return match.group(1), match.group(2), match.group(3)
+            raise invalid(path, f"bad port {text!r}; {_SHORT_HINT}")
+        return _address(match.group(1), path, 6), match.group(2), match.group(3)
     parts = text.split(":")
     if len(parts) == 1:
         return None, "", parts[0]
     if len(parts) == 2:
+        if not parts[0]:
+            raise invalid(path, f"bad port {text!r}: empty host port; {_SHORT_HINT}")
         return None, parts[0], parts[1]
-    return ":".join(parts[:-2]), parts[-2], parts[-1]
+    # As Compose reads it: the last two fields are the ports, the rest is the address
+    # (an IPv6 one may come without brackets, ::1:8080:80), and it must be one.
+    address = _address(":".join(parts[:-2]), path, 4 if len(parts) == 3 else 6)
+    return address, parts[-2], parts[-1]
 
 
 def _short(spec: str | int, path: str) -> list[PortMapping]:
@@ -73,6 +102,11 @@ def _choice(raw: dict[str, Any], key: str, path: str, allowed: tuple[str, ...]) 
     return value
 
 
+def _host_ip(value: Any, path: str) -> str:
+    text = as_str(value, path).strip()
+    return _address(text.removeprefix("[").removesuffix("]"), path, None)
+
+
 def _long(raw: dict[str, Any], path: str) -> PortMapping:
     if "target" not in raw:
         raise invalid(path, "missing `target` (the container port)")
@@ -85,7 +119,7 @@ def _long(raw: dict[str, Any], path: str) -> PortMapping:
     fields: dict[str, Any] = {
         "target": target,
         "published": published.strip() if published else None,
-        "host_ip": optional(raw, "host_ip", path, as_str),
+        "host_ip": optional(raw, "host_ip", path, _host_ip),
         "name": optional(raw, "name", path, as_str),
         "app_protocol": optional(raw, "app_protocol", path, as_str),
     }

@@ -23,7 +23,7 @@ from ._graph import find_cycle
 from ._normalize import ServiceContext, normalize_service
 from ._values import as_bool, as_str, as_str_map, optional
 
-__all__ = ["ProjectInput", "check_project_name", "normalize_project"]
+__all__ = ["ProjectInput", "check_build_contexts", "check_project_name", "normalize_project"]
 
 _PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -50,6 +50,24 @@ def check_project_name(name: str, path: str) -> str:
             "underscores, starting with a letter or a digit",
         )
     return name
+
+
+def check_build_contexts(project: ComposeProject) -> None:
+    """Refuse a local build context that is not a folder (at create, not as a failed `up`).
+
+    Apart from loading: a stored project must still load (to be taken down) after its
+    context is gone.
+    """
+    for name, service in project.services.items():
+        context = service.build.context if service.build else None
+        if context is None or not os.path.isabs(context) or os.path.isdir(context):
+            continue  # a remote context (git, http) is Docker's to fetch
+        missing = "is not a folder" if os.path.lexists(context) else "does not exist"
+        raise invalid(
+            f"services.{name}.build.context",
+            f"the build context {context} {missing} (create it, or fix the path: relative "
+            "paths start at the workflow's working dir)",
+        )
 
 
 def _entries(document: dict[str, Any], key: str) -> dict[str, Any]:
@@ -91,13 +109,27 @@ def _volume(key: str, raw: dict[str, Any] | None, project: str) -> VolumeSpec:
 
 
 def _file(kind: str, key: str, raw: dict[str, Any], inp: ProjectInput) -> FileReference:
+    """A secret or config: exactly one of `file`, `environment` or (configs) `content`."""
     path = f"{kind}.{key}"
-    if "file" not in raw:
-        raise invalid(path, f"missing `file` (only file-based {kind} are supported)")
-    file = inp.expand_user(as_str(raw["file"], child(path, "file")))
-    return FileReference(
-        name=f"{inp.name}_{key}", file=os.path.normpath(os.path.join(inp.working_dir, file))
-    )
+    if not _SERVICE_NAME.fullmatch(key):  # it names a file the engine writes
+        raise invalid(path, "invalid name (letters, digits, '.', '_', '-', starting alphanumeric)")
+    allowed = ("file", "environment", "content") if kind == "configs" else ("file", "environment")
+    given = [source for source in allowed if source in raw]
+    if len(given) != 1:
+        raise invalid(path, f"give exactly one of {', '.join(f'`{a}`' for a in allowed)}")
+    reference = FileReference(name=f"{inp.name}_{key}")
+    where = child(path, given[0])
+    value = as_str(raw[given[0]], where)
+    if given[0] == "file":
+        file = os.path.normpath(os.path.join(inp.working_dir, inp.expand_user(value)))
+        return reference.model_copy(update={"file": file})
+    if given[0] == "content":
+        return reference.model_copy(update={"content": value})
+    if inp.environment.get(value) is None:
+        raise invalid(
+            where, f"variable {value} is not set (give it in the workflow's env or env files)"
+        )
+    return reference.model_copy(update={"environment": value})
 
 
 def _is_active(service: Service, profiles: frozenset[str]) -> bool:

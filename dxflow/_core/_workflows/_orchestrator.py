@@ -8,26 +8,28 @@ and removed again if that ``up`` fails, so a failed call leaves nothing of its o
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from ..._exceptions import ApiError, Conflict, NotFound, WorkflowFailed
 from ..._models import (
     ComposeProject,
     ContainerState,
     Service,
-    ServiceStatus,
     WorkflowEvent,
     WorkflowStatus,
 )
 from .._docker import DockerAdapter
 from .._groups import task_group
+from ._files import bind_sources
+from ._owners import Owners
 from ._spec import (
+    ENGINE_LABEL,
     HASH_LABEL,
     NUMBER_LABEL,
     PROJECT_LABEL,
@@ -37,12 +39,12 @@ from ._spec import (
     endpoint_config,
     image_of,
 )
+from ._status import workflow_status
 
 __all__ = ["Orchestrator", "Plan"]
 
 Emit = Callable[[WorkflowEvent], None]
 _POLL = 0.1
-_EXITED = re.compile(r"Exited \((-?\d+)\)")
 
 
 @dataclass
@@ -55,6 +57,13 @@ class Plan:
     emit: Emit
     build: bool | None = None
     """True: build every service that has `build`; False: never build; None: when missing."""
+    everyone: bool = False
+    """The caller is MASTER: the project's resources are its to manage, whoever made them
+    (Compose's rule: a project is its name). Otherwise only this engine's."""
+    files: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """Per service, the (host path, container path) of its secrets and configs."""
+    prepare: Callable[[], None] | None = None
+    """Blocking work before anything is created (writing secrets and configs)."""
     created_containers: list[str] = field(default_factory=list)
     created_networks: list[str] = field(default_factory=list)
     created_volumes: list[str] = field(default_factory=list)
@@ -71,53 +80,12 @@ class Plan:
         )
 
 
-def _container_state(row: dict[str, Any]) -> ContainerState:
-    labels = row.get("Labels") or {}
-    status = row.get("Status") or ""
-    health = None
-    for word in ("unhealthy", "healthy", "health: starting"):
-        if f"({word})" in status:
-            health = "starting" if word == "health: starting" else word
-            break
-    exited = _EXITED.search(status)
-    ports = [
-        f"{p.get('IP', '')}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}"
-        for p in row.get("Ports") or []
-        if p.get("PublicPort")
-    ]
-    return ContainerState(
-        id=row["Id"],
-        name=(row.get("Names") or ["/?"])[0].lstrip("/"),
-        number=int(labels.get(NUMBER_LABEL, "1")),
-        state=row.get("State", "unknown"),
-        health=health,
-        exit_code=int(exited.group(1)) if exited else None,
-        ports=sorted(ports),
-        config_hash=labels.get(HASH_LABEL),
-    )
-
-
 def _ready(container: ContainerState, completed: bool = False) -> bool:
     """Done, for `up`: a job has exited (its code is judged apart), or, unless the
     dependency asked for completion, the container runs and is healthy if checked."""
     if container.state == "exited":
         return True
     return not completed and container.state == "running" and container.health in (None, "healthy")
-
-
-def _service_state(containers: list[ContainerState]) -> str:
-    states = {c.state for c in containers}
-    if not containers:
-        return "missing"
-    if states == {"running"}:
-        return "running"
-    if states == {"paused"}:
-        return "paused"
-    if states <= {"exited", "dead"}:
-        return "exited"
-    if states <= {"created"}:
-        return "stopped"
-    return "partial"
 
 
 def stop_grace(project: ComposeProject, service: str, given: float | None = None) -> int:
@@ -130,10 +98,13 @@ def stop_grace(project: ComposeProject, service: str, given: float | None = None
 
 
 class Orchestrator:
-    def __init__(self, docker: DockerAdapter, concurrency: int = 16) -> None:
+    def __init__(self, docker: DockerAdapter, concurrency: int = 16, engine_id: str = "") -> None:
         self._docker = docker
         self._concurrency = concurrency
         self._limiter: anyio.CapacityLimiter | None = None
+        self.engine_id = engine_id
+        """This engine's id: the owner label of what it creates."""
+        self.owners = Owners(engine_id)
 
     def _slots(self) -> anyio.CapacityLimiter:
         """How many services converge at once (config `workflow_concurrency`)."""
@@ -143,11 +114,13 @@ class Orchestrator:
 
     # -- observation ----------------------------------------------------------------------
 
-    async def containers(self, project: str) -> list[dict[str, Any]]:
+    async def containers(self, project: str, everyone: bool = False) -> list[dict[str, Any]]:
+        """The project's containers: this engine's, or (`everyone`) whoever made them."""
         label = f"{PROJECT_LABEL}={project}"
-        return await self._docker.run(
+        rows: list[dict[str, Any]] = await self._docker.run(
             lambda c: c.api.containers(all=True, filters={"label": label})
         )
+        return [r for r in rows if everyone or self.owners.owns(r.get("Labels") or {}, project)]
 
     async def all_containers(self) -> list[dict[str, Any]]:
         """Every container of every Compose project on the engine, whoever made it."""
@@ -155,44 +128,11 @@ class Orchestrator:
             lambda c: c.api.containers(all=True, filters={"label": PROJECT_LABEL})
         )
 
-    async def status(self, name: str, services: list[str]) -> WorkflowStatus:
-        rows = await self.containers(name)
-        by_service: dict[str, list[ContainerState]] = {s: [] for s in services}
-        for row in rows:
-            service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
-            by_service.setdefault(service, []).append(_container_state(row))
-        statuses = []
-        for service, containers in by_service.items():
-            containers.sort(key=lambda c: c.number)
-            healths = {c.health for c in containers if c.health}
-            codes = [c.exit_code for c in containers if c.exit_code is not None]
-            statuses.append(
-                ServiceStatus(
-                    name=service,
-                    state=_service_state(containers),
-                    replicas=len(containers),
-                    health=(
-                        "unhealthy"
-                        if "unhealthy" in healths
-                        else "starting"
-                        if "starting" in healths
-                        else "healthy"
-                        if healths
-                        else None
-                    ),
-                    exit_code=max(codes, key=abs) if codes else None,
-                    containers=containers,
-                )
-            )
-        states = {s.state for s in statuses}
-        overall = (
-            "missing"
-            if states <= {"missing"}
-            else "running"
-            if states == {"running"}
-            else ("stopped" if states <= {"exited", "stopped", "missing"} else "partial")
-        )
-        return WorkflowStatus(name=name, state=overall, services=statuses)
+    async def status(
+        self, name: str, services: list[str], everyone: bool = False
+    ) -> WorkflowStatus:
+        rows = await self.containers(name, everyone)
+        return workflow_status(name, services, rows)
 
     # -- up -------------------------------------------------------------------------------
 
@@ -221,8 +161,12 @@ class Orchestrator:
     async def _up(
         self, plan: Plan, only: set[str] | None, wait: bool, remove_orphans: bool
     ) -> None:
+        existing = self.owners.check_project(
+            plan.everyone, plan.project.name, await self.containers(plan.project.name, True)
+        )
         await self._networks_and_volumes(plan)
-        existing = await self.containers(plan.project.name)
+        if plan.prepare is not None:
+            await anyio.to_thread.run_sync(plan.prepare)
         for wave in plan.waves:
             chosen = [s for s in wave if only is None or s in only]
             async with task_group() as group:
@@ -238,7 +182,7 @@ class Orchestrator:
     ) -> WorkflowFailed:
         """Say what was not ready when time ran out, with its logs, before rolling back."""
         names = [s for s in plan.project.services if only is None or s in only]
-        status = await self.status(plan.project.name, names)
+        status = await self.status(plan.project.name, names, plan.everyone)
         waiting = []
         for service in status.services:
             ready = service.containers and all(_ready(c) for c in service.containers)
@@ -261,10 +205,18 @@ class Orchestrator:
                 lambda c, n=net.name: [x for x in c.networks.list(names=[n]) if x.name == n]
             )
             if found:
+                self.owners.check_resource(
+                    plan.everyone, project.name, "network", key, net, found[0]
+                )
                 continue
             if net.external:
                 raise NotFound(f"external network {net.name!r} (networks.{key}) does not exist")
-            labels = {**net.labels, PROJECT_LABEL: project.name, "com.docker.compose.network": key}
+            labels = {
+                **net.labels,
+                PROJECT_LABEL: project.name,
+                "com.docker.compose.network": key,
+                ENGINE_LABEL: self.engine_id,
+            }
             await self._docker.run(
                 lambda c, n=net, tags=labels: c.networks.create(
                     n.name,
@@ -284,6 +236,9 @@ class Orchestrator:
                 ]
             )
             if found:
+                self.owners.check_resource(
+                    plan.everyone, project.name, "volume", key, volume, found[0]
+                )
                 continue
             if volume.external:
                 raise NotFound(f"external volume {volume.name!r} (volumes.{key}) does not exist")
@@ -291,6 +246,7 @@ class Orchestrator:
                 **volume.labels,
                 PROJECT_LABEL: project.name,
                 "com.docker.compose.volume": key,
+                ENGINE_LABEL: self.engine_id,
             }
             await self._docker.run(
                 lambda c, v=volume, tags=labels: c.volumes.create(
@@ -337,6 +293,11 @@ class Orchestrator:
             raise WorkflowFailed(
                 f"services.{service.name}.build: {exc.message}", service=service.name
             ) from None
+        except (OSError, TypeError) as exc:  # docker-py reading a context gone since create
+            raise WorkflowFailed(
+                f"services.{service.name}.build.context: cannot read {build.context}: {exc}",
+                service=service.name,
+            ) from None
 
     async def _converge(self, plan: Plan, service: Service, existing: list[dict[str, Any]]) -> None:
         await self._await_dependencies(plan, service)
@@ -379,11 +340,9 @@ class Orchestrator:
     ) -> None:
         project = plan.project
         name = container_name(project.name, service.name, number)
-        for mount in service.volumes:
-            if mount.type == "bind" and mount.create_host_path and mount.source:
-                # what `docker compose` does: a missing bind source becomes a folder
-                await anyio.Path(mount.source).mkdir(parents=True, exist_ok=True)
-        config = container_config(project, service, number, config_hash)
+        await anyio.to_thread.run_sync(bind_sources, service)
+        files = plan.files.get(service.name, [])
+        config = container_config(project, service, number, config_hash, self.engine_id, files)
         plan.event("creating", service.name, container=name)
         try:
             created = await self._docker.run(
@@ -442,7 +401,7 @@ class Orchestrator:
     async def _wait_ready(self, plan: Plan, only: set[str] | None, completed: bool = False) -> None:
         names = [s for s in plan.project.services if only is None or s in only]
         while True:
-            status = await self.status(plan.project.name, names)
+            status = await self.status(plan.project.name, names, plan.everyone)
             pending = []
             for service in status.services:
                 if service.name not in names:
@@ -498,19 +457,21 @@ class Orchestrator:
 
     # -- down and friends -----------------------------------------------------------------
 
-    async def down(self, project: ComposeProject, volumes: bool, emit: Emit) -> None:
-        plan = Plan(project, {}, [], emit)
-        rows = await self.containers(project.name)
+    async def down(
+        self, project: ComposeProject, volumes: bool, emit: Emit, everyone: bool = False
+    ) -> None:
+        plan = Plan(project, {}, [], emit, everyone=everyone)
+        rows = await self.containers(project.name, everyone)
         async with task_group() as group:
             for row in rows:
                 service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
                 group.start_soon(self._stop_and_remove, plan, service, row)
         for net in project.networks.values():
-            if not net.external:
+            if not net.external and await self._may_remove(plan, "network", net.name):
                 await self._remove_network(plan, net.name)
         if volumes:
             for volume in project.volumes.values():
-                if not volume.external:
+                if not volume.external and await self._may_remove(plan, "volume", volume.name):
                     try:
                         await self._docker.run(
                             lambda c, v=volume.name: c.api.remove_volume(v, force=True)
@@ -519,6 +480,20 @@ class Orchestrator:
                     except NotFound:
                         pass
         plan.event("done")
+
+    async def _may_remove(self, plan: Plan, kind: str, name: str) -> bool:
+        """`down` removes a network or volume only if it is this engine's (or MASTER asks)."""
+        if plan.everyone:
+            return True
+        try:
+            attrs = await self._docker.run(
+                lambda c: (
+                    c.api.inspect_network(name) if kind == "network" else c.api.inspect_volume(name)
+                )
+            )
+        except NotFound:
+            return False
+        return self.owners.owns_resource(attrs.get("Labels") or {}, plan.project.name, False)
 
     async def _remove_network(self, plan: Plan, name: str) -> None:
         # Docker may still hold endpoints of containers removed a moment ago
@@ -551,12 +526,13 @@ class Orchestrator:
         services: list[str] | None,
         action: Callable[[Any, str, int], Any],
         grace: float | None = None,
+        everyone: bool = False,
     ) -> None:
         """Apply a blocking Docker action to every container of `services`, concurrently.
 
         The action gets the client, the container id and its stop grace period.
         """
-        rows = await self.containers(project.name)
+        rows = await self.containers(project.name, everyone)
         async with task_group() as group:
             for row in rows:
                 service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")

@@ -241,7 +241,7 @@ def check_project(
     if working_dir is not None:  # only a base for relative paths: what it contains is not
         found += _paths(roots, [("working_dir", working_dir)], contents=False)
     for kind, files in (("secrets", project.secrets), ("configs", project.configs)):
-        entries = [(f"{kind}.{k}.file", ref.file) for k, ref in files.items()]
+        entries = [(f"{kind}.{k}.file", ref.file) for k, ref in files.items() if ref.file]
         found += _paths(roots, entries, contents=False)
     found += list(_networks(project))
     found += list(_volumes(project, profile, roots))

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from ..._exceptions import Conflict, NotFound
+from ..._exceptions import Conflict, InvalidRequest, NotFound
 from ..._models import (
     ComposeProject,
     ComposeProjectList,
@@ -42,12 +43,13 @@ from ..._models import (
     WorkflowUp,
     WorkflowUpdate,
 )
-from .._compose import LoadedProject, load_project
+from .._compose import LoadedProject, check_build_contexts, is_compose_path, load_project
 from .._context import Context
 from .._docker import DockerAdapter
 from .._groups import task_group
 from .._handlers import handles
 from .._state import State
+from ._files import plan_files, remove_files
 from ._orchestrator import Orchestrator, Plan
 from ._policy import PolicyRoots, admit, check_exec_user, profile_for, refusal
 from ._spec import PROJECT_LABEL, SERVICE_LABEL
@@ -58,19 +60,39 @@ __all__ = ["WorkflowService"]
 
 class WorkflowService:
     def __init__(
-        self, state: State, docker: DockerAdapter, policy: PolicyRoots, concurrency: int = 16
+        self,
+        state: State,
+        docker: DockerAdapter,
+        policy: PolicyRoots,
+        concurrency: int = 16,
+        engine_id: str = "",
+        files_dir: Path | None = None,
     ) -> None:
+        """`engine_id` labels what this engine makes (its owner); `files_dir` (private to
+        the engine) holds the secrets and configs made from variables or content."""
         self._state = state
         self._policy = policy
         self._docker = docker
-        self._orchestrator = Orchestrator(docker, concurrency)
+        self._orchestrator = Orchestrator(docker, concurrency, engine_id)
+        self._files_dir = files_dir or Path(tempfile.gettempdir()) / f"dxflow-{engine_id}"
         self._loaded: dict[str, tuple[str, LoadedProject]] = {}
         self._bus = EventBus()
 
     # -- the store ------------------------------------------------------------------------
 
     @staticmethod
-    def _load(spec: WorkflowCreate) -> LoadedProject:
+    def _load(spec: WorkflowCreate, master: bool = False) -> LoadedProject:
+        """The loaded project; `master`: the spec's author was MASTER.
+
+        Only MASTER's variables may come from the engine's own environment: for anyone
+        else ``${HOME}`` is what the caller's `env` and env files say, or unset.
+        """
+        if not master and isinstance(spec.compose, str) and is_compose_path(spec.compose):
+            raise InvalidRequest(
+                "compose: only a MASTER key may name a file on the engine host; send the "
+                "YAML text or the parsed document (the SDK and CLI read a file on your side)",
+                path="compose",
+            )
         loaded = load_project(
             spec.name,
             spec.compose,
@@ -78,31 +100,41 @@ class WorkflowService:
             env_file=spec.env_file or None,
             profiles=spec.profiles,
             working_dir=spec.working_dir,
+            process_env=os.environ if master else {},
         )
         if spec.config_files:  # read on the client side: the loader saw text, not the file
             loaded.project.config_files = list(spec.config_files)
         return loaded
 
-    def _spec(self, name: str) -> tuple[WorkflowCreate, float]:
-        rows = self._state.query("SELECT spec, created_at FROM workflows WHERE name = ?", (name,))
+    def _stored(self, name: str) -> tuple[WorkflowCreate, float, bool]:
+        """The stored spec, when it was created, and whether MASTER wrote it last."""
+        rows = self._state.query(
+            "SELECT spec, created_at, by_master FROM workflows WHERE name = ?", (name,)
+        )
         if not rows:
             raise NotFound(f"no workflow named {name!r}", workflow=name)
-        return WorkflowCreate.model_validate_json(rows[0]["spec"]), rows[0]["created_at"]
+        row = rows[0]
+        spec = WorkflowCreate.model_validate_json(row["spec"])
+        return spec, row["created_at"], bool(row["by_master"])
+
+    def _spec(self, name: str) -> tuple[WorkflowCreate, float]:
+        return self._stored(name)[:2]
 
     def _project(self, name: str) -> LoadedProject:
         """The loaded project, reloaded only when what it was made from changed.
 
-        A project is interpolated anew against the process environment and its env
-        files, as Compose does on every command; parsing it again every call would make
-        `status()` of a large workflow mostly YAML parsing.
+        A project is interpolated anew against its env files (and, when MASTER wrote it,
+        the engine's environment), as Compose does on every command; parsing it again
+        every call would make `status()` of a large workflow mostly YAML parsing.
         """
-        return self._cached(self._spec(name)[0])
+        spec, _, master = self._stored(name)
+        return self._cached(spec, master)
 
-    def _cached(self, spec: WorkflowCreate) -> LoadedProject:
-        key = _fingerprint(spec)
+    def _cached(self, spec: WorkflowCreate, master: bool) -> LoadedProject:
+        key = _fingerprint(spec, master)
         cached = self._loaded.get(spec.name)
         if cached is None or cached[0] != key:
-            cached = (key, self._load(spec))
+            cached = (key, self._load(spec, master))
             self._loaded[spec.name] = cached
         return cached[1]
 
@@ -111,7 +143,9 @@ class WorkflowService:
     def _profile(self, ctx: Context) -> str:
         return profile_for(ctx.identity, self._policy.default)
 
-    def _admitted(self, spec: WorkflowCreate, profile: str) -> tuple[str, LoadedProject]:
+    def _admitted(
+        self, spec: WorkflowCreate, profile: str, master: bool
+    ) -> tuple[str, LoadedProject]:
         """`spec` loaded afresh and its fingerprint, or a 403 (see `_policy.admit`).
 
         Run in a worker thread: parsing a large project takes seconds of CPU. Under
@@ -121,15 +155,17 @@ class WorkflowService:
         cached = self._loaded.get(spec.name)
         if profile == "privileged" and cached is not None:
             with contextlib.suppress(OSError):  # a path the load will report properly
-                if cached[0] == _fingerprint(spec):
+                if cached[0] == _fingerprint(spec, master):
                     return cached
-        load = lambda: self._load(spec)  # noqa: E731
+        load = lambda: self._load(spec, master)  # noqa: E731
         loaded = admit(spec.name, profile, self._policy, load, spec.working_dir)
-        return _fingerprint(spec), loaded  # after the load: its paths are known to be sane
+        return _fingerprint(spec, master), loaded  # after the load: its paths are known to be sane
 
-    async def _admit(self, ctx: Context, spec: WorkflowCreate) -> LoadedProject:
-        """`spec` checked with the CALLER's profile (MASTER: privileged), off the event loop."""
-        key, loaded = await anyio.to_thread.run_sync(self._admitted, spec, self._profile(ctx))
+    async def _admit(self, ctx: Context, spec: WorkflowCreate, master: bool) -> LoadedProject:
+        """`spec` checked with the CALLER's profile (MASTER: privileged), off the event loop;
+        `master`: the spec's author was MASTER (what it may interpolate from)."""
+        profile = self._profile(ctx)
+        key, loaded = await anyio.to_thread.run_sync(self._admitted, spec, profile, master)
         self._loaded[spec.name] = (key, loaded)  # later calls skip the parse
         return loaded
 
@@ -145,7 +181,9 @@ class WorkflowService:
 
     @handles("workflows.create")
     async def create(self, ctx: Context, request: WorkflowCreate) -> WorkflowInfo:
-        loaded = await self._admit(ctx, request)  # validates everything before storing
+        master = _is_master(ctx)
+        loaded = await self._admit(ctx, request, master)  # validates everything before storing
+        check_build_contexts(loaded.project)
         created = time.time()
         with self._state.transaction() as db:
             if db.execute("SELECT 1 FROM workflows WHERE name = ?", (request.name,)).fetchone():
@@ -153,44 +191,52 @@ class WorkflowService:
                     f"a workflow named {request.name!r} exists already", workflow=request.name
                 )
             db.execute(
-                "INSERT INTO workflows VALUES (?, ?, ?)",
-                (request.name, request.model_dump_json(), created),
+                "INSERT INTO workflows (name, spec, created_at, by_master) VALUES (?, ?, ?, ?)",
+                (request.name, request.model_dump_json(), created, master),
             )
         return self._info(request, created, loaded.project)
 
     @handles("workflows.list")
     def list(self, ctx: Context, request: None) -> WorkflowList:
-        rows = self._state.query("SELECT spec, created_at FROM workflows ORDER BY name")
+        rows = self._state.query("SELECT spec, created_at, by_master FROM workflows ORDER BY name")
         infos = []
         for row in rows:
             spec = WorkflowCreate.model_validate_json(row["spec"])
-            infos.append(self._info(spec, row["created_at"], self._cached(spec).project))
+            project = self._cached(spec, bool(row["by_master"])).project
+            infos.append(self._info(spec, row["created_at"], project))
         return WorkflowList(workflows=infos)
 
     @handles("workflows.projects")
     async def projects(self, ctx: Context, request: None) -> ComposeProjectList:
+        """The Compose projects on the Docker Engine: this engine's; MASTER sees every one."""
+        master = _is_master(ctx)
         rows = await self._orchestrator.all_containers()
         stored = {r["name"] for r in self._state.query("SELECT name FROM workflows")}
+        owners = self._orchestrator.owners
         found: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
-            found.setdefault((row.get("Labels") or {})[PROJECT_LABEL], []).append(row)
+            labels = row.get("Labels") or {}
+            name = labels[PROJECT_LABEL]
+            if master or owners.owner(labels, name in stored) == owners.engine_id:
+                found.setdefault(name, []).append(row)
         summaries = []
         for name, members in sorted(found.items()):
             labels = members[0].get("Labels") or {}
             services = sorted({(r.get("Labels") or {}).get(SERVICE_LABEL, "?") for r in members})
-            status = await self._orchestrator.status(name, services)
+            status = await self._orchestrator.status(name, services, master)
             files = labels.get("com.docker.compose.project.config_files") or ""
             summaries.append(ComposeProjectSummary(
                 name=name, managed=name in stored, state=status.state, services=services,
                 working_dir=labels.get("com.docker.compose.project.working_dir"),
                 config_files=[f for f in files.split(",") if f],
+                owner=owners.owner(labels, name in stored),
             ))  # fmt: skip
         return ComposeProjectList(projects=summaries)
 
     @handles("workflows.get")
     def get(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
-        spec, created = self._spec(request.name)
-        return self._info(spec, created, self._cached(spec).project)
+        spec, created, master = self._stored(request.name)
+        return self._info(spec, created, self._cached(spec, master).project)
 
     @handles("workflows.config")
     def config(self, ctx: Context, request: WorkflowRef) -> ComposeProject:
@@ -199,7 +245,9 @@ class WorkflowService:
     @handles("workflows.remove")
     async def remove(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
         info = self.get(ctx, request)
-        await self._orchestrator.down(self._project(request.name).project, False, lambda e: None)
+        project = self._project(request.name).project
+        await self._orchestrator.down(project, False, lambda e: None, _is_master(ctx))
+        await anyio.to_thread.run_sync(remove_files, self._files_dir, project.name)
         self._state.execute("DELETE FROM workflows WHERE name = ?", (request.name,))
         return info
 
@@ -208,12 +256,15 @@ class WorkflowService:
     @handles("workflows.status")
     async def status(self, ctx: Context, request: WorkflowRef) -> WorkflowStatus:
         project = self._project(request.name).project
-        return await self._orchestrator.status(project.name, list(project.services))
+        return await self._orchestrator.status(
+            project.name, list(project.services), _is_master(ctx)
+        )
 
     @handles("workflows.up")
     async def up(self, ctx: Context, request: WorkflowUp) -> AsyncIterator[WorkflowEvent]:
         # checked anew with the CALLER's profile: it may differ from the creator's
-        loaded = await self._admit(ctx, self._spec(request.name)[0])
+        spec, _, master = self._stored(request.name)
+        loaded = await self._admit(ctx, spec, master)
         project = loaded.project
         unknown = sorted(set(request.services or ()) - set(project.services))
         if unknown:
@@ -224,7 +275,11 @@ class WorkflowService:
 
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
             hashes = {s: loaded.config_hash(s) for s in project.services}
-            plan = Plan(project, hashes, loaded.order(), emit, build=request.build)
+            files = plan_files(loaded, self._files_dir)
+            plan = Plan(
+                project, hashes, loaded.order(), emit, build=request.build,
+                everyone=_is_master(ctx), files=files.mounts, prepare=files.write,
+            )  # fmt: skip
             await self._orchestrator.up(
                 plan, only, request.wait, request.remove_orphans, request.timeout
             )
@@ -237,44 +292,52 @@ class WorkflowService:
         project = self._project(request.name).project
 
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
-            await self._orchestrator.down(project, request.volumes, emit)
+            await self._orchestrator.down(project, request.volumes, emit, _is_master(ctx))
+            await anyio.to_thread.run_sync(remove_files, self._files_dir, project.name)
 
         async for event in _events(run, self._bus.publish):
             yield event
 
     async def _each(
-        self, request: WorkflowStop, action: Callable[[Any, str, int], Any]
+        self, ctx: Context, request: WorkflowStop, action: Callable[[Any, str, int], Any]
     ) -> WorkflowStatus:
-        project = self._project(request.name).project
-        await self._orchestrator.each(project, request.services, action, request.timeout)
-        return await self._orchestrator.status(project.name, list(project.services))
+        project, master = self._project(request.name).project, _is_master(ctx)
+        await self._orchestrator.each(project, request.services, action, request.timeout, master)
+        return await self._orchestrator.status(project.name, list(project.services), master)
 
     @handles("workflows.start")
     async def start(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i, _: c.api.start(i))
+        return await self._each(ctx, request, lambda c, i, _: c.api.start(i))
 
     @handles("workflows.stop")
     async def stop(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i, grace: c.api.stop(i, timeout=grace))
+        return await self._each(ctx, request, lambda c, i, grace: c.api.stop(i, timeout=grace))
 
     @handles("workflows.restart")
     async def restart(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i, grace: c.api.restart(i, timeout=grace))
+        return await self._each(ctx, request, lambda c, i, grace: c.api.restart(i, timeout=grace))
 
     @handles("workflows.update")
     async def update(self, ctx: Context, request: WorkflowUpdate) -> WorkflowInfo:
         current, created = self._spec(request.name)
         changes = request.model_dump(exclude={"name"}, exclude_none=True)
         spec = current.model_copy(update=changes)
-        loaded = await self._admit(ctx, spec)  # a bad update changes nothing
+        master = _is_master(ctx)  # whoever writes the spec decides what it may read
+        loaded = await self._admit(ctx, spec, master)  # a bad update changes nothing
+        check_build_contexts(loaded.project)
         self._state.execute(
-            "UPDATE workflows SET spec = ? WHERE name = ?", (spec.model_dump_json(), spec.name)
+            "UPDATE workflows SET spec = ?, by_master = ? WHERE name = ?",
+            (spec.model_dump_json(), master, spec.name),
         )
         return self._info(spec, created, loaded.project)
 
     @handles("workflows.env")
     def env(self, ctx: Context, request: EnvQuery) -> EnvExplanation:
         value, source = self._project(request.name).explain(request.service, request.variable)
+        if source == "process" and not _is_master(ctx):
+            # `explain` answers for any name, used or not: the engine's environment (of a
+            # MASTER-written workflow) is named as the source, never shown to others.
+            value = None
         return EnvExplanation(variable=request.variable, value=value, source=source)
 
     @handles("workflows.logs")
@@ -282,7 +345,7 @@ class WorkflowService:
         project = self._project(request.name).project
         if request.service is not None and request.service not in project.services:
             raise NotFound(f"no service {request.service!r} in workflow {request.name!r}")
-        rows = await self._orchestrator.containers(project.name)
+        rows = await self._orchestrator.containers(project.name, _is_master(ctx))
         streams = [
             _log_opener(row, stream, request)
             for row in rows
@@ -324,8 +387,13 @@ class WorkflowService:
             async for raw in self._docker.stream([open_events]):
                 send.send_nowait(raw)
 
+        owners, master = self._orchestrator.owners, _is_master(ctx)
+
         def typed(raws: list[Any]) -> Iterator[WorkflowEvent]:
             for raw in raws:
+                labels = (raw.get("Actor") or {}).get("Attributes") or {}
+                if not master and not owners.owns(labels, request.name):
+                    continue  # another engine's or tool's container of the same name
                 event = event_from_docker(request.name, raw)
                 if event is not None and seen.add(docker_event_key(raw), raw.get("timeNano")):
                     yield event
@@ -350,21 +418,21 @@ class WorkflowService:
 
     @handles("workflows.pause")
     async def pause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i, _: c.api.pause(i))
+        return await self._each(ctx, request, lambda c, i, _: c.api.pause(i))
 
     @handles("workflows.unpause")
     async def unpause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(request, lambda c, i, _: c.api.unpause(i))
+        return await self._each(ctx, request, lambda c, i, _: c.api.unpause(i))
 
     @handles("workflows.kill")
     async def kill(self, ctx: Context, request: WorkflowKill) -> WorkflowStatus:
         stop = WorkflowStop(name=request.name, services=request.services)
-        return await self._each(stop, lambda c, i, _: c.api.kill(i, signal=request.signal))
+        return await self._each(ctx, stop, lambda c, i, _: c.api.kill(i, signal=request.signal))
 
     @handles("workflows.exec")
     async def exec(self, ctx: Context, request: WorkflowExec) -> ExecResult:
         await self.check_entry(ctx, request.name, request.user)
-        container = await self._running(request.name, request.service, request.index)
+        container = await self._running(request.name, request.service, request.index, ctx)
 
         def run(client: Any) -> ExecResult:
             created = client.api.exec_create(
@@ -388,7 +456,8 @@ class WorkflowService:
         profile = self._profile(ctx)
         if profile == "privileged":
             return
-        await self._admit(ctx, self._spec(name)[0])
+        spec, _, master = self._stored(name)
+        await self._admit(ctx, spec, master)
         violations = check_exec_user(user, profile)
         if violations:
             raise refusal(name, profile, violations)
@@ -397,8 +466,10 @@ class WorkflowService:
         """The id of a running replica of `service` (for exec and container shells)."""
         return await self._running(name, service, index)
 
-    async def _running(self, name: str, service: str, index: int) -> str:
-        status = await self.status(Context(None), WorkflowRef(name=name))
+    async def _running(
+        self, name: str, service: str, index: int, ctx: Context | None = None
+    ) -> str:
+        status = await self.status(ctx or Context(None), WorkflowRef(name=name))
         for candidate in status.services:
             if candidate.name == service:
                 for container in candidate.containers:
@@ -493,13 +564,18 @@ def _docker_time(moment: datetime) -> str:
     return f"{moment.timestamp():.9f}"
 
 
-def _fingerprint(spec: WorkflowCreate) -> str:
+def _is_master(ctx: Context) -> bool:
+    return ctx.identity is not None and ctx.identity.is_master
+
+
+def _fingerprint(spec: WorkflowCreate, master: bool) -> str:
     """What a loaded project depends on: its spec, the environment, its env files."""
     files = [Path(f) for f in spec.env_file]
     if spec.working_dir:
         files.append(Path(spec.working_dir) / ".env")
     stamps = [(str(f), f.stat().st_mtime_ns if f.exists() else None) for f in files]
-    raw = json.dumps([spec.model_dump_json(), sorted(os.environ.items()), stamps])
+    process = sorted(os.environ.items()) if master else []
+    raw = json.dumps([spec.model_dump_json(), master, process, stamps])
     return hashlib.sha256(raw.encode()).hexdigest()
 
 

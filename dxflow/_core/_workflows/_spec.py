@@ -6,12 +6,20 @@ key's translation is unit-tested without a Docker Engine.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..._models import ComposeProject, DeviceRequest, Mount, PortMapping, Service
 from ..._version import __version__
 
-__all__ = ["PROJECT_LABEL", "SERVICE_LABEL", "container_config", "container_name", "labels_for"]
+__all__ = [
+    "ENGINE_LABEL",
+    "PROJECT_LABEL",
+    "SERVICE_LABEL",
+    "container_config",
+    "container_name",
+    "labels_for",
+]
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -19,6 +27,10 @@ NUMBER_LABEL = "com.docker.compose.container-number"
 HASH_LABEL = "com.docker.compose.config-hash"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 WORKFLOW_LABEL = "io.dxflow.workflow"
+ENGINE_LABEL = "io.dxflow.engine"
+"""The id of the engine that made a container, network or volume: its owner."""
+COMPOSE_VERSION_LABEL = "com.docker.compose.version"
+"""Set by `docker compose` on what it makes; dxflow never set it (tells them apart)."""
 _NS = 1_000_000_000
 
 
@@ -32,10 +44,13 @@ def image_of(project: ComposeProject, service: Service) -> str:
 
 
 def labels_for(
-    project: ComposeProject, service: Service, number: int, config_hash: str
+    project: ComposeProject, service: Service, number: int, config_hash: str, engine: str = ""
 ) -> dict[str, str]:
-    """The standard compose labels, so compose tools see dxflow's containers and back."""
+    """The standard compose labels, so compose tools see dxflow's containers and back,
+    and the owning engine's id."""
+    owner = {ENGINE_LABEL: engine} if engine else {}
     return {
+        **owner,
         **service.labels,
         PROJECT_LABEL: project.name,
         SERVICE_LABEL: service.name,
@@ -169,13 +184,24 @@ def _host_config(project: ComposeProject, service: Service, network: str | None)
     return {key: value for key, value in host.items() if value is not None}
 
 
+def _file_mounts(files: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    return [{"Type": "bind", "Source": s, "Target": t, "ReadOnly": True} for s, t in files]
+
+
 def container_config(
-    project: ComposeProject, service: Service, number: int, config_hash: str
+    project: ComposeProject,
+    service: Service,
+    number: int,
+    config_hash: str,
+    engine: str = "",
+    files: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """The body of ``POST /containers/create`` for replica `number` of `service`.
 
-    Only the first network is attached at create (older Docker APIs take one); the
-    orchestrator connects the others before the container starts.
+    `engine` is the owner's id (a label); `files` are the (host path, container path)
+    of the service's secrets and configs, bound read-only. Only the first network is
+    attached at create (older Docker APIs take one); the orchestrator connects the
+    others before the container starts.
     """
     networks = list(service.networks)
     first = project.networks[networks[0]].name if networks and not service.network_mode else None
@@ -188,7 +214,7 @@ def container_config(
         "WorkingDir": service.working_dir,
         "User": service.user,
         "Hostname": service.hostname,
-        "Labels": labels_for(project, service, number, config_hash),
+        "Labels": labels_for(project, service, number, config_hash, engine),
         "ExposedPorts": _exposed(service) or None,
         "Tty": service.tty,
         "OpenStdin": service.stdin_open,
@@ -199,6 +225,8 @@ def container_config(
         "Healthcheck": _healthcheck(service),
         "HostConfig": _host_config(project, service, first),
     }
+    if files:
+        config["HostConfig"]["Mounts"] = [*config["HostConfig"]["Mounts"], *_file_mounts(files)]
     if first is not None:
         endpoint = service.networks[networks[0]]
         config["NetworkingConfig"] = {

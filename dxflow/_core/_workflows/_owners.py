@@ -1,0 +1,101 @@
+"""Who owns a container, network or volume on a shared Docker Engine.
+
+Every container, network and volume an engine creates carries its id as the label
+``io.dxflow.engine``. An engine manages only what it owns, unless the caller is MASTER
+(then a project is its name, as Compose has it). Made before ownership labels:
+
+- a container without the label but with dxflow's ``io.dxflow.workflow`` label of the
+  project is its engine's (dxflow made it, for a workflow of that name stored here);
+- a network or volume without the label is the engine's when it carries the project's
+  Compose label and not ``com.docker.compose.version``, which docker compose always sets
+  and dxflow never did; an external one never is (label it to share it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._exceptions import Conflict, PermissionDenied
+from ._spec import COMPOSE_VERSION_LABEL, ENGINE_LABEL, PROJECT_LABEL, WORKFLOW_LABEL
+
+__all__ = ["Owners", "made_by"]
+
+
+def made_by(labels: dict[str, str]) -> str:
+    """Who made a resource, in words, from its labels."""
+    if ENGINE_LABEL in labels:
+        return f"dxflow engine {labels[ENGINE_LABEL]}"
+    if COMPOSE_VERSION_LABEL in labels:
+        return "docker compose"
+    if WORKFLOW_LABEL in labels:
+        return "a dxflow engine (before ownership labels)"
+    return "another tool"
+
+
+class Owners:
+    """The ownership rules of one engine."""
+
+    def __init__(self, engine_id: str) -> None:
+        self.engine_id = engine_id
+
+    def owner(self, labels: dict[str, str], stored: bool) -> str | None:
+        """The owning engine's id of a container; None: another tool or engine unknown.
+
+        `stored`: the container's project is a workflow of this engine.
+        """
+        if ENGINE_LABEL in labels:
+            return labels[ENGINE_LABEL]
+        if stored and WORKFLOW_LABEL in labels:
+            return self.engine_id
+        return None
+
+    def owns(self, labels: dict[str, str], project: str) -> bool:
+        """A container of `project` (a workflow of this engine) is this engine's."""
+        owner = labels.get(ENGINE_LABEL)
+        if owner is not None:
+            return owner == self.engine_id
+        return labels.get(WORKFLOW_LABEL) == project
+
+    def owns_resource(self, labels: dict[str, str], project: str, external: bool) -> bool:
+        """A network or volume `project` names is this engine's."""
+        owner = labels.get(ENGINE_LABEL)
+        if owner is not None:
+            return owner == self.engine_id
+        return (
+            not external
+            and labels.get(PROJECT_LABEL) == project
+            and COMPOSE_VERSION_LABEL not in labels
+        )
+
+    def check_resource(
+        self, everyone: bool, project: str, kind: str, key: str, spec: Any, found: Any
+    ) -> None:
+        """PermissionDenied unless the caller may use an existing network or volume."""
+        labels = found.attrs.get("Labels") or {}
+        if everyone or self.owns_resource(labels, project, spec.external):
+            return
+        raise PermissionDenied(
+            f"{kind}s.{key}: the {kind} {spec.name!r} belongs to {made_by(labels)}, not this "
+            f"engine; only a MASTER key may use it (an operator shares a {kind} by labelling "
+            f"it {ENGINE_LABEL}={self.engine_id})",
+            path=f"{kind}s.{key}",
+        )
+
+    def check_project(
+        self, everyone: bool, project: str, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The containers `up` may manage; Conflict when others' share the project name."""
+        if everyone:
+            return rows
+        foreign = [r for r in rows if not self.owns(r.get("Labels") or {}, project)]
+        if foreign:
+            labels = foreign[0].get("Labels") or {}
+            names = ", ".join(sorted(r["Names"][0].lstrip("/") for r in foreign)[:5])
+            raise Conflict(
+                f"the Compose project {project!r} on this Docker Engine has containers made "
+                f"by {made_by(labels)} ({names}); this engine never touches them. Use another "
+                "workflow name (it is the project name), or remove them with the tool that "
+                "made them; a MASTER key may take the project over",
+                workflow=project,
+            )
+        return rows

@@ -1,0 +1,94 @@
+"""A workflow's status, from the rows Docker lists for its containers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..._models import ContainerState, ServiceStatus, WorkflowStatus
+from ._spec import HASH_LABEL, NUMBER_LABEL, SERVICE_LABEL
+
+__all__ = ["container_state", "workflow_status"]
+
+_EXITED = re.compile(r"Exited \((-?\d+)\)")
+
+
+def container_state(row: dict[str, Any]) -> ContainerState:
+    labels = row.get("Labels") or {}
+    status = row.get("Status") or ""
+    health = None
+    for word in ("unhealthy", "healthy", "health: starting"):
+        if f"({word})" in status:
+            health = "starting" if word == "health: starting" else word
+            break
+    exited = _EXITED.search(status)
+    ports = [
+        f"{p.get('IP', '')}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}"
+        for p in row.get("Ports") or []
+        if p.get("PublicPort")
+    ]
+    return ContainerState(
+        id=row["Id"],
+        name=(row.get("Names") or ["/?"])[0].lstrip("/"),
+        number=int(labels.get(NUMBER_LABEL, "1")),
+        state=row.get("State", "unknown"),
+        health=health,
+        exit_code=int(exited.group(1)) if exited else None,
+        ports=sorted(ports),
+        config_hash=labels.get(HASH_LABEL),
+    )
+
+
+def _service_state(containers: list[ContainerState]) -> str:
+    states = {c.state for c in containers}
+    if not containers:
+        return "missing"
+    if states == {"running"}:
+        return "running"
+    if states == {"paused"}:
+        return "paused"
+    if states <= {"exited", "dead"}:
+        return "exited"
+    if states <= {"created"}:
+        return "stopped"
+    return "partial"
+
+
+def workflow_status(name: str, services: list[str], rows: list[dict[str, Any]]) -> WorkflowStatus:
+    """Per service and overall: running, partial, exited, stopped, paused or missing."""
+    by_service: dict[str, list[ContainerState]] = {s: [] for s in services}
+    for row in rows:
+        service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
+        by_service.setdefault(service, []).append(container_state(row))
+    statuses = []
+    for service, containers in by_service.items():
+        containers.sort(key=lambda c: c.number)
+        healths = {c.health for c in containers if c.health}
+        codes = [c.exit_code for c in containers if c.exit_code is not None]
+        statuses.append(
+            ServiceStatus(
+                name=service,
+                state=_service_state(containers),
+                replicas=len(containers),
+                health=(
+                    "unhealthy"
+                    if "unhealthy" in healths
+                    else "starting"
+                    if "starting" in healths
+                    else "healthy"
+                    if healths
+                    else None
+                ),
+                exit_code=max(codes, key=abs) if codes else None,
+                containers=containers,
+            )
+        )
+    states = {s.state for s in statuses}
+    overall = (
+        "missing"
+        if states <= {"missing"}
+        else "running"
+        if states == {"running"}
+        else ("stopped" if states <= {"exited", "stopped", "missing"} else "partial")
+    )
+    return WorkflowStatus(name=name, state=overall, services=statuses)
