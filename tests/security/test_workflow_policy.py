@@ -307,7 +307,11 @@ def test_compose_path_pointing_at_the_master_key_is_refused_unread(
     attacker: Engine, core: EngineCore, name: str
 ) -> None:
     key = str(core.config.home.master_key)
-    _refused(attacker, name, key, "compose: ")
+    # Only MASTER may name a compose file on the engine host: refused before any read.
+    with pytest.raises(InvalidRequest, match="only a MASTER key may name a file") as caught:
+        attacker._call("workflows.create", name=name, compose=key)
+    assert KEY_TEXT not in caught.value.message
+    assert attacker.workflows.list() == []
 
 
 @pytest.mark.parametrize("who", ["master", "attacker"])
