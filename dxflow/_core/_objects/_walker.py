@@ -77,8 +77,6 @@ def _load_openat2() -> Callable[[int, str, int, int], int] | None:
 
 _openat2 = _load_openat2()
 _PROC_FD = os.path.isdir("/proc/self/fd")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read at import: the process's umask, unchanged
 
 
 def openat2_available() -> bool:
@@ -105,8 +103,6 @@ def make_dir(dir_fd: int, name: str, mode: int) -> None:
     """mkdir `name` in `dir_fd` with exactly `mode`, whatever the umask (FileExistsError
     if it is there). The mode is set through an fd of the new folder, never by name."""
     os.mkdir(name, mode, dir_fd=dir_fd)
-    if mode & ~_UMASK == mode:
-        return
     try:
         fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
     except OSError:  # swapped already: whatever is there now is not ours to chmod
