@@ -34,6 +34,8 @@ class Blob:
     name meanwhile. Closed once read, or when the blob is dropped unread (a HEAD, a 304)."""
     generate: Callable[[], Iterator[bytes]] | None = None
     """Bytes made on the fly (a directory as a zip); their size is unknown in advance."""
+    folder_fd: int | None = None
+    """A folder opened when the request was checked; `generate` streams from a copy of it."""
     start: int = 0
     end: int | None = None
     partial: bool = False
@@ -56,8 +58,10 @@ class Blob:
 
     def close(self) -> None:
         fd, self.fd = self.fd, None
-        if fd is not None:
-            os.close(fd)
+        folder, self.folder_fd = self.folder_fd, None
+        for each in (fd, folder):
+            if each is not None:
+                os.close(each)
 
     def __del__(self) -> None:
         self.close()

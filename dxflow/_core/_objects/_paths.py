@@ -73,8 +73,9 @@ class Storage:
         self.dir_mode = dir_mode
         self.walker = Walker(str(self.root), dir_mode)
         self.private = self.root / PRIVATE
-        for folder in ("tmp", "uploads"):  # the engine's own: never wider than 0700
-            (self.private / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+        own = Walker(str(self.root), 0o700)  # the engine's own folders: never wider
+        for folder in ("tmp", "uploads"):  # made by fds: a planted link is refused
+            os.close(own.open_dir([PRIVATE, folder], f"{PRIVATE}/{folder}", create=True))
         self.sweep_temp(STALE_TEMP)
 
     # -- user paths -------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from ._quota import Quota, tree_size
 from ._receive import Body, receive
 from ._unzip import unzip_at
 from ._walker import DIR_FLAGS, link_refused, make_dir, open_regular
-from ._zip import UnzipLimits, stream_folder, zip_into
+from ._zip import UnzipLimits, stream_open_folder, zip_into
 
 __all__ = ["ObjectService", "info_of"]
 
@@ -147,9 +147,10 @@ class ObjectService:
         if stat.S_ISDIR(st.st_mode):
             info = self._info(parts, st)
             name = (parts[-1] if parts else "storage") + ".zip"
-            walker = self.walker
-            return Blob(info, name, "application/zip",
-                        generate=lambda: stream_folder(walker, parts))  # fmt: skip
+            folder = self.walker.open_dir(parts, path)
+            blob = Blob(info, name, "application/zip", folder_fd=folder)
+            blob.generate = lambda: stream_open_folder(os.dup(folder), not parts)
+            return blob
         # Opened now: the bytes sent are the stat'ed file's, whatever its name becomes.
         fd, st = self.walker.open_file(parts, path)
         blob = Blob(self._info(parts, st), parts[-1], "", fd=fd)

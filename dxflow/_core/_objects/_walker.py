@@ -22,7 +22,7 @@ import platform
 import stat
 from collections.abc import Callable, Iterator, Sequence
 
-from ..._exceptions import Conflict, InvalidRequest, NotFound
+from ..._exceptions import Conflict, InvalidRequest, NotFound, PermissionDenied
 
 __all__ = [
     "DIR_FLAGS",
@@ -77,8 +77,6 @@ def _load_openat2() -> Callable[[int, str, int, int], int] | None:
 
 _openat2 = _load_openat2()
 _PROC_FD = os.path.isdir("/proc/self/fd")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read at import: the process's umask, unchanged
 
 
 def openat2_available() -> bool:
@@ -97,6 +95,16 @@ def link_refused(path: str, link: str) -> InvalidRequest:
     )
 
 
+def unreadable(path: str, what: str) -> PermissionDenied:
+    # Not the key's permission: the file's own mode (set by whatever wrote it, a
+    # container perhaps) keeps the engine's OS user out. A 403 that says so, not a 500.
+    return PermissionDenied(
+        f"{_shown(what)!r} cannot be opened by the engine (its mode forbids it; "
+        f"in {_shown(path)!r})",
+        path=_shown(path),
+    )
+
+
 def _missing(path: str) -> NotFound:
     return NotFound(f"no such file or directory: {_shown(path)!r}", path=_shown(path))
 
@@ -105,8 +113,6 @@ def make_dir(dir_fd: int, name: str, mode: int) -> None:
     """mkdir `name` in `dir_fd` with exactly `mode`, whatever the umask (FileExistsError
     if it is there). The mode is set through an fd of the new folder, never by name."""
     os.mkdir(name, mode, dir_fd=dir_fd)
-    if mode & ~_UMASK == mode:
-        return
     try:
         fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
     except OSError:  # swapped already: whatever is there now is not ours to chmod
@@ -136,6 +142,8 @@ def open_regular(dir_fd: int, name: str, path: str) -> tuple[int, os.stat_result
             raise link_refused(path, path) from None
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise _missing(path) from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise unreadable(path, path) from None
         raise
     st = os.fstat(fd)
     if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
@@ -217,6 +225,8 @@ class Walker:
     ) -> Exception | None:
         """Why `name` could not be entered as a folder; None if it is one again now."""
         what = "/".join(done)
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return unreadable(path, what)
         if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
             return exc
         try:
@@ -270,7 +280,10 @@ class Walker:
                 try:
                     st = os.fstat(handle)
                     _check_regular(st, path)
-                    return os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_CLOEXEC), st
+                    flags = os.O_RDONLY | os.O_CLOEXEC
+                    return os.open(f"/proc/self/fd/{handle}", flags), st
+                except PermissionError:
+                    raise unreadable(path, path) from None
                 finally:
                     os.close(handle)
         with self.parent(parts, path) as (fd, name):

@@ -31,7 +31,15 @@ from ._paths import is_private
 from ._unzip import UnzipLimits, unzip
 from ._walker import Walker
 
-__all__ = ["UnzipLimits", "stream_folder", "unzip", "zip_into", "zip_stream", "zip_to_file"]
+__all__ = [
+    "UnzipLimits",
+    "stream_folder",
+    "stream_open_folder",
+    "unzip",
+    "zip_into",
+    "zip_stream",
+    "zip_to_file",
+]
 
 
 class Writable(Protocol):
@@ -121,6 +129,12 @@ def stream_folder(
         return
     fd = _open_base(walker, parts)
     yield from _stream(fd, not parts, chunk_size, exclude, progress)
+
+
+def stream_open_folder(fd: int, is_root: bool, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The archive of the folder open as `fd` (consumed): the folder checked when the
+    request was, whatever its name leads to by the time the bytes are made."""
+    yield from _stream(fd, is_root, chunk_size, frozenset(), None)
 
 
 def zip_to_file(root: Path, base: Path, dest: Path, progress: Progress | None = None) -> None:
