@@ -29,6 +29,7 @@ from ._objects import (
     UploadService,
 )
 from ._platform import PlatformService
+from ._revocation import OpenCalls
 from ._shells import ShellService
 from ._state import State
 from ._workflows import WorkflowService
@@ -83,7 +84,7 @@ def _retention(text: str) -> float:
 
 
 def _object_services(
-    config: Config, state: State
+    config: Config, state: State, keys: KeyRegistry, audit: AuditLog
 ) -> tuple[ObjectService, ShareService, UploadService]:
     storage = Storage(config.storage_root)
     try:
@@ -94,7 +95,8 @@ def _object_services(
     objects = ObjectService(storage, Quota(storage.root, quota), limits)
     secret = config.home.read_secret(config.home.token_secret)
     scheme = "https" if config.tls else "http"
-    shares = ShareService(state, objects, secret, f"{scheme}://{config.host}:{config.port}")
+    base_url = f"{scheme}://{config.host}:{config.port}"
+    shares = ShareService(state, objects, secret, base_url, keys, audit)
     return objects, shares, UploadService(state, objects, config.upload_expiry)
 
 
@@ -132,13 +134,23 @@ class EngineCore:
         self.docker = DockerAdapter(config.docker_host)
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)
         self.workflows = WorkflowService(self.state, self.docker, config.workflow_concurrency)
-        self.objects, self.shares, self.uploads = _object_services(config, self.state)
+        self.objects, self.shares, self.uploads = _object_services(
+            config, self.state, self.keys, self.audit
+        )
         self.shells = _shell_service(config, self.objects.storage, self.workflows)
         handlers = collect_handlers(
             self.platform, self.auth, self.keys, self.audit, self.workflows,
             self.objects, self.shares, self.uploads, self.shells,
         )  # fmt: skip
-        self.dispatcher = Dispatcher(handlers, self.audit)
+        # A change to a key ends what it holds: its open channels and streams, its links.
+        self.open_calls = OpenCalls(self._current_identity)
+        self.keys.events.subscribe(self.open_calls.key_changed)
+        self.keys.events.subscribe(self.shares.key_changed)
+        self.dispatcher = Dispatcher(handlers, self.audit, self.open_calls)
+
+    def _current_identity(self, name: str) -> Identity | None:
+        record = self.keys.get(name)
+        return record.identity_of() if record is not None else None
 
     def local_context(self, key: PrivateKey | None = None) -> Context:
         """The context of in-process calls: MASTER, or the identity `key` is registered as."""
