@@ -10,6 +10,11 @@ Another engine process on the same home changes the keys table without telling t
 So a ticket also compares the key with the one it opened under: before every input, at
 most every half second while items flow, and twice a second while it waits for one. Such
 a change ends the call within about a second too.
+
+A stream's handler runs in a task of its own that feeds a memory stream, so the wait for
+its next item can be abandoned while the handler's generator stays in one task from first
+to last (handlers hold task groups across their yields). A channel's link holds none, so
+each wait for its next message is a task that a change leaves to be cancelled.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ __all__ = ["OpenCalls", "Ticket"]
 
 _TICK = 0.5
 """Seconds between two looks at the key table (for changes made by another process)."""
+
+_CLEANUP = 5.0
+"""Seconds a stream's handler has to clean up once its stream ends early."""
 
 Lookup = Callable[[str], Identity | None]
 
@@ -62,7 +70,9 @@ class Ticket:
         """The key as the registry had it when the call opened."""
         self.error: ApiError | None = None
         self._loop = asyncio.get_running_loop()
-        self._revoked = asyncio.Event()
+        self._revoked: asyncio.Future[None] = self._loop.create_future()
+        self._scope: anyio.CancelScope | None = None
+        """The wait for a stream's next item, if one is under way."""
         self._checked = time.monotonic()
 
     def revoke(self, error: ApiError) -> None:
@@ -70,7 +80,13 @@ class Ticket:
         if self.error is None:
             self.error = error
         with contextlib.suppress(RuntimeError):  # the loop is closed: the call is gone
-            self._loop.call_soon_threadsafe(self._revoked.set)
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if not self._revoked.done():
+            self._revoked.set_result(None)
+        if self._scope is not None:
+            self._scope.cancel()
 
 
 class OpenCalls:
@@ -130,18 +146,16 @@ class OpenCalls:
             raise ticket.error
 
     async def _wait(self, ticket: Ticket, pending: asyncio.Future[Any]) -> Any:
-        """The result of `pending`, unless the key changes first (then why it closed)."""
+        """The result of `pending`, unless the key changes first (then why it closed).
+
+        `pending` is never cancelled here: a tick only looks at the key table again.
+        """
         self.check(ticket)
-        if not pending.done():
-            revoked = asyncio.ensure_future(ticket._revoked.wait())
-            try:
-                while not pending.done():
-                    await asyncio.wait(
-                        (pending, revoked), timeout=_TICK, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    self.check(ticket)
-            finally:
-                revoked.cancel()
+        while not pending.done():
+            await asyncio.wait(
+                (pending, ticket._revoked), timeout=_TICK, return_when=asyncio.FIRST_COMPLETED
+            )
+            self.check(ticket)
         return pending.result()
 
     # -- streams ------------------------------------------------------------------------
@@ -153,9 +167,7 @@ class OpenCalls:
                 yield item
             return
         with self._held(ctx.identity) as ticket:
-            # The handler runs in a task of its own, so a wait for its next item can be
-            # abandoned; the handler's generator stays in that one task from first to last.
-            send, receive = anyio.create_memory_object_stream[tuple[bool, Any]](1)
+            send, receive = anyio.create_memory_object_stream[tuple[bool, Any]](16)
             async with task_group() as group:
                 group.start_soon(_produce, items, send)
                 try:
@@ -172,14 +184,20 @@ class OpenCalls:
                     receive.close()
 
     async def _receive(self, ticket: Ticket, receive: Any) -> tuple[bool, Any]:
-        self.check(ticket)
-        with contextlib.suppress(anyio.WouldBlock):
-            return receive.receive_nowait()  # type: ignore[no-any-return]
-        pending = asyncio.ensure_future(receive.receive())
-        try:
-            return await self._wait(ticket, pending)  # type: ignore[no-any-return]
-        finally:
-            pending.cancel()
+        while True:
+            self.check(ticket)
+            with contextlib.suppress(anyio.WouldBlock):
+                return receive.receive_nowait()  # type: ignore[no-any-return]
+            # A memory stream's receive is safe to cancel (anyio never drops an item
+            # handed over): a tick or the key's change abandons the wait, not an item.
+            with anyio.CancelScope(deadline=anyio.current_time() + _TICK) as scope:
+                ticket._scope = scope
+                if ticket.error is not None:
+                    scope.cancel()  # revoked between the check and now
+                try:
+                    return await receive.receive()  # type: ignore[no-any-return]
+                finally:
+                    ticket._scope = None
 
     # -- channels -----------------------------------------------------------------------
 
@@ -197,13 +215,18 @@ async def _produce(items: AsyncIterator[Any], send: Any) -> None:
     async with send:
         try:
             async for item in items:
-                await send.send((False, item))
+                try:  # no checkpoint per item while the reader keeps up
+                    send.send_nowait((False, item))
+                except anyio.WouldBlock:
+                    await send.send((False, item))
         except Exception as exc:  # the reader raises it, in the caller's own task
             await send.send((True, exc))
         finally:
+            # Closed here, in the task that iterated it (its task groups live in this
+            # task), with a few seconds for its own clean-up even when cancelled.
             aclose = getattr(items, "aclose", None)
             if aclose is not None:
-                with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(_CLEANUP, shield=True):
                     await aclose()
 
 
