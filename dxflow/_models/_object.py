@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from ._base import Request, Response
 
@@ -171,6 +171,13 @@ class ShareCreate(Request):
     readable: bool = False
     """With `writable`: the link downloads `path` too. A read link always downloads."""
     max_uses: int | None = Field(default=None, ge=1)
+
+    @field_validator("readable")
+    @classmethod
+    def _readable_goes_with_writable(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("writable"):
+            raise ValueError("only with writable (a read link downloads anyway); leave it out")
+        return value
 
 
 class ShareLink(Response):

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dxflow import Engine, NotFound, Permission, PermissionDenied
+from dxflow import Engine, InvalidRequest, NotFound, Permission, PermissionDenied
 from dxflow._config import load_config
 from dxflow._core import EngineCore
 from dxflow._keys import generate_key_pair, load_private_key
@@ -269,3 +269,6 @@ def test_writable_links_are_drop_boxes_unless_made_readable(
     assert anonymous.get(_path(both)).content == b"round trip"
     read = alice.objects.share("pub/b.txt")
     assert (read.writable, read.readable) == (False, True)
+    with pytest.raises(InvalidRequest, match="readable: only with writable"):
+        alice.objects.share("pub/b.txt", readable=True)
+    assert len(alice.objects.shares()) == 3  # the refused one made nothing
