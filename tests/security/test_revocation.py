@@ -9,10 +9,13 @@ waits here are bounds for a loaded machine, never timing claims.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import os
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from dxflow._keys import generate_key_pair
 from dxflow._models import KeyRef
 
 from ..conftest import EngineFactory, KeyFactory
+from ..docker.images import BUSYBOX_IMAGE
 
 BOUND = 30.0
 """Seconds a test waits for a closing at most: generous, for a loaded machine."""
@@ -223,4 +227,62 @@ def test_nothing_is_held_once_calls_end(
     deadline = time.monotonic() + BOUND
     while core.open_calls.held("alice") and time.monotonic() < deadline:
         time.sleep(0.05)  # over HTTP the server lets go once the socket is closed
+    assert core.open_calls.held("alice") == 0
+
+
+@pytest.fixture
+def project(docker_client: Any, docker_ready: None) -> Iterator[str]:
+    name = f"dxrv{os.getpid()}-{next(_projects)}"
+    yield name
+    label = f"com.docker.compose.project={name}"
+    for container in docker_client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for network in docker_client.networks.list(filters={"label": label}):
+        network.remove()
+
+
+_projects = itertools.count()
+
+
+def _consume(stream: Iterator[Any], outcome: list[BaseException | None]) -> None:
+    try:
+        for _ in stream:
+            pass
+        outcome.append(None)
+    except BaseException as error:  # handed to the test
+        outcome.append(error)
+
+
+def test_a_key_change_ends_its_idle_workflow_streams(
+    make_engine: EngineFactory, make_key: KeyFactory, core: EngineCore, project: str
+) -> None:
+    """Logs that follow and events wait on the Docker Engine, idle: they end all the same."""
+    master = make_engine()
+    alice = make_engine(make_key(Permission.WORKFLOW, "alice").private)
+    compose = f"""
+services:
+  talker:
+    image: {BUSYBOX_IMAGE}
+    command: ["sh", "-c", "echo hello; exec sleep 3600"]
+    stop_grace_period: 1s
+"""
+    workflow = alice.workflows.create(project, compose)
+    workflow.up()
+    outcomes: dict[str, list[BaseException | None]] = {"logs": [], "events": []}
+    streams = {"logs": workflow.logs(follow=True), "events": workflow.events()}
+    threads = [
+        threading.Thread(target=_consume, args=(streams[kind], outcomes[kind]), daemon=True)
+        for kind in streams
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + BOUND
+    while core.open_calls.held("alice") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert core.open_calls.held("alice") == 2
+    master.keys.unregister("alice")
+    for thread in threads:
+        thread.join(BOUND)
+    for kind, outcome in outcomes.items():
+        assert outcome and isinstance(outcome[0], Unauthenticated), (kind, outcome)
     assert core.open_calls.held("alice") == 0
