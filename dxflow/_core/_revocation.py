@@ -13,7 +13,8 @@ a change ends the call within about a second too.
 
 A stream's handler runs in a task of its own that feeds a memory stream, so the wait for
 its next item can be abandoned while the handler's generator stays in one task from first
-to last (handlers hold task groups across their yields). A channel's link holds none, so
+to last (handlers hold task groups across their yields, and a generator moved between
+tasks breaks them). A channel's link holds none, so
 each wait for its next message is a task that a change leaves to be cancelled.
 """
 
@@ -30,7 +31,6 @@ import anyio
 
 from .._exceptions import ApiError, PermissionDenied, Unauthenticated
 from ._context import Context, Identity
-from ._groups import task_group
 from ._keys import ChangeKind, KeyChange
 
 __all__ = ["OpenCalls", "Ticket"]
@@ -168,20 +168,27 @@ class OpenCalls:
             return
         with self._held(ctx.identity) as ticket:
             send, receive = anyio.create_memory_object_stream[tuple[bool, Any]](16)
-            async with task_group() as group:
-                group.start_soon(_produce, items, send)
-                try:
-                    while True:
-                        try:
-                            failed, item = await self._receive(ticket, receive)
-                        except anyio.EndOfStream:
-                            return
-                        if failed:
-                            raise item
-                        yield item
-                finally:
-                    group.cancel_scope.cancel()
-                    receive.close()
+            # A task of the call's own, not of a task group: a task group held across
+            # this generator's yields would break a reader that waits for each item in a
+            # cancel scope of its own (`with anyio.fail_after(5): await anext(stream)`).
+            stop = anyio.CancelScope()
+            producer = asyncio.ensure_future(_produce(items, send, stop))
+            try:
+                while True:
+                    try:
+                        failed, item = await self._receive(ticket, receive)
+                    except anyio.EndOfStream:
+                        return
+                    if failed:
+                        raise item
+                    yield item
+            finally:
+                stop.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait((producer,))
+                receive.close()
+                if not producer.cancelled():
+                    producer.exception()  # retrieved: it has been handed over already
 
     async def _receive(self, ticket: Ticket, receive: Any) -> tuple[bool, Any]:
         while True:
@@ -211,23 +218,24 @@ class OpenCalls:
             yield GuardedLink(self, ticket, link)
 
 
-async def _produce(items: AsyncIterator[Any], send: Any) -> None:
-    async with send:
-        try:
-            async for item in items:
-                try:  # no checkpoint per item while the reader keeps up
-                    send.send_nowait((False, item))
-                except anyio.WouldBlock:
-                    await send.send((False, item))
-        except Exception as exc:  # the reader raises it, in the caller's own task
-            await send.send((True, exc))
-        finally:
-            # Closed here, in the task that iterated it (its task groups live in this
-            # task), with a few seconds for its own clean-up even when cancelled.
-            aclose = getattr(items, "aclose", None)
-            if aclose is not None:
-                with anyio.move_on_after(_CLEANUP, shield=True):
-                    await aclose()
+async def _produce(items: AsyncIterator[Any], send: Any, stop: anyio.CancelScope) -> None:
+    with stop:
+        async with send:
+            try:
+                async for item in items:
+                    try:  # no checkpoint per item while the reader keeps up
+                        send.send_nowait((False, item))
+                    except anyio.WouldBlock:
+                        await send.send((False, item))
+            except Exception as exc:  # the reader raises it, in the caller's own task
+                await send.send((True, exc))
+            finally:
+                # Closed here, in the task that iterated it (its task groups live in
+                # this task), with a few seconds for its own clean-up when cancelled.
+                aclose = getattr(items, "aclose", None)
+                if aclose is not None:
+                    with anyio.move_on_after(_CLEANUP, shield=True):
+                        await aclose()
 
 
 class GuardedLink:
