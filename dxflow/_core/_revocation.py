@@ -155,7 +155,7 @@ class OpenCalls:
             await asyncio.wait(
                 (pending, ticket._revoked), timeout=_TICK, return_when=asyncio.FIRST_COMPLETED
             )
-            self.check(ticket)
+            self.check(ticket, now=not pending.done())  # a tick: look at the key table
         return pending.result()
 
     # -- streams ------------------------------------------------------------------------
@@ -191,8 +191,9 @@ class OpenCalls:
                     producer.exception()  # retrieved: it has been handed over already
 
     async def _receive(self, ticket: Ticket, receive: Any) -> tuple[bool, Any]:
+        ticked = False
         while True:
-            self.check(ticket)
+            self.check(ticket, now=ticked)  # after a tick: look at the key table
             with contextlib.suppress(anyio.WouldBlock):
                 return receive.receive_nowait()  # type: ignore[no-any-return]
             # A memory stream's receive is safe to cancel (anyio never drops an item
@@ -205,6 +206,7 @@ class OpenCalls:
                     return await receive.receive()  # type: ignore[no-any-return]
                 finally:
                     ticket._scope = None
+            ticked = True
 
     # -- channels -----------------------------------------------------------------------
 
