@@ -8,14 +8,14 @@ a channel's messages end with it and its input is refused.
 
 Another engine process on the same home changes the keys table without telling this one.
 So a ticket also compares the key with the one it opened under: before every input, at
-most every half second while items flow, and twice a second while it waits for one. Such
-a change ends the call within about a second too.
+most every half second while items flow, and every half second while it waits for one.
+Such a change ends the call within about half a second too.
 
-A stream's handler runs in a task of its own that feeds a memory stream, so the wait for
-its next item can be abandoned while the handler's generator stays in one task from first
-to last (handlers hold task groups across their yields, and a generator moved between
-tasks breaks them). A channel's link holds none, so
-each wait for its next message is a task that a change leaves to be cancelled.
+A stream's handler runs in a task of the call's own that feeds a memory stream, so the
+wait for its next item can be abandoned while the handler's generator stays in one task
+from first to last (handlers hold task groups across their yields, and a generator moved
+between tasks breaks them). A channel's link holds none, so each wait for its next
+message is a task of its own, cancelled when the key changes.
 """
 
 from __future__ import annotations
