@@ -51,6 +51,9 @@ class Operation:
     WORKFLOW). The dispatcher checks them, like `permission`."""
     custom_route: bool = False
     """Served by a hand-written route (a protocol of its own, e.g. tus), not a generated one."""
+    self_audited: bool = False
+    """The handler writes the call's audit records itself: it knows what the request does
+    not (a share link's id, and the link as the identity that acts)."""
     path_params: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -250,19 +253,21 @@ _TABLE: tuple[Operation, ...] = (
     Operation("shares.create", "POST", "/api/shares",
               "A signed, expiring, revocable link to a file or directory.",
               request=m.ShareCreate, response=m.ShareLink, permission=_OBJECT,
-              idempotent=False, target="path", writes_when="writable"),
-    Operation("shares.list", "GET", "/api/shares", "Share links, live and past.",
+              idempotent=False, target="path", writes_when="writable", self_audited=True),
+    Operation("shares.list", "GET", "/api/shares",
+              "Your share links, live and past (MASTER: everyone's, without their URLs).",
               response=m.ShareList, permission=_OBJECT),
-    Operation("shares.revoke", "DELETE", "/api/shares/{id}", "Revoke a share link.",
+    Operation("shares.revoke", "DELETE", "/api/shares/{id}",
+              "Revoke one of your share links (MASTER: anyone's).",
               request=m.ShareRef, response=m.ShareLink, permission=_OBJECT,
               mutating=True, target="id"),
     Operation("shares.read", "GET", "/s/{token}",
               "Download through a share link (no credentials: the link is the key).",
-              request=m.ShareToken, kind="download", public=True),
+              request=m.ShareToken, kind="download", public=True, self_audited=True),
     Operation("shares.write", "PUT", "/s/{token}",
               "Upload through a writable share link (audited by the link's id, never its token).",
               request=m.ShareToken, response=m.ObjectInfo, kind="upload", public=True,
-              mutating=True, idempotent=False, target="share_id"),
+              mutating=True, idempotent=False, target="share_id", self_audited=True),
     # -- shells ---------------------------------------------------------------------------
     Operation("shells.create", "POST", "/api/shells",
               "Start a persistent PTY session on the host or in a workflow's container.",

@@ -299,11 +299,13 @@ class AsyncObjectStore:
 
     async def share(
         self, path: str, expires: str | float = "1h", writable: bool = False,
-        max_uses: int | None = None,
+        max_uses: int | None = None, readable: bool = False,
     ) -> ShareLink:  # fmt: skip
+        """A link to `path` that works without a key. A `writable` link is a drop box
+        (uploads only) unless `readable` too."""
         link = await self._engine._call("shares.create", path=path,
                                         expires=parse_duration(expires), writable=writable,
-                                        max_uses=max_uses)  # fmt: skip
+                                        readable=readable, max_uses=max_uses)  # fmt: skip
         return self._absolute(link)
 
     async def shares(self) -> list[ShareLink]:
@@ -316,8 +318,8 @@ class AsyncObjectStore:
         # A link works through whatever address reaches the engine: a remote SDK puts the
         # one it uses (a reverse proxy, say) in place of the engine's own.
         base = self._engine._transport.url
-        if not base or not base.startswith(("http://", "https://")):
-            return link
+        if link.url is None or not base or not base.startswith(("http://", "https://")):
+            return link  # no URL: another identity's link, listed to MASTER
         return link.model_copy(update={"url": base.rstrip("/") + link.url[link.url.index("/s/") :]})
 
     def fs(self, **options: Any) -> DxflowFileSystem:
@@ -404,9 +406,11 @@ class ObjectStore:
 
     def share(
         self, path: str, expires: str | float = "1h", writable: bool = False,
-        max_uses: int | None = None,
+        max_uses: int | None = None, readable: bool = False,
     ) -> ShareLink:  # fmt: skip
-        return self._run(self._async.share, path, expires, writable, max_uses)
+        """A link to `path` that works without a key. A `writable` link is a drop box
+        (uploads only) unless `readable` too."""
+        return self._run(self._async.share, path, expires, writable, max_uses, readable)
 
     def shares(self) -> list[ShareLink]:
         return self._run(self._async.shares)

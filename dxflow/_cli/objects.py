@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from .._durations import parse_duration
-from .._models import ObjectInfo, ObjectProgress, ObjectResult
+from .._models import ObjectInfo, ObjectProgress, ObjectResult, ShareLink
 from ._common import Options, engine_command, fail
 from ._output import emit_json, human_bytes, key_values, table
 
@@ -315,13 +315,22 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.argument("path")
 @click.option("--expires", default="1h", show_default=True, callback=_duration,
               help="Lifetime of the link (30m, 2h, 7d).")  # fmt: skip
-@click.option("--writable", is_flag=True, help="Let the link upload to PATH too.")
+@click.option(
+    "--writable",
+    is_flag=True,
+    help="A drop box: the link uploads to PATH (and no longer downloads it).",
+)
+@click.option("--readable", is_flag=True, help="With --writable: the link downloads PATH too.")
 @click.option("--max-uses", type=click.IntRange(min=1), help="Stop working after N uses.")
 @engine_command
-def share(opts: Options, path: str, expires: str, writable: bool, max_uses: int | None) -> None:
+def share(opts: Options, path: str, expires: str, writable: bool, readable: bool,
+          max_uses: int | None) -> None:  # fmt: skip
     """A link to PATH that works without a key; prints its URL."""
+    if readable and not writable:
+        raise click.UsageError("--readable goes with --writable (a read link downloads anyway)")
     with opts.engine() as engine:
-        link = engine.objects.share(path, expires=expires, writable=writable, max_uses=max_uses)
+        link = engine.objects.share(path, expires=expires, writable=writable, max_uses=max_uses,
+                                    readable=readable)  # fmt: skip
     if opts.json:
         return emit_json(link)
     click.echo(link.url)
@@ -340,10 +349,13 @@ def shares(opts: Options) -> None:
     def state(revoked: bool, expires: float) -> str:
         return "revoked" if revoked else "expired" if expires <= now else "active"
 
+    def mode(link: ShareLink) -> str:
+        return ("rw" if link.readable else "w") if link.writable else "r"
+
     table(
-        [(s.id, s.path, state(s.revoked, s.expires_at.timestamp()), "rw" if s.writable else "r",
-          f"{s.uses}/{s.max_uses or '-'}", s.expires_at) for s in links],
-        ["id", "path", "state", "mode", "uses", "expires"],
+        [(s.id, s.path, state(s.revoked, s.expires_at.timestamp()), mode(s),
+          f"{s.uses}/{s.max_uses or '-'}", s.expires_at, s.created_by or "-") for s in links],
+        ["id", "path", "state", "mode", "uses", "expires", "by"],
     )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from .._validation import validate_request
 from ._audit import AuditLog
 from ._context import Context
 from ._handlers import Handler
+from ._revocation import OpenCalls
 
 __all__ = ["Dispatcher"]
 
@@ -29,9 +30,13 @@ log = logging.getLogger("dxflow.engine")
 
 
 class Dispatcher:
-    def __init__(self, handlers: Mapping[str, Handler], audit: AuditLog) -> None:
+    def __init__(
+        self, handlers: Mapping[str, Handler], audit: AuditLog, open_calls: OpenCalls | None = None
+    ) -> None:
         self._handlers = dict(handlers)
         self._audit = audit
+        self.open_calls = open_calls or OpenCalls()
+        """Every open channel and stream by identity: a change to its key ends it."""
         self._inline = {
             name
             for name, handler in handlers.items()
@@ -88,7 +93,7 @@ class Dispatcher:
         return str(getattr(request, op.target)) if op.target and request is not None else None
 
     def _finish(self, ctx: Context, op: Operation, request: Request | None, error: Any) -> None:
-        if self._mutating(op, request):
+        if self._mutating(op, request) and not op.self_audited:
             outcome = "ok" if error is None else f"error:{getattr(error, 'code', 'internal')}"
             detail = getattr(error, "audit_detail", None)  # e.g. what a workflow policy refused
             self._audit.record(ctx, op.name, outcome, target=self._target(op, request),
@@ -155,7 +160,7 @@ class Dispatcher:
             self._audit.record(ctx, op.name, "opened" if writable else "opened:read-only",
                                target=target)  # fmt: skip
             stack.callback(self._audit.record, ctx, op.name, "closed", target=target)
-            yield link
+            yield stack.enter_context(self.open_calls.channel(ctx, link))
 
     def stream(self, ctx: Context, op: Operation, payload: Any = None) -> AsyncIterator[Any]:
         """Admit the call now (so refusals come before any item), then stream its items."""
@@ -166,7 +171,7 @@ class Dispatcher:
     ) -> AsyncIterator[Any]:
         error: ApiError | None = None
         try:
-            async for item in self._handlers[op.name](ctx, request):
+            async for item in self.open_calls.stream(ctx, self._handlers[op.name](ctx, request)):
                 yield item
         except Exception as exc:
             error = self._translate(op, exc)

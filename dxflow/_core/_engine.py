@@ -30,6 +30,7 @@ from ._objects import (
 )
 from ._objects._paths import parse_mode
 from ._platform import PlatformService
+from ._revocation import OpenCalls
 from ._shells import ShellService
 from ._state import State
 from ._workflows import WorkflowService
@@ -85,7 +86,7 @@ def _retention(text: str) -> float:
 
 
 def _object_services(
-    config: Config, state: State
+    config: Config, state: State, keys: KeyRegistry, audit: AuditLog
 ) -> tuple[ObjectService, ShareService, UploadService]:
     try:
         file_mode = parse_mode(config.object_file_mode, "object_file_mode", 0o600)
@@ -101,7 +102,8 @@ def _object_services(
     objects = ObjectService(storage, Quota(storage.walker.open_root, quota), limits)
     secret = config.home.read_secret(config.home.token_secret)
     scheme = "https" if config.tls else "http"
-    shares = ShareService(state, objects, secret, f"{scheme}://{config.host}:{config.port}")
+    base_url = f"{scheme}://{config.host}:{config.port}"
+    shares = ShareService(state, objects, secret, base_url, keys, audit)
     return objects, shares, UploadService(state, objects, config.upload_expiry)
 
 
@@ -140,7 +142,9 @@ class EngineCore:
         )
         self.docker = DockerAdapter(config.docker_host)
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)
-        self.objects, self.shares, self.uploads = _object_services(config, self.state)
+        self.objects, self.shares, self.uploads = _object_services(
+            config, self.state, self.keys, self.audit
+        )
         self.workflows = WorkflowService(
             self.state, self.docker, PolicyRoots.from_config(config),
             config.workflow_concurrency, self.engine_id, self.objects.storage.private / "workflows",
@@ -150,7 +154,15 @@ class EngineCore:
             self.platform, self.auth, self.keys, self.audit, self.workflows,
             self.objects, self.shares, self.uploads, self.shells,
         )  # fmt: skip
-        self.dispatcher = Dispatcher(handlers, self.audit)
+        # A change to a key ends what it holds: its open channels and streams, its links.
+        self.open_calls = OpenCalls(self._current_identity)
+        self.keys.events.subscribe(self.open_calls.key_changed)
+        self.keys.events.subscribe(self.shares.key_changed)
+        self.dispatcher = Dispatcher(handlers, self.audit, self.open_calls)
+
+    def _current_identity(self, name: str) -> Identity | None:
+        record = self.keys.get(name)
+        return record.identity_of() if record is not None else None
 
     def local_context(self, key: PrivateKey | None = None) -> Context:
         """The context of in-process calls: MASTER, or the identity `key` is registered as."""

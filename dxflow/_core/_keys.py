@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from .._exceptions import Conflict, InvalidRequest, NotFound
 from .._keys import PublicKey, parse_public_key
@@ -17,7 +20,9 @@ from ._context import Context, Identity
 from ._handlers import handles
 from ._state import State
 
-__all__ = ["KeyRecord", "KeyRegistry"]
+__all__ = ["ChangeKind", "KeyChange", "KeyEvents", "KeyRecord", "KeyRegistry"]
+
+log = logging.getLogger("dxflow.engine")
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,38 @@ class KeyRecord:
         )
 
 
+ChangeKind = Literal["unregistered", "rotated", "updated"]
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """What happened to a key, for whatever hangs on it (open channels, share links)."""
+
+    identity: str
+    kind: ChangeKind
+    after: Identity | None
+    """The identity as it now stands (None: unregistered)."""
+    by: Context | None = None
+    """Who made the change, for the audit records it causes."""
+
+
+class KeyEvents:
+    """The registry's signal: listeners learn of each change once it is committed."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[KeyChange], None]] = []
+
+    def subscribe(self, listener: Callable[[KeyChange], None]) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, change: KeyChange) -> None:
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:  # the change is committed: one listener must not undo the rest
+                log.exception("a key-change listener failed for %r", change.identity)
+
+
 def _parse(text: str) -> PublicKey:
     try:
         return parse_public_key(text)
@@ -75,6 +112,8 @@ class KeyRegistry:
         self._lock = threading.Lock()
         self._records: dict[str, KeyRecord] = {}
         self._seen_version: int | None = None
+        self.events = KeyEvents()
+        """Told of every unregister, rotate and update made through this registry."""
 
     def _fresh(self) -> dict[str, KeyRecord]:
         # data_version moves when another connection (another engine process on this
@@ -189,7 +228,12 @@ class KeyRegistry:
                 (*changes.values(), record.identity),
             )
             self._seen_version = None
+            self._changed(ctx, record.identity, "updated")
         return self._require(record.identity).info()
+
+    def _changed(self, ctx: Context, identity: str, kind: ChangeKind) -> None:
+        after = self.get(identity)
+        self.events.emit(KeyChange(identity, kind, after.identity_of() if after else None, ctx))
 
     @handles("keys.unregister")
     def unregister(self, ctx: Context, request: KeyRef) -> KeyInfo:
@@ -197,6 +241,7 @@ class KeyRegistry:
         self._check_not_self(ctx, record, "unregister")
         self._state.execute("DELETE FROM keys WHERE identity = ?", (record.identity,))
         self._seen_version = None
+        self._changed(ctx, record.identity, "unregistered")
         return record.info()
 
     @handles("keys.rotate")
@@ -216,6 +261,7 @@ class KeyRegistry:
                 (public.key_type, public.fingerprint, public.pem, time.time(), record.identity),
             )
         self._seen_version = None
+        self._changed(ctx, record.identity, "rotated")
         return self._require(record.identity).info()
 
     @staticmethod

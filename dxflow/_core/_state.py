@@ -81,6 +81,14 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE workflows ADD COLUMN by_master INTEGER NOT NULL DEFAULT 0;
     """,
+    # Writable links become drop boxes (write-only) unless made readable; a link records
+    # the version of the key that made it, and dies with that key.
+    """
+    ALTER TABLE shares ADD COLUMN readable INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE shares ADD COLUMN creator_key TEXT;
+    UPDATE shares SET readable = 1 WHERE writable = 0;
+    CREATE INDEX shares_creator ON shares (created_by);
+    """,
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from ._base import Request, Response
 
@@ -167,15 +167,28 @@ class ShareCreate(Request):
     expires: float = Field(default=3600, gt=0, le=366 * 86400)
     """Seconds from now."""
     writable: bool = False
+    """The link uploads to `path` (a drop box: it does not download unless `readable`)."""
+    readable: bool = False
+    """With `writable`: the link downloads `path` too. A read link always downloads."""
     max_uses: int | None = Field(default=None, ge=1)
+
+    @field_validator("readable")
+    @classmethod
+    def _readable_goes_with_writable(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("writable"):
+            raise ValueError("only with writable (a read link downloads anyway); leave it out")
+        return value
 
 
 class ShareLink(Response):
     id: str
     path: str
-    url: str
-    """`<engine URL>/s/<token>`; anyone holding it may use it, without a key."""
+    url: str | None
+    """`<engine URL>/s/<token>`; anyone holding it may use it, without a key. Shown to the
+    link's creator only (None when MASTER lists another identity's links)."""
     writable: bool
+    readable: bool = True
+    """The link downloads (False: a drop box, upload only)."""
     expires_at: datetime
     max_uses: int | None
     uses: int

@@ -104,9 +104,16 @@ def test_share_links(engine: Engine, data: bytes, server_url: str) -> None:
     assert engine.objects.cat("inbox/report.csv") == b"a,b\n1,2\n"
     written = [r for r in engine.audit() if r.operation == "shares.write"]
     assert sorted((r.identity, r.target, r.outcome) for r in written) == sorted(
-        [(None, link.id, "error:permission_denied"), (None, drop.id, "ok")]
-    )  # the refused write to a read-only link is on record too
+        [
+            (f"share:{link.id}", link.id, "error:permission_denied"),
+            (f"share:{drop.id}", drop.id, "ok"),
+        ]
+    )  # the refused write to a read-only link is on record too, as the link that acted
     assert drop.url.rpartition("/")[2] not in repr(written)  # the token is a credential
+    read = [(r.identity, r.outcome) for r in engine.audit() if r.operation == "shares.read"]
+    assert read.count((f"share:{link.id}", "ok")) == 2  # the two downloads, not HEAD or 304
+    assert (f"share:{link.id}", "error:gone") in read  # used up
+    assert (None, "error:permission_denied") in read  # forged: no link vouches for it
     listed = {s.id: s for s in engine.objects.shares()}
     assert listed[revocable.id].revoked and listed[link.id].uses == 2
     folder = engine.objects.share("d", max_uses=1)

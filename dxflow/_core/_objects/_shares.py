@@ -5,6 +5,14 @@ engine secret) makes links unguessable and unforgeable; the server-side record m
 them revocable and counts their uses. Checking a link never looks at the Host header,
 so links work behind any reverse proxy; a remote SDK puts the address it reaches the
 engine at in front of `/s/...`.
+
+A link belongs to the identity that made it: only it sees the link's URL (MASTER sees
+every link, but never another identity's URL) and only it, or MASTER, revokes it. A link
+lives only as long as the key that made it, as it was (unregistering or rotating the key,
+or taking OBJECT from it, revokes its links; READ_ONLY revokes its writable ones). A
+writable link is a drop box, upload only, unless it was made `readable`. Every creation,
+every use and every refused use is audited: a use as the identity `share:<id>`, with the
+link's id as target, never its token.
 """
 
 from __future__ import annotations
@@ -17,10 +25,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ..._exceptions import Gone, InvalidRequest, NotFound, PermissionDenied
+from ..._exceptions import ApiError, Gone, InvalidRequest, NotFound, PermissionDenied
 from ..._models import ObjectInfo, ShareCreate, ShareLink, ShareList, ShareRef, ShareToken
+from ..._permissions import Permission, check_permission
+from .._audit import AuditLog
 from .._context import Context
 from .._handlers import handles
+from .._keys import KeyChange, KeyRegistry
 from .._state import State
 from ._blob import Blob
 from ._receive import Body
@@ -34,22 +45,39 @@ def _when(seconds: float) -> datetime:
 
 
 class ShareService:
-    def __init__(self, state: State, store: ObjectService, secret: bytes, base_url: str) -> None:
+    def __init__(
+        self,
+        state: State,
+        store: ObjectService,
+        secret: bytes,
+        base_url: str,
+        keys: KeyRegistry,
+        audit: AuditLog,
+    ) -> None:
         self.base_url = base_url
         self._state = state
         self._store = store
+        self._keys = keys
+        self._audit = audit
         self._key = hmac.new(secret, b"dxflow-share-links-v1", hashlib.sha256).digest()
 
     def _sign(self, share_id: str) -> str:
         mac = hmac.new(self._key, share_id.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac[:24]).decode().rstrip("=")
 
-    def _info(self, row: Any) -> ShareLink:
+    def _signed(self, token: str) -> bool:
+        share_id, _, signature = token.partition(".")
+        return hmac.compare_digest(signature.encode(), self._sign(share_id).encode())
+
+    def _info(self, row: Any, ctx: Context | None) -> ShareLink:
+        # The URL is the credential: only the identity that made the link sees it.
+        mine = ctx is None or (ctx.identity is not None and ctx.identity.name == row["created_by"])
         return ShareLink(
             id=row["id"],
             path=row["path"],
-            url=f"{self.base_url}/s/{row['id']}.{self._sign(row['id'])}",
+            url=f"{self.base_url}/s/{row['id']}.{self._sign(row['id'])}" if mine else None,
             writable=bool(row["writable"]),
+            readable=bool(row["readable"]),
             expires_at=_when(row["expires_at"]),
             max_uses=row["max_uses"],
             uses=row["uses"],
@@ -64,52 +92,117 @@ class ShareService:
             raise NotFound(f"no share link {share_id!r}", id=share_id)
         return rows[0]
 
+    def _own(self, ctx: Context, share_id: str) -> Any:
+        """The caller's link (any link for MASTER); another's is as unknown as a missing one."""
+        row = self._row(share_id)
+        if ctx.identity is None or not (
+            ctx.identity.is_master or ctx.identity.name == row["created_by"]
+        ):
+            raise NotFound(f"no share link {share_id!r}", id=share_id)
+        return row
+
     @handles("shares.create")
     def create(self, ctx: Context, request: ShareCreate) -> ShareLink:
-        if request.writable:  # an upload target: it may not exist yet, but never a folder
-            self._store.destination(request.path, overwrite=True)
-        else:
-            self._store.existing(request.path)
+        try:
+            if request.writable:  # an upload target: it may not exist yet, but never a folder
+                self._store.destination(request.path, overwrite=True)
+            else:
+                self._store.existing(request.path)
+        except ApiError as exc:
+            self._audit.record(ctx, "shares.create", f"error:{exc.code}", detail=str(exc))
+            raise
         share_id = secrets.token_urlsafe(12)
         now = time.time()
         who = ctx.identity.name if ctx.identity else None
+        record = self._keys.get(who) if who else None
+        readable = not request.writable or request.readable
         self._state.execute(
-            "INSERT INTO shares (id, path, writable, expires_at, max_uses, created_at, "
-            "created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (share_id, request.path, int(request.writable), now + request.expires,
-             request.max_uses, now, who),
+            "INSERT INTO shares (id, path, writable, readable, expires_at, max_uses,"
+            " created_at, created_by, creator_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (share_id, request.path, int(request.writable), int(readable),
+             now + request.expires, request.max_uses, now, who,
+             record.version if record else None),
         )  # fmt: skip
-        return self._info(self._row(share_id))
+        mode = ("rw" if readable else "w") if request.writable else "r"
+        self._audit.record(ctx, "shares.create", "ok", target=share_id,
+                           detail=f"{mode} {request.path}")  # fmt: skip
+        return self._info(self._row(share_id), ctx)
 
     @handles("shares.list")
     def list(self, ctx: Context, request: None) -> ShareList:
-        rows = self._state.query("SELECT * FROM shares ORDER BY created_at DESC")
-        return ShareList(shares=[self._info(row) for row in rows])
+        if ctx.identity is not None and ctx.identity.is_master:
+            rows = self._state.query("SELECT * FROM shares ORDER BY created_at DESC")
+        else:
+            name = ctx.identity.name if ctx.identity else None
+            rows = self._state.query(
+                "SELECT * FROM shares WHERE created_by = ? ORDER BY created_at DESC", (name,)
+            )
+        return ShareList(shares=[self._info(row, ctx) for row in rows])
 
     @handles("shares.revoke")
     def revoke(self, ctx: Context, request: ShareRef) -> ShareLink:
-        self._row(request.id)
+        self._own(ctx, request.id)
         self._state.execute("UPDATE shares SET revoked = 1 WHERE id = ?", (request.id,))
-        return self._info(self._row(request.id))
+        return self._info(self._row(request.id), ctx)
+
+    def key_changed(self, change: KeyChange) -> None:
+        """The key registry's listener: a link dies with the key that made it."""
+        after = change.after
+        if after is None or change.kind == "rotated":
+            writable_only = False
+        elif check_permission(after.permissions, Permission.OBJECT, False) is not None:
+            writable_only = False  # OBJECT is gone
+        elif check_permission(after.permissions, Permission.OBJECT, True) is not None:
+            writable_only = True  # READ_ONLY now: it may no longer write through links
+        else:
+            return
+        sql = "SELECT id FROM shares WHERE created_by = ? AND revoked = 0"
+        rows = self._state.query(sql + (" AND writable = 1" if writable_only else ""),
+                                 (change.identity,))  # fmt: skip
+        why = f"the key of {change.identity!r} was {change.kind}"
+        for row in rows:
+            self._state.execute("UPDATE shares SET revoked = 1 WHERE id = ?", (row["id"],))
+            self._audit.record(change.by, "shares.revoke", "ok", target=row["id"], detail=why)
+
+    # -- use: the link is the credential --------------------------------------------------
 
     def _redeem(self, token: str, write: bool) -> Any:
         """The live record behind `token`, or a clear refusal (its use not yet counted)."""
-        share_id, _, signature = token.partition(".")
-        if not hmac.compare_digest(signature.encode(), self._sign(share_id).encode()):
+        if not self._signed(token):
             raise PermissionDenied("this share link is not valid (bad signature)")
         try:
-            row = self._row(share_id)
+            row = self._row(token.partition(".")[0])
         except NotFound:
             raise Gone("this share link no longer exists") from None
         if row["revoked"]:
             raise Gone("this share link was revoked")
         if row["expires_at"] < time.time():
             raise Gone(f"this share link expired at {_when(row['expires_at']).isoformat()}")
+        self._check_creator(row)
         if write and not row["writable"]:
             raise PermissionDenied("this share link is read-only")
+        if not write and not row["readable"]:
+            raise PermissionDenied(
+                "this share link is a drop box: it takes uploads only (a writable link "
+                "downloads only when made with readable)"
+            )
         if row["max_uses"] is not None and row["uses"] >= row["max_uses"]:
             raise Gone(f"this share link was used up ({row['max_uses']} uses)")
         return row
+
+    def _check_creator(self, row: Any) -> None:
+        # The registry is the truth even when the change was made by another engine
+        # process on this home (its event never reached this one).
+        record = self._keys.get(row["created_by"]) if row["created_by"] else None
+        alive = (
+            record is not None
+            and (row["creator_key"] is None or row["creator_key"] == record.version)
+            and check_permission(record.permissions, Permission.OBJECT, bool(row["writable"]))
+            is None
+        )
+        if not alive:
+            self._state.execute("UPDATE shares SET revoked = 1 WHERE id = ?", (row["id"],))
+            raise Gone("this share link was revoked with the key that made it")
 
     def _count_use(self, row: Any) -> None:
         # One statement checks and counts, so concurrent uses never exceed the limit.
@@ -121,19 +214,52 @@ class ShareService:
         if not used:
             raise Gone(f"this share link was used up ({row['max_uses']} uses)")
 
+    def _used(self, ctx: Context | None, operation: str, token: str, error: Any = None) -> None:
+        """Audit one use of a link, or its refusal: as the link, by id, never the token."""
+        share_id = token.partition(".")[0][:64]
+        who = f"share:{share_id}" if self._signed(token) else None
+        if error is None:
+            row = self._row(share_id)
+            self._audit.record(ctx, operation, "ok", target=share_id, identity=who,
+                               detail=f"{row['path']} (a link of {row['created_by']})")  # fmt: skip
+        else:
+            code = getattr(error, "code", "internal")
+            detail = str(error) if isinstance(error, ApiError) else None
+            self._audit.record(ctx, operation, f"error:{code}", target=share_id, identity=who,
+                               detail=detail)  # fmt: skip
+
+    def _claim(self, ctx: Context | None, token: str, row: Any) -> None:
+        try:
+            self._count_use(row)
+        except ApiError as exc:
+            self._used(ctx, "shares.read", token, exc)
+            raise
+        self._used(ctx, "shares.read", token)
+
     @handles("shares.read")
     def read(self, ctx: Context, request: ShareToken) -> Blob:
-        row = self._redeem(request.token, write=False)
-        target, stat = self._store.stat(row["path"])
-        blob = self._store.blob(target, stat, request.start, request.end)
-        blob.claim = lambda: self._count_use(row)  # a HEAD or a 304 uses nothing up
+        try:
+            row = self._redeem(request.token, write=False)
+            target, stat = self._store.stat(row["path"])
+            blob = self._store.blob(target, stat, request.start, request.end)
+        except Exception as exc:
+            self._used(ctx, "shares.read", request.token, exc)
+            raise
+        # Counted and audited as the bytes go out: a HEAD or a 304 uses nothing up.
+        blob.claim = lambda: self._claim(ctx, request.token, row)
         return blob
 
     @handles("shares.write")
     async def write(self, ctx: Context, request: ShareToken, body: Body) -> ObjectInfo:
-        if request.start is not None or request.end is not None:
-            raise InvalidRequest("a share upload takes no range")
-        row = self._redeem(request.token, write=True)
-        self._count_use(row)
-        target = self._store.destination(row["path"], overwrite=True)
-        return await self._store.receive_into(target, body, row["path"], None, None)
+        try:
+            if request.start is not None or request.end is not None:
+                raise InvalidRequest("a share upload takes no range")
+            row = self._redeem(request.token, write=True)
+            self._count_use(row)
+            target = self._store.destination(row["path"], overwrite=True)
+            info = await self._store.receive_into(target, body, row["path"], None, None)
+        except Exception as exc:
+            self._used(ctx, "shares.write", request.token, exc)
+            raise
+        self._used(ctx, "shares.write", request.token)
+        return info
