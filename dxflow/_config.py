@@ -40,7 +40,7 @@ log_level = "info"
 #                           # address, logins per identity (see docs/security.md)
 # json_body_max = "1M"      # bytes of a JSON request body (413 past it)
 # compose_body_max = "32M"  # bytes of a workflows.create/update body (413 past it)
-# ranges_max_bytes = "16M"  # bytes one objects.ranges call may return (413 past it)
+# ranges_max_bytes = "8M"    # bytes one objects.ranges call may return (413 past it)
 # header_timeout = 10       # seconds a client has to send a request's head
 # keep_alive_timeout = 5    # seconds an idle keep-alive connection stays open
 # log_max_size = "10M"      # logs/engine.log rotates at this size...
@@ -152,7 +152,7 @@ class Config:
     """Bytes of a JSON request body; larger ones are refused with 413 before they are read."""
     compose_body_max: str = "32M"
     """Bytes of a `workflows.create` or `workflows.update` body (a Compose file in JSON)."""
-    ranges_max_bytes: str = "16M"
+    ranges_max_bytes: str = "8M"
     """Bytes one `objects.ranges` call may return in all."""
     header_timeout: int = 10
     """Seconds a client has to send a request's line and headers before it is disconnected."""

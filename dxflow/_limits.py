@@ -42,7 +42,7 @@ def too_large(what: str, limit: int, setting: str | None) -> PayloadTooLarge:
 class Limits:
     json_body: int = 1 << 20
     compose_body: int = 32 << 20
-    ranges: int = 16 << 20
+    ranges: int = 8 << 20
     header_timeout: float = 10.0
     keep_alive: float = 5.0
     log_max: int = 10 << 20

@@ -7,6 +7,11 @@ closes a connection whose head is not complete within `header_timeout` seconds o
 first byte (or of the connection, if nothing comes), and one whose head passes
 `MAX_HEAD` bytes. `BodyGuard` answers a refused request with `Connection: close`, so
 the engine stops reading a body nobody will use instead of draining it.
+
+Closing a socket with unread data in it makes the kernel send a reset, which can destroy
+the refusal before the client reads it; so a connection closed mid-body first lingers,
+as nginx does: the answer is followed by a FIN, and what the client still sends is read
+and dropped, for at most `LINGER_SECONDS` and `LINGER_BYTES`, before the real close.
 """
 
 from __future__ import annotations
@@ -22,18 +27,70 @@ from dxflow._limits import MAX_HEAD
 __all__ = ["BodyGuard", "HeadGuardedProtocol", "guarded_protocol"]
 
 
+LINGER_SECONDS = 5.0
+LINGER_BYTES = 8 << 20
+
+
 class _HeadTooLarge(Exception):
     pass
+
+
+class _LingeringTransport:
+    """The protocol's transport, whose close() lingers when a request body is unread."""
+
+    def __init__(self, transport: Any, protocol: HeadGuardedProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self.lingering = False
+        self.dropped = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or bool(self._transport.is_closing())
+
+    def close(self) -> None:
+        if self.lingering or self._transport.is_closing():
+            return
+        cycle = self._protocol.cycle
+        if cycle is None or not cycle.more_body or not self._transport.can_write_eof():
+            self._transport.close()
+            return
+        self.lingering = True
+        self._transport.write_eof()  # after what is buffered: the answer is delivered
+        self._transport.resume_reading()
+        self._protocol.loop.call_later(LINGER_SECONDS, self.abort_linger)
+
+    def drop(self, size: int) -> None:
+        self.dropped += size
+        if self.dropped > LINGER_BYTES:
+            self.abort_linger()
+
+    def abort_linger(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.close()
 
 
 class HeadGuardedProtocol(HttpToolsProtocol):
     header_timeout = 10.0
 
     def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
+        self._lingering = _LingeringTransport(transport, self)
+        super().connection_made(self._lingering)  # type: ignore[arg-type]  # a proxy
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering.lingering:  # the answer is out: drop the rest of the body
+            self._lingering.drop(len(data))
+            return
+        super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self._lingering.lingering:
+            self._lingering.abort_linger()
 
     def _arm(self) -> None:
         self._disarm()

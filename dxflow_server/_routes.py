@@ -105,6 +105,10 @@ async def _payload(request: Request, op: Operation, core: EngineCore) -> dict[st
     return payload
 
 
+def _json(model: Any) -> bytes:
+    return bytes(model.__pydantic_serializer__.to_json(model))
+
+
 async def _ndjson(items: AsyncIterator[Any]) -> AsyncIterator[bytes]:
     # Headers are gone once the first line is out, so a failure mid-stream
     # travels as a last line holding the same envelope an error response carries.
@@ -128,7 +132,8 @@ def _endpoint(core: EngineCore, op: Operation) -> Endpoint:
     async def call(request: Request) -> Response:
         ctx = caller(request)
         result = await dispatcher.call(ctx, op, await _payload(request, op, core))
-        return Response(result.model_dump_json(), media_type="application/json")
+        # Bytes straight from the serializer: no str copy of a large answer (ranges).
+        return Response(_json(result), media_type="application/json")
 
     async def stream(request: Request) -> Response:
         ctx = caller(request)

@@ -71,7 +71,7 @@ def _missing(path: str) -> NotFound:
 
 
 class ObjectService:
-    ranges_max = 16 << 20
+    ranges_max = 8 << 20
     """Bytes one `objects.ranges` call may return in all (the engine sets it from config)."""
 
     def __init__(self, storage: Storage, quota: Quota, unzip_limits: UnzipLimits) -> None:
