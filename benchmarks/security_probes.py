@@ -207,11 +207,11 @@ def probe_memory(probes: Probes, url: str, pid: int, home: Path, reader: str) ->
 
 
 def probe_latency(probes: Probes, url: str, home: Path) -> None:
-    size = (2 if probes.quick else 16) * MiB
+    size = (1 if probes.quick else 16) * MiB
     token = run_cli("token", "--home", str(home)).strip()
     compose = _compose(size)
     rounds = 1 if probes.quick else 3
-    baseline = _during(url, lambda: None, 2.0 if probes.quick else 5.0)
+    baseline = _during(url, lambda: None, 1.0 if probes.quick else 5.0)
     outcomes: list[int] = []
 
     def upload() -> None:
@@ -271,7 +271,7 @@ def _slowloris(url: str, count: int, wait: float) -> tuple[int, int]:
 
 def probe_slowloris(probes: Probes, url: str, header_timeout: float, scratch: Path) -> None:
     count = 30 if probes.quick else 300
-    wait = header_timeout + 5
+    wait = header_timeout + 3
     health: list[float] = []
     result: dict[str, tuple[int, int]] = {}
 
@@ -318,7 +318,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="dxflow-bench-security-"))
     home = scratch / "home"
     home.mkdir(mode=0o700)
-    header_timeout = 2 if args.quick else 10
+    header_timeout = 1 if args.quick else 10
     (home / "config.toml").write_text(f'host = "127.0.0.1"\nheader_timeout = {header_timeout}\n')
     try:
         status = boot_daemon(str(home))

@@ -50,6 +50,7 @@ __all__ = [
     "TooManyRequests",
     "Unauthenticated",
     "WorkflowFailed",
+    "error_for_status",
     "error_from_code",
 ]
 
@@ -178,3 +179,11 @@ def error_from_code(code: str, message: str, details: dict[str, Any] | None = No
 
 def _rebuild(code: str, message: str, details: dict[str, Any]) -> ApiError:
     return error_from_code(code, message, details)
+
+
+def error_for_status(status: int, message: str) -> ApiError:
+    """The error class of an HTTP status, for answers that carry no error envelope."""
+    for cls in _subclasses(ApiError)[1:]:
+        if cls.status == status and cls.__module__ == __name__:
+            return cls(message)  # the first: the base class of its status (Conflict, ...)
+    return ApiError(message)
