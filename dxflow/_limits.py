@@ -67,8 +67,8 @@ class Limits:
         for setting in ("header_timeout", "keep_alive_timeout"):
             if getattr(config, setting) < 1:
                 raise ConfigError(f"{setting}: at least 1 second")
-        if config.log_backups < 0:
-            raise ConfigError("log_backups: 0 or more")
+        if config.log_backups < 1:  # 0 would make the handler never rotate at all
+            raise ConfigError(f"log_backups: at least 1, got {config.log_backups}")
         return cls(
             **sizes,
             header_timeout=float(config.header_timeout),

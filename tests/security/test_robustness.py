@@ -17,6 +17,7 @@ import select
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psutil
@@ -418,3 +419,19 @@ def test_bad_tokens_do_not_lock_an_address_out_and_logins_count_per_identity(
     assert limited.status_code == 429
     assert "too many logins from identity alice" in limited.json()["error"]["message"]
     assert _login(rest, bob, "bob").status_code == 200  # alice's budget is alice's alone
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("json_body_max", "lots"), ("compose_body_max", "12"), ("ranges_max_bytes", "-1M"),
+     ("header_timeout", 0), ("keep_alive_timeout", 0), ("log_backups", 0)],
+)  # fmt: skip
+def test_a_bad_limit_is_a_config_error_naming_it(
+    tmp_path: Path, setting: str, value: object
+) -> None:
+    from dxflow._config import load_config
+    from dxflow._exceptions import ConfigError
+    from dxflow._limits import Limits
+
+    with pytest.raises(ConfigError, match=setting):
+        Limits.of(load_config(tmp_path / "home", **{setting: value}))
