@@ -54,7 +54,7 @@ async def _inbound(websocket: WebSocket, link: Any) -> None:
                 await link.deliver(message["bytes"])
             elif message.get("text") is not None:
                 await link.deliver(json.loads(message["text"]))
-        except (ValueError, AttributeError) as refusal:  # not JSON, or not an object
+        except (ValueError, AttributeError, RecursionError) as refusal:  # not a JSON object
             await websocket.send_text(json.dumps({"type": "error", "error": str(refusal)}))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import secrets
 import threading
 import time
@@ -34,6 +35,18 @@ _MAX_NONCES = 10_000
 _FAILED = "authentication failed"
 
 
+def _address(client: str | None) -> str:
+    """The bucket of a client `host:port`: its address; for IPv6, its /64 network (one
+    host usually holds a whole /64, and could otherwise take a fresh address per try)."""
+    host = (client or "unknown").rsplit(":", 1)[0].strip("[]")
+    if ":" not in host:
+        return host
+    try:
+        return str(ipaddress.IPv6Network(f"{host}/64", strict=False))
+    except ValueError:
+        return host
+
+
 class RateLimiter:
     """At most `limit` events per `window` seconds per bucket (a client address by default)."""
 
@@ -52,7 +65,7 @@ class RateLimiter:
         """Count one event of `client` (in `bucket`, else its address); 429 past the limit."""
         if client in _TRUSTED:
             return
-        key = bucket or (client or "unknown").rsplit(":", 1)[0]  # the address, not the port
+        key = bucket or _address(client)
         now = time.monotonic()
         with self._lock:
             events = self._events.pop(key, None) or deque()

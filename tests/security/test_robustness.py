@@ -435,3 +435,14 @@ def test_a_bad_limit_is_a_config_error_naming_it(
 
     with pytest.raises(ConfigError, match=setting):
         Limits.of(load_config(tmp_path / "home", **{setting: value}))
+
+
+def test_ipv6_clients_share_the_budget_of_their_64() -> None:
+    from dxflow import TooManyRequests
+
+    limiter = RateLimiter(2)
+    limiter.hit("2001:db8:1:2::1:5000")
+    limiter.hit("2001:db8:1:2::ffff:5001")  # another address of the same /64
+    with pytest.raises(TooManyRequests, match="2001:db8:1:2::/64"):
+        limiter.hit("2001:db8:1:2:abcd::9:5002")
+    limiter.hit("2001:db8:1:3::1:5000")  # the next /64 has a budget of its own
