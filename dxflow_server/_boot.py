@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -70,6 +71,15 @@ def _tcp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _plain_file(stream: TextIO) -> bool:
+    """Whether `stream` was redirected to a regular file (a daemon's `logs/daemon.out`):
+    engine.log, which rotates, holds every record already, and that file never would."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _configure_logging(config: Config, limits: Limits, stream: TextIO | None) -> None:
     level = getattr(logging, config.log_level.upper(), logging.INFO)
     # Rotated by size: whatever clients make the engine log, the disk use is bounded
@@ -79,7 +89,7 @@ def _configure_logging(config: Config, limits: Limits, stream: TextIO | None) ->
             config.home.log_file, maxBytes=limits.log_max, backupCount=limits.log_backups
         )
     ]
-    if stream is not None:
+    if stream is not None and not _plain_file(stream):
         handlers.append(logging.StreamHandler(stream))
     logging.basicConfig(
         level=level,

@@ -340,6 +340,8 @@ def test_engine_log_rotates(booted: Booted) -> None:
     assert not (logs / "engine.log.3").exists()  # log_backups = 2
     for path in logs.glob("engine.log*"):
         assert path.stat().st_size <= 4096 + 1024  # log_max_size = 4K, plus the last line
+    # The daemon's stdout file does not hold a second copy, which would never rotate.
+    assert "Invalid HTTP request" not in (logs / "daemon.out").read_text()
 
 
 # -- cookie and origin -------------------------------------------------------------------
