@@ -14,6 +14,7 @@ and OS errors are translated once, where they arise, and never reach a user.
         ├── PermissionDenied      403  the identity lacks the named permission
         ├── NotFound              404  unknown route or resource
         ├── MethodNotAllowed      405
+        ├── RequestTimeout        408  a client without credentials was too slow to send
         ├── Conflict              409  the resource exists, or the engine is in the way
         │   └── WorkflowFailed          a workflow did not come up
         ├── Gone                  410  expired or used-up resource (share links)
@@ -46,6 +47,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "RangeNotSatisfiable",
+    "RequestTimeout",
     "TimedOut",
     "TooManyRequests",
     "Unauthenticated",
@@ -112,6 +114,11 @@ class NotFound(ApiError):
 class MethodNotAllowed(ApiError):
     code = "method_not_allowed"
     status = 405
+
+
+class RequestTimeout(ApiError):
+    code = "request_timeout"
+    status = 408
 
 
 class Conflict(ApiError):

@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from dxflow._core import Context, EngineCore
-from dxflow._exceptions import ApiError, InvalidRequest
+from dxflow._exceptions import ApiError, InvalidRequest, RequestTimeout
 from dxflow._limits import PUBLIC_BODY_MAX, too_large
 from dxflow._operations import OPERATIONS, Operation
 
@@ -92,7 +92,16 @@ async def _payload(request: Request, op: Operation, core: EngineCore) -> dict[st
             key: values if len(values := query.getlist(key)) > 1 else values[0] for key in query
         }
     else:
-        body = await _read_body(request, *_body_limit(core, op))
+        if op.public:  # a stranger's body: it has the head's deadline, not for ever
+            with anyio.move_on_after(core.limits.header_timeout) as scope:
+                body = await _read_body(request, *_body_limit(core, op))
+            if scope.cancelled_caught:
+                raise RequestTimeout(
+                    f"the body did not arrive within {core.limits.header_timeout:g} s"
+                    " (engine setting header_timeout)"
+                )
+        else:
+            body = await _read_body(request, *_body_limit(core, op))
         if not body:
             payload = {}
         elif len(body) > _THREAD_PARSE:

@@ -90,6 +90,11 @@ def _push_body(url: str, head: str, total: int, limit_s: float = 60) -> tuple[by
                     sent += sock.send(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     break
+        sock.setblocking(True)
+        sock.settimeout(30)
+        with contextlib.suppress(OSError):  # the rest of the answer, until the server closes
+            while b"\r\n\r\n" in answer and (data := sock.recv(65536)):
+                answer += data
     finally:
         sock.close()
     return answer, sent
@@ -448,3 +453,18 @@ def test_ipv6_clients_share_the_budget_of_their_64() -> None:
     with pytest.raises(TooManyRequests, match="2001:db8:1:2::/64"):
         limiter.hit("2001:db8:1:2:abcd::9:5002")
     limiter.hit("2001:db8:1:3::1:5000")  # the next /64 has a budget of its own
+
+
+def test_a_strangers_slow_body_gets_the_heads_deadline(booted: Booted) -> None:
+    head = (
+        "POST /api/auth/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        'Content-Length: 1000\r\n\r\n{"identity": '
+    )
+    with socket.create_connection(_address(booted.url)) as sock:
+        sock.sendall(head.encode())
+        sock.settimeout(120)  # bounds a hung test; header_timeout is 2 s
+        answer = b""  # nothing more is sent; the engine answers, then closes its side
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"header_timeout" in answer
