@@ -1,4 +1,4 @@
-"""Run the seven benchmarks (each in its own process) and print a summary table.
+"""Run the eight benchmarks (each in its own process) and print a summary table.
 
     python benchmarks/run_all.py            # full mode, a few minutes
     python benchmarks/run_all.py --quick    # the CI smoke: each script < 20 s (workflows < 60 s)
@@ -25,6 +25,7 @@ SCRIPTS = [
     "workflows",
     "objects",
     "shells",
+    "security_probes",
 ]
 
 
@@ -85,6 +86,17 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
             f"{output['dxflow']['mb_s']:,.0f} MB/s",
             f"jupyter {jupyter['mb_s']:,.0f} MB/s" if jupyter else "no jupyter",
             f"{ratio:.2f}x" if ratio else "-",
+        )
+    if name == "security_probes":
+        health = figures["health_during_compose_upload"]
+        ratio = health["ratio_p99_over_baseline"]
+        return (
+            f"health p99, {health['compose_mib']:.0f} MiB Compose upload",
+            f"{health['p99_ms']:.1f} ms",
+            f"no upload {health['baseline_p99_ms']:.1f} ms",
+            f"{health['ratio_p99_over_baseline']:.1f}x"
+            if health["ratio_p99_over_baseline"]
+            else "-",
         )
     return (
         f"ping req/s ({figures.get('load_generator', '?')})",

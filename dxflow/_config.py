@@ -36,7 +36,15 @@ host = "127.0.0.1"
 port = {port}
 tls = false
 log_level = "info"
-# auth_rate_limit = 120     # authentication requests per minute per TCP client address
+# auth_rate_limit = 120     # per minute: challenges and failed credentials per client
+#                           # address, logins per identity (see docs/security.md)
+# json_body_max = "1M"      # bytes of a JSON request body (413 past it)
+# compose_body_max = "32M"  # bytes of a workflows.create/update body (413 past it)
+# ranges_max_bytes = "8M"    # bytes one objects.ranges call may return (413 past it)
+# header_timeout = 10       # seconds a client has to send a request's head
+# keep_alive_timeout = 5    # seconds an idle keep-alive connection stays open
+# log_max_size = "10M"      # logs/engine.log rotates at this size...
+# log_backups = 5           # ...keeping this many old files (engine.log.1 ...)
 # storage = "/data/dxflow"  # the object store root (default: <home>/storage)
 # workflow_concurrency = 16 # services a workflow's `up` creates and starts at once
 # storage_quota = "20G"     # bytes the object store may hold (default: no quota)
@@ -148,6 +156,21 @@ class Config:
     storage: str | None = None
     log_level: str = "info"
     auth_rate_limit: int = 120
+    """Per minute: challenges and failed credentials per client address, logins per identity."""
+    json_body_max: str = "1M"
+    """Bytes of a JSON request body; larger ones are refused with 413 before they are read."""
+    compose_body_max: str = "32M"
+    """Bytes of a `workflows.create` or `workflows.update` body (a Compose file in JSON)."""
+    ranges_max_bytes: str = "8M"
+    """Bytes one `objects.ranges` call may return in all."""
+    header_timeout: int = 10
+    """Seconds a client has to send a request's line and headers before it is disconnected."""
+    keep_alive_timeout: int = 5
+    """Seconds an idle keep-alive connection is kept open."""
+    log_max_size: str = "10M"
+    """`logs/engine.log` is rotated when it reaches this size."""
+    log_backups: int = 5
+    """How many rotated logs are kept (`engine.log.1` ... `engine.log.N`)."""
     docker_host: str | None = None
     workflow_concurrency: int = 16
     storage_quota: str | None = None

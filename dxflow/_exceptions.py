@@ -14,6 +14,7 @@ and OS errors are translated once, where they arise, and never reach a user.
         ├── PermissionDenied      403  the identity lacks the named permission
         ├── NotFound              404  unknown route or resource
         ├── MethodNotAllowed      405
+        ├── RequestTimeout        408  a client without credentials was too slow to send
         ├── Conflict              409  the resource exists, or the engine is in the way
         │   └── WorkflowFailed          a workflow did not come up
         ├── Gone                  410  expired or used-up resource (share links)
@@ -46,10 +47,12 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "RangeNotSatisfiable",
+    "RequestTimeout",
     "TimedOut",
     "TooManyRequests",
     "Unauthenticated",
     "WorkflowFailed",
+    "error_for_status",
     "error_from_code",
 ]
 
@@ -111,6 +114,11 @@ class NotFound(ApiError):
 class MethodNotAllowed(ApiError):
     code = "method_not_allowed"
     status = 405
+
+
+class RequestTimeout(ApiError):
+    code = "request_timeout"
+    status = 408
 
 
 class Conflict(ApiError):
@@ -178,3 +186,11 @@ def error_from_code(code: str, message: str, details: dict[str, Any] | None = No
 
 def _rebuild(code: str, message: str, details: dict[str, Any]) -> ApiError:
     return error_from_code(code, message, details)
+
+
+def error_for_status(status: int, message: str) -> ApiError:
+    """The error class of an HTTP status, for answers that carry no error envelope."""
+    for cls in _subclasses(ApiError)[1:]:
+        if cls.status == status and cls.__module__ == __name__:
+            return cls(message)  # the first: the base class of its status (Conflict, ...)
+    return ApiError(message)

@@ -78,9 +78,10 @@ __all__ = ["DxflowFile", "DxflowFileSystem"]
 
 RANGES_PER_CALL = 10_000
 """Ranges fetched in one `cat_ranges` round trip."""
-RANGES_BYTES = 64 << 20
-"""Bytes fetched in one `cat_ranges` round trip (they travel base64 in JSON)."""
-BIG_RANGE = 16 << 20
+RANGES_BYTES = 8 << 20
+"""Bytes fetched in one `cat_ranges` round trip (they travel base64 in JSON); the
+engine's `ranges_max_bytes` default."""
+BIG_RANGE = 8 << 20
 """A range this big is streamed as a download of its own."""
 _ENGINE_URL = ("dxflow+https://", "dxflow+http://")
 

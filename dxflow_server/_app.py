@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -11,6 +12,7 @@ from dxflow._core import EngineCore
 
 from ._channels import channel_routes
 from ._errors import EXCEPTION_HANDLERS
+from ._guard import BodyGuard
 from ._openapi import openapi_document
 from ._routes import operation_routes
 from ._tus import tus_routes
@@ -35,6 +37,8 @@ def create_app(core: EngineCore) -> Starlette:
         *channel_routes(core),
         Route("/api/openapi.json", openapi, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(
+        routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(BodyGuard)]
+    )
     app.state.core = core
     return app

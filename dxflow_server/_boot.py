@@ -13,15 +13,18 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any, TextIO
 
 from dxflow._config import Config, Home, atomic_write
 from dxflow._exceptions import ConfigError
+from dxflow._limits import MAX_HEAD, Limits
 from dxflow._server_runtime import running_pid
 
 __all__ = ["serve"]
@@ -68,10 +71,25 @@ def _tcp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _configure_logging(config: Config, stream: TextIO | None) -> None:
+def _plain_file(stream: TextIO) -> bool:
+    """Whether `stream` was redirected to a regular file (a daemon's `logs/daemon.out`):
+    engine.log, which rotates, holds every record already, and that file never would."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _configure_logging(config: Config, limits: Limits, stream: TextIO | None) -> None:
     level = getattr(logging, config.log_level.upper(), logging.INFO)
-    handlers: list[logging.Handler] = [logging.FileHandler(config.home.log_file)]
-    if stream is not None:
+    # Rotated by size: whatever clients make the engine log, the disk use is bounded
+    # by log_max_size x (log_backups + 1).
+    handlers: list[logging.Handler] = [
+        RotatingFileHandler(
+            config.home.log_file, maxBytes=limits.log_max, backupCount=limits.log_backups
+        )
+    ]
+    if stream is not None and not _plain_file(stream):
         handlers.append(logging.StreamHandler(stream))
     logging.basicConfig(
         level=level,
@@ -82,11 +100,16 @@ def _configure_logging(config: Config, stream: TextIO | None) -> None:
     logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
 
 
-def _servers(config: Config, app: Any, tls: tuple[Path, Path] | None) -> list[Any]:
+def _servers(config: Config, limits: Limits, app: Any, tls: tuple[Path, Path] | None) -> list[Any]:
     import uvicorn
+
+    from ._guard import guarded_protocol
 
     common: dict[str, Any] = {
         "app": app,
+        "http": guarded_protocol(limits.header_timeout),  # slowloris: a deadline per head
+        "timeout_keep_alive": limits.keep_alive,
+        "h11_max_incomplete_event_size": MAX_HEAD,  # if h11 is ever chosen instead
         "lifespan": "off",
         "access_log": False,
         "server_header": False,
@@ -133,7 +156,8 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
     home.ensure()
     with ExitStack() as stack:
         stack.enter_context(_engine_lock(home))
-        _configure_logging(config, banner)
+        limits = Limits.of(config)
+        _configure_logging(config, limits, banner)
         from dxflow._core import EngineCore
 
         from ._app import create_app
@@ -144,7 +168,7 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
         stack.callback(home.socket.unlink, missing_ok=True)
         core = EngineCore(config)
         stack.callback(core.close)
-        servers = _servers(config, create_app(core), tls)
+        servers = _servers(config, limits, create_app(core), tls)
         scheme = "https" if tls else "http"
         host, port = sockets[1].getsockname()[:2]
         url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"

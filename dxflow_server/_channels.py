@@ -17,10 +17,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from dxflow._core import EngineCore
 from dxflow._core._groups import task_group
-from dxflow._exceptions import ApiError, InvalidRequest
+from dxflow._exceptions import ApiError, InvalidRequest, PermissionDenied
 from dxflow._operations import OPERATIONS, Operation
 
-from ._auth import context_for
+from ._auth import context_for, cross_site_origin
+from ._errors import error_response
 
 __all__ = ["channel_routes"]
 
@@ -53,12 +54,18 @@ async def _inbound(websocket: WebSocket, link: Any) -> None:
                 await link.deliver(message["bytes"])
             elif message.get("text") is not None:
                 await link.deliver(json.loads(message["text"]))
-        except (ValueError, AttributeError) as refusal:  # not JSON, or not an object
+        except (ValueError, AttributeError, RecursionError) as refusal:  # not a JSON object
             await websocket.send_text(json.dumps({"type": "error", "error": str(refusal)}))
 
 
 def _endpoint(core: EngineCore, op: Operation) -> Any:
     async def channel(websocket: WebSocket) -> None:
+        origin = cross_site_origin(websocket)
+        if origin is not None:  # a page of another site, riding the console's cookie
+            await _deny(websocket, PermissionDenied(
+                f"WebSocket from another site refused: Origin {origin} is not this engine"
+                f" ({websocket.headers.get('host', '?')})", origin=origin))  # fmt: skip
+            return
         try:
             ctx = context_for(websocket, core, op, websocket=True)
             async with core.dispatcher.channel(ctx, op, _payload(websocket)) as link:
@@ -86,6 +93,15 @@ async def _pump(websocket: WebSocket, link: Any) -> None:
         group.start_soon(pump_out)
         await _inbound(websocket, link)
         group.cancel_scope.cancel()  # the client left
+
+
+async def _deny(websocket: WebSocket, error: ApiError) -> None:
+    """Refuse the handshake itself with an HTTP status (the socket is never opened)."""
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(error_response(error))
+        else:
+            await websocket.close(code=1008)  # the server answers the handshake with 403
 
 
 async def _refuse(websocket: WebSocket, error: ApiError) -> None:

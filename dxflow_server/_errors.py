@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from dxflow._exceptions import (
     ApiError,
     InternalError,
+    InvalidRequest,
     MethodNotAllowed,
     NotFound,
     TooManyRequests,
@@ -65,9 +66,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": error.to_dict()}, status_code=exc.status_code)
 
 
+async def _gone(request: Request, exc: Exception) -> Response:
+    # The client left mid-request: nobody reads the answer, and it is not a bug.
+    return error_response(InvalidRequest("the client disconnected before the body was complete"))
+
+
 async def _crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(InternalError("internal error; the engine log has the cause"))
 
 
-EXCEPTION_HANDLERS = {ApiError: _api_error, HTTPException: _http_error, Exception: _crash}
+EXCEPTION_HANDLERS = {
+    ApiError: _api_error,
+    HTTPException: _http_error,
+    ClientDisconnect: _gone,
+    Exception: _crash,
+}

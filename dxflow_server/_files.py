@@ -9,12 +9,13 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from dxflow._core import Blob
+from dxflow._exceptions import InvalidRequest
 
-__all__ = ["blob_response", "range_params"]
+__all__ = ["blob_response", "client_stream", "range_params", "upload_size"]
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _SMALL = 1 << 20
@@ -98,3 +99,12 @@ def upload_size(request: Request, fields: Any) -> dict[str, int]:
     if "size" in fields and length and length.isdigit():
         return {"size": int(length)}
     return {}
+
+
+async def client_stream(request: Request) -> AsyncIterator[bytes]:
+    """The body as it arrives; a client that leaves mid-body is its own error, not a bug."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        raise InvalidRequest("the client disconnected before the body was complete") from None

@@ -9,7 +9,6 @@ third-party tus client works against `/api/uploads` with a bearer token header.
 from __future__ import annotations
 
 import base64
-import binascii
 from email.utils import format_datetime
 from typing import Any
 
@@ -24,6 +23,7 @@ from dxflow._operations import OPERATIONS, Operation
 
 from ._auth import context_for
 from ._errors import error_response
+from ._files import client_stream
 
 __all__ = ["tus_routes"]
 
@@ -43,7 +43,7 @@ def _metadata(header: str | None) -> dict[str, str]:
         key, _, value = item.partition(" ")
         try:
             pairs[key] = base64.b64decode(value, validate=True).decode() if value else ""
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, non-ASCII text and bad UTF-8 alike
             raise InvalidRequest(f"Upload-Metadata: the value of {key!r} is not base64") from None
     return pairs
 
@@ -135,7 +135,7 @@ def tus_routes(core: EngineCore) -> list[Route]:
                                   "length": _number(request, "upload-length")}  # fmt: skip
         if "upload-checksum" in request.headers:
             params["checksum"] = request.headers["upload-checksum"]
-        info = await dispatcher.call(ctx, op, params, body=request.stream())
+        info = await dispatcher.call(ctx, op, params, body=client_stream(request))
         return Response(status_code=204, headers=_headers(info))
 
     return [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import secrets
 import threading
 import time
@@ -34,18 +35,37 @@ _MAX_NONCES = 10_000
 _FAILED = "authentication failed"
 
 
-class RateLimiter:
-    """At most `limit` events per `window` seconds per client address."""
+def _address(client: str | None) -> str:
+    """The bucket of a client `host:port`: its address; for IPv6, its /64 network (one
+    host usually holds a whole /64, and could otherwise take a fresh address per try)."""
+    host = (client or "unknown").rsplit(":", 1)[0].strip("[]")
+    if ":" not in host:
+        return host
+    try:
+        return str(ipaddress.IPv6Network(f"{host}/64", strict=False))
+    except ValueError:
+        return host
 
-    def __init__(self, limit: int, window: float = 60.0, max_clients: int = 10_000) -> None:
-        self.limit, self.window, self._max = limit, window, max_clients
+
+class RateLimiter:
+    """At most `limit` events per `window` seconds per bucket (a client address by default)."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = 60.0,
+        max_clients: int = 10_000,
+        what: str = "authentication requests",
+    ) -> None:
+        self.limit, self.window, self._max, self.what = limit, window, max_clients, what
         self._events: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def hit(self, client: str | None) -> None:
+    def hit(self, client: str | None, bucket: str | None = None) -> None:
+        """Count one event of `client` (in `bucket`, else its address); 429 past the limit."""
         if client in _TRUSTED:
             return
-        key = (client or "unknown").rsplit(":", 1)[0]  # the address, not the port
+        key = bucket or _address(client)
         now = time.monotonic()
         with self._lock:
             events = self._events.pop(key, None) or deque()
@@ -57,7 +77,7 @@ class RateLimiter:
             if len(events) >= self.limit:
                 retry = max(1, int(events[0] + self.window - now) + 1)
                 raise TooManyRequests(
-                    f"too many authentication requests from {key}; retry in {retry} s",
+                    f"too many {self.what} from {key}; retry in {retry} s",
                     retry_after=retry,
                 )
             events.append(now)
@@ -77,7 +97,12 @@ class AuthService:
         self._secret = secret
         self._registry = registry
         self._audit = audit
+        # Three budgets, so that one noisy client behind a NAT cannot lock the others out:
+        # challenges per address; failed credentials (bad tokens, failed handshakes) per
+        # address, which never block a good login; successful logins per identity.
         self._limiter = RateLimiter(rate_limit)
+        self._failures = RateLimiter(rate_limit, what="failed authentications")
+        self._logins = RateLimiter(rate_limit, what="logins")
         self._nonces: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
         self._decoy = decoy
@@ -113,9 +138,9 @@ class AuthService:
         return record.identity_of()
 
     def _reject(self, client: str | None, why: str, identity: str | None) -> None:
-        # Failed tokens count against the client's authentication budget, which also
-        # bounds how fast a stranger can make the audit log grow.
-        self._limiter.hit(client)
+        # Failed tokens count against the address's budget of failures, which bounds how
+        # fast a stranger can make the audit log grow (past it: 429, not recorded).
+        self._failures.hit(client)
         ctx = Context(None, client)
         self._audit.record(ctx, "auth.token", "rejected", identity=identity, detail=why)
 
@@ -153,7 +178,6 @@ class AuthService:
 
     @handles("auth.verify")
     def verify(self, ctx: Context, request: Verify) -> Token:
-        self._limiter.hit(ctx.client)
         with self._lock:
             expiry = self._nonces.pop(request.nonce, None)
         if expiry is None or expiry <= time.monotonic():
@@ -172,6 +196,7 @@ class AuthService:
         if record is None or not self._signature_ok(record.public, request):
             self._fail(ctx, request.identity, "bad signature or unknown key")
             raise Unauthenticated(f"{_FAILED}: the signature does not match a registered key")
+        self._logins.hit(ctx.client, f"identity {record.identity}")
         self._audit.record(ctx, "auth.verify", "ok", identity=record.identity)
         return self.issue(record, request.lifetime)
 
@@ -184,11 +209,13 @@ class AuthService:
         return public.verify(message, signature)
 
     def _fail(self, ctx: Context, identity: str | None, why: str) -> None:
+        self._failures.hit(ctx.client)
         self._audit.record(ctx, "auth.verify", "failed", identity=identity, detail=why)
 
     @handles("auth.token")
     def token(self, ctx: Context, request: TokenRequest) -> Token:
         assert ctx.identity is not None
+        self._logins.hit(ctx.client, f"identity {ctx.identity.name}")
         return self.issue(self._record_for(ctx.identity), request.lifetime)
 
     @handles("auth.whoami")

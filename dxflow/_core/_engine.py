@@ -12,6 +12,7 @@ from .._config import Config, atomic_write
 from .._durations import parse_duration, parse_size
 from .._exceptions import ConfigError
 from .._keys import PrivateKey, PublicKey, generate_key_pair, load_private_key, parse_public_key
+from .._limits import Limits
 from .._permissions import Permission
 from ._audit import AuditLog
 from ._auth import AuthService
@@ -122,6 +123,7 @@ class EngineCore:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.limits = Limits.of(config)  # a bad limit fails the boot, naming its setting
         home = config.home
         home.ensure()
         self.engine_id = _engine_id(home.identity_file)
@@ -149,6 +151,7 @@ class EngineCore:
             self.state, self.docker, PolicyRoots.from_config(config),
             config.workflow_concurrency, self.engine_id, self.objects.storage.private / "workflows",
         )  # fmt: skip
+        self.objects.ranges_max = self.limits.ranges
         self.shells = _shell_service(config, self.objects.storage, self.workflows)
         handlers = collect_handlers(
             self.platform, self.auth, self.keys, self.audit, self.workflows,

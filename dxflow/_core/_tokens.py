@@ -44,7 +44,9 @@ def encode_token(secret: bytes, claims: dict[str, Any], lifetime: int) -> tuple[
 def decode_token(secret: bytes, token: str, issuer: str) -> dict[str, Any]:
     """Return the claims of a valid token, or raise TokenError."""
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != _HEADER.decode():
+    # Headers arrive as latin-1 text: anything beyond ASCII is garbage, not a signature
+    # (compare_digest refuses non-ASCII str with a TypeError).
+    if len(parts) != 3 or parts[0] != _HEADER.decode() or not token.isascii():
         raise TokenError("malformed token")
     signing_input = f"{parts[0]}.{parts[1]}".encode()
     expected = _b64(hmac.new(secret, signing_input, hashlib.sha256).digest()).decode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ._base import Request, Response
 
@@ -131,14 +131,30 @@ class ObjectWrite(Request):
     size: int | None = Field(default=None, ge=0)
 
 
+RANGES_MAX_COUNT = 10_000
+"""Ranges one `objects.ranges` call may ask for (the engine caps their total bytes too)."""
+RANGE_MAX_LENGTH = 16 << 20
+"""Bytes one range may span; a longer one is a download of its own (with a Range header)."""
+
+
 class ObjectRange(Request):
     path: str = _Target
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
+    start: int = Field(ge=0, le=1 << 62)
+    end: int = Field(ge=0, le=1 << 62)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ObjectRange:
+        if self.end - self.start > RANGE_MAX_LENGTH:
+            raise ValueError(
+                f"a range may span at most {RANGE_MAX_LENGTH >> 20} MiB"
+                f" ({self.start}-{self.end} spans {self.end - self.start} bytes);"
+                " download a longer one with objects.read and a Range header"
+            )
+        return self
 
 
 class ObjectRanges(Request):
-    ranges: list[ObjectRange] = Field(min_length=1, max_length=100_000)
+    ranges: list[ObjectRange] = Field(min_length=1, max_length=RANGES_MAX_COUNT)
 
 
 class ObjectRangesData(Response):

@@ -20,7 +20,13 @@ import anyio
 import httpcore
 import httpx
 
-from .._exceptions import ApiError, EngineUnavailable, Unauthenticated, error_from_code
+from .._exceptions import (
+    ApiError,
+    EngineUnavailable,
+    Unauthenticated,
+    error_for_status,
+    error_from_code,
+)
 from .._keys import PrivateKey, is_challenge_message
 from .._models import Challenge, Response, Token
 from .._operations import OPERATIONS, Operation
@@ -80,8 +86,11 @@ def _error(response: httpx.Response) -> ApiError:
         error = response.json()["error"]
         return error_from_code(error["code"], error["message"], error.get("details"))
     except (ValueError, KeyError, TypeError):
+        # No envelope (a proxy, or the HTTP layer itself): the status still names the class.
         text = response.text.strip()[:200] or response.reason_phrase
-        return ApiError(f"the engine answered HTTP {response.status_code}: {text}")
+        return error_for_status(
+            response.status_code, f"the engine answered HTTP {response.status_code}: {text}"
+        )
 
 
 class HttpTransport(Transport):

@@ -274,7 +274,7 @@ def test_auth_endpoints_are_rate_limited_per_client(rest: RestClient, core: Engi
 def test_rejected_tokens_are_audited_and_rate_limited(rest: RestClient, core: EngineCore) -> None:
     from dxflow._core._auth import RateLimiter
 
-    core.auth._limiter = RateLimiter(3)
+    core.auth._failures = RateLimiter(3)
     statuses = [rest.get("/api/ping", headers=_bearer("garbage")).status_code for _ in range(5)]
     assert statuses == [401, 401, 401, 429, 429]
     rows = core.state.query("SELECT outcome, detail FROM audit WHERE operation = 'auth.token'")

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from ..._exceptions import ApiError, Conflict, InvalidRequest, NotFound, RangeNotSatisfiable
+from ..._limits import too_large
 from ..._models import (
     ObjectChecksum,
     ObjectInfo,
@@ -55,6 +56,9 @@ def _missing(path: str) -> NotFound:
 
 
 class ObjectService:
+    ranges_max = 8 << 20
+    """Bytes one `objects.ranges` call may return in all (the engine sets it from config)."""
+
     def __init__(self, storage: Storage, quota: Quota, unzip_limits: UnzipLimits) -> None:
         self.storage = storage
         self.walker = storage.walker
@@ -173,6 +177,10 @@ class ObjectService:
 
     @handles("objects.ranges")
     async def ranges(self, ctx: Context, request: ObjectRanges) -> ObjectRangesData:
+        asked = sum(max(item.end - item.start, 0) for item in request.ranges)
+        if asked > self.ranges_max:  # before a byte is read: the answer is held in memory
+            raise too_large(f"ranges asking for {asked} bytes in one call", self.ranges_max,
+                            "ranges_max_bytes")  # fmt: skip
         fds: dict[str, int] = {}
         try:
             for item in request.ranges:

@@ -1,0 +1,175 @@
+"""Connection-level guards: a deadline for a request's head, and no reading of bodies
+that were refused.
+
+uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) but not a client that
+sends its request line and headers a byte at a time (slowloris): `HeadGuardedProtocol`
+closes a connection whose head is not complete within `header_timeout` seconds of its
+first byte (or of the connection, if nothing comes), and one whose head passes
+`MAX_HEAD` bytes. `BodyGuard` answers a refused request with `Connection: close`, so
+the engine stops reading a body nobody will use instead of draining it.
+
+Closing a socket with unread data in it makes the kernel send a reset, which can destroy
+the refusal before the client reads it; so a connection closed mid-body first lingers,
+as nginx does: the answer is followed by a FIN, and what the client still sends is read
+and dropped, for at most `LINGER_SECONDS` and `LINGER_BYTES`, before the real close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from dxflow._limits import MAX_HEAD
+
+__all__ = ["BodyGuard", "HeadGuardedProtocol", "guarded_protocol"]
+
+
+LINGER_SECONDS = 5.0
+LINGER_BYTES = 8 << 20
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class _LingeringTransport:
+    """The protocol's transport, whose close() lingers when a request body is unread."""
+
+    def __init__(self, transport: Any, protocol: HeadGuardedProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self.lingering = False
+        self.dropped = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or bool(self._transport.is_closing())
+
+    def close(self) -> None:
+        if self.lingering or self._transport.is_closing():
+            return
+        cycle = self._protocol.cycle
+        if cycle is None or not cycle.more_body or not self._transport.can_write_eof():
+            self._transport.close()
+            return
+        self.lingering = True
+        self._transport.write_eof()  # after what is buffered: the answer is delivered
+        self._transport.resume_reading()
+        self._protocol.loop.call_later(LINGER_SECONDS, self.abort_linger)
+
+    def drop(self, size: int) -> None:
+        self.dropped += size
+        if self.dropped > LINGER_BYTES:
+            self.abort_linger()
+
+    def abort_linger(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.close()
+
+
+class HeadGuardedProtocol(HttpToolsProtocol):
+    header_timeout = 10.0
+
+    def connection_made(self, transport: Any) -> None:
+        self._lingering = _LingeringTransport(transport, self)
+        super().connection_made(self._lingering)  # type: ignore[arg-type]  # a proxy
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering.lingering:  # the answer is out: drop the rest of the body
+            self._lingering.drop(len(data))
+            return
+        super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self._lingering.lingering:
+            self._lingering.abort_linger()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD:
+            raise _HeadTooLarge  # the parser turns it into uvicorn's own 400 and close
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def guarded_protocol(header_timeout: float) -> type[HeadGuardedProtocol]:
+    """The protocol class for one server's `header_timeout`."""
+    return type("HeadGuardedProtocol", (HeadGuardedProtocol,), {"header_timeout": header_timeout})
+
+
+class BodyGuard:
+    """Adds `Connection: close` to a response sent before its request's body was read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        complete = False
+
+        async def tracked_receive() -> Message:
+            nonlocal complete
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not complete:
+                headers = [*message.get("headers", []), (b"connection", b"close")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, tracked_receive, guarded_send)
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return bool(value != b"0")
+        if name == b"transfer-encoding":
+            return True
+    return False
