@@ -73,7 +73,12 @@ def server_url(app: Starlette) -> Iterator[str]:
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
+    from dxflow_server._guard import guarded_protocol
+
+    # The engine's own protocol: a refused body is answered, then the rest is drained
+    # (a plain close would reset the connection before the client reads the refusal).
+    http = guarded_protocol(10.0)
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, http=http)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -103,3 +103,15 @@ def test_shells_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     text = _text(run_notebook("shells.ipynb", tmp_path / "home", monkeypatch))
     assert "[0, 1, 127]" in text and "you said: forty-two" in text
     assert "text/html" in text and "exit code 3" in text
+
+
+def test_security_example(tmp_path: Path) -> None:
+    out = run_example("security.py", tmp_path / "home")
+    assert "workflow with the host's root: refused" in out
+    assert "workflow with the Docker socket: refused" in out
+    assert "workflow binding a file of the storage root: accepted" in out
+    assert "key management: refused" in out
+    assert "audit: 5 refusals recorded" in out
+    if os.geteuid() == 0:  # an engine run as root runs the key's shells as `dxflow`
+        assert "shell runs as: dxflow" in out
+        assert "cat master.pem: exit 1, Permission denied" in out

@@ -99,6 +99,8 @@ def test_a_shell_key_cannot_read_the_engine_secrets(
         core.local_context(), ShellRef(name="attack")).owner)  # fmt: skip
     assert sh.info.owner and sh.info.owner.startswith("key")
     assert _uid_of(sh.info.pid) == run_as_user.pw_uid  # the process itself, not just `id`
+    status = Path(f"/proc/{sh.info.pid}/status").read_text()
+    assert "NoNewPrivs:\t1" in status  # set-uid files never make it root again
     assert sh.run("id -u").output == f"{run_as_user.pw_uid}\n"
     assert "0" not in sh.run("id -G").output.split()  # no root group either
     assert sh.run("pwd").output == f"{run_as_user.pw_dir}\n"

@@ -202,6 +202,21 @@ def test_a_baseline_key_cannot_exec_into_what_master_ran(
     wf.down()
 
 
+def test_a_baseline_key_gets_no_shell_in_what_master_ran(
+    make_key: KeyFactory, make_engine: EngineFactory, master: Engine, core: EngineCore, name: str
+) -> None:
+    home = core.config.home.root
+    wf = master.workflows.create(
+        name, _service(volumes=[f"{home}:/home:ro"], stop_grace_period="1s")
+    )
+    wf.up(timeout=60)
+    both = make_engine(make_key(Permission.WORKFLOW | Permission.SHELL).private)
+    with pytest.raises(PermissionDenied, match=r"services\.s\.volumes\[0\]"):
+        both.shells.create(f"{name}-sh", workflow=name, service="s")
+    assert both.shells.list() == []
+    wf.down()
+
+
 def test_a_key_registered_restricted_gets_restricted(
     master: Engine, make_key: KeyFactory, make_engine: EngineFactory, core: EngineCore, name: str
 ) -> None:

@@ -7,6 +7,7 @@ standalone). The spec file's format is described in `_holder.py`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import json
@@ -86,8 +87,20 @@ def _check_spec_types(spec: dict[str, Any]) -> None:
         raise ValueError("user must be null or {name, uid, gid, home} with uid and gid > 0")
 
 
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+def _no_new_privileges() -> None:
+    """No set-uid file makes this session root again: a root container of a workflow can
+    write a set-uid binary into a folder it binds, which a host shell could then run."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+
 def _become(user: dict[str, Any]) -> None:
     """Drop to `user` for good: groups, then gid, then uid (real, effective and saved)."""
+    _no_new_privileges()
     if os.getuid() == os.geteuid() == user["uid"]:
         return  # an engine that is not root, running sessions as its own user
     os.initgroups(user["name"], user["gid"])

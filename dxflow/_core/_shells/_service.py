@@ -155,7 +155,7 @@ class ShellService:
             "idle_timeout": request.idle_timeout, "term": "xterm-256color",
         }  # fmt: skip
         if request.workflow is not None:
-            spec.update(await self._container(request))
+            spec.update(await self._container(ctx, request))
         else:
             spec.update(self._host(ctx, request))
         # Only once the session can start: a refusal leaves no folder behind.
@@ -201,8 +201,12 @@ class ShellService:
             "env": user.environment(request.env), "user": user.spec(),
         }  # fmt: skip
 
-    async def _container(self, request: ShellCreate) -> dict[str, Any]:
-        """`docker exec` on the host; the variables' values travel in a pipe, not argv."""
+    async def _container(self, ctx: Context, request: ShellCreate) -> dict[str, Any]:
+        """`docker exec` on the host; the variables' values travel in a pipe, not argv.
+
+        The caller's workflow policy decides whether it may enter the workflow at all (a
+        baseline key never gets a shell in the privileged container a MASTER started).
+        """
         if request.service is None:
             raise InvalidRequest("workflow: give service too (which container to open)")
         docker = shutil.which("docker")
@@ -210,6 +214,7 @@ class ShellService:
             raise InvalidRequest("a shell in a container needs the docker CLI on the engine")
         assert request.workflow is not None
         env_file = container_env_file(request.env)
+        await self._workflows.check_entry(ctx, request.workflow)
         container = await self._workflows.running_container(request.workflow, request.service)
         argv = [docker, "exec", "-it", "--env=TERM=xterm-256color"]
         if env_file:
