@@ -287,6 +287,7 @@ class Orchestrator:
                     target=build.target,
                     tag=image,
                     rm=True,
+                    forcerm=True,  # a failed step leaves no container behind either
                 )
             )
         except ApiError as exc:
