@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from dxflow import Engine, EngineUnavailable, NotFound, Permission, PermissionDenied
+from dxflow import (
+    Engine,
+    EngineUnavailable,
+    InvalidRequest,
+    NotFound,
+    Permission,
+    PermissionDenied,
+)
 from dxflow._core import EngineCore
 from dxflow._keys import generate_key_pair, load_private_key
 from dxflow.models import ShellRef
@@ -255,6 +262,23 @@ def test_containers_need_workflow_and_recordings_need_object(
     sh.run("echo recorded")
     sh.remove()
     assert "recorded" in (core.objects.storage.root / "casts" / "mine.cast").read_text()
+
+
+def test_a_recording_never_follows_a_link_planted_in_storage(
+    core: EngineCore, make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    storage = core.objects.storage.root
+    (storage / "via").symlink_to(outside)  # what a container binding storage could plant
+    (storage / "logs").mkdir()
+    (storage / "logs" / "x.cast").symlink_to(outside / "x.cast")
+    recorder = _engine_as(core, make_engine, tmp_path, Permission.SHELL | Permission.OBJECT)
+    for path in ("via/x.cast", "logs/x.cast"):
+        with pytest.raises(InvalidRequest):
+            recorder.shells.create(command="/bin/sh", record=path)
+    assert os.listdir(outside) == []
+    assert recorder.shells.list() == []
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ its own session, ignores SIGHUP and SIGPIPE, and keeps running when the engine d
 Spec file (JSON, mode 0600, deleted once read)::
 
     {"name", "dir", "command": [argv...], "env": {...}, "cwd": str|null, "rows", "cols",
-     "scrollback": bytes (2 MiB), "record": asciicast path|null,
+     "scrollback": bytes (2 MiB), "record": the object path (shown only),
+     "record_fd": an inherited descriptor of the asciicast file|null,
      "idle_timeout": seconds|null, "term": "xterm-256color",
      "user": {"name", "uid", "gid", "home"}|null}
 
@@ -191,15 +192,15 @@ class Holder(Connections):
         else:
             self.master = self.child.master
             self.selector.register(self.master, selectors.EVENT_READ, self._on_master)
-            self._open_recorder(spec.get("record"))
+            self._open_recorder(spec.get("record_fd"))
         os.chdir("/")  # never keep a folder busy
         self._write_state()
 
-    def _open_recorder(self, path: str | None) -> None:
-        if not path:
+    def _open_recorder(self, fd: int | None) -> None:
+        if fd is None:
             return
         try:
-            self.recorder = Recorder(path, self.cols, self.rows, self.created, self.term)
+            self.recorder = Recorder(fd, self.cols, self.rows, self.created, self.term)
         except OSError as error:
             _log(f"recording disabled: {error}")
 

@@ -53,8 +53,11 @@ def load_spec(path: str) -> dict[str, Any]:
         raise ValueError("command must be a non-empty list of strings")
     _check_spec_types(spec)
     spec["dir"] = os.path.abspath(folder)
-    if spec.get("record"):
-        spec["record"] = os.path.abspath(spec["record"])
+    record_fd = spec.get("record_fd")
+    if record_fd is not None:
+        if not _is_int(record_fd) or record_fd < 3:
+            raise ValueError(f"record_fd must be an inherited descriptor, got {record_fd!r}")
+        os.set_inheritable(record_fd, False)  # the recording, never the shell's
     return spec
 
 

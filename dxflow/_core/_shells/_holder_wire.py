@@ -214,9 +214,9 @@ class Ring:
 class Recorder:
     """Appends the session to an asciicast v2 file, one flushed line per event."""
 
-    def __init__(self, path: str, cols: int, rows: int, created: float, term: str) -> None:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-        fd = os.open(path, flags, 0o600)  # never through a symlink planted in storage
+    def __init__(self, fd: int, cols: int, rows: int, created: float, term: str) -> None:
+        # The engine opened the file through the object store's walker and handed the
+        # descriptor over: the holder never resolves a path a container could redirect.
         self.file: BinaryIO = os.fdopen(fd, "ab")
         self.began = time.monotonic() - max(0.0, time.time() - created)
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")

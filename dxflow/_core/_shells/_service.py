@@ -159,17 +159,22 @@ class ShellService:
         else:
             spec.update(self._host(ctx, request))
         # Only once the session can start: a refusal leaves no folder behind.
-        spec["record"] = str(self._record_path(request.record)) if request.record else None
+        record_fd = self._open_record(request.record) if request.record else None
+        spec["record"], spec["record_fd"] = request.record, record_fd
         meta = {
             "workflow": request.workflow, "service": request.service, "owner": _owner(ctx),
             "user": (spec.get("user") or {}).get("name"),
         }  # fmt: skip
         self._path(name, ".meta.json").write_text(json.dumps(meta))
         try:
+            inherited = (record_fd,) if record_fd is not None else ()
             proc = wire.spawn(sys.executable, spec, self._path(name, ".spec.json"),
-                              self._path(name, ".log"))  # fmt: skip
+                              self._path(name, ".log"), inherited)  # fmt: skip
         except (ValueError, OSError) as exc:  # e.g. a NUL byte in an argument or variable
             raise InvalidRequest(f"shell {name!r} cannot start: {exc}") from None
+        finally:
+            if record_fd is not None:
+                os.close(record_fd)  # the holder has its own copy
         self._holders[name] = proc
         try:
             state = await anyio.to_thread.run_sync(wire.wait_ready, self._path(name, ".json"), proc)
@@ -181,10 +186,17 @@ class ShellService:
         taken = set(self._names())
         return next(f"sh-{n}" for n in range(1, len(taken) + 2) if f"sh-{n}" not in taken)
 
-    def _record_path(self, path: str) -> Path:
-        target = self._storage.resolve(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
+    def _open_record(self, path: str) -> int:
+        """The recording opened for appending through the object store's walker (folders
+        made as needed, no link followed on the way): the holder gets the descriptor."""
+        parts = self._storage.parts(path)
+        if not parts:
+            raise InvalidRequest("record: name a file in the object store, not its root")
+        with self._storage.walker.parent(parts, path, create=True) as (folder, name):
+            try:
+                return self._storage.create_file(folder, name, append=True)
+            except OSError as exc:  # ELOOP: a link planted where the recording goes
+                raise InvalidRequest(f"record: cannot write {path!r}: {exc.strerror}") from None
 
     def _host(self, ctx: Context, request: ShellCreate) -> dict[str, Any]:
         """A host session: MASTER's as the engine user, anyone else's as their run-as user."""

@@ -124,7 +124,13 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return kind, payload
 
 
-def spawn(python: str, spec: dict[str, Any], spec_path: Path, log_path: Path) -> HolderProcess:
+def spawn(
+    python: str,
+    spec: dict[str, Any],
+    spec_path: Path,
+    log_path: Path,
+    pass_fds: tuple[int, ...] = (),
+) -> HolderProcess:
     """Write the spec file (0600) and start a holder in a session of its own.
 
     The holder reads and deletes the spec. Its stdout and stderr are appended to
@@ -140,6 +146,7 @@ def spawn(python: str, spec: dict[str, Any], spec_path: Path, log_path: Path) ->
             stdout=log_fd,
             stderr=log_fd,
             close_fds=True,
+            pass_fds=pass_fds,
             start_new_session=True,
         )
     finally:
