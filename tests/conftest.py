@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -160,8 +162,6 @@ def engine(make_engine: EngineFactory) -> Engine:
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
     """The real Docker Engine: required by the test command, so missing it fails."""
-    import os
-
     import docker
 
     try:
@@ -181,3 +181,27 @@ def docker_ready(docker_client: Any) -> None:
     from .docker.images import ensure_busybox_image
 
     ensure_busybox_image()
+
+
+_projects = itertools.count()
+
+
+def remove_project(client: Any, project: str) -> None:
+    """Everything a test's Compose project left on the Docker Engine, whoever made it."""
+    label = f"com.docker.compose.project={project}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+    volumes = client.volumes.list(filters={"label": label})
+    volumes += client.volumes.list(filters={"name": project})  # made by name, unlabelled
+    for volume in {v.id: v for v in volumes}.values():
+        volume.remove(force=True)
+
+
+@pytest.fixture
+def project_name(docker_client: Any, docker_ready: None) -> Iterator[str]:
+    """A project name of this test alone; its containers, networks and volumes go after."""
+    project = f"dxt{os.getpid()}-{next(_projects)}"
+    yield project
+    remove_project(docker_client, project)

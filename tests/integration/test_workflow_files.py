@@ -3,12 +3,10 @@ and what `create` refuses before `up` could fail (a missing build context, a bad
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import socket
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -19,18 +17,10 @@ from dxflow._core import EngineCore
 
 from ..docker.images import BUSYBOX_IMAGE
 
-_names = itertools.count()
-
 
 @pytest.fixture
-def name(docker_client: docker.DockerClient, docker_ready: None) -> Iterator[str]:
-    project = f"dxf{os.getpid()}-{next(_names)}"
-    yield project
-    label = f"com.docker.compose.project={project}"
-    for container in docker_client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for network in docker_client.networks.list(filters={"label": label}):
-        network.remove()
+def name(project_name: str) -> str:
+    return project_name
 
 
 @pytest.fixture

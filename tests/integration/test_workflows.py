@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 import socket
-from collections.abc import Iterator
 
 import docker
 import httpx
@@ -16,20 +13,10 @@ from dxflow import Conflict, Engine, InvalidRequest, NotFound, WorkflowFailed
 from ..conftest import EngineFactory
 from ..docker.images import BUSYBOX_IMAGE
 
-_names = itertools.count()
-
 
 @pytest.fixture
-def name(docker_client: docker.DockerClient, docker_ready: None) -> Iterator[str]:
-    project = f"dxt{os.getpid()}-{next(_names)}"
-    yield project
-    label = f"com.docker.compose.project={project}"
-    for container in docker_client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for network in docker_client.networks.list(filters={"label": label}):
-        network.remove()
-    for volume in docker_client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
+def name(project_name: str) -> str:
+    return project_name
 
 
 def _free_port() -> int:

@@ -9,9 +9,7 @@ waits here are bounds for a loaded machine, never timing claims.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -231,17 +229,8 @@ def test_nothing_is_held_once_calls_end(
 
 
 @pytest.fixture
-def project(docker_client: Any, docker_ready: None) -> Iterator[str]:
-    name = f"dxrv{os.getpid()}-{next(_projects)}"
-    yield name
-    label = f"com.docker.compose.project={name}"
-    for container in docker_client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for network in docker_client.networks.list(filters={"label": label}):
-        network.remove()
-
-
-_projects = itertools.count()
+def project(project_name: str) -> str:
+    return project_name
 
 
 def _consume(stream: Iterator[Any], outcome: list[BaseException | None]) -> None:

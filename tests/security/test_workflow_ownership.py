@@ -9,7 +9,6 @@ failed to parse was quoted in the error. Each test now fails to reach what that 
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,6 @@ from dxflow._transports._http import HttpTransport
 from ..conftest import KeyFactory
 from ..docker.images import BUSYBOX_IMAGE
 
-_names = itertools.count()
 COMPOSE_LABELS = {"com.docker.compose.version": "2.29.1", "com.docker.compose.oneoff": "False"}
 Open = Callable[[Permission | None], Engine]
 
@@ -48,18 +46,8 @@ def as_key(server_url: str, make_key: KeyFactory, core: EngineCore) -> Iterator[
 
 
 @pytest.fixture
-def name(docker_client: docker.DockerClient, docker_ready: None) -> Iterator[str]:
-    project = f"dxs{os.getpid()}-{next(_names)}"
-    yield project
-    label = f"com.docker.compose.project={project}"
-    for container in docker_client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for network in docker_client.networks.list(filters={"label": label}):
-        network.remove()
-    for volume in docker_client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    for volume in docker_client.volumes.list(filters={"name": project}):
-        volume.remove(force=True)
+def name(project_name: str) -> str:
+    return project_name
 
 
 def _sleeper(**extra: Any) -> dict[str, Any]:

@@ -7,9 +7,6 @@ container behind, and be audited with the fragment; an allowed workflow still ru
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -22,7 +19,6 @@ from dxflow._transports._http import HttpTransport
 from ..conftest import EngineFactory, KeyFactory
 from ..docker.images import BUSYBOX_IMAGE
 
-_names = itertools.count()
 KEY_TEXT = "-----BEGIN PRIVATE KEY-----"
 LABEL = "com.docker.compose.project"
 
@@ -33,13 +29,8 @@ def transport() -> str:
 
 
 @pytest.fixture
-def name(docker_client: docker.DockerClient, docker_ready: None) -> Iterator[str]:
-    project = f"dxsec{os.getpid()}-{next(_names)}"
-    yield project
-    for container in _containers(docker_client, project):
-        container.remove(force=True)
-    for network in docker_client.networks.list(filters={"label": f"{LABEL}={project}"}):
-        network.remove()
+def name(project_name: str) -> str:
+    return project_name
 
 
 @pytest.fixture
