@@ -53,7 +53,15 @@ from ._files import plan_files, remove_files
 from ._orchestrator import Orchestrator, Plan
 from ._policy import PolicyRoots, admit, check_exec_user, profile_for, refusal
 from ._spec import PROJECT_LABEL, SERVICE_LABEL
-from ._streams import LineStream, RecentKeys, docker_event_key, event_from_docker, log_line
+from ._status import container_stats
+from ._streams import (
+    EventBus,
+    LineStream,
+    RecentKeys,
+    docker_event_key,
+    event_from_docker,
+    log_line,
+)
 
 __all__ = ["WorkflowService"]
 
@@ -488,7 +496,7 @@ class WorkflowService:
 
         async def sample(service: str, container: ContainerState) -> None:
             raw = await self._docker.run(lambda c: c.api.stats(container.id, stream=False))
-            results.append(_container_stats(service, container.name, raw))
+            results.append(container_stats(service, container.name, raw))
 
         async with task_group() as group:
             for service, container in running:
@@ -502,61 +510,6 @@ class WorkflowService:
         # Each sample takes Docker about a second (it measures CPU over an interval).
         while True:
             yield await self.stats(ctx, request)
-
-
-def _container_stats(service: str, name: str, raw: dict[str, Any]) -> ContainerStats:
-    cpu, pre = raw.get("cpu_stats", {}), raw.get("precpu_stats", {})
-    cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get(
-        "total_usage", 0
-    )
-    system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-    cpus = cpu.get("online_cpus") or len(cpu.get("cpu_usage", {}).get("percpu_usage") or [1])
-    memory = raw.get("memory_stats", {})
-    usage = memory.get("usage", 0) - memory.get("stats", {}).get("cache", 0)
-    limit = memory.get("limit", 0) or 1
-    networks = raw.get("networks") or {}
-    blkio = raw.get("blkio_stats", {}).get("io_service_bytes_recursive") or []
-    return ContainerStats(
-        service=service,
-        container=name,
-        cpu_percent=round(cpu_delta / system_delta * cpus * 100, 2) if system_delta > 0 else 0.0,
-        memory_usage=usage,
-        memory_limit=limit,
-        memory_percent=round(usage / limit * 100, 2),
-        network_rx=sum(n.get("rx_bytes", 0) for n in networks.values()),
-        network_tx=sum(n.get("tx_bytes", 0) for n in networks.values()),
-        block_read=sum(e.get("value", 0) for e in blkio if e.get("op", "").lower() == "read"),
-        block_write=sum(e.get("value", 0) for e in blkio if e.get("op", "").lower() == "write"),
-        pids=raw.get("pids_stats", {}).get("current"),
-    )
-
-
-class EventBus:
-    """Hands the engine's own workflow events to every `events()` reader of that workflow."""
-
-    # Docker reports these itself; the bus carries only what happens around containers.
-    _OWN = frozenset({"creating", "starting", "stopping", "removing", "build", "pull",
-                      "network", "volume", "done", "error"})  # fmt: skip
-
-    def __init__(self) -> None:
-        self._readers: dict[str, set[Any]] = {}
-
-    def publish(self, event: WorkflowEvent) -> None:
-        if event.action not in self._OWN:
-            return
-        for reader in list(self._readers.get(event.workflow, ())):
-            with contextlib.suppress(
-                anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
-            ):
-                reader.send_nowait(event)
-
-    @contextlib.contextmanager
-    def subscribe(self, workflow: str, reader: Any) -> Iterator[None]:
-        self._readers.setdefault(workflow, set()).add(reader)
-        try:
-            yield
-        finally:
-            self._readers[workflow].discard(reader)
 
 
 def _docker_time(moment: datetime) -> str:

@@ -1,14 +1,14 @@
-"""A workflow's status, from the rows Docker lists for its containers."""
+"""A workflow's status and its containers' stats, from what Docker reports."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from ..._models import ContainerState, ServiceStatus, WorkflowStatus
+from ..._models import ContainerState, ContainerStats, ServiceStatus, WorkflowStatus
 from ._spec import HASH_LABEL, NUMBER_LABEL, SERVICE_LABEL
 
-__all__ = ["container_state", "workflow_status"]
+__all__ = ["container_state", "container_stats", "workflow_status"]
 
 _EXITED = re.compile(r"Exited \((-?\d+)\)")
 
@@ -92,3 +92,30 @@ def workflow_status(name: str, services: list[str], rows: list[dict[str, Any]]) 
         else ("stopped" if states <= {"exited", "stopped", "missing"} else "partial")
     )
     return WorkflowStatus(name=name, state=overall, services=statuses)
+
+
+def container_stats(service: str, name: str, raw: dict[str, Any]) -> ContainerStats:
+    cpu, pre = raw.get("cpu_stats", {}), raw.get("precpu_stats", {})
+    cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get(
+        "total_usage", 0
+    )
+    system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    cpus = cpu.get("online_cpus") or len(cpu.get("cpu_usage", {}).get("percpu_usage") or [1])
+    memory = raw.get("memory_stats", {})
+    usage = memory.get("usage", 0) - memory.get("stats", {}).get("cache", 0)
+    limit = memory.get("limit", 0) or 1
+    networks = raw.get("networks") or {}
+    blkio = raw.get("blkio_stats", {}).get("io_service_bytes_recursive") or []
+    return ContainerStats(
+        service=service,
+        container=name,
+        cpu_percent=round(cpu_delta / system_delta * cpus * 100, 2) if system_delta > 0 else 0.0,
+        memory_usage=usage,
+        memory_limit=limit,
+        memory_percent=round(usage / limit * 100, 2),
+        network_rx=sum(n.get("rx_bytes", 0) for n in networks.values()),
+        network_tx=sum(n.get("tx_bytes", 0) for n in networks.values()),
+        block_read=sum(e.get("value", 0) for e in blkio if e.get("op", "").lower() == "read"),
+        block_write=sum(e.get("value", 0) for e in blkio if e.get("op", "").lower() == "write"),
+        pids=raw.get("pids_stats", {}).get("current"),
+    )

@@ -1,15 +1,26 @@
-"""Logs and events of a workflow's containers, from Docker's streaming endpoints."""
+"""Logs and events of a workflow's containers, from Docker's streaming endpoints, and
+the bus that carries the engine's own events to their readers."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
 from ..._models import LogLine, WorkflowEvent
 from ._spec import SERVICE_LABEL
 
-__all__ = ["LineStream", "RecentKeys", "docker_event_key", "event_from_docker", "log_line"]
+__all__ = [
+    "EventBus",
+    "LineStream",
+    "RecentKeys",
+    "docker_event_key",
+    "event_from_docker",
+    "log_line",
+]
 
 _ACTIONS = {
     "create": "created", "start": "started", "restart": "started", "oom": "oom",
@@ -103,3 +114,31 @@ class RecentKeys:
         if len(self._keys) > self._size:
             del self._keys[next(iter(self._keys))]
         return True
+
+
+class EventBus:
+    """Hands the engine's own workflow events to every `events()` reader of that workflow."""
+
+    # Docker reports these itself; the bus carries only what happens around containers.
+    _OWN = frozenset({"creating", "starting", "stopping", "removing", "build", "pull",
+                      "network", "volume", "done", "error"})  # fmt: skip
+
+    def __init__(self) -> None:
+        self._readers: dict[str, set[Any]] = {}
+
+    def publish(self, event: WorkflowEvent) -> None:
+        if event.action not in self._OWN:
+            return
+        for reader in list(self._readers.get(event.workflow, ())):
+            with contextlib.suppress(
+                anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+            ):
+                reader.send_nowait(event)
+
+    @contextlib.contextmanager
+    def subscribe(self, workflow: str, reader: Any) -> Iterator[None]:
+        self._readers.setdefault(workflow, set()).add(reader)
+        try:
+            yield
+        finally:
+            self._readers[workflow].discard(reader)
