@@ -51,6 +51,7 @@ from .._handlers import handles
 from .._state import State
 from ._files import plan_files, remove_files
 from ._orchestrator import Orchestrator, Plan
+from ._parsing import loop_first
 from ._policy import PolicyRoots, admit, check_exec_user, profile_for, refusal
 from ._spec import PROJECT_LABEL, SERVICE_LABEL
 from ._status import container_stats
@@ -173,7 +174,8 @@ class WorkflowService:
         """`spec` checked with the CALLER's profile (MASTER: privileged), off the event loop;
         `master`: the spec's author was MASTER (what it may interpolate from)."""
         profile = self._profile(ctx)
-        key, loaded = await anyio.to_thread.run_sync(self._admitted, spec, profile, master)
+        with loop_first():
+            key, loaded = await anyio.to_thread.run_sync(self._admitted, spec, profile, master)
         self._loaded[spec.name] = (key, loaded)  # later calls skip the parse
         return loaded
 
