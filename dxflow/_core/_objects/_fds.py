@@ -12,7 +12,7 @@ from ._blob import CHUNK
 from ._quota import Quota
 from ._walker import DIR_FLAGS
 
-__all__ = ["Charged", "closing", "copy_fd", "exists_at", "has_entries", "sha256_of"]
+__all__ = ["Charged", "closing", "copy_fd", "exists_at", "has_entries", "lstat_at", "sha256_of"]
 
 
 def has_entries(dir_fd: int, name: str) -> bool:
@@ -20,12 +20,16 @@ def has_entries(dir_fd: int, name: str) -> bool:
         return bool(os.listdir(fd))
 
 
-def exists_at(dir_fd: int, name: str) -> bool:
+def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
+    """The entry `name` in `dir_fd` itself (a link is not followed), or None."""
     try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
-        return False
-    return True
+        return None
+
+
+def exists_at(dir_fd: int, name: str) -> bool:
+    return lstat_at(dir_fd, name) is not None
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ from .._context import Context
 from .._groups import task_group
 from .._handlers import handles
 from ._blob import Blob
-from ._fds import Charged, closing, copy_fd, exists_at, has_entries, sha256_of
+from ._fds import Charged, closing, copy_fd, exists_at, has_entries, lstat_at, sha256_of
 from ._listing import info_of, is_object, page
 from ._paths import Storage, remove_tree
 from ._quota import Quota, tree_size
@@ -104,10 +104,7 @@ class ObjectService:
         """Move a complete file (already counted in the quota) into place, atomically."""
         path = "/".join(parts)
         with self.walker.parent(parts, path, create=True) as (fd, name):
-            try:
-                old = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                old = None
+            old = lstat_at(fd, name)
             if old is not None and stat.S_ISDIR(old.st_mode):
                 raise Conflict(f"{path!r} is a directory", path=path)
             # rename replaces the name itself: a link planted there is replaced, not followed.
@@ -355,10 +352,7 @@ class ObjectService:
 
     def _install_tree(self, tmp: int, temp: str, target: Parts, path: str, size: int) -> ObjectInfo:
         with self.walker.parent(target, path, create=True) as (fd, name):
-            try:
-                old = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                old = None
+            old = lstat_at(fd, name)
             if old is not None and stat.S_ISDIR(old.st_mode):
                 freed = tree_size(fd, name)
                 remove_tree(fd, name)
