@@ -7,6 +7,8 @@ and OS errors are translated once, where they arise, and never reach a user.
 
     DxflowError
     ├── ConfigError               local configuration or key files are unusable
+    ├── UsageError                the SDK was used in a way that cannot work
+    │   └── EngineClosed              a call on an engine (or its handles) after close()
     └── ApiError                  an operation failed; has .code and .status
         ├── InvalidRequest        422  malformed request, unknown field, bad value or path
         │   └── ChecksumMismatch     460  uploaded bytes do not match their checksum (tus)
@@ -22,7 +24,10 @@ and OS errors are translated once, where they arise, and never reach a user.
         ├── RangeNotSatisfiable   416
         ├── TooManyRequests       429  rate limited; .details["retry_after"]
         ├── InternalError         500  a bug: the engine logs the cause
-        ├── EngineUnavailable     503  the engine (or Docker behind it) cannot be reached
+        ├── EngineUnavailable     503  the engine cannot be reached (refused, no socket, down)
+        │   └── TransportError           the connection broke during a call (reset, TLS,
+        │                                a malformed answer): the engine may have acted
+        ├── DockerUnavailable     503  the engine answers, but its Docker Engine does not
         ├── TimedOut              504  the operation did not finish in the time given
         └── InsufficientStorage   507  the storage quota is exhausted
 """
@@ -36,7 +41,9 @@ __all__ = [
     "ChecksumMismatch",
     "ConfigError",
     "Conflict",
+    "DockerUnavailable",
     "DxflowError",
+    "EngineClosed",
     "EngineUnavailable",
     "Gone",
     "InsufficientStorage",
@@ -50,7 +57,9 @@ __all__ = [
     "RequestTimeout",
     "TimedOut",
     "TooManyRequests",
+    "TransportError",
     "Unauthenticated",
+    "UsageError",
     "WorkflowFailed",
     "error_for_status",
     "error_from_code",
@@ -67,6 +76,14 @@ class DxflowError(Exception):
 
 class ConfigError(DxflowError):
     """The local configuration, engine home or a key file cannot be used."""
+
+
+class UsageError(DxflowError):
+    """The SDK was used in a way that cannot work; the message says what to do instead."""
+
+
+class EngineClosed(UsageError):
+    """The engine (or a handle, stream or channel of it) was used after it was closed."""
 
 
 class ApiError(DxflowError):
@@ -157,6 +174,19 @@ class InternalError(ApiError):
 
 class EngineUnavailable(ApiError):
     code = "engine_unavailable"
+    status = 503
+
+
+class TransportError(EngineUnavailable):
+    """The connection broke during a call: the engine may or may not have acted."""
+
+    code = "transport_error"
+
+
+class DockerUnavailable(ApiError):
+    """The engine is up but cannot reach its Docker Engine (see `docker_host`)."""
+
+    code = "docker_unavailable"
     status = 503
 
 

@@ -15,9 +15,11 @@ import anyio
 from .._models import Response
 from .._operations import Operation
 
-__all__ = ["Download", "FileSlice", "Transport"]
+__all__ = ["Download", "FileSlice", "Progress", "Transport"]
 
 _CHUNK = 4 << 20
+Progress = Callable[[int, int | None], object] | None
+"""Called with (bytes done, bytes in all) as a transfer goes."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,35 @@ class Transport(ABC):
 
     @abstractmethod
     async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
-        """Send `body` (bytes, an async iterable of bytes, or a LocalFile) with `params`."""
+        """Send `body` (bytes or an async iterable of bytes) with `params`."""
+
+    async def get_file(
+        self, op: Operation, params: Mapping[str, Any], target: Path, progress: Progress
+    ) -> int:
+        """Download into the local file `target` (created or truncated; written into,
+        never replaced, when it is a FIFO or device); the byte count.
+
+        Each transport picks its fastest way: in-process a kernel copy of the stored
+        file, over HTTP blocking reads from a worker thread. The caller owns the temp
+        file + rename dance; the transport only fills `target`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot download to a file")
+
+    async def put_file(
+        self, op: Operation, params: Mapping[str, Any], source: Path, progress: Progress
+    ) -> Response:
+        """Upload the local file `source` with `params` (the `objects.write` operation);
+        the stored object's info.
+
+        In-process the store copies the file by path; over HTTP a small file goes in one
+        request and a big one as a resumable tus upload, remembered across restarts.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot upload a file")
+
+    def clone(self) -> Transport:
+        """A new transport to the same engine as the same identity, sharing nothing that
+        is bound to an event loop (fsspec opens one per loop)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be cloned")
 
     def channel(self, op: Operation, params: Mapping[str, Any]) -> AbstractAsyncContextManager[Any]:
         """Open a two-way channel: `messages()` gives bytes and control dicts, `deliver()`
