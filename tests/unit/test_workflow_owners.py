@@ -5,12 +5,12 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from dxflow import Conflict, PermissionDenied
 from dxflow._core._compose import load_project
+from dxflow._core._docker import Container
 from dxflow._core._workflows._files import plan_files, remove_files
 from dxflow._core._workflows._owners import Owners
 
@@ -19,8 +19,9 @@ OTHER = "dxf-other"
 COMPOSE = {"com.docker.compose.project": "shop", "com.docker.compose.version": "2.29.1"}
 
 
-def _row(name: str, **labels: str) -> dict[str, Any]:
-    return {"Names": [f"/{name}"], "Labels": {"com.docker.compose.project": "shop", **labels}}
+def _row(name: str, **labels: str) -> Container:
+    labels = {"com.docker.compose.project": "shop", **labels}
+    return Container.from_row({"Id": name, "Names": [f"/{name}"], "Labels": labels})
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def test_foreign_containers_of_the_project_are_a_conflict_unless_master() -> Non
 def test_a_foreign_volume_is_refused_naming_the_key_and_the_fix() -> None:
     owners = Owners(ME)
     spec = SimpleNamespace(name="other_data", external=True)
-    found = SimpleNamespace(attrs={"Labels": {"io.dxflow.engine": OTHER}})
+    found = {"io.dxflow.engine": OTHER}
     with pytest.raises(PermissionDenied) as caught:
         owners.check_resource(False, "shop", "volume", "data", spec, found)
     assert caught.value.message.startswith("volumes.data: the volume 'other_data' belongs to")

@@ -13,7 +13,6 @@ import logging
 import os
 import pwd
 import re
-import shutil
 import signal as signals
 import sys
 from datetime import UTC, datetime
@@ -214,28 +213,24 @@ class ShellService:
         }  # fmt: skip
 
     async def _container(self, ctx: Context, request: ShellCreate) -> dict[str, Any]:
-        """`docker exec` on the host; the variables' values travel in a pipe, not argv.
+        """`docker exec` on the host, at the daemon the workflows use (the engine's
+        `docker_host`); the variables' values travel in a pipe, not argv.
 
         The caller's workflow policy decides whether it may enter the workflow at all (a
         baseline key never gets a shell in the privileged container a MASTER started).
         """
         if request.service is None:
             raise InvalidRequest("workflow: give service too (which container to open)")
-        docker = shutil.which("docker")
-        if docker is None:
-            raise InvalidRequest("a shell in a container needs the docker CLI on the engine")
         assert request.workflow is not None
         env_file = container_env_file(request.env)
-        await self._workflows.check_entry(ctx, request.workflow)
-        container = await self._workflows.running_container(request.workflow, request.service)
-        argv = [docker, "exec", "-it", "--env=TERM=xterm-256color"]
-        if env_file:
-            argv.append(f"--env-file=/dev/fd/{ENV_FILE_FD}")
-        if request.cwd:
-            argv.append(f"--workdir={request.cwd}")
+        exec_command = await self._workflows.shell_command(
+            ctx, request.workflow, request.service, [request.command or "sh", *request.args],
+            env={"TERM": "xterm-256color"},
+            env_file=f"/dev/fd/{ENV_FILE_FD}" if env_file else None, workdir=request.cwd,
+        )  # fmt: skip
         return {
-            "command": [*argv, container, request.command or "sh", *request.args],
-            "env": {**os.environ, "TERM": "xterm-256color"}, "cwd": None,
+            "command": exec_command.argv,
+            "env": {**exec_command.env, "TERM": "xterm-256color"}, "cwd": None,
             "env_file": env_file or None,
         }  # fmt: skip
 

@@ -8,26 +8,19 @@ and removed again if that ``up`` fails, so a failed call leaves nothing of its o
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+import re
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.to_thread
 
-from ..._exceptions import ApiError, Conflict, NotFound, WorkflowFailed
-from ..._models import (
-    ComposeProject,
-    ContainerState,
-    Service,
-    WorkflowEvent,
-    WorkflowStatus,
-)
-from .._docker import DockerAdapter
+from ..._exceptions import ApiError, NotFound, WorkflowFailed
+from ..._models import ComposeProject, ContainerState, Service, WorkflowStatus
+from .._docker import Container, DockerAdapter
 from .._groups import task_group
 from ._files import bind_sources
 from ._owners import Owners
+from ._runtime import Action, Plan
 from ._spec import (
     ENGINE_LABEL,
     HASH_LABEL,
@@ -41,43 +34,11 @@ from ._spec import (
 )
 from ._status import workflow_status
 
-__all__ = ["Orchestrator", "Plan"]
+__all__ = ["Orchestrator", "stop_grace"]
 
-Emit = Callable[[WorkflowEvent], None]
 _POLL = 0.1
-
-
-@dataclass
-class Plan:
-    """What one `up` is to do, and what it has created so far (for rollback)."""
-
-    project: ComposeProject
-    hashes: dict[str, str]
-    waves: list[list[str]]
-    emit: Emit
-    build: bool | None = None
-    """True: build every service that has `build`; False: never build; None: when missing."""
-    everyone: bool = False
-    """The caller is MASTER: the project's resources are its to manage, whoever made them
-    (Compose's rule: a project is its name). Otherwise only this engine's."""
-    files: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    """Per service, the (host path, container path) of its secrets and configs."""
-    prepare: Callable[[], None] | None = None
-    """Blocking work before anything is created (writing secrets and configs)."""
-    created_containers: list[str] = field(default_factory=list)
-    created_networks: list[str] = field(default_factory=list)
-    created_volumes: list[str] = field(default_factory=list)
-
-    def event(self, action: str, service: str | None = None, **details: Any) -> None:
-        self.emit(
-            WorkflowEvent(
-                time=datetime.now(UTC),
-                workflow=self.project.name,
-                action=action,
-                service=service,
-                **details,
-            )
-        )
+# Docker kept the endpoint of a removed container of this name (moby/moby#42119).
+_STALE_ENDPOINT = re.compile(r"endpoint with name (\S+) already exists in network (\S+)")
 
 
 def _ready(container: ContainerState, completed: bool = False) -> bool:
@@ -114,19 +75,10 @@ class Orchestrator:
 
     # -- observation ----------------------------------------------------------------------
 
-    async def containers(self, project: str, everyone: bool = False) -> list[dict[str, Any]]:
+    async def containers(self, project: str, everyone: bool = False) -> list[Container]:
         """The project's containers: this engine's, or (`everyone`) whoever made them."""
-        label = f"{PROJECT_LABEL}={project}"
-        rows: list[dict[str, Any]] = await self._docker.run(
-            lambda c: c.api.containers(all=True, filters={"label": label})
-        )
-        return [r for r in rows if everyone or self.owners.owns(r.get("Labels") or {}, project)]
-
-    async def all_containers(self) -> list[dict[str, Any]]:
-        """Every container of every Compose project on the engine, whoever made it."""
-        return await self._docker.run(
-            lambda c: c.api.containers(all=True, filters={"label": PROJECT_LABEL})
-        )
+        found = await self._docker.containers([f"{PROJECT_LABEL}={project}"])
+        return [c for c in found if everyone or self.owners.owns(c.labels, project)]
 
     async def status(
         self, name: str, services: list[str], everyone: bool = False
@@ -201,77 +153,50 @@ class Orchestrator:
     async def _networks_and_volumes(self, plan: Plan) -> None:
         project = plan.project
         for key, net in project.networks.items():
-            found = await self._docker.run(
-                lambda c, n=net.name: [x for x in c.networks.list(names=[n]) if x.name == n]
-            )
-            if found:
+            network = await self._docker.network(net.name)
+            if network is not None:  # ours (a network `down` had to leave is reused), or refused
                 self.owners.check_resource(
-                    plan.everyone, project.name, "network", key, net, found[0]
+                    plan.everyone, project.name, "network", key, net, network.labels
                 )
                 continue
             if net.external:
                 raise NotFound(f"external network {net.name!r} (networks.{key}) does not exist")
-            labels = {
-                **net.labels,
-                PROJECT_LABEL: project.name,
-                "com.docker.compose.network": key,
-                ENGINE_LABEL: self.engine_id,
-            }
-            await self._docker.run(
-                lambda c, n=net, tags=labels: c.networks.create(
-                    n.name,
-                    driver=n.driver or "bridge",
-                    options=n.driver_opts or None,
-                    internal=n.internal,
-                    attachable=n.attachable,
-                    labels=tags,
-                )
-            )
+            labels = {**net.labels, PROJECT_LABEL: project.name,
+                      "com.docker.compose.network": key, ENGINE_LABEL: self.engine_id}  # fmt: skip
+            await self._docker.create_network(
+                net.name, labels, driver=net.driver, options=net.driver_opts,
+                internal=net.internal, attachable=net.attachable,
+            )  # fmt: skip
             plan.created_networks.append(net.name)
             plan.event("network", detail=f"created {net.name}")
         for key, volume in project.volumes.items():
-            found = await self._docker.run(
-                lambda c, n=volume.name: [
-                    v for v in c.volumes.list(filters={"name": n}) if v.name == n
-                ]
-            )
-            if found:
+            found = await self._docker.volume(volume.name)
+            if found is not None:
                 self.owners.check_resource(
-                    plan.everyone, project.name, "volume", key, volume, found[0]
+                    plan.everyone, project.name, "volume", key, volume, found.labels
                 )
                 continue
             if volume.external:
                 raise NotFound(f"external volume {volume.name!r} (volumes.{key}) does not exist")
-            labels = {
-                **volume.labels,
-                PROJECT_LABEL: project.name,
-                "com.docker.compose.volume": key,
-                ENGINE_LABEL: self.engine_id,
-            }
-            await self._docker.run(
-                lambda c, v=volume, tags=labels: c.volumes.create(
-                    v.name,
-                    driver=v.driver or "local",
-                    driver_opts=v.driver_opts or None,
-                    labels=tags,
-                )
+            labels = {**volume.labels, PROJECT_LABEL: project.name,
+                      "com.docker.compose.volume": key, ENGINE_LABEL: self.engine_id}  # fmt: skip
+            await self._docker.create_volume(
+                volume.name, labels, driver=volume.driver, options=volume.driver_opts
             )
             plan.created_volumes.append(volume.name)
             plan.event("volume", detail=f"created {volume.name}")
 
     async def _image(self, plan: Plan, service: Service) -> None:
         image = image_of(plan.project, service)
-        try:
-            await self._docker.run(lambda c: c.api.inspect_image(image))
+        if await self._docker.has_image(image):
             return
-        except NotFound:
-            if service.build is None or plan.build is False:
-                raise NotFound(
-                    f"services.{service.name}.image: image {service.image!r} is not available on "
-                    "this engine (build it, or load it with `docker load`)",
-                    service=service.name,
-                    image=service.image,
-                ) from None
+        if service.build is None or plan.build is False:
+            raise NotFound(
+                f"services.{service.name}.image: image {service.image!r} is not available on "
+                "this engine (build it, or load it with `docker load`)",
+                service=service.name,
+                image=service.image,
+            )
         await self._build(plan, service, image)
 
     async def _build(self, plan: Plan, service: Service, image: str) -> None:
@@ -279,17 +204,10 @@ class Orchestrator:
         assert build is not None
         plan.event("build", service.name, detail=f"building {image} from {build.context}")
         try:
-            await self._docker.run(
-                lambda c: c.images.build(
-                    path=build.context,
-                    dockerfile=build.dockerfile,
-                    buildargs=build.args or None,
-                    target=build.target,
-                    tag=image,
-                    rm=True,
-                    forcerm=True,  # a failed step leaves no container behind either
-                )
-            )
+            await self._docker.build(
+                build.context, image, dockerfile=build.dockerfile, args=build.args,
+                target=build.target,
+            )  # fmt: skip
         except ApiError as exc:
             raise WorkflowFailed(
                 f"services.{service.name}.build: {exc.message}", service=service.name
@@ -300,41 +218,36 @@ class Orchestrator:
                 service=service.name,
             ) from None
 
-    async def _converge(self, plan: Plan, service: Service, existing: list[dict[str, Any]]) -> None:
+    async def _converge(self, plan: Plan, service: Service, existing: list[Container]) -> None:
         await self._await_dependencies(plan, service)
         async with self._slots():
             await self._converge_now(plan, service, existing)
 
-    async def _converge_now(
-        self, plan: Plan, service: Service, existing: list[dict[str, Any]]
-    ) -> None:
+    async def _converge_now(self, plan: Plan, service: Service, existing: list[Container]) -> None:
         want = plan.hashes[service.name]
         if plan.build and service.build is not None:
             await self._build(plan, service, image_of(plan.project, service))
             want = f"{want}+build"  # a forced build recreates the service's containers
-        mine = [r for r in existing if (r.get("Labels") or {}).get(SERVICE_LABEL) == service.name]
-        by_number = {int((r.get("Labels") or {}).get(NUMBER_LABEL, "0")): r for r in mine}
-        if any(
-            by_number.get(n, {}).get("Labels", {}).get(HASH_LABEL) != want
-            for n in range(1, service.deploy.replicas + 1)
-        ):
+        mine = [c for c in existing if c.labels.get(SERVICE_LABEL) == service.name]
+        by_number = {int(c.labels.get(NUMBER_LABEL, "0")): c for c in mine}
+        replicas = range(1, service.deploy.replicas + 1)
+        if any(n not in by_number or by_number[n].labels.get(HASH_LABEL) != want for n in replicas):
             await self._image(plan, service)
-        for number in range(1, service.deploy.replicas + 1):
-            row = by_number.pop(number, None)
-            if row is not None and (row.get("Labels") or {}).get(HASH_LABEL) == want:
+        for number in replicas:
+            found = by_number.pop(number, None)
+            if found is not None and found.labels.get(HASH_LABEL) == want:
                 # Unchanged: keep it, but as `docker compose up` does, bring a stopped
                 # container back (a finished one-shot job runs again) and unpause.
-                name = row["Names"][0].lstrip("/")
-                if row.get("State") == "paused":
-                    await self._docker.run(lambda c, i=row["Id"]: c.api.unpause(i))
-                elif row.get("State") != "running":
-                    await self._start(plan, service, row["Id"], name)
+                if found.state == "paused":
+                    await self._docker.unpause(found.id)
+                elif found.state != "running":
+                    await self._start(plan, service, found.id, found.name)
                 continue
-            if row is not None:  # changed: recreate
-                await self._remove(plan, service.name, row["Id"], row["Names"][0].lstrip("/"))
+            if found is not None:  # changed: recreate
+                await self._remove(plan, service.name, found.id, found.name)
             await self._create_and_start(plan, service, number, want)
-        for row in by_number.values():  # scaled down
-            await self._remove(plan, service.name, row["Id"], row["Names"][0].lstrip("/"))
+        for found in by_number.values():  # scaled down
+            await self._remove(plan, service.name, found.id, found.name)
 
     async def _create_and_start(
         self, plan: Plan, service: Service, number: int, config_hash: str
@@ -346,33 +259,28 @@ class Orchestrator:
         config = container_config(project, service, number, config_hash, self.engine_id, files)
         plan.event("creating", service.name, container=name)
         try:
-            created = await self._docker.run(
-                lambda c: c.api.create_container_from_config(config, name)
-            )
+            created = await self._docker.create_container(name, config)
         except ApiError as exc:
             raise WorkflowFailed(
                 f"services.{service.name}: cannot create {name}: {exc.message}",
                 service=service.name,
             ) from None
-        plan.created_containers.append(created["Id"])
+        plan.created_containers.append(created)
         plan.event("created", service.name, container=name)
         if not service.network_mode:
             for key in list(service.networks)[1:]:
-                network = project.networks[key].name
                 endpoint = endpoint_config(service, name, service.networks[key])
-                await self._docker.run(
-                    lambda c, n=network, e=endpoint: c.api.connect_container_to_network(
-                        created["Id"], n, aliases=e["Aliases"]
-                    )
+                await self._docker.connect(
+                    created, project.networks[key].name, endpoint["Aliases"] or ()
                 )
-        await self._start(plan, service, created["Id"], name)
+        await self._start(plan, service, created, name)
 
     async def _start(
         self, plan: Plan, service: Service, container: str, name: str | None = None
     ) -> None:
         plan.event("starting", service.name, container=name)
         try:
-            await self._docker.run(lambda c: c.api.start(container))
+            await self._start_clearing(container)
         except ApiError as exc:
             raise WorkflowFailed(
                 f"services.{service.name}: cannot start {name or container[:12]}: {exc.message}",
@@ -380,16 +288,30 @@ class Orchestrator:
             ) from None
         plan.event("started", service.name, container=name)
 
+    async def _start_clearing(self, container: str) -> None:
+        """Start a container; where Docker kept a stale endpoint of the same name on one of
+        its networks (a removed container's, moby/moby#42119), drop that and start again."""
+        try:
+            await self._docker.start(container)
+        except ApiError as exc:
+            stale = _STALE_ENDPOINT.search(exc.message)
+            if stale is None:
+                raise
+            endpoint, network = stale.group(1), stale.group(2).rstrip(".,:")
+            with contextlib.suppress(ApiError):
+                await self._docker.disconnect(endpoint, network, force=True)
+            await self._docker.start(container)
+
     async def _remove(self, plan: Plan, service: str, container: str, name: str) -> None:
         plan.event("removing", service, container=name)
-        await self._docker.run(lambda c: c.api.remove_container(container, force=True))
+        await self._docker.remove_container(container)
         plan.event("removed", service, container=name)
 
-    async def _remove_orphans(self, plan: Plan, existing: list[dict[str, Any]]) -> None:
-        for row in existing:
-            service = (row.get("Labels") or {}).get(SERVICE_LABEL)
+    async def _remove_orphans(self, plan: Plan, existing: list[Container]) -> None:
+        for found in existing:
+            service = found.labels.get(SERVICE_LABEL)
             if service not in plan.project.services:
-                await self._remove(plan, service or "?", row["Id"], row["Names"][0].lstrip("/"))
+                await self._remove(plan, service or "?", found.id, found.name)
 
     async def _await_dependencies(self, plan: Plan, service: Service) -> None:
         for dependency, rule in service.depends_on.items():
@@ -439,104 +361,51 @@ class Orchestrator:
 
     async def _tail(self, container: str, lines: int = 20) -> str:
         try:
-            raw = await self._docker.run(lambda c: c.api.logs(container, tail=lines))
+            return (await self._docker.tail(container, lines)).rstrip()
         except ApiError:
             return "(no logs)"
-        return raw.decode(errors="replace").rstrip() if isinstance(raw, bytes) else str(raw)
 
     async def _rollback(self, plan: Plan) -> None:
         """Remove what this `up` created; each removal is tried whatever the others do."""
-        undo: list[Callable[[Any], Any]] = [
-            *(lambda c, i=i: c.api.remove_container(i, force=True, v=True)
+        docker = self._docker
+        undo: list[Callable[[], Awaitable[None]]] = [
+            *(lambda i=i: docker.remove_container(i, volumes=True)
               for i in reversed(plan.created_containers)),
-            *(lambda c, n=n: c.api.remove_network(n) for n in plan.created_networks),
-            *(lambda c, v=v: c.api.remove_volume(v, force=True) for v in plan.created_volumes),
+            *(lambda n=n: docker.remove_network(n) for n in plan.created_networks),
+            *(lambda v=v: docker.remove_volume(v) for v in plan.created_volumes),
         ]  # fmt: skip
         for action in undo:
             with contextlib.suppress(ApiError):
-                await self._docker.run(action)
+                await action()
 
-    # -- down and friends -----------------------------------------------------------------
+    # -- acting on every container -------------------------------------------------------
 
-    async def down(
-        self, project: ComposeProject, volumes: bool, emit: Emit, everyone: bool = False
-    ) -> None:
-        plan = Plan(project, {}, [], emit, everyone=everyone)
-        rows = await self.containers(project.name, everyone)
-        async with task_group() as group:
-            for row in rows:
-                service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
-                group.start_soon(self._stop_and_remove, plan, service, row)
-        for net in project.networks.values():
-            if not net.external and await self._may_remove(plan, "network", net.name):
-                await self._remove_network(plan, net.name)
-        if volumes:
-            for volume in project.volumes.values():
-                if not volume.external and await self._may_remove(plan, "volume", volume.name):
-                    try:
-                        await self._docker.run(
-                            lambda c, v=volume.name: c.api.remove_volume(v, force=True)
-                        )
-                        plan.event("volume", detail=f"removed {volume.name}")
-                    except NotFound:
-                        pass
-        plan.event("done")
-
-    async def _may_remove(self, plan: Plan, kind: str, name: str) -> bool:
-        """`down` removes a network or volume only if it is this engine's (or MASTER asks)."""
-        if plan.everyone:
-            return True
-        try:
-            attrs = await self._docker.run(
-                lambda c: (
-                    c.api.inspect_network(name) if kind == "network" else c.api.inspect_volume(name)
-                )
-            )
-        except NotFound:
-            return False
-        return self.owners.owns_resource(attrs.get("Labels") or {}, plan.project.name, False)
-
-    async def _remove_network(self, plan: Plan, name: str) -> None:
-        # Docker may still hold endpoints of containers removed a moment ago
-        # (moby/moby#42119): retry briefly before calling it a failure.
-        for attempt in range(20):
-            try:
-                await self._docker.run(lambda c: c.api.remove_network(name))
-            except NotFound:
-                return
-            except ApiError as exc:
-                if "active endpoints" not in exc.message or attempt == 19:
-                    raise Conflict(f"cannot remove network {name}: {exc.message}") from None
-                await anyio.sleep(0.25)
-            else:
-                plan.event("network", detail=f"removed {name}")
-                return
-
-    async def _stop_and_remove(self, plan: Plan, service: str, row: dict[str, Any]) -> None:
-        name = row["Names"][0].lstrip("/")
-        if row.get("State") == "running":
-            plan.event("stopping", service, container=name)
-            grace = stop_grace(plan.project, service)
-            await self._docker.run(lambda c: c.api.stop(row["Id"], timeout=grace))
-            plan.event("stopped", service, container=name)
-        await self._remove(plan, service, row["Id"], name)
-
-    async def each(
+    async def act(
         self,
         project: ComposeProject,
+        action: Action,
         services: list[str] | None,
-        action: Callable[[Any, str, int], Any],
+        everyone: bool,
         grace: float | None = None,
-        everyone: bool = False,
+        signal: str = "SIGKILL",
     ) -> None:
-        """Apply a blocking Docker action to every container of `services`, concurrently.
+        """Apply `action` to every container of `services`, concurrently."""
+        docker = self._docker
 
-        The action gets the client, the container id and its stop grace period.
-        """
-        rows = await self.containers(project.name, everyone)
+        async def one(container: str, service: str) -> None:
+            seconds = stop_grace(project, service, grace)
+            if action == "stop":
+                await docker.stop(container, seconds)
+            elif action == "restart":
+                await docker.restart(container, seconds)
+            elif action == "kill":
+                await docker.kill(container, signal)
+            else:
+                await getattr(docker, action)(container)  # start, pause, unpause
+
+        found = await self.containers(project.name, everyone)
         async with task_group() as group:
-            for row in rows:
-                service = (row.get("Labels") or {}).get(SERVICE_LABEL, "?")
+            for container in found:
+                service = container.labels.get(SERVICE_LABEL, "?")
                 if services is None or service in services:
-                    seconds = stop_grace(project, service, grace)
-                    group.start_soon(self._docker.run, action, row["Id"], seconds)
+                    group.start_soon(one, container.id, service)

@@ -13,15 +13,17 @@ Every container, network and volume an engine creates carries its id as the labe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..._exceptions import Conflict, PermissionDenied
+from .._docker import Container
 from ._spec import COMPOSE_VERSION_LABEL, ENGINE_LABEL, PROJECT_LABEL, WORKFLOW_LABEL
 
 __all__ = ["Owners", "made_by"]
 
 
-def made_by(labels: dict[str, str]) -> str:
+def made_by(labels: Mapping[str, str]) -> str:
     """Who made a resource, in words, from its labels."""
     if ENGINE_LABEL in labels:
         return f"dxflow engine {labels[ENGINE_LABEL]}"
@@ -38,7 +40,7 @@ class Owners:
     def __init__(self, engine_id: str) -> None:
         self.engine_id = engine_id
 
-    def owner(self, labels: dict[str, str], stored: bool) -> str | None:
+    def owner(self, labels: Mapping[str, str], stored: bool) -> str | None:
         """The owning engine's id of a container; None: another tool or engine unknown.
 
         `stored`: the container's project is a workflow of this engine.
@@ -49,14 +51,14 @@ class Owners:
             return self.engine_id
         return None
 
-    def owns(self, labels: dict[str, str], project: str) -> bool:
+    def owns(self, labels: Mapping[str, str], project: str) -> bool:
         """A container of `project` (a workflow of this engine) is this engine's."""
         owner = labels.get(ENGINE_LABEL)
         if owner is not None:
             return owner == self.engine_id
         return labels.get(WORKFLOW_LABEL) == project
 
-    def owns_resource(self, labels: dict[str, str], project: str, external: bool) -> bool:
+    def owns_resource(self, labels: Mapping[str, str], project: str, external: bool) -> bool:
         """A network or volume `project` names is this engine's."""
         owner = labels.get(ENGINE_LABEL)
         if owner is not None:
@@ -68,10 +70,11 @@ class Owners:
         )
 
     def check_resource(
-        self, everyone: bool, project: str, kind: str, key: str, spec: Any, found: Any
-    ) -> None:
-        """PermissionDenied unless the caller may use an existing network or volume."""
-        labels = found.attrs.get("Labels") or {}
+        self, everyone: bool, project: str, kind: str, key: str, spec: Any,
+        labels: Mapping[str, str],
+    ) -> None:  # fmt: skip
+        """PermissionDenied unless the caller may use an existing network or volume
+        (`labels`: the existing one's)."""
         if everyone or self.owns_resource(labels, project, spec.external):
             return
         raise PermissionDenied(
@@ -82,15 +85,15 @@ class Owners:
         )
 
     def check_project(
-        self, everyone: bool, project: str, rows: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
+        self, everyone: bool, project: str, found: list[Container]
+    ) -> list[Container]:
         """The containers `up` may manage; Conflict when others' share the project name."""
         if everyone:
-            return rows
-        foreign = [r for r in rows if not self.owns(r.get("Labels") or {}, project)]
+            return found
+        foreign = [c for c in found if not self.owns(c.labels, project)]
         if foreign:
-            labels = foreign[0].get("Labels") or {}
-            names = ", ".join(sorted(r["Names"][0].lstrip("/") for r in foreign)[:5])
+            labels = foreign[0].labels
+            names = ", ".join(sorted(c.name for c in foreign)[:5])
             raise Conflict(
                 f"the Compose project {project!r} on this Docker Engine has containers made "
                 f"by {made_by(labels)} ({names}); this engine never touches them. Use another "
@@ -98,4 +101,4 @@ class Owners:
                 "made them; a MASTER key may take the project over",
                 workflow=project,
             )
-        return rows
+        return found

@@ -9,7 +9,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,6 @@ from ..._exceptions import Conflict, InvalidRequest, NotFound
 from ..._models import (
     ComposeProject,
     ComposeProjectList,
-    ComposeProjectSummary,
-    ContainerState,
-    ContainerStats,
     EnvExplanation,
     EnvQuery,
     ExecResult,
@@ -45,24 +42,15 @@ from ..._models import (
 )
 from .._compose import LoadedProject, check_build_contexts, is_compose_path, load_project
 from .._context import Context
-from .._docker import DockerAdapter
+from .._docker import DockerAdapter, ExecCommand
 from .._groups import task_group
 from .._handlers import handles
 from .._state import State
 from ._files import plan_files, remove_files
-from ._orchestrator import Orchestrator, Plan
 from ._parsing import loop_first
 from ._policy import PolicyRoots, admit, check_exec_user, profile_for, refusal
-from ._spec import PROJECT_LABEL, SERVICE_LABEL
-from ._status import container_stats
-from ._streams import (
-    EventBus,
-    LineStream,
-    RecentKeys,
-    docker_event_key,
-    event_from_docker,
-    log_line,
-)
+from ._runtime import Action, Plan, WorkflowRuntime, runtime
+from ._streams import EventBus
 
 __all__ = ["WorkflowService"]
 
@@ -76,13 +64,14 @@ class WorkflowService:
         concurrency: int = 16,
         engine_id: str = "",
         files_dir: Path | None = None,
+        runtime_name: str = "docker",
     ) -> None:
         """`engine_id` labels what this engine makes (its owner); `files_dir` (private to
-        the engine) holds the secrets and configs made from variables or content."""
+        the engine) holds the secrets and configs made from variables or content;
+        `runtime_name` picks what runs the workflows (see `_runtime.RUNTIMES`)."""
         self._state = state
         self._policy = policy
-        self._docker = docker
-        self._orchestrator = Orchestrator(docker, concurrency, engine_id)
+        self._runtime: WorkflowRuntime = runtime(runtime_name, docker, concurrency, engine_id)
         self._files_dir = files_dir or Path(tempfile.gettempdir()) / f"dxflow-{engine_id}"
         self._loaded: dict[str, tuple[str, LoadedProject]] = {}
         self._bus = EventBus()
@@ -219,28 +208,8 @@ class WorkflowService:
     @handles("workflows.projects")
     async def projects(self, ctx: Context, request: None) -> ComposeProjectList:
         """The Compose projects on the Docker Engine: this engine's; MASTER sees every one."""
-        master = _is_master(ctx)
-        rows = await self._orchestrator.all_containers()
         stored = {r["name"] for r in self._state.query("SELECT name FROM workflows")}
-        owners = self._orchestrator.owners
-        found: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            labels = row.get("Labels") or {}
-            name = labels[PROJECT_LABEL]
-            if master or owners.owner(labels, name in stored) == owners.engine_id:
-                found.setdefault(name, []).append(row)
-        summaries = []
-        for name, members in sorted(found.items()):
-            labels = members[0].get("Labels") or {}
-            services = sorted({(r.get("Labels") or {}).get(SERVICE_LABEL, "?") for r in members})
-            status = await self._orchestrator.status(name, services, master)
-            files = labels.get("com.docker.compose.project.config_files") or ""
-            summaries.append(ComposeProjectSummary(
-                name=name, managed=name in stored, state=status.state, services=services,
-                working_dir=labels.get("com.docker.compose.project.working_dir"),
-                config_files=[f for f in files.split(",") if f],
-                owner=owners.owner(labels, name in stored),
-            ))  # fmt: skip
+        summaries = await self._runtime.projects(stored, _is_master(ctx))
         return ComposeProjectList(projects=summaries)
 
     @handles("workflows.get")
@@ -256,7 +225,7 @@ class WorkflowService:
     async def remove(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
         info = self.get(ctx, request)
         project = self._project(request.name).project
-        await self._orchestrator.down(project, False, lambda e: None, _is_master(ctx))
+        await self._runtime.down(project, False, lambda e: None, _is_master(ctx))
         await anyio.to_thread.run_sync(remove_files, self._files_dir, project.name)
         self._state.execute("DELETE FROM workflows WHERE name = ?", (request.name,))
         return info
@@ -266,9 +235,7 @@ class WorkflowService:
     @handles("workflows.status")
     async def status(self, ctx: Context, request: WorkflowRef) -> WorkflowStatus:
         project = self._project(request.name).project
-        return await self._orchestrator.status(
-            project.name, list(project.services), _is_master(ctx)
-        )
+        return await self._runtime.status(project.name, list(project.services), _is_master(ctx))
 
     @handles("workflows.up")
     async def up(self, ctx: Context, request: WorkflowUp) -> AsyncIterator[WorkflowEvent]:
@@ -290,7 +257,7 @@ class WorkflowService:
                 project, hashes, loaded.order(), emit, build=request.build,
                 everyone=_is_master(ctx), files=files.mounts, prepare=files.write,
             )  # fmt: skip
-            await self._orchestrator.up(
+            await self._runtime.up(
                 plan, only, request.wait, request.remove_orphans, request.timeout
             )
 
@@ -302,30 +269,31 @@ class WorkflowService:
         project = self._project(request.name).project
 
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
-            await self._orchestrator.down(project, request.volumes, emit, _is_master(ctx))
+            await self._runtime.down(project, request.volumes, emit, _is_master(ctx))
             await anyio.to_thread.run_sync(remove_files, self._files_dir, project.name)
 
         async for event in _events(run, self._bus.publish):
             yield event
 
     async def _each(
-        self, ctx: Context, request: WorkflowStop, action: Callable[[Any, str, int], Any]
+        self, ctx: Context, request: WorkflowStop, action: Action, signal: str = "SIGKILL"
     ) -> WorkflowStatus:
         project, master = self._project(request.name).project, _is_master(ctx)
-        await self._orchestrator.each(project, request.services, action, request.timeout, master)
-        return await self._orchestrator.status(project.name, list(project.services), master)
+        services, grace = request.services, request.timeout
+        await self._runtime.act(project, action, services, master, grace, signal)
+        return await self._runtime.status(project.name, list(project.services), master)
 
     @handles("workflows.start")
     async def start(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(ctx, request, lambda c, i, _: c.api.start(i))
+        return await self._each(ctx, request, "start")
 
     @handles("workflows.stop")
     async def stop(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(ctx, request, lambda c, i, grace: c.api.stop(i, timeout=grace))
+        return await self._each(ctx, request, "stop")
 
     @handles("workflows.restart")
     async def restart(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(ctx, request, lambda c, i, grace: c.api.restart(i, timeout=grace))
+        return await self._each(ctx, request, "restart")
 
     @handles("workflows.update")
     async def update(self, ctx: Context, request: WorkflowUpdate) -> WorkflowInfo:
@@ -355,23 +323,12 @@ class WorkflowService:
         project = self._project(request.name).project
         if request.service is not None and request.service not in project.services:
             raise NotFound(f"no service {request.service!r} in workflow {request.name!r}")
-        rows = await self._orchestrator.containers(project.name, _is_master(ctx))
-        streams = [
-            _log_opener(row, stream, request)
-            for row in rows
-            if request.service in (None, (row.get("Labels") or {}).get(SERVICE_LABEL))
-            for stream in ("stdout", "stderr")
-        ]
         shown = {} if request.timestamps else {"time": None}
-        lines = (log_line(item) async for item in self._docker.stream(streams))
-        if request.follow:
-            async for line in lines:
-                yield line.model_copy(update=shown)
-            return
-        # A finished read is put in time order across containers and streams.
-        earliest = datetime.min.replace(tzinfo=UTC)
-        collected = sorted([line async for line in lines], key=lambda line: line.time or earliest)
-        for line in collected:
+        lines = self._runtime.logs(
+            project.name, request.service, _is_master(ctx), request.follow, request.tail,
+            request.since,
+        )  # fmt: skip
+        async for line in lines:
             yield line.model_copy(update=shown)
 
     @handles("workflows.events")
@@ -379,85 +336,35 @@ class WorkflowService:
         self, ctx: Context, request: WorkflowEventsQuery
     ) -> AsyncIterator[WorkflowEvent]:
         self._spec(request.name)  # NotFound for an unknown workflow
-        filters = {"label": [f"{PROJECT_LABEL}={request.name}"], "type": ["container"]}
-        since = _docker_time(request.since or datetime.now(UTC))
-        seen = RecentKeys()  # also the high-water mark of what was yielded
-
-        def open_events(client: Any) -> Any:
-            return client.api.events(filters=filters, decode=True, since=since)
-
-        def replay(client: Any) -> list[Any]:
-            until = _docker_time(datetime.now(UTC))
-            start = f"{seen.latest / 1e9:.9f}" if seen.latest else since
-            return list(client.api.events(filters=filters, decode=True, since=start, until=until))
-
-        send, receive = anyio.create_memory_object_stream[Any](math.inf)
-
-        async def from_docker() -> None:
-            async for raw in self._docker.stream([open_events]):
-                send.send_nowait(raw)
-
-        owners, master = self._orchestrator.owners, _is_master(ctx)
-
-        def typed(raws: list[Any]) -> Iterator[WorkflowEvent]:
-            for raw in raws:
-                labels = (raw.get("Actor") or {}).get("Attributes") or {}
-                if not master and not owners.owns(labels, request.name):
-                    continue  # another engine's or tool's container of the same name
-                event = event_from_docker(request.name, raw)
-                if event is not None and seen.add(docker_event_key(raw), raw.get("timeNano")):
-                    yield event
-
-        # Docker reports what containers did; the engine adds what it does around them
-        # (creating, starting, stopping, building, networks), from any up or down.
-        async with task_group() as group:
-            group.start_soon(from_docker)
-            with self._bus.subscribe(request.name, send):
-                async for item in receive:
-                    if not isinstance(item, WorkflowEvent):
-                        for event in typed([item]):
-                            yield event
-                        continue
-                    if item.action in ("done", "error"):
-                        # Docker's live feed lags by a few ms: replay what it has recorded so
-                        # far, so a reader that stops at `done` has seen every container event.
-                        for event in typed(await self._docker.run(replay)):
-                            yield event
-                    yield item
-            group.cancel_scope.cancel()
+        since = request.since or datetime.now(UTC)
+        # The runtime reports what containers did; the engine adds what it does around
+        # them (creating, starting, stopping, building, networks), from any up or down.
+        send, receive = anyio.create_memory_object_stream[WorkflowEvent](math.inf)
+        with self._bus.subscribe(request.name, send):
+            async for event in self._runtime.events(request.name, since, _is_master(ctx), receive):
+                yield event
 
     @handles("workflows.pause")
     async def pause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(ctx, request, lambda c, i, _: c.api.pause(i))
+        return await self._each(ctx, request, "pause")
 
     @handles("workflows.unpause")
     async def unpause(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
-        return await self._each(ctx, request, lambda c, i, _: c.api.unpause(i))
+        return await self._each(ctx, request, "unpause")
 
     @handles("workflows.kill")
     async def kill(self, ctx: Context, request: WorkflowKill) -> WorkflowStatus:
         stop = WorkflowStop(name=request.name, services=request.services)
-        return await self._each(ctx, stop, lambda c, i, _: c.api.kill(i, signal=request.signal))
+        return await self._each(ctx, stop, "kill", request.signal)
 
     @handles("workflows.exec")
     async def exec(self, ctx: Context, request: WorkflowExec) -> ExecResult:
         await self.check_entry(ctx, request.name, request.user)
         container = await self._running(request.name, request.service, request.index, ctx)
-
-        def run(client: Any) -> ExecResult:
-            created = client.api.exec_create(
-                container,
-                request.cmd,
-                user=request.user or "",
-                workdir=request.workdir,
-                environment=request.env or None,
-            )
-            output = client.api.exec_start(created["Id"])
-            code = client.api.exec_inspect(created["Id"])["ExitCode"]
-            return ExecResult(exit_code=code, output=output.decode(errors="replace"))
-
         with anyio.fail_after(request.timeout):  # None: no deadline
-            return await self._docker.run(run)
+            return await self._runtime.exec(
+                container, request.cmd, request.user, request.workdir, request.env
+            )
 
     async def check_entry(self, ctx: Context, name: str, user: str | None = None) -> None:
         """Refuse a way into `name`'s containers (exec, a container shell) to a caller whose
@@ -472,9 +379,21 @@ class WorkflowService:
         if violations:
             raise refusal(name, profile, violations)
 
-    async def running_container(self, name: str, service: str, index: int = 1) -> str:
-        """The id of a running replica of `service` (for exec and container shells)."""
-        return await self._running(name, service, index)
+    async def shell_command(
+        self,
+        ctx: Context,
+        name: str,
+        service: str,
+        command: Sequence[str],
+        env: Mapping[str, str],
+        env_file: str | None = None,
+        workdir: str | None = None,
+    ) -> ExecCommand:
+        """The command line of an interactive shell in `service`'s first running replica,
+        if the caller may enter the workflow (see `check_entry`)."""
+        await self.check_entry(ctx, name)
+        container = await self._running(name, service, 1)
+        return self._runtime.shell_command(container, command, env, env_file, workdir)
 
     async def _running(
         self, name: str, service: str, index: int, ctx: Context | None = None
@@ -494,29 +413,13 @@ class WorkflowService:
         running = [
             (s.name, c) for s in status.services for c in s.containers if c.state == "running"
         ]
-        results: list[ContainerStats] = []
-
-        async def sample(service: str, container: ContainerState) -> None:
-            raw = await self._docker.run(lambda c: c.api.stats(container.id, stream=False))
-            results.append(container_stats(service, container.name, raw))
-
-        async with task_group() as group:
-            for service, container in running:
-                group.start_soon(sample, service, container)
-        return WorkflowStats(
-            name=request.name, containers=sorted(results, key=lambda s: s.container)
-        )
+        return WorkflowStats(name=request.name, containers=await self._runtime.stats(running))
 
     @handles("workflows.stats.watch")
     async def watch_stats(self, ctx: Context, request: WorkflowRef) -> AsyncIterator[WorkflowStats]:
         # Each sample takes Docker about a second (it measures CPU over an interval).
         while True:
             yield await self.stats(ctx, request)
-
-
-def _docker_time(moment: datetime) -> str:
-    """Docker's `since`/`until` with sub-second precision (docker-py would truncate)."""
-    return f"{moment.timestamp():.9f}"
 
 
 def _is_master(ctx: Context) -> bool:
@@ -532,22 +435,6 @@ def _fingerprint(spec: WorkflowCreate, master: bool) -> str:
     process = sorted(os.environ.items()) if master else []
     raw = json.dumps([spec.model_dump_json(), master, process, stamps])
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def _log_opener(row: dict[str, Any], stream: str, request: WorkflowLogs) -> Callable[[Any], Any]:
-    labels = row.get("Labels") or {}
-    tag = (labels.get(SERVICE_LABEL, "?"), row["Names"][0].lstrip("/"), stream)
-
-    tail = request.tail if request.tail is not None else "all"
-
-    def open_logs(client: Any) -> LineStream:
-        raw = client.api.logs(
-            row["Id"], stdout=stream == "stdout", stderr=stream == "stderr", stream=True,
-            follow=request.follow, timestamps=True, tail=tail, since=request.since,
-        )  # fmt: skip
-        return LineStream(raw, tag)
-
-    return open_logs
 
 
 def _with_dependencies(project: ComposeProject, services: list[str] | None) -> set[str] | None:

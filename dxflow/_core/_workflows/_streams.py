@@ -11,16 +11,10 @@ from typing import Any
 import anyio
 
 from ..._models import LogLine, WorkflowEvent
+from .._docker import DockerEvent, LogChunk
 from ._spec import SERVICE_LABEL
 
-__all__ = [
-    "EventBus",
-    "LineStream",
-    "RecentKeys",
-    "docker_event_key",
-    "event_from_docker",
-    "log_line",
-]
+__all__ = ["EventBus", "RecentKeys", "event_from_docker", "log_line"]
 
 _ACTIONS = {
     "create": "created", "start": "started", "restart": "started", "oom": "oom",
@@ -28,26 +22,6 @@ _ACTIONS = {
     "unpause": "unpaused", "health_status: healthy": "healthy",
     "health_status: unhealthy": "unhealthy",
 }  # fmt: skip
-
-
-class LineStream:
-    """Whole lines of one container stream, tagged; `close` ends a blocked read."""
-
-    def __init__(self, raw: Any, tag: tuple[str, str, str]) -> None:
-        self._raw, self._tag = raw, tag
-
-    def __iter__(self) -> Iterator[tuple[str, str, str, bytes]]:
-        pending = b""
-        for chunk in self._raw:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield (*self._tag, line)
-        if pending:
-            yield (*self._tag, pending)
-
-    def close(self) -> None:
-        self._raw.close()
 
 
 def _timestamp(text: str) -> datetime | None:
@@ -59,21 +33,21 @@ def _timestamp(text: str) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
-def log_line(item: tuple[str, str, str, bytes]) -> LogLine:
-    """A line Docker sent with timestamps=True: `<RFC 3339 time> <text>`."""
-    service, container, stream, raw = item
-    text = raw.decode(errors="replace").rstrip("\r")
+def log_line(chunk: LogChunk) -> LogLine:
+    """A line Docker sent with timestamps=True: `<RFC 3339 time> <text>`; the source's tag
+    is (service, container)."""
+    service, container = chunk.source.tag
+    text = chunk.line.decode(errors="replace").rstrip("\r")
     stamp, _, rest = text.partition(" ")
     moment = _timestamp(stamp)
     line = rest if moment is not None else text
-    return LogLine(service=service, container=container, stream=stream,
+    return LogLine(service=service, container=container, stream=chunk.source.stream,
                    line=line, time=moment)  # fmt: skip
 
 
-def event_from_docker(workflow: str, raw: dict[str, Any]) -> WorkflowEvent | None:
+def event_from_docker(workflow: str, raw: DockerEvent) -> WorkflowEvent | None:
     """A typed event for a Docker container event of this workflow, or None to skip it."""
-    action = str(raw.get("Action") or raw.get("status") or "")
-    attributes = (raw.get("Actor") or {}).get("Attributes") or {}
+    action, attributes = raw.action, raw.attributes
     exit_code = None
     if action == "die":
         exit_code = int(attributes.get("exitCode", "0") or 0)
@@ -82,19 +56,12 @@ def event_from_docker(workflow: str, raw: dict[str, Any]) -> WorkflowEvent | Non
         kind = _ACTIONS[action]
     else:
         return None
-    nanos = raw.get("timeNano")
-    moment = datetime.fromtimestamp(nanos / 1e9 if nanos else raw.get("time", 0), UTC)
+    moment = datetime.fromtimestamp((raw.time_nano or 0) / 1e9, UTC)
     return WorkflowEvent(
         time=moment, workflow=workflow, action=kind,
         service=attributes.get(SERVICE_LABEL), container=attributes.get("name"),
         exit_code=exit_code,
     )  # fmt: skip
-
-
-def docker_event_key(raw: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes a Docker event unique, to drop the live copy of a replayed one."""
-    actor = raw.get("Actor") or {}
-    return (raw.get("timeNano"), actor.get("ID") or raw.get("id"), raw.get("Action"))
 
 
 class RecentKeys:

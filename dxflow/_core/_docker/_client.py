@@ -1,6 +1,7 @@
-"""The one adapter to the Docker Engine: blocking SDK calls run in worker threads.
+"""The connection under the Docker adapter: one docker-py client, worker threads, errors.
 
-Only this module imports `docker`; its exceptions are translated here and never leave.
+Blocking SDK calls run in worker threads under one limiter; every docker-py or
+requests error is translated here, once, into the dxflow exception tree.
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from .._exceptions import (
+from ..._exceptions import (
     ApiError,
     Conflict,
-    EngineUnavailable,
+    DockerUnavailable,
     InternalError,
     InvalidRequest,
     NotFound,
 )
-from .._models import DockerInfo
-from ._groups import task_group
+from .._groups import task_group
 
-__all__ = ["DockerAdapter"]
+__all__ = ["DEFAULT_HOST", "DockerConnection"]
 
 T = TypeVar("T")
+DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 
 class _Failure:
@@ -46,17 +47,24 @@ def _api_error(exc: Any) -> ApiError:
     status = getattr(exc.response, "status_code", None)
     text = str(getattr(exc, "explanation", None) or exc)
     kind: type[ApiError] = {400: InvalidRequest, 404: NotFound, 409: Conflict}.get(
-        status or 0, EngineUnavailable if status == 503 else InternalError
+        status or 0, DockerUnavailable if status == 503 else InternalError
     )
     return kind(f"Docker: {text}", docker_status=status)
 
 
-class DockerAdapter:
+class DockerConnection:
+    """A lazily opened docker-py client at `base_url` (None: Docker's environment)."""
+
     def __init__(self, base_url: str | None = None, concurrency: int = 32) -> None:
         self._base_url = base_url
         self._client: Any = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._concurrency = concurrency
+
+    @property
+    def host(self) -> str:
+        """The daemon's address, as the docker CLI's DOCKER_HOST would name it."""
+        return self._base_url or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
 
     def _connect(self) -> Any:
         if self._client is None:
@@ -72,17 +80,17 @@ class DockerAdapter:
                 raise self._unavailable(exc) from None
         return self._client
 
-    def _unavailable(self, exc: Exception) -> EngineUnavailable:
-        where = self._base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    def _unavailable(self, exc: Exception) -> DockerUnavailable:
+        where = self.host
         text = str(exc)
         if "FileNotFoundError" in text or "No such file" in text:
             text = "no socket there (is dockerd running?)"
         elif "PermissionError" in text or "Permission denied" in text:
             text = "permission denied (is this user in the docker group?)"
-        return EngineUnavailable(f"Docker Engine is not reachable at {where}: {text}", docker=where)
+        return DockerUnavailable(f"Docker Engine is not reachable at {where}: {text}", docker=where)
 
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """Run a blocking Docker call in a worker thread, translating its errors."""
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking docker-py call in a worker thread, translating its errors."""
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._concurrency)
         call = functools.partial(self._guarded, function, *args)
@@ -92,9 +100,9 @@ class DockerAdapter:
         try:
             return function(self._connect(), *args)
         except Exception as exc:
-            raise self.translate(exc) from None
+            raise self._translate(exc) from None
 
-    def translate(self, exc: Exception) -> Exception:
+    def _translate(self, exc: Exception) -> Exception:
         """The dxflow error for a Docker SDK error (others pass through unchanged)."""
         import docker.errors
         import requests.exceptions
@@ -107,7 +115,7 @@ class DockerAdapter:
             return self._unavailable(exc)
         return exc
 
-    async def stream(
+    async def _stream(
         self, streams: list[Callable[[Any], Any]], limit: int = 256
     ) -> AsyncIterator[Any]:
         """Merge blocking Docker streams (logs, events) into one async iterator.
@@ -130,7 +138,7 @@ class DockerAdapter:
                         anyio.from_thread.run(out.send, item)
                 except Exception as exc:
                     if not closed.is_set():
-                        anyio.from_thread.run(out.send, _Failure(self.translate(exc)))
+                        anyio.from_thread.run(out.send, _Failure(self._translate(exc)))
 
         async with task_group() as group:
             for open_stream in streams:
@@ -148,18 +156,6 @@ class DockerAdapter:
                     with contextlib.suppress(Exception):
                         source.close()
                 group.cancel_scope.cancel()
-
-    async def info(self) -> DockerInfo:
-        try:
-            with anyio.fail_after(5):
-                version = await self.run(lambda client: client.version())
-        except EngineUnavailable as exc:
-            return DockerInfo(available=False, error=exc.message)
-        except TimeoutError:
-            return DockerInfo(available=False, error="Docker Engine did not answer within 5 s")
-        return DockerInfo(
-            available=True, version=version.get("Version"), api_version=version.get("ApiVersion")
-        )
 
     def close(self) -> None:
         if self._client is not None:

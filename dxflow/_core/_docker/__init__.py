@@ -1,0 +1,27 @@
+"""The Docker adapter: the only code that imports docker-py (see `_adapter`)."""
+
+from ._adapter import DockerAdapter
+from ._types import (
+    Container,
+    DockerEvent,
+    ExecCommand,
+    ExecOutcome,
+    LogChunk,
+    LogSource,
+    Network,
+    ResourceUsage,
+    Volume,
+)
+
+__all__ = [
+    "Container",
+    "DockerAdapter",
+    "DockerEvent",
+    "ExecCommand",
+    "ExecOutcome",
+    "LogChunk",
+    "LogSource",
+    "Network",
+    "ResourceUsage",
+    "Volume",
+]
