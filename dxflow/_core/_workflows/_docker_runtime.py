@@ -27,7 +27,7 @@ from ..._models import (
 from .._docker import DockerAdapter, DockerEvent, ExecCommand, LogSource
 from .._groups import task_group
 from ._orchestrator import Orchestrator, stop_grace
-from ._runtime import Action, Emit, Plan
+from ._runtime import Action, Emit, Plan, WorkflowRuntime
 from ._spec import PROJECT_LABEL, SERVICE_LABEL
 from ._streams import RecentKeys, event_from_docker, log_line
 from ._teardown import Teardown
@@ -209,3 +209,7 @@ class DockerRuntime:
         workdir: str | None,
     ) -> ExecCommand:
         return self._docker.exec_command(container, command, env, env_file, workdir)
+
+
+def _conforms(runtime: DockerRuntime) -> WorkflowRuntime:
+    return runtime  # mypy proves here that DockerRuntime is a WorkflowRuntime
