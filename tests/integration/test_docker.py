@@ -36,10 +36,11 @@ def test_info_reports_the_docker_version(tmp_path: Path) -> None:
     assert docker.available and docker.version == expected and docker.api_version
 
 
-def test_unreachable_docker_is_reported_not_raised(tmp_path: Path) -> None:
+def test_unreachable_docker_is_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DXFLOW_DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with dxflow.Engine(home=tmp_path, profile=None) as engine:
-        engine._transport.core.docker._base_url = "unix:///nonexistent/docker.sock"  # type: ignore[attr-defined]
-        engine._transport.core.docker._client = None  # type: ignore[attr-defined]
         docker = engine.info().docker
     assert not docker.available
     assert docker.error is not None and "/nonexistent/docker.sock" in docker.error

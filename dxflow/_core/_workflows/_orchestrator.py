@@ -1,4 +1,4 @@
-"""Bringing a Compose project up and down on the Docker Engine.
+"""Bringing a Compose project up on the Docker Engine (down is `_teardown`'s).
 
 Services start in waves along ``depends_on``; services of one wave start concurrently
 under a limit. Every container, network and volume an ``up`` creates is remembered,
