@@ -183,8 +183,8 @@ class EngineCore:
         every("audit.prune", AUDIT_PRUNE_EVERY, self.audit.prune)
         every("shells.reap", SHELL_REAP_EVERY, self.shells.reap)
         every("uploads.sweep", UPLOAD_SWEEP_EVERY, self.uploads.sweep)
-        storage, quota = self.objects.storage, self.objects.quota
-        sweep = partial(storage.sweep_temp, STALE_TEMP, quota.changed)
+        quota = self.objects.quota
+        sweep = partial(self.objects.storage.sweep_temp, STALE_TEMP, lambda n: quota.changed(-n))
         every("objects.temp_sweep", TEMP_SWEEP_EVERY, sweep)
 
     def _current_identity(self, name: str) -> Identity | None:
