@@ -1,6 +1,13 @@
-"""The Starlette application: generated operation routes plus the OpenAPI document."""
+"""The Starlette application: generated operation routes plus the OpenAPI document.
+
+Its lifespan owns the core's background work: started when the server starts, stopped
+(cancelled and awaited, bounded) when it shuts down.
+"""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -37,8 +44,17 @@ def create_app(core: EngineCore) -> Starlette:
         *channel_routes(core),
         Route("/api/openapi.json", openapi, methods=["GET"]),
     ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with core.lifecycle.running():
+            yield
+
     app = Starlette(
-        routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(BodyGuard)]
+        routes=routes,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(BodyGuard)],
+        lifespan=lifespan,
     )
     app.state.core = core
     return app

@@ -100,8 +100,12 @@ def _configure_logging(config: Config, limits: Limits, stream: TextIO | None) ->
     logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
 
 
-def _servers(config: Config, limits: Limits, app: Any, tls: tuple[Path, Path] | None) -> list[Any]:
+def _servers(
+    config: Config, limits: Limits, app: Any, tls: tuple[Path, Path] | None
+) -> tuple[list[Any], Any]:
+    """The unix-socket and TCP servers of `app`, and the app's one lifespan (`_run`)."""
     import uvicorn
+    from uvicorn.lifespan.on import LifespanOn
 
     from ._guard import guarded_protocol
 
@@ -110,7 +114,7 @@ def _servers(config: Config, limits: Limits, app: Any, tls: tuple[Path, Path] | 
         "http": guarded_protocol(limits.header_timeout),  # slowloris: a deadline per head
         "timeout_keep_alive": limits.keep_alive,
         "h11_max_incomplete_event_size": MAX_HEAD,  # if h11 is ever chosen instead
-        "lifespan": "off",
+        "lifespan": "off",  # each server's: the app's one lifespan is run around both
         "access_log": False,
         "server_header": False,
         "proxy_headers": False,
@@ -130,10 +134,10 @@ def _servers(config: Config, limits: Limits, app: Any, tls: tuple[Path, Path] | 
     for server in servers:
         server.config.load()
         server.lifespan = server.config.lifespan_class(server.config)  # as Server.serve does
-    return servers
+    return servers, LifespanOn(servers[0].config)
 
 
-async def _run(servers: list[Any], sockets: list[socket.socket]) -> None:
+async def _run(servers: list[Any], lifespan: Any, sockets: list[socket.socket]) -> None:
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -142,12 +146,22 @@ async def _run(servers: list[Any], sockets: list[socket.socket]) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
-    for server, sock in zip(servers, sockets, strict=True):
-        await server.startup(sockets=[sock])
-    await asyncio.gather(*(server.main_loop() for server in servers))
-    await asyncio.gather(
-        *(server.shutdown(sockets=[sock]) for server, sock in zip(servers, sockets, strict=True))
-    )
+    # The core's background work starts before the first request and stops after the last.
+    await lifespan.startup()
+    if lifespan.should_exit:
+        raise ConfigError("the engine's lifespan failed to start (logs/engine.log says why)")
+    try:
+        for server, sock in zip(servers, sockets, strict=True):
+            await server.startup(sockets=[sock])
+        await asyncio.gather(*(server.main_loop() for server in servers))
+        await asyncio.gather(
+            *(
+                server.shutdown(sockets=[sock])
+                for server, sock in zip(servers, sockets, strict=True)
+            )
+        )
+    finally:
+        await lifespan.shutdown()
 
 
 def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
@@ -168,7 +182,7 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
         stack.callback(home.socket.unlink, missing_ok=True)
         core = EngineCore(config)
         stack.callback(core.close)
-        servers = _servers(config, limits, create_app(core), tls)
+        servers, lifespan = _servers(config, limits, create_app(core), tls)
         scheme = "https" if tls else "http"
         host, port = sockets[1].getsockname()[:2]
         url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
@@ -193,7 +207,7 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
             home.socket,
             os.getpid(),
         )
-        _loop_runner(_run(servers, sockets))
+        _loop_runner(_run(servers, lifespan, sockets))
         log.info("engine %s stopped", core.engine_id)
 
 

@@ -12,26 +12,29 @@ from ._state import State
 
 __all__ = ["AuditLog"]
 
-
-_PRUNE_EVERY = 3600.0
+_PRUNE_BATCH = 5000
 
 
 class AuditLog:
     def __init__(self, state: State, retention: float = 0) -> None:
-        """`retention`: seconds a record is kept (0: for ever); older ones are pruned at
-        start-up and then hourly, as records are written."""
+        """`retention`: seconds a record is kept (0: for ever). Older ones are pruned by
+        the core's background work (`prune`, at start and then hourly), not by writes."""
         self._state = state
         self._retention = retention
-        self._pruned = 0.0
-        self.prune()
 
     def prune(self) -> int:
         """Remove the records older than the retention; return how many went."""
-        now = time.time()
-        self._pruned = now
         if self._retention <= 0:
             return 0
-        return self._state.execute("DELETE FROM audit WHERE time < ?", (now - self._retention,))
+        cutoff, removed = time.time() - self._retention, 0
+        while True:  # in batches: calls that write records wait for one batch at most
+            gone = self._state.execute(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < ? LIMIT ?)",
+                (cutoff, _PRUNE_BATCH),
+            )
+            removed += gone
+            if gone < _PRUNE_BATCH:
+                return removed
 
     def record(
         self,
@@ -45,8 +48,6 @@ class AuditLog:
     ) -> None:
         """Append one record. `identity` overrides the caller's (a claimed identity)."""
         who = identity or (ctx.identity.name if ctx and ctx.identity else None)
-        if time.time() - self._pruned > _PRUNE_EVERY:
-            self.prune()
         self._state.insert(
             "INSERT INTO audit (time, identity, operation, target, outcome, client, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",

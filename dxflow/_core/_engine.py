@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import time
+from functools import partial
 from pathlib import Path
 
 from .._config import Config, atomic_write
@@ -21,6 +22,13 @@ from ._dispatch import Dispatcher
 from ._docker import DockerAdapter
 from ._handlers import collect_handlers
 from ._keys import KeyRegistry
+from ._lifecycle import (
+    AUDIT_PRUNE_EVERY,
+    SHELL_REAP_EVERY,
+    TEMP_SWEEP_EVERY,
+    UPLOAD_SWEEP_EVERY,
+    Lifecycle,
+)
 from ._objects import (
     ObjectService,
     Quota,
@@ -29,7 +37,7 @@ from ._objects import (
     UnzipLimits,
     UploadService,
 )
-from ._objects._paths import parse_mode
+from ._objects._paths import STALE_TEMP, parse_mode
 from ._platform import PlatformService
 from ._revocation import OpenCalls
 from ._shells import ShellService
@@ -119,7 +127,11 @@ def _shell_service(config: Config, storage: Storage, workflows: WorkflowService)
 
 
 class EngineCore:
-    """Everything an engine is, minus its doors (the SDK transports and the server)."""
+    """Everything an engine is, minus its doors (the SDK transports and the server).
+
+    Its background work runs only while `lifecycle` is started (see `_lifecycle`): the
+    server's lifespan starts it, and so does the in-process transport that owns the core.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -162,6 +174,18 @@ class EngineCore:
         self.keys.events.subscribe(self.open_calls.key_changed)
         self.keys.events.subscribe(self.shares.key_changed)
         self.dispatcher = Dispatcher(handlers, self.audit, self.open_calls)
+        self.lifecycle = Lifecycle()
+        self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        """The engine's own background work (the intervals are in `_lifecycle`)."""
+        every = self.lifecycle.every
+        every("audit.prune", AUDIT_PRUNE_EVERY, self.audit.prune)
+        every("shells.reap", SHELL_REAP_EVERY, self.shells.reap)
+        every("uploads.sweep", UPLOAD_SWEEP_EVERY, self.uploads.sweep)
+        quota = self.objects.quota
+        sweep = partial(self.objects.storage.sweep_temp, STALE_TEMP, lambda n: quota.changed(-n))
+        every("objects.temp_sweep", TEMP_SWEEP_EVERY, sweep)
 
     def _current_identity(self, name: str) -> Identity | None:
         record = self.keys.get(name)
@@ -173,5 +197,8 @@ class EngineCore:
         return Context(identity, client="local")
 
     def close(self) -> None:
+        """Release the state and Docker. Whoever started the background work stops it
+        first (`await lifecycle.stop()`); if not, it is asked to stop here."""
+        self.lifecycle.cancel()
         self.docker.close()
         self.state.close()

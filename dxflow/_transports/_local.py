@@ -1,4 +1,10 @@
-"""LocalTransport: calls the core in this process, with no serialization."""
+"""LocalTransport: calls the core in this process, with no serialization.
+
+The transport that owns its core (`owns_core`, the default) starts the core's background
+work on the loop of its first async call and stops it at `aclose`; inline calls run on
+the caller's thread and never start it. Transports sharing a core they do not own leave
+its lifecycle alone.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +32,14 @@ class LocalTransport(Transport):
         self.core = core
         self._key = key
         self._owns_core = owns_core
+        self._lifecycle = core.lifecycle if owns_core else None
         self._dispatcher = core.dispatcher
         self._master = core.local_context()
+
+    def _start(self) -> None:
+        """Start the core's background work, on this loop, if this transport owns it."""
+        if self._lifecycle is not None and not self._lifecycle.active:
+            self._lifecycle.start()
 
     def _context(self) -> Context:
         # With a key the identity is looked up on every call, so unregistering or
@@ -35,15 +47,18 @@ class LocalTransport(Transport):
         return self._master if self._key is None else self.core.local_context(self._key)
 
     async def call(self, op: Operation, params: Mapping[str, Any]) -> Response:
+        self._start()
         result: Response = await self._dispatcher.call(self._context(), op, params)
         return result
 
     async def stream(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Response]:
+        self._start()
         async for item in self._dispatcher.stream(self._context(), op, params):
             yield item
 
     @asynccontextmanager
     async def download(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Download]:
+        self._start()
         blob: Blob = await self._dispatcher.call(self._context(), op, params)
         blob.claimed()  # the bytes will be read here, perhaps by the kernel (`path`)
         chunks = iter(blob.chunks())
@@ -58,6 +73,7 @@ class LocalTransport(Transport):
                        path=blob.path, start=blob.start)  # fmt: skip
 
     async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
+        self._start()
         body = body if isinstance(body, LocalFile) else as_chunks(body)
         return await self._dispatcher.call(self._context(), op, params, body=body)
 
@@ -72,4 +88,5 @@ class LocalTransport(Transport):
 
     async def aclose(self) -> None:
         if self._owns_core:
+            await self.core.lifecycle.stop()
             self.core.close()

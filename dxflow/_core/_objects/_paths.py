@@ -17,10 +17,11 @@ import shutil
 import stat
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..._exceptions import InvalidRequest, NotFound
+from ._quota import tree_size
 from ._walker import Walker, link_refused
 
 __all__ = ["PRIVATE", "Storage", "is_private", "parse_mode", "remove_tree"]
@@ -150,11 +151,12 @@ class Storage:
             raise
         return fd
 
-    def sweep_temp(self, older_than: float) -> int:
+    def sweep_temp(self, older_than: float, freed: Callable[[int], object] | None = None) -> int:
         """Remove temp files not written for `older_than` seconds; return how many.
 
         Not everything there: another engine process on the same home (an in-process
-        `Engine()` beside a booted one) may be writing the fresh ones.
+        `Engine()` beside a booted one) may be writing the fresh ones. `freed(bytes)` is
+        told what each removal gave back (the quota, once it has counted them).
         """
         cutoff, removed = time.time() - older_than, 0
         with self.temp_dir() as fd, os.scandir(fd) as entries:
@@ -162,11 +164,14 @@ class Storage:
                 try:
                     if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
                         continue
+                    size = tree_size(fd, entry.name) if freed is not None else 0
                     if entry.is_dir(follow_symlinks=False):
                         remove_tree(fd, entry.name)
                     else:
                         os.unlink(entry.name, dir_fd=fd)
                     removed += 1
+                    if freed is not None:
+                        freed(size)
                 except FileNotFoundError:  # its owner finished with it meanwhile
                     continue
         return removed

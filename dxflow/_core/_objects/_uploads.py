@@ -30,6 +30,7 @@ from .._context import Context
 from .._handlers import handles
 from .._state import State
 from ._fds import sha256_of
+from ._paths import STALE_TEMP
 from ._receive import Body, receive
 from ._store import ObjectService
 
@@ -88,16 +89,31 @@ class UploadService:
             completed=completed,
         )
 
-    def _sweep(self) -> None:
-        """Forget expired uploads (on each create: no timer to run)."""
+    def sweep(self) -> int:
+        """Forget expired uploads and free their partial files; return how many went.
+
+        Also removes partial files no upload names (an engine that died between creating
+        one and recording it) once they are STALE_TEMP old. The core's background work
+        runs this every UPLOAD_SWEEP_EVERY seconds; an expired upload is refused at once.
+        """
         now = time.time()
-        for row in self._state.query("SELECT id FROM uploads WHERE expires_at < ?", (now,)):
+        expired = self._state.query("SELECT id FROM uploads WHERE expires_at < ?", (now,))
+        for row in expired:
             self._drop(row["id"])
         self._state.execute("DELETE FROM uploads WHERE expires_at < ?", (now,))
+        known = {row["id"] for row in self._state.query("SELECT id FROM uploads")}
+        with self._folder() as folder, os.scandir(folder) as entries:
+            orphans = [
+                entry.name
+                for entry in entries
+                if entry.name not in known and _untouched(entry, now - STALE_TEMP)
+            ]
+        for name in orphans:
+            self._drop(name)
+        return len(expired) + len(orphans)
 
     @handles("uploads.create")
     def create(self, ctx: Context, request: UploadCreate) -> UploadInfo:
-        self._sweep()
         self._store.destination(request.path, request.overwrite)  # refuse early, not at the end
         if request.length is not None:
             self._store.quota.check(request.length, path=request.path)
@@ -194,6 +210,17 @@ class UploadService:
         self._store.commit(folder, row["id"], target, size)
         self._state.execute("DELETE FROM uploads WHERE id = ?", (row["id"],))
         return self._info(row, size, completed=True)
+
+
+def _untouched(entry: os.DirEntry[str], since: float) -> bool:
+    """A regular file not written since `since` (False once it is gone)."""
+    try:
+        return (
+            entry.is_file(follow_symlinks=False)
+            and entry.stat(follow_symlinks=False).st_mtime < since
+        )
+    except FileNotFoundError:
+        return False
 
 
 def _b64(digest: Any) -> str:

@@ -338,11 +338,20 @@ class ShellService:
 
     # -- housekeeping ---------------------------------------------------------------------
 
-    def reap(self) -> None:
-        """Collect holders of this engine that have exited (no zombies while it lives)."""
+    def reap(self) -> int:
+        """Collect holders this engine started that have exited; return how many.
+
+        A holder quits on its own (its socket removed, SIGTERM, a crash) or through another
+        engine process on the same home: until its parent waits for it, it stays a zombie.
+        The core's background work runs this every SHELL_REAP_EVERY seconds. Sessions are
+        not removed: an exited one stays listed until `remove` or `prune`.
+        """
+        reaped = 0
         for name, proc in list(self._holders.items()):
             if proc.poll() is not None:
-                del self._holders[name]
+                self._holders.pop(name, None)  # `remove` may have taken it meanwhile
+                reaped += 1
+        return reaped
 
 
 def _owner(ctx: Context) -> str | None:
