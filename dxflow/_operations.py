@@ -14,7 +14,7 @@ from typing import Literal
 from . import _models as m
 from ._permissions import Permission
 
-__all__ = ["OPERATIONS", "Operation", "operation"]
+__all__ = ["OPENAPI_PATH", "OPERATIONS", "Operation", "operation"]
 
 Kind = Literal["call", "stream", "channel", "download", "upload"]
 """call: one model back; stream: NDJSON models; channel: a WebSocket; download: bytes
@@ -310,6 +310,9 @@ _TABLE: tuple[Operation, ...] = (
 )  # fmt: skip
 
 OPERATIONS: dict[str, Operation] = {op.name: op for op in _TABLE}
+
+OPENAPI_PATH = "/api/openapi.json"
+"""The server's own document of this table: a route, not an operation."""
 
 
 def operation(name: str) -> Operation:

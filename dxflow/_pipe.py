@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 
 import anyio
 
-__all__ = ["BLOCK", "write_stream"]
+from ._wire import CHUNK
 
-BLOCK = 4 << 20
+__all__ = ["read_in_thread", "write_stream"]
+
 _IOV_MAX = 1024  # writev takes at most this many buffers (Linux's IOV_MAX)
 
 
@@ -33,6 +34,18 @@ def _writev(fd: int, chunks: list[bytes], digest: object) -> None:
             views.pop(0)
         if views and written:
             views[0] = views[0][written:]
+
+
+async def read_in_thread(chunks: Iterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """The items of a blocking iterator (file reads), each taken in a worker thread so
+    the event loop never waits on a disk; the iterator is closed however this ends."""
+    try:
+        while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 async def write_stream(
@@ -72,7 +85,7 @@ async def write_stream(
         async for chunk in chunks:
             pending.append(chunk)
             size += len(chunk)
-            if size >= BLOCK:
+            if size >= CHUNK:
                 block, pending, size = pending, [], 0
                 await write(block)
         if pending:

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dxflow._core import EngineCore
+from dxflow._operations import OPENAPI_PATH
 
 from ._channels import channel_routes
 from ._errors import EXCEPTION_HANDLERS
@@ -26,7 +27,7 @@ from ._tus import tus_routes
 
 __all__ = ["META_ROUTES", "create_app"]
 
-META_ROUTES = {"/api/openapi.json"}
+META_ROUTES = {OPENAPI_PATH}
 
 
 def create_app(core: EngineCore) -> Starlette:
@@ -42,7 +43,7 @@ def create_app(core: EngineCore) -> Starlette:
         *operation_routes(core),
         *tus_routes(core),
         *channel_routes(core),
-        Route("/api/openapi.json", openapi, methods=["GET"]),
+        Route(OPENAPI_PATH, openapi, methods=["GET"]),
     ]
 
     @asynccontextmanager

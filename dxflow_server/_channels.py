@@ -9,7 +9,6 @@ message with the error envelope's code, then closed with 4000 + the HTTP status
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 
 from starlette.routing import WebSocketRoute
@@ -19,6 +18,7 @@ from dxflow._core import EngineCore
 from dxflow._core._groups import task_group
 from dxflow._exceptions import ApiError, InvalidRequest, PermissionDenied
 from dxflow._operations import OPERATIONS, Operation
+from dxflow._wire import close_code, decode_frame, encode_frame, error_frame, refusal_frame
 
 from ._auth import context_for, cross_site_origin
 from ._errors import error_response
@@ -38,10 +38,11 @@ def _payload(websocket: WebSocket) -> dict[str, Any]:
 
 async def _outbound(websocket: WebSocket, link: Any) -> None:
     async for message in link.messages():
-        if isinstance(message, bytes):
-            await websocket.send_bytes(message)
+        frame = encode_frame(message)
+        if isinstance(frame, bytes):
+            await websocket.send_bytes(frame)
         else:
-            await websocket.send_text(json.dumps(message))
+            await websocket.send_text(frame)
 
 
 async def _inbound(websocket: WebSocket, link: Any) -> None:
@@ -49,13 +50,15 @@ async def _inbound(websocket: WebSocket, link: Any) -> None:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
+        frame = message.get("bytes")
+        if frame is None:
+            frame = message.get("text")
+        if frame is None:
+            continue
         try:
-            if message.get("bytes") is not None:
-                await link.deliver(message["bytes"])
-            elif message.get("text") is not None:
-                await link.deliver(json.loads(message["text"]))
-        except (ValueError, AttributeError, RecursionError) as refusal:  # not a JSON object
-            await websocket.send_text(json.dumps({"type": "error", "error": str(refusal)}))
+            await link.deliver(decode_frame(frame))
+        except (ValueError, AttributeError) as refusal:  # not a JSON object, or not one of ours
+            await websocket.send_text(refusal_frame(str(refusal)))
 
 
 def _endpoint(core: EngineCore, op: Operation) -> Any:
@@ -108,8 +111,8 @@ async def _refuse(websocket: WebSocket, error: ApiError) -> None:
     with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
         if websocket.client_state == WebSocketState.CONNECTING:
             await websocket.accept()
-        await websocket.send_text(json.dumps({"type": "error", **error.to_dict()}))
-        await websocket.close(code=4000 + error.status, reason=error.code)
+        await websocket.send_text(error_frame(error))
+        await websocket.close(code=close_code(error), reason=error.code)
 
 
 def channel_routes(core: EngineCore) -> list[WebSocketRoute]:

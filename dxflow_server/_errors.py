@@ -6,7 +6,7 @@ import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Match
 
 from dxflow._exceptions import (
@@ -18,6 +18,7 @@ from dxflow._exceptions import (
     TooManyRequests,
     Unauthenticated,
 )
+from dxflow._wire import envelope_bytes
 
 __all__ = ["EXCEPTION_HANDLERS", "error_response"]
 
@@ -32,7 +33,11 @@ def error_response(error: ApiError) -> Response:
         headers["WWW-Authenticate"] = 'Bearer realm="dxflow"'
     elif isinstance(error, MethodNotAllowed):
         headers["Allow"] = str(error.details.get("allowed", ""))
-    return JSONResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
+    return _envelope(error, error.status, headers)
+
+
+def _envelope(error: ApiError, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(envelope_bytes(error), status, headers, media_type="application/json")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -63,7 +68,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             )
         )
     error = ApiError(exc.detail or f"HTTP {exc.status_code}")
-    return JSONResponse({"error": error.to_dict()}, status_code=exc.status_code)
+    return _envelope(error, exc.status_code)
 
 
 async def _gone(request: Request, exc: Exception) -> Response:

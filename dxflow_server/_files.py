@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
@@ -14,33 +13,24 @@ from starlette.responses import Response, StreamingResponse
 
 from dxflow._core import Blob
 from dxflow._exceptions import InvalidRequest
+from dxflow._pipe import read_in_thread
+from dxflow._wire import ByteRange, content_range, parse_range
 
 __all__ = ["blob_response", "client_stream", "range_params", "upload_size"]
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _SMALL = 1 << 20
 
 
 def range_params(request: Request) -> tuple[dict[str, int], int | None]:
-    """The one byte range of a `Range` header as start/end, or a suffix length.
-
-    Anything else (several ranges, another unit, garbage, a stale If-Range) is ignored,
-    as RFC 9110 allows: the whole content is sent with 200.
-    """
-    header = request.headers.get("range")
-    match = _RANGE.match(header.replace(" ", "")) if header else None
-    if match is None or (not match.group(1) and not match.group(2)):
+    """The request's byte range as the read's start/end, or a suffix length (see
+    `parse_range`: whatever else it says is ignored and the whole content sent)."""
+    span = parse_range(request.headers.get("range"), request.headers.get("if-range"))
+    if span is None:
         return {}, None
-    if_range = request.headers.get("if-range")
-    if if_range is not None and not if_range.startswith('"'):
-        return {}, None  # a date validator: we only honour entity tags
-    first, last = match.groups()
-    if not first:
-        return {}, int(last)
-    params = {"start": int(first)}
-    if last:
-        params["end"] = int(last) + 1  # HTTP ranges are inclusive, ours are not
-    return params, None
+    if isinstance(span, int):
+        return {}, span
+    return ({"start": span.start} if span.end is None else
+            {"start": span.start, "end": span.end}), None  # fmt: skip
 
 
 def _disposition(name: str) -> str:
@@ -48,10 +38,22 @@ def _disposition(name: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 
-async def _in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    # Reads are blocking: each chunk is read in a worker thread, 4 MiB at a time.
-    while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
-        yield chunk
+async def _primed(blob: Blob) -> AsyncIterator[bytes]:
+    """The blob's bytes, the first chunk read already: a read that fails at once (the
+    file is gone) is an error answer with its status, not a broken 200."""
+    chunks = read_in_thread(blob.chunks())
+    first = await anext(chunks, None)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    return body()
 
 
 async def blob_response(request: Request, blob: Blob, suffix: int | None) -> Response:
@@ -62,15 +64,15 @@ async def blob_response(request: Request, blob: Blob, suffix: int | None) -> Res
             del head.headers["content-length"]  # unknown until the zip is made
             return head
         blob.claimed()  # a refusal still has its status: nothing is sent yet
-        body = _in_thread(blob.chunks())
-        return StreamingResponse(body, media_type=blob.media_type, headers=headers)
+        return StreamingResponse(await _primed(blob), media_type=blob.media_type,
+                                 headers=headers)  # fmt: skip
     size = blob.info.size
     if suffix is not None:
-        blob.start, blob.end, blob.partial = max(size - suffix, 0), size, True
+        blob.select(ByteRange(max(size - suffix, 0), size))
     etag = blob.info.etag or ""
     if_range = request.headers.get("if-range")
     if blob.partial and if_range is not None and if_range != etag:
-        blob.start, blob.end, blob.partial = 0, size, False  # changed since: send it all
+        blob.select(None)  # changed since: send it all
     headers.update(
         {"Accept-Ranges": "bytes", "ETag": etag, "Content-Length": str(blob.length),
          "Last-Modified": format_datetime(blob.info.modified, usegmt=True)}
@@ -81,7 +83,7 @@ async def blob_response(request: Request, blob: Blob, suffix: int | None) -> Res
     if blob.partial:
         status = 206
         assert blob.end is not None
-        headers["Content-Range"] = f"bytes {blob.start}-{max(blob.end - 1, blob.start)}/{size}"
+        headers["Content-Range"] = content_range(blob.start, blob.end, size)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=blob.media_type)
     blob.claimed()  # a refusal still has its status: nothing is sent yet
@@ -89,7 +91,7 @@ async def blob_response(request: Request, blob: Blob, suffix: int | None) -> Res
         content = b"".join(await anyio.to_thread.run_sync(list, blob.chunks()))
         return Response(content, status_code=status, headers=headers, media_type=blob.media_type)
     return StreamingResponse(
-        _in_thread(blob.chunks()), status_code=status, headers=headers, media_type=blob.media_type
+        await _primed(blob), status_code=status, headers=headers, media_type=blob.media_type
     )
 
 

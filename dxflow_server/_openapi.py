@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 from dxflow._exceptions import ApiError, _subclasses
 from dxflow._operations import OPERATIONS, Operation
 from dxflow._version import __version__
+from dxflow._wire import NDJSON
 
 __all__ = ["openapi_document"]
 
@@ -92,7 +93,7 @@ def _responses(op: Operation) -> dict[str, Any]:
         return {"200": {"description": op.summary, "content": _BINARY}, "206": partial,
                 "default": error}  # fmt: skip
     assert op.response is not None
-    media = "application/x-ndjson" if op.kind == "stream" else "application/json"
+    media = NDJSON if op.kind == "stream" else "application/json"
     ok = {
         "description": op.summary,
         "content": {media: {"schema": {"$ref": _REF.format(model=op.response.__name__)}}},

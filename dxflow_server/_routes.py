@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -12,9 +12,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from dxflow._core import Context, EngineCore
-from dxflow._exceptions import ApiError, InvalidRequest, RequestTimeout
+from dxflow._exceptions import InvalidRequest, RequestTimeout
 from dxflow._limits import PUBLIC_BODY_MAX, too_large
 from dxflow._operations import OPERATIONS, Operation
+from dxflow._wire import NDJSON, ndjson_lines
 
 from ._auth import context_for
 from ._files import blob_response, client_stream, range_params, upload_size
@@ -121,16 +122,6 @@ def _json(model: Any) -> bytes:
     return bytes(model.__pydantic_serializer__.to_json(model))
 
 
-async def _ndjson(items: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    # Headers are gone once the first line is out, so a failure mid-stream
-    # travels as a last line holding the same envelope an error response carries.
-    try:
-        async for item in items:
-            yield item.model_dump_json().encode() + b"\n"
-    except ApiError as error:
-        yield json.dumps({"error": error.to_dict()}).encode() + b"\n"
-
-
 def _endpoint(core: EngineCore, op: Operation) -> Endpoint:
     dispatcher = core.dispatcher
 
@@ -152,7 +143,7 @@ def _endpoint(core: EngineCore, op: Operation) -> Endpoint:
         # Refusals (401, 403, 422) raise here, with their status; the items are then
         # produced in the response's own task, from first to last.
         items = dispatcher.stream(ctx, op, await _payload(request, op, core))
-        return StreamingResponse(_ndjson(items), media_type="application/x-ndjson")
+        return StreamingResponse(ndjson_lines(items), media_type=NDJSON)
 
     async def download(request: Request) -> Response:
         ctx = caller(request)

@@ -3,7 +3,8 @@
 tus carries its arguments in headers (Upload-Length, Upload-Offset, Upload-Metadata,
 Upload-Checksum) and answers with headers and 201/204 statuses, so these four routes are
 written by hand; they still go through the dispatcher like every other call. Any
-third-party tus client works against `/api/uploads` with a bearer token header.
+third-party tus client works against the `uploads.create` path with a bearer token
+header. Paths and methods are the operation table's.
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ def tus_routes(core: EngineCore) -> list[Route]:
             info = await dispatcher.call(ctx, op, _create_params(request))
         except ApiError as error:
             return _tus_error(error)
-        location = f"/api/uploads/{info.id}"
+        # Relative to where the engine is mounted (a bridge or a proxy's sub-path).
+        resource = OPERATIONS["uploads.status"].path.replace("{id}", info.id)
+        location = request.scope.get("root_path", "") + resource
         return Response(status_code=201, headers={**_headers(info), "Location": location})
 
     async def resource(request: Request) -> Response:
@@ -138,11 +141,12 @@ def tus_routes(core: EngineCore) -> list[Route]:
         info = await dispatcher.call(ctx, op, params, body=client_stream(request))
         return Response(status_code=204, headers=_headers(info))
 
+    create = OPERATIONS["uploads.create"]
     return [
-        Route("/api/uploads", collection, methods=["POST", "OPTIONS"], name="uploads.create"),
-        *(Route("/api/uploads/{id}", resource, methods=[method], name=name)
-          for method, name in (("HEAD", "uploads.status"), ("PATCH", "uploads.append"),
-                               ("DELETE", "uploads.delete"))),
+        Route(create.path, collection, methods=[create.method, "OPTIONS"], name=create.name),
+        *(Route(op.path, resource, methods=[op.method], name=op.name)
+          for op in (OPERATIONS[name] for name in
+                     ("uploads.status", "uploads.append", "uploads.delete"))),
     ]  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from .._models import (
     UploadInfo,
 )
 from .._transports._base import FileSlice
+from .._wire import CHUNK
 from ._resume import forget, recall, remember, upload_key
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ Progress = Callable[[int, int | None], object] | None
 """Called with (bytes done, bytes in all) as a transfer goes."""
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 
-CHUNK = 4 << 20
 SMALL = 16 << 20
 """Files up to this size go in one request; bigger ones as a resumable (tus) upload."""
 PATCH = 64 << 20
@@ -320,7 +320,8 @@ class AsyncObjectStore:
         base = self._engine._transport.url
         if link.url is None or not base or not base.startswith(("http://", "https://")):
             return link  # no URL: another identity's link, listed to MASTER
-        return link.model_copy(update={"url": base.rstrip("/") + link.url[link.url.index("/s/") :]})
+        route = _op("shares.read").path.partition("{")[0]  # the link's own path, from the table
+        return link.model_copy(update={"url": base.rstrip("/") + link.url[link.url.index(route) :]})
 
     def fs(self, **options: Any) -> DxflowFileSystem:
         """This engine as an fsspec filesystem."""

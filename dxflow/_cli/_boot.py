@@ -29,13 +29,17 @@ def boot() -> None:
 def _healthy(home: Home) -> bool:
     import socket
 
+    from .._operations import OPERATIONS
+
     if not home.socket.exists():
         return False
+    health = OPERATIONS["engine.health"]
+    probe = f"{health.method} {health.path} HTTP/1.1\r\nHost: engine\r\nConnection: close\r\n\r\n"
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(1.0)
             sock.connect(str(home.socket))
-            sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: engine\r\nConnection: close\r\n\r\n")
+            sock.sendall(probe.encode())
             return sock.recv(64).startswith(b"HTTP/1.1 200")
     except OSError:
         return False

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from .._exceptions import ApiError, DxflowError
+from .._wire import envelope
 
 __all__ = ["Options", "engine_command", "fail", "handle_errors"]
 
@@ -47,7 +48,7 @@ def handle_errors(as_json: bool) -> Iterator[None]:
         yield
     except ApiError as exc:
         if as_json:
-            click.echo(__import__("json").dumps({"error": exc.to_dict()}), err=True)
+            click.echo(__import__("json").dumps(envelope(exc)), err=True)
             sys.exit(1)
         fail(exc.message)
     except DxflowError as exc:

@@ -20,6 +20,7 @@ import click
 from .._durations import parse_duration
 from .._exceptions import ApiError, DxflowError
 from .._models import ShellInfo
+from .._wire import envelope
 from ._common import Options, engine_command, fail
 from ._output import emit_json, key_values, table
 
@@ -92,7 +93,7 @@ def _show(info: ShellInfo, as_json: bool) -> None:
 def _error(exc: DxflowError, as_json: bool) -> None:
     """One error among several (the others go on)."""
     if as_json and isinstance(exc, ApiError):
-        click.echo(json.dumps({"error": exc.to_dict()}), err=True)
+        click.echo(json.dumps(envelope(exc)), err=True)
     else:
         click.echo(f"error: {exc.message}", err=True)
 

@@ -22,6 +22,7 @@ from .._validation import validate_request
 from ._audit import AuditLog
 from ._context import Context
 from ._handlers import Handler
+from ._objects._blob import Blob
 from ._revocation import OpenCalls
 
 __all__ = ["Dispatcher"]
@@ -121,6 +122,8 @@ class Dispatcher:
             self._finish(ctx, op, request, error)
             raise error from None
         self._finish(ctx, op, request, None)
+        if isinstance(result, Blob):  # its bytes are read later, by the door: same errors
+            result.translate = lambda exc: self._translate(op, exc)
         return result
 
     def call_inline(self, ctx: Context, op: Operation, payload: Any = None) -> Response:

@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from .._models import Response
 from .._operations import Operation
+from .._pipe import read_in_thread
+from .._wire import CHUNK
 
 __all__ = ["Download", "FileSlice", "Progress", "Transport"]
 
-_CHUNK = 4 << 20
 Progress = Callable[[int, int | None], object] | None
 """Called with (bytes done, bytes in all) as a transfer goes."""
 
@@ -42,7 +41,7 @@ class FileSlice:
         try:
             done = 0
             while done < self.length:
-                chunk = os.pread(fd, min(_CHUNK, self.length - done), self.offset + done)
+                chunk = os.pread(fd, min(CHUNK, self.length - done), self.offset + done)
                 if not chunk:
                     raise OSError(f"{self.path} shrank while it was being sent")
                 done += len(chunk)
@@ -150,12 +149,8 @@ async def as_chunks(body: Any) -> AsyncIterator[bytes]:
         yield bytes(body)
         return
     if isinstance(body, FileSlice):
-        chunks = body.read()
-        try:
-            while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
-                yield chunk
-        finally:
-            chunks.close()
+        async for chunk in read_in_thread(body.read()):
+            yield chunk
         return
     assert isinstance(body, AsyncIterable)
     async for chunk in body:

@@ -7,7 +7,6 @@ connection. httpx errors are translated here into the dxflow error tree.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -17,36 +16,28 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import anyio
-import httpcore
 import httpx
 
-from .._exceptions import (
-    ApiError,
-    EngineUnavailable,
-    Unauthenticated,
-    error_for_status,
-    error_from_code,
-)
+from .._exceptions import EngineUnavailable, NotFound, TransportError, Unauthenticated
 from .._keys import PrivateKey, is_challenge_message
 from .._models import Challenge, Response, Token
 from .._operations import OPERATIONS, Operation
 from .._validation import validate_request
+from .._wire import ByteRange, error_from_reply, ndjson_item, parse_content_range
 from ._base import Download, FileSlice, Transport, as_chunks
-from ._tus import tus_request, upload_info
+from ._sockets import wide_blocking_client, wide_client
+from ._tus import tus_headers, upload_info
 from ._ws import open_channel
 
 __all__ = ["HttpTransport"]
-
-# httpcore asks the socket for 64 KiB at a time, and each read costs ~0.3 ms of
-# bookkeeping: downloads then top out near 500 MB/s. Reads of up to 1 MiB double that.
-# Only the most a single recv may return changes; memory use follows the data.
-for _connection in (httpcore.AsyncHTTP11Connection, httpcore.HTTP11Connection):
-    _connection.READ_NUM_BYTES = max(_connection.READ_NUM_BYTES, 1 << 20)
 
 Progress = Callable[[int, int | None], object] | None
 
 _RENEW_MARGIN = 60.0
 _RETRY_DELAYS = (0.1, 0.4)
+# Nothing reached the engine: it cannot be reached (or this side has no connection).
+_UNREACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError,
+              httpx.UnsupportedProtocol)  # fmt: skip
 
 
 def _options(url: str, verify: bool | str) -> tuple[str, dict[str, Any], str | None]:
@@ -71,26 +62,31 @@ def _client(
     base, options, socket = _options(url, verify)
     if socket is not None:
         options["transport"] = httpx.AsyncHTTPTransport(uds=socket)
-    return httpx.AsyncClient(base_url=base, timeout=timeout, **options)
+    return wide_client(httpx.AsyncClient(base_url=base, timeout=timeout, **options))
 
 
 def _blocking_client(url: str, verify: bool | str, timeout: float) -> httpx.Client:
     base, options, socket = _options(url, verify)
     if socket is not None:
         options["transport"] = httpx.HTTPTransport(uds=socket)
-    return httpx.Client(base_url=base, timeout=timeout, **options)
+    return wide_blocking_client(httpx.Client(base_url=base, timeout=timeout, **options))
 
 
-def _error(response: httpx.Response) -> ApiError:
-    try:
-        error = response.json()["error"]
-        return error_from_code(error["code"], error["message"], error.get("details"))
-    except (ValueError, KeyError, TypeError):
-        # No envelope (a proxy, or the HTTP layer itself): the status still names the class.
-        text = response.text.strip()[:200] or response.reason_phrase
-        return error_for_status(
-            response.status_code, f"the engine answered HTTP {response.status_code}: {text}"
-        )
+def _prefix(prefix: str) -> str:
+    if prefix and (not prefix.startswith("/") or "?" in prefix or "#" in prefix):
+        raise ValueError(f"path prefix {prefix!r} must be empty or start with /")
+    return prefix.rstrip("/")
+
+
+def _lost(exc: httpx.TransportError, url: str | None, what: str) -> EngineUnavailable:
+    """The error of the tree for an httpx failure: the one place they are translated."""
+    if isinstance(exc, _UNREACHED):
+        return EngineUnavailable(f"cannot reach the engine at {url}: {exc}")
+    return TransportError(f"lost {what} {url}: {exc or type(exc).__name__}")
+
+
+def _error(response: httpx.Response) -> Exception:
+    return error_from_reply(response.status_code, response.content, response.reason_phrase)
 
 
 class HttpTransport(Transport):
@@ -103,8 +99,12 @@ class HttpTransport(Transport):
         timeout: float = 30.0,
         token_lifetime: int = 3600,
         transport: httpx.AsyncBaseTransport | None = None,
+        prefix: str = "",
     ) -> None:
+        """`prefix` goes in front of every path of the table: an engine reached through
+        another one (a bridge, `/api/bridges/{name}`) or behind a proxy's sub-path."""
         self.url = url
+        self._prefix = _prefix(prefix)
         self._key = key
         self._verify = verify
         self._timeout = timeout
@@ -149,6 +149,7 @@ class HttpTransport(Transport):
     # -- requests -----------------------------------------------------------------------
 
     def _prepare(self, op: Operation, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The request's path (the table's, filled in and prefixed) and its other fields."""
         request = validate_request(op.request, params)
         data = request.model_dump(mode="json", exclude_none=True) if request else {}
         if op.body_in_query:  # `?x=` is refused as ambiguous: an empty string is left out
@@ -156,13 +157,13 @@ class HttpTransport(Transport):
         path = op.path
         for name in op.path_params:
             path = path.replace("{" + name + "}", quote(str(data.pop(name)), safe=""))
-        return path, data
+        return self._prefix + path, data
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise EngineUnavailable(f"cannot reach the engine at {self.url}: {exc}") from None
+            raise _lost(exc, self.url, "the call to") from None
 
     async def _send(
         self, op: Operation, params: Mapping[str, Any], headers: dict[str, str]
@@ -209,23 +210,19 @@ class HttpTransport(Transport):
                     await reply.aread()
                     raise _error(reply)
                 async for line in reply.aiter_lines():
-                    if not line:
-                        continue
-                    item = json.loads(line)
-                    if "error" in item and isinstance(item["error"], dict):
-                        error = item["error"]
-                        raise error_from_code(error["code"], error["message"], error.get("details"))
-                    yield op.response.model_validate(item)
+                    item = ndjson_item(line)
+                    if item is not None:
+                        yield op.response.model_validate(item)
         except httpx.TransportError as exc:
-            raise EngineUnavailable(f"lost the stream from {self.url}: {exc}") from None
+            raise _lost(exc, self.url, "the stream from") from None
 
     @asynccontextmanager
     async def download(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Download]:
         path, data = self._prepare(op, params)
-        start, end = data.pop("start", None), data.pop("end", None)
+        span = ByteRange.of(data.pop("start", None), data.pop("end", None))
         headers = {} if op.public else await self._authorization()
-        if start is not None or end is not None:  # ours are exclusive, HTTP's inclusive
-            headers["Range"] = f"bytes={start or 0}-{'' if end is None else max(end - 1, 0)}"
+        if span is not None:
+            headers["Range"] = span.header()
         try:
             async with self._http.stream(op.method, path, headers=headers, params=data) as reply:
                 if not reply.is_success:
@@ -233,18 +230,19 @@ class HttpTransport(Transport):
                     raise _error(reply)
                 yield _download(reply)
         except httpx.TransportError as exc:
-            raise EngineUnavailable(f"lost the download from {self.url}: {exc}") from None
+            raise _lost(exc, self.url, "the download from") from None
 
     async def _tus(
         self, op: Operation, params: Mapping[str, Any], headers: dict[str, str], body: Any
     ) -> Response:
-        request = validate_request(op.request, params)
-        data = request.model_dump(mode="json", exclude_none=True) if request else {}
-        method, path, extra = tus_request(op.name, data)
-        reply = await self._send_body(method, path, {}, {**headers, **extra}, body)
+        # tus: the table's method and path, the arguments in headers (not the query)
+        path, data = self._prepare(op, params)
+        data = {**data, **({"id": params["id"]} if "id" in params else {})}
+        extra = tus_headers(op.name, data)
+        reply = await self._send_body(op.method, path, {}, {**headers, **extra}, body)
         if not reply.is_success:
-            if method == "HEAD":  # no body to carry the envelope
-                raise error_from_code("not_found", f"no upload {params.get('id')!r}")
+            if op.method == "HEAD" and reply.status_code == 404:  # no body for an envelope
+                raise NotFound(f"no upload {params.get('id')!r}")
             raise _error(reply)
         return upload_info(reply, data)
 
@@ -258,7 +256,9 @@ class HttpTransport(Transport):
         path, data = self._prepare(op, params)
         headers = {} if op.public else await self._authorization()
         client = self._blocking_client()
-        return await anyio.to_thread.run_sync(_fetch, client, path, data, headers, target, progress)
+        return await anyio.to_thread.run_sync(
+            _fetch, client, path, data, headers, target, progress, self.url
+        )
 
     async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
         headers = {} if op.public else await self._authorization()
@@ -292,7 +292,7 @@ class HttpTransport(Transport):
                 method, path, params=query, headers=headers, content=content
             )
         except httpx.TransportError as exc:
-            raise EngineUnavailable(f"lost the upload to {self.url}: {exc}") from None
+            raise _lost(exc, self.url, "the upload to") from None
 
     def _blocking_client(self) -> httpx.Client:
         if self._blocking is None:
@@ -321,6 +321,7 @@ def _fetch(
     headers: dict[str, str],
     target: Path,
     progress: Progress,
+    url: str | None = None,
 ) -> int:
     try:
         with client.stream("GET", path, params=query, headers=headers) as reply:
@@ -331,7 +332,7 @@ def _fetch(
             size = int(length) if length is not None else None
             return _write_all(reply.iter_raw(), target, size, progress)
     except httpx.TransportError as exc:
-        raise EngineUnavailable(f"lost the download: {exc}") from None
+        raise _lost(exc, url, "the download from") from None
 
 
 def _write_all(chunks: Iterator[bytes], target: Path, size: int | None, progress: Progress) -> int:
@@ -354,11 +355,9 @@ def _download(reply: httpx.Response) -> Download:
     length = reply.headers.get("content-length")
     size = int(length) if length is not None else None
     total, start = size, 0
-    content_range = reply.headers.get("content-range", "")
-    if content_range.startswith("bytes ") and "/" in content_range:
-        span, _, whole = content_range[6:].partition("/")
-        start = int(span.partition("-")[0])
-        total = int(whole) if whole.isdigit() else None
+    partial = parse_content_range(reply.headers.get("content-range"))
+    if partial is not None:
+        start, total = partial
     disposition = reply.headers.get("content-disposition", "")
     name = disposition.rpartition("''")[2] or None
     return Download(reply.aiter_raw(), size, total, reply.headers.get("etag"),

@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import anyio
-
 from .._core import Blob, Context, EngineCore, LocalFile
 from .._keys import PrivateKey
 from .._models import Response
 from .._operations import Operation
+from .._pipe import read_in_thread
 from ._base import Download, Transport, as_chunks
 
 __all__ = ["LocalTransport"]
@@ -61,15 +60,9 @@ class LocalTransport(Transport):
         self._start()
         blob: Blob = await self._dispatcher.call(self._context(), op, params)
         blob.claimed()  # the bytes will be read here, perhaps by the kernel (`path`)
-        chunks = iter(blob.chunks())
-
-        async def read() -> AsyncIterator[bytes]:
-            while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
-                yield chunk
-
         size = blob.length if blob.generate is None else None
         total = blob.info.size if blob.generate is None else None
-        yield Download(read(), size, total, blob.info.etag, blob.filename,
+        yield Download(read_in_thread(blob.chunks()), size, total, blob.info.etag, blob.filename,
                        path=blob.path, start=blob.start)  # fmt: skip
 
     async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:

@@ -12,7 +12,7 @@ import httpx
 
 from .._models import UploadInfo
 
-__all__ = ["tus_request", "upload_info"]
+__all__ = ["tus_headers", "upload_info"]
 
 VERSION = "1.0.0"
 
@@ -23,8 +23,9 @@ def _metadata(values: Mapping[str, Any]) -> str:
     )
 
 
-def tus_request(name: str, data: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
-    """Method, path and headers of one tus request for operation `name`."""
+def tus_headers(name: str, data: Mapping[str, Any]) -> dict[str, str]:
+    """The headers of one tus request for operation `name` (its method and path are the
+    operation table's)."""
     headers = {"Tus-Resumable": VERSION}
     if name == "uploads.create":
         meta = {**data.get("metadata", {}), "path": data["path"]}
@@ -37,20 +38,17 @@ def tus_request(name: str, data: dict[str, Any]) -> tuple[str, str, dict[str, st
             headers["Upload-Defer-Length"] = "1"
         else:
             headers["Upload-Length"] = str(data["length"])
-        return "POST", "/api/uploads", headers
-    path = f"/api/uploads/{data['id']}"
-    if name == "uploads.append":
+    elif name == "uploads.append":
         headers.update({"Upload-Offset": str(data["offset"]),
                         "Content-Type": "application/offset+octet-stream"})  # fmt: skip
         if data.get("length") is not None:
             headers["Upload-Length"] = str(data["length"])
         if data.get("checksum"):
             headers["Upload-Checksum"] = data["checksum"]
-        return "PATCH", path, headers
-    return ("HEAD" if name == "uploads.status" else "DELETE"), path, headers
+    return headers
 
 
-def upload_info(reply: httpx.Response, data: dict[str, Any]) -> UploadInfo:
+def upload_info(reply: httpx.Response, data: Mapping[str, Any]) -> UploadInfo:
     """What a tus reply's headers say of the upload."""
     location = reply.headers.get("location", "")
     upload_id = location.rstrip("/").rpartition("/")[2] or data.get("id", "")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
-from .._exceptions import EngineUnavailable, error_from_code
+from .._exceptions import EngineUnavailable, TransportError
+from .._wire import Message, decode_frame, encode_frame, error_from_reply, hello
 
 __all__ = ["WebSocketLink", "open_channel"]
 
@@ -21,25 +21,23 @@ class WebSocketLink:
         self._connection = connection
         self.hello = hello
 
-    async def messages(self) -> AsyncIterator[bytes | dict[str, Any]]:
+    async def messages(self) -> AsyncIterator[Message]:
         from websockets.exceptions import ConnectionClosed
 
         yield self.hello
         try:
-            async for message in self._connection:
-                yield message if isinstance(message, bytes) else json.loads(message)
+            async for frame in self._connection:
+                yield decode_frame(frame)
         except ConnectionClosed:
             return
 
-    async def deliver(self, message: bytes | dict[str, Any]) -> None:
+    async def deliver(self, message: Message) -> None:
         from websockets.exceptions import ConnectionClosed
 
         try:
-            await self._connection.send(
-                message if isinstance(message, bytes) else json.dumps(message)
-            )
+            await self._connection.send(encode_frame(message))
         except ConnectionClosed as exc:
-            raise EngineUnavailable(f"the channel closed: {exc}") from None
+            raise TransportError(f"the channel closed: {exc}") from None
 
 
 def _target(url: str, path: str, query: dict[str, Any]) -> tuple[str, str | None]:
@@ -58,6 +56,7 @@ async def open_channel(
     url: str, path: str, query: dict[str, Any], headers: dict[str, str], verify: bool | str
 ) -> AsyncIterator[WebSocketLink]:
     from websockets.asyncio.client import connect, unix_connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
     uri, socket = _target(url, path, query)
     options: dict[str, Any] = {"additional_headers": headers, "max_size": 16 << 20,
@@ -71,12 +70,17 @@ async def open_channel(
     try:
         opener = unix_connect(socket, uri, **options) if socket else connect(uri, **options)
         connection = await opener
-    except (OSError, TimeoutError) as exc:
+    except InvalidStatus as refused:  # an HTTP answer instead of the upgrade
+        reply = refused.response
+        body = bytes(reply.body or b"")
+        raise error_from_reply(reply.status_code, body, reply.reason_phrase) from None
+    except (OSError, TimeoutError, InvalidHandshake) as exc:
         raise EngineUnavailable(f"cannot open a channel to {url}: {exc}") from None
     try:
-        first = json.loads(await connection.recv())
-        if first.get("type") == "error" and "code" in first:
-            raise error_from_code(first["code"], first["message"], first.get("details"))
+        try:
+            first = hello(await connection.recv())
+        except (OSError, ConnectionClosed) as exc:
+            raise TransportError(f"the channel to {url} broke as it opened: {exc}") from None
         yield WebSocketLink(connection, first)
     finally:
         await connection.close()

@@ -1,10 +1,15 @@
-"""Durations and byte sizes of compose files."""
+"""Durations and byte sizes of compose files (the Compose grammar of dxflow._durations)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
-from dxflow._core._compose._units import parse_bytes, parse_duration
+from dxflow import _durations
+
+parse_duration = partial(_durations.parse_duration, grammar="compose")
+parse_bytes = partial(_durations.parse_size, grammar="compose")
 
 
 @pytest.mark.parametrize(

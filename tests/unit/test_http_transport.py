@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+from websockets.datastructures import Headers
 
-from dxflow import EngineUnavailable, Unauthenticated
+from dxflow import EngineUnavailable, PermissionDenied, TransportError, Unauthenticated
 from dxflow._keys import generate_key_pair, load_private_key
 from dxflow._operations import OPERATIONS
 from dxflow._transports._base import FileSlice, as_chunks
@@ -114,3 +117,144 @@ def test_a_file_slice_reads_its_part_and_reports_progress(tmp_path: Path) -> Non
     source.write_bytes(data[: 2 << 20])  # the file shrank under the sender
     with pytest.raises(OSError, match="shrank"):
         b"".join(FileSlice(source, 0, 9 << 20).read())
+
+
+# -- the httpx client is dxflow's own ------------------------------------------------------
+
+
+def test_importing_the_transport_changes_no_other_httpx_client() -> None:
+    # A fresh interpreter: this one's httpcore may have been imported by anything.
+    code = (
+        "import httpcore\n"
+        "before = (httpcore.AsyncHTTP11Connection.READ_NUM_BYTES,"
+        " httpcore.HTTP11Connection.READ_NUM_BYTES)\n"
+        "from dxflow._transports._http import HttpTransport\n"
+        "transport = HttpTransport('http://127.0.0.1:9')\n"
+        "transport._blocking_client()\n"
+        "after = (httpcore.AsyncHTTP11Connection.READ_NUM_BYTES,"
+        " httpcore.HTTP11Connection.READ_NUM_BYTES)\n"
+        "assert before == after == (64 * 1024, 64 * 1024), (before, after)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_dxflows_own_connections_read_wide() -> None:
+    transport = HttpTransport("http://127.0.0.1:9")
+    pools = [transport._http._transport, transport._blocking_client()._transport]
+    backends = [pool._pool._network_backend for pool in pools]  # type: ignore[attr-defined]
+    assert [type(b).__name__ for b in backends] == ["_AsyncBackend", "_Backend"]
+    assert type(httpx.AsyncClient()._transport._pool._network_backend).__name__ == "AutoBackend"  # type: ignore[attr-defined]
+
+
+# -- lower-layer errors, translated once ----------------------------------------------------
+
+
+class BrokenNetwork(httpx.AsyncBaseTransport):
+    """Raises `error` for every request (mid-call: the connection was made)."""
+
+    def __init__(self, error: type[httpx.TransportError]) -> None:
+        self.error = error
+        self.seen = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen += 1
+        raise self.error("connection broke", request=request)
+
+
+UNREACHED = [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError]
+BROKEN = [httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadTimeout]
+
+
+@pytest.mark.parametrize("error", UNREACHED, ids=lambda e: e.__name__)
+def test_a_connection_that_cannot_be_made_is_engine_unavailable(
+    error: type[httpx.TransportError],
+) -> None:
+    transport = HttpTransport("http://engine", transport=BrokenNetwork(error))
+    with pytest.raises(EngineUnavailable, match="cannot reach the engine") as caught:
+        anyio.run(transport.call, OPERATIONS["auth.challenge"], {})
+    assert type(caught.value) is EngineUnavailable
+
+
+@pytest.mark.parametrize("error", BROKEN, ids=lambda e: e.__name__)
+def test_a_connection_that_breaks_during_a_call_is_a_transport_error(
+    error: type[httpx.TransportError],
+) -> None:
+    network = BrokenNetwork(error)
+    transport = HttpTransport("http://engine", transport=network)
+    with pytest.raises(TransportError, match="lost the call to http://engine"):
+        anyio.run(transport.call, OPERATIONS["auth.challenge"], {})
+    assert network.seen == 1  # not idempotent: never retried
+    with pytest.raises(TransportError):
+        anyio.run(transport.call, OPERATIONS["engine.health"], {})
+    assert network.seen == 4  # idempotent: retried twice, as before
+
+    async def download() -> None:
+        async with transport.download(OPERATIONS["objects.read"], {"path": "a"}):
+            pass
+
+    with pytest.raises(TransportError, match="lost the download"):
+        anyio.run(download)
+
+
+class CutStream(httpx.AsyncByteStream):
+    """A body that breaks after its first line, as a TLS session dying mid-stream would."""
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        yield b'{"action": "zipping", "path": "a", "entries": 1}\n'
+        raise httpx.ReadError("[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC]")
+
+
+def test_a_stream_cut_midway_is_a_transport_error() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=CutStream())
+
+    transport = HttpTransport("http://engine", transport=FlakyNetwork(0, answer))
+    seen = []
+
+    async def follow() -> None:
+        params = {"path": "a", "dest": "a.zip"}
+        async for item in transport.stream(OPERATIONS["objects.zip"], params):
+            seen.append(item)
+
+    with pytest.raises(TransportError, match="DECRYPTION_FAILED"):
+        anyio.run(follow)
+    assert len(seen) == 1  # what arrived before the break was delivered
+
+
+def test_a_refused_channel_is_the_error_the_engine_named(tmp_path: Path) -> None:
+    # websockets' InvalidStatus (an HTTP answer instead of the upgrade) is translated too.
+    from websockets.exceptions import InvalidStatus
+    from websockets.http11 import Response as WsResponse
+
+    from dxflow._transports import _ws
+
+    refused = WsResponse(403, "Forbidden", Headers(), b'{"error": {"code": "permission_denied",'
+                         b' "message": "Origin refused", "details": {}}}')  # fmt: skip
+
+    class Refusing:
+        def __await__(self):  # type: ignore[no-untyped-def]
+            raise InvalidStatus(refused)
+            yield
+
+    async def attach() -> None:
+        async with _ws.open_channel("http://engine", "/x", {}, {}, True):
+            pass
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("websockets.asyncio.client.connect", lambda *a, **k: Refusing())
+        with pytest.raises(PermissionDenied, match="Origin refused"):
+            anyio.run(attach)
+
+
+# -- a path prefix --------------------------------------------------------------------------
+
+
+def test_every_path_goes_under_the_prefix() -> None:
+    network = FlakyNetwork(0, _health)
+    transport = HttpTransport("http://engine/", transport=network, prefix="/api/bridges/b1/")
+    anyio.run(transport.call, OPERATIONS["engine.health"], {})
+    assert network.seen == ["GET /api/bridges/b1/api/health"]
+    for bad in ("api", "/x?y=1"):
+        with pytest.raises(ValueError, match="prefix"):
+            HttpTransport("http://engine", prefix=bad)

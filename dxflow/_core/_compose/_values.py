@@ -10,8 +10,8 @@ import shlex
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..._durations import parse_duration, parse_size
 from ._errors import child, invalid, item
-from ._units import parse_bytes, parse_duration
 
 __all__ = [
     "KINDS",
@@ -149,7 +149,7 @@ def as_bool(value: Any, path: str) -> bool:
 def as_duration(value: Any, path: str) -> float:
     expect(value, path, ("string",))
     try:
-        return parse_duration(value)
+        return parse_duration(value, grammar="compose")
     except ValueError as exc:
         raise invalid(path, str(exc)) from None
 
@@ -157,7 +157,7 @@ def as_duration(value: Any, path: str) -> float:
 def as_bytes(value: Any, path: str) -> int:
     expect(value, path, ("string",))
     try:
-        return parse_bytes(value if isinstance(value, str | int) else str(value))
+        return parse_size(value if isinstance(value, str | int) else str(value), grammar="compose")
     except ValueError as exc:
         raise invalid(path, str(exc)) from None
 

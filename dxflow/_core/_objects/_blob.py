@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..._exceptions import ApiError, NotFound
 from ..._models import ObjectInfo
+from ..._wire import CHUNK, ByteRange
+from ._walker import unreadable
 
-__all__ = ["CHUNK", "Blob", "LocalFile", "read_range"]
+__all__ = ["Blob", "LocalFile", "read_range"]
 
-CHUNK = 4 << 20
-"""Big enough that per-chunk costs (a thread hop, an ASGI message) vanish next to the copy."""
+_GONE = (errno.ENOENT, errno.ESTALE, errno.ENOTDIR)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Blob:
     claim: Callable[[], None] | None = None
     """Runs once, just before the bytes are sent (a share link counts a use there), so
     a HEAD or a 304 that sends none costs nothing; it may refuse by raising."""
+    translate: Callable[[Exception], ApiError] | None = None
+    """The dispatcher's translation of a stray error, set when it hands the blob out:
+    the reads come after the handler returned, and must fail as the handler would."""
 
     def claimed(self) -> None:
         """Run `claim`, once."""
@@ -70,17 +76,47 @@ class Blob:
     def length(self) -> int | None:
         return None if self.end is None else self.end - self.start
 
+    @property
+    def span(self) -> ByteRange:
+        return ByteRange(self.start, self.end)
+
+    def select(self, span: ByteRange | None) -> None:
+        """Serve `span` of the file (clamped to its size), or all of it (None)."""
+        size = self.info.size
+        if span is None:
+            self.start, self.end, self.partial = 0, size, False
+        else:
+            end = size if span.end is None else min(span.end, size)
+            self.start, self.end, self.partial = min(span.start, size), end, True
+
     def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
-        """The bytes, in chunks (blocking reads: run it in a worker thread)."""
-        self.claimed()
-        if self.generate is not None:
-            yield from self.generate()
-            return
-        assert self.fd is not None and self.end is not None
+        """The bytes, in chunks (blocking reads: run it in a worker thread).
+
+        A failure comes as an error of the tree, as if the handler had raised it: a file
+        gone under the read is `NotFound`, one the engine may not read `PermissionDenied`,
+        anything else what the dispatcher makes of it (`translate`).
+        """
         try:
+            self.claimed()
+            if self.generate is not None:
+                yield from self.generate()
+                return
+            assert self.fd is not None and self.end is not None
             yield from read_range(self.fd, self.start, self.end, size)
+        except ApiError:
+            raise
+        except Exception as exc:
+            raise self._translated(exc) from None
         finally:
             self.close()
+
+    def _translated(self, exc: Exception) -> Exception:
+        path = self.info.path
+        if isinstance(exc, OSError) and exc.errno in _GONE:
+            return NotFound(f"{path!r} was removed while it was read", path=path)
+        if isinstance(exc, PermissionError):
+            return unreadable(path, path)
+        return exc if self.translate is None else self.translate(exc)
 
 
 def read_range(fd: int, start: int, end: int, size: int = CHUNK) -> Iterator[bytes]:

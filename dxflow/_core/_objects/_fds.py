@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from typing import IO
 
-from ._blob import CHUNK
+from ..._wire import CHUNK
 from ._quota import Quota
 from ._walker import DIR_FLAGS
 

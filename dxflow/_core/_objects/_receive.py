@@ -11,7 +11,8 @@ import anyio
 
 from ..._exceptions import InvalidRequest
 from ..._pipe import write_stream
-from ._blob import CHUNK, LocalFile
+from ..._wire import CHUNK
+from ._blob import LocalFile
 from ._quota import Quota
 
 __all__ = ["Body", "receive"]

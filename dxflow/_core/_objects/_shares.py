@@ -27,6 +27,7 @@ from typing import Any
 
 from ..._exceptions import ApiError, Gone, InvalidRequest, NotFound, PermissionDenied
 from ..._models import ObjectInfo, ShareCreate, ShareLink, ShareList, ShareRef, ShareToken
+from ..._operations import OPERATIONS
 from ..._permissions import Permission, check_permission
 from .._audit import AuditLog
 from .._context import Context
@@ -65,6 +66,11 @@ class ShareService:
         mac = hmac.new(self._key, share_id.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac[:24]).decode().rstrip("=")
 
+    def _url(self, share_id: str) -> str:
+        """The link: the engine's address and the `shares.read` path of the table."""
+        token = f"{share_id}.{self._sign(share_id)}"
+        return self.base_url + OPERATIONS["shares.read"].path.replace("{token}", token)
+
     def _signed(self, token: str) -> bool:
         share_id, _, signature = token.partition(".")
         return hmac.compare_digest(signature.encode(), self._sign(share_id).encode())
@@ -75,7 +81,7 @@ class ShareService:
         return ShareLink(
             id=row["id"],
             path=row["path"],
-            url=f"{self.base_url}/s/{row['id']}.{self._sign(row['id'])}" if mine else None,
+            url=self._url(row["id"]) if mine else None,
             writable=bool(row["writable"]),
             readable=bool(row["readable"]),
             expires_at=_when(row["expires_at"]),
