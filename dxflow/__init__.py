@@ -45,17 +45,27 @@ from ._version import __version__
 if TYPE_CHECKING:
     from . import models
     from ._api.engine import AsyncEngine, Engine
+    from ._api.objects import AsyncObjectStore, ObjectStore
+    from ._api.shells import AsyncChannel, AsyncShell, Channel, Shell
+    from ._api.workflows import AsyncWorkflow, Workflow
+    from ._filesystem import DxflowFileSystem
     from ._keys import KeyPair, generate_key_pair
 
 __all__ = [
     "DEFAULT_PERMISSIONS",
     "ApiError",
+    "AsyncChannel",
     "AsyncEngine",
+    "AsyncObjectStore",
+    "AsyncShell",
+    "AsyncWorkflow",
+    "Channel",
     "ChecksumMismatch",
     "ConfigError",
     "Conflict",
     "DockerUnavailable",
     "DxflowError",
+    "DxflowFileSystem",
     "Engine",
     "EngineClosed",
     "EngineUnavailable",
@@ -66,16 +76,19 @@ __all__ = [
     "KeyPair",
     "MethodNotAllowed",
     "NotFound",
+    "ObjectStore",
     "PayloadTooLarge",
     "Permission",
     "PermissionDenied",
     "RangeNotSatisfiable",
     "RequestTimeout",
+    "Shell",
     "TimedOut",
     "TooManyRequests",
     "TransportError",
     "Unauthenticated",
     "UsageError",
+    "Workflow",
     "WorkflowFailed",
     "__version__",
     "generate_key_pair",
@@ -83,8 +96,17 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AsyncChannel": "dxflow._api.shells",
     "AsyncEngine": "dxflow._api.engine",
+    "AsyncObjectStore": "dxflow._api.objects",
+    "AsyncShell": "dxflow._api.shells",
+    "AsyncWorkflow": "dxflow._api.workflows",
+    "Channel": "dxflow._api.shells",
+    "DxflowFileSystem": "dxflow._filesystem",
     "Engine": "dxflow._api.engine",
+    "ObjectStore": "dxflow._api.objects",
+    "Shell": "dxflow._api.shells",
+    "Workflow": "dxflow._api.workflows",
     "KeyPair": "dxflow._keys",
     "generate_key_pair": "dxflow._keys",
 }

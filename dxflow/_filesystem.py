@@ -27,8 +27,8 @@ Which engine, from the storage options:
 Paths are relative to the storage root, ``/``-separated; ``dxflow://data/x.csv``,
 ``dxflow:///data/x.csv`` and ``data/x.csv`` all name the same file, and ``""`` is the
 root. A URL may also name the engine itself: ``dxflow+https://node:7419/data/x.csv``
-(or ``dxflow+http://``) is ``data/x.csv`` with ``url="https://node:7419"``; those two
-protocols are registered with fsspec when this module is first imported.
+(or ``dxflow+http://``) is ``data/x.csv`` with ``url="https://node:7419"``; the
+package's ``fsspec.specs`` entry points register those two protocols as well.
 
 Errors are the ones fsspec users expect: a missing path raises FileNotFoundError, an
 existing one FileExistsError, a denied operation (a READ_ONLY key writing, say)
@@ -67,10 +67,9 @@ from ._exceptions import (
     error_from_code,
 )
 from ._filesystem_file import DxflowFile
-from ._operations import OPERATIONS
 
 if TYPE_CHECKING:
-    from ._api.engine import AsyncEngine
+    from ._api._protocol import AsyncEngineLike
     from ._api.objects import AsyncObjectStore
     from ._models import ObjectInfo
 
@@ -146,16 +145,16 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         url: str | None = None,
         key: str | os.PathLike[str] | None = None,
         home: str | os.PathLike[str] | None = None,
-        engine: AsyncEngine | None = None,
+        engine: AsyncEngineLike | None = None,
         verify: bool | str = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.url, self.key, self.home, self.verify = url, key, home, verify
         self._given = engine
-        self._shared: AsyncEngine | None = None
+        self._shared: AsyncEngineLike | None = None
         """An engine usable on any loop: an in-process one."""
-        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngineLike] = (
             weakref.WeakKeyDictionary()
         )
         """HTTP engines: an httpx client belongs to the loop it was made on."""
@@ -163,41 +162,34 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
     # -- the engine ----------------------------------------------------------------------
 
     async def _store(self) -> AsyncObjectStore:
+        from ._api.objects import AsyncObjectStore
+
+        return AsyncObjectStore(await self._engine())
+
+    async def _engine(self) -> AsyncEngineLike:
         if self._shared is not None:
-            return self._shared.objects
+            return self._shared
         loop = asyncio.get_running_loop()
         engine = self._per_loop.get(loop)
         if engine is None:
             engine = self._open_engine()
-            if engine._transport.in_process:
+            if engine.in_process:  # no client bound to a loop: one engine serves them all
                 self._shared = engine
             else:
                 self._per_loop[loop] = engine
-        return engine.objects
+        return engine
 
-    def _open_engine(self) -> AsyncEngine:
+    def _open_engine(self) -> AsyncEngineLike:
         """The engine to use on the running loop; called on that loop."""
         from ._api.engine import AsyncEngine
 
         given = self._given
-        if given is not None:
-            return given if given._transport.in_process else self._reconnect(given)
+        if given is not None:  # a remote one gets an HTTP client of this loop's own
+            return given if given.in_process else given._clone()
         if self.url is None and (self.home is not None or not os.environ.get("DXFLOW_URL")):
             return AsyncEngine(key=self.key, home=self.home)
         key = self.key if self.key is not None else os.environ.get("DXFLOW_KEY") or None
         return AsyncEngine(self.url or os.environ["DXFLOW_URL"], key=key, verify=self.verify)
-
-    def _reconnect(self, given: AsyncEngine) -> AsyncEngine:
-        """A remote engine like `given`, with an HTTP client of the running loop's own."""
-        from ._api.engine import AsyncEngine
-        from ._transports._http import HttpTransport
-
-        old = given._transport
-        if not isinstance(old, HttpTransport) or old.url is None:
-            return given  # some other transport: trust it to work on this loop
-        verify: bool | str = getattr(old, "_verify", self.verify)
-        fresh = HttpTransport(old.url, old._key, verify=verify, token_lifetime=old._lifetime)
-        return AsyncEngine(old.url, transport=fresh)
 
     async def _aclose(self) -> None:
         """Close what this filesystem opened on the running loop (reopened on next use)."""
@@ -314,12 +306,12 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         return await self._download(path, start or None, end)
 
     async def _download(self, path: str, start: int | None, end: int | None) -> bytes:
-        transport = (await self._store())._engine._transport
+        engine = await self._engine()
         parts = []
         try:
             with _os_errors(path):
                 params = {"path": path, "start": start, "end": end}
-                async with transport.download(OPERATIONS["objects.read"], params) as download:
+                async with engine._download("objects.read", **params) as download:
                     if download.etag is None:  # a directory comes as a zip made on the fly
                         raise IsADirectoryError(errno.EISDIR, "is a directory", path)
                     async for chunk in download.chunks:
@@ -418,9 +410,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         callback.set_size(info["size"])
         store = await self._store()
         with _os_errors(rpath):
-            await store._get_file(
-                rpath, Path(lpath), lambda done, _: callback.absolute_update(done)
-            )
+            await store._get_one(rpath, Path(lpath), lambda done, _: callback.absolute_update(done))
 
     # -- writing -------------------------------------------------------------------------
 
@@ -616,8 +606,3 @@ def _batches(indexes: list[int], lengths: list[int]) -> Iterator[list[int]]:
         total += length
     if batch:
         yield batch
-
-
-for _protocol in ("dxflow+https", "dxflow+http"):
-    if _protocol not in fsspec.registry:
-        fsspec.register_implementation(_protocol, DxflowFileSystem)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import time
@@ -22,6 +23,13 @@ from dxflow._transports._local import LocalTransport
 from dxflow_server import create_app
 
 TRANSPORTS = ["local", "http"]
+SDKS = ["sync", "async"]
+ASYNC_SDK_FILES = {
+    "test_engine.py", "test_objects.py", "test_shells.py", "test_keys.py",
+    "test_downloads_shares.py", "test_uploads.py", "test_closed.py",
+}  # fmt: skip
+"""Contract test files whose engines also come as the async SDK (`sdk` = "async"):
+the ones that exercise the facades. Elsewhere `sdk` is "sync" alone."""
 
 
 @pytest.fixture
@@ -127,30 +135,133 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The async SDK leg, for the contract files that exercise the facades."""
+    if "sdk" not in metafunc.fixturenames or metafunc.definition.path.name not in ASYNC_SDK_FILES:
+        return
+    if metafunc.definition.path.parent.name != "contract":
+        return
+    chosen = [m for m in metafunc.definition.iter_markers("parametrize") if "sdk" in m.args[0]]
+    if not chosen:
+        metafunc.parametrize("sdk", SDKS, indirect=True)
+
+
+@pytest.fixture
+def sdk(request: pytest.FixtureRequest) -> str:
+    """Which SDK the `engine` fixtures hand out: the blocking `Engine` ("sync"), or
+    `AsyncEngine` driven through `AsyncDriven` ("async")."""
+    return str(getattr(request, "param", "sync"))
+
+
 @pytest.fixture
 def make_engine(
-    core: EngineCore, request: pytest.FixtureRequest, transport: str
+    core: EngineCore, request: pytest.FixtureRequest, transport: str, sdk: str
 ) -> Iterator[EngineFactory]:
     """Open engines on `core` through the parametrized transport, as a given key.
 
     "http" is the server app on a real loopback socket: streams really stream.
     """
-    opened: list[Engine] = []
+    opened: list[Any] = []
+    runners: list[Any] = []
 
     def make(key: Path | None = None) -> Engine:
         if transport == "local":
             private = load_private_key(key) if key else None
-            engine = Engine(transport=LocalTransport(core, private, owns_core=False))
+            chosen: Any = LocalTransport(core, private, owns_core=False)
         else:
             private = load_private_key(key or core.config.home.master_key)
-            url = request.getfixturevalue("server_url")
-            engine = Engine(transport=HttpTransport(url, private))
+            chosen = HttpTransport(request.getfixturevalue("server_url"), private)
+        if sdk == "sync":
+            engine: Any = Engine(transport=chosen)
+        else:
+            engine = drive_async(chosen)
+            runners.append(engine._runner)
         opened.append(engine)
-        return engine
+        return engine  # type: ignore[no-any-return]
 
     yield make
     for engine in opened:
         engine.close()
+    for runner in runners:
+        runner.close()
+
+
+def drive_async(transport: Any) -> Any:
+    """An `AsyncEngine` on `transport`, run on a loop thread of its own and driven from
+    blocking test code through `AsyncDriven`."""
+    from dxflow import AsyncEngine
+    from dxflow._runner import Runner
+
+    runner = Runner()
+    engine = runner.run_on_loop(_make_async_engine, AsyncEngine, transport)
+    return AsyncDriven(engine, runner)
+
+
+async def _make_async_engine(cls: Any, transport: Any) -> Any:
+    return cls(transport=transport)  # made on the loop, as async code would
+
+
+class AsyncDriven:
+    """A blocking view of an async SDK object, for running the contract tests' blocking
+    bodies against the async SDK: coroutines run on the loop thread, async iterators
+    become iterators, async context managers context managers, and SDK objects that
+    come back (collections, handles, channels) are driven the same way."""
+
+    def __init__(self, target: Any, runner: Any) -> None:
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_runner", runner)
+
+    def __getattr__(self, name: str) -> Any:
+        target = self._target
+        if name == "close" and not hasattr(target, "close") and hasattr(target, "aclose"):
+            return self._close
+        value = getattr(target, name)
+        return self._wrapped_call(value) if callable(value) else self._wrap(value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._target, name, value)
+
+    def __repr__(self) -> str:
+        return repr(self._target)
+
+    def _close(self) -> None:
+        self._runner.run_on_loop(self._target.aclose)  # the loop stays: calls can be tried
+
+    def _wrapped_call(self, function: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = function(*args, **kwargs)
+            if inspect.iscoroutine(result):
+                result = self._runner.run_on_loop(_awaited, result)
+            return self._wrap(result)
+
+        return call
+
+    def _wrap(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self._wrap(item) for item in value]
+        if hasattr(value, "__anext__"):
+            return (self._wrap(item) for item in self._runner.iterate(value))
+        if type(value).__module__.startswith("dxflow._api"):
+            return AsyncDriven(value, self._runner)
+        return value
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self._wrap(item) for item in self._runner.iterate(aiter(self._target)))
+
+    def __enter__(self) -> Any:
+        if hasattr(self._target, "__aenter__"):
+            return self._wrap(self._runner.run_on_loop(self._target.__aenter__))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if hasattr(self._target, "__aexit__"):
+            self._runner.run_on_loop(self._target.__aexit__, *exc)
+        elif hasattr(self._target, "aclose"):
+            self._close()
+
+
+async def _awaited(coroutine: Any) -> Any:
+    return await coroutine
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Choosing a transport from what the user gave: nothing, a URL, a home."""
+"""Where an engine is, from what the user gave: the environment, a home."""
 
 from __future__ import annotations
 
@@ -6,37 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._config import Home, load_config
+from .._config import Home
 from .._exceptions import EngineUnavailable
-from .._keys import load_private_key
-from .._transports import Transport
 
-__all__ = ["from_env_args", "home_args", "open_transport", "read_public_key"]
+__all__ = ["KeyPath", "from_env_args", "home_args", "read_public_key"]
 
 KeyPath = str | os.PathLike[str]
-
-
-def open_transport(
-    url: str | None,
-    key: KeyPath | None,
-    *,
-    home: KeyPath | None,
-    profile: str | None,
-    verify: bool | str,
-    timeout: float,
-    token_lifetime: int,
-) -> Transport:
-    private = load_private_key(key) if key is not None else None
-    if url is None:
-        from .._core import EngineCore
-        from .._transports._local import LocalTransport
-
-        return LocalTransport(EngineCore(load_config(home, profile)), private)
-    from .._transports._http import HttpTransport
-
-    return HttpTransport(
-        url, private, verify=verify, timeout=timeout, token_lifetime=token_lifetime
-    )
 
 
 def from_env_args() -> dict[str, Any]:

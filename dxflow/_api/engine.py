@@ -1,29 +1,35 @@
 """`AsyncEngine` and its blocking twin `Engine`.
 
-Both are thin: every method names an operation and its parameters, and the transport
-does the rest. `Engine` runs the async transport on a private loop thread, except for
-in-process operations that never wait, which it runs directly on the caller's thread.
+`AsyncEngine` is the native SDK: its primitives (`_call`, `_stream`, `_download`,
+`_upload`, `_channel`, `_get_file`, `_put_file`) are the only code that touches the
+transport, and every collection goes through them. `Engine` runs the same coroutines on
+a private loop thread, except in-process operations that never wait, which it runs on
+the caller's thread (see `dxflow._runner`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from .._durations import since_datetime
 from .._models import AuditRecord, EngineInfo, EngineStats, Health, Pong, Token, WhoAmI
-from .._operations import OPERATIONS
-from .._runner import Runner
-from .._transports import Transport
-from ._connect import KeyPath, from_env_args, home_args, open_transport
+from .._operations import OPERATIONS, Operation
+from .._runner import NeedsLoop, Runner, in_trial
+from ._base import Blocking, EngineBase
 from .keys import AsyncKeys, Keys
 from .objects import AsyncObjectStore, ObjectStore
 from .shells import AsyncShells, Shells
 from .workflows import AsyncWorkflows, Workflows
 
-__all__ = ["AsyncEngine", "Engine"]
+if TYPE_CHECKING:
+    from .._transports._base import Download, Progress
+
+__all__ = ["AsyncEngine", "Engine", "EngineBase"]
 
 Since = datetime | timedelta | str | None
 
@@ -39,47 +45,11 @@ def _audit_params(
     }
 
 
-class _Options:
-    """The constructor both twins share: no URL is an in-process engine."""
-
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        key: KeyPath | None = None,
-        home: KeyPath | None = None,
-        profile: str | None = None,
-        verify: bool | str = True,
-        timeout: float = 30.0,
-        token_lifetime: int = 3600,
-        transport: Transport | None = None,
-    ) -> None:
-        self.url = url
-        self._transport: Transport = transport or open_transport(
-            url,
-            key,
-            home=home,
-            profile=profile,
-            verify=verify,
-            timeout=timeout,
-            token_lifetime=token_lifetime,
-        )
-
-    @classmethod
-    def from_env(cls, **kwargs: Any) -> Self:
-        """The engine named by `DXFLOW_URL` and `DXFLOW_KEY`; in-process when unset."""
-        return cls(**{**from_env_args(), **kwargs})
-
-    @classmethod
-    def from_home(cls, home: KeyPath | None = None, **kwargs: Any) -> Self:
-        """The engine booted on `home` (default `DXFLOW_HOME`), through its unix socket."""
-        return cls(**home_args(home), **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url or 'in-process'}>"
+def _operation(operation: str | Operation) -> Operation:
+    return OPERATIONS[operation] if isinstance(operation, str) else operation
 
 
-class AsyncEngine(_Options):
+class AsyncEngine(EngineBase):
     """An engine, driven from async code."""
 
     def __init__(self, url: str | None = None, **kwargs: Any) -> None:
@@ -89,11 +59,60 @@ class AsyncEngine(_Options):
         self.objects = AsyncObjectStore(self)
         self.shells = AsyncShells(self)
 
-    async def _call(self, operation: str, /, **params: Any) -> Any:
-        return await self._transport.call(OPERATIONS[operation], params)
+    # -- the primitives: the only code that touches the transport ------------------------
 
-    def _stream(self, operation: str, /, **params: Any) -> AsyncIterator[Any]:
-        return self._transport.stream(OPERATIONS[operation], params)
+    def _open(self, operation: str | Operation) -> Operation:
+        """The operation, if this engine is open and not in a trial (else raise)."""
+        if self._closed:
+            raise self._closed_error()
+        if in_trial():
+            raise NeedsLoop
+        return _operation(operation)
+
+    async def _call(self, operation: str | Operation, /, **params: Any) -> Any:
+        if self._closed:
+            raise self._closed_error()
+        op = _operation(operation)
+        if in_trial():  # a blocking caller's thread: only what never waits nor writes
+            if op.mutating or op.writes_when or not self._transport.can_inline(op):
+                raise NeedsLoop
+            return self._transport.call_inline(op, params)
+        return await self._transport.call(op, params)
+
+    def _stream(self, operation: str | Operation, /, **params: Any) -> AsyncIterator[Any]:
+        return self._transport.stream(self._open(operation), params)
+
+    def _download(
+        self, operation: str | Operation, /, **params: Any
+    ) -> AbstractAsyncContextManager[Download]:
+        return self._transport.download(self._open(operation), params)
+
+    async def _upload(self, operation: str | Operation, body: Any, /, **params: Any) -> Any:
+        return await self._transport.upload(self._open(operation), params, body)
+
+    def _channel(
+        self, operation: str | Operation, /, **params: Any
+    ) -> AbstractAsyncContextManager[Any]:
+        return self._transport.channel(self._open(operation), params)
+
+    async def _get_file(
+        self, operation: str | Operation, target: Path, progress: Progress, /, **params: Any
+    ) -> int:
+        return await self._transport.get_file(self._open(operation), params, target, progress)
+
+    async def _put_file(
+        self, operation: str | Operation, source: Path, progress: Progress, /, **params: Any
+    ) -> Any:
+        return await self._transport.put_file(self._open(operation), params, source, progress)
+
+    def _clone(self) -> AsyncEngine:
+        """The same engine as the same identity, over a transport of its own (fsspec
+        opens one per event loop)."""
+        if self._closed:
+            raise self._closed_error()
+        return AsyncEngine(self.url, transport=self._transport.clone())
+
+    # -- the engine's own calls ----------------------------------------------------------
 
     async def health(self) -> Health:
         return await self._call("engine.health")
@@ -125,11 +144,14 @@ class AsyncEngine(_Options):
         operation: str | None = None,
         limit: int = 100,
     ) -> list[AuditRecord]:
-        return (
-            await self._call("audit.list", **_audit_params(since, identity, operation, limit))
-        ).records
+        params = _audit_params(since, identity, operation, limit)
+        return (await self._call("audit.list", **params)).records
 
     async def aclose(self) -> None:
+        """Close the transport (and an in-process core); later calls raise EngineClosed."""
+        if self._closed:
+            return
+        self._closed = True
         await self._transport.aclose()
 
     async def __aenter__(self) -> Self:
@@ -139,47 +161,45 @@ class AsyncEngine(_Options):
         await self.aclose()
 
 
-class Engine(_Options):
+class Engine(EngineBase, Blocking[AsyncEngine]):
     """An engine, driven from blocking code: scripts, notebooks, the CLI."""
 
     def __init__(self, url: str | None = None, **kwargs: Any) -> None:
-        super().__init__(url, **kwargs)
-        self._runner = Runner()
-        self.keys = Keys(self)
-        self.workflows = Workflows(self)
-        self._async = AsyncEngine(self.url, transport=self._transport)
-        self.objects = ObjectStore(self)
-        self.shells = Shells(self)
+        EngineBase.__init__(self, url, **kwargs)
+        runner = Runner(inline=self._transport.in_process, closed=self._closed_error)
+        Blocking.__init__(self, runner, AsyncEngine(self.url, transport=self._transport))
+        self._async._label = "Engine"
+        self.keys = Keys(runner, self._async.keys)
+        self.workflows = Workflows(runner, self._async.workflows)
+        self.objects = ObjectStore(runner, self._async.objects)
+        self.shells = Shells(runner, self._async.shells)
 
-    def _call(self, operation: str, /, **params: Any) -> Any:
-        op = OPERATIONS[operation]
-        if self._transport.can_inline(op):
-            return self._transport.call_inline(op, params)
-        return self._runner.run(self._transport.call, op, params)
+    def _call(self, operation: str | Operation, /, **params: Any) -> Any:
+        return self._run(self._async._call, operation, **params)
 
-    def _stream(self, operation: str, /, **params: Any) -> Iterator[Any]:
-        return self._runner.iterate(self._transport.stream(OPERATIONS[operation], params))
+    def _stream(self, operation: str | Operation, /, **params: Any) -> Iterator[Any]:
+        return self._runner.iterate(self._async._stream(operation, **params))
 
     def health(self) -> Health:
-        return self._call("engine.health")
+        return self._run(self._async.health)
 
     def ping(self) -> Pong:
-        return self._call("engine.ping")
+        return self._run(self._async.ping)
 
     def info(self) -> EngineInfo:
-        return self._call("engine.info")
+        return self._run(self._async.info)
 
     def stats(self) -> EngineStats:
-        return self._call("engine.stats")
+        return self._run(self._async.stats)
 
     def watch_stats(self, interval: float = 1.0, count: int | None = None) -> Iterator[EngineStats]:
-        return self._stream("engine.stats.watch", interval=interval, count=count)
+        return self._runner.iterate(self._async.watch_stats(interval, count))
 
     def whoami(self) -> WhoAmI:
-        return self._call("auth.whoami")
+        return self._run(self._async.whoami)
 
     def token(self, lifetime: int = 3600) -> Token:
-        return self._call("auth.token", lifetime=lifetime)
+        return self._run(self._async.token, lifetime)
 
     def audit(
         self,
@@ -188,11 +208,15 @@ class Engine(_Options):
         operation: str | None = None,
         limit: int = 100,
     ) -> list[AuditRecord]:
-        return self._call("audit.list", **_audit_params(since, identity, operation, limit)).records
+        return self._run(self._async.audit, since, identity, operation, limit)
 
     def close(self) -> None:
+        """Close the transport and the loop thread; later calls raise EngineClosed."""
+        if self._closed:
+            return
+        self._closed = True
         try:
-            self._runner.run(self._transport.aclose)
+            self._runner.run_on_loop(self._async.aclose)
         finally:
             self._runner.close()
 

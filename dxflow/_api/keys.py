@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 from .._keys import KeyPair, KeyType, generate_key_pair
 from .._models import KeyInfo
 from .._permissions import DEFAULT_PERMISSIONS, Permission
+from ._base import Blocking
 from ._connect import read_public_key
 
 if TYPE_CHECKING:
-    from .engine import AsyncEngine, Engine
+    from ._protocol import AsyncEngineLike
 
 __all__ = ["AsyncKeys", "Keys"]
 
@@ -63,7 +64,7 @@ class _KeyGeneration:
 
 
 class AsyncKeys(_KeyGeneration):
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngineLike) -> None:
         self._engine = engine
 
     async def list(self) -> list[KeyInfo]:
@@ -105,15 +106,14 @@ class AsyncKeys(_KeyGeneration):
         )
 
 
-class Keys(_KeyGeneration):
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+class Keys(_KeyGeneration, Blocking[AsyncKeys]):
+    """The blocking twin of `AsyncKeys`."""
 
     def list(self) -> list[KeyInfo]:
-        return self._engine._call("keys.list").keys
+        return self._run(self._async.list)
 
     def get(self, identity: str) -> KeyInfo:
-        return self._engine._call("keys.get", identity=identity)
+        return self._run(self._async.get, identity)
 
     def register(
         self,
@@ -124,8 +124,8 @@ class Keys(_KeyGeneration):
         run_as: str | None = None,
         workflow_policy: str | None = None,
     ) -> KeyInfo:
-        fields = _register(public_key, identity, permissions, run_as, workflow_policy)
-        return self._engine._call("keys.register", **fields)
+        return self._run(self._async.register, public_key, identity, permissions,
+                         run_as=run_as, workflow_policy=workflow_policy)  # fmt: skip
 
     def update(
         self,
@@ -136,14 +136,11 @@ class Keys(_KeyGeneration):
         workflow_policy: str | None = None,
     ) -> KeyInfo:
         """Change a key; "" resets run_as or workflow_policy to the engine's default."""
-        return self._engine._call(
-            "keys.update", **_update(identity, permissions, run_as, workflow_policy)
-        )
+        return self._run(self._async.update, identity, permissions=permissions, run_as=run_as,
+                         workflow_policy=workflow_policy)  # fmt: skip
 
     def unregister(self, identity: str) -> KeyInfo:
-        return self._engine._call("keys.unregister", identity=identity)
+        return self._run(self._async.unregister, identity)
 
     def rotate(self, identity: str, public_key: str | os.PathLike[str]) -> KeyInfo:
-        return self._engine._call(
-            "keys.rotate", identity=identity, public_key=read_public_key(public_key)
-        )
+        return self._run(self._async.rotate, identity, public_key)

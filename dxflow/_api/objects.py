@@ -1,17 +1,21 @@
-"""`engine.objects`: the object store, async (`AsyncObjectStore`) and blocking (`ObjectStore`)."""
+"""`engine.objects`: the object store, async (`AsyncObjectStore`) and blocking (`ObjectStore`).
+
+Only what is the same on every transport lives here (walking folders, temp + rename,
+progress over many files); how a file's bytes travel is the transport's `get_file` /
+`put_file`.
+"""
 
 from __future__ import annotations
 
 import os
-import stat
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
 from .._durations import parse_duration
-from .._exceptions import EngineUnavailable, NotFound
+from .._exceptions import NotFound
 from .._models import (
     ObjectChecksum,
     ObjectInfo,
@@ -19,31 +23,25 @@ from .._models import (
     ObjectProgress,
     ObjectResult,
     ShareLink,
-    UploadInfo,
 )
-from .._transports._base import FileSlice
+from .._operations import OPERATIONS
+from .._transports._files import is_special
 from .._wire import CHUNK
-from ._resume import forget, recall, remember, upload_key
+from ._base import Blocking
 
 if TYPE_CHECKING:
     from .._filesystem import DxflowFileSystem
-    from .engine import AsyncEngine, Engine
+    from ._protocol import AsyncEngineLike
 
 __all__ = ["AsyncObjectStore", "ObjectStore", "Progress"]
 
-T = TypeVar("T")
 Progress = Callable[[int, int | None], object] | None
 """Called with (bytes done, bytes in all) as a transfer goes."""
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 
-SMALL = 16 << 20
-"""Files up to this size go in one request; bigger ones as a resumable (tus) upload."""
-PATCH = 64 << 20
-_RETRIES = 5
-
 
 class AsyncObjectStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngineLike) -> None:
         self._engine = engine
 
     # -- reading --------------------------------------------------------------------------
@@ -79,13 +77,9 @@ class AsyncObjectStore:
 
     async def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
         """A file's bytes (or bytes `start` to `end`, end exclusive)."""
-        parts = []
-        async with self._engine._transport.download(
-            _op("objects.read"), {"path": path, "start": start, "end": end}
-        ) as download:
-            async for chunk in download.chunks:
-                parts.append(chunk)
-        return b"".join(parts)
+        async with self._engine._download("objects.read", path=path, start=start,
+                                          end=end) as download:  # fmt: skip
+            return b"".join([chunk async for chunk in download.chunks])
 
     async def cat_ranges(self, ranges: Iterable[tuple[str, int, int]]) -> list[bytes]:
         """Many ranges of many files in one round trip."""
@@ -107,61 +101,43 @@ class AsyncObjectStore:
                 )
             for item in files:
                 relative = item.path[len(info.path) :].lstrip("/")
-                await self._get_file(item.path, target / relative, None)
+                await self._get_one(item.path, target / relative, None)
                 done += item.size
                 if progress:
                     progress(done, total)
             return target
         if target.is_dir():
             target = target / info.name
-        await self._get_file(path, target, progress)
+        await self._get_one(path, target, progress)
         return target
 
-    async def _get_file(self, path: str, target: Path, progress: Progress) -> None:
-        if _is_special(target):  # /dev/stdout, a FIFO: write into it, never replace it
-            await self._download(path, target, progress, stream_only=True)
+    async def _get_one(self, path: str, target: Path, progress: Progress) -> None:
+        """One file into `target`, whole or not at all (a temp file renamed at the end);
+        a FIFO or device is written into, never replaced."""
+        if is_special(target):
+            await self._engine._get_file("objects.read", target, progress, path=path)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.part-{os.getpid()}")
         try:
-            await self._download(path, temp, progress)
+            await self._engine._get_file("objects.read", temp, progress, path=path)
             os.replace(temp, target)
         finally:
             temp.unlink(missing_ok=True)
-
-    async def _download(
-        self, path: str, target: Path, progress: Progress, stream_only: bool = False
-    ) -> None:
-        transport = self._engine._transport
-        done = await transport.download_to(_op("objects.read"), {"path": path}, target, progress)
-        if done is not None:
-            return
-        async with transport.download(_op("objects.read"), {"path": path}) as download:
-            if download.path is not None and not stream_only:  # in-process: a kernel copy
-                await anyio.to_thread.run_sync(_copy, download.path, target)
-                if progress:
-                    progress(download.size or 0, download.size)
-            else:
-                await _write_chunks(download.chunks, target, download.size, progress)
 
     # -- writing --------------------------------------------------------------------------
 
     async def pipe(self, path: str, data: bytes, overwrite: bool = True) -> ObjectInfo:
         """Write `data` to `path` in one request."""
-        return await self._engine._transport.upload(
-            _op("objects.write"), {"path": path, "overwrite": overwrite, "size": len(data)}, data
-        )
+        return await self._engine._upload("objects.write", data, path=path,
+                                          overwrite=overwrite, size=len(data))  # fmt: skip
 
     async def put(
         self, src: Source, path: str, overwrite: bool = False, progress: Progress = None
     ) -> ObjectInfo:
         """Upload a local file or directory (recursively), a binary file object or bytes."""
         if isinstance(src, bytes | bytearray):
-            return await self._engine._transport.upload(
-                _op("objects.write"),
-                {"path": path, "overwrite": overwrite, "size": len(src)},
-                bytes(src),
-            )
+            return await self.pipe(path, bytes(src), overwrite)
         if not isinstance(src, str | os.PathLike):
             return await self._put_stream(src, path, overwrite, progress)
         source = Path(src).expanduser()
@@ -169,7 +145,7 @@ class AsyncObjectStore:
             return await self._put_tree(source, path, overwrite, progress)
         if not source.is_file():
             raise FileNotFoundError(f"no such file: {source}")
-        return await self._put_file(source, path, overwrite, progress)
+        return await self._put_one(source, path, overwrite, progress)
 
     async def _put_tree(
         self, source: Path, path: str, overwrite: bool, progress: Progress
@@ -180,84 +156,24 @@ class AsyncObjectStore:
         for folder in sorted(p for p in source.rglob("*") if p.is_dir()):
             await self.mkdir(f"{path}/{folder.relative_to(source).as_posix()}")
         for file in files:
-            await self._put_file(file, f"{path}/{file.relative_to(source).as_posix()}",
+            await self._put_one(file, f"{path}/{file.relative_to(source).as_posix()}",
                                  overwrite, None)  # fmt: skip
             done += file.stat().st_size
             if progress:
                 progress(done, total)
         return await self.info(path)
 
-    async def _put_file(
+    async def _put_one(
         self, source: Path, path: str, overwrite: bool, progress: Progress
     ) -> ObjectInfo:
-        size = source.stat().st_size
-        transport = self._engine._transport
-        if transport.in_process:  # the store copies the file itself
-            from .._core import LocalFile
-
-            info: ObjectInfo = await transport.upload(
-                _op("objects.write"), {"path": path, "overwrite": overwrite}, LocalFile(source)
-            )
-        elif size <= SMALL:
-            info = await transport.upload(
-                _op("objects.write"),
-                {"path": path, "overwrite": overwrite, "size": size},
-                FileSlice(source, 0, size),
-            )
-        else:
-            return await self._resumable(source, path, overwrite, size, progress)
-        if progress:
-            progress(size, size)
-        return info
+        return await self._engine._put_file("objects.write", source, progress, path=path,
+                                            overwrite=overwrite)  # fmt: skip
 
     async def _put_stream(
         self, reader: IO[bytes], path: str, overwrite: bool, progress: Progress
     ) -> ObjectInfo:
-        return await self._engine._transport.upload(
-            _op("objects.write"), {"path": path, "overwrite": overwrite},
-            _read_chunks(reader, None, progress),
-        )  # fmt: skip
-
-    async def _resumable(
-        self, source: Path, path: str, overwrite: bool, size: int, progress: Progress
-    ) -> ObjectInfo:
-        """A tus upload that picks up where it stopped: after a broken connection, and
-        after a restart of this program (the upload's id is remembered on disk)."""
-        key = upload_key(self._engine._transport.url or "", source, path)
-        upload, offset = await self._resume(recall(key), size)
-        if upload is None:
-            created: UploadInfo = await self._engine._call(
-                "uploads.create", path=path, length=size, overwrite=overwrite
-            )
-            upload = created.id
-            remember(key, upload)
-        failures = 0
-        while offset < size:
-            try:
-                length = min(PATCH, size - offset)
-                body = FileSlice(source, offset, length, _shifted(progress, offset, size))
-                reply = await self._engine._transport.upload(
-                    _op("uploads.append"), {"id": upload, "offset": offset}, body
-                )
-                offset = reply.offset
-            except EngineUnavailable:
-                failures += 1
-                if failures > _RETRIES:
-                    raise
-                await anyio.sleep(0.2 * failures)
-                offset = (await self._engine._call("uploads.status", id=upload)).offset
-        forget(key)
-        return await self.info(path)
-
-    async def _resume(self, upload: str | None, size: int) -> tuple[str | None, int]:
-        """The remembered upload and its offset, if the engine still has it."""
-        if upload is None:
-            return None, 0
-        try:
-            status: UploadInfo = await self._engine._call("uploads.status", id=upload)
-        except NotFound:
-            return None, 0
-        return (upload, status.offset) if status.length == size else (None, 0)
+        return await self._engine._upload("objects.write", _read_chunks(reader, None, progress),
+                                          path=path, overwrite=overwrite)  # fmt: skip
 
     async def mkdir(self, path: str, parents: bool = True) -> ObjectInfo:
         return await self._engine._call("objects.mkdir", path=path, parents=parents)
@@ -317,10 +233,12 @@ class AsyncObjectStore:
     def _absolute(self, link: ShareLink) -> ShareLink:
         # A link works through whatever address reaches the engine: a remote SDK puts the
         # one it uses (a reverse proxy, say) in place of the engine's own.
-        base = self._engine._transport.url
+        base = self._engine.url
         if link.url is None or not base or not base.startswith(("http://", "https://")):
             return link  # no URL: another identity's link, listed to MASTER
-        route = _op("shares.read").path.partition("{")[0]  # the link's own path, from the table
+        route = OPERATIONS["shares.read"].path.partition("{")[
+            0
+        ]  # the link's own path, from the table
         return link.model_copy(update={"url": base.rstrip("/") + link.url[link.url.index(route) :]})
 
     def fs(self, **options: Any) -> DxflowFileSystem:
@@ -329,16 +247,14 @@ class AsyncObjectStore:
 
         return DxflowFileSystem(engine=self._engine, **options)
 
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        """A file object (blocking, as fsspec's are): reads are seekable (ranges), writes
+        are committed at close."""
+        return self.fs().open(path, mode, **kwargs)
 
-class ObjectStore:
-    """The blocking twin of `AsyncObjectStore`: the same methods, run on the engine's loop."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._async = AsyncObjectStore(engine._async)
-
-    def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        return self._engine._runner.run(method, *args)
+class ObjectStore(Blocking[AsyncObjectStore]):
+    """The blocking twin of `AsyncObjectStore`."""
 
     def listing(
         self, path: str = "", pattern: str | None = None, depth: int = 1,
@@ -425,34 +341,7 @@ class ObjectStore:
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         """A file object: reads are seekable (ranges), writes are committed at close."""
-        return self.fs().open(path, mode, **kwargs)
-
-
-def _op(name: str) -> Any:
-    from .._operations import OPERATIONS
-
-    return OPERATIONS[name]
-
-
-def _is_special(target: Path) -> bool:
-    """A device, FIFO or socket: something to write into, not a file to replace."""
-    try:
-        mode = target.stat().st_mode
-    except OSError:
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
-
-
-def _copy(source: Path, target: Path) -> None:
-    import shutil
-
-    shutil.copyfile(source, target)
-
-
-def _shifted(progress: Progress, offset: int, total: int) -> Progress:
-    if progress is None:
-        return None
-    return lambda done, _: progress(offset + done, total)
+        return self._async.open(path, mode, **kwargs)
 
 
 async def _read_chunks(
@@ -468,22 +357,6 @@ async def _read_chunks(
         if progress:
             progress(done, length)
         yield chunk
-
-
-async def _write_chunks(
-    chunks: AsyncIterator[bytes], target: Path, size: int | None, progress: Progress
-) -> None:
-    from .._pipe import write_stream
-
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        done = await write_stream(
-            chunks, fd, after_block=(lambda total: progress(total, size)) if progress else None
-        )
-    finally:
-        os.close(fd)
-    if progress:
-        progress(done, size)
 
 
 async def _last(

@@ -8,20 +8,21 @@ import contextlib
 import html
 import re
 import struct
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._exceptions import TimedOut
 from .._models import ShellInfo, ShellOutput, ShellResult
+from ._base import Blocking
 
 if TYPE_CHECKING:
-    from .engine import AsyncEngine, Engine
+    from .._runner import Runner
+    from ._protocol import AsyncEngineLike
 
 __all__ = ["AsyncChannel", "AsyncShell", "AsyncShells", "Channel", "Shell", "Shells"]
 
-T = TypeVar("T")
 Pattern = str | bytes | re.Pattern[bytes]
 _OFFSET = struct.Struct(">Q")
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]|\r")
@@ -132,7 +133,7 @@ class _Attached:
 
 
 class AsyncShell:
-    def __init__(self, engine: AsyncEngine, info: ShellInfo) -> None:
+    def __init__(self, engine: AsyncEngineLike, info: ShellInfo) -> None:
         self._engine = engine
         self.info = info
         self.offset: int | None = None
@@ -195,10 +196,7 @@ class AsyncShell:
 
     def attach(self, offset: int | None = None) -> _Attached:
         """A channel on the session (`async with`); `offset` replays from there."""
-        from .._operations import OPERATIONS
-
-        params = {"name": self.name, "offset": offset}
-        return _Attached(self._engine._transport.channel(OPERATIONS["shells.attach"], params))
+        return _Attached(self._engine._channel("shells.attach", name=self.name, offset=offset))
 
     async def screen(self, size: int = 4096) -> str:
         """The session's recent output as plain text (escape sequences removed)."""
@@ -207,7 +205,7 @@ class AsyncShell:
 
 
 class AsyncShells:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngineLike) -> None:
         self._engine = engine
 
     async def create(
@@ -239,17 +237,18 @@ class AsyncShells:
 class Channel:
     """The blocking twin of `AsyncChannel` (a context manager)."""
 
-    def __init__(self, engine: Engine, attached: _Attached) -> None:
-        self._engine = engine
+    def __init__(self, runner: Runner, attached: _Attached) -> None:
+        self._runner = runner
         self._attached = attached
         self._channel: AsyncChannel | None = None
 
     def __enter__(self) -> Channel:
-        self._channel = self._engine._runner.run(self._attached.__aenter__)
+        # A channel lives on the loop from the start: no trial on this thread.
+        self._channel = self._runner.run_on_loop(self._attached.__aenter__)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._engine._runner.run(self._attached.__aexit__, None, None, None)
+        self._runner.run_on_loop(self._attached.__aexit__, None, None, None)
 
     @property
     def _open(self) -> AsyncChannel:
@@ -266,30 +265,29 @@ class Channel:
         return self._open.offset
 
     def recv(self, timeout: float | None = None) -> bytes | dict[str, Any]:
-        return self._engine._runner.run(self._open.recv, timeout)
+        return self._runner.run_on_loop(self._open.recv, timeout)
 
     def send(self, data: str | bytes) -> None:
-        self._engine._runner.run(self._open.send, data)
+        self._runner.run_on_loop(self._open.send, data)
 
     def resize(self, rows: int, cols: int) -> None:
-        self._engine._runner.run(self._open.resize, rows, cols)
+        self._runner.run_on_loop(self._open.resize, rows, cols)
+
+    def ping(self) -> None:
+        self._runner.run_on_loop(self._open.ping)
 
 
-class Shell:
+class Shell(Blocking[AsyncShell]):
     """The blocking twin of `AsyncShell`. In Jupyter it shows its recent screen."""
-
-    def __init__(self, engine: Engine, shell: AsyncShell) -> None:
-        self._engine = engine
-        self._async = shell
-
-    def _run(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        return self._engine._runner.run(method, *args)
 
     info = property(lambda self: self._async.info)
     name = property(lambda self: self._async.name)
+    offset = property(
+        lambda self: self._async.offset, lambda self, at: setattr(self._async, "offset", at)
+    )
 
     def __repr__(self) -> str:
-        return repr(self._async).replace("AsyncShell", "Shell")
+        return repr(self._async).replace("AsyncShell", "Shell", 1)
 
     def _repr_html_(self) -> str:
         state = f"{self.name}: {self.info.state}, pid {self.info.pid}"
@@ -323,18 +321,14 @@ class Shell:
         return self._run(self._async.screen, size)
 
     def attach(self, offset: int | None = None) -> Channel:
-        return Channel(self._engine, self._async.attach(offset))
+        return Channel(self._runner, self._async.attach(offset))
 
 
-class Shells:
+class Shells(Blocking[AsyncShells]):
     """The blocking twin of `AsyncShells`."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._async = AsyncShells(engine._async)
-
     def _wrap(self, shell: AsyncShell) -> Shell:
-        return Shell(self._engine, shell)
+        return Shell(self._runner, shell)
 
     def create(
         self, name: str | None = None, command: str | None = None, args: Sequence[str] = (),
@@ -342,19 +336,17 @@ class Shells:
         cols: int = 80, workflow: str | None = None, service: str | None = None,
         record: str | None = None, idle_timeout: float | None = None,
     ) -> Shell:  # fmt: skip
-        create = self._async.create
-        shell = self._engine._runner.run(create, name, command, args, env, cwd, rows, cols,
-                                         workflow, service, record, idle_timeout)  # fmt: skip
-        return self._wrap(shell)
+        return self._wrap(self._run(self._async.create, name, command, args, env, cwd, rows,
+                                    cols, workflow, service, record, idle_timeout))  # fmt: skip
 
     def list(self) -> list[Shell]:
-        return [self._wrap(s) for s in self._engine._runner.run(self._async.list)]
+        return [self._wrap(shell) for shell in self._run(self._async.list)]
 
     def get(self, name: str) -> Shell:
-        return self._wrap(self._engine._runner.run(self._async.get, name))
+        return self._wrap(self._run(self._async.get, name))
 
     def prune(self) -> builtins.list[ShellInfo]:
-        return self._engine._runner.run(self._async.prune)
+        return self._run(self._async.prune)
 
 
 def _plain(data: bytes) -> str:

@@ -20,10 +20,11 @@ from .._models import (
     WorkflowStats,
     WorkflowStatus,
 )
+from ._base import Blocking
+from .shells import AsyncShell, AsyncShells, Shell
 
 if TYPE_CHECKING:
-    from .engine import AsyncEngine, Engine
-    from .shells import AsyncShell, Shell
+    from ._protocol import AsyncEngineLike
 
 __all__ = ["AsyncWorkflow", "AsyncWorkflows", "Workflow", "Workflows"]
 
@@ -80,8 +81,9 @@ def _update_params(
     return params
 
 
-class _Handle:
-    def __init__(self, info: WorkflowInfo) -> None:
+class AsyncWorkflow:
+    def __init__(self, engine: AsyncEngineLike, info: WorkflowInfo) -> None:
+        self._engine = engine
         self.info = info
 
     @property
@@ -91,14 +93,11 @@ class _Handle:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} services={self.info.services}>"
 
-
-class AsyncWorkflow(_Handle):
-    def __init__(self, engine: AsyncEngine, info: WorkflowInfo) -> None:
-        super().__init__(info)
-        self._engine = engine
+    async def _op(self, operation: str, **params: Any) -> Any:
+        return await self._engine._call(operation, name=self.name, **params)
 
     async def reload(self) -> None:
-        self.info = await self._engine._call("workflows.get", name=self.name)
+        self.info = await self._op("workflows.get")
 
     async def up(
         self,
@@ -109,81 +108,72 @@ class AsyncWorkflow(_Handle):
         build: bool | None = None,
         progress: Progress = None,
     ) -> WorkflowStatus:
-        events = self._engine._stream(
-            "workflows.up",
-            name=self.name,
-            services=services,
-            wait=wait,
-            timeout=timeout,
-            remove_orphans=remove_orphans,
-            build=build,
-        )
+        events = self._engine._stream("workflows.up", name=self.name, services=services,
+                                      wait=wait, timeout=timeout, remove_orphans=remove_orphans,
+                                      build=build)  # fmt: skip
         await _drain(events, progress)
         return await self.status()
 
     async def down(
         self, volumes: bool = False, remove_orphans: bool = True, progress: Progress = None
     ) -> None:
-        events = self._engine._stream(
-            "workflows.down", name=self.name, volumes=volumes, remove_orphans=remove_orphans
-        )
+        events = self._engine._stream("workflows.down", name=self.name, volumes=volumes,
+                                      remove_orphans=remove_orphans)  # fmt: skip
         await _drain(events, progress)
 
     async def status(self) -> WorkflowStatus:
-        return await self._engine._call("workflows.status", name=self.name)
+        return await self._op("workflows.status")
 
     async def services(self) -> list[ServiceStatus]:
         return (await self.status()).services
 
     async def config(self) -> ComposeProject:
-        return await self._engine._call("workflows.config", name=self.name)
+        return await self._op("workflows.config")
 
     async def start(self, services: list[str] | None = None) -> WorkflowStatus:
-        return await self._engine._call("workflows.start", name=self.name, services=services)
+        return await self._op("workflows.start", services=services)
 
     async def stop(
         self, services: list[str] | None = None, timeout: float | None = None
     ) -> WorkflowStatus:
-        return await self._engine._call(
-            "workflows.stop", name=self.name, services=services, timeout=timeout
-        )
+        return await self._op("workflows.stop", services=services, timeout=timeout)
 
     async def restart(
         self, services: list[str] | None = None, timeout: float | None = None
     ) -> WorkflowStatus:
-        return await self._engine._call(
-            "workflows.restart", name=self.name, services=services, timeout=timeout
-        )
+        return await self._op("workflows.restart", services=services, timeout=timeout)
 
     async def pause(self, services: list[str] | None = None) -> WorkflowStatus:
-        return await self._engine._call("workflows.pause", name=self.name, services=services)
+        return await self._op("workflows.pause", services=services)
 
     async def unpause(self, services: list[str] | None = None) -> WorkflowStatus:
-        return await self._engine._call("workflows.unpause", name=self.name, services=services)
+        return await self._op("workflows.unpause", services=services)
 
     async def kill(
         self, signal: str = "SIGKILL", services: list[str] | None = None
     ) -> WorkflowStatus:
-        return await self._engine._call(
-            "workflows.kill", name=self.name, signal=signal, services=services
-        )
+        return await self._op("workflows.kill", signal=signal, services=services)
 
     async def exec(self, service: str, cmd: list[str], **options: Any) -> ExecResult:
-        return await self._engine._call(
-            "workflows.exec", name=self.name, service=service, cmd=cmd, **options
-        )
+        return await self._op("workflows.exec", service=service, cmd=cmd, **options)
 
     async def shell(
         self, service: str, command: str | None = None, name: str | None = None, **options: Any
     ) -> AsyncShell:
         """A persistent shell session inside `service`'s container (`sh` by default)."""
-        return await self._engine.shells.create(
+        return await AsyncShells(self._engine).create(
             name, command, workflow=self.name, service=service, **options
         )
 
-    async def stats(self) -> WorkflowStats:
-        """One sample; `watch_stats()` streams them."""
-        return await self._engine._call("workflows.stats", name=self.name)
+    @overload
+    async def stats(self, stream: Literal[False] = False) -> WorkflowStats: ...
+    @overload
+    async def stats(self, stream: Literal[True]) -> AsyncIterator[WorkflowStats]: ...
+    async def stats(self, stream: bool = False) -> WorkflowStats | AsyncIterator[WorkflowStats]:
+        """One sample; with stream=True, samples one after another (see `watch_stats`)."""
+        if stream:
+            return self.watch_stats()
+        return await self._op("workflows.stats")
 
     def watch_stats(self) -> AsyncIterator[WorkflowStats]:
         """Samples one after another (about one a second), until the iterator is closed."""
@@ -196,14 +186,11 @@ class AsyncWorkflow(_Handle):
         env_file: Any = None,
         profiles: Iterable[str] | None = None,
     ) -> None:
-        self.info = await self._engine._call(
-            "workflows.update", **_update_params(self.name, compose, env, env_file, profiles)
-        )
+        params = _update_params(self.name, compose, env, env_file, profiles)
+        self.info = await self._engine._call("workflows.update", **params)
 
     async def explain_env(self, service: str, variable: str) -> EnvExplanation:
-        return await self._engine._call(
-            "workflows.env", name=self.name, service=service, variable=variable
-        )
+        return await self._op("workflows.env", service=service, variable=variable)
 
     def logs(
         self,
@@ -213,165 +200,15 @@ class AsyncWorkflow(_Handle):
         since: datetime | None = None,
         timestamps: bool = False,
     ) -> AsyncIterator[LogLine]:
-        return self._engine._stream(
-            "workflows.logs",
-            name=self.name,
-            service=service,
-            follow=follow,
-            tail=tail,
-            since=since,
-            timestamps=timestamps,
-        )
+        return self._engine._stream("workflows.logs", name=self.name, service=service,
+                                    follow=follow, tail=tail, since=since,
+                                    timestamps=timestamps)  # fmt: skip
 
     def events(self, since: datetime | None = None) -> AsyncIterator[WorkflowEvent]:
         return self._engine._stream("workflows.events", name=self.name, since=since)
 
     async def remove(self) -> None:
-        await self._engine._call("workflows.remove", name=self.name)
-
-
-class Workflow(_Handle):
-    def __init__(self, engine: Engine, info: WorkflowInfo) -> None:
-        super().__init__(info)
-        self._engine = engine
-
-    def reload(self) -> None:
-        self.info = self._engine._call("workflows.get", name=self.name)
-
-    def up(
-        self,
-        services: list[str] | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
-        remove_orphans: bool = True,
-        build: bool | None = None,
-        progress: Progress = None,
-    ) -> WorkflowStatus:
-        for event in self._engine._stream(
-            "workflows.up",
-            name=self.name,
-            services=services,
-            wait=wait,
-            timeout=timeout,
-            remove_orphans=remove_orphans,
-            build=build,
-        ):
-            if progress is not None:
-                progress(event)
-        return self.status()
-
-    def down(
-        self, volumes: bool = False, remove_orphans: bool = True, progress: Progress = None
-    ) -> None:
-        for event in self._engine._stream(
-            "workflows.down", name=self.name, volumes=volumes, remove_orphans=remove_orphans
-        ):
-            if progress is not None:
-                progress(event)
-
-    def status(self) -> WorkflowStatus:
-        return self._engine._call("workflows.status", name=self.name)
-
-    def services(self) -> list[ServiceStatus]:
-        return self.status().services
-
-    def config(self) -> ComposeProject:
-        return self._engine._call("workflows.config", name=self.name)
-
-    def start(self, services: list[str] | None = None) -> WorkflowStatus:
-        return self._engine._call("workflows.start", name=self.name, services=services)
-
-    def stop(
-        self, services: list[str] | None = None, timeout: float | None = None
-    ) -> WorkflowStatus:
-        return self._engine._call(
-            "workflows.stop", name=self.name, services=services, timeout=timeout
-        )
-
-    def restart(
-        self, services: list[str] | None = None, timeout: float | None = None
-    ) -> WorkflowStatus:
-        return self._engine._call(
-            "workflows.restart", name=self.name, services=services, timeout=timeout
-        )
-
-    def pause(self, services: list[str] | None = None) -> WorkflowStatus:
-        return self._engine._call("workflows.pause", name=self.name, services=services)
-
-    def unpause(self, services: list[str] | None = None) -> WorkflowStatus:
-        return self._engine._call("workflows.unpause", name=self.name, services=services)
-
-    def kill(self, signal: str = "SIGKILL", services: list[str] | None = None) -> WorkflowStatus:
-        return self._engine._call(
-            "workflows.kill", name=self.name, signal=signal, services=services
-        )
-
-    def exec(self, service: str, cmd: list[str], **options: Any) -> ExecResult:
-        return self._engine._call(
-            "workflows.exec", name=self.name, service=service, cmd=cmd, **options
-        )
-
-    def shell(
-        self, service: str, command: str | None = None, name: str | None = None, **options: Any
-    ) -> Shell:
-        """A persistent shell session inside `service`'s container (`sh` by default)."""
-        return self._engine.shells.create(
-            name, command, workflow=self.name, service=service, **options
-        )
-
-    @overload
-    def stats(self, stream: Literal[False] = False) -> WorkflowStats: ...
-    @overload
-    def stats(self, stream: Literal[True]) -> Iterator[WorkflowStats]: ...
-    def stats(self, stream: bool = False) -> WorkflowStats | Iterator[WorkflowStats]:
-        """One sample; with stream=True, samples one after another (see `watch_stats`)."""
-        if stream:
-            return self.watch_stats()
-        return self._engine._call("workflows.stats", name=self.name)
-
-    def watch_stats(self) -> Iterator[WorkflowStats]:
-        """Samples one after another (about one a second), until the iterator is closed."""
-        return self._engine._stream("workflows.stats.watch", name=self.name)
-
-    def update(
-        self,
-        compose: Compose | None = None,
-        env: Mapping[str, str] | None = None,
-        env_file: Any = None,
-        profiles: Iterable[str] | None = None,
-    ) -> None:
-        self.info = self._engine._call(
-            "workflows.update", **_update_params(self.name, compose, env, env_file, profiles)
-        )
-
-    def explain_env(self, service: str, variable: str) -> EnvExplanation:
-        return self._engine._call(
-            "workflows.env", name=self.name, service=service, variable=variable
-        )
-
-    def logs(
-        self,
-        service: str | None = None,
-        follow: bool = False,
-        tail: int | None = None,
-        since: datetime | None = None,
-        timestamps: bool = False,
-    ) -> Iterator[LogLine]:
-        return self._engine._stream(
-            "workflows.logs",
-            name=self.name,
-            service=service,
-            follow=follow,
-            tail=tail,
-            since=since,
-            timestamps=timestamps,
-        )
-
-    def events(self, since: datetime | None = None) -> Iterator[WorkflowEvent]:
-        return self._engine._stream("workflows.events", name=self.name, since=since)
-
-    def remove(self) -> None:
-        self._engine._call("workflows.remove", name=self.name)
+        await self._op("workflows.remove")
 
 
 async def _drain(events: AsyncIterator[WorkflowEvent], progress: Progress) -> None:
@@ -381,7 +218,7 @@ async def _drain(events: AsyncIterator[WorkflowEvent], progress: Progress) -> No
 
 
 class AsyncWorkflows:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngineLike) -> None:
         self._engine = engine
 
     async def create(
@@ -415,9 +252,123 @@ class AsyncWorkflows:
         return [AsyncWorkflow(self._engine, info) for info in found.workflows]
 
 
-class Workflows:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+# -- the blocking twins -------------------------------------------------------------------
+
+
+class Workflow(Blocking[AsyncWorkflow]):
+    """The blocking twin of `AsyncWorkflow`."""
+
+    info = property(lambda self: self._async.info)
+    name = property(lambda self: self._async.name)
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncWorkflow", "Workflow", 1)
+
+    def reload(self) -> None:
+        self._run(self._async.reload)
+
+    def up(
+        self,
+        services: list[str] | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+        remove_orphans: bool = True,
+        build: bool | None = None,
+        progress: Progress = None,
+    ) -> WorkflowStatus:
+        return self._run(self._async.up, services, wait, timeout, remove_orphans, build, progress)
+
+    def down(
+        self, volumes: bool = False, remove_orphans: bool = True, progress: Progress = None
+    ) -> None:
+        self._run(self._async.down, volumes, remove_orphans, progress)
+
+    def status(self) -> WorkflowStatus:
+        return self._run(self._async.status)
+
+    def services(self) -> list[ServiceStatus]:
+        return self._run(self._async.services)
+
+    def config(self) -> ComposeProject:
+        return self._run(self._async.config)
+
+    def start(self, services: list[str] | None = None) -> WorkflowStatus:
+        return self._run(self._async.start, services)
+
+    def stop(
+        self, services: list[str] | None = None, timeout: float | None = None
+    ) -> WorkflowStatus:
+        return self._run(self._async.stop, services, timeout)
+
+    def restart(
+        self, services: list[str] | None = None, timeout: float | None = None
+    ) -> WorkflowStatus:
+        return self._run(self._async.restart, services, timeout)
+
+    def pause(self, services: list[str] | None = None) -> WorkflowStatus:
+        return self._run(self._async.pause, services)
+
+    def unpause(self, services: list[str] | None = None) -> WorkflowStatus:
+        return self._run(self._async.unpause, services)
+
+    def kill(self, signal: str = "SIGKILL", services: list[str] | None = None) -> WorkflowStatus:
+        return self._run(self._async.kill, signal, services)
+
+    def exec(self, service: str, cmd: list[str], **options: Any) -> ExecResult:
+        return self._run(self._async.exec, service, cmd, **options)
+
+    def shell(
+        self, service: str, command: str | None = None, name: str | None = None, **options: Any
+    ) -> Shell:
+        """A persistent shell session inside `service`'s container (`sh` by default)."""
+        return Shell(self._runner, self._run(self._async.shell, service, command, name, **options))
+
+    @overload
+    def stats(self, stream: Literal[False] = False) -> WorkflowStats: ...
+    @overload
+    def stats(self, stream: Literal[True]) -> Iterator[WorkflowStats]: ...
+    def stats(self, stream: bool = False) -> WorkflowStats | Iterator[WorkflowStats]:
+        """One sample; with stream=True, samples one after another (see `watch_stats`)."""
+        return self.watch_stats() if stream else self._run(self._async.stats)
+
+    def watch_stats(self) -> Iterator[WorkflowStats]:
+        """Samples one after another (about one a second), until the iterator is closed."""
+        return self._runner.iterate(self._async.watch_stats())
+
+    def update(
+        self,
+        compose: Compose | None = None,
+        env: Mapping[str, str] | None = None,
+        env_file: Any = None,
+        profiles: Iterable[str] | None = None,
+    ) -> None:
+        self._run(self._async.update, compose, env, env_file, profiles)
+
+    def explain_env(self, service: str, variable: str) -> EnvExplanation:
+        return self._run(self._async.explain_env, service, variable)
+
+    def logs(
+        self,
+        service: str | None = None,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[LogLine]:
+        return self._runner.iterate(self._async.logs(service, follow, tail, since, timestamps))
+
+    def events(self, since: datetime | None = None) -> Iterator[WorkflowEvent]:
+        return self._runner.iterate(self._async.events(since))
+
+    def remove(self) -> None:
+        self._run(self._async.remove)
+
+
+class Workflows(Blocking[AsyncWorkflows]):
+    """The blocking twin of `AsyncWorkflows`."""
+
+    def _wrap(self, workflow: AsyncWorkflow) -> Workflow:
+        return Workflow(self._runner, workflow)
 
     def create(
         self,
@@ -432,20 +383,16 @@ class Workflows:
         """Store a workflow. `working_dir` is a folder on the ENGINE host where relative
         paths resolve (default: the compose file's folder); keys other than MASTER need it
         inside the engine's storage root or host_paths (see the workflow policy)."""
-        params = _create_params(name, compose, env, env_file, profiles)
-        if working_dir is not None:
-            params["working_dir"] = working_dir
-        info = self._engine._call("workflows.create", **params)
-        return Workflow(self._engine, info)
+        create = self._async.create
+        return self._wrap(self._run(create, name, compose, env, env_file, profiles,
+                                    working_dir=working_dir))  # fmt: skip
 
     def get(self, name: str) -> Workflow:
-        return Workflow(self._engine, self._engine._call("workflows.get", name=name))
+        return self._wrap(self._run(self._async.get, name))
 
     def projects(self) -> list[ComposeProjectSummary]:
         """The Compose projects this engine made; for MASTER every one on the Docker Engine."""
-        return self._engine._call("workflows.projects").projects
+        return self._run(self._async.projects)
 
     def list(self) -> list[Workflow]:
-        return [
-            Workflow(self._engine, info) for info in self._engine._call("workflows.list").workflows
-        ]
+        return [self._wrap(workflow) for workflow in self._run(self._async.list)]

@@ -25,6 +25,8 @@ from .._operations import OPERATIONS, Operation
 from .._validation import validate_request
 from .._wire import ByteRange, error_from_reply, ndjson_item, parse_content_range
 from ._base import Download, FileSlice, Transport, as_chunks
+from ._files import write_chunks
+from ._resumable import put_file
 from ._sockets import wide_blocking_client, wide_client
 from ._tus import tus_headers, upload_info
 from ._ws import open_channel
@@ -312,6 +314,30 @@ class HttpTransport(Transport):
         if self._blocking is not None:
             self._blocking.close()
         await self._http.aclose()
+
+    # -- files (appended: the transfer strategy lives in _files.py and _resumable.py) ---
+
+    async def get_file(
+        self, op: Operation, params: Mapping[str, Any], target: Path, progress: Progress
+    ) -> int:
+        done = await self.download_to(op, params, target, progress)
+        if done is not None:
+            return done
+        async with self.download(op, params) as download:
+            return await write_chunks(download.chunks, target, download.size, progress)
+
+    async def put_file(
+        self, op: Operation, params: Mapping[str, Any], source: Path, progress: Progress
+    ) -> Response:
+        """One request for a small file, a resumable tus upload for a big one."""
+        return await put_file(self, op, params, source, progress)
+
+    def clone(self) -> HttpTransport:
+        """The same engine, key, verification, timeout and token lifetime, with an httpx
+        client of its own (a client belongs to the event loop it was made on)."""
+        assert self.url is not None
+        return HttpTransport(self.url, self._key, verify=self._verify, timeout=self._timeout,
+                             token_lifetime=self._lifetime)  # fmt: skip
 
 
 def _fetch(

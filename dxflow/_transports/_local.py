@@ -8,16 +8,21 @@ its lifecycle alone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
+
+import anyio
 
 from .._core import Blob, Context, EngineCore, LocalFile
 from .._keys import PrivateKey
 from .._models import Response
 from .._operations import Operation
 from .._pipe import read_in_thread
-from ._base import Download, Transport, as_chunks
+from ._base import Download, Progress, Transport, as_chunks
+from ._files import copy_file, is_special, write_chunks
 
 __all__ = ["LocalTransport"]
 
@@ -83,3 +88,30 @@ class LocalTransport(Transport):
         if self._owns_core:
             await self.core.lifecycle.stop()
             self.core.close()
+
+    # -- files: handed over by path, the store and the kernel copy them -------------------
+
+    async def get_file(
+        self, op: Operation, params: Mapping[str, Any], target: Path, progress: Progress
+    ) -> int:
+        async with self.download(op, params) as download:
+            whole = download.start == 0 and download.size == download.total
+            if download.path is not None and whole and not is_special(target):
+                await anyio.to_thread.run_sync(copy_file, download.path, target)
+                if progress:
+                    progress(download.size or 0, download.size)
+                return download.size or 0
+            return await write_chunks(download.chunks, target, download.size, progress)
+
+    async def put_file(
+        self, op: Operation, params: Mapping[str, Any], source: Path, progress: Progress
+    ) -> Response:
+        info: Response = await self.upload(op, params, LocalFile(source))
+        if progress:
+            size = os.stat(source).st_size
+            progress(size, size)
+        return info
+
+    def clone(self) -> LocalTransport:
+        """Another door to the same core, as the same identity; the core stays this one's."""
+        return LocalTransport(self.core, self._key, owns_core=False)

@@ -332,7 +332,7 @@ def test_put_and_get_a_file_past_the_one_request_size(
     dxfs: DxflowFileSystem, tmp_path: Path
 ) -> None:
     """Over HTTP a file this big goes as a resumable (tus) upload."""
-    from dxflow._api.objects import SMALL
+    from dxflow._transports._resumable import SMALL
 
     source = tmp_path / "big.bin"
     source.write_bytes(random.Random(3).randbytes(SMALL + 12345))

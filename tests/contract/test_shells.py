@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dxflow import Conflict, Engine, InvalidRequest, NotFound, Permission, PermissionDenied
-from dxflow._api.shells import Shell
+from dxflow import Conflict, Engine, InvalidRequest, NotFound, Permission, PermissionDenied, Shell
 
 from ..conftest import EngineFactory, KeyFactory
 
@@ -33,14 +32,14 @@ def test_run_returns_exit_codes_and_output(shell: Shell) -> None:
     assert shell.run("pwd").output == "/tmp\n"  # one session: state carries over
 
 
-def test_send_expect_read_and_offsets(shell: Shell) -> None:
+def test_send_expect_read_and_offsets(engine: Engine, shell: Shell) -> None:
     shell.send("echo marker-$((6 * 7))\n")
     match = shell.expect("marker-42")
     assert match.group(0) == b"marker-42"
-    everything = shell._engine._call("shells.read", name="t1")
+    everything = engine._call("shells.read", name="t1")
     assert everything.offset == 0 and b"marker-42" in everything.data
     assert everything.end == len(everything.data)
-    later = shell._engine._call("shells.read", name="t1", offset=everything.end, timeout=0.05)
+    later = engine._call("shells.read", name="t1", offset=everything.end, timeout=0.05)
     assert later.data == b"" and later.offset == everything.end
 
 

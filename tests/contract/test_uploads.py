@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from dxflow import Engine
-from dxflow._api import objects as sdk_objects
 from dxflow._core import EngineCore
 from dxflow._keys import load_private_key
+from dxflow._transports import _resumable as sdk_objects
 from dxflow._transports._base import FileSlice
 from dxflow._transports._http import HttpTransport
 
