@@ -78,7 +78,7 @@ def lower_is_better(path: str) -> bool | None:
     last = path.rsplit(".", 1)[-1]
     if last.endswith(("mb_s", "rps_median", "rps_1conn")) or last == "speedup":
         return False
-    if last.endswith(("_s", "_ms", "_us")):
+    if last.endswith(("_s", "_ms", "_us")) or re.search(r"(^|_)p\d+_ms", last):
         return True
     return None  # a ratio of two figures: its meaning depends on its names
 
