@@ -4,16 +4,21 @@
     python benchmarks/run_all.py --quick    # the CI smoke: each script < 20 s (workflows < 60 s)
 
 Exits 1 when any benchmark fails to run (or `import dxflow` loads a heavy module);
-speed targets are reported, not asserted, unless `--strict` (full mode only).
+speed targets are reported, not asserted, unless `--strict` (full mode only). A failed
+benchmark is reported (exit code, error, the tail of its output) and the summary still
+covers the others.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import subprocess
 import sys
+import threading
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import IO, Any, TextIO
 
 from _common import BENCH_DIR, PYTHON, REPO, fmt_ms, fmt_us, human_stream, parse_args, print_table
 
@@ -106,65 +111,166 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
+TAIL_LINES = 20
+
+
+@dataclass
+class Run:
+    """One benchmark script's run: its exit code (None: killed at the timeout) and JSON."""
+
+    name: str
+    returncode: int | None
+    data: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    tail: list[str] = field(default_factory=list)  # the last lines of its human output
+    problem: str | None = None  # what went wrong around the script (timeout, bad JSON)
+
+    @property
+    def target_missed(self) -> bool:
+        return self.returncode == 2 and self.data.get("ok", False) is True
+
+    @property
+    def failed(self) -> bool:
+        return not self.target_missed and (self.returncode != 0 or self.data.get("ok") is not True)
+
+    def describe_failure(self) -> list[str]:
+        """Name, exit code, the script's own error and the tail of its output."""
+        code = "killed at the timeout" if self.returncode is None else f"exit {self.returncode}"
+        lines = [f"{self.name} FAILED ({code}, after {self.seconds:.1f} s)"]
+        if self.problem:
+            lines.append(f"  {self.problem}")
+        if self.data.get("error"):
+            lines.append(f"  error: {self.data['error']}")
+        if self.tail:
+            lines.append(f"  last {len(self.tail)} lines of its output:")
+            lines.extend(f"  | {line}" for line in self.tail)
+        return lines
+
+
+def _pump(stream: IO[str], sink: TextIO | None, keep: collections.deque[str] | list[str]) -> None:
+    for line in stream:
+        keep.append(line.rstrip("\n"))
+        if sink is not None:
+            print(line, end="", file=sink, flush=True)
+
+
+def run_script(name: str, args: list[str], timeout: float) -> Run:
+    """Run benchmarks/<name>.py --json: its table goes on to our stderr as it runs."""
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        [PYTHON, str(BENCH_DIR / f"{name}.py"), "--json", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    assert process.stdout is not None and process.stderr is not None
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    stdout: list[str] = []
+    readers = [
+        threading.Thread(target=_pump, args=(process.stderr, sys.stderr, tail), daemon=True),
+        threading.Thread(target=_pump, args=(process.stdout, None, stdout), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    returncode: int | None
+    try:
+        returncode = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        returncode = None
+    for reader in readers:  # a server the script left behind may hold a pipe open
+        reader.join(5)
+    run = Run(name, returncode, seconds=time.perf_counter() - began, tail=list(tail))
+    text = "\n".join(stdout).strip()
+    if returncode is None:
+        run.problem = f"timed out after {timeout:.0f} s"
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError as exc:
+        data = {}
+        run.problem = run.problem or f"its stdout is not one JSON document: {exc}"
+    run.data = data if isinstance(data, dict) else {}
+    if not text and run.problem is None:
+        run.problem = "no JSON on its stdout"
+    return run
+
+
+def summary_rows(runs: list[Run]) -> list[list[str]]:
+    """One row per benchmark; a run without usable figures gives a FAILED row, never a crash."""
+    rows: list[list[str]] = []
+    for run in runs:
+        took = f"{run.seconds:.1f} s"
+        try:
+            what, dxflow, peer, ratio = _headline(run.name, run.data["figures"])
+        except Exception:  # missing or partial figures of a failed run: report, go on
+            rows.append([run.name, "FAILED", "", "", "", "failed", took])
+            continue
+        targets = run.data.get("targets", [])
+        met = "all met" if all(t.get("met") for t in targets) else "MISSED"
+        rows.append([run.name, what, dxflow, peer, ratio, "failed" if run.failed else met, took])
+    return rows
+
+
+def failure_names(runs: list[Run]) -> list[str]:
+    names = [run.name for run in runs if run.failed]
+    return names + [f"{run.name} (target missed, --strict)" for run in runs if run.target_missed]
+
+
+def exit_code(runs: list[Run]) -> int:
+    if any(run.failed for run in runs):
+        return 1
+    return 2 if any(run.target_missed for run in runs) else 0
+
+
+def report(runs: list[Run], quick: bool, elapsed: float, out: TextIO) -> None:
+    print(f"\nsummary ({'quick' if quick else 'full'} mode):", file=out)
+    headers = ["benchmark", "figure", "dxflow", "peer", "ratio", "targets", "took"]
+    print_table(summary_rows(runs), headers, out)
+    for run in runs:
+        for target in run.data.get("targets", []):
+            try:
+                op = ">=" if target["higher_is_better"] else "<="
+                print(
+                    f"  {run.name}: {target['name']} {target['value']:.3g} {target['unit']} "
+                    f"(target {op} {target['limit']:g}) {'met' if target['met'] else 'MISSED'}",
+                    file=out,
+                )
+            except (KeyError, TypeError, ValueError):
+                print(f"  {run.name}: unreadable target {target!r}", file=out)
+    for run in runs:
+        if run.failed:
+            print("", file=out)
+            for line in run.describe_failure():
+                print(line, file=out)
+    failures = failure_names(runs)
+    print(
+        f"run_all: {sum(not run.failed for run in runs)}/{len(runs)} ran"
+        f"{'; failed: ' + ', '.join(failures) if failures else ''} in {elapsed:.0f} s",
+        file=out,
+    )
+
+
 def main() -> int:
     args = parse_args(__doc__ or "")
     out = human_stream(args)
     passthrough = [*(["--quick"] if args.quick else []), *(["--strict"] if args.strict else [])]
-    results: dict[str, dict[str, Any]] = {}
-    failures: list[str] = []
+    runs: list[Run] = []
     started = time.perf_counter()
     for name in SCRIPTS:
         print(f"\n== {name} {' '.join(passthrough)}".rstrip(), file=out, flush=True)
-        began = time.perf_counter()
-        try:
-            done = subprocess.run(
-                [PYTHON, str(BENCH_DIR / f"{name}.py"), "--json", *passthrough],
-                cwd=REPO,
-                stdout=subprocess.PIPE,
-                text=True,
-                timeout=90 if args.quick else 900,
-            )  # the script's table goes to our stderr as it runs
-            data = json.loads(done.stdout) if done.stdout.strip() else {}
-        except (subprocess.TimeoutExpired, ValueError) as exc:
-            done, data = None, {}
-            print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        data["seconds"] = time.perf_counter() - began
-        results[name] = data
-        if done is None or done.returncode == 1 or not data.get("ok", False):
-            failures.append(name)
-        elif done.returncode == 2:
-            failures.append(f"{name} (target missed, --strict)")
-
-    rows: list[list[str]] = []
-    for name, data in results.items():
-        try:
-            what, dxflow, peer, ratio = _headline(name, data["figures"])
-        except (KeyError, TypeError, ZeroDivisionError):
-            rows.append([name, "FAILED", "", "", "", "", f"{data['seconds']:.1f} s"])
-            continue
-        targets = data.get("targets", [])
-        met = "all met" if all(t["met"] for t in targets) else "MISSED"
-        state = "failed" if name in failures else met
-        rows.append([name, what, dxflow, peer, ratio, state, f"{data['seconds']:.1f} s"])
-    print(f"\nsummary ({'quick' if args.quick else 'full'} mode):", file=out)
-    print_table(rows, ["benchmark", "figure", "dxflow", "peer", "ratio", "targets", "took"], out)
-    for name, data in results.items():
-        for target in data.get("targets", []):
-            op = ">=" if target["higher_is_better"] else "<="
-            print(
-                f"  {name}: {target['name']} {target['value']:.3g} {target['unit']} "
-                f"(target {op} {target['limit']:g}) {'met' if target['met'] else 'MISSED'}",
-                file=out,
-            )
-    elapsed = time.perf_counter() - started
-    print(
-        f"run_all: {len(SCRIPTS) - len(failures)}/{len(SCRIPTS)} ran"
-        f"{'; failed: ' + ', '.join(failures) if failures else ''} in {elapsed:.0f} s",
-        file=out,
-    )
+        run = run_script(name, passthrough, timeout=90 if args.quick else 900)
+        runs.append(run)
+        if run.failed:
+            print(f"{name}: FAILED ({run.problem or f'exit {run.returncode}'})", file=out)
+    report(runs, args.quick, time.perf_counter() - started, out)
     if args.json:
-        print(json.dumps({"quick": args.quick, "failures": failures, "results": results}, indent=2))
-    return 1 if any("--strict" not in f for f in failures) else (2 if failures else 0)
+        results = {run.name: {**run.data, "seconds": run.seconds} for run in runs}
+        document = {"quick": args.quick, "failures": failure_names(runs), "results": results}
+        print(json.dumps(document, indent=2))
+    return exit_code(runs)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ import pytest
 from .conftest import Booted
 from .conftest import dxflow as run
 
+# Every command is a fresh process (under a second alone, ten on a loaded machine), each
+# bounded by its own 60 s; the per-test guard only catches a hang, so it allows for many.
+pytestmark = pytest.mark.timeout(600)
+
 PROMPT = "ready$ "
 
 
