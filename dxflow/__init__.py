@@ -45,7 +45,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from . import models
     from ._api.engine import AsyncEngine, Engine
-    from ._keys import KeyPair, generate_key_pair
+    from ._keypairs import KeyPair, generate_key_pair
 
 __all__ = [
     "DEFAULT_PERMISSIONS",
@@ -85,8 +85,8 @@ __all__ = [
 _LAZY = {
     "AsyncEngine": "dxflow._api.engine",
     "Engine": "dxflow._api.engine",
-    "KeyPair": "dxflow._keys",
-    "generate_key_pair": "dxflow._keys",
+    "KeyPair": "dxflow._keypairs",
+    "generate_key_pair": "dxflow._keypairs",
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._config import Home, load_config
 from .._exceptions import EngineUnavailable
-from .._keys import load_private_key
+from .._keypairs import load_private_key
 from .._transports import Transport
 
 __all__ = ["from_env_args", "home_args", "open_transport", "read_public_key"]

@@ -27,7 +27,7 @@ from .._exceptions import (
     error_for_status,
     error_from_code,
 )
-from .._keys import PrivateKey, is_challenge_message
+from .._keypairs import PrivateKey, is_challenge_message
 from .._models import Challenge, Response, Token
 from .._operations import OPERATIONS, Operation
 from .._validation import validate_request
