@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from ._api.shells import AsyncChannel, AsyncShell, Channel, Shell
     from ._api.workflows import AsyncWorkflow, Workflow
     from ._filesystem import DxflowFileSystem
-    from ._keys import KeyPair, generate_key_pair
+    from ._keypairs import KeyPair, generate_key_pair
 
 __all__ = [
     "DEFAULT_PERMISSIONS",
@@ -107,8 +107,8 @@ _LAZY = {
     "ObjectStore": "dxflow._api.objects",
     "Shell": "dxflow._api.shells",
     "Workflow": "dxflow._api.workflows",
-    "KeyPair": "dxflow._keys",
-    "generate_key_pair": "dxflow._keys",
+    "KeyPair": "dxflow._keypairs",
+    "generate_key_pair": "dxflow._keypairs",
 }
 
 

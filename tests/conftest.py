@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from dxflow import Engine, Permission
 from dxflow._config import load_config
 from dxflow._core import EngineCore
-from dxflow._keys import KeyPair, generate_key_pair, load_private_key
+from dxflow._keypairs import KeyPair, generate_key_pair, load_private_key
 from dxflow._transports._http import HttpTransport
 from dxflow._transports._local import LocalTransport
 from dxflow_server import create_app

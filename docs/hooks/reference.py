@@ -213,7 +213,7 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     if API_MARKER in markdown:
         markdown = markdown.replace(API_MARKER, api_reference(_document()))
     if COMPOSE_MARKER in markdown:
-        from dxflow._core._compose._keys import markdown_table
+        from dxflow._core._compose._supported import markdown_table
 
         markdown = markdown.replace(COMPOSE_MARKER, markdown_table())
     return markdown

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._keys import KeyPair, KeyType, generate_key_pair
+from .._keypairs import KeyPair, KeyType, generate_key_pair
 from .._models import KeyInfo
 from .._permissions import DEFAULT_PERMISSIONS, Permission
 from ._base import Blocking

@@ -37,7 +37,7 @@ def generate(
     name: str, key_type: str, bits: int, directory: str | None, home: str | None, as_json: bool
 ) -> None:
     """Write a new key pair NAME.pem (0600) and NAME.pub. Needs no engine."""
-    from .._keys import generate_key_pair
+    from .._keypairs import generate_key_pair
 
     folder = Path(directory) if directory else Home.resolve(home).keys_dir
     with handle_errors(as_json):

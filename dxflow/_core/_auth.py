@@ -17,12 +17,12 @@ from collections import OrderedDict, deque
 from datetime import UTC, datetime
 
 from .._exceptions import TooManyRequests, Unauthenticated
-from .._keys import PublicKey, challenge_message
+from .._keypairs import PublicKey, challenge_message
 from .._models import Challenge, Token, TokenRequest, Verify, WhoAmI
 from ._audit import AuditLog
 from ._context import Context, Identity
 from ._handlers import handles
-from ._keys import KeyRecord, KeyRegistry
+from ._key_registry import KeyRecord, KeyRegistry
 from ._tokens import TokenError, decode_token, encode_token
 
 __all__ = ["AuthService", "RateLimiter"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from .._config import Config, atomic_write
 from .._durations import parse_duration, parse_size
 from .._exceptions import ConfigError
-from .._keys import PrivateKey, PublicKey, generate_key_pair, load_private_key, parse_public_key
+from .._keypairs import PrivateKey, PublicKey, generate_key_pair, load_private_key, parse_public_key
 from .._limits import Limits
 from .._permissions import Permission
 from ._audit import AuditLog
@@ -21,7 +21,7 @@ from ._context import Context, Identity
 from ._dispatch import Dispatcher
 from ._docker import DockerAdapter
 from ._handlers import collect_handlers
-from ._keys import KeyRegistry
+from ._key_registry import KeyRegistry
 from ._lifecycle import (
     AUDIT_PRUNE_EVERY,
     SHELL_REAP_EVERY,

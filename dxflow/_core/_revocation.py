@@ -31,7 +31,7 @@ import anyio
 
 from .._exceptions import ApiError, PermissionDenied, Unauthenticated
 from ._context import Context, Identity
-from ._keys import ChangeKind, KeyChange
+from ._key_registry import ChangeKind, KeyChange
 
 __all__ = ["OpenCalls", "Ticket"]
 

@@ -19,7 +19,7 @@ import anyio
 import httpx
 
 from .._exceptions import EngineUnavailable, NotFound, TransportError, Unauthenticated
-from .._keys import PrivateKey, is_challenge_message
+from .._keypairs import PrivateKey, is_challenge_message
 from .._models import Challenge, Response, Token
 from .._operations import OPERATIONS, Operation
 from .._validation import validate_request

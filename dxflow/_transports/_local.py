@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 
 from .._core import Blob, Context, EngineCore, LocalFile
-from .._keys import PrivateKey
+from .._keypairs import PrivateKey
 from .._models import Response
 from .._operations import Operation
 from .._pipe import read_in_thread

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .._keys import load_private_key
+from .._keypairs import load_private_key
 from ._base import Transport
 
 __all__ = ["KeyPath", "open_transport"]

@@ -93,7 +93,7 @@ def test_async_twin_behaves_the_same(
     core: EngineCore, transport: str, request: pytest.FixtureRequest
 ) -> None:
     from dxflow import AsyncEngine
-    from dxflow._keys import load_private_key
+    from dxflow._keypairs import load_private_key
     from dxflow._transports._http import HttpTransport
     from dxflow._transports._local import LocalTransport
 

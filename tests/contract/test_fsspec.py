@@ -29,7 +29,7 @@ import dxflow
 from dxflow import AsyncEngine, Permission
 from dxflow._core import EngineCore
 from dxflow._filesystem import DxflowFileSystem
-from dxflow._keys import load_private_key
+from dxflow._keypairs import load_private_key
 from dxflow._transports._local import LocalTransport
 
 from ..conftest import EngineFactory, KeyFactory

@@ -9,7 +9,7 @@ import pytest
 
 from dxflow import Conflict, Engine, InvalidRequest, NotFound, Permission, Unauthenticated
 from dxflow._core import EngineCore
-from dxflow._keys import generate_key_pair
+from dxflow._keypairs import generate_key_pair
 
 from ..conftest import EngineFactory, KeyFactory
 

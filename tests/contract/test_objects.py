@@ -239,7 +239,7 @@ def test_quota_gives_507_and_leaves_no_partial_file(tmp_path: Path, door: str) -
 
     from dxflow import InsufficientStorage
     from dxflow._config import load_config
-    from dxflow._keys import load_private_key
+    from dxflow._keypairs import load_private_key
     from dxflow._transports._http import HttpTransport
     from dxflow._transports._local import LocalTransport
     from dxflow_server._app import create_app

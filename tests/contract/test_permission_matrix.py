@@ -16,7 +16,7 @@ import pytest
 from dxflow import Permission, PermissionDenied, Unauthenticated
 from dxflow._core import Context, EngineCore
 from dxflow._exceptions import ApiError
-from dxflow._keys import load_private_key
+from dxflow._keypairs import load_private_key
 from dxflow._operations import OPERATIONS, Operation
 from dxflow.models import ShellRef
 

@@ -13,7 +13,7 @@ import pytest
 from dxflow._config import load_config
 from dxflow._core import EngineCore
 from dxflow._core._tokens import encode_token
-from dxflow._keys import PrivateKey, load_private_key
+from dxflow._keypairs import PrivateKey, load_private_key
 
 from ..conftest import KeyFactory, RestClient
 

@@ -14,7 +14,7 @@ import pytest
 
 from dxflow import Engine
 from dxflow._core import EngineCore
-from dxflow._keys import load_private_key
+from dxflow._keypairs import load_private_key
 from dxflow._transports import _resumable as sdk_objects
 from dxflow._transports._base import FileSlice
 from dxflow._transports._http import HttpTransport

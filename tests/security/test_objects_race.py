@@ -36,7 +36,7 @@ import pytest
 from dxflow import Permission
 from dxflow._core import EngineCore
 from dxflow._core._objects import _walker
-from dxflow._keys import load_private_key
+from dxflow._keypairs import load_private_key
 
 from ..conftest import KeyFactory
 

@@ -25,7 +25,7 @@ from websockets.sync.client import connect
 from dxflow import ApiError, Engine, Permission, PermissionDenied, Unauthenticated
 from dxflow._config import load_config
 from dxflow._core import EngineCore
-from dxflow._keys import generate_key_pair
+from dxflow._keypairs import generate_key_pair
 from dxflow._models import KeyRef
 
 from ..conftest import EngineFactory, KeyFactory

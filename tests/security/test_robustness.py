@@ -27,7 +27,7 @@ import dxflow
 from dxflow import Permission
 from dxflow._core import EngineCore
 from dxflow._core._auth import RateLimiter
-from dxflow._keys import PrivateKey, load_private_key
+from dxflow._keypairs import PrivateKey, load_private_key
 from dxflow._models._object import RANGES_MAX_COUNT
 
 from ..conftest import KeyFactory, RestClient

@@ -20,7 +20,7 @@ import pytest
 from dxflow import Engine, InvalidRequest, NotFound, Permission, PermissionDenied
 from dxflow._config import load_config
 from dxflow._core import EngineCore
-from dxflow._keys import generate_key_pair, load_private_key
+from dxflow._keypairs import generate_key_pair, load_private_key
 from dxflow._models import KeyRef, ShareLink
 from dxflow._transports._http import HttpTransport
 

@@ -28,7 +28,7 @@ from dxflow import (
     PermissionDenied,
 )
 from dxflow._core import EngineCore
-from dxflow._keys import generate_key_pair, load_private_key
+from dxflow._keypairs import generate_key_pair, load_private_key
 from dxflow.models import ShellRef
 
 from ..conftest import EngineFactory, KeyFactory, RestClient

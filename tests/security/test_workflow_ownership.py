@@ -19,7 +19,7 @@ import pytest
 
 from dxflow import Conflict, Engine, InvalidRequest, Permission, PermissionDenied
 from dxflow._core import EngineCore
-from dxflow._keys import load_private_key
+from dxflow._keypairs import load_private_key
 from dxflow._transports._http import HttpTransport
 
 from ..conftest import KeyFactory

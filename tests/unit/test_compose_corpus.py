@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from dxflow._core._compose import KEYS, LoadedProject, load_project
-from dxflow._core._compose._keys import children
+from dxflow._core._compose._supported import children
 from dxflow._core._compose._yaml import parse_yaml
 from dxflow._exceptions import InvalidRequest
 

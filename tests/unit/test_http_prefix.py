@@ -15,7 +15,7 @@ from starlette.routing import Mount
 
 from dxflow import Engine, NotFound
 from dxflow._core import EngineCore
-from dxflow._keys import load_private_key
+from dxflow._keypairs import load_private_key
 from dxflow._transports._http import HttpTransport
 from dxflow_server import create_app
 

@@ -16,7 +16,7 @@ import pytest
 from websockets.datastructures import Headers
 
 from dxflow import EngineUnavailable, PermissionDenied, TransportError, Unauthenticated
-from dxflow._keys import generate_key_pair, load_private_key
+from dxflow._keypairs import generate_key_pair, load_private_key
 from dxflow._operations import OPERATIONS
 from dxflow._transports._base import FileSlice, as_chunks
 from dxflow._transports._http import HttpTransport

@@ -1,12 +1,20 @@
-"""The operation table, the core's handlers and the server's routes match one to one."""
+"""The operation table, the core's handlers and the server's routes match one to one;
+the capability modules and their typed constants are the table, no more and no less."""
 
 from __future__ import annotations
 
+import pkgutil
+import textwrap
+import typing
+from pathlib import Path
+
+import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
+from dxflow import _operations
 from dxflow._core import EngineCore
-from dxflow._operations import OPERATIONS
+from dxflow._operations import CAPABILITIES, OPERATIONS, NoRequest, NoResponse, constants
 from dxflow_server._app import META_ROUTES
 
 from ..conftest import RestClient
@@ -72,3 +80,94 @@ def test_openapi_document_lists_every_operation(rest: RestClient) -> None:
     assert seen == {name: (op.method, op.path) for name, op in OPERATIONS.items()}
     assert document["paths"]["/api/health"]["get"]["security"] == []
     assert document["paths"]["/api/keys"]["post"]["x-dxflow-permission"] == "MASTER"
+
+
+def _capability(module: object) -> str:
+    return getattr(module, "__name__", "").rsplit(".", 1)[1]
+
+
+def test_every_capability_module_is_in_the_table() -> None:
+    found = {info.name for info in pkgutil.iter_modules(_operations.__path__)}
+    assert {name for name in found if not name.startswith("_")} == {
+        _capability(module) for module in CAPABILITIES
+    }
+
+
+def test_the_constants_are_the_table_no_more_no_less() -> None:
+    defined = [op for module in CAPABILITIES for op in constants(module)]
+    assert len({op.name for op in defined}) == len(defined), "an operation name is defined twice"
+    assert defined == list(OPERATIONS.values())
+    for op in defined:
+        assert OPERATIONS[op.name] is op
+
+
+def test_each_capability_module_holds_only_its_tag_and_names_constants_by_the_scheme() -> None:
+    for module in CAPABILITIES:
+        names = {key for key, value in vars(module).items() if value in constants(module)}
+        assert sorted(names) == sorted(module.__all__), module.__name__
+        for key in names:
+            op = getattr(module, key)
+            assert op.tag == _capability(module), (module.__name__, op.name)
+            assert key == op.name.split(".", 1)[1].replace(".", "_").upper(), op.name
+
+
+def test_each_constant_is_typed_by_its_request_and_response() -> None:
+    # mypy checks the models passed against the annotation; this checks the annotation
+    # against what the row leaves out (a missing request reads as None to mypy).
+    for module in CAPABILITIES:
+        hints = typing.get_type_hints(module)
+        for key, value in vars(module).items():
+            if value not in constants(module):
+                continue
+            request, response = typing.get_args(hints[key])
+            assert request is (value.request or NoRequest), value.name
+            assert response is (value.response or NoResponse), value.name
+
+
+_TYPED_CALLER = textwrap.dedent(
+    """
+    from typing import Any, TypeVar, assert_type
+
+    from dxflow import _operations as ops
+    from dxflow._models import ObjectInfo, ObjectPath, Response, ShellRef, WorkflowEvent
+    from dxflow._operations import Operation
+    from collections.abc import AsyncIterator
+
+    R = TypeVar("R", bound=Response)
+
+
+    async def _call(op: Operation[Any, R], /, **params: Any) -> R:
+        raise NotImplementedError
+
+
+    def _stream(op: Operation[Any, R], /, **params: Any) -> AsyncIterator[R]:
+        raise NotImplementedError
+
+
+    async def main() -> None:
+        assert_type(await _call(ops.objects.INFO, path="a"), ObjectInfo)
+        async for event in _stream(ops.workflows.UP, name="w"):
+            assert_type(event, WorkflowEvent)
+        await _call(ops.objects.INF0, path="a")  # a typo
+
+
+    WRONG: Operation[ObjectPath, ObjectInfo] = Operation(
+        "objects.info", "GET", "/api/objects/info", "One file.", request=ShellRef)  # wrong model
+    """
+)
+
+
+@pytest.mark.timeout(600)  # mypy itself, on a busy machine
+def test_a_typed_caller_gets_the_response_model_and_a_typo_fails_type_check(
+    tmp_path: Path,
+) -> None:
+    mypy = pytest.importorskip("mypy.api")
+    source = tmp_path / "caller.py"
+    source.write_text(_TYPED_CALLER)
+    flags = ["--strict", "--no-incremental", "--follow-imports=silent", "--config-file="]
+    out, err, _ = mypy.run([*flags, "--cache-dir", str(tmp_path / "cache"), str(source)])
+    errors = sorted(line.split(": error: ")[0] for line in out.splitlines() if ": error:" in line)
+    lines = _TYPED_CALLER.splitlines()
+    expected = [n for n, line in enumerate(lines, 1) if "# a typo" in line or "# wrong" in line]
+    assert errors == [f"{source}:{n}" for n in expected], out + err
+    assert 'has no attribute "INF0"' in out and '"type[ShellRef]"' in out, out

@@ -11,7 +11,7 @@ import pytest
 
 from dxflow import InvalidRequest, PermissionDenied, Unauthenticated
 from dxflow._core._context import Context, Identity
-from dxflow._core._keys import KeyChange
+from dxflow._core._key_registry import KeyChange
 from dxflow._core._revocation import OpenCalls
 from dxflow._permissions import Permission
 

@@ -12,9 +12,9 @@ document (``services.web.ports[1]``).
 
 from ._environment import EnvironmentSources
 from ._guard import ReadGuard, guarded_reads
-from ._keys import KEYS, Key, markdown_table
 from ._loader import LoadedProject, is_compose_path, load_project
 from ._project import check_build_contexts
+from ._supported import KEYS, Key, markdown_table
 
 __all__ = [
     "KEYS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._errors import child, invalid, item
-from ._keys import UNSUPPORTED, Key, children
+from ._supported import UNSUPPORTED, Key, children
 from ._values import expect
 
 __all__ = ["validate_document"]

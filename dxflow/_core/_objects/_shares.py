@@ -32,7 +32,7 @@ from ..._permissions import Permission, check_permission
 from .._audit import AuditLog
 from .._context import Context
 from .._handlers import handles
-from .._keys import KeyChange, KeyRegistry
+from .._key_registry import KeyChange, KeyRegistry
 from .._state import State
 from ._blob import Blob
 from ._receive import Body

@@ -53,7 +53,6 @@ from ._script import RunScript
 
 __all__ = ["ShellService"]
 
-_LABELS = ("dxflow.shell.workflow", "dxflow.shell.service")
 log = logging.getLogger("dxflow.engine")
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from .._exceptions import Conflict, InvalidRequest, NotFound
-from .._keys import PublicKey, parse_public_key
+from .._keypairs import PublicKey, parse_public_key
 from .._models import KeyInfo, KeyList, KeyRef, KeyRegister, KeyRotate, KeyUpdate
 from .._permissions import Permission
 from ._context import Context, Identity
