@@ -21,7 +21,8 @@ Who starts the core, and on which loop:
   own never start or stop it.
 
 `start()` is synchronous and needs a running asyncio loop: the task group lives in a task
-of its own there, so any task may start the core and any other may stop it. `stop()`
+of its own there, so any task may start the core and any other may stop it. The first
+runs come START_DELAY after the start (boot to healthy is not slowed down). `stop()`
 cancels every job and waits for them, at most STOP_TIMEOUT seconds (a job in a worker
 thread finishes its run first). Stopping a stopped core does nothing; it may start again.
 """
@@ -56,6 +57,9 @@ STOP_TIMEOUT = 5.0
 """Seconds `stop()` waits for the jobs to end (a graceful shutdown must stay quick)."""
 RESTART_DELAY = 5.0
 """Seconds before a long-running task that failed starts again (no busy loop of errors)."""
+START_DELAY = 1.0
+"""Seconds between `start()` and the first runs: a server answers its first requests
+before the background work imports its machinery (anyio's backend: ~80 ms) and runs."""
 
 # The engine's own housekeeping. Nobody needs to tune these: each job is cheap and only
 # bounds how long something already dead lingers.
@@ -169,7 +173,7 @@ class Lifecycle:
         else:  # started on another loop (an engine closed from another thread)
             with contextlib.suppress(RuntimeError):  # that loop is closed: its task is gone
                 loop.call_soon_threadsafe(host.cancel)
-            ended = await anyio.to_thread.run_sync(self._ended.wait, STOP_TIMEOUT)
+            ended = await asyncio.to_thread(self._ended.wait, STOP_TIMEOUT)
         if not ended:
             log.warning("background work did not stop within %g s", STOP_TIMEOUT)
 
@@ -187,12 +191,12 @@ class Lifecycle:
         try:
             yield self
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.stop()
+            await self.stop()
 
     # -- on the loop ----------------------------------------------------------------------
 
     async def _serve(self) -> None:
+        await asyncio.sleep(START_DELAY)
         async with anyio.create_task_group() as group:
             # One step with no await: a job added meanwhile is launched once, here or later.
             self._generation += 1

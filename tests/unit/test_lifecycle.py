@@ -23,6 +23,12 @@ from dxflow.models import UploadCreate
 WAIT = 30.0  # generous: the machine may be busy
 
 
+@pytest.fixture(autouse=True)
+def no_start_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first runs wait a second after the start (for a server's boot): not here."""
+    monkeypatch.setattr(_lifecycle, "START_DELAY", 0.0)
+
+
 async def until(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + WAIT
     while not condition():
