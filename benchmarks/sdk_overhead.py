@@ -71,7 +71,9 @@ def main() -> int:
             return (time.perf_counter() - start) / n
 
         contenders: dict[str, Callable[[int], float]] = {
-            "engine.objects.info()": lambda n: _timed(lambda: engine.objects.info("bench/a.txt"), n),
+            "engine.objects.info()": lambda n: _timed(
+                lambda: engine.objects.info("bench/a.txt"), n
+            ),
             "dispatcher.call_inline()": lambda n: _timed(
                 lambda: dispatcher.call_inline(ctx, op, params), n
             ),
