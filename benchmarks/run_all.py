@@ -1,4 +1,4 @@
-"""Run the eight benchmarks (each in its own process) and print a summary table.
+"""Run the nine benchmarks (each in its own process) and print a summary table.
 
     python benchmarks/run_all.py            # full mode, a few minutes
     python benchmarks/run_all.py --quick    # the CI smoke: each script < 20 s (workflows < 60 s)
@@ -25,6 +25,7 @@ from _common import BENCH_DIR, PYTHON, REPO, fmt_ms, fmt_us, human_stream, parse
 SCRIPTS = [
     "import_time",
     "inprocess_ping",
+    "sdk_overhead",
     "boot",
     "http_ping",
     "workflows",
@@ -51,6 +52,15 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
             fmt_us(sync),
             f"pydantic fn {fmt_us(peer)}",
             f"{figures['ratio_engine_over_pydantic_fn']:.1f}x",
+        )
+    if name == "sdk_overhead":
+        sdk = figures["engine.objects.info()"]["median_s"]
+        bare = figures["dispatcher.call_inline()"]["median_s"]
+        return (
+            "engine.objects.info() in-process",
+            fmt_us(sdk),
+            f"dispatcher.call_inline {fmt_us(bare)}",
+            f"{figures['ratio_blocking_sdk_over_dispatcher']:.2f}x",
         )
     if name == "boot":
         return (

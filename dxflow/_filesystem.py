@@ -46,95 +46,41 @@ import errno
 import os
 import posixpath
 import weakref
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
 import anyio
-import fsspec
-from fsspec.asyn import AsyncFileSystem, _run_coros_in_chunks, sync, sync_wrapper
+from fsspec.asyn import AsyncFileSystem, sync, sync_wrapper
 from fsspec.callbacks import DEFAULT_CALLBACK
-from fsspec.spec import _Cached
 from fsspec.utils import isfilelike, tokenize
 
 from . import _filesystem_file as _file
 from ._exceptions import (
     ApiError,
     Conflict,
-    NotFound,
-    PermissionDenied,
     RangeNotSatisfiable,
     error_from_code,
 )
 from ._filesystem_file import DxflowFile
+from ._filesystem_paths import (
+    CachedPerEngine,
+    entry,
+    file_size,
+    has_magic,
+    kwargs_from_url,
+    os_errors,
+    stringify,
+    strip_protocol,
+)
+from ._filesystem_ranges import RangeReads
 
 if TYPE_CHECKING:
     from ._api._protocol import AsyncEngineLike
     from ._api.objects import AsyncObjectStore
-    from ._models import ObjectInfo
 
 __all__ = ["DxflowFile", "DxflowFileSystem"]
 
-RANGES_PER_CALL = 10_000
-"""Ranges fetched in one `cat_ranges` round trip."""
-RANGES_BYTES = 8 << 20
-"""Bytes fetched in one `cat_ranges` round trip (they travel base64 in JSON); the
-engine's `ranges_max_bytes` default."""
-BIG_RANGE = 8 << 20
-"""A range this big is streamed as a download of its own."""
-_ENGINE_URL = ("dxflow+https://", "dxflow+http://")
 
-
-@contextmanager
-def _os_errors(path: str, conflict: int = errno.EEXIST) -> Iterator[None]:
-    """dxflow errors as the OSErrors fsspec callers catch (the original is the cause)."""
-    try:
-        yield
-    except NotFound as error:
-        raise OSError(errno.ENOENT, error.message, path) from error
-    except Conflict as error:
-        raise OSError(conflict, error.message, path) from error
-    except PermissionDenied as error:
-        raise OSError(errno.EACCES, error.message, path) from error
-
-
-def _entry(item: ObjectInfo) -> dict[str, Any]:
-    return {
-        "name": item.path,
-        "size": item.size,
-        "type": item.type,
-        "mtime": item.modified.timestamp(),
-        "etag": item.etag,
-    }
-
-
-def _has_magic(path: str) -> bool:
-    return any(char in path for char in "*?[")
-
-
-def _clean(path: str) -> str:
-    return "/".join(part for part in path.split("/") if part not in ("", "."))
-
-
-class _CachedPerEngine(_Cached):  # type: ignore[misc]
-    """fsspec caches filesystems by the text of their arguments, which cannot tell two
-    engine objects apart: one made over a given engine is cached by that engine's
-    identity instead, for as long as the filesystem lives."""
-
-    _lent: weakref.WeakValueDictionary[tuple[int, str], Any] = weakref.WeakValueDictionary()
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        engine = kwargs.get("engine")
-        if engine is None or kwargs.get("skip_instance_cache"):
-            return super().__call__(*args, **kwargs)
-        token = (id(engine), tokenize(args, {k: v for k, v in kwargs.items() if k != "engine"}))
-        fs = cls._lent.get(token)
-        if fs is None:  # the engine lives as long as its filesystem: its id stays its own
-            fs = cls._lent[token] = super().__call__(*args, skip_instance_cache=True, **kwargs)
-        return fs
-
-
-class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ignore[misc]
+class DxflowFileSystem(RangeReads, AsyncFileSystem, metaclass=CachedPerEngine):  # type: ignore[misc]
     """An engine's storage root as an fsspec filesystem (see the module docstring)."""
 
     protocol = ("dxflow", "dxflow+https", "dxflow+http")
@@ -220,29 +166,19 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
     def _strip_protocol(cls, path: Any) -> Any:
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
-        text = fsspec.utils.stringify_path(path)
-        if text.startswith(_ENGINE_URL):
-            text = text.partition("://")[2].partition("/")[2]
-        elif text.startswith("dxflow://"):
-            text = text[len("dxflow://") :]
-        elif text.startswith("dxflow::"):
-            text = text[len("dxflow::") :]
-        return _clean(text)
+        return strip_protocol(stringify(path))
 
     @staticmethod
     def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
-        if not path.startswith(_ENGINE_URL):
-            return {}
-        scheme, _, rest = path.partition("://")
-        return {"url": f"{scheme.removeprefix('dxflow+')}://{rest.partition('/')[0]}"}
+        return kwargs_from_url(path)
 
     # -- reading -------------------------------------------------------------------------
 
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
         store = await self._store()
-        with _os_errors(path):
-            return _entry(await store.info(path))
+        with os_errors(path):
+            return entry(await store.info(path))
 
     async def _exists(self, path: str, **kwargs: Any) -> bool:
         try:
@@ -254,9 +190,9 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
     async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         path = self._strip_protocol(path)
         store = await self._store()
-        with _os_errors(path):
+        with os_errors(path):
             items = await store.ls(path, hidden=True)
-        return [_entry(item) for item in items] if detail else [item.path for item in items]
+        return [entry(item) for item in items] if detail else [item.path for item in items]
 
     async def _find(
         self, path: str, maxdepth: int | None = None, withdirs: bool = False, **kwargs: Any
@@ -281,9 +217,9 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
     async def _tree(self, path: str, maxdepth: int | None) -> dict[str, dict[str, Any]]:
         depth = min(maxdepth or 64, 64)
         store = await self._store()
-        with _os_errors(path):
+        with os_errors(path):
             items = await store.ls(path, depth=depth, hidden=True)
-        found = {item.path: _entry(item) for item in items}
+        found = {item.path: entry(item) for item in items}
         if maxdepth is None or maxdepth > depth:  # the listing stopped at 64 levels
             left = None if maxdepth is None else maxdepth - depth
             base = path.count("/") + 1 if path else 0
@@ -309,7 +245,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         engine = await self._engine()
         parts = []
         try:
-            with _os_errors(path):
+            with os_errors(path):
                 params = {"path": path, "start": start, "end": end}
                 async with engine._download("objects.read", **params) as download:
                     if download.etag is None:  # a directory comes as a zip made on the fly
@@ -319,79 +255,6 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         except RangeNotSatisfiable:  # starts at or past the end: nothing, as for a file
             return b""
         return b"".join(parts)
-
-    async def _cat_ranges(
-        self,
-        paths: list[str],
-        starts: int | Iterable[int | None] | None,
-        ends: int | Iterable[int | None] | None,
-        max_gap: int | None = None,
-        batch_size: int | None = None,
-        on_error: str = "return",
-        **kwargs: Any,
-    ) -> list[Any]:
-        """Many ranges in few round trips: the store reads them all in one call."""
-        if not isinstance(paths, list):
-            raise TypeError("paths must be a list")
-        names = [self._strip_protocol(p) for p in paths]
-        firsts = list(starts) if isinstance(starts, Iterable) else [starts] * len(names)
-        lasts = list(ends) if isinstance(ends, Iterable) else [ends] * len(names)
-        if len(firsts) != len(names) or len(lasts) != len(names):
-            raise ValueError("paths, starts and ends differ in length")
-        out: list[Any] = [b""] * len(names)
-        spans = await self._resolve_spans(names, firsts, lasts, out)
-        single = [i for i, (s, e) in spans.items() if e - s > BIG_RANGE]
-        for i in single:
-            out[i] = await self._guarded(self._cat_file(names[i], *spans[i]))
-        rest = [i for i, (s, e) in spans.items() if 0 < e - s <= BIG_RANGE]
-        for batch in _batches(rest, [spans[i][1] - spans[i][0] for i in rest]):
-            await self._fetch_batch(names, spans, batch, out)
-        if on_error != "return":
-            for item in out:
-                if isinstance(item, BaseException):
-                    raise item
-        return out
-
-    async def _resolve_spans(
-        self, names: list[str], starts: list[int | None], ends: list[int | None], out: list[Any]
-    ) -> dict[int, tuple[int, int]]:
-        """(start, end) of every range as plain offsets; a file's size is looked up once,
-        and only for ranges that count from its end or run to it."""
-        need = {n for n, s, e in zip(names, starts, ends, strict=True)
-                if e is None or e < 0 or (s is not None and s < 0)}  # fmt: skip
-        infos = await _run_coros_in_chunks([self._info(name) for name in need],
-                                           nofiles=True, return_exceptions=True)  # fmt: skip
-        sizes = dict(zip(need, infos, strict=True))
-        spans = {}
-        for i, (name, start, end) in enumerate(zip(names, starts, ends, strict=True)):
-            info = sizes.get(name)
-            if isinstance(info, BaseException):
-                out[i] = info
-                continue
-            size = info["size"] if info is not None else 0
-            first = 0 if start is None else max(size + start, 0) if start < 0 else start
-            last = size if end is None else max(size + end, 0) if end < 0 else end
-            spans[i] = (first, last)
-        return spans
-
-    async def _fetch_batch(
-        self, names: list[str], spans: dict[int, tuple[int, int]], batch: list[int], out: list[Any]
-    ) -> None:
-        store = await self._store()
-        try:
-            data = await store.cat_ranges([(names[i], *spans[i]) for i in batch])
-        except ApiError:  # a missing file or a directory among them: tell which, one by one
-            data = await _run_coros_in_chunks([self._cat_file(names[i], *spans[i]) for i in batch],
-                                              nofiles=True, return_exceptions=True)  # fmt: skip
-        for i, item in zip(batch, data, strict=True):
-            out[i] = item
-
-    @staticmethod
-    async def _guarded(coroutine: Any) -> Any:
-        try:
-            return await coroutine
-        except Exception as error:  # handed back in place of the result
-            return error
 
     async def _get_file(
         self, rpath: str, lpath: Any, callback: Any = DEFAULT_CALLBACK, **kwargs: Any
@@ -409,7 +272,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
             return
         callback.set_size(info["size"])
         store = await self._store()
-        with _os_errors(rpath):
+        with os_errors(rpath):
             await store._get_one(rpath, Path(lpath), lambda done, _: callback.absolute_update(done))
 
     # -- writing -------------------------------------------------------------------------
@@ -419,7 +282,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
     ) -> None:
         path = self._strip_protocol(path)
         store = await self._store()
-        with _os_errors(path):
+        with os_errors(path):
             await store.pipe(path, bytes(value), overwrite=mode != "create")
 
     async def _put_file(
@@ -431,13 +294,13 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         **kwargs: Any,
     ) -> None:
         rpath = self._strip_protocol(rpath)
-        size = await anyio.to_thread.run_sync(_file_size, lpath)
+        size = await anyio.to_thread.run_sync(file_size, lpath)
         if size is None:
             await self._makedirs(rpath, exist_ok=True)
             return
         callback.set_size(size)
         store = await self._store()
-        with _os_errors(rpath):
+        with os_errors(rpath):
             await store.put(lpath, rpath, overwrite=mode != "create",
                             progress=lambda done, _: callback.absolute_update(done))  # fmt: skip
 
@@ -446,7 +309,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         size = reader.seek(0, os.SEEK_END)
         reader.seek(0)
         store = await self._store()
-        with _os_errors(path):
+        with os_errors(path):
             if size <= _file.SPOOL_MEMORY:
                 await store.pipe(path, reader.read(), overwrite=overwrite)
             else:
@@ -458,7 +321,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         if not path:
             return  # the root is always there
         store = await self._store()
-        with _os_errors(path):
+        with os_errors(path):
             await store.mkdir(path, parents=create_parents)
 
     async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
@@ -470,7 +333,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
     async def _rm_file(self, path: str, **kwargs: Any) -> None:
         path = self._strip_protocol(path)
         store = await self._store()
-        with _os_errors(path, conflict=errno.ENOTEMPTY):
+        with os_errors(path, conflict=errno.ENOTEMPTY):
             await store.rm(path)
 
     async def _rm(
@@ -483,7 +346,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
     ) -> None:
         """Remove paths in one round trip (globs and `maxdepth` go the generic way)."""
         given = [path] if isinstance(path, str) else list(path)
-        if maxdepth is not None or any(_has_magic(p) for p in given):
+        if maxdepth is not None or any(has_magic(p) for p in given):
             await super()._rm(path, recursive, batch_size, maxdepth, **kwargs)
             return
         names = sorted(set(self._strip_protocol(given)))
@@ -492,11 +355,11 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         if not names:
             return
         store = await self._store()
-        with _os_errors(names[0]):
+        with os_errors(names[0]):
             results = await store.rm_many(names, recursive=recursive)
         for result in results:
             if not result.ok:
-                with _os_errors(result.path, conflict=errno.ENOTEMPTY):
+                with os_errors(result.path, conflict=errno.ENOTEMPTY):
                     raise error_from_code(result.code or "error", result.error or "failed")
 
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
@@ -506,7 +369,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
             await self._makedirs(path2, exist_ok=True)
             return
         store = await self._store()
-        with _os_errors(path1):
+        with os_errors(path1):
             await store.cp(path1, path2, overwrite=True)
 
     async def _mv(
@@ -515,7 +378,7 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
     ) -> None:  # fmt: skip
         """Move with the store's own rename: a folder moves whole, at once."""
         simple = isinstance(path1, str) and isinstance(path2, str) and maxdepth is None
-        if not simple or _has_magic(path1):
+        if not simple or has_magic(path1):
             await self._copy(path1, path2, recursive=recursive, maxdepth=maxdepth,
                              on_error="raise")  # fmt: skip
             await self._rm(path1, recursive=recursive)
@@ -535,10 +398,10 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         except Conflict:
             if (await self._info(dst))["type"] == "directory":
                 raise FileExistsError(errno.EEXIST, "a folder is in the way", dst) from None
-            with _os_errors(src):
+            with os_errors(src):
                 await store.mv(src, dst, overwrite=True)
         except ApiError:
-            with _os_errors(src):
+            with os_errors(src):
                 raise
 
     mv = sync_wrapper(_mv)
@@ -587,22 +450,3 @@ class DxflowFileSystem(AsyncFileSystem, metaclass=_CachedPerEngine):  # type: ig
         if info is not None:
             file.details = info
         return file
-
-
-def _file_size(path: str) -> int | None:
-    """A local file's size; None for a folder."""
-    return None if os.path.isdir(path) else os.path.getsize(path)
-
-
-def _batches(indexes: list[int], lengths: list[int]) -> Iterator[list[int]]:
-    """Indexes grouped so no group passes `RANGES_PER_CALL` ranges or `RANGES_BYTES`."""
-    batch: list[int] = []
-    total = 0
-    for index, length in zip(indexes, lengths, strict=True):
-        if batch and (len(batch) >= RANGES_PER_CALL or total + length > RANGES_BYTES):
-            yield batch
-            batch, total = [], 0
-        batch.append(index)
-        total += length
-    if batch:
-        yield batch

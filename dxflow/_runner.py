@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ._exceptions import DxflowError, EngineClosed
+from ._exceptions import DxflowError, EngineClosed, UsageError
 
 __all__ = ["NeedsLoop", "Runner", "in_trial"]
 
@@ -101,7 +101,7 @@ class Runner:
         """Run `function(*args, **kw)` on the loop thread and wait for its result."""
         loop = self._ensure()
         if _on_thread(self._thread):
-            raise RuntimeError(
+            raise UsageError(
                 "a blocking dxflow call from the engine's own loop (a progress callback?) "
                 "would wait for itself; use the AsyncEngine there"
             )
