@@ -83,13 +83,31 @@ def lower_is_better(path: str) -> bool | None:
     return None  # a ratio of two figures: its meaning depends on its names
 
 
+def tree_env(tree: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DXFLOW_")}
+    env["PYTHONPATH"] = str(tree)
+    return env
+
+
+def imported_from(python: str, tree: Path) -> str:
+    """Where `import dxflow` resolves in a tree's environment (it must be the tree)."""
+    done = subprocess.run(
+        [python, "-c", "import dxflow; print(dxflow.__file__)"],
+        cwd=tree,
+        env=tree_env(tree),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.stdout.strip() or done.stderr.strip().splitlines()[-1]
+
+
 def run_script(
     python: str, tree: Path, script: str, quick: bool, timeout: float, label: str
 ) -> Outcome:
     command = [python, str(tree / "benchmarks" / f"{script}.py"), "--json"]
     command += ["--quick"] if quick else []
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DXFLOW_")}
-    env["PYTHONPATH"] = str(tree)
+    env = tree_env(tree)
     began = time.perf_counter()
     try:
         done = subprocess.run(
@@ -136,14 +154,16 @@ def table(outcomes: list[Outcome], labels: tuple[str, str], show_all: bool) -> l
     rows = []
     for key in order:
         script, path = key
-        before, after = (values[key].get(label) for label in labels)
-        if not before or not after:
+        before, after = (values[key].get(label, []) for label in labels)
+        better = {True: "lower", False: "higher", None: ""}[lower_is_better(path)]
+        if not before or not after:  # a figure only one tree has (added or dropped)
+            shown = [fmt(statistics.median(v)) if v else "-" for v in (before, after)]
+            rows.append([f"{script}: {path}", *shown, "-", "-", better])
             continue
         b, a = statistics.median(before), statistics.median(after)
         ratio = f"{a / b:.3f}" if b else "-"
-        band = max(spread(before), spread(after)) if len(before) > 1 else math.nan
-        noise = "-" if math.isnan(band) else f"x{band:.2f}"
-        better = {True: "lower", False: "higher", None: ""}[lower_is_better(path)]
+        bands = [spread(v) for v in (before, after) if len(v) > 1]
+        noise = f"x{max(bands):.2f}" if bands else "-"
         rows.append([f"{script}: {path}", fmt(b), fmt(a), ratio, noise, better])
     return rows
 
@@ -189,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"before: {trees[0]}\nafter:  {trees[1]}\n{mode} mode, {args.rounds} rounds, {args.python}"
     )
+    for label, tree in zip(labels, trees, strict=True):
+        where = imported_from(args.python, tree)
+        print(f"{label} imports {where}")
+        if not where.startswith(str(tree)):
+            print(f"compare_trees: {label} does not import its own tree's dxflow")
+            return 1
     outcomes: list[Outcome] = []
     began = time.perf_counter()
     for script in scripts:

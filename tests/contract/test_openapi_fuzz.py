@@ -45,6 +45,9 @@ DEEP = int(os.environ.get("DXFLOW_FUZZ_EXAMPLES", "0"))
 # (a null and "" look alike; so do 5 and "5"); invalid bodies are still fuzzed for 500s.
 
 
+# 30 real requests per operation, some of which start a process (shells.create) or ask
+# Docker (compose projects): seconds alone, over a minute on a loaded machine.
+@pytest.mark.timeout(300)
 @schema.parametrize()
 @settings(
     max_examples=DEEP or 30,

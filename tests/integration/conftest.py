@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,3 +64,23 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
     engine = boot(tmp_path_factory.mktemp("booted") / "home")
     yield engine
     dxflow("boot", "down", "--home", engine.home, check=False)
+    stop_holders(engine.home)
+
+
+def stop_holders(home: Path) -> None:
+    """SIGTERM (a holder's quit) to the shell holders of `home` still running.
+
+    Sessions outlive the engine by design, so a test stopped midway (a failed assertion,
+    the per-test timeout) would leave its holders running for the rest of the suite.
+    """
+    marker = str(home / "run" / "shells").encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if marker in command and b"_holder" in command:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGTERM)

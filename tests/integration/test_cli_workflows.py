@@ -6,9 +6,15 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from ..docker.images import BUSYBOX_IMAGE
 from .conftest import Booted
 from .conftest import dxflow as run
+
+# Every command is a fresh process (under a second alone, ten on a loaded machine), each
+# bounded by its own timeout; the per-test guard only catches a hang, so it allows for many.
+pytestmark = pytest.mark.timeout(600)
 
 
 def test_workflow_commands_end_to_end(booted: Booted, tmp_path: Path, docker_ready: None) -> None:

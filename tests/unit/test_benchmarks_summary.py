@@ -12,6 +12,7 @@ import pytest
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))  # the scripts import their siblings by name
 try:
+    import compare_trees
     import run_all
 finally:
     sys.path.remove(str(BENCH_DIR))
@@ -119,3 +120,21 @@ def test_run_script_kills_a_script_at_the_timeout(
     run = run_all.run_script("stuck", [], timeout=1)
     assert run.returncode is None and run.failed
     assert run.problem == "timed out after 1 s"
+
+
+def test_compare_trees_table_pairs_the_medians_and_shows_the_noise_band() -> None:
+    figures = {"dxflow": {"median_s": 2.0, "samples_s": [1, 2]}, "load_generator": "wrk"}
+    assert compare_trees.flatten(figures) == {"dxflow.median_s": 2.0}
+    outcomes = [
+        compare_trees.Outcome("before", "boot", 0, 1.0, {"dxflow.median_s": 2.0, "old.mb_s": 5}),
+        compare_trees.Outcome("after", "boot", 0, 1.0, {"dxflow.median_s": 3.0, "new.mb_s": 7}),
+        compare_trees.Outcome("before", "boot", 0, 1.0, {"dxflow.median_s": 2.2}),
+        compare_trees.Outcome("after", "boot", 0, 1.0, {"dxflow.median_s": 3.3}),
+        compare_trees.Outcome("after", "boot", 1, 1.0, {"dxflow.median_s": 99.0}, error="boom"),
+    ]
+    rows = compare_trees.table(outcomes, ("before", "after"), show_all=False)
+    assert rows == [
+        ["boot: dxflow.median_s", "2.1", "3.15", "1.500", "x1.10", "lower"],
+        ["boot: old.mb_s", "5", "-", "-", "-", "higher"],
+        ["boot: new.mb_s", "-", "7", "-", "-", "higher"],
+    ]
