@@ -337,7 +337,7 @@ class HttpTransport(Transport):
         client of its own (a client belongs to the event loop it was made on)."""
         assert self.url is not None
         return HttpTransport(self.url, self._key, verify=self._verify, timeout=self._timeout,
-                             token_lifetime=self._lifetime)  # fmt: skip
+                             token_lifetime=self._lifetime, prefix=self._prefix)  # fmt: skip
 
 
 def _fetch(

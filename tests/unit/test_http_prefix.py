@@ -67,3 +67,9 @@ def test_channels_go_through_the_prefix(bridged: Engine) -> None:
     shell = bridged.shells.create("t1", command="/bin/sh")
     with shell.attach() as channel:
         assert channel.hello["type"] == "hello"
+
+
+def test_a_clone_keeps_the_prefix(bridged: Engine) -> None:
+    bridged.objects.pipe("cloned.txt", b"through the clone")
+    fs = bridged.objects.fs()  # fsspec's per-loop engines are clones of this transport
+    assert fs.cat_file("cloned.txt") == b"through the clone"
