@@ -54,6 +54,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.utils import isfilelike, tokenize
 
 from . import _filesystem_file as _file
+from . import _operations as ops
 from ._exceptions import (
     ApiError,
     Conflict,
@@ -247,7 +248,7 @@ class DxflowFileSystem(RangeReads, AsyncFileSystem, metaclass=CachedPerEngine): 
         try:
             with os_errors(path):
                 params = {"path": path, "start": start, "end": end}
-                async with engine._download("objects.read", **params) as download:
+                async with engine._download(ops.objects.READ, **params) as download:
                     if download.etag is None:  # a directory comes as a zip made on the fly
                         raise IsADirectoryError(errno.EISDIR, "is a directory", path)
                     async for chunk in download.chunks:

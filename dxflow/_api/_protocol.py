@@ -10,13 +10,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from .._models import Response
 
 if TYPE_CHECKING:
     from .._operations import Operation
     from .._transports._base import Download, Progress
 
 __all__ = ["AsyncEngineLike"]
+
+R = TypeVar("R", bound=Response)
 
 
 class AsyncEngineLike(Protocol):
@@ -26,27 +30,27 @@ class AsyncEngineLike(Protocol):
     @property
     def in_process(self) -> bool: ...
 
-    async def _call(self, operation: str | Operation, /, **params: Any) -> Any: ...
+    async def _call(self, op: Operation[Any, R], /, **params: Any) -> R: ...
 
-    def _stream(self, operation: str | Operation, /, **params: Any) -> AsyncIterator[Any]: ...
+    def _stream(self, op: Operation[Any, R], /, **params: Any) -> AsyncIterator[R]: ...
 
     def _download(
-        self, operation: str | Operation, /, **params: Any
+        self, op: Operation[Any, Any], /, **params: Any
     ) -> AbstractAsyncContextManager[Download]: ...
 
-    async def _upload(self, operation: str | Operation, body: Any, /, **params: Any) -> Any: ...
+    async def _upload(self, op: Operation[Any, R], body: Any, /, **params: Any) -> R: ...
 
     def _channel(
-        self, operation: str | Operation, /, **params: Any
+        self, op: Operation[Any, Any], /, **params: Any
     ) -> AbstractAsyncContextManager[Any]: ...
 
     async def _get_file(
-        self, operation: str | Operation, target: Path, progress: Progress, /, **params: Any
+        self, op: Operation[Any, Any], target: Path, progress: Progress, /, **params: Any
     ) -> int: ...
 
     async def _put_file(
-        self, operation: str | Operation, source: Path, progress: Progress, /, **params: Any
-    ) -> Any: ...
+        self, op: Operation[Any, R], source: Path, progress: Progress, /, **params: Any
+    ) -> R: ...
 
     def _clone(self) -> AsyncEngineLike: ...
 

@@ -14,11 +14,12 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
+from .. import _operations as ops
 from .._durations import since_datetime
-from .._models import AuditRecord, EngineInfo, EngineStats, Health, Pong, Token, WhoAmI
-from .._operations import OPERATIONS, Operation
+from .._models import AuditRecord, EngineInfo, EngineStats, Health, Pong, Response, Token, WhoAmI
+from .._operations import Operation
 from .._runner import NeedsLoop, Runner, in_trial
 from ._base import Blocking, EngineBase
 from .keys import AsyncKeys, Keys
@@ -45,8 +46,7 @@ def _audit_params(
     }
 
 
-def _operation(operation: str | Operation) -> Operation:
-    return OPERATIONS[operation] if isinstance(operation, str) else operation
+R = TypeVar("R", bound=Response)
 
 
 class AsyncEngine(EngineBase):
@@ -61,49 +61,50 @@ class AsyncEngine(EngineBase):
 
     # -- the primitives: the only code that touches the transport ------------------------
 
-    def _open(self, operation: str | Operation) -> Operation:
+    def _open(self, op: Operation[Any, Any]) -> Operation[Any, Any]:
         """The operation, if this engine is open and not in a trial (else raise)."""
         if self._closed:
             raise self._closed_error()
         if in_trial():
             raise NeedsLoop
-        return _operation(operation)
+        return op
 
-    async def _call(self, operation: str | Operation, /, **params: Any) -> Any:
+    async def _call(self, op: Operation[Any, R], /, **params: Any) -> R:
         if self._closed:
             raise self._closed_error()
-        op = _operation(operation)
         if in_trial():  # a blocking caller's thread: only what never waits nor writes
             if op.mutating or op.writes_when or not self._transport.can_inline(op):
                 raise NeedsLoop
-            return self._transport.call_inline(op, params)
-        return await self._transport.call(op, params)
+            return cast(R, self._transport.call_inline(op, params))
+        # The transport serves every operation, so it answers `Response`; the table's
+        # row says which model it is (the one cast of the facades).
+        return cast(R, await self._transport.call(op, params))
 
-    def _stream(self, operation: str | Operation, /, **params: Any) -> AsyncIterator[Any]:
-        return self._transport.stream(self._open(operation), params)
+    def _stream(self, op: Operation[Any, R], /, **params: Any) -> AsyncIterator[R]:
+        return cast(AsyncIterator[R], self._transport.stream(self._open(op), params))
 
     def _download(
-        self, operation: str | Operation, /, **params: Any
+        self, op: Operation[Any, Any], /, **params: Any
     ) -> AbstractAsyncContextManager[Download]:
-        return self._transport.download(self._open(operation), params)
+        return self._transport.download(self._open(op), params)
 
-    async def _upload(self, operation: str | Operation, body: Any, /, **params: Any) -> Any:
-        return await self._transport.upload(self._open(operation), params, body)
+    async def _upload(self, op: Operation[Any, R], body: Any, /, **params: Any) -> R:
+        return cast(R, await self._transport.upload(self._open(op), params, body))
 
     def _channel(
-        self, operation: str | Operation, /, **params: Any
+        self, op: Operation[Any, Any], /, **params: Any
     ) -> AbstractAsyncContextManager[Any]:
-        return self._transport.channel(self._open(operation), params)
+        return self._transport.channel(self._open(op), params)
 
     async def _get_file(
-        self, operation: str | Operation, target: Path, progress: Progress, /, **params: Any
+        self, op: Operation[Any, Any], target: Path, progress: Progress, /, **params: Any
     ) -> int:
-        return await self._transport.get_file(self._open(operation), params, target, progress)
+        return await self._transport.get_file(self._open(op), params, target, progress)
 
     async def _put_file(
-        self, operation: str | Operation, source: Path, progress: Progress, /, **params: Any
-    ) -> Any:
-        return await self._transport.put_file(self._open(operation), params, source, progress)
+        self, op: Operation[Any, R], source: Path, progress: Progress, /, **params: Any
+    ) -> R:
+        return cast(R, await self._transport.put_file(self._open(op), params, source, progress))
 
     def _clone(self) -> AsyncEngine:
         """The same engine as the same identity, over a transport of its own (fsspec
@@ -115,27 +116,27 @@ class AsyncEngine(EngineBase):
     # -- the engine's own calls ----------------------------------------------------------
 
     async def health(self) -> Health:
-        return await self._call("engine.health")
+        return await self._call(ops.engine.HEALTH)
 
     async def ping(self) -> Pong:
-        return await self._call("engine.ping")
+        return await self._call(ops.engine.PING)
 
     async def info(self) -> EngineInfo:
-        return await self._call("engine.info")
+        return await self._call(ops.engine.INFO)
 
     async def stats(self) -> EngineStats:
-        return await self._call("engine.stats")
+        return await self._call(ops.engine.STATS)
 
     def watch_stats(
         self, interval: float = 1.0, count: int | None = None
     ) -> AsyncIterator[EngineStats]:
-        return self._stream("engine.stats.watch", interval=interval, count=count)
+        return self._stream(ops.engine.STATS_WATCH, interval=interval, count=count)
 
     async def whoami(self) -> WhoAmI:
-        return await self._call("auth.whoami")
+        return await self._call(ops.auth.WHOAMI)
 
     async def token(self, lifetime: int = 3600) -> Token:
-        return await self._call("auth.token", lifetime=lifetime)
+        return await self._call(ops.auth.TOKEN, lifetime=lifetime)
 
     async def audit(
         self,
@@ -145,7 +146,7 @@ class AsyncEngine(EngineBase):
         limit: int = 100,
     ) -> list[AuditRecord]:
         params = _audit_params(since, identity, operation, limit)
-        return (await self._call("audit.list", **params)).records
+        return (await self._call(ops.audit.LIST, **params)).records
 
     async def aclose(self) -> None:
         """Close the transport (and an in-process core); later calls raise EngineClosed."""
@@ -174,11 +175,12 @@ class Engine(EngineBase, Blocking[AsyncEngine]):
         self.objects = ObjectStore(runner, self._async.objects)
         self.shells = Shells(runner, self._async.shells)
 
-    def _call(self, operation: str | Operation, /, **params: Any) -> Any:
-        return self._run(self._async._call, operation, **params)
+    def _call(self, op: Operation[Any, R], /, **params: Any) -> R:
+        result: R = self._run(self._async._call, op, **params)
+        return result
 
-    def _stream(self, operation: str | Operation, /, **params: Any) -> Iterator[Any]:
-        return self._runner.iterate(self._async._stream(operation, **params))
+    def _stream(self, op: Operation[Any, R], /, **params: Any) -> Iterator[R]:
+        return self._runner.iterate(self._async._stream(op, **params))
 
     def health(self) -> Health:
         return self._run(self._async.health)

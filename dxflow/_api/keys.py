@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .. import _operations as ops
 from .._keypairs import KeyPair, KeyType, generate_key_pair
 from .._models import KeyInfo
 from .._permissions import DEFAULT_PERMISSIONS, Permission
@@ -68,10 +69,10 @@ class AsyncKeys(_KeyGeneration):
         self._engine = engine
 
     async def list(self) -> list[KeyInfo]:
-        return (await self._engine._call("keys.list")).keys
+        return (await self._engine._call(ops.keys.LIST)).keys
 
     async def get(self, identity: str) -> KeyInfo:
-        return await self._engine._call("keys.get", identity=identity)
+        return await self._engine._call(ops.keys.GET, identity=identity)
 
     async def register(
         self,
@@ -83,7 +84,7 @@ class AsyncKeys(_KeyGeneration):
         workflow_policy: str | None = None,
     ) -> KeyInfo:
         fields = _register(public_key, identity, permissions, run_as, workflow_policy)
-        return await self._engine._call("keys.register", **fields)
+        return await self._engine._call(ops.keys.REGISTER, **fields)
 
     async def update(
         self,
@@ -95,14 +96,14 @@ class AsyncKeys(_KeyGeneration):
     ) -> KeyInfo:
         """Change a key; "" resets run_as or workflow_policy to the engine's default."""
         fields = _update(identity, permissions, run_as, workflow_policy)
-        return await self._engine._call("keys.update", **fields)
+        return await self._engine._call(ops.keys.UPDATE, **fields)
 
     async def unregister(self, identity: str) -> KeyInfo:
-        return await self._engine._call("keys.unregister", identity=identity)
+        return await self._engine._call(ops.keys.UNREGISTER, identity=identity)
 
     async def rotate(self, identity: str, public_key: str | os.PathLike[str]) -> KeyInfo:
         return await self._engine._call(
-            "keys.rotate", identity=identity, public_key=read_public_key(public_key)
+            ops.keys.ROTATE, identity=identity, public_key=read_public_key(public_key)
         )
 
 

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
+from .. import _operations as ops
 from .._durations import parse_duration
 from .._exceptions import NotFound
 from .._models import (
@@ -24,7 +25,6 @@ from .._models import (
     ObjectResult,
     ShareLink,
 )
-from .._operations import OPERATIONS
 from .._transports._files import is_special
 from .._wire import CHUNK
 from ._base import Blocking
@@ -51,7 +51,7 @@ class AsyncObjectStore:
         hidden: bool = False, limit: int | None = None, offset: int = 0,
     ) -> ObjectListing:  # fmt: skip
         """A page of a directory, with the total count of its entries."""
-        return await self._engine._call("objects.list", path=path, pattern=pattern, depth=depth,
+        return await self._engine._call(ops.objects.LIST, path=path, pattern=pattern, depth=depth,
                                         hidden=hidden, limit=limit, offset=offset)  # fmt: skip
 
     async def ls(
@@ -61,7 +61,7 @@ class AsyncObjectStore:
         return (await self.listing(path, pattern, depth, hidden, limit, offset)).items
 
     async def info(self, path: str) -> ObjectInfo:
-        return await self._engine._call("objects.info", path=path)
+        return await self._engine._call(ops.objects.INFO, path=path)
 
     async def exists(self, path: str) -> bool:
         try:
@@ -72,19 +72,19 @@ class AsyncObjectStore:
 
     async def checksum(self, path: str) -> str:
         """The sha256 of a file, as hex."""
-        result: ObjectChecksum = await self._engine._call("objects.checksum", path=path)
+        result: ObjectChecksum = await self._engine._call(ops.objects.CHECKSUM, path=path)
         return result.digest
 
     async def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
         """A file's bytes (or bytes `start` to `end`, end exclusive)."""
-        async with self._engine._download("objects.read", path=path, start=start,
+        async with self._engine._download(ops.objects.READ, path=path, start=start,
                                           end=end) as download:  # fmt: skip
             return b"".join([chunk async for chunk in download.chunks])
 
     async def cat_ranges(self, ranges: Iterable[tuple[str, int, int]]) -> list[bytes]:
         """Many ranges of many files in one round trip."""
         items = [{"path": p, "start": s, "end": e} for p, s, e in ranges]
-        return list((await self._engine._call("objects.ranges", ranges=items)).data)
+        return list((await self._engine._call(ops.objects.RANGES, ranges=items)).data)
 
     async def get(self, path: str, dst: str | os.PathLike[str], progress: Progress = None) -> Path:
         """Download a file, or a directory recursively, to `dst`."""
@@ -115,12 +115,12 @@ class AsyncObjectStore:
         """One file into `target`, whole or not at all (a temp file renamed at the end);
         a FIFO or device is written into, never replaced."""
         if is_special(target):
-            await self._engine._get_file("objects.read", target, progress, path=path)
+            await self._engine._get_file(ops.objects.READ, target, progress, path=path)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.part-{os.getpid()}")
         try:
-            await self._engine._get_file("objects.read", temp, progress, path=path)
+            await self._engine._get_file(ops.objects.READ, temp, progress, path=path)
             os.replace(temp, target)
         finally:
             temp.unlink(missing_ok=True)
@@ -129,7 +129,7 @@ class AsyncObjectStore:
 
     async def pipe(self, path: str, data: bytes, overwrite: bool = True) -> ObjectInfo:
         """Write `data` to `path` in one request."""
-        return await self._engine._upload("objects.write", data, path=path,
+        return await self._engine._upload(ops.objects.WRITE, data, path=path,
                                           overwrite=overwrite, size=len(data))  # fmt: skip
 
     async def put(
@@ -166,32 +166,32 @@ class AsyncObjectStore:
     async def _put_one(
         self, source: Path, path: str, overwrite: bool, progress: Progress
     ) -> ObjectInfo:
-        return await self._engine._put_file("objects.write", source, progress, path=path,
+        return await self._engine._put_file(ops.objects.WRITE, source, progress, path=path,
                                             overwrite=overwrite)  # fmt: skip
 
     async def _put_stream(
         self, reader: IO[bytes], path: str, overwrite: bool, progress: Progress
     ) -> ObjectInfo:
-        return await self._engine._upload("objects.write", _read_chunks(reader, None, progress),
+        return await self._engine._upload(ops.objects.WRITE, _read_chunks(reader, None, progress),
                                           path=path, overwrite=overwrite)  # fmt: skip
 
     async def mkdir(self, path: str, parents: bool = True) -> ObjectInfo:
-        return await self._engine._call("objects.mkdir", path=path, parents=parents)
+        return await self._engine._call(ops.objects.MKDIR, path=path, parents=parents)
 
     async def rm(self, path: str, recursive: bool = False) -> None:
-        await self._engine._call("objects.remove", path=path, recursive=recursive)
+        await self._engine._call(ops.objects.REMOVE, path=path, recursive=recursive)
 
     async def rm_many(self, paths: Iterable[str], recursive: bool = False) -> list[ObjectResult]:
         """Remove several paths; one result per path (failures do not stop the others)."""
-        reply = await self._engine._call("objects.remove_many", paths=list(paths),
+        reply = await self._engine._call(ops.objects.REMOVE_MANY, paths=list(paths),
                                          recursive=recursive)  # fmt: skip
         return list(reply.results)
 
     async def mv(self, src: str, dst: str, overwrite: bool = False) -> ObjectInfo:
-        return await self._engine._call("objects.move", src=src, dst=dst, overwrite=overwrite)
+        return await self._engine._call(ops.objects.MOVE, src=src, dst=dst, overwrite=overwrite)
 
     async def cp(self, src: str, dst: str, overwrite: bool = False) -> ObjectInfo:
-        return await self._engine._call("objects.copy", src=src, dst=dst, overwrite=overwrite)
+        return await self._engine._call(ops.objects.COPY, src=src, dst=dst, overwrite=overwrite)
 
     # -- archives -------------------------------------------------------------------------
 
@@ -200,7 +200,7 @@ class AsyncObjectStore:
         progress: Callable[[ObjectProgress], object] | None = None,
     ) -> ObjectProgress:  # fmt: skip
         """Archive `path` into `dest` (default `<path>.zip`); returns the `done` event."""
-        return await _last(self._engine._stream("objects.zip", path=path, dest=dest,
+        return await _last(self._engine._stream(ops.objects.ZIP, path=path, dest=dest,
                                                 overwrite=overwrite), progress)  # fmt: skip
 
     async def unzip(
@@ -208,7 +208,7 @@ class AsyncObjectStore:
         progress: Callable[[ObjectProgress], object] | None = None,
     ) -> ObjectProgress:  # fmt: skip
         """Extract `path` into `dest` (default: the archive's name without `.zip`)."""
-        return await _last(self._engine._stream("objects.unzip", path=path, dest=dest,
+        return await _last(self._engine._stream(ops.objects.UNZIP, path=path, dest=dest,
                                                 overwrite=overwrite), progress)  # fmt: skip
 
     # -- share links ------------------------------------------------------------------------
@@ -219,16 +219,16 @@ class AsyncObjectStore:
     ) -> ShareLink:  # fmt: skip
         """A link to `path` that works without a key. A `writable` link is a drop box
         (uploads only) unless `readable` too."""
-        link = await self._engine._call("shares.create", path=path,
+        link = await self._engine._call(ops.shares.CREATE, path=path,
                                         expires=parse_duration(expires), writable=writable,
                                         readable=readable, max_uses=max_uses)  # fmt: skip
         return self._absolute(link)
 
     async def shares(self) -> list[ShareLink]:
-        return [self._absolute(link) for link in (await self._engine._call("shares.list")).shares]
+        return [self._absolute(link) for link in (await self._engine._call(ops.shares.LIST)).shares]
 
     async def revoke(self, share_id: str) -> ShareLink:
-        return self._absolute(await self._engine._call("shares.revoke", id=share_id))
+        return self._absolute(await self._engine._call(ops.shares.REVOKE, id=share_id))
 
     def _absolute(self, link: ShareLink) -> ShareLink:
         # A link works through whatever address reaches the engine: a remote SDK puts the
@@ -236,9 +236,7 @@ class AsyncObjectStore:
         base = self._engine.url
         if link.url is None or not base or not base.startswith(("http://", "https://")):
             return link  # no URL: another identity's link, listed to MASTER
-        route = OPERATIONS["shares.read"].path.partition("{")[
-            0
-        ]  # the link's own path, from the table
+        route = ops.shares.READ.path.partition("{")[0]  # the link's own path, from the table
         return link.model_copy(update={"url": base.rstrip("/") + link.url[link.url.index(route) :]})
 
     def fs(self, **options: Any) -> DxflowFileSystem:

@@ -9,17 +9,21 @@ import html
 import re
 import struct
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from .. import _operations as ops
 from .._exceptions import TimedOut
-from .._models import ShellInfo, ShellOutput, ShellResult
+from .._models import Response, ShellInfo, ShellOutput, ShellResult
+from .._operations import Operation
 from ._base import Blocking
 
 if TYPE_CHECKING:
     from .._runner import Runner
     from ._protocol import AsyncEngineLike
+
+R = TypeVar("R", bound=Response)
 
 __all__ = ["AsyncChannel", "AsyncShell", "AsyncShells", "Channel", "Shell", "Shells"]
 
@@ -72,7 +76,9 @@ class AsyncChannel:
         if self._next is None:
             self._next = asyncio.ensure_future(self._messages.__anext__())
         try:
-            message = await asyncio.wait_for(asyncio.shield(self._next), timeout)
+            message: bytes | dict[str, Any] = await asyncio.wait_for(
+                asyncio.shield(self._next), timeout
+            )
         except TimeoutError:
             raise TimedOut(f"nothing from the session within {timeout:g} s") from None
         except StopAsyncIteration:
@@ -147,26 +153,26 @@ class AsyncShell:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.info.state} pid={self.info.pid}>"
 
-    async def _op(self, operation: str, **params: Any) -> Any:
-        return await self._engine._call(operation, name=self.name, **params)
+    async def _op(self, op: Operation[Any, R], **params: Any) -> R:
+        return await self._engine._call(op, name=self.name, **params)
 
     async def reload(self) -> ShellInfo:
-        self.info = await self._op("shells.get")
+        self.info = await self._op(ops.shells.GET)
         return self.info
 
     async def run(self, cmd: str, timeout: float | None = None) -> ShellResult:
         """Type `cmd` at the shell's prompt; its exit code and output once it is done."""
-        return await self._op("shells.run", cmd=cmd, timeout=timeout)
+        return await self._op(ops.shells.RUN, cmd=cmd, timeout=timeout)
 
     async def send(self, data: str | bytes) -> None:
-        self.info = await self._op("shells.send", data=_bytes(data))
+        self.info = await self._op(ops.shells.SEND, data=_bytes(data))
 
     async def read(self, timeout: float = 0.0) -> bytes:
         """Output since the last read (waiting up to `timeout` s for some)."""
         if self._unread:
             data, self._unread = self._unread, b""
             return data
-        out: ShellOutput = await self._op("shells.read", offset=self.offset, timeout=timeout)
+        out: ShellOutput = await self._op(ops.shells.READ, offset=self.offset, timeout=timeout)
         self.offset = out.end
         return out.data
 
@@ -186,21 +192,21 @@ class AsyncShell:
         return match
 
     async def resize(self, rows: int, cols: int) -> None:
-        self.info = await self._op("shells.resize", rows=rows, cols=cols)
+        self.info = await self._op(ops.shells.RESIZE, rows=rows, cols=cols)
 
     async def kill(self, signal: str | int = "SIGTERM") -> None:
-        self.info = await self._op("shells.kill", signal=str(signal))
+        self.info = await self._op(ops.shells.KILL, signal=str(signal))
 
     async def remove(self) -> None:
-        self.info = await self._op("shells.remove")
+        self.info = await self._op(ops.shells.REMOVE)
 
     def attach(self, offset: int | None = None) -> _Attached:
         """A channel on the session (`async with`); `offset` replays from there."""
-        return _Attached(self._engine._channel("shells.attach", name=self.name, offset=offset))
+        return _Attached(self._engine._channel(ops.shells.ATTACH, name=self.name, offset=offset))
 
     async def screen(self, size: int = 4096) -> str:
         """The session's recent output as plain text (escape sequences removed)."""
-        out: ShellOutput = await self._op("shells.read", offset=None, limit=1 << 20)
+        out: ShellOutput = await self._op(ops.shells.READ, offset=None, limit=1 << 20)
         return _plain(out.data[-size:])
 
 
@@ -217,18 +223,18 @@ class AsyncShells:
         params = _create_params(name, command, args, env, cwd=cwd, rows=rows, cols=cols,
                                 workflow=workflow, service=service, record=record,
                                 idle_timeout=idle_timeout)  # fmt: skip
-        return AsyncShell(self._engine, await self._engine._call("shells.create", **params))
+        return AsyncShell(self._engine, await self._engine._call(ops.shells.CREATE, **params))
 
     async def list(self) -> list[AsyncShell]:
-        found = await self._engine._call("shells.list")
+        found = await self._engine._call(ops.shells.LIST)
         return [AsyncShell(self._engine, info) for info in found.shells]
 
     async def get(self, name: str) -> AsyncShell:
-        return AsyncShell(self._engine, await self._engine._call("shells.get", name=name))
+        return AsyncShell(self._engine, await self._engine._call(ops.shells.GET, name=name))
 
     async def prune(self) -> builtins.list[ShellInfo]:
         """Remove every session that has exited; the ones removed."""
-        return list((await self._engine._call("shells.prune")).shells)
+        return list((await self._engine._call(ops.shells.PRUNE)).shells)
 
 
 # -- the blocking twins -------------------------------------------------------------------

@@ -6,25 +6,30 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from .. import _operations as ops
 from .._models import (
     ComposeProject,
     ComposeProjectSummary,
     EnvExplanation,
     ExecResult,
     LogLine,
+    Response,
     ServiceStatus,
     WorkflowEvent,
     WorkflowInfo,
     WorkflowStats,
     WorkflowStatus,
 )
+from .._operations import Operation
 from ._base import Blocking
 from .shells import AsyncShell, AsyncShells, Shell
 
 if TYPE_CHECKING:
     from ._protocol import AsyncEngineLike
+
+R = TypeVar("R", bound=Response)
 
 __all__ = ["AsyncWorkflow", "AsyncWorkflows", "Workflow", "Workflows"]
 
@@ -93,11 +98,11 @@ class AsyncWorkflow:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} services={self.info.services}>"
 
-    async def _op(self, operation: str, **params: Any) -> Any:
-        return await self._engine._call(operation, name=self.name, **params)
+    async def _op(self, op: Operation[Any, R], **params: Any) -> R:
+        return await self._engine._call(op, name=self.name, **params)
 
     async def reload(self) -> None:
-        self.info = await self._op("workflows.get")
+        self.info = await self._op(ops.workflows.GET)
 
     async def up(
         self,
@@ -108,7 +113,7 @@ class AsyncWorkflow:
         build: bool | None = None,
         progress: Progress = None,
     ) -> WorkflowStatus:
-        events = self._engine._stream("workflows.up", name=self.name, services=services,
+        events = self._engine._stream(ops.workflows.UP, name=self.name, services=services,
                                       wait=wait, timeout=timeout, remove_orphans=remove_orphans,
                                       build=build)  # fmt: skip
         await _drain(events, progress)
@@ -117,45 +122,45 @@ class AsyncWorkflow:
     async def down(
         self, volumes: bool = False, remove_orphans: bool = True, progress: Progress = None
     ) -> None:
-        events = self._engine._stream("workflows.down", name=self.name, volumes=volumes,
+        events = self._engine._stream(ops.workflows.DOWN, name=self.name, volumes=volumes,
                                       remove_orphans=remove_orphans)  # fmt: skip
         await _drain(events, progress)
 
     async def status(self) -> WorkflowStatus:
-        return await self._op("workflows.status")
+        return await self._op(ops.workflows.STATUS)
 
     async def services(self) -> list[ServiceStatus]:
         return (await self.status()).services
 
     async def config(self) -> ComposeProject:
-        return await self._op("workflows.config")
+        return await self._op(ops.workflows.CONFIG)
 
     async def start(self, services: list[str] | None = None) -> WorkflowStatus:
-        return await self._op("workflows.start", services=services)
+        return await self._op(ops.workflows.START, services=services)
 
     async def stop(
         self, services: list[str] | None = None, timeout: float | None = None
     ) -> WorkflowStatus:
-        return await self._op("workflows.stop", services=services, timeout=timeout)
+        return await self._op(ops.workflows.STOP, services=services, timeout=timeout)
 
     async def restart(
         self, services: list[str] | None = None, timeout: float | None = None
     ) -> WorkflowStatus:
-        return await self._op("workflows.restart", services=services, timeout=timeout)
+        return await self._op(ops.workflows.RESTART, services=services, timeout=timeout)
 
     async def pause(self, services: list[str] | None = None) -> WorkflowStatus:
-        return await self._op("workflows.pause", services=services)
+        return await self._op(ops.workflows.PAUSE, services=services)
 
     async def unpause(self, services: list[str] | None = None) -> WorkflowStatus:
-        return await self._op("workflows.unpause", services=services)
+        return await self._op(ops.workflows.UNPAUSE, services=services)
 
     async def kill(
         self, signal: str = "SIGKILL", services: list[str] | None = None
     ) -> WorkflowStatus:
-        return await self._op("workflows.kill", signal=signal, services=services)
+        return await self._op(ops.workflows.KILL, signal=signal, services=services)
 
     async def exec(self, service: str, cmd: list[str], **options: Any) -> ExecResult:
-        return await self._op("workflows.exec", service=service, cmd=cmd, **options)
+        return await self._op(ops.workflows.EXEC, service=service, cmd=cmd, **options)
 
     async def shell(
         self, service: str, command: str | None = None, name: str | None = None, **options: Any
@@ -173,11 +178,11 @@ class AsyncWorkflow:
         """One sample; with stream=True, samples one after another (see `watch_stats`)."""
         if stream:
             return self.watch_stats()
-        return await self._op("workflows.stats")
+        return await self._op(ops.workflows.STATS)
 
     def watch_stats(self) -> AsyncIterator[WorkflowStats]:
         """Samples one after another (about one a second), until the iterator is closed."""
-        return self._engine._stream("workflows.stats.watch", name=self.name)
+        return self._engine._stream(ops.workflows.STATS_WATCH, name=self.name)
 
     async def update(
         self,
@@ -187,10 +192,10 @@ class AsyncWorkflow:
         profiles: Iterable[str] | None = None,
     ) -> None:
         params = _update_params(self.name, compose, env, env_file, profiles)
-        self.info = await self._engine._call("workflows.update", **params)
+        self.info = await self._engine._call(ops.workflows.UPDATE, **params)
 
     async def explain_env(self, service: str, variable: str) -> EnvExplanation:
-        return await self._op("workflows.env", service=service, variable=variable)
+        return await self._op(ops.workflows.ENV, service=service, variable=variable)
 
     def logs(
         self,
@@ -200,15 +205,15 @@ class AsyncWorkflow:
         since: datetime | None = None,
         timestamps: bool = False,
     ) -> AsyncIterator[LogLine]:
-        return self._engine._stream("workflows.logs", name=self.name, service=service,
+        return self._engine._stream(ops.workflows.LOGS, name=self.name, service=service,
                                     follow=follow, tail=tail, since=since,
                                     timestamps=timestamps)  # fmt: skip
 
     def events(self, since: datetime | None = None) -> AsyncIterator[WorkflowEvent]:
-        return self._engine._stream("workflows.events", name=self.name, since=since)
+        return self._engine._stream(ops.workflows.EVENTS, name=self.name, since=since)
 
     async def remove(self) -> None:
-        await self._op("workflows.remove")
+        await self._op(ops.workflows.REMOVE)
 
 
 async def _drain(events: AsyncIterator[WorkflowEvent], progress: Progress) -> None:
@@ -237,18 +242,18 @@ class AsyncWorkflows:
         params = _create_params(name, compose, env, env_file, profiles)
         if working_dir is not None:
             params["working_dir"] = working_dir
-        info = await self._engine._call("workflows.create", **params)
+        info = await self._engine._call(ops.workflows.CREATE, **params)
         return AsyncWorkflow(self._engine, info)
 
     async def get(self, name: str) -> AsyncWorkflow:
-        return AsyncWorkflow(self._engine, await self._engine._call("workflows.get", name=name))
+        return AsyncWorkflow(self._engine, await self._engine._call(ops.workflows.GET, name=name))
 
     async def projects(self) -> list[ComposeProjectSummary]:
         """The Compose projects this engine made; for MASTER every one on the Docker Engine."""
-        return (await self._engine._call("workflows.projects")).projects
+        return (await self._engine._call(ops.workflows.PROJECTS)).projects
 
     async def list(self) -> list[AsyncWorkflow]:
-        found = await self._engine._call("workflows.list")
+        found = await self._engine._call(ops.workflows.LIST)
         return [AsyncWorkflow(self._engine, info) for info in found.workflows]
 
 

@@ -7,6 +7,7 @@ import pytest
 
 import dxflow
 from dxflow import Engine, InvalidRequest, Permission, PermissionDenied
+from dxflow import _operations as ops
 from dxflow._core import EngineCore
 from dxflow.models import EngineInfo, EngineStats, Pong
 
@@ -74,11 +75,11 @@ def test_token_lifetime_is_bounded(engine: Engine) -> None:
 
 def test_unknown_fields_and_wrong_types_name_the_field(engine: Engine) -> None:
     with pytest.raises(InvalidRequest, match="bogus: unknown field"):
-        engine._call("auth.token", lifetime=600, bogus=1)
+        engine._call(ops.auth.TOKEN, lifetime=600, bogus=1)
     with pytest.raises(InvalidRequest, match="lifetime"):
-        engine._call("auth.token", lifetime="soon")
+        engine._call(ops.auth.TOKEN, lifetime="soon")
     with pytest.raises(InvalidRequest, match="extra: unknown field"):
-        engine._call("engine.ping", extra=True)
+        engine._call(ops.engine.PING, extra=True)
 
 
 def test_missing_permission_names_it(make_engine: EngineFactory, make_key: KeyFactory) -> None:

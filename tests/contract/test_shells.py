@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from dxflow import Conflict, Engine, InvalidRequest, NotFound, Permission, PermissionDenied, Shell
+from dxflow import _operations as ops
 
 from ..conftest import EngineFactory, KeyFactory
 
@@ -36,10 +37,10 @@ def test_send_expect_read_and_offsets(engine: Engine, shell: Shell) -> None:
     shell.send("echo marker-$((6 * 7))\n")
     match = shell.expect("marker-42")
     assert match.group(0) == b"marker-42"
-    everything = engine._call("shells.read", name="t1")
+    everything = engine._call(ops.shells.READ, name="t1")
     assert everything.offset == 0 and b"marker-42" in everything.data
     assert everything.end == len(everything.data)
-    later = engine._call("shells.read", name="t1", offset=everything.end, timeout=0.05)
+    later = engine._call(ops.shells.READ, name="t1", offset=everything.end, timeout=0.05)
     assert later.data == b"" and later.offset == everything.end
 
 
@@ -48,9 +49,9 @@ def test_resize_kill_and_exit_codes(engine: Engine, shell: Shell) -> None:
     assert shell.run("stty size").output == "40 120\n"
     assert shell.info.rows == 40 and shell.info.cols == 120
     with pytest.raises(InvalidRequest, match="rows"):
-        engine._call("shells.resize", name="t1", rows=0, cols=10)
+        engine._call(ops.shells.RESIZE, name="t1", rows=0, cols=10)
     with pytest.raises(InvalidRequest, match="cols"):
-        engine._call("shells.resize", name="t1", rows=10, cols=100_000)
+        engine._call(ops.shells.RESIZE, name="t1", rows=10, cols=100_000)
     quits = engine.shells.create("t2", command="/bin/sh", args=["-c", "exit 3"])
     deadline = time.monotonic() + 5
     while quits.reload().state == "running" and time.monotonic() < deadline:
@@ -73,13 +74,13 @@ def test_bad_input(engine: Engine) -> None:
     with pytest.raises(Conflict, match="exists"):
         engine.shells.create("bad", command="/bin/sh")
     with pytest.raises(InvalidRequest, match="name"):
-        engine._call("shells.create", name="../evil")
+        engine._call(ops.shells.CREATE, name="../evil")
     with pytest.raises(InvalidRequest, match="signal"):
-        engine._call("shells.kill", name="bad", signal="SIGNOPE")
+        engine._call(ops.shells.KILL, name="bad", signal="SIGNOPE")
     with pytest.raises(InvalidRequest, match="workflow"):
-        engine._call("shells.create", workflow="!nope", service="app")
+        engine._call(ops.shells.CREATE, workflow="!nope", service="app")
     with pytest.raises(InvalidRequest, match="service"):
-        engine._call("shells.create", workflow="nope", service="a\x02b")
+        engine._call(ops.shells.CREATE, workflow="nope", service="a\x02b")
     assert [s.name for s in engine.shells.list()] == ["bad"]
     failed.remove()
 
@@ -107,7 +108,7 @@ def test_attach_two_clients_offsets_and_exit(shell: Shell, engine: Engine) -> No
             message = back.recv(timeout=5)
             if isinstance(message, bytes):
                 replay += message
-        everything = engine._call("shells.read", name="t1")
+        everything = engine._call(ops.shells.READ, name="t1")
         assert replay == everything.data[resume_at : resume_at + len(replay)]
         shell.send("exit 5\n")
         while True:

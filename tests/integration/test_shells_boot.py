@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import dxflow
+from dxflow import _operations as ops
 
 from .conftest import boot
 from .conftest import dxflow as run
@@ -29,7 +30,7 @@ def test_sessions_survive_kill_9_of_the_engine(tmp_path: Path) -> None:
     with dxflow.Engine(first.url, key=first.master_key) as engine:
         shell = engine.shells.create("survivor", command="/bin/sh")
         assert shell.run("echo before-the-crash; cd /tmp").exit_code == 0
-        pid, before = shell.info.pid, engine._call("shells.read", name="survivor")
+        pid, before = shell.info.pid, engine._call(ops.shells.READ, name="survivor")
         with shell.attach() as channel:  # a client attached while the engine dies
             channel.send("sleep 0.5; echo while-the-engine-was-$((1 - 1))down\n")
             echoed = b""
@@ -45,7 +46,7 @@ def test_sessions_survive_kill_9_of_the_engine(tmp_path: Path) -> None:
             shell = engine.shells.get("survivor")
             assert (shell.info.state, shell.info.pid) == ("running", pid)
             shell.expect("while-the-engine-was-0down")  # output made while no engine ran
-            after = engine._call("shells.read", name="survivor")
+            after = engine._call(ops.shells.READ, name="survivor")
             assert after.data.startswith(before.data)  # the scrollback is intact
             assert shell.run("pwd").output == "/tmp\n"  # the same shell, state and all
             with shell.attach(offset=before.end) as channel:  # exactly what it missed

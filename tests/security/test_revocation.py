@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from dxflow import ApiError, Engine, Permission, PermissionDenied, Unauthenticated
+from dxflow import _operations as ops
 from dxflow._config import load_config
 from dxflow._core import EngineCore
 from dxflow._keypairs import generate_key_pair
@@ -108,7 +109,7 @@ def test_a_key_change_closes_its_shell_channel_and_its_input(
         with pytest.raises(ApiError):
             channel.send("echo after-$((40 + 3))\n")
     assert core.open_calls.held("alice") == 0
-    output = master._call("shells.read", name="rv").data
+    output = master._call(ops.shells.READ, name="rv").data
     assert b"before-42" in output and b"after-" not in output
 
 

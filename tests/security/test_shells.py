@@ -198,12 +198,12 @@ def test_sessions_belong_to_their_creator(
     assert bob.shells.list() == []
     ops = {
         "get": lambda: bob.shells.get("alices"),
-        "read": lambda: bob._call("shells.read", name="alices"),
-        "send": lambda: bob._call("shells.send", name="alices", data=b"exit\n"),
-        "run": lambda: bob._call("shells.run", name="alices", cmd="echo $MARK"),
-        "resize": lambda: bob._call("shells.resize", name="alices", rows=5, cols=5),
-        "kill": lambda: bob._call("shells.kill", name="alices", signal="SIGKILL"),
-        "remove": lambda: bob._call("shells.remove", name="alices"),
+        "read": lambda: bob._call(ops.shells.READ, name="alices"),
+        "send": lambda: bob._call(ops.shells.SEND, name="alices", data=b"exit\n"),
+        "run": lambda: bob._call(ops.shells.RUN, name="alices", cmd="echo $MARK"),
+        "resize": lambda: bob._call(ops.shells.RESIZE, name="alices", rows=5, cols=5),
+        "kill": lambda: bob._call(ops.shells.KILL, name="alices", signal="SIGKILL"),
+        "remove": lambda: bob._call(ops.shells.REMOVE, name="alices"),
     }
     for what, attempt in ops.items():
         with pytest.raises(NotFound, match="no shell session 'alices'"):

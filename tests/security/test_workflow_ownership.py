@@ -18,6 +18,7 @@ import docker
 import pytest
 
 from dxflow import Conflict, Engine, InvalidRequest, Permission, PermissionDenied
+from dxflow import _operations as ops
 from dxflow._core import EngineCore
 from dxflow._keypairs import load_private_key
 from dxflow._transports._http import HttpTransport
@@ -288,9 +289,9 @@ def test_a_compose_path_on_the_engine_host_is_read_for_master_only(
     target = core.config.home.master_key
     engine = as_key(Permission.WORKFLOW)
     with pytest.raises(InvalidRequest) as caught:
-        engine._call("workflows.create", name=f"dxs{os.getpid()}-path", compose=str(target))
+        engine._call(ops.workflows.CREATE, name=f"dxs{os.getpid()}-path", compose=str(target))
     assert caught.value.message.startswith("compose: only a MASTER key may name a file")
     assert "BEGIN" not in str(caught.value)
     master = as_key(None)
     with pytest.raises(InvalidRequest, match="must be a mapping"):  # read, and not YAML
-        master._call("workflows.create", name=f"dxs{os.getpid()}-path", compose=str(target))
+        master._call(ops.workflows.CREATE, name=f"dxs{os.getpid()}-path", compose=str(target))

@@ -13,6 +13,7 @@ import docker
 import pytest
 
 from dxflow import Engine, InvalidRequest, Permission, PermissionDenied
+from dxflow import _operations as ops
 from dxflow._core import EngineCore
 from dxflow._transports._http import HttpTransport
 
@@ -56,7 +57,7 @@ def _service(**keys: Any) -> dict[str, Any]:
 
 def _refused(engine: Engine, name: str, compose: Any, fragment: str, **params: Any) -> str:
     with pytest.raises(PermissionDenied) as caught:
-        engine._call("workflows.create", name=name, compose=compose, **params)
+        engine._call(ops.workflows.CREATE, name=name, compose=compose, **params)
     message = caught.value.message
     assert fragment in message, message
     assert "(policy baseline)" in message
@@ -315,7 +316,7 @@ def test_compose_path_pointing_at_the_master_key_is_refused_unread(
     key = str(core.config.home.master_key)
     # Only MASTER may name a compose file on the engine host: refused before any read.
     with pytest.raises(InvalidRequest, match="only a MASTER key may name a file") as caught:
-        attacker._call("workflows.create", name=name, compose=key)
+        attacker._call(ops.workflows.CREATE, name=name, compose=key)
     assert KEY_TEXT not in caught.value.message
     assert attacker.workflows.list() == []
 
@@ -327,5 +328,5 @@ def test_unreadable_env_file_paths_are_4xx_never_500(
     engine: Engine = request.getfixturevalue(who)
     for path in ("0" * 4000, "/" + "a" * 300 + "/b"):  # names too long for the kernel
         with pytest.raises((InvalidRequest, PermissionDenied)):
-            engine._call("workflows.create", name=name, compose=_service(), env_file=[path])
+            engine._call(ops.workflows.CREATE, name=name, compose=_service(), env_file=[path])
     assert engine.workflows.list() == []
