@@ -115,3 +115,11 @@ def test_security_example(tmp_path: Path) -> None:
     if os.geteuid() == 0:  # an engine run as root runs the key's shells as `dxflow`
         assert "shell runs as: dxflow" in out
         assert "cat master.pem: exit 1, Permission denied" in out
+
+
+def test_async_engine_example(tmp_path: Path) -> None:
+    out = run_example("async_engine.py", tmp_path / "home")
+    assert "async objects: b'hello from async', 16 bytes" in out
+    assert "async shell: output '42', exit code 0" in out
+    assert "after close: EngineClosed (this AsyncEngine (in-process) was closed" in out
+    assert "blocking twin reads: b'hello from async'" in out
