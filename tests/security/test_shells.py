@@ -27,6 +27,7 @@ from dxflow import (
     Permission,
     PermissionDenied,
 )
+from dxflow import _operations as ops
 from dxflow._core import EngineCore
 from dxflow._keypairs import generate_key_pair, load_private_key
 from dxflow.models import ShellRef
@@ -196,7 +197,7 @@ def test_sessions_belong_to_their_creator(
             message = channel.recv(timeout=10)
             seen += message if isinstance(message, bytes) else b""
     assert bob.shells.list() == []
-    ops = {
+    attempts = {
         "get": lambda: bob.shells.get("alices"),
         "read": lambda: bob._call(ops.shells.READ, name="alices"),
         "send": lambda: bob._call(ops.shells.SEND, name="alices", data=b"exit\n"),
@@ -205,7 +206,7 @@ def test_sessions_belong_to_their_creator(
         "kill": lambda: bob._call(ops.shells.KILL, name="alices", signal="SIGKILL"),
         "remove": lambda: bob._call(ops.shells.REMOVE, name="alices"),
     }
-    for what, attempt in ops.items():
+    for what, attempt in attempts.items():
         with pytest.raises(NotFound, match="no shell session 'alices'"):
             attempt()
         assert what and mine.reload().state == "running"
