@@ -131,6 +131,14 @@ def human_stream(args: argparse.Namespace) -> TextIO:
     return sys.stderr if args.json else sys.stdout
 
 
+def seconds_per_call(call: Callable[[], Any], n: int) -> float:
+    """Seconds per call of `call`, over `n` calls in a row."""
+    start = time.perf_counter()
+    for _ in range(n):
+        call()
+    return (time.perf_counter() - start) / n
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

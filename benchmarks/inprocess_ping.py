@@ -22,16 +22,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import Result, Target, fmt_us, human_stream, median, parse_args, print_table
+from _common import (
+    Result,
+    Target,
+    fmt_us,
+    human_stream,
+    median,
+    parse_args,
+    print_table,
+    seconds_per_call,
+)
 
 TARGET_S = 50e-6
-
-
-def _timed_sync(call: Callable[[], Any], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        call()
-    return (time.perf_counter() - start) / n
 
 
 def main() -> int:
@@ -89,10 +91,10 @@ def main() -> int:
             asyncio.run_coroutine_threadsafe(nothing(), loop).result()
 
         contenders: dict[str, Callable[[int], float]] = {
-            "Engine.ping() (blocking twin)": lambda n: _timed_sync(engine.ping, n),
+            "Engine.ping() (blocking twin)": lambda n: seconds_per_call(engine.ping, n),
             "await AsyncEngine.ping()": lambda n: runner.run(async_loop(n)),
-            "peer: def -> pydantic model": lambda n: _timed_sync(peer_ping, n),
-            "peer: run_coroutine_threadsafe hop": lambda n: _timed_sync(hop, n),
+            "peer: def -> pydantic model": lambda n: seconds_per_call(peer_ping, n),
+            "peer: run_coroutine_threadsafe hop": lambda n: seconds_per_call(hop, n),
         }
         pong = engine.ping()
         if pong.identity != "master" or runner.run(aengine.ping()).engine_id is None:

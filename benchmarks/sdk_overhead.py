@@ -20,18 +20,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from _common import Result, Target, fmt_us, human_stream, median, parse_args, print_table
+from _common import (
+    Result,
+    Target,
+    fmt_us,
+    human_stream,
+    median,
+    parse_args,
+    print_table,
+    seconds_per_call,
+)
 
 TARGET_RATIO = 1.5
-
-
-def _timed(call: Callable[[], Any], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        call()
-    return (time.perf_counter() - start) / n
 
 
 def main() -> int:
@@ -71,10 +72,10 @@ def main() -> int:
             return (time.perf_counter() - start) / n
 
         contenders: dict[str, Callable[[int], float]] = {
-            "engine.objects.info()": lambda n: _timed(
+            "engine.objects.info()": lambda n: seconds_per_call(
                 lambda: engine.objects.info("bench/a.txt"), n
             ),
-            "dispatcher.call_inline()": lambda n: _timed(
+            "dispatcher.call_inline()": lambda n: seconds_per_call(
                 lambda: dispatcher.call_inline(ctx, op, params), n
             ),
             "await aengine.objects.info()": lambda n: runner.run(sdk_async(n)),
