@@ -232,8 +232,9 @@ def check_page(page: Path) -> bool:
         print(f"ok   {name} (no executed blocks)")
         return True
     scratch = Path(tempfile.mkdtemp(prefix="dxflow-docs-"))
-    home, user_home = scratch / "home", scratch / "user"
+    home, user_home, temp = scratch / "home", scratch / "user", scratch / "tmp"
     user_home.mkdir()
+    temp.mkdir()  # what samples make with mktemp goes where it is removed
     env = {
         key: value
         for key, value in os.environ.items()
@@ -243,6 +244,7 @@ def check_page(page: Path) -> bool:
         "DXFLOW_HOME": str(home),
         "DXFLOW_PORT": "0",
         "HOME": str(user_home),
+        "TMPDIR": str(temp),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "DOCS_HOME": str(home),
         "DOCS_PYTHON": sys.executable,
@@ -252,8 +254,11 @@ def check_page(page: Path) -> bool:
     try:
         return _run_page(name, blocks, scratch, env)
     finally:
-        with contextlib.suppress(subprocess.SubprocessError):
-            _dxflow("boot", "down", "--home", str(home), env=env)
+        # This page's engine, and any its samples booted on homes of their own.
+        for pidfile in [home / "run" / "engine.pid", *temp.glob("*/run/engine.pid")]:
+            if pidfile.exists():
+                with contextlib.suppress(subprocess.SubprocessError):
+                    _dxflow("boot", "down", "--home", str(pidfile.parent.parent), env=env)
         _stop_holders(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
 

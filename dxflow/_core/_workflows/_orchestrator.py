@@ -192,8 +192,10 @@ class Orchestrator:
             return
         if service.build is None or plan.build is False:
             raise NotFound(
-                f"services.{service.name}.image: image {service.image!r} is not available on "
-                "this engine (build it, or load it with `docker load`)",
+                f"services.{service.name}.image: image {service.image!r} is not on this "
+                "engine's Docker Engine, and dxflow never pulls images: give the service a "
+                "`build:`, `docker load` a saved copy, or `docker pull` it yourself "
+                "(see Working without a registry in the docs)",
                 service=service.name,
                 image=service.image,
             )
