@@ -92,7 +92,8 @@ def parse(text: str, page: str) -> list[Block]:
         while end < len(lines) and not _closes(lines[end], fence):
             end += 1
         indent = len(opened["indent"])
-        body = [line[indent:] if line[:indent].isspace() else line for line in lines[number + 1 : end]]
+        inside = lines[number + 1 : end]
+        body = [line[indent:] if line[:indent].isspace() else line for line in inside]
         previous = next((lines[i] for i in range(number - 1, -1, -1) if lines[i].strip()), "")
         excused = _NOT_RUN.match(previous)
         block = Block(page, number + 1, lang, "\n".join(body) + "\n",
@@ -124,8 +125,9 @@ def _problems(block: Block) -> list[str]:
         prompts = [line for line in block.code.splitlines() if _PROMPT.match(line)]
         if prompts:
             return [
-                f"{where}: a console block shows output only, not commands ({prompts[0].strip()!r}): "
-                "put the commands in a ```bash block before it (executed)"
+                f"{where}: a console block shows output only, not commands "
+                f"({prompts[0].strip()!r}): put the commands in a ```bash block before it "
+                "(executed)"
             ]
     if block.lang in EXECUTED and block.not_run is None:
         code = "\n".join(_without_comment(line) for line in block.code.splitlines())
