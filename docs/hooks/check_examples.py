@@ -1,6 +1,7 @@
 """Run every example of the README and the documentation, as a reader would.
 
     python docs/hooks/check_examples.py [PAGE.md ...]     # default: README.md, docs/*.md
+    DOCS_VERBOSE=1 python docs/hooks/check_examples.py PAGE.md   # and what the samples print
 
 Every fenced block is of a kind this checker knows, or the page fails:
 
@@ -276,6 +277,8 @@ def _run_page(name: str, blocks: list[Block], scratch: Path, env: dict[str, str]
         failed, output = done.returncode != 0, done.stdout[-3000:] + done.stderr[-3000:]
     except subprocess.TimeoutExpired:
         failed, output = True, f"timed out after {TIMEOUT} s"
+    if os.environ.get("DOCS_VERBOSE") and not failed:  # what the samples printed
+        print(done.stdout + done.stderr)
     trace = (scratch / "trace").read_text().splitlines()
     ran = [line for line in trace if line != "done"]
     for label in ran[:-1] if failed else ran:
