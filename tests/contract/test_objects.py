@@ -217,7 +217,7 @@ def test_read_only_keys_read_but_never_write(
     engine.objects.pipe("shared/r.txt", b"r")
     reader = make_engine(make_key(Permission.OBJECT | Permission.READ_ONLY).private)
     assert reader.objects.cat("shared/r.txt") == b"r"
-    assert reader.objects.share("shared/r.txt").url
+    assert reader.objects.share("shared/r.txt").id in {s.id for s in reader.objects.shares()}
     for call in (
         lambda: reader.objects.pipe("shared/w.txt", b"w"),
         lambda: reader.objects.zip("shared"),
