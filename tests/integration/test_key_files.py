@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 import dxflow
@@ -106,3 +107,28 @@ def test_other_key_files_say_what_to_do(booted: Booted, tmp_path: Path) -> None:
             dxflow.Engine(booted.url, key=given)
         cli = run_cli("ping", "--url", booted.url, "--key", given, check=False)
         assert cli.returncode == 1 and says in cli.stderr, cli.stderr
+
+
+def test_cli_key_update_changes_permissions_and_keeps_the_token(
+    booted: Booted, tmp_path: Path
+) -> None:
+    """`dxflow key update`, the way out a second `register` names: no token dies."""
+    key = ssh_keygen(tmp_path / "id_ivy", "ed25519")
+    run_cli("key", "register", f"{key}.pub", "--identity", "ivy", "--permissions", "PLATFORM",
+            "--home", booted.home)  # fmt: skip
+    try:
+        again = run_cli("key", "register", f"{key}.pub", "--identity", "ivy",
+                        "--home", booted.home, check=False)  # fmt: skip
+        assert again.returncode == 1 and "dxflow key update ivy" in again.stderr
+        token = run_cli("token", "--url", booted.url, "--key", key).stdout.strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{booted.url}/api/objects", headers=headers).status_code == 403
+        changed = run_cli("key", "update", "ivy", "--permissions", "PLATFORM,OBJECT",
+                          "--home", booted.home)  # fmt: skip
+        assert "OBJECT" in changed.stdout
+        whoami = httpx.get(f"{booted.url}/api/auth/whoami", headers=headers)
+        assert whoami.status_code == 200  # the token made before the update still works
+        assert set(whoami.json()["permissions"]) == {"PLATFORM", "OBJECT"}
+        assert httpx.get(f"{booted.url}/api/objects", headers=headers).status_code == 200
+    finally:
+        run_cli("key", "unregister", "ivy", "--home", booted.home)

@@ -87,3 +87,15 @@ def test_a_link_names_the_running_server_whatever_door_made_it(home: Path, sdk: 
                     link = engine.objects.share("r/result.txt")
         assert link.url is not None and link.url.startswith(booted.url + "/s/"), door
         assert _fetch(link.url) == b"forty-two\n", door
+
+
+def test_a_server_on_every_interface_names_this_machine() -> None:
+    """Nobody reaches 0.0.0.0 from elsewhere: the link names the machine instead."""
+    import socket
+
+    from dxflow._core._objects._shares import _reachable
+
+    name = socket.gethostname()
+    assert _reachable("http://0.0.0.0:7419") == f"http://{name}:7419"
+    assert _reachable("https://[::]:7419") == f"https://{name}:7419"
+    assert _reachable("http://127.0.0.1:7419") == "http://127.0.0.1:7419"
