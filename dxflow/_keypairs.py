@@ -170,10 +170,15 @@ def _read_key_file(path: Path) -> tuple[bytes, int | None]:
 
 
 def _parse_private(path: Path, data: bytes) -> RSAPrivateKey | Ed25519PrivateKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
     quoted = shlex.quote(str(path))
+    unsupported = (
+        f"{path}: only RSA and Ed25519 keys are supported; make one with "
+        "`dxflow key generate NAME --type ed25519` or `ssh-keygen -t ed25519`"
+    )
     try:
         if b"-----BEGIN OPENSSH PRIVATE KEY-----" in data:
             key: object = serialization.load_ssh_private_key(data, password=None)
@@ -185,13 +190,12 @@ def _parse_private(path: Path, data: bytes) -> RSAPrivateKey | Ed25519PrivateKey
             f"make a copy without one: cp {quoted} {quoted}.dxflow && "
             f"ssh-keygen -p -N '' -f {quoted}.dxflow (then use {path}.dxflow)"
         ) from None
+    except UnsupportedAlgorithm:  # a key type cryptography cannot load (a FIDO key, say)
+        raise ConfigError(unsupported) from None
     except ValueError:
         raise ConfigError(f"{path} is {_not_a_private_key(data)}") from None
     if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
-        raise ConfigError(
-            f"{path}: only RSA and Ed25519 keys are supported; make one with "
-            "`dxflow key generate NAME --type ed25519` or `ssh-keygen -t ed25519`"
-        )
+        raise ConfigError(unsupported)
     return key
 
 
