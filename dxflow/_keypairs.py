@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shlex
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -136,24 +138,75 @@ def parse_public_key(text: str) -> PublicKey:
 
 
 def load_private_key(path: str | os.PathLike[str]) -> PrivateKey:
-    """Load an unencrypted PEM private key (RSA or Ed25519)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-
+    """Load an unencrypted private key (RSA or Ed25519): PEM, or OpenSSH as `ssh-keygen`
+    writes it. A file that others may read is refused, as ssh refuses it."""
     path = Path(path).expanduser()
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the key file {path}: {exc.strerror}") from None
-    except (ValueError, TypeError):
-        raise ConfigError(f"{path} is not an unencrypted PEM private key") from None
-    if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
-        raise ConfigError(f"{path}: only RSA and Ed25519 keys are supported")
+    data, mode = _read_key_file(path)
+    key = _parse_private(path, data)
+    if mode is not None and mode & 0o077:
+        raise ConfigError(
+            f"the private key file {path} is readable by others (mode {mode:04o}) and is "
+            f"refused, as ssh refuses an unprotected private key file; make it private to "
+            f"you with: chmod 600 {shlex.quote(str(path))}"
+        )
     try:
         key_type, pem, fingerprint = _describe(key.public_key())
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return PrivateKey(path=path, key=key, public=PublicKey(pem, key_type, fingerprint))
+
+
+def _read_key_file(path: Path) -> tuple[bytes, int | None]:
+    """The file's bytes and, for a regular file, its permission bits (from the same open
+    file, so a chmod in between cannot slip past the check)."""
+    try:
+        with path.open("rb") as handle:
+            st = os.fstat(handle.fileno())
+            return handle.read(), stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a private key file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the key file {path}: {exc.strerror}") from None
+
+
+def _parse_private(path: Path, data: bytes) -> RSAPrivateKey | Ed25519PrivateKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    quoted = shlex.quote(str(path))
+    unsupported = (
+        f"{path}: only RSA and Ed25519 keys are supported; make one with "
+        "`dxflow key generate NAME --type ed25519` or `ssh-keygen -t ed25519`"
+    )
+    try:
+        if b"-----BEGIN OPENSSH PRIVATE KEY-----" in data:
+            key: object = serialization.load_ssh_private_key(data, password=None)
+        else:
+            key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:  # cryptography's word for "it has a passphrase"
+        raise ConfigError(
+            f"{path} is protected by a passphrase, and dxflow needs an unencrypted key; "
+            f"make a copy without one: cp {quoted} {quoted}.dxflow && "
+            f"ssh-keygen -p -N '' -f {quoted}.dxflow (then use {path}.dxflow)"
+        ) from None
+    except UnsupportedAlgorithm:  # a key type cryptography cannot load (a FIDO key, say)
+        raise ConfigError(unsupported) from None
+    except ValueError:
+        raise ConfigError(f"{path} is {_not_a_private_key(data)}") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        raise ConfigError(unsupported)
+    return key
+
+
+def _not_a_private_key(data: bytes) -> str:
+    text = data.lstrip()
+    if text.startswith((b"ssh-", b"-----BEGIN PUBLIC KEY", b"-----BEGIN RSA PUBLIC KEY")):
+        return "a public key: give the private half (the file without .pub)"
+    return (
+        "not an unencrypted PEM private key (nor an OpenSSH one); make a key pair with "
+        "`dxflow key generate NAME`"
+    )
 
 
 def generate_key_pair(

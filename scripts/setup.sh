@@ -4,13 +4,14 @@
 #   bash scripts/setup.sh [--dev] [--require-docker]
 #
 #   --dev             install the development extras too (pip -e ".[dev]") and, as root,
-#                     Debian's busybox-static (the tests build images from it), curl,
-#                     openssl, jq, wrk, docker-compose and nginx-light
+#                     curl, openssl, jq, wrk, docker-compose and nginx-light
 #   --require-docker  fail when no working Docker Engine can be had (default: warn)
 #
 # Steps: find Python >= 3.11 ($PYTHON, python3, python3.14 ... python3.11); make .venv;
 # pip-install the project (skipped while .venv/.dxflow-stamp matches pyproject.toml and
-# the mode); as root, create the unprivileged system user `dxflow` (host shells of keys
+# the mode); as root, install Debian's busybox-static where no static busybox is (the
+# main job and the tests build their images FROM scratch with it); as root, create the
+# unprivileged system user `dxflow` (host shells of keys
 # that are not MASTER run as it); make sure a Docker Engine answers, installing docker.io
 # and starting dockerd as root (scripts/start-dockerd.sh). Safe to re-run: a second run takes well under a second.
 set -euo pipefail
@@ -150,15 +151,18 @@ else
     echo "$HASH $MODE" >"$STAMP"
 fi
 
-# ---------------------------------------------------------------------------- 4. busybox (dev)
+# ---------------------------------------------------------------------------- 4. busybox, dev tools
+# The main job (scripts/run.sh) and the Docker tests build their images FROM scratch with
+# a static busybox: nothing is pulled from a registry.
+if [ -x /bin/busybox ] && [[ "$(LC_ALL=C ldd /bin/busybox 2>&1 || true)" == *"not a dynamic executable"* ]]; then
+    : # already a static busybox
+elif is_root && command -v apt-get >/dev/null 2>&1; then
+    # in a subshell: a failed install is a warning here (the main job then says what to do)
+    (apt_install busybox-static) || warn "could not install busybox-static (see above)"
+else
+    warn "the main job's image and the Docker tests need a static busybox; run: sudo apt-get install -y busybox-static"
+fi
 if [ "$DEV" = 1 ]; then
-    if [ -x /bin/busybox ] && [[ "$(LC_ALL=C ldd /bin/busybox 2>&1 || true)" == *"not a dynamic executable"* ]]; then
-        : # already a static busybox
-    elif is_root; then
-        apt_install busybox-static
-    else
-        warn "the Docker tests need a static busybox; run: sudo apt-get install -y busybox-static"
-    fi
     # Tools the test suite drives: the docs' shell examples (curl, openssl, jq), the HTTP
     # benchmark's load generator (wrk), the workflow benchmark's peer (docker-compose) and
     # the file benchmark's peer (nginx, from the package nginx-light).

@@ -74,7 +74,7 @@ class RestClient(httpx.Client):
 
 
 @pytest.fixture
-def server_url(app: Starlette) -> Iterator[str]:
+def server_url(app: Starlette, core: EngineCore) -> Iterator[str]:
     """The app served by uvicorn on 127.0.0.1 in a thread, as `dxflow boot up` serves it."""
     import socket
     import threading
@@ -94,7 +94,10 @@ def server_url(app: Starlette) -> Iterator[str]:
     thread.start()
     while not server.started:
         time.sleep(0.005)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    core.shares.base_url = url  # as `dxflow boot up` does: links name the address bound
+    yield url
+    core.shares.base_url = None
     server.should_exit = True
     thread.join(10)
 

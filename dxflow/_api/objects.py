@@ -39,6 +39,12 @@ Progress = Callable[[int, int | None], object] | None
 """Called with (bytes done, bytes in all) as a transfer goes."""
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 
+NO_SERVER = (
+    "share link made, but no engine server runs on this engine's home, so the link has "
+    "no URL yet (link.url is None): start one with `dxflow boot up` (on the same "
+    "DXFLOW_HOME); the link then works, and engine.objects.shares() lists it with its URL"
+)
+
 
 class AsyncObjectStore:
     def __init__(self, engine: AsyncEngineLike) -> None:
@@ -218,10 +224,20 @@ class AsyncObjectStore:
         max_uses: int | None = None, readable: bool = False,
     ) -> ShareLink:  # fmt: skip
         """A link to `path` that works without a key. A `writable` link is a drop box
-        (uploads only) unless `readable` too."""
+        (uploads only) unless `readable` too.
+
+        Its URL names the server that serves the engine's home. In-process with no server
+        running (no `dxflow boot up` on this home) the link has no URL yet, and a
+        `UserWarning` says so: it works, and `shares()` lists it with its URL, once one runs.
+        """
         link = await self._engine._call(ops.shares.CREATE, path=path,
                                         expires=parse_duration(expires), writable=writable,
                                         readable=readable, max_uses=max_uses)  # fmt: skip
+        if link.url is None:
+            import warnings
+
+            # Explicit: this runs on the engine's loop, whose frames mean nothing to a user.
+            warnings.warn_explicit(NO_SERVER, UserWarning, "dxflow", 0)
         return self._absolute(link)
 
     async def shares(self) -> list[ShareLink]:

@@ -110,9 +110,7 @@ def _object_services(
         raise ConfigError(f"storage settings: {exc}") from None
     objects = ObjectService(storage, Quota(storage.walker.open_root, quota), limits)
     secret = config.home.read_secret(config.home.token_secret)
-    scheme = "https" if config.tls else "http"
-    base_url = f"{scheme}://{config.host}:{config.port}"
-    shares = ShareService(state, objects, secret, base_url, keys, audit)
+    shares = ShareService(state, objects, secret, config.home, keys, audit)
     return objects, shares, UploadService(state, objects, config.upload_expiry)
 
 

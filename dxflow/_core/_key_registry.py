@@ -97,6 +97,17 @@ class KeyEvents:
                 log.exception("a key-change listener failed for %r", change.identity)
 
 
+def _registered(identity: str) -> str:
+    """The Conflict of a second register, with the ways out (none of them kills tokens
+    but rotate, which is what a new key means)."""
+    return (
+        f"identity {identity!r} is registered already; to change its permissions, run-as "
+        f"user or workflow policy: `dxflow key update {identity} --permissions ...` "
+        f"(engine.keys.update({identity!r}, permissions=...)); to give it a new key: "
+        f"`dxflow key rotate {identity} NEW.pub` (engine.keys.rotate)"
+    )
+
+
 def _parse(text: str) -> PublicKey:
     try:
         return parse_public_key(text)
@@ -156,12 +167,17 @@ class KeyRegistry:
     ) -> KeyRecord:
         with self._state.transaction() as db:
             if db.execute("SELECT 1 FROM keys WHERE identity = ?", (identity,)).fetchone():
-                raise Conflict(f"identity {identity!r} is registered already", identity=identity)
+                raise Conflict(_registered(identity), identity=identity)
             taken = db.execute(
                 "SELECT identity FROM keys WHERE fingerprint = ?", (public.fingerprint,)
             ).fetchone()
             if taken:
-                raise Conflict(f"this public key is registered already as {taken[0]!r}")
+                raise Conflict(
+                    f"this public key is registered already as {taken[0]!r}; to change what "
+                    f"it may do: `dxflow key update {taken[0]} --permissions ...` "
+                    f"(engine.keys.update({taken[0]!r}, permissions=...))",
+                    identity=taken[0],
+                )
             db.execute(
                 "INSERT INTO keys (identity, key_type, fingerprint, public_key, permissions,"
                 " created_at, rotated_at, run_as, workflow_policy)"

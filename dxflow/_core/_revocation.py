@@ -2,9 +2,10 @@
 
 The dispatcher opens every channel (a shell attach) and every stream (stats watch, logs
 follow, events, workflow up) and holds each here under a `Ticket` for its identity. When
-the key registry reports a change to that key (unregistered, rotated, updated), every
-ticket of the identity is revoked at once: a stream ends with the error as its last item;
-a channel's messages end with it and its input is refused.
+the key registry reports a change to that key (unregistered, rotated, or updated so that
+it may do less), every ticket of the identity is revoked at once: a stream ends with the
+error as its last item; a channel's messages end with it and its input is refused. An
+update that only adds permissions ends nothing: what was allowed stays allowed.
 
 Another engine process on the same home changes the keys table without telling this one.
 So a ticket also compares the key with the one it opened under: before every input, at
@@ -30,6 +31,7 @@ from typing import Any
 import anyio
 
 from .._exceptions import ApiError, PermissionDenied, Unauthenticated
+from .._permissions import Permission, check_permission
 from ._context import Context, Identity
 from ._key_registry import ChangeKind, KeyChange
 
@@ -59,6 +61,29 @@ def _kind(opened_as: Identity | None, current: Identity | None) -> ChangeKind:
     if current is None or opened_as is None:
         return "unregistered"
     return "rotated" if current.fingerprint != opened_as.fingerprint else "updated"
+
+
+_GRANTS = [(p, m) for p in (*Permission, None) for m in (False, True)]
+"""Every (permission an operation needs, whether it mutates) a check can be asked."""
+
+
+def still_admits(before: Identity | None, after: Identity | None) -> bool:
+    """`after` may do everything `before` could, as the same key: a call admitted under
+    `before` may go on. A new run-as user or workflow policy ends it (they change what
+    its shells and workflows are), as does a new key."""
+    if before is None or after is None:
+        return before is after
+    if (before.fingerprint, before.run_as, before.workflow_policy) != (
+        after.fingerprint,
+        after.run_as,
+        after.workflow_policy,
+    ):
+        return False
+    return all(
+        check_permission(after.permissions, p, m) is None
+        for p, m in _GRANTS
+        if check_permission(before.permissions, p, m) is None
+    )
 
 
 class Ticket:
@@ -104,7 +129,8 @@ class OpenCalls:
         with self._lock:
             tickets = list(self._tickets.get(change.identity, ()))
         for ticket in tickets:
-            ticket.revoke(_closing(change.identity, change.kind))
+            if change.kind != "updated" or not still_admits(ticket.opened_as, change.after):
+                ticket.revoke(_closing(change.identity, change.kind))
 
     def held(self, name: str) -> int:
         """How many channels and streams `name` holds open."""
@@ -118,10 +144,7 @@ class OpenCalls:
         ticket = Ticket(identity.name, current)
         # A change between admission and now (its event went out before this ticket
         # existed): the key the caller was admitted with is no longer the one registered.
-        if current is None or (current.fingerprint, current.permissions) != (
-            identity.fingerprint,
-            identity.permissions,
-        ):
+        if not still_admits(identity, current):
             ticket.revoke(_closing(identity.name, _kind(identity, current)))
         with self._lock:
             self._tickets.setdefault(identity.name, set()).add(ticket)
@@ -140,7 +163,7 @@ class OpenCalls:
         if ticket.error is None and self._lookup is not None and due:
             ticket._checked = time.monotonic()
             current = self._lookup(ticket.name)
-            if current != ticket.opened_as:
+            if not still_admits(ticket.opened_as, current):
                 ticket.revoke(_closing(ticket.name, _kind(ticket.opened_as, current)))
         if ticket.error is not None:
             raise ticket.error

@@ -126,8 +126,10 @@ def test_share_links(engine: Engine, data: bytes, server_url: str) -> None:
         engine.objects.revoke("no-such-share")
 
 
-def test_expired_links_are_gone(make_engine: EngineFactory, core: EngineCore, data: bytes) -> None:
-    engine = make_engine()
+def test_expired_links_are_gone(
+    make_engine: EngineFactory, core: EngineCore, data: bytes, server_url: str
+) -> None:
+    engine = make_engine()  # a server serves the home: links have a URL
     link = engine.objects.share("d/file name.bin", expires=0.2)
     time.sleep(0.3)
     token = link.url.rpartition("/s/")[2]

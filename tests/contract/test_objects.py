@@ -212,8 +212,8 @@ def test_symlinks_out_of_storage_are_refused(
 
 
 def test_read_only_keys_read_but_never_write(
-    make_engine: EngineFactory, make_key: KeyFactory, engine: Engine
-) -> None:
+    make_engine: EngineFactory, make_key: KeyFactory, engine: Engine, server_url: str
+) -> None:  # a server serves the home: links have a URL
     engine.objects.pipe("shared/r.txt", b"r")
     reader = make_engine(make_key(Permission.OBJECT | Permission.READ_ONLY).private)
     assert reader.objects.cat("shared/r.txt") == b"r"

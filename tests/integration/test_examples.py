@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import dxflow
+
+from .conftest import boot
+from .conftest import dxflow as run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +33,11 @@ def run_example(script: str, home: Path, timeout: float = 120, **env: str) -> st
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def read_url(home: Path) -> str:
+    """The URL the server booted on `home` bound (its runtime file)."""
+    return str(json.loads((home / "run" / "engine.json").read_text())["url"])
 
 
 def run_notebook(
@@ -67,6 +79,39 @@ def test_workflow_example(tmp_path: Path, docker_ready: None) -> None:
     assert "hello from the demo" in out
     assert "exec in web -> exit 0" in out
     assert "down and removed" in out
+
+
+@pytest.mark.docker
+def test_main_job_workflow(tmp_path: Path, docker_ready: None) -> None:
+    """The README's main job (scripts/run.sh): its Python part on a booted engine, twice."""
+    home = tmp_path / "home"
+    name = f"hello{os.getpid()}"
+    boot(home)
+    try:
+        first = run_example("workflow/hello.py", home, 600, HELLO_NAME=name)
+        assert f"created workflow {name}: services web, worker" in first
+        assert "healthy    web" in first and f"status of {name}: running" in first
+        assert "worker | worker: fetch 1 ok" in first
+        assert "it serves: report " in first  # the share link was fetched over HTTP
+        assert "exit code 0" in first and "report.txt" in first  # the shell's command
+        again = run_example("workflow/hello.py", home, 600, HELLO_NAME=name)
+        assert f"workflow {name} exists: updated" in again and "it serves: report " in again
+        with dxflow.Engine.from_home(home) as engine:
+            status = engine.workflows.get(name).status()
+            assert status.state == "running"  # left running, as the main job promises
+            assert engine.shells.get(f"{name}-shell").info.state == "running"
+            links = [s for s in engine.objects.shares() if s.path == f"{name}/report.txt"]
+            assert len(links) == 2  # one per run, each naming the server that runs
+            assert all(str(s.url).startswith(read_url(home) + "/s/") for s in links)
+    finally:
+        with dxflow.Engine.from_home(home) as engine:
+            with contextlib.suppress(dxflow.NotFound):
+                engine.shells.get(f"{name}-shell").remove()
+            with contextlib.suppress(dxflow.NotFound):
+                wf = engine.workflows.get(name)
+                wf.down(volumes=True)
+                wf.remove()
+        run_cli("boot", "down", "--home", home, check=False)
 
 
 @pytest.mark.docker

@@ -12,7 +12,7 @@ import pytest
 from dxflow import InvalidRequest, PermissionDenied, Unauthenticated
 from dxflow._core._context import Context, Identity
 from dxflow._core._key_registry import KeyChange
-from dxflow._core._revocation import OpenCalls
+from dxflow._core._revocation import OpenCalls, still_admits
 from dxflow._permissions import Permission
 
 ALICE = Identity("alice", Permission.PLATFORM, "fp-1")
@@ -122,7 +122,8 @@ def test_a_guarded_channel_ends_and_refuses_input() -> None:
             messages = guarded.messages()
             assert await messages.__anext__() == {"type": "hello"}
             await guarded.deliver(b"typed")
-            calls.key_changed(KeyChange("alice", "updated", ALICE))
+            narrowed = Identity("alice", Permission.OBJECT, "fp-1")  # PLATFORM taken away
+            calls.key_changed(KeyChange("alice", "updated", narrowed))
             with anyio.fail_after(30), pytest.raises(PermissionDenied):
                 await messages.__anext__()
             with pytest.raises(PermissionDenied):
@@ -159,3 +160,42 @@ def test_a_reader_may_wait_in_scopes_of_its_own_and_leave_early() -> None:
 
     assert anyio.run(main) == [0, 1, 2]
     assert closed == ["closed"] and calls.held("alice") == 0
+
+
+def test_an_update_that_takes_nothing_away_ends_nothing() -> None:
+    """Widening a key (or an update that changes nothing) leaves its open calls alone."""
+    registry = Registry()
+    calls = OpenCalls(registry.lookup)
+    link = Link()
+    wider = Identity("alice", Permission.PLATFORM | Permission.OBJECT, "fp-1")
+
+    async def main() -> None:
+        with calls.channel(Context(ALICE), link) as guarded:
+            messages = guarded.messages()
+            assert await messages.__anext__() == {"type": "hello"}
+            calls.key_changed(KeyChange("alice", "updated", ALICE))
+            registry.keys["alice"] = wider  # the key table, as another process sees it
+            calls.key_changed(KeyChange("alice", "updated", wider))
+            calls.check(guarded._ticket, now=True)  # a look at the key table: still fine
+            await guarded.deliver(b"still typing")
+            await messages.aclose()
+
+    anyio.run(main)
+    assert link.delivered == [b"still typing"]
+
+
+@pytest.mark.parametrize(
+    ("after", "admits"),
+    [
+        (Identity("alice", Permission.PLATFORM | Permission.SHELL, "fp-1"), True),
+        (Identity("alice", Permission.MASTER, "fp-1"), True),
+        (Identity("alice", Permission.PLATFORM | Permission.READ_ONLY, "fp-1"), False),
+        (Identity("alice", Permission.SHELL, "fp-1"), False),
+        (Identity("alice", Permission.PLATFORM, "fp-2"), False),  # rotated
+        (Identity("alice", Permission.PLATFORM, "fp-1", run_as="nobody"), False),
+        (Identity("alice", Permission.PLATFORM, "fp-1", workflow_policy="restricted"), False),
+        (None, False),  # unregistered
+    ],
+)
+def test_still_admits(after: Identity | None, admits: bool) -> None:
+    assert still_admits(ALICE, after) is admits

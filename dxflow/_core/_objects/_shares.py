@@ -13,6 +13,12 @@ or taking OBJECT from it, revokes its links; READ_ONLY revokes its writable ones
 writable link is a drop box, upload only, unless it was made `readable`. Every creation,
 every use and every refused use is audited: a use as the identity `share:<id>`, with the
 link's id as target, never its token.
+
+A link's URL is the address of the server that serves this home: the one this core runs
+in (`dxflow boot up` sets `base_url` to the address it bound, port 0 included), or, for a
+core in a notebook's process, the server another process runs on the same home, as its
+runtime file records it. With no server anywhere the link exists but has no URL yet: it
+works, and lists with one, once `dxflow boot up` serves the home.
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ import base64
 import hashlib
 import hmac
 import secrets
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from ..._config import Home
 from ..._exceptions import ApiError, Gone, InvalidRequest, NotFound, PermissionDenied
 from ..._models import ObjectInfo, ShareCreate, ShareLink, ShareList, ShareRef, ShareToken
 from ..._operations import OPERATIONS
 from ..._permissions import Permission, check_permission
+from ..._server_runtime import read_runtime
 from .._audit import AuditLog
 from .._context import Context
 from .._handlers import handles
@@ -51,11 +60,13 @@ class ShareService:
         state: State,
         store: ObjectService,
         secret: bytes,
-        base_url: str,
+        home: Home,
         keys: KeyRegistry,
         audit: AuditLog,
     ) -> None:
-        self.base_url = base_url
+        self.base_url: str | None = None
+        """Set by the server this core runs in: the address it bound."""
+        self._home = home
         self._state = state
         self._store = store
         self._keys = keys
@@ -66,22 +77,31 @@ class ShareService:
         mac = hmac.new(self._key, share_id.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac[:24]).decode().rstrip("=")
 
-    def _url(self, share_id: str) -> str:
-        """The link: the engine's address and the `shares.read` path of the table."""
+    def _address(self) -> str | None:
+        """Where the server serving this home answers (None: no server runs on it)."""
+        if self.base_url:
+            return _reachable(self.base_url)
+        runtime = read_runtime(self._home)
+        return _reachable(str(runtime["url"])) if runtime and runtime.get("url") else None
+
+    def _url(self, share_id: str, address: str | None) -> str | None:
+        """The link: the server's address and the `shares.read` path of the table."""
+        if address is None:
+            return None
         token = f"{share_id}.{self._sign(share_id)}"
-        return self.base_url + OPERATIONS["shares.read"].path.replace("{token}", token)
+        return address + OPERATIONS["shares.read"].path.replace("{token}", token)
 
     def _signed(self, token: str) -> bool:
         share_id, _, signature = token.partition(".")
         return hmac.compare_digest(signature.encode(), self._sign(share_id).encode())
 
-    def _info(self, row: Any, ctx: Context | None) -> ShareLink:
+    def _info(self, row: Any, ctx: Context | None, address: str | None) -> ShareLink:
         # The URL is the credential: only the identity that made the link sees it.
         mine = ctx is None or (ctx.identity is not None and ctx.identity.name == row["created_by"])
         return ShareLink(
             id=row["id"],
             path=row["path"],
-            url=self._url(row["id"]) if mine else None,
+            url=self._url(row["id"], address) if mine else None,
             writable=bool(row["writable"]),
             readable=bool(row["readable"]),
             expires_at=_when(row["expires_at"]),
@@ -132,7 +152,7 @@ class ShareService:
         mode = ("rw" if readable else "w") if request.writable else "r"
         self._audit.record(ctx, "shares.create", "ok", target=share_id,
                            detail=f"{mode} {request.path}")  # fmt: skip
-        return self._info(self._row(share_id), ctx)
+        return self._info(self._row(share_id), ctx, self._address())
 
     @handles("shares.list")
     def list(self, ctx: Context, request: None) -> ShareList:
@@ -143,13 +163,14 @@ class ShareService:
             rows = self._state.query(
                 "SELECT * FROM shares WHERE created_by = ? ORDER BY created_at DESC", (name,)
             )
-        return ShareList(shares=[self._info(row, ctx) for row in rows])
+        address = self._address()
+        return ShareList(shares=[self._info(row, ctx, address) for row in rows])
 
     @handles("shares.revoke")
     def revoke(self, ctx: Context, request: ShareRef) -> ShareLink:
         self._own(ctx, request.id)
         self._state.execute("UPDATE shares SET revoked = 1 WHERE id = ?", (request.id,))
-        return self._info(self._row(request.id), ctx)
+        return self._info(self._row(request.id), ctx, self._address())
 
     def key_changed(self, change: KeyChange) -> None:
         """The key registry's listener: a link dies with the key that made it."""
@@ -269,3 +290,12 @@ class ShareService:
             raise
         self._used(ctx, "shares.write", request.token)
         return info
+
+
+def _reachable(url: str) -> str:
+    """`url` with a wildcard host (a server bound to every interface) replaced by this
+    machine's name: nobody reaches 0.0.0.0 from elsewhere."""
+    for wildcard in ("://0.0.0.0:", "://[::]:"):
+        if wildcard in url:
+            return url.replace(wildcard, f"://{socket.gethostname()}:", 1)
+    return url
