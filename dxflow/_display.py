@@ -248,7 +248,8 @@ def summary_of(value: object) -> str | None:
     view = _view(value)
     if view is None:
         return None
-    return clip(f"<{type(value).__name__} {view.summary(value)}>")
+    head = f"<{type(value).__name__} "
+    return head + clip(view.summary(value), SUMMARY_WIDTH - len(head) - 1) + ">"
 
 
 def text_of(value: object) -> str | None:
