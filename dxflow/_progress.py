@@ -74,8 +74,9 @@ class Progress:
     def _reset(self) -> None:
         self.done = 0
         self.total: int | None = None
-        self.containers: dict[str, tuple[str, str]] = {}
-        """container (or service) -> (action, detail) of its latest event."""
+        self.containers: dict[str, list[str]] = {}
+        """container (or a service without one yet) -> [service, action, detail] of its
+        latest event."""
         self.message = ""
         self.finished = False
         self._started = time.monotonic()
@@ -111,11 +112,18 @@ class Progress:
             )
             self._show(final=True, line=str(event))
             return
-        who = event.container or event.service or event.workflow
         detail = event.detail or ""
         if event.exit_code is not None:
             detail = f"exit {event.exit_code} {detail}".strip()
-        self.containers[who] = (event.action, detail)
+        if event.container:
+            self.containers.pop(event.service, None)  # its build row, now a container's
+            self.containers[event.container] = [event.service or "", event.action, detail]
+        elif event.service:  # `healthy`, `build`: every container of the service
+            rows = [r for r in self.containers.values() if r[0] == event.service]
+            for row in rows or [self.containers.setdefault(event.service, [event.service])]:
+                row[1:] = [event.action, detail]
+        else:  # the project's network or volume
+            self.message = f"{event.action} {detail}".strip()
         self._show(final=False, line=str(event))
 
     def _archive(self, event: Any) -> None:
@@ -153,16 +161,18 @@ class Progress:
                 f"{human_bytes(self.done)} / {human_bytes(self.total)}  "
                 f"{human_bytes(rate)}/s{eta}")  # fmt: skip
 
-    def rows(self) -> list[tuple[str, str, str]]:
-        """(container, latest action, detail), one per container, in order of appearance."""
-        return [(who, action, detail) for who, (action, detail) in self.containers.items()]
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(container, service, latest action, detail), one per container, in order of
+        appearance."""
+        return [(who, service, action, detail)
+                for who, (service, action, detail) in self.containers.items()]  # fmt: skip
 
     def text(self) -> str:
         if not self.containers:
             return self.bar_text()
         width = max(len(who) for who in self.containers)
-        lines = [f"{who.ljust(width)}  {action:<10} {detail}".rstrip() for who, action, detail
-                 in self.rows()]  # fmt: skip
+        lines = [f"{who.ljust(width)}  {action:<10} {detail}".rstrip()
+                 for who, _, action, detail in self.rows()]  # fmt: skip
         if self.description:
             lines.insert(0, self.description)
         return "\n".join(lines + ([self.message] if self.message else []))
@@ -171,10 +181,11 @@ class Progress:
         e = html.escape
         head = f"<b>{e(self.description)}</b>" if self.description else ""
         if self.containers:
-            rows = "".join(f"<tr><td>{e(w)}</td><td>{e(a)}</td><td>{e(d)}</td></tr>"
-                           for w, a, d in self.rows())  # fmt: skip
-            body = (f'<table class="dxflow"><thead><tr><th>container</th><th>state</th>'
-                    f"<th>detail</th></tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
+            rows = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>"
+                           for row in self.rows())  # fmt: skip
+            head_row = "".join(f"<th>{h}</th>" for h in ("container", "service", "state", "detail"))
+            body = (f'<table class="dxflow"><thead><tr>{head_row}</tr></thead>'
+                    f"<tbody>{rows}</tbody></table>")  # fmt: skip
             if self.message:
                 body += f"<div>{e(self.message)}</div>"
         elif self.total or self.done or self.message:
@@ -189,8 +200,11 @@ class Progress:
     # -- where it shows -----------------------------------------------------------------
 
     def _display(self) -> Any:
-        shown = _ipython_display()
-        return shown.display(shown.HTML(self.html()), display_id=True)
+        return _ipython_display().display(self._bundle(), raw=True, display_id=True)
+
+    def _bundle(self) -> dict[str, str]:
+        """HTML, with the terminal's text for frontends that show text only."""
+        return {"text/html": self.html(), "text/plain": self.text()}
 
     def _show(self, final: bool, line: str | None = None) -> None:
         self.finished = final
@@ -202,7 +216,7 @@ class Progress:
             return
         self._drawn = now
         if self.mode == "notebook":
-            self._handle.update(_ipython_display().HTML(self.html()))
+            self._handle.update(self._bundle(), raw=True)
         else:
             self._redraw(final)
 

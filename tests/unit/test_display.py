@@ -358,20 +358,25 @@ def test_progress_on_a_terminal_redraws_one_line_with_eta() -> None:
     assert out.getvalue().endswith("\n") and progress.finished
 
 
+def _event(action: str, container: str | None = None, service: str | None = None) -> Any:
+    return WorkflowEvent(time=NOW, workflow="demo", action=action, container=container,  # type: ignore[arg-type]
+                         service=service)  # fmt: skip
+
+
 def test_progress_of_up_keeps_one_row_per_container() -> None:
     out = io.StringIO()
     progress = Progress(file=out, mode="terminal", interval=0)
-
-    def event(action: str, container: str | None, **kw: Any) -> WorkflowEvent:
-        return WorkflowEvent(time=NOW, workflow="demo", action=action, container=container, **kw)  # type: ignore[arg-type]
-
-    for action, who in (("creating", "demo-db-1"), ("creating", "demo-web-1"),
-                        ("started", "demo-db-1"), ("healthy", "demo-db-1"),
-                        ("started", "demo-web-1")):  # fmt: skip
-        progress(event(action, who))
-    assert progress.rows() == [("demo-db-1", "healthy", ""), ("demo-web-1", "started", "")]
-    assert "\x1b[1F" in out.getvalue()  # the block of two lines is redrawn in place
-    progress(event("done", None))
+    progress(_event("network"))  # the project's own: a line, not a row
+    progress(_event("build", service="web"))
+    for action, who in (("creating", "db"), ("creating", "web"), ("started", "db"),
+                        ("started", "web")):  # fmt: skip
+        progress(_event(action, f"demo-{who}-1", who))
+    progress(_event("healthy", service="db"))  # Docker's health: the service's containers
+    assert progress.rows() == [
+        ("demo-db-1", "db", "healthy", ""), ("demo-web-1", "web", "started", "")
+    ]  # fmt: skip
+    assert "\x1b[2F" in out.getvalue()  # the block (two rows, a message) is redrawn in place
+    progress(_event("done"))
     assert progress.finished and out.getvalue().endswith("demo: done\x1b[K\n")
 
 
@@ -383,26 +388,31 @@ def test_progress_of_up_as_plain_lines_prints_each_event() -> None:
 
 
 def test_progress_in_jupyter_updates_one_display(monkeypatch: pytest.MonkeyPatch) -> None:
-    shown: list[str] = []
+    shown: list[dict[str, str]] = []
 
     class Handle:
-        def update(self, html: Any) -> None:
-            shown.append(html.data)
+        def update(self, bundle: dict[str, str], raw: bool) -> None:
+            shown.append(bundle)
 
-    fake = types.SimpleNamespace(
-        HTML=lambda data: types.SimpleNamespace(data=data),
-        display=lambda html, display_id: (shown.append(html.data), Handle())[1],
+    def display(bundle: dict[str, str], raw: bool, display_id: bool) -> Handle:
+        assert raw and display_id
+        shown.append(bundle)
+        return Handle()
+
+    monkeypatch.setattr(
+        _progress, "_ipython_display", lambda: types.SimpleNamespace(display=display)
     )
-    monkeypatch.setattr(_progress, "_ipython_display", lambda: fake)
     monkeypatch.setattr(_progress, "_in_notebook", lambda: True)
     progress = Progress(interval=0)
-    assert progress.mode == "notebook" and "waiting" in shown[0]
+    assert progress.mode == "notebook" and "waiting" in shown[0]["text/html"]
     progress(50, 100)
     progress(100, 100)
-    assert len(shown) == 3 and '<progress value="1.000"' in shown[-1] and "100%" in shown[-1]
-    progress(WorkflowEvent(time=NOW, workflow="demo", action="started", container=EVIL))
+    assert len(shown) == 3 and '<progress value="1.000"' in shown[-1]["text/html"]
+    assert shown[-1]["text/plain"].startswith("[##############################] 100%")
+    progress(_event("started", EVIL, "web"))
     assert len(shown) == 5  # a second run: a new display, then its update
-    assert "<table" in shown[-1] and "&lt;script&gt;" in shown[-1] and "<script>" not in shown[-1]
+    page = shown[-1]["text/html"]
+    assert "<table" in page and "&lt;script&gt;" in page and "<script>" not in page
 
 
 def test_progress_true_is_a_ready_display() -> None:
