@@ -243,6 +243,21 @@ def _view(value: object) -> View | None:
     return None
 
 
+def _safe(render: Callable[[object], str | None]) -> Callable[[object], str | None]:
+    """A look that fails (a half-built model, a debugger's view of one) falls back to
+    pydantic's instead of raising from repr()."""
+
+    def safe(value: object) -> str | None:
+        try:
+            return render(value)
+        except Exception:
+            return None
+
+    safe.__doc__, safe.__name__ = render.__doc__, render.__name__
+    return safe
+
+
+@_safe
 def summary_of(value: object) -> str | None:
     """`<Class summary>`, one line; None when the class has no view."""
     view = _view(value)
@@ -252,6 +267,7 @@ def summary_of(value: object) -> str | None:
     return head + clip(view.summary(value), SUMMARY_WIDTH - len(head) - 1) + ">"
 
 
+@_safe
 def text_of(value: object) -> str | None:
     """What print() shows; None when the class has no view."""
     view = _view(value)
@@ -266,6 +282,7 @@ def text_of(value: object) -> str | None:
     return summary_of(value)
 
 
+@_safe
 def html_of(value: object) -> str | None:
     """What Jupyter shows; None when the class has no view (Jupyter then uses the repr)."""
     view = _view(value)

@@ -418,3 +418,24 @@ def test_progress_in_jupyter_updates_one_display(monkeypatch: pytest.MonkeyPatch
 def test_progress_true_is_a_ready_display() -> None:
     assert isinstance(_progress.as_progress(True), Progress)
     assert _progress.as_progress(False) is None and _progress.as_progress(print) is print
+
+
+def test_a_view_follows_the_class_name_so_new_models_need_no_import() -> None:
+    """`WorkflowTop` (from the workflow core's branch) looks like `docker compose top`."""
+    from dxflow.models import Response
+
+    class ContainerTop(Response):
+        container: str
+        service: str
+        titles: list[str]
+        processes: list[list[str]]
+
+    class WorkflowTop(Response):
+        containers: list[ContainerTop]
+
+    top = WorkflowTop(containers=[ContainerTop(container="demo-web-1", service="web",
+                                               titles=["PID", "CMD"],
+                                               processes=[["1", EVIL]])])  # fmt: skip
+    assert repr(top) == "<WorkflowTop 1 processes in 1 containers>"
+    assert str(top).split("\n") == ["demo-web-1 (web)", "PID  CMD", f"1    {EVIL}"]
+    assert "&lt;script&gt;" in top._repr_html_()
