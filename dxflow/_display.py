@@ -279,7 +279,7 @@ def text_of(value: object) -> str | None:
         return blocks_text(view.blocks(value))
     if view.row is not None:
         return blocks_text([Block([view.row(value)], view.columns)])
-    return summary_of(value)
+    return view.summary(value)
 
 
 @_safe
@@ -326,7 +326,7 @@ class Listing(list[T]):
 
 # -- log lines ------------------------------------------------------------------------------
 
-_PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+_PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
 def service_colour(service: str) -> str:
