@@ -77,9 +77,10 @@ def _status(services: int = 2) -> WorkflowStatus:
 
 
 def _objects(count: int = 2) -> list[ObjectInfo]:
+    modified = datetime.now(UTC) - timedelta(minutes=3, seconds=10)  # "3 minutes ago" now
     return [
         ObjectInfo(path=f"data/{EVIL}{i}.csv", name=f"{EVIL}{i}.csv", type="file",
-                   size=1536 * (i + 1), modified=datetime.now(UTC) - timedelta(minutes=3, seconds=10))
+                   size=1536 * (i + 1), modified=modified)
         for i in range(count)
     ]  # fmt: skip
 
