@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ._api.workflows import AsyncWorkflow, Workflow
     from ._filesystem import DxflowFileSystem
     from ._keypairs import KeyPair, generate_key_pair
+    from ._progress import Progress
 
 __all__ = [
     "DEFAULT_PERMISSIONS",
@@ -80,6 +81,7 @@ __all__ = [
     "PayloadTooLarge",
     "Permission",
     "PermissionDenied",
+    "Progress",
     "RangeNotSatisfiable",
     "RequestTimeout",
     "Shell",
@@ -109,6 +111,7 @@ _LAZY = {
     "Workflow": "dxflow._api.workflows",
     "KeyPair": "dxflow._keypairs",
     "generate_key_pair": "dxflow._keypairs",
+    "Progress": "dxflow._progress",
 }
 
 

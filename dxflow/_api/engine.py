@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from .. import _operations as ops
+from .._display import Listing
 from .._durations import since_datetime
 from .._models import AuditRecord, EngineInfo, EngineStats, Health, Pong, Response, Token, WhoAmI
 from .._operations import Operation
@@ -146,7 +147,7 @@ class AsyncEngine(EngineBase):
         limit: int = 100,
     ) -> list[AuditRecord]:
         params = _audit_params(since, identity, operation, limit)
-        return (await self._call(ops.audit.LIST, **params)).records
+        return Listing((await self._call(ops.audit.LIST, **params)).records)  # a table in Jupyter
 
     async def aclose(self) -> None:
         """Close the transport (and an in-process core); later calls raise EngineClosed."""

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import _operations as ops
+from .._display import Listing
 from .._keypairs import KeyPair, KeyType, generate_key_pair
 from .._models import KeyInfo
 from .._permissions import DEFAULT_PERMISSIONS, Permission
@@ -69,7 +70,7 @@ class AsyncKeys(_KeyGeneration):
         self._engine = engine
 
     async def list(self) -> list[KeyInfo]:
-        return (await self._engine._call(ops.keys.LIST)).keys
+        return Listing((await self._engine._call(ops.keys.LIST)).keys)  # a table in Jupyter
 
     async def get(self, identity: str) -> KeyInfo:
         return await self._engine._call(ops.keys.GET, identity=identity)

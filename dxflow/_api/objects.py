@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 import anyio
 
 from .. import _operations as ops
+from .._display import Listing
 from .._durations import parse_duration
 from .._exceptions import NotFound
 from .._models import (
@@ -25,6 +26,7 @@ from .._models import (
     ObjectResult,
     ShareLink,
 )
+from .._progress import as_progress
 from .._transports._files import is_special
 from .._wire import CHUNK
 from ._base import Blocking
@@ -37,6 +39,8 @@ __all__ = ["AsyncObjectStore", "ObjectStore", "Progress"]
 
 Progress = Callable[[int, int | None], object] | None
 """Called with (bytes done, bytes in all) as a transfer goes."""
+ProgressArg = Progress | bool
+"""A `Progress`, or True for a ready display (`dxflow.Progress()`)."""
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 
 NO_SERVER = (
@@ -64,7 +68,8 @@ class AsyncObjectStore:
         self, path: str = "", pattern: str | None = None, depth: int = 1,
         hidden: bool = False, limit: int | None = None, offset: int = 0,
     ) -> list[ObjectInfo]:  # fmt: skip
-        return (await self.listing(path, pattern, depth, hidden, limit, offset)).items
+        """A list that shows as a table (`ls -l`) in Jupyter and print()."""
+        return Listing((await self.listing(path, pattern, depth, hidden, limit, offset)).items)
 
     async def info(self, path: str) -> ObjectInfo:
         return await self._engine._call(ops.objects.INFO, path=path)
@@ -92,8 +97,11 @@ class AsyncObjectStore:
         items = [{"path": p, "start": s, "end": e} for p, s, e in ranges]
         return list((await self._engine._call(ops.objects.RANGES, ranges=items)).data)
 
-    async def get(self, path: str, dst: str | os.PathLike[str], progress: Progress = None) -> Path:
+    async def get(
+        self, path: str, dst: str | os.PathLike[str], progress: ProgressArg = None
+    ) -> Path:
         """Download a file, or a directory recursively, to `dst`."""
+        progress = as_progress(progress)
         target = Path(dst).expanduser()
         info = await self.info(path)
         if info.type == "directory":
@@ -139,9 +147,10 @@ class AsyncObjectStore:
                                           overwrite=overwrite, size=len(data))  # fmt: skip
 
     async def put(
-        self, src: Source, path: str, overwrite: bool = False, progress: Progress = None
+        self, src: Source, path: str, overwrite: bool = False, progress: ProgressArg = None
     ) -> ObjectInfo:
         """Upload a local file or directory (recursively), a binary file object or bytes."""
+        progress = as_progress(progress)
         if isinstance(src, bytes | bytearray):
             return await self.pipe(path, bytes(src), overwrite)
         if not isinstance(src, str | os.PathLike):
@@ -297,16 +306,16 @@ class ObjectStore(Blocking[AsyncObjectStore]):
     def cat_ranges(self, ranges: Iterable[tuple[str, int, int]]) -> list[bytes]:
         return self._run(self._async.cat_ranges, ranges)
 
-    def get(self, path: str, dst: str | os.PathLike[str], progress: Progress = None) -> Path:
-        return self._run(self._async.get, path, dst, progress)
+    def get(self, path: str, dst: str | os.PathLike[str], progress: ProgressArg = None) -> Path:
+        return self._run(self._async.get, path, dst, as_progress(progress))
 
     def pipe(self, path: str, data: bytes, overwrite: bool = True) -> ObjectInfo:
         return self._run(self._async.pipe, path, data, overwrite)
 
     def put(
-        self, src: Source, path: str, overwrite: bool = False, progress: Progress = None
+        self, src: Source, path: str, overwrite: bool = False, progress: ProgressArg = None
     ) -> ObjectInfo:
-        return self._run(self._async.put, src, path, overwrite, progress)
+        return self._run(self._async.put, src, path, overwrite, as_progress(progress))
 
     def mkdir(self, path: str, parents: bool = True) -> ObjectInfo:
         return self._run(self._async.mkdir, path, parents)

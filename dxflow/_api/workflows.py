@@ -14,7 +14,6 @@ from .._models import (
     ComposeProjectSummary,
     EnvExplanation,
     ExecResult,
-    LogLine,
     Response,
     ServiceStatus,
     WorkflowEvent,
@@ -24,6 +23,7 @@ from .._models import (
 )
 from .._operations import Operation
 from ._base import Blocking
+from ._logs import AsyncLogs, Logs
 from .shells import AsyncShell, AsyncShells, Shell
 
 if TYPE_CHECKING:
@@ -204,10 +204,12 @@ class AsyncWorkflow:
         tail: int | None = None,
         since: datetime | None = None,
         timestamps: bool = False,
-    ) -> AsyncIterator[LogLine]:
-        return self._engine._stream(ops.workflows.LOGS, name=self.name, service=service,
-                                    follow=follow, tail=tail, since=since,
-                                    timestamps=timestamps)  # fmt: skip
+    ) -> AsyncLogs:
+        """Log lines: `async for` them, or `await` them for a list that shows in Jupyter."""
+        lines = self._engine._stream(ops.workflows.LOGS, name=self.name, service=service,
+                                     follow=follow, tail=tail, since=since,
+                                     timestamps=timestamps)  # fmt: skip
+        return AsyncLogs(lines, follow, f"workflow {self.name}")
 
     def events(self, since: datetime | None = None) -> AsyncIterator[WorkflowEvent]:
         return self._engine._stream(ops.workflows.EVENTS, name=self.name, since=since)
@@ -359,8 +361,10 @@ class Workflow(Blocking[AsyncWorkflow]):
         tail: int | None = None,
         since: datetime | None = None,
         timestamps: bool = False,
-    ) -> Iterator[LogLine]:
-        return self._runner.iterate(self._async.logs(service, follow, tail, since, timestamps))
+    ) -> Logs:
+        """Log lines: iterate them; in Jupyter they show as `docker compose logs` prints them."""
+        lines = self._runner.iterate(self._async.logs(service, follow, tail, since, timestamps))
+        return Logs(lines, follow, f"workflow {self.name}")
 
     def events(self, since: datetime | None = None) -> Iterator[WorkflowEvent]:
         return self._runner.iterate(self._async.events(since))

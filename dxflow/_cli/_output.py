@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .._display import human_bytes
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -23,16 +25,6 @@ def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
     else:
         text = json.dumps([item.model_dump(mode="json") for item in value], indent=2)
     click.echo(text)
-
-
-def human_bytes(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError
 
 
 def _cell(value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,18 @@ def _text(outputs: list[Any]) -> str:
     return "".join(str(o.get("text", "")) + str(o.get("data", {})) for o in outputs)
 
 
+def _html(outputs: list[Any]) -> list[str]:
+    """The HTML each output shows (after nbclient applied the updates of live displays)."""
+    return [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+
+
+def _assert_shows_tables_not_reprs(outputs: list[Any]) -> None:
+    """What a person sees: tables, never a pydantic repr or a PEM block."""
+    text = _text(outputs)
+    assert not re.search(r"\b(Workflow\w*|Service\w*|Object\w*|Shell\w*|Key\w*)\(", text), text
+    assert "BEGIN" not in text and "<generator object" not in text
+
+
 def test_quickstart_example(tmp_path: Path) -> None:
     out = run_example("quickstart.py", tmp_path / "home")
     assert "in-process engine dxf-" in out
@@ -120,6 +133,18 @@ def test_workflows_notebook(
 ) -> None:
     outputs = run_notebook("workflows.ipynb", tmp_path / "home", monkeypatch, 300)
     assert any("hello from the demo" in str(o.get("data", {})) for o in outputs)
+    _assert_shows_tables_not_reprs(outputs)
+    pages = _html(outputs)
+    status = [
+        p for p in pages if "workflow notebook-demo: " in p
+    ]  # running (partial before wfcore)
+    assert status and '<table class="dxflow">' in status[0] and "notebook-demo-web-1" in status[0]
+    assert "running (healthy)" in status[0] and "exited (0)" in status[0]
+    progress = [p for p in pages if "dxflow-progress" in p]  # the live display, last state
+    assert progress and "notebook-demo-worker-1" in progress[0] and "done" in progress[0]
+    assert any("<pre" in p and "preparing" in p for p in pages)  # wf.logs(service="init")
+    assert any("exit code 0" in p and "hello from the demo" in p for p in pages)  # wf.exec
+    assert any("mem usage / limit" in p for p in pages)  # wf.stats()
 
 
 def test_objects_example(tmp_path: Path) -> None:
@@ -131,9 +156,17 @@ def test_objects_example(tmp_path: Path) -> None:
 
 
 def test_objects_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = _text(run_notebook("objects.ipynb", tmp_path / "home", monkeypatch))
-    assert "summary of 5 days written" in text
-    assert "entries zipped" in text and "cleaned up" in text
+    for _ in range(2):  # running it again in the same home works
+        outputs = run_notebook("objects.ipynb", tmp_path / "home", monkeypatch)
+        text = _text(outputs)
+        assert "summary of 5 days written" in text
+        assert "entries zipped" in text and "cleaned up" in text
+        _assert_shows_tables_not_reprs(outputs)
+        pages = _html(outputs)
+        listing = [p for p in pages if "day0.csv" in p and "<table" in p]
+        assert listing and listing[0].count("<tr>") == 1 + 5 and " B</td>" in listing[0]
+        assert any("dxflow-progress" in p and "100%" in p for p in pages)  # put(progress=True)
+        assert any("<th>url</th>" in p and "/s/" in p for p in pages)  # the share link
 
 
 def test_shells_example(tmp_path: Path) -> None:
@@ -145,9 +178,17 @@ def test_shells_example(tmp_path: Path) -> None:
 
 
 def test_shells_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = _text(run_notebook("shells.ipynb", tmp_path / "home", monkeypatch))
-    assert "[0, 1, 127]" in text and "you said: forty-two" in text
-    assert "text/html" in text and "exit code 3" in text
+    for _ in range(2):  # running it again in the same home works
+        outputs = run_notebook("shells.ipynb", tmp_path / "home", monkeypatch)
+        text = _text(outputs)
+        assert "[0, 1, 127]" in text and "you said: forty-two" in text
+        assert "text/html" in text and "exit code 3" in text
+        _assert_shows_tables_not_reprs(outputs)
+        pages = _html(outputs)
+        assert any("<th>command</th>" in p and "/bin/sh" in p for p in pages)  # sh.info
+        assert any("exit code 2" in p and "<pre" in p for p in pages)  # a failed run
+        keys = [p for p in pages if "<th>fingerprint</th>" in p]
+        assert keys and "SHA256:" in keys[0] and "master" in keys[0]
 
 
 def test_security_example(tmp_path: Path) -> None:
