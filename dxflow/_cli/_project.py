@@ -24,7 +24,7 @@ import click
 
 from .._exceptions import DxflowError, NotFound
 
-__all__ = ["COMPOSE_FILES", "Project", "find_compose_file", "normalize_name", "sync"]
+__all__ = ["COMPOSE_FILES", "Project", "config_of", "find_compose_file", "normalize_name", "sync"]
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 # `$NAME` or `${NAME...}`, not `$$` (compose's escape for a literal dollar).
@@ -111,7 +111,7 @@ def project_name(path: Path) -> str:
     return name
 
 
-def _config(workflow: Any) -> Any:
+def config_of(workflow: Any) -> Any:
     try:
         return workflow.config()
     except DxflowError:  # a stored copy that no longer loads (an env file gone): it differs
@@ -130,9 +130,9 @@ def sync(engine: Any, project: Project) -> Any:
         workflow = engine.workflows.get(project.name)
     except NotFound:
         return engine.workflows.create(project.name, str(project.file), **settings)
-    before = _config(workflow)
+    before = config_of(workflow)
     workflow.update(str(project.file), **settings)
     workflow.reload()
-    if _config(workflow) != before:
+    if config_of(workflow) != before:
         click.echo(f"stored compose file differs: updating workflow {project.name}", err=True)
     return workflow
