@@ -99,7 +99,8 @@ def project_command(
                 if not (optional and compose_file is None and name is None):
                     fail(exc.message)
                 found = None
-            return function(opts, found, **kwargs)
+            with _interruptible():  # Ctrl-C anywhere: exit 130, never a traceback
+                return function(opts, found, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 

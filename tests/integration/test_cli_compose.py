@@ -198,6 +198,37 @@ def test_exec_with_a_terminal_is_interactive_and_leaves_no_session(
     assert json.loads(folder.run("shell", "list", "--json").stdout) == []
 
 
+def _on_terminal(folder: Folder, *args: str, **env: str) -> tuple[int, bytes]:
+    """Run the CLI with a real terminal as stdin and stdout: its exit code and output."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(folder.path)
+        command = [sys.executable, "-m", "dxflow", *args]
+        os.execve(sys.executable, command, folder.env(TERM="xterm", **env))  # noqa: S606
+    try:
+        seen = _read_until(fd, b"\0never", 180)  # until the process ends (EIO)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), seen
+
+
+def test_on_a_terminal_lines_are_redrawn_in_place_and_coloured(
+    running: tuple[Folder, str, subprocess.CompletedProcess[str]],
+) -> None:
+    folder, _, _ = running
+    code, up = _on_terminal(folder, "up", "-d", GREETING="bonjour")  # web is recreated
+    assert code == 0 and "✔".encode() in up and b"\x1b[J" in up  # erased and redrawn
+    assert b"Container" in up and b"Started" in up
+    assert _on_terminal(folder, "up", "-d", GREETING="hello")[0] == 0  # as it was
+    code, logs = _on_terminal(folder, "logs", "web")
+    assert code == 0 and b"\x1b[" in logs and b"web says hello" in logs
+    code, plain = _on_terminal(folder, "logs", "web", NO_COLOR="1")
+    assert code == 0 and b"\x1b[" not in plain and b"web-1 | web says hello" in plain
+    code, watched = _on_terminal(folder, "stats", "--watch", "--count", "2")
+    assert code == 0 and watched.count(b"\x1b[H\x1b[2J") == 2  # cleared, then redrawn
+
+
 def test_stats_hides_veth_interfaces_unless_asked(
     running: tuple[Folder, str, subprocess.CompletedProcess[str]],
 ) -> None:
