@@ -164,6 +164,16 @@ def test_exec_exits_with_the_commands_code(
     assert refused.returncode == 1 and "not a TTY" in refused.stderr
 
 
+def test_service_names_complete_from_the_folders_project(
+    running: tuple[Folder, str, subprocess.CompletedProcess[str]],
+) -> None:
+    folder, _, _ = running
+    complete = {"_DXFLOW_COMPLETE": "bash_complete", "COMP_CWORD": "2"}
+    logs = folder.run(**complete, COMP_WORDS="dxflow logs ").stdout.split()
+    assert logs == ["plain,db", "plain,web"]
+    assert folder.run(**complete, COMP_WORDS="dxflow exec w").stdout.split() == ["plain,web"]
+
+
 def _read_until(fd: int, marker: bytes, limit: float = 60) -> bytes:
     seen = b""
     deadline = time.monotonic() + limit
