@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from dxflow._api.workflows import Workflows
+
 from ..conftest import remove_project
 from ..docker.images import BUSYBOX_IMAGE
 from .conftest import Booted
@@ -305,6 +307,52 @@ def test_name_from_the_files_name_key_and_from_p(booted: Booted, tmp_path: Path)
         folder.run("workflow", "remove", name, check=False)
     lost = Folder(Path("/"), booted.home).run("ps", check=False)
     assert lost.returncode == 1 and "-p NAME" in lost.stderr and "Traceback" not in lost.stderr
+
+
+def test_workflow_update_and_create_again_by_name(booted: Booted, tmp_path: Path) -> None:
+    name = f"byname{os.getpid()}"
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(COMPOSE)
+    folder = Folder(tmp_path, booted.home)
+    try:
+        folder.run("workflow", "create", name, "-f", "compose.yaml")
+        again = folder.run("workflow", "create", name, "-f", "compose.yaml", check=False)
+        assert (
+            again.returncode == 1 and "--exist-ok" in again.stderr and "--replace" in again.stderr
+        )
+        assert "exist_ok" not in again.stderr  # CLI flags, not SDK parameters
+        same = folder.run("workflow", "update", name, "-f", "compose.yaml").stdout
+        assert same == f"workflow {name} unchanged\n"
+        compose.write_text(COMPOSE.replace("web says", "web now says"))
+        assert "updated" in folder.run("workflow", "update", name, "-f", "compose.yaml").stdout
+        config = json.loads(folder.run("workflow", "config", name).stdout)
+        assert "web now says" in " ".join(config["services"]["web"]["command"])
+        assert "updated" in folder.run("workflow", "update", name, "-e", "GREETING=hola").stdout
+        config = json.loads(folder.run("workflow", "config", name).stdout)
+        assert "web now says hola" in " ".join(config["services"]["web"]["command"])
+        empty = folder.run("workflow", "update", name, check=False)
+        assert empty.returncode == 2 and "nothing to update" in empty.stderr
+    finally:
+        folder.run("workflow", "remove", name, check=False)
+
+
+@pytest.mark.skipif(
+    "exist_ok" not in inspect.signature(Workflows.create).parameters,
+    reason="needs create(exist_ok=, replace=) (issue 10, workflow core)",
+)
+def test_workflow_create_exist_ok_and_replace(booted: Booted, tmp_path: Path) -> None:
+    name = f"again{os.getpid()}"
+    (tmp_path / "compose.yaml").write_text(COMPOSE)
+    folder = Folder(tmp_path, booted.home)
+    try:
+        folder.run("workflow", "create", name, "-f", "compose.yaml")
+        folder.run("workflow", "create", name, "-f", "compose.yaml", "--exist-ok")
+        folder.run("workflow", "create", name, "-f", "compose.yaml", "--replace")
+        both = folder.run("workflow", "create", name, "-f", "compose.yaml", "--exist-ok",
+                          "--replace", check=False)  # fmt: skip
+        assert both.returncode == 2 and "exclude each other" in both.stderr
+    finally:
+        folder.run("workflow", "remove", name, check=False)
 
 
 @pytest.mark.skipif(not hasattr(__import__("dxflow").Workflow, "top"),
