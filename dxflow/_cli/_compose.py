@@ -175,12 +175,14 @@ def up(opts: Options, project: Project, services: tuple[str, ...], build: bool, 
     options: dict[str, Any] = {"keep_on_failure": True} if keep_on_failure else {}
     with opts.engine() as engine:
         workflow = _sync(engine, project)
+        view.expect(workflow.status())
         try:
             status = workflow.up(list(services) or None, wait=not detach or wait,
                                  timeout=timeout, build=True if build else None,
                                  progress=view, **options)  # fmt: skip
         except KeyboardInterrupt:
             _interrupted(workflow, detach, list(services) or None, opts.json)
+        view.finish(status)
         if detach:
             if not opts.json:
                 click.echo()

@@ -61,6 +61,8 @@ class EventView:
         """key -> (kind, name, action, exit code)"""
         self.services: dict[str, list[str]] = {}
         """service -> the keys of its containers, for events about a whole service"""
+        self.width = 0
+        """the widest `Container name` expected: lines align from the first one"""
 
     def __call__(self, event: Any) -> None:
         if self.as_json:
@@ -82,16 +84,32 @@ class EventView:
                 keys.append(key)
             self._row(key, "Container", event.container, action, event.exit_code)
         elif event.service and action != "done":
-            keys = self.services.get(event.service) or [f"service:{event.service}"]
-            for key in keys:
-                kind, name = self.rows.get(key, ("Service", event.service, "", None))[:2]
-                self._row(key, kind, name, action, event.exit_code)
+            for key in self.services.get(event.service) or [f"service:{event.service}"]:
+                kind, _, name = key.partition(":")
+                self._row(key, kind.capitalize(), name, action, event.exit_code)
+
+    def expect(self, status: Any) -> None:
+        """Learn the containers there are: an event about a whole service names them."""
+        for service in status.services:
+            keys = self.services.setdefault(service.name, [])
+            keys += [k for c in service.containers if (k := f"container:{c.name}") not in keys]
+            self.width = max(
+                [self.width, *(len(f"Container {c.name}") for c in service.containers)]
+            )
+
+    def finish(self, status: Any) -> None:
+        """A running container no event was about is `Running`, as compose says."""
+        for service in [] if self.as_json else status.services:
+            for container in service.containers:
+                key = f"container:{container.name}"
+                if key not in self.rows and container.state == "running":
+                    self._row(key, "Container", container.name, "running")
 
     def _row(
         self, key: str, kind: str, name: str, action: str, exit_code: int | None = None
     ) -> None:
         self.rows[key] = (kind, name, action, exit_code)
-        width = max(len(f"{k} {n}") for k, n, _, _ in self.rows.values())
+        width = max([self.width, *(len(f"{k} {n}") for k, n, _, _ in self.rows.values())])
         if not self.live:
             text = f"{f'{kind} {name}':<{width}}  {event_word(action, exit_code)}"
             return self.block.set(key, text)

@@ -257,7 +257,7 @@ def test_stats_hides_veth_interfaces_unless_asked(
     assert "veth" not in folder.run("stats", "--engine").stdout
 
 
-def test_logs_follow_and_events_end_quietly_on_ctrl_c(
+def test_logs_follow_events_and_stats_watch_end_quietly_on_ctrl_c(
     running: tuple[Folder, str, subprocess.CompletedProcess[str]],
 ) -> None:
     folder, name, _ = running
@@ -272,6 +272,10 @@ def test_logs_follow_and_events_end_quietly_on_ctrl_c(
     code, err = events.interrupt()
     assert code == 130 and "Traceback" not in err
     assert all(json.loads(line)["workflow"] == name for line in events.lines)
+    watching = folder.start("stats", "--watch")
+    watching.wait_for("MEM USAGE")
+    code, err = watching.interrupt()
+    assert code == 130 and "Traceback" not in err
 
 
 def test_up_after_editing_the_file_updates_it_with_a_warning(

@@ -144,6 +144,28 @@ def test_events_piped_are_compose_lines() -> None:
     ]
 
 
+def test_known_containers_name_service_events_and_idle_ones_are_running() -> None:
+    from dxflow._models import ContainerState, ServiceStatus, WorkflowStatus
+
+    def container(name: str) -> ContainerState:
+        return ContainerState(id="x", name=name, number=1, state="running")
+
+    status = WorkflowStatus(name="demo", state="running", services=[
+        ServiceStatus(name="db", state="running", replicas=1, containers=[container("demo-db-1")]),
+        ServiceStatus(name="web", state="running", replicas=1,
+                      containers=[container("demo-web-1")]),
+    ])  # fmt: skip
+    out = io.StringIO()
+    view = EventView(stream=out)
+    view.expect(status)
+    view(_event("healthy", service="db"))
+    view.finish(status)
+    assert out.getvalue().splitlines() == [
+        "Container demo-db-1   Healthy",
+        "Container demo-web-1  Running",
+    ]
+
+
 def test_build_output_is_prefixed_with_its_service() -> None:
     out = io.StringIO()
     view = EventView(stream=out)
