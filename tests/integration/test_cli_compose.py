@@ -152,6 +152,9 @@ def test_logs_are_prefixed_by_container_without_ansi_when_piped(
     assert stamped.startswith("web-1 | 20") and stamped.rstrip().endswith("web says hello")
     bare = folder.run("logs", "web", "--no-log-prefix").stdout
     assert bare.startswith("web says hello")
+    assert "web says hello" in folder.run("logs", "web", "--since", "1h").stdout
+    bad = folder.run("logs", "--since", "yesterday-ish", check=False)
+    assert bad.returncode == 2 and "neither a time" in bad.stderr
 
 
 def test_exec_exits_with_the_commands_code(
