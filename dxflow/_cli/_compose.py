@@ -221,7 +221,7 @@ def _stop(workflow: Any, services: list[str] | None, as_json: bool) -> None:
 
 def _attach(workflow: Any, project: Project, services: list[str] | None, as_json: bool) -> None:
     """Follow the logs of the services until Ctrl-C, which stops them (compose does)."""
-    names = [_short(f"{project.name}-{s}-1", project.name) for s in workflow.info.services]
+    names = [f"{s}-1" for s in services or workflow.info.services]
     if not as_json:
         click.echo(f"Attaching to {', '.join(names)}")
     try:
