@@ -24,7 +24,15 @@ import click
 
 from .._exceptions import DxflowError, NotFound
 
-__all__ = ["COMPOSE_FILES", "Project", "config_of", "find_compose_file", "normalize_name", "sync"]
+__all__ = [
+    "COMPOSE_FILES",
+    "Project",
+    "config_of",
+    "find_compose_file",
+    "normalize_name",
+    "refresh",
+    "sync",
+]
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 # `$NAME` or `${NAME...}`, not `$$` (compose's escape for a literal dollar).
@@ -136,3 +144,22 @@ def sync(engine: Any, project: Project) -> Any:
     if config_of(workflow) != before:
         click.echo(f"stored compose file differs: updating workflow {project.name}", err=True)
     return workflow
+
+
+def refresh(workflow: Any) -> bool:
+    """Store again the compose file `workflow` was made from, when it is on this machine
+    and now reads differently (with a warning); the variables, env files and profiles
+    stored with it stay. Whether it changed."""
+    before = config_of(workflow)
+    files = before.config_files if before is not None else []
+    if len(files) != 1 or not Path(files[0]).is_file():
+        return False  # several files, a mapping, or another machine's: nothing to compare
+    if str(Path(files[0]).parent) != before.working_dir:
+        return False  # made with its own --working-dir: storing the file again would move it
+    workflow.update(files[0])
+    workflow.reload()
+    if config_of(workflow) == before:
+        return False
+    click.echo(f"stored compose file differs from {files[0]}: updating workflow "
+               f"{workflow.name}", err=True)  # fmt: skip
+    return True

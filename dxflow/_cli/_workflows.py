@@ -9,7 +9,7 @@ import click
 from ._common import Options, engine_command, fail
 from ._complete import service_names, workflow_names
 from ._output import emit_json, table
-from ._project import config_of
+from ._project import config_of, refresh
 
 __all__ = ["workflow"]
 
@@ -154,18 +154,27 @@ def list_workflows(opts: Options) -> None:
 )
 @click.option("--no-wait", is_flag=True, help="Return once started, without waiting for health.")
 @click.option("--timeout", type=float, help="Seconds to wait at most.")
+@click.option("--build", is_flag=True, help="Build images first (output streamed).")
+@click.option("--keep-on-failure", is_flag=True, help="Leave the containers of a failed up.")
+@click.option("--no-refresh", is_flag=True,
+              help="Run the stored copy even when its compose file was edited since.")  # fmt: skip
 @engine_command
-def up(
-    opts: Options, name: str, services: tuple[str, ...], no_wait: bool, timeout: float | None
-) -> None:
-    """Create and start the services of NAME, with live progress."""
+def up(opts: Options, name: str, services: tuple[str, ...], no_wait: bool,
+       timeout: float | None, build: bool, keep_on_failure: bool,
+       no_refresh: bool) -> None:  # fmt: skip
+    """Create and start the services of NAME, with live progress.
+
+    When the compose file NAME was stored from is on this machine and was edited since,
+    it is stored again first (with a warning), as `dxflow up` does in its folder.
+    """
+    options: dict[str, Any] = {"keep_on_failure": True} if keep_on_failure else {}
     with opts.engine() as engine:
-        status = engine.workflows.get(name).up(
-            services=list(services) or None,
-            wait=not no_wait,
-            timeout=timeout,
-            progress=_progress(opts.json),
-        )
+        wf = engine.workflows.get(name)
+        if not no_refresh:
+            refresh(wf)
+        status = wf.up(services=list(services) or None, wait=not no_wait, timeout=timeout,
+                       build=True if build else None, progress=_progress(opts.json),
+                       **options)  # fmt: skip
     if not opts.json:
         click.echo()
         _print_status(status, False)

@@ -343,6 +343,28 @@ def test_workflow_update_and_create_again_by_name(booted: Booted, tmp_path: Path
         folder.run("workflow", "remove", name, check=False)
 
 
+def test_workflow_up_by_name_stores_an_edited_file_again(
+    booted: Booted, tmp_path: Path, docker_client: Any, docker_ready: None
+) -> None:
+    name = f"edited{os.getpid()}"
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(COMPOSE)
+    folder = Folder(tmp_path, booted.home)
+    try:
+        folder.run("workflow", "create", name, "-f", "compose.yaml", "-e", "GREETING=hey")
+        compose.write_text(COMPOSE.replace("web says", "web now says"))
+        kept = folder.run("workflow", "up", name, "--no-refresh")  # asked for the stored copy
+        assert "differs" not in kept.stderr
+        assert "web says hey" in folder.run("workflow", "logs", name, "--service", "web").stdout
+        up = folder.run("workflow", "up", name)
+        assert f"stored compose file differs from {compose}" in up.stderr
+        logs = folder.run("workflow", "logs", name, "--service", "web").stdout
+        assert "web now says hey" in logs  # the edit runs; the stored variables stay
+    finally:
+        folder.run("workflow", "remove", name, check=False)
+        remove_project(docker_client, name)
+
+
 @pytest.mark.skipif(
     "exist_ok" not in inspect.signature(Workflows.create).parameters,
     reason="needs create(exist_ok=, replace=) (issue 10, workflow core)",
