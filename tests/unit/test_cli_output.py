@@ -259,3 +259,93 @@ def test_veth_interfaces_are_hidden_unless_all_are_asked_for() -> None:
     data = _Host(network=[_Interface(interface=n) for n in ("eth0", "veth1a2b", "docker0")])
     assert [n.interface for n in without_veth(data, False).network] == ["eth0", "docker0"]
     assert without_veth(data, True) is data
+
+
+# -- commands on a fake engine (what the workflow core will send) --------------------------
+
+
+class _FakeWorkflow:
+    name = "demo"
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.info = SimpleNamespace(services=["app"])
+        self.up_options: dict[str, Any] = {}
+
+    def status(self) -> Any:
+        from dxflow._models import WorkflowStatus
+
+        return WorkflowStatus(name="demo", state="missing", services=[])
+
+    def config(self) -> str:
+        return "the same model"
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def reload(self) -> None:
+        pass
+
+    def up(self, services: Any, progress: Any, **options: Any) -> Any:
+        from dxflow._exceptions import WorkflowFailed
+
+        self.up_options = options
+        progress(_event("build", service="app", detail="Step 2/2 : RUN echo marker && exit 3"))
+        progress(_event("build", service="app", detail="marker"))
+        raise WorkflowFailed("building app failed: RUN exited with 3")
+
+    def top(self) -> Any:
+        from types import SimpleNamespace
+
+        process = SimpleNamespace(container="demo-app-1", service="app", titles=["PID", "CMD"],
+                                  processes=[["1", "sleep 3600"], ["7", "sh"]])  # fmt: skip
+        return SimpleNamespace(containers=[process])
+
+
+class _FakeEngine:
+    def __init__(self, workflow: _FakeWorkflow) -> None:
+        from types import SimpleNamespace
+
+        self.workflows = SimpleNamespace(get=lambda name: workflow)
+
+    def __enter__(self) -> _FakeEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> _FakeWorkflow:
+    workflow = _FakeWorkflow()
+    monkeypatch.setattr("dxflow._cli._common.Options.engine", lambda self: _FakeEngine(workflow))
+    (tmp_path / "compose.yaml").write_text("name: demo\nservices: {app: {build: .}}\n")
+    monkeypatch.chdir(tmp_path)
+    return workflow
+
+
+def test_up_build_prints_the_build_lines_then_the_error(fake: _FakeWorkflow) -> None:
+    from click.testing import CliRunner
+
+    from dxflow._cli import cli
+
+    done = CliRunner().invoke(cli, ["up", "-d", "--build", "--keep-on-failure"])
+    assert done.exit_code == 1
+    assert done.stdout.splitlines() == [
+        "app | Step 2/2 : RUN echo marker && exit 3",
+        "app | marker",
+    ]
+    assert done.stderr == "error: building app failed: RUN exited with 3\n"
+    assert fake.up_options == {"wait": False, "timeout": None, "build": True,
+                               "keep_on_failure": True}  # fmt: skip
+
+
+def test_top_prints_a_table_per_container(fake: _FakeWorkflow) -> None:
+    from click.testing import CliRunner
+
+    from dxflow._cli import cli
+
+    done = CliRunner().invoke(cli, ["top"])
+    assert done.exit_code == 0
+    assert done.stdout == "demo-app-1\nPID  CMD\n1    sleep 3600\n7    sh\n"
