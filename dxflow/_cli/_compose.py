@@ -395,15 +395,17 @@ def exec_command(opts: Options, project: Project, service: str, cmd: tuple[str, 
                  workdir: str | None, env: tuple[str, ...]) -> None:  # fmt: skip
     """Run CMD in a container of SERVICE and exit with its exit code.
 
-    With a terminal (the default when stdin is one, as `docker compose exec`), CMD gets a
-    terminal of its own in a shell session that lasts as long as the command: keys and
-    Ctrl-C go to it, the window's size follows. -T runs CMD without one and prints its
-    output (stdin is not passed).
+    With a terminal (the default when stdin and stdout are one; -it asks for it), CMD gets
+    a terminal of its own in a shell session that lasts as long as the command, as with
+    `docker compose exec`: keys and Ctrl-C go to it, the window's size follows. -T runs
+    CMD without one and prints its output (stdin is not passed).
     """
     variables = dict(item.partition("=")[::2] for item in env)
-    terminal = not no_tty and os.isatty(0)
-    if (interactive or tty) and not no_tty and not terminal:
+    asked = (interactive or tty) and not no_tty
+    if asked and not os.isatty(0):
         fail("the input device is not a TTY: use -T to run without a terminal")
+    # By default a terminal only when both ends are one: `exec web cat f > copy` stays clean.
+    terminal = asked or (not no_tty and os.isatty(0) and os.isatty(1))
     with opts.engine() as engine:
         workflow = _workflow(engine, project)
         if terminal:

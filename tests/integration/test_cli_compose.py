@@ -167,6 +167,16 @@ def test_exec_exits_with_the_commands_code(
     assert folder.run("exec", "db", "echo", "plain").stdout == "plain\n"
     refused = folder.run("exec", "-it", "db", "sh", check=False)
     assert refused.returncode == 1 and "not a TTY" in refused.stderr
+    primary, secondary = pty.openpty()  # stdin a terminal, stdout a pipe: `> copy` stays clean
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "dxflow", "exec", "web", "echo", "bytes"], cwd=folder.path,
+            env=folder.env(), stdin=secondary, capture_output=True, timeout=180,
+        )  # fmt: skip
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert done.returncode == 0 and done.stdout == b"bytes\n"  # no terminal's \r\n
 
 
 def test_service_names_complete_from_the_folders_project(
