@@ -8,7 +8,8 @@ import click
 
 from .._version import __version__
 from ._boot import boot
-from ._engine import audit, info, ping, stats, token, whoami
+from ._compose import COMMANDS as COMPOSE_COMMANDS
+from ._engine import audit, info, ping, token, whoami
 from ._keys import key
 from ._workflows import workflow
 from .objects import fs, object_group
@@ -27,7 +28,10 @@ def cli() -> None:
     """
 
 
-for command in (boot, ping, info, stats, whoami, token, key, audit, workflow, object_group, fs):
+for command in (boot, ping, info, whoami, token, key, audit, workflow, object_group, fs):
+    cli.add_command(command)
+# `stats` is the compose one: a project's containers, or the engine's host outside a project.
+for command in COMPOSE_COMMANDS:
     cli.add_command(command)
 cli.add_command(shell_group)
 
