@@ -9,6 +9,7 @@ from ._types import (
     LogChunk,
     LogSource,
     Network,
+    Processes,
     ResourceUsage,
     Volume,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "LogChunk",
     "LogSource",
     "Network",
+    "Processes",
     "ResourceUsage",
     "Volume",
 ]

@@ -26,6 +26,7 @@ from ._types import (
     LogChunk,
     LogSource,
     Network,
+    Processes,
     ResourceUsage,
     Volume,
 )
@@ -110,6 +111,10 @@ class DockerAdapter(DockerConnection):
         """The last `lines` lines of a container's output, as text."""
         raw = await self._run(lambda c: c.api.logs(container, tail=lines))
         return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+    async def top(self, container: str) -> Processes:
+        """The processes running in a container (`docker top`)."""
+        return Processes.from_top(await self._run(lambda c: c.api.top(container)))
 
     async def stats(self, container: str) -> ResourceUsage:
         """One sample (Docker measures CPU over about a second)."""

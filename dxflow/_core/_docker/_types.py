@@ -18,6 +18,7 @@ __all__ = [
     "LogChunk",
     "LogSource",
     "Network",
+    "Processes",
     "ResourceUsage",
     "Volume",
 ]
@@ -143,6 +144,20 @@ class ExecCommand:
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Processes:
+    """A container's process table as `docker top` gives it: column titles and rows."""
+
+    titles: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def from_top(cls, raw: Mapping[str, Any] | None) -> Processes:
+        raw = raw or {}
+        rows = tuple(tuple(str(cell) for cell in row) for row in raw.get("Processes") or [])
+        return cls(titles=tuple(str(t) for t in raw.get("Titles") or []), rows=rows)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,13 @@ from typing import Any
 
 import anyio
 
+from ..._exceptions import Conflict, NotFound
 from ..._models import (
     ComposeProject,
     ComposeProjectSummary,
     ContainerState,
     ContainerStats,
+    ContainerTop,
     ExecResult,
     LogLine,
     WorkflowEvent,
@@ -184,6 +186,24 @@ class DockerRuntime:
             for service, container in containers:
                 group.start_soon(sample, service, container)
         return sorted(results, key=lambda s: s.container)
+
+    async def top(self, containers: Sequence[tuple[str, ContainerState]]) -> list[ContainerTop]:
+        results: list[ContainerTop] = []
+
+        async def sample(service: str, container: ContainerState) -> None:
+            try:
+                table = await self._docker.top(container.id)
+            except (NotFound, Conflict):
+                return  # it stopped (or went) between the listing and the question
+            results.append(ContainerTop(
+                container=container.name, service=service, titles=list(table.titles),
+                processes=[list(row) for row in table.rows],
+            ))  # fmt: skip
+
+        async with task_group() as group:
+            for service, container in containers:
+                group.start_soon(sample, service, container)
+        return sorted(results, key=lambda t: t.container)
 
     # -- commands -------------------------------------------------------------------------
 

@@ -99,6 +99,10 @@ class Orchestrator:
         try:
             with anyio.fail_after(timeout):
                 await self._up(plan, only, wait, remove_orphans)
+        except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
+            # Interrupted (Ctrl-C, a cancelled task, a client gone): nothing failed, so
+            # nothing is blamed or rolled back; `up` again continues, `down` removes.
+            raise
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 error = (
@@ -106,7 +110,8 @@ class Orchestrator:
                     if isinstance(exc, TimeoutError)
                     else exc
                 )
-                await self._rollback(plan)
+                if not plan.keep_on_failure:
+                    await self._rollback(plan)
             raise error from None
         plan.event("done")
 
