@@ -18,11 +18,13 @@ import anyio
 from ..._exceptions import DockerUnavailable, InvalidRequest, NotFound
 from ..._models import DockerInfo
 from ._client import DockerConnection
+from ._logs import open_log
 from ._types import (
     Container,
     DockerEvent,
     ExecCommand,
     ExecOutcome,
+    HealthProbe,
     LogChunk,
     LogSource,
     Network,
@@ -37,24 +39,27 @@ __all__ = ["DockerAdapter"]
 _CLI_SETTINGS = ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS")
 
 
-class _Lines:
-    """Whole lines of one container stream; `close` ends a blocked read."""
+class _BuildLines:
+    """The lines of a build's JSON progress stream; its error as InvalidRequest."""
 
-    def __init__(self, raw: Any, source: LogSource) -> None:
-        self._raw, self._source = raw, source
+    def __init__(self, raw: Iterator[Mapping[str, Any]]) -> None:
+        self._raw = raw
 
-    def __iter__(self) -> Iterator[LogChunk]:
-        pending = b""
+    def __iter__(self) -> Iterator[str]:
         for chunk in self._raw:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield LogChunk(self._source, line)
-        if pending:
-            yield LogChunk(self._source, pending)
+            if "error" in chunk or "errorDetail" in chunk:
+                detail = chunk.get("errorDetail") or {}
+                message = str(detail.get("message") or chunk.get("error") or "unknown error")
+                raise InvalidRequest(f"Docker build failed: {message.strip()}")
+            text = chunk.get("stream") or chunk.get("status") or ""
+            for line in str(text).splitlines():
+                if line.strip():
+                    yield line.rstrip()
 
     def close(self) -> None:
-        self._raw.close()
+        close = getattr(self._raw, "close", None)
+        if close is not None:
+            close()
 
 
 class DockerAdapter(DockerConnection):
@@ -111,6 +116,12 @@ class DockerAdapter(DockerConnection):
         """The last `lines` lines of a container's output, as text."""
         raw = await self._run(lambda c: c.api.logs(container, tail=lines))
         return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+    async def health_log(self, container: str) -> list[HealthProbe]:
+        """The last runs of a container's health check (Docker keeps five), oldest first."""
+        attrs = await self._run(lambda c: c.api.inspect_container(container))
+        health = (attrs.get("State") or {}).get("Health") or {}
+        return [HealthProbe.from_log(entry) for entry in health.get("Log") or []]
 
     async def top(self, container: str) -> Processes:
         """The processes running in a container (`docker top`)."""
@@ -177,18 +188,11 @@ class DockerAdapter(DockerConnection):
         tail: int | None = None,
         since: datetime | None = None,
     ) -> AsyncIterator[LogChunk]:
-        """The lines of `sources`, with Docker's timestamps, merged as they come."""
+        """The lines of `sources` (stdout and stderr of each in the order written), with
+        Docker's timestamps; the sources' lines merged as they come."""
 
         def opener(source: LogSource) -> Any:
-            def open_logs(client: Any) -> _Lines:
-                raw = client.api.logs(
-                    source.container, stdout=source.stream == "stdout",
-                    stderr=source.stream == "stderr", stream=True, follow=follow,
-                    timestamps=True, tail="all" if tail is None else tail, since=since,
-                )  # fmt: skip
-                return _Lines(raw, source)
-
-            return open_logs
+            return lambda client: open_log(client, source, follow, tail, since)
 
         return self._stream([opener(source) for source in sources])
 
@@ -225,25 +229,30 @@ class DockerAdapter(DockerConnection):
             return False
         return True
 
-    async def build(
+    def build(
         self,
         context: str,
         tag: str,
         dockerfile: str | None = None,
         args: Mapping[str, str | None] | None = None,
         target: str | None = None,
-    ) -> None:
-        """Build `context` as `tag`; a failed step leaves no container behind either.
+    ) -> AsyncIterator[str]:
+        """Build `context` as `tag`, yielding the build's output line by line; a failed
+        step leaves no container behind either.
 
-        InvalidRequest when the build fails; OSError or TypeError when the context
-        cannot be read (docker-py reads it on this side).
+        InvalidRequest when the build fails (after the failing step's output); OSError or
+        TypeError when the context cannot be read (docker-py reads it on this side).
         """
-        await self._run(
-            lambda c: c.images.build(
-                path=context, dockerfile=dockerfile, buildargs=dict(args) if args else None,
-                target=target, tag=tag, rm=True, forcerm=True,
-            )
-        )  # fmt: skip
+
+        def open_build(client: Any) -> _BuildLines:
+            return _BuildLines(
+                client.api.build(
+                    path=context, dockerfile=dockerfile, buildargs=dict(args) if args else None,
+                    target=target, tag=tag, rm=True, forcerm=True, decode=True,
+                )
+            )  # fmt: skip
+
+        return self._stream([open_build])
 
     # -- networks -------------------------------------------------------------------------
 

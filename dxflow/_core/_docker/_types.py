@@ -15,11 +15,13 @@ __all__ = [
     "DockerEvent",
     "ExecCommand",
     "ExecOutcome",
+    "HealthProbe",
     "LogChunk",
     "LogSource",
     "Network",
     "Processes",
     "ResourceUsage",
+    "StreamName",
     "Volume",
 ]
 
@@ -114,21 +116,38 @@ class DockerEvent:
         return (self.time_nano, self.actor, self.action)
 
 
+StreamName = Literal["stdout", "stderr"]
+
+
 @dataclass(frozen=True)
 class LogSource:
-    """One output stream of one container; `tag` comes back with every line of it."""
+    """One container's log; `tag` comes back with every line of it."""
 
     container: str
-    stream: Literal["stdout", "stderr"]
     tag: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class LogChunk:
-    """One line (without its newline) of a `LogSource`."""
+    """One line (without its newline) of a `LogSource`, and the stream it was written to."""
 
     source: LogSource
     line: bytes
+    stream: StreamName = "stdout"
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """One run of a container's health check, as Docker keeps it (State.Health.Log)."""
+
+    exit_code: int | None
+    output: str
+
+    @classmethod
+    def from_log(cls, entry: Mapping[str, Any]) -> HealthProbe:
+        code = entry.get("ExitCode")
+        return cls(exit_code=code if isinstance(code, int) else None,
+                   output=str(entry.get("Output") or "").strip())  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -111,17 +111,17 @@ class DockerRuntime:
     ) -> AsyncIterator[LogLine]:
         found = await self._orchestrator.containers(project, everyone)
         sources = [
-            LogSource(c.id, stream, (c.labels.get(SERVICE_LABEL, "?"), c.name))
+            LogSource(c.id, (c.labels.get(SERVICE_LABEL, "?"), c.name))
             for c in found
             if service in (None, c.labels.get(SERVICE_LABEL))
-            for stream in ("stdout", "stderr")
         ]
         chunks = self._docker.logs(sources, follow=follow, tail=tail, since=since)
         if follow:
             async for chunk in chunks:
                 yield log_line(chunk)
             return
-        # A finished read is put in time order across containers and streams.
+        # A finished read is put in time order across containers (each container's own
+        # lines come in the order written, stdout and stderr interleaved; sorting is stable).
         earliest = datetime.min.replace(tzinfo=UTC)
         lines = [log_line(chunk) async for chunk in chunks]
         for line in sorted(lines, key=lambda line: line.time or earliest):

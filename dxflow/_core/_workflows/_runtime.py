@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["RUNTIMES", "Action", "Emit", "Plan", "WorkflowRuntime", "runtime"]
 
 Emit = Callable[[WorkflowEvent], None]
+_ONCE = frozenset({"started", "healthy", "exited"})
+"""States an `up` observes more than once (each wait polls them): reported once."""
 Action = Literal["start", "stop", "restart", "pause", "unpause", "kill"]
 
 
@@ -58,8 +60,15 @@ class Plan:
     created_containers: list[str] = field(default_factory=list)
     created_networks: list[str] = field(default_factory=list)
     created_volumes: list[str] = field(default_factory=list)
+    reported: set[tuple[Any, ...]] = field(default_factory=set)
+    """The states reported so far: each is reported once per call, however often seen."""
 
     def event(self, action: str, service: str | None = None, **details: Any) -> None:
+        if action in _ONCE:
+            key = (action, service, details.get("container"))
+            if key in self.reported:
+                return
+            self.reported.add(key)
         self.emit(
             WorkflowEvent(
                 time=datetime.now(UTC),

@@ -1,0 +1,53 @@
+"""What a failed `up` says about the service that failed: the output of its health
+check (Docker keeps the last runs in State.Health.Log) and its last log lines, stdout
+and stderr in the order they were written. Without these a rolled-back `up` would leave
+nothing to debug."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..._exceptions import ApiError
+from .._docker import DockerAdapter
+
+__all__ = ["Diagnosis", "diagnose"]
+
+_PROBES = 3
+"""Runs of the health check shown (the last ones)."""
+_LINES = 20
+"""Log lines shown."""
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    health: str
+    """The health check's last runs, one `exit N: output` block each; empty when none."""
+    logs: str
+
+    def text(self) -> str:
+        """The part of an error message after "service 'x' is unhealthy"."""
+        parts = []
+        if self.health:
+            parts.append(f"its health check said (last runs, oldest first):\n{self.health}")
+        parts.append(f"last log lines:\n{self.logs or '(none)'}")
+        return "; ".join(parts)
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines()) or "    (no output)"
+
+
+async def diagnose(docker: DockerAdapter, container: str, health: bool = True) -> Diagnosis:
+    """Health check output (with `health`) and log tail of `container`."""
+    shown = ""
+    if health:
+        try:
+            probes = (await docker.health_log(container))[-_PROBES:]
+        except ApiError:
+            probes = []
+        shown = "\n".join(f"  exit {p.exit_code}:\n{_indent(p.output)}" for p in probes)
+    try:
+        logs = (await docker.tail(container, _LINES)).rstrip()
+    except ApiError:
+        logs = "(no logs)"
+    return Diagnosis(health=shown, logs=logs)
