@@ -80,3 +80,101 @@ def test_exec_takes_a_string_and_top_lists_processes(engine: Engine, name: str) 
     assert "PID" in table.titles and "CMD" in table.titles
     commands = [row[table.titles.index("CMD")] for row in table.processes]
     assert any("sleep 3600" in command for command in commands), commands
+
+
+# -- a failed up leaves something to debug --------------------------------------------------
+
+
+def test_failed_up_shows_the_health_check_output_and_can_keep_everything(
+    engine: Engine, name: str, docker_client: docker.DockerClient
+) -> None:
+    # Lines a moment apart (Docker stamps each as it reads it from the stream's pipe); the
+    # health check fails only once they are written.
+    talk = ("echo out-1; sleep 0.3; echo err-1 >&2; sleep 0.3; echo out-2; sleep 0.3; "
+            "echo err-2 >&2; echo > /said; sleep 3600")  # fmt: skip
+    probe = "while [ ! -e /said ]; do sleep 0.1; done; echo db is not ready >&2; exit 3"
+    check = {"test": ["CMD", "sh", "-c", probe], "interval": "1s", "timeout": "60s",
+             "retries": 1}  # fmt: skip
+    wf = engine.workflows.create(name, {"services": {"db": _box(talk, healthcheck=check)}})
+    with pytest.raises(WorkflowFailed) as caught:
+        wf.up(timeout=120, keep_on_failure=True)
+    message = caught.value.message
+    assert "service 'db' is unhealthy" in message
+    assert "exit 3" in message and "db is not ready" in message  # Docker's State.Health.Log
+    written = ["out-1", "err-1", "out-2", "err-2"]
+    positions = [message.index(line) for line in written]
+    assert positions == sorted(positions), message  # stdout and stderr in the order written
+    assert [c.name for c in _labelled(docker_client, name)] == [f"{name}-db-1"]  # kept
+
+    lines = list(wf.logs())
+    assert [(line.stream, line.line) for line in lines] == [
+        ("stdout", "out-1"), ("stderr", "err-1"), ("stdout", "out-2"), ("stderr", "err-2")
+    ]  # fmt: skip
+    assert [line.line for line in wf.logs(tail=1)] == ["err-2"]  # the container's last line
+    wf.down()
+
+
+def test_a_failed_up_is_rolled_back_by_default(
+    engine: Engine, name: str, docker_client: docker.DockerClient
+) -> None:
+    done = {"job": {"condition": "service_completed_successfully"}}
+    compose = {"services": {"job": _box("echo broken; exit 2"), "app": _box(depends_on=done)}}
+    wf = engine.workflows.create(name, compose)
+    with pytest.raises(WorkflowFailed, match="exited with code 2"):
+        wf.up(timeout=120)
+    assert _labelled(docker_client, name) == []
+
+
+def test_build_output_is_streamed_and_a_failing_step_shows_its_output(
+    engine: Engine, name: str, tmp_path: Any
+) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {BUSYBOX_IMAGE}\nRUN echo first-step-says-hello {name}\n"  # no cache
+        "RUN echo about to fail; echo the reason is here >&2; exit 7\n"
+    )
+    wf = engine.workflows.create(name, {"services": {"built": {"build": str(context)}}})
+    events: list[Any] = []
+    with pytest.raises(WorkflowFailed) as caught:
+        wf.up(timeout=300, build=True, progress=events.append)
+    built = [e.detail for e in events if e.action == "build" and e.service == "built"]
+    assert f"first-step-says-hello {name}" in built, built
+    message = caught.value.message
+    assert message.startswith("services.built.build: Docker build failed")
+    assert "about to fail" in message and "the reason is here" in message
+    assert "first-step-says-hello" not in message  # only the failing step's output
+
+
+# -- what up and down report ----------------------------------------------------------------
+
+
+def test_up_reports_each_state_once_and_down_stops_dependents_first(
+    engine: Engine, name: str
+) -> None:
+    check = {"test": ["CMD", "true"], "interval": "1s", "retries": 3}
+    healthy = {"condition": "service_healthy"}
+    compose = {"services": {
+        "db": _box(healthcheck=check),
+        "migrate": _box("echo migrated", depends_on={"db": healthy}),
+        "api": _box(depends_on={"db": healthy,
+                                "migrate": {"condition": "service_completed_successfully"}}),
+        "web": _box(depends_on=["api"]),
+    }}  # fmt: skip
+    wf = engine.workflows.create(name, compose)
+    events: list[Any] = []
+    status = wf.up(timeout=120, progress=events.append)
+    seen = [f"{e.action}:{e.service}" for e in events]
+    assert seen.count("healthy:db") == 1, seen
+    for service in ("db", "migrate", "api", "web"):
+        assert seen.count(f"started:{service}") == 1, seen
+    exited = [e for e in events if e.action == "exited"]
+    assert [(e.service, e.exit_code) for e in exited] == [("migrate", 0)]
+    assert status.state == "running"  # the one-shot exited 0: done, not a partial project
+    assert wf.status().state == "running"
+
+    down: list[str] = []
+    wf.down(progress=lambda e: down.append(f"{e.action}:{e.service}"))
+    assert down.index("removed:web") < down.index("stopping:api")
+    assert down.index("removed:api") < down.index("stopping:db")
+    assert down.index("removed:migrate") < down.index("stopping:db")

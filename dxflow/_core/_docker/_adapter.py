@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -112,11 +112,6 @@ class DockerAdapter(DockerConnection):
         """Remove a container, running or not (and its anonymous volumes with `volumes`)."""
         await self._run(lambda c: c.api.remove_container(container, force=True, v=volumes))
 
-    async def tail(self, container: str, lines: int) -> str:
-        """The last `lines` lines of a container's output, as text."""
-        raw = await self._run(lambda c: c.api.logs(container, tail=lines))
-        return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-
     async def health_log(self, container: str) -> list[HealthProbe]:
         """The last runs of a container's health check (Docker keeps five), oldest first."""
         attrs = await self._run(lambda c: c.api.inspect_container(container))
@@ -187,7 +182,7 @@ class DockerAdapter(DockerConnection):
         follow: bool = False,
         tail: int | None = None,
         since: datetime | None = None,
-    ) -> AsyncIterator[LogChunk]:
+    ) -> AsyncGenerator[LogChunk]:
         """The lines of `sources` (stdout and stderr of each in the order written), with
         Docker's timestamps; the sources' lines merged as they come."""
 
@@ -236,7 +231,7 @@ class DockerAdapter(DockerConnection):
         dockerfile: str | None = None,
         args: Mapping[str, str | None] | None = None,
         target: str | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str]:
         """Build `context` as `tag`, yielding the build's output line by line; a failed
         step leaves no container behind either.
 

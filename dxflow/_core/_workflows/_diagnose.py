@@ -5,10 +5,13 @@ nothing to debug."""
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ..._exceptions import ApiError
-from .._docker import DockerAdapter
+from .._docker import DockerAdapter, LogSource
+from ._streams import log_line
 
 __all__ = ["Diagnosis", "diagnose"]
 
@@ -47,7 +50,13 @@ async def diagnose(docker: DockerAdapter, container: str, health: bool = True) -
             probes = []
         shown = "\n".join(f"  exit {p.exit_code}:\n{_indent(p.output)}" for p in probes)
     try:
-        logs = (await docker.tail(container, _LINES)).rstrip()
+        source = LogSource(container, ("?", container))
+        async with aclosing(docker.logs([source], tail=_LINES)) as chunks:
+            lines = [log_line(chunk) async for chunk in chunks]
     except ApiError:
-        logs = "(no logs)"
-    return Diagnosis(health=shown, logs=logs)
+        return Diagnosis(health=shown, logs="(no logs)")
+    # Docker stamps each line as it reads it from the container's stdout or stderr pipe:
+    # in time order, the two streams interleave as they were written.
+    earliest = datetime.min.replace(tzinfo=UTC)
+    lines.sort(key=lambda line: line.time or earliest)
+    return Diagnosis(health=shown, logs="\n".join(line.line for line in lines).rstrip())

@@ -120,8 +120,8 @@ class DockerRuntime:
             async for chunk in chunks:
                 yield log_line(chunk)
             return
-        # A finished read is put in time order across containers (each container's own
-        # lines come in the order written, stdout and stderr interleaved; sorting is stable).
+        # A finished read is put in time order: Docker stamps each line as it reads it from
+        # a container's stdout or stderr pipe, so the streams interleave as they were written.
         earliest = datetime.min.replace(tzinfo=UTC)
         lines = [log_line(chunk) async for chunk in chunks]
         for line in sorted(lines, key=lambda line: line.time or earliest):
