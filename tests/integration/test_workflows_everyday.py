@@ -178,3 +178,89 @@ def test_up_reports_each_state_once_and_down_stops_dependents_first(
     assert down.index("removed:web") < down.index("stopping:api")
     assert down.index("removed:api") < down.index("stopping:db")
     assert down.index("removed:migrate") < down.index("stopping:db")
+
+
+# -- interrupts ------------------------------------------------------------------------------
+
+
+def _waits_on_db() -> dict[str, Any]:
+    """`db` never turns healthy, so `up` waits on it for `app` until interrupted."""
+    check = {"test": ["CMD", "false"], "interval": "1s", "retries": 1000}
+    return {"services": {
+        "db": _box(healthcheck=check),
+        "app": _box(depends_on={"db": {"condition": "service_healthy"}}),
+    }}  # fmt: skip
+
+
+def _after_up_ended(engine: Any, name: str) -> None:
+    """Wait (bounded) until the engine side of the interrupted `up` has finished: its
+    audit record is written when the call ends, rollback included."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(r.target == name for r in engine.audit(operation="workflows.up")):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the interrupted up never ended on the engine side")
+
+
+def _left_as_it_was(client: docker.DockerClient, name: str) -> None:
+    containers = {c.name: c.status for c in _labelled(client, name)}
+    assert containers == {f"{name}-db-1": "running"}  # not rolled back, app never created
+
+
+def test_ctrl_c_during_up_is_a_keyboard_interrupt_and_leaves_the_containers(
+    engine: Engine, name: str, docker_client: docker.DockerClient
+) -> None:
+    import signal
+    import threading
+
+    wf = engine.workflows.create(name, _waits_on_db())
+    main = threading.main_thread().ident
+    assert main is not None and threading.current_thread().ident == main
+
+    def interrupt(event: Any) -> None:  # runs on the engine's loop thread
+        if (event.action, event.service) == ("started", "db"):
+            signal.pthread_kill(main, signal.SIGINT)  # what Ctrl-C / "interrupt kernel" do
+
+    with pytest.raises(KeyboardInterrupt):
+        wf.up(timeout=300, progress=interrupt)
+    _after_up_ended(engine, name)
+    _left_as_it_was(docker_client, name)
+    assert wf.status().state == "partial"
+    wf.down()
+    assert _labelled(docker_client, name) == []
+
+
+@pytest.mark.parametrize("sdk", ["async"], indirect=True)
+def test_cancelling_an_async_up_leaves_the_containers(
+    engine: Any, name: str, docker_client: docker.DockerClient
+) -> None:
+    import asyncio
+
+    engine.workflows.create(name, _waits_on_db())
+
+    async def scenario(twin: Any) -> str:
+        wf = await twin.workflows.get(name)
+        started = asyncio.Event()
+
+        def progress(event: Any) -> None:
+            if (event.action, event.service) == ("started", "db"):
+                started.set()
+
+        task = asyncio.ensure_future(wf.up(timeout=300, progress=progress))
+        waiting = asyncio.ensure_future(started.wait())
+        await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():  # it ended by itself: say how
+            return f"up ended on its own: {task.result()!r}"
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "up finished despite the cancellation"
+
+    assert engine._runner.run_on_loop(scenario, engine._target) == "cancelled"
+    _after_up_ended(engine, name)
+    _left_as_it_was(docker_client, name)
