@@ -195,7 +195,7 @@ class WorkflowService:
                     f"a workflow named {spec.name!r} exists already; pass exist_ok=True to "
                     "update it to this spec (a no-op when identical) or replace=True to bring "
                     "it down and create it anew (CLI: `dxflow up` in the compose file's folder, "
-                    f"or `dxflow workflow update {spec.name} FILE`)",
+                    f"or `dxflow workflow update {spec.name} -f FILE`)",
                     workflow=spec.name,
                 )
         created = time.time()
