@@ -264,3 +264,17 @@ def test_cancelling_an_async_up_leaves_the_containers(
     assert engine._runner.run_on_loop(scenario, engine._target) == "cancelled"
     _after_up_ended(engine, name)
     _left_as_it_was(docker_client, name)
+
+
+def test_followed_logs_bring_both_streams_and_stop_when_closed(engine: Engine, name: str) -> None:
+    talk = "echo first; echo second >&2; while true; do echo tick; sleep 1; done"
+    wf = engine.workflows.create(name, {"services": {"talker": _box(talk)}})
+    wf.up(timeout=60)
+    followed = wf.logs(follow=True)
+    seen: set[tuple[str, str]] = set()
+    for line in followed:
+        seen.add((line.stream, line.line))
+        if {("stdout", "first"), ("stderr", "second"), ("stdout", "tick")} <= seen:
+            break
+    followed.close()  # type: ignore[attr-defined]  # ends the engine side's blocked read
+    assert wf.status().state == "running"  # the engine still answers

@@ -25,8 +25,11 @@ _STREAMS: dict[int, StreamName] = {1: "stdout", 2: "stderr"}
 class LogFrames:
     """Whole lines of one container's log, each with its stream; `close` ends a read."""
 
-    def __init__(self, response: Any, source: LogSource, tty: bool) -> None:
+    def __init__(
+        self, response: Any, source: LogSource, tty: bool, closer: Any | None = None
+    ) -> None:
         self._response, self._source, self._tty = response, source, tty
+        self._closer = closer or response
 
     def _frames(self) -> Iterator[tuple[StreamName, bytes]]:
         if self._tty:  # one stream, not multiplexed: a TTY merged them already
@@ -55,13 +58,15 @@ class LogFrames:
                 yield LogChunk(self._source, rest, stream)
 
     def close(self) -> None:
-        self._response.close()
+        self._closer.close()
 
 
 def open_log(
     client: Any, source: LogSource, follow: bool, tail: int | None, since: datetime | None
 ) -> LogFrames:
     """Open `source`'s log (both streams, with Docker's timestamps)."""
+    from docker.types.daemon import CancellableStream  # docker-py loads on first use
+
     api = client.api
     container = source.container
     if api.inspect_container(container).get("Config", {}).get("Tty"):
@@ -78,4 +83,6 @@ def open_log(
     api._raise_for_status(response)
     # A followed log may stay quiet for long: no read timeout (docker-py does the same).
     api._disable_socket_timeout(api._get_raw_response_socket(response))
-    return LogFrames(response, source, tty=False)
+    # docker-py's closer shuts the socket down: a read blocked in another thread ends.
+    closer = CancellableStream(iter(()), response)
+    return LogFrames(response, source, tty=False, closer=closer)

@@ -445,7 +445,12 @@ class WorkflowService:
                 for container in candidate.containers:
                     if container.number == index and container.state == "running":
                         return container.id
-                raise Conflict(f"service {service!r} of {name!r} has no running replica {index}")
+                raise Conflict(
+                    f"service {service!r} of {name!r} has no running replica {index}; start "
+                    "it with up() (CLI: `dxflow workflow up NAME`), or see why it stopped "
+                    "with status() and logs()",
+                    service=service,
+                )
         raise NotFound(f"no service {service!r} in workflow {name!r}", service=service)
 
     @handles("workflows.stats")

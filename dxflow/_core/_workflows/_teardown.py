@@ -120,7 +120,10 @@ class Teardown:
                 return None
             except ApiError as exc:
                 if "active endpoints" not in exc.message:
-                    raise Conflict(f"cannot remove network {name}: {exc.message}") from None
+                    raise Conflict(
+                        f"cannot remove network {name}: {exc.message}; remove what holds it, "
+                        "then run down again"
+                    ) from None
             else:
                 plan.event("network", detail=f"removed {name}")
                 return None
