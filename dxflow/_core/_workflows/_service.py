@@ -187,9 +187,9 @@ class WorkflowService:
         check_build_contexts(loaded.project)
         if self._exists(spec.name):
             if request.replace:
-                await self._replace(ctx, spec, master)
+                await self._replace(spec.name, master)
             elif request.exist_ok:
-                return await self._converge_spec(ctx, spec, master, loaded)
+                return self._converge_spec(spec, master, loaded)
             else:
                 raise Conflict(
                     f"a workflow named {spec.name!r} exists already; pass exist_ok=True to "
@@ -208,31 +208,31 @@ class WorkflowService:
                 )
             db.execute(
                 "INSERT INTO workflows (name, spec, created_at, by_master) VALUES (?, ?, ?, ?)",
-                (spec.name, spec.model_dump_json(), created, master),
+                (spec.name, _as_stored(spec), created, master),
             )
         return self._info(spec, created, loaded.project)
 
     def _exists(self, name: str) -> bool:
         return bool(self._state.query("SELECT 1 FROM workflows WHERE name = ?", (name,)))
 
-    async def _converge_spec(
-        self, ctx: Context, spec: WorkflowCreate, master: bool, loaded: LoadedProject
+    def _converge_spec(
+        self, spec: WorkflowCreate, master: bool, loaded: LoadedProject
     ) -> WorkflowInfo:
         """`create(exist_ok=True)` of an existing workflow: store `spec` if it differs."""
         current, created, by_master = self._stored(spec.name)
         if current != spec or by_master != master:
             self._state.execute(
                 "UPDATE workflows SET spec = ?, by_master = ? WHERE name = ?",
-                (spec.model_dump_json(), master, spec.name),
+                (_as_stored(spec), master, spec.name),
             )
         return self._info(spec, created, loaded.project)
 
-    async def _replace(self, ctx: Context, spec: WorkflowCreate, master: bool) -> None:
+    async def _replace(self, name: str, master: bool) -> None:
         """`create(replace=True)`: the old workflow comes down and is forgotten."""
-        old = self._project(spec.name).project
+        old = self._project(name).project
         await self._runtime.down(old, False, self._bus.publish, master)
         await anyio.to_thread.run_sync(remove_files, self._files_dir, old.name)
-        self._state.execute("DELETE FROM workflows WHERE name = ?", (spec.name,))
+        self._state.execute("DELETE FROM workflows WHERE name = ?", (name,))
 
     @handles("workflows.list")
     def list(self, ctx: Context, request: None) -> WorkflowList:
@@ -346,7 +346,7 @@ class WorkflowService:
         check_build_contexts(loaded.project)
         self._state.execute(
             "UPDATE workflows SET spec = ?, by_master = ? WHERE name = ?",
-            (spec.model_dump_json(), master, spec.name),
+            (_as_stored(spec), master, spec.name),
         )
         return self._info(spec, created, loaded.project)
 
@@ -480,9 +480,18 @@ def _is_master(ctx: Context) -> bool:
     return ctx.identity is not None and ctx.identity.is_master
 
 
+_HOW = {"exist_ok", "replace"}
+"""Fields of a create request that say how to treat an existing workflow: not its spec."""
+
+
 def _stored_spec(request: WorkflowCreate) -> WorkflowCreate:
-    """What is stored of a create request: the spec, without how to treat an existing one."""
-    return request.model_copy(update={"exist_ok": False, "replace": False})
+    """The spec of a create request, without how to treat an existing workflow."""
+    return request.model_copy(update=dict.fromkeys(_HOW, False))
+
+
+def _as_stored(spec: WorkflowCreate) -> str:
+    """The JSON stored of a spec (without `_HOW`: an older engine reads it as it was)."""
+    return spec.model_dump_json(exclude=_HOW)
 
 
 def _fingerprint(spec: WorkflowCreate, master: bool) -> str:
