@@ -368,8 +368,9 @@ class Orchestrator:
                             health=found.health or None,
                         )
                     if container.state == "exited":  # a one-shot that did its job
+                        code = container.exit_code
                         plan.event("exited", service.name, container=container.name,
-                                   exit_code=0, detail="exited 0")  # fmt: skip
+                                   exit_code=code, detail=f"exited {code}")  # fmt: skip
                     done = _ready(container, completed)
                     if not done:
                         pending.append(service.name)
