@@ -14,7 +14,7 @@ from dxflow._core._compose import load_project
 from dxflow._core._docker import Container, HealthProbe, LogSource, Processes
 from dxflow._core._docker._adapter import _BuildLines
 from dxflow._core._docker._logs import LogFrames
-from dxflow._core._workflows._diagnose import Diagnosis
+from dxflow._core._workflows._diagnose import Diagnosis, _probe
 from dxflow._core._workflows._runtime import Plan
 from dxflow._core._workflows._status import overall_state
 from dxflow._core._workflows._teardown import stop_waves
@@ -163,9 +163,12 @@ def test_docker_answers_become_typed_records() -> None:
 
 
 def test_a_diagnosis_says_what_the_health_check_and_the_logs_said() -> None:
-    text = Diagnosis(health="  exit 3:\n    not ready", logs="out\nerr").text()
+    text = Diagnosis(health="  exit 3: not ready", logs="out\nerr").text()
     assert text == (
-        "its health check said (last runs, oldest first):\n  exit 3:\n    not ready; "
-        "last log lines:\nout\nerr"
+        "its health check said (last runs, oldest first):\n  exit 3: not ready\n"
+        "last log lines:\n  out\n  err"
     )
-    assert Diagnosis(health="", logs="").text() == "last log lines:\n(none)"
+    assert Diagnosis(health="", logs="").text() == "last log lines:\n  (none)"
+    one, many = HealthProbe(1, "refused"), HealthProbe(2, "first\nsecond")
+    assert _probe(one) == "  exit 1: refused"
+    assert _probe(many) == "  exit 2:\n    first\n    second"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..._exceptions import ApiError
-from .._docker import DockerAdapter, LogSource
+from .._docker import DockerAdapter, HealthProbe, LogSource
 from ._streams import log_line
 
 __all__ = ["Diagnosis", "diagnose"]
@@ -28,16 +28,24 @@ class Diagnosis:
     logs: str
 
     def text(self) -> str:
-        """The part of an error message after "service 'x' is unhealthy"."""
+        """The part of an error message after "service 'x' is unhealthy; "."""
         parts = []
         if self.health:
             parts.append(f"its health check said (last runs, oldest first):\n{self.health}")
-        parts.append(f"last log lines:\n{self.logs or '(none)'}")
-        return "; ".join(parts)
+        parts.append(f"last log lines:\n{_indent(self.logs) if self.logs else '  (none)'}")
+        return "\n".join(parts)
 
 
-def _indent(text: str) -> str:
-    return "\n".join(f"    {line}" for line in text.splitlines()) or "    (no output)"
+def _indent(text: str, by: str = "  ") -> str:
+    return "\n".join(f"{by}{line}" for line in text.splitlines())
+
+
+def _probe(probe: HealthProbe) -> str:
+    """`exit N: output` on one line when the output is one line, else indented below."""
+    lines = probe.output.splitlines()
+    if len(lines) <= 1:
+        return f"  exit {probe.exit_code}: {probe.output or '(no output)'}"
+    return f"  exit {probe.exit_code}:\n{_indent(probe.output, '    ')}"
 
 
 async def diagnose(docker: DockerAdapter, container: str, health: bool = True) -> Diagnosis:
@@ -48,7 +56,7 @@ async def diagnose(docker: DockerAdapter, container: str, health: bool = True) -
             probes = (await docker.health_log(container))[-_PROBES:]
         except ApiError:
             probes = []
-        shown = "\n".join(f"  exit {p.exit_code}:\n{_indent(p.output)}" for p in probes)
+        shown = "\n".join(_probe(probe) for probe in probes)
     try:
         source = LogSource(container, ("?", container))
         async with aclosing(docker.logs([source], tail=_LINES)) as chunks:
