@@ -112,6 +112,8 @@ def test_build_progress_becomes_lines_and_its_error_an_invalid_request() -> None
         {"stream": "\n"},
         {"aux": {"ID": "sha256:1"}},
         {"stream": "it failed here\n"},
+        {"stream": "\x1b[91mon stderr\n"},
+        {"stream": "\x1b[0m"},
         {"errorDetail": {"code": 1, "message": "The command returned a non-zero code: 1"},
          "error": "The command returned a non-zero code: 1"},
     ]  # fmt: skip
@@ -119,7 +121,9 @@ def test_build_progress_becomes_lines_and_its_error_an_invalid_request() -> None
     with pytest.raises(InvalidRequest, match="Docker build failed: The command returned"):
         for line in _BuildLines(iter(chunks)):
             lines.append(line)
-    assert lines == ["Step 1/2 : FROM x", " ---> abc", "Step 2/2 : RUN false", "it failed here"]
+    assert lines == [
+        "Step 1/2 : FROM x", " ---> abc", "Step 2/2 : RUN false", "it failed here", "on stderr"
+    ]  # fmt: skip
 
 
 class _Response:

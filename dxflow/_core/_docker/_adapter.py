@@ -8,6 +8,7 @@ with the records of `_types`; Docker's errors arrive as dxflow's (`NotFound`,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -37,6 +38,8 @@ __all__ = ["DockerAdapter"]
 
 # What the docker CLI reads besides DOCKER_HOST: a context would point it elsewhere.
 _CLI_SETTINGS = ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS")
+# The classic builder paints a step's stderr red (ESC[91m ... ESC[0m): text, not colours.
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class _BuildLines:
@@ -51,8 +54,8 @@ class _BuildLines:
                 detail = chunk.get("errorDetail") or {}
                 message = str(detail.get("message") or chunk.get("error") or "unknown error")
                 raise InvalidRequest(f"Docker build failed: {message.strip()}")
-            text = chunk.get("stream") or chunk.get("status") or ""
-            for line in str(text).splitlines():
+            text = _SGR.sub("", str(chunk.get("stream") or chunk.get("status") or ""))
+            for line in text.splitlines():
                 if line.strip():
                     yield line.rstrip()
 
