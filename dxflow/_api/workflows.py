@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from .._models import (
     WorkflowInfo,
     WorkflowStats,
     WorkflowStatus,
+    WorkflowTop,
 )
 from .._operations import Operation
 from ._base import Blocking
@@ -35,6 +37,12 @@ __all__ = ["AsyncWorkflow", "AsyncWorkflows", "Workflow", "Workflows"]
 
 Compose = str | os.PathLike[str] | Mapping[str, Any]
 Progress = Callable[[WorkflowEvent], object] | None
+Command = str | list[str]
+
+
+def _argv(cmd: Command) -> list[str]:
+    """A command line as one string is split as a POSIX shell would (docker-py's rule)."""
+    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
 
 
 def _create_params(
@@ -112,10 +120,20 @@ class AsyncWorkflow:
         remove_orphans: bool = True,
         build: bool | None = None,
         progress: Progress = None,
+        keep_on_failure: bool = False,
     ) -> WorkflowStatus:
+        """Create and start the services along `depends_on` (`services`: these and what they
+        depend on); with `wait`, until they run and are healthy, one-shots done.
+
+        A failure raises WorkflowFailed (with the failing health check's output and the
+        service's last log lines) and removes what this call created, unless
+        `keep_on_failure`. An interrupt (KeyboardInterrupt, a cancelled task) leaves
+        everything as it is: `up` again continues, `down` removes it. `progress` gets each
+        event, build output lines included (action "build").
+        """
         events = self._engine._stream(ops.workflows.UP, name=self.name, services=services,
                                       wait=wait, timeout=timeout, remove_orphans=remove_orphans,
-                                      build=build)  # fmt: skip
+                                      build=build, keep_on_failure=keep_on_failure)  # fmt: skip
         await _drain(events, progress)
         return await self.status()
 
@@ -159,8 +177,14 @@ class AsyncWorkflow:
     ) -> WorkflowStatus:
         return await self._op(ops.workflows.KILL, signal=signal, services=services)
 
-    async def exec(self, service: str, cmd: list[str], **options: Any) -> ExecResult:
-        return await self._op(ops.workflows.EXEC, service=service, cmd=cmd, **options)
+    async def exec(self, service: str, cmd: Command, **options: Any) -> ExecResult:
+        """Run `cmd` (argv, or one string split as a shell would) in `service`'s container
+        to its end; options: index, user, workdir, env, timeout."""
+        return await self._op(ops.workflows.EXEC, service=service, cmd=_argv(cmd), **options)
+
+    async def top(self) -> WorkflowTop:
+        """The processes of each running container, as `docker top` lists them."""
+        return await self._op(ops.workflows.TOP)
 
     async def shell(
         self, service: str, command: str | None = None, name: str | None = None, **options: Any
@@ -190,9 +214,12 @@ class AsyncWorkflow:
         env: Mapping[str, str] | None = None,
         env_file: Any = None,
         profiles: Iterable[str] | None = None,
-    ) -> None:
+    ) -> WorkflowInfo:
+        """Replace what is given of the stored workflow; the next `up` recreates what
+        changed. The new info (also in `info`)."""
         params = _update_params(self.name, compose, env, env_file, profiles)
         self.info = await self._engine._call(ops.workflows.UPDATE, **params)
+        return self.info
 
     async def explain_env(self, service: str, variable: str) -> EnvExplanation:
         return await self._op(ops.workflows.ENV, service=service, variable=variable)
@@ -237,13 +264,23 @@ class AsyncWorkflows:
         profiles: Iterable[str] | None = None,
         *,
         working_dir: str | None = None,
+        exist_ok: bool = False,
+        replace: bool = False,
     ) -> AsyncWorkflow:
         """Store a workflow. `working_dir` is a folder on the ENGINE host where relative
         paths resolve (default: the compose file's folder); keys other than MASTER need it
-        inside the engine's storage root or host_paths (see the workflow policy)."""
+        inside the engine's storage root or host_paths (see the workflow policy).
+
+        A workflow of that name exists already: Conflict; with `exist_ok` it is updated to
+        this spec (nothing changes when it is the same), with `replace` it is brought down
+        and created anew."""
         params = _create_params(name, compose, env, env_file, profiles)
         if working_dir is not None:
             params["working_dir"] = working_dir
+        if exist_ok:
+            params["exist_ok"] = True
+        if replace:
+            params["replace"] = True
         info = await self._engine._call(ops.workflows.CREATE, **params)
         return AsyncWorkflow(self._engine, info)
 
@@ -282,8 +319,12 @@ class Workflow(Blocking[AsyncWorkflow]):
         remove_orphans: bool = True,
         build: bool | None = None,
         progress: Progress = None,
+        keep_on_failure: bool = False,
     ) -> WorkflowStatus:
-        return self._run(self._async.up, services, wait, timeout, remove_orphans, build, progress)
+        """See `AsyncWorkflow.up`; Ctrl-C (a notebook's "interrupt kernel") raises
+        KeyboardInterrupt and leaves the containers as they are."""
+        return self._run(self._async.up, services, wait, timeout, remove_orphans, build, progress,
+                         keep_on_failure)  # fmt: skip
 
     def down(
         self, volumes: bool = False, remove_orphans: bool = True, progress: Progress = None
@@ -321,8 +362,13 @@ class Workflow(Blocking[AsyncWorkflow]):
     def kill(self, signal: str = "SIGKILL", services: list[str] | None = None) -> WorkflowStatus:
         return self._run(self._async.kill, signal, services)
 
-    def exec(self, service: str, cmd: list[str], **options: Any) -> ExecResult:
+    def exec(self, service: str, cmd: Command, **options: Any) -> ExecResult:
+        """See `AsyncWorkflow.exec`: `cmd` may be one string (split as a shell would)."""
         return self._run(self._async.exec, service, cmd, **options)
+
+    def top(self) -> WorkflowTop:
+        """The processes of each running container, as `docker top` lists them."""
+        return self._run(self._async.top)
 
     def shell(
         self, service: str, command: str | None = None, name: str | None = None, **options: Any
@@ -348,8 +394,9 @@ class Workflow(Blocking[AsyncWorkflow]):
         env: Mapping[str, str] | None = None,
         env_file: Any = None,
         profiles: Iterable[str] | None = None,
-    ) -> None:
-        self._run(self._async.update, compose, env, env_file, profiles)
+    ) -> WorkflowInfo:
+        """See `AsyncWorkflow.update`: the new info."""
+        return self._run(self._async.update, compose, env, env_file, profiles)
 
     def explain_env(self, service: str, variable: str) -> EnvExplanation:
         return self._run(self._async.explain_env, service, variable)
@@ -388,13 +435,15 @@ class Workflows(Blocking[AsyncWorkflows]):
         profiles: Iterable[str] | None = None,
         *,
         working_dir: str | None = None,
+        exist_ok: bool = False,
+        replace: bool = False,
     ) -> Workflow:
-        """Store a workflow. `working_dir` is a folder on the ENGINE host where relative
-        paths resolve (default: the compose file's folder); keys other than MASTER need it
-        inside the engine's storage root or host_paths (see the workflow policy)."""
+        """See `AsyncWorkflows.create` (`exist_ok`: update an existing one to this spec;
+        `replace`: bring it down and create it anew)."""
         create = self._async.create
         return self._wrap(self._run(create, name, compose, env, env_file, profiles,
-                                    working_dir=working_dir))  # fmt: skip
+                                    working_dir=working_dir, exist_ok=exist_ok,
+                                    replace=replace))  # fmt: skip
 
     def get(self, name: str) -> Workflow:
         return self._wrap(self._run(self._async.get, name))

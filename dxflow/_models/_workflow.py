@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from ._base import Request, Response
 
@@ -14,6 +15,7 @@ __all__ = [
     "ComposeProjectSummary",
     "ContainerState",
     "ContainerStats",
+    "ContainerTop",
     "EnvExplanation",
     "EnvQuery",
     "ExecResult",
@@ -32,6 +34,7 @@ __all__ = [
     "WorkflowStats",
     "WorkflowStatus",
     "WorkflowStop",
+    "WorkflowTop",
     "WorkflowUp",
     "WorkflowUpdate",
 ]
@@ -63,6 +66,10 @@ class WorkflowCreate(Request):
     env: dict[str, str] = {}
     env_file: list[Path_] = Field([], description="dotenv files on the engine host")
     profiles: list[Profile] = []
+    exist_ok: bool = Field(
+        False, description="when it exists: update it to this spec (a no-op when identical)"
+    )
+    replace: bool = Field(False, description="when it exists: bring it down, create it anew")
 
 
 class WorkflowUp(Request):
@@ -73,6 +80,9 @@ class WorkflowUp(Request):
     remove_orphans: bool = True
     build: bool | None = Field(
         None, description="true: rebuild; false: never build; null: when missing"
+    )
+    keep_on_failure: bool = Field(
+        False, description="leave what a failed up created, for inspection (else rolled back)"
     )
 
 
@@ -122,7 +132,10 @@ class ServiceStatus(Response):
 
 class WorkflowStatus(Response):
     name: str
-    state: str = Field(description="running, partial, stopped, missing")
+    state: str = Field(
+        description="running (one-shots that exited 0 count as done), partial, stopped, "
+        "paused, missing"
+    )
     services: list[ServiceStatus]
 
 
@@ -165,10 +178,18 @@ class WorkflowKill(Request):
     signal: str = Field("SIGKILL", pattern=r"^(SIG)?[A-Z0-9]+$|^[0-9]+$")
 
 
+def _split(value: Any) -> Any:
+    """A command line given as one string is split as a POSIX shell would (docker-py's
+    rule); a list is taken as it is."""
+    return shlex.split(value) if isinstance(value, str) else value
+
+
 class WorkflowExec(Request):
     name: WorkflowName
     service: str = Field(min_length=1)
-    cmd: list[str] = Field(min_length=1)
+    cmd: Annotated[list[str], BeforeValidator(_split)] = Field(
+        min_length=1, description="argv, or one string split as a shell would"
+    )
     index: int = Field(1, ge=1, description="which replica")
     user: str | None = None
     workdir: str | None = None
@@ -198,6 +219,20 @@ class ContainerStats(Response):
 class WorkflowStats(Response):
     name: str
     containers: list[ContainerStats]
+
+
+class ContainerTop(Response):
+    """The processes of one container, as `docker top` shows them."""
+
+    container: str
+    service: str
+    titles: list[str]
+    processes: list[list[str]]
+
+
+class WorkflowTop(Response):
+    name: str
+    containers: list[ContainerTop]
 
 
 class WorkflowUpdate(Request):

@@ -26,6 +26,7 @@ __all__ = [
     "STATS_WATCH",
     "STATUS",
     "STOP",
+    "TOP",
     "UNPAUSE",
     "UP",
     "UPDATE",
@@ -120,6 +121,10 @@ STATS_WATCH: Operation[m.WorkflowRef, m.WorkflowStats] = Operation(
     "workflows.stats.watch", "GET", "/api/workflows/{name}/stats/watch",
     "Stats samples, one after another (NDJSON).", request=m.WorkflowRef, response=m.WorkflowStats,
     kind="stream", permission=_WORKFLOW)
+TOP: Operation[m.WorkflowRef, m.WorkflowTop] = Operation(
+    "workflows.top", "GET", "/api/workflows/{name}/top",
+    "Per running container: its processes, as `docker top` lists them.", request=m.WorkflowRef,
+    response=m.WorkflowTop, permission=_WORKFLOW)
 REMOVE: Operation[m.WorkflowRef, m.WorkflowInfo] = Operation(
     "workflows.remove", "DELETE", "/api/workflows/{name}", "Bring the workflow down and forget it.",
     request=m.WorkflowRef, response=m.WorkflowInfo, permission=_WORKFLOW, mutating=True,

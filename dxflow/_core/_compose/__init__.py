@@ -11,6 +11,7 @@ document (``services.web.ports[1]``).
 """
 
 from ._environment import EnvironmentSources
+from ._graph import waves
 from ._guard import ReadGuard, guarded_reads
 from ._loader import LoadedProject, is_compose_path, load_project
 from ._project import check_build_contexts
@@ -27,4 +28,5 @@ __all__ = [
     "is_compose_path",
     "load_project",
     "markdown_table",
+    "waves",
 ]

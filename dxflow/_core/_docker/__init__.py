@@ -6,9 +6,11 @@ from ._types import (
     DockerEvent,
     ExecCommand,
     ExecOutcome,
+    HealthProbe,
     LogChunk,
     LogSource,
     Network,
+    Processes,
     ResourceUsage,
     Volume,
 )
@@ -19,9 +21,11 @@ __all__ = [
     "DockerEvent",
     "ExecCommand",
     "ExecOutcome",
+    "HealthProbe",
     "LogChunk",
     "LogSource",
     "Network",
+    "Processes",
     "ResourceUsage",
     "Volume",
 ]

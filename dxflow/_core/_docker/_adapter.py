@@ -8,8 +8,9 @@ with the records of `_types`; Docker's errors arrive as dxflow's (`NotFound`,
 from __future__ import annotations
 
 import os
+import re
 import shutil
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,14 +19,17 @@ import anyio
 from ..._exceptions import DockerUnavailable, InvalidRequest, NotFound
 from ..._models import DockerInfo
 from ._client import DockerConnection
+from ._logs import open_log
 from ._types import (
     Container,
     DockerEvent,
     ExecCommand,
     ExecOutcome,
+    HealthProbe,
     LogChunk,
     LogSource,
     Network,
+    Processes,
     ResourceUsage,
     Volume,
 )
@@ -34,26 +38,31 @@ __all__ = ["DockerAdapter"]
 
 # What the docker CLI reads besides DOCKER_HOST: a context would point it elsewhere.
 _CLI_SETTINGS = ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS")
+# The classic builder paints a step's stderr red (ESC[91m ... ESC[0m): text, not colours.
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class _Lines:
-    """Whole lines of one container stream; `close` ends a blocked read."""
+class _BuildLines:
+    """The lines of a build's JSON progress stream; its error as InvalidRequest."""
 
-    def __init__(self, raw: Any, source: LogSource) -> None:
-        self._raw, self._source = raw, source
+    def __init__(self, raw: Iterator[Mapping[str, Any]]) -> None:
+        self._raw = raw
 
-    def __iter__(self) -> Iterator[LogChunk]:
-        pending = b""
+    def __iter__(self) -> Iterator[str]:
         for chunk in self._raw:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield LogChunk(self._source, line)
-        if pending:
-            yield LogChunk(self._source, pending)
+            if "error" in chunk or "errorDetail" in chunk:
+                detail = chunk.get("errorDetail") or {}
+                message = str(detail.get("message") or chunk.get("error") or "unknown error")
+                raise InvalidRequest(f"Docker build failed: {message.strip()}")
+            text = _SGR.sub("", str(chunk.get("stream") or chunk.get("status") or ""))
+            for line in text.splitlines():
+                if line.strip():
+                    yield line.rstrip()
 
     def close(self) -> None:
-        self._raw.close()
+        close = getattr(self._raw, "close", None)
+        if close is not None:
+            close()
 
 
 class DockerAdapter(DockerConnection):
@@ -106,10 +115,15 @@ class DockerAdapter(DockerConnection):
         """Remove a container, running or not (and its anonymous volumes with `volumes`)."""
         await self._run(lambda c: c.api.remove_container(container, force=True, v=volumes))
 
-    async def tail(self, container: str, lines: int) -> str:
-        """The last `lines` lines of a container's output, as text."""
-        raw = await self._run(lambda c: c.api.logs(container, tail=lines))
-        return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    async def health_log(self, container: str) -> list[HealthProbe]:
+        """The last runs of a container's health check (Docker keeps five), oldest first."""
+        attrs = await self._run(lambda c: c.api.inspect_container(container))
+        health = (attrs.get("State") or {}).get("Health") or {}
+        return [HealthProbe.from_log(entry) for entry in health.get("Log") or []]
+
+    async def top(self, container: str) -> Processes:
+        """The processes running in a container (`docker top`)."""
+        return Processes.from_top(await self._run(lambda c: c.api.top(container)))
 
     async def stats(self, container: str) -> ResourceUsage:
         """One sample (Docker measures CPU over about a second)."""
@@ -171,19 +185,12 @@ class DockerAdapter(DockerConnection):
         follow: bool = False,
         tail: int | None = None,
         since: datetime | None = None,
-    ) -> AsyncIterator[LogChunk]:
-        """The lines of `sources`, with Docker's timestamps, merged as they come."""
+    ) -> AsyncGenerator[LogChunk]:
+        """The lines of `sources` (stdout and stderr of each in the order written), with
+        Docker's timestamps; the sources' lines merged as they come."""
 
         def opener(source: LogSource) -> Any:
-            def open_logs(client: Any) -> _Lines:
-                raw = client.api.logs(
-                    source.container, stdout=source.stream == "stdout",
-                    stderr=source.stream == "stderr", stream=True, follow=follow,
-                    timestamps=True, tail="all" if tail is None else tail, since=since,
-                )  # fmt: skip
-                return _Lines(raw, source)
-
-            return open_logs
+            return lambda client: open_log(client, source, follow, tail, since)
 
         return self._stream([opener(source) for source in sources])
 
@@ -220,25 +227,30 @@ class DockerAdapter(DockerConnection):
             return False
         return True
 
-    async def build(
+    def build(
         self,
         context: str,
         tag: str,
         dockerfile: str | None = None,
         args: Mapping[str, str | None] | None = None,
         target: str | None = None,
-    ) -> None:
-        """Build `context` as `tag`; a failed step leaves no container behind either.
+    ) -> AsyncGenerator[str]:
+        """Build `context` as `tag`, yielding the build's output line by line; a failed
+        step leaves no container behind either.
 
-        InvalidRequest when the build fails; OSError or TypeError when the context
-        cannot be read (docker-py reads it on this side).
+        InvalidRequest when the build fails (after the failing step's output); OSError or
+        TypeError when the context cannot be read (docker-py reads it on this side).
         """
-        await self._run(
-            lambda c: c.images.build(
-                path=context, dockerfile=dockerfile, buildargs=dict(args) if args else None,
-                target=target, tag=tag, rm=True, forcerm=True,
-            )
-        )  # fmt: skip
+
+        def open_build(client: Any) -> _BuildLines:
+            return _BuildLines(
+                client.api.build(
+                    path=context, dockerfile=dockerfile, buildargs=dict(args) if args else None,
+                    target=target, tag=tag, rm=True, forcerm=True, decode=True,
+                )
+            )  # fmt: skip
+
+        return self._stream([open_build])
 
     # -- networks -------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -117,7 +117,7 @@ class DockerConnection:
 
     async def _stream(
         self, streams: list[Callable[[Any], Any]], limit: int = 256
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any]:
         """Merge blocking Docker streams (logs, events) into one async iterator.
 
         Each stream is read by a worker thread; leaving the iterator closes them all,

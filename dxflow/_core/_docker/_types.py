@@ -15,10 +15,13 @@ __all__ = [
     "DockerEvent",
     "ExecCommand",
     "ExecOutcome",
+    "HealthProbe",
     "LogChunk",
     "LogSource",
     "Network",
+    "Processes",
     "ResourceUsage",
+    "StreamName",
     "Volume",
 ]
 
@@ -113,21 +116,38 @@ class DockerEvent:
         return (self.time_nano, self.actor, self.action)
 
 
+StreamName = Literal["stdout", "stderr"]
+
+
 @dataclass(frozen=True)
 class LogSource:
-    """One output stream of one container; `tag` comes back with every line of it."""
+    """One container's log; `tag` comes back with every line of it."""
 
     container: str
-    stream: Literal["stdout", "stderr"]
     tag: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class LogChunk:
-    """One line (without its newline) of a `LogSource`."""
+    """One line (without its newline) of a `LogSource`, and the stream it was written to."""
 
     source: LogSource
     line: bytes
+    stream: StreamName = "stdout"
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """One run of a container's health check, as Docker keeps it (State.Health.Log)."""
+
+    exit_code: int | None
+    output: str
+
+    @classmethod
+    def from_log(cls, entry: Mapping[str, Any]) -> HealthProbe:
+        code = entry.get("ExitCode")
+        return cls(exit_code=code if isinstance(code, int) else None,
+                   output=str(entry.get("Output") or "").strip())  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -143,6 +163,20 @@ class ExecCommand:
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Processes:
+    """A container's process table as `docker top` gives it: column titles and rows."""
+
+    titles: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def from_top(cls, raw: Mapping[str, Any] | None) -> Processes:
+        raw = raw or {}
+        rows = tuple(tuple(str(cell) for cell in row) for row in raw.get("Processes") or [])
+        return cls(titles=tuple(str(t) for t in raw.get("Titles") or []), rows=rows)
 
 
 @dataclass(frozen=True)

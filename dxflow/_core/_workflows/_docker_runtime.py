@@ -14,11 +14,13 @@ from typing import Any
 
 import anyio
 
+from ..._exceptions import Conflict, NotFound
 from ..._models import (
     ComposeProject,
     ComposeProjectSummary,
     ContainerState,
     ContainerStats,
+    ContainerTop,
     ExecResult,
     LogLine,
     WorkflowEvent,
@@ -109,17 +111,17 @@ class DockerRuntime:
     ) -> AsyncIterator[LogLine]:
         found = await self._orchestrator.containers(project, everyone)
         sources = [
-            LogSource(c.id, stream, (c.labels.get(SERVICE_LABEL, "?"), c.name))
+            LogSource(c.id, (c.labels.get(SERVICE_LABEL, "?"), c.name))
             for c in found
             if service in (None, c.labels.get(SERVICE_LABEL))
-            for stream in ("stdout", "stderr")
         ]
         chunks = self._docker.logs(sources, follow=follow, tail=tail, since=since)
         if follow:
             async for chunk in chunks:
                 yield log_line(chunk)
             return
-        # A finished read is put in time order across containers and streams.
+        # A finished read is put in time order: Docker stamps each line as it reads it from
+        # a container's stdout or stderr pipe, so the streams interleave as they were written.
         earliest = datetime.min.replace(tzinfo=UTC)
         lines = [log_line(chunk) async for chunk in chunks]
         for line in sorted(lines, key=lambda line: line.time or earliest):
@@ -184,6 +186,24 @@ class DockerRuntime:
             for service, container in containers:
                 group.start_soon(sample, service, container)
         return sorted(results, key=lambda s: s.container)
+
+    async def top(self, containers: Sequence[tuple[str, ContainerState]]) -> list[ContainerTop]:
+        results: list[ContainerTop] = []
+
+        async def sample(service: str, container: ContainerState) -> None:
+            try:
+                table = await self._docker.top(container.id)
+            except (NotFound, Conflict):
+                return  # it stopped (or went) between the listing and the question
+            results.append(ContainerTop(
+                container=container.name, service=service, titles=list(table.titles),
+                processes=[list(row) for row in table.rows],
+            ))  # fmt: skip
+
+        async with task_group() as group:
+            for service, container in containers:
+                group.start_soon(sample, service, container)
+        return sorted(results, key=lambda t: t.container)
 
     # -- commands -------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -18,6 +19,7 @@ from ..._exceptions import ApiError, NotFound, WorkflowFailed
 from ..._models import ComposeProject, ContainerState, Service, WorkflowStatus
 from .._docker import Container, DockerAdapter
 from .._groups import task_group
+from ._diagnose import diagnose
 from ._files import bind_sources
 from ._owners import Owners
 from ._runtime import Action, Plan
@@ -37,6 +39,8 @@ from ._status import workflow_status
 __all__ = ["Orchestrator", "stop_grace"]
 
 _POLL = 0.1
+_BUILD_TAIL = 20
+"""Lines of the failing build step's output a WorkflowFailed shows."""
 # Docker kept the endpoint of a removed container of this name (moby/moby#42119).
 _STALE_ENDPOINT = re.compile(r"endpoint with name (\S+) already exists in network (\S+)")
 
@@ -99,6 +103,10 @@ class Orchestrator:
         try:
             with anyio.fail_after(timeout):
                 await self._up(plan, only, wait, remove_orphans)
+        except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
+            # Interrupted (Ctrl-C, a cancelled task, a client gone): nothing failed, so
+            # nothing is blamed or rolled back; `up` again continues, `down` removes.
+            raise
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 error = (
@@ -106,7 +114,8 @@ class Orchestrator:
                     if isinstance(exc, TimeoutError)
                     else exc
                 )
-                await self._rollback(plan)
+                if not plan.keep_on_failure:
+                    await self._rollback(plan)
             raise error from None
         plan.event("done")
 
@@ -139,10 +148,14 @@ class Orchestrator:
         for service in status.services:
             ready = service.containers and all(_ready(c) for c in service.containers)
             if not ready:
-                logs = await self._tail(service.containers[0].id) if service.containers else ""
-                waiting.append(
-                    f"{service.name} ({service.state}, health {service.health}):\n{logs}"
+                checked = service.health is not None
+                found = (
+                    (await diagnose(self._docker, service.containers[0].id, checked)).text()
+                    if service.containers
+                    else "no container"
                 )
+                state = f"{service.state}, health {service.health}"
+                waiting.append(f"{service.name} ({state}): {found}")
         detail = "\n".join(waiting) or "(every service looked ready)"
         return WorkflowFailed(
             f"workflow {plan.project.name!r} did not come up within {timeout:g} s; waiting for "
@@ -202,17 +215,29 @@ class Orchestrator:
         await self._build(plan, service, image)
 
     async def _build(self, plan: Plan, service: Service, image: str) -> None:
+        """Build `image`, each output line an event; a failure says what the failing step
+        printed (Docker's own error gives only its exit code)."""
         build = service.build
         assert build is not None
         plan.event("build", service.name, detail=f"building {image} from {build.context}")
+        step: deque[str] = deque(maxlen=_BUILD_TAIL)
         try:
-            await self._docker.build(
+            lines = self._docker.build(
                 build.context, image, dockerfile=build.dockerfile, args=build.args,
                 target=build.target,
             )  # fmt: skip
+            async for line in lines:
+                if line.startswith("Step "):
+                    step.clear()  # the output of one step at a time is kept
+                step.append(line)
+                plan.event("build", service.name, detail=line)
         except ApiError as exc:
+            output = "\n".join(f"  {line}" for line in step)
+            tail = f"; the failing step's last output:\n{output}" if output else ""
             raise WorkflowFailed(
-                f"services.{service.name}.build: {exc.message}", service=service.name
+                f"services.{service.name}.build: {exc.message}{tail}",
+                service=service.name,
+                logs="\n".join(step),
             ) from None
         except (OSError, TypeError) as exc:  # docker-py reading a context gone since create
             raise WorkflowFailed(
@@ -334,22 +359,28 @@ class Orchestrator:
                 for container in service.containers:
                     problem = self._problem(container)
                     if problem:
-                        logs = await self._tail(container.id)
+                        found = await diagnose(
+                            self._docker, container.id, container.health is not None
+                        )
                         raise WorkflowFailed(
-                            f"service {service.name!r} {problem}; last log lines:\n{logs}",
+                            f"service {service.name!r} {problem}; {found.text()}",
                             service=service.name,
                             exit_code=container.exit_code,
-                            logs=logs,
+                            logs=found.logs,
+                            health=found.health or None,
                         )
+                    if container.state == "exited":  # a one-shot that did its job
+                        code = container.exit_code
+                        plan.event("exited", service.name, container=container.name,
+                                   exit_code=code, detail=f"exited {code}")  # fmt: skip
                     done = _ready(container, completed)
                     if not done:
                         pending.append(service.name)
+                if service.health == "healthy":
+                    plan.event("healthy", service.name)
                 if not service.containers:
                     pending.append(service.name)
             if not pending:
-                for service in status.services:
-                    if service.health == "healthy":
-                        plan.event("healthy", service.name)
                 return
             await anyio.sleep(_POLL)
 
@@ -360,12 +391,6 @@ class Orchestrator:
         if container.health == "unhealthy":
             return "is unhealthy"
         return None
-
-    async def _tail(self, container: str, lines: int = 20) -> str:
-        try:
-            return (await self._docker.tail(container, lines)).rstrip()
-        except ApiError:
-            return "(no logs)"
 
     async def _rollback(self, plan: Plan) -> None:
         """Remove what this `up` created; each removal is tried whatever the others do."""

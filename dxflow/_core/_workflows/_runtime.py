@@ -20,6 +20,7 @@ from ..._models import (
     ComposeProjectSummary,
     ContainerState,
     ContainerStats,
+    ContainerTop,
     ExecResult,
     LogLine,
     WorkflowEvent,
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["RUNTIMES", "Action", "Emit", "Plan", "WorkflowRuntime", "runtime"]
 
 Emit = Callable[[WorkflowEvent], None]
+_ONCE = frozenset({"started", "healthy", "exited"})
+"""States an `up` observes more than once (each wait polls them): reported once."""
 Action = Literal["start", "stop", "restart", "pause", "unpause", "kill"]
 
 
@@ -50,13 +53,22 @@ class Plan:
     (Compose's rule: a project is its name). Otherwise only this engine's."""
     files: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     """Per service, the (host path, container path) of its secrets and configs."""
+    keep_on_failure: bool = False
+    """A failed `up` leaves what it created, for inspection (default: rolled back)."""
     prepare: Callable[[], None] | None = None
     """Blocking work before anything is created (writing secrets and configs)."""
     created_containers: list[str] = field(default_factory=list)
     created_networks: list[str] = field(default_factory=list)
     created_volumes: list[str] = field(default_factory=list)
+    reported: set[tuple[Any, ...]] = field(default_factory=set)
+    """The states reported so far: each is reported once per call, however often seen."""
 
     def event(self, action: str, service: str | None = None, **details: Any) -> None:
+        if action in _ONCE:
+            key = (action, service, details.get("container"))
+            if key in self.reported:
+                return
+            self.reported.add(key)
         self.emit(
             WorkflowEvent(
                 time=datetime.now(UTC),
@@ -89,7 +101,8 @@ class WorkflowRuntime(Protocol):
         within: float | None = None,
     ) -> None:
         """Converge `plan` (`within` seconds: WorkflowFailed after); on failure remove what
-        this call created, then raise."""
+        this call created (unless `plan.keep_on_failure`), then raise. A cancelled `up`
+        (the caller interrupted or went away) leaves everything as it is."""
         ...
 
     async def down(
@@ -132,6 +145,10 @@ class WorkflowRuntime(Protocol):
 
     async def stats(self, containers: Sequence[tuple[str, ContainerState]]) -> list[ContainerStats]:
         """One resource sample of each (service, container)."""
+        ...
+
+    async def top(self, containers: Sequence[tuple[str, ContainerState]]) -> list[ContainerTop]:
+        """The processes of each running (service, container)."""
         ...
 
     async def exec(

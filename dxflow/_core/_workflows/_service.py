@@ -37,6 +37,7 @@ from ..._models import (
     WorkflowStats,
     WorkflowStatus,
     WorkflowStop,
+    WorkflowTop,
     WorkflowUp,
     WorkflowUpdate,
 )
@@ -181,19 +182,57 @@ class WorkflowService:
     @handles("workflows.create")
     async def create(self, ctx: Context, request: WorkflowCreate) -> WorkflowInfo:
         master = _is_master(ctx)
-        loaded = await self._admit(ctx, request, master)  # validates everything before storing
+        spec = _stored_spec(request)
+        loaded = await self._admit(ctx, spec, master)  # validates everything before storing
         check_build_contexts(loaded.project)
+        if self._exists(spec.name):
+            if request.replace:
+                await self._replace(spec.name, master)
+            elif request.exist_ok:
+                return self._converge_spec(spec, master, loaded)
+            else:
+                raise Conflict(
+                    f"a workflow named {spec.name!r} exists already; pass exist_ok=True to "
+                    "update it to this spec (a no-op when identical) or replace=True to bring "
+                    "it down and create it anew (CLI: `dxflow up` in the compose file's folder, "
+                    f"or `dxflow workflow update {spec.name} -f FILE`)",
+                    workflow=spec.name,
+                )
         created = time.time()
         with self._state.transaction() as db:
-            if db.execute("SELECT 1 FROM workflows WHERE name = ?", (request.name,)).fetchone():
+            if db.execute("SELECT 1 FROM workflows WHERE name = ?", (spec.name,)).fetchone():
                 raise Conflict(
-                    f"a workflow named {request.name!r} exists already", workflow=request.name
+                    f"a workflow named {spec.name!r} was created meanwhile; pass exist_ok=True "
+                    "to update it instead",
+                    workflow=spec.name,
                 )
             db.execute(
                 "INSERT INTO workflows (name, spec, created_at, by_master) VALUES (?, ?, ?, ?)",
-                (request.name, request.model_dump_json(), created, master),
+                (spec.name, _as_stored(spec), created, master),
             )
-        return self._info(request, created, loaded.project)
+        return self._info(spec, created, loaded.project)
+
+    def _exists(self, name: str) -> bool:
+        return bool(self._state.query("SELECT 1 FROM workflows WHERE name = ?", (name,)))
+
+    def _converge_spec(
+        self, spec: WorkflowCreate, master: bool, loaded: LoadedProject
+    ) -> WorkflowInfo:
+        """`create(exist_ok=True)` of an existing workflow: store `spec` if it differs."""
+        current, created, by_master = self._stored(spec.name)
+        if current != spec or by_master != master:
+            self._state.execute(
+                "UPDATE workflows SET spec = ?, by_master = ? WHERE name = ?",
+                (_as_stored(spec), master, spec.name),
+            )
+        return self._info(spec, created, loaded.project)
+
+    async def _replace(self, name: str, master: bool) -> None:
+        """`create(replace=True)`: the old workflow comes down and is forgotten."""
+        old = self._project(name).project
+        await self._runtime.down(old, False, self._bus.publish, master)
+        await anyio.to_thread.run_sync(remove_files, self._files_dir, old.name)
+        self._state.execute("DELETE FROM workflows WHERE name = ?", (name,))
 
     @handles("workflows.list")
     def list(self, ctx: Context, request: None) -> WorkflowList:
@@ -256,6 +295,7 @@ class WorkflowService:
             plan = Plan(
                 project, hashes, loaded.order(), emit, build=request.build,
                 everyone=_is_master(ctx), files=files.mounts, prepare=files.write,
+                keep_on_failure=request.keep_on_failure,
             )  # fmt: skip
             await self._runtime.up(
                 plan, only, request.wait, request.remove_orphans, request.timeout
@@ -299,13 +339,14 @@ class WorkflowService:
     async def update(self, ctx: Context, request: WorkflowUpdate) -> WorkflowInfo:
         current, created = self._spec(request.name)
         changes = request.model_dump(exclude={"name"}, exclude_none=True)
+        current = _stored_spec(current)
         spec = current.model_copy(update=changes)
         master = _is_master(ctx)  # whoever writes the spec decides what it may read
         loaded = await self._admit(ctx, spec, master)  # a bad update changes nothing
         check_build_contexts(loaded.project)
         self._state.execute(
             "UPDATE workflows SET spec = ?, by_master = ? WHERE name = ?",
-            (spec.model_dump_json(), master, spec.name),
+            (_as_stored(spec), master, spec.name),
         )
         return self._info(spec, created, loaded.project)
 
@@ -404,7 +445,12 @@ class WorkflowService:
                 for container in candidate.containers:
                     if container.number == index and container.state == "running":
                         return container.id
-                raise Conflict(f"service {service!r} of {name!r} has no running replica {index}")
+                raise Conflict(
+                    f"service {service!r} of {name!r} has no running replica {index}; start "
+                    "it with up() (CLI: `dxflow workflow up NAME`), or see why it stopped "
+                    "with status() and logs()",
+                    service=service,
+                )
         raise NotFound(f"no service {service!r} in workflow {name!r}", service=service)
 
     @handles("workflows.stats")
@@ -415,6 +461,14 @@ class WorkflowService:
         ]
         return WorkflowStats(name=request.name, containers=await self._runtime.stats(running))
 
+    @handles("workflows.top")
+    async def top(self, ctx: Context, request: WorkflowRef) -> WorkflowTop:
+        status = await self.status(ctx, request)
+        running = [
+            (s.name, c) for s in status.services for c in s.containers if c.state == "running"
+        ]
+        return WorkflowTop(name=request.name, containers=await self._runtime.top(running))
+
     @handles("workflows.stats.watch")
     async def watch_stats(self, ctx: Context, request: WorkflowRef) -> AsyncIterator[WorkflowStats]:
         # Each sample takes Docker about a second (it measures CPU over an interval).
@@ -424,6 +478,20 @@ class WorkflowService:
 
 def _is_master(ctx: Context) -> bool:
     return ctx.identity is not None and ctx.identity.is_master
+
+
+_HOW = {"exist_ok", "replace"}
+"""Fields of a create request that say how to treat an existing workflow: not its spec."""
+
+
+def _stored_spec(request: WorkflowCreate) -> WorkflowCreate:
+    """The spec of a create request, without how to treat an existing workflow."""
+    return request.model_copy(update=dict.fromkeys(_HOW, False))
+
+
+def _as_stored(spec: WorkflowCreate) -> str:
+    """The JSON stored of a spec (without `_HOW`: an older engine reads it as it was)."""
+    return spec.model_dump_json(exclude=_HOW)
 
 
 def _fingerprint(spec: WorkflowCreate, master: bool) -> str:

@@ -8,7 +8,7 @@ from ..._models import ContainerState, ServiceStatus, WorkflowStatus
 from .._docker import Container
 from ._spec import HASH_LABEL, NUMBER_LABEL, SERVICE_LABEL
 
-__all__ = ["container_state", "workflow_status"]
+__all__ = ["container_state", "overall_state", "workflow_status"]
 
 _EXITED = re.compile(r"Exited \((-?\d+)\)")
 
@@ -77,12 +77,25 @@ def workflow_status(name: str, services: list[str], found: list[Container]) -> W
                 containers=containers,
             )
         )
-    states = {s.state for s in statuses}
-    overall = (
-        "missing"
-        if states <= {"missing"}
-        else "running"
-        if states == {"running"}
-        else ("stopped" if states <= {"exited", "stopped", "missing"} else "partial")
-    )
-    return WorkflowStatus(name=name, state=overall, services=statuses)
+    return WorkflowStatus(name=name, state=overall_state(statuses), services=statuses)
+
+
+def _done(service: ServiceStatus) -> bool:
+    """A one-shot that did its job: every container exited with code 0."""
+    return service.state == "exited" and all(c.exit_code == 0 for c in service.containers)
+
+
+def overall_state(services: list[ServiceStatus]) -> str:
+    """The project's state, as compose users read it: running when every service runs or,
+    being a one-shot, exited 0 (done); stopped when none runs; paused when all that run
+    are paused; missing when no container exists; partial otherwise."""
+    states = {s.state for s in services}
+    if states <= {"missing"}:
+        return "missing"
+    if "running" in states and all(s.state == "running" or _done(s) for s in services):
+        return "running"
+    if states <= {"exited", "stopped", "missing"}:
+        return "stopped"
+    if "paused" in states and all(s.state == "paused" or _done(s) for s in services):
+        return "paused"
+    return "partial"

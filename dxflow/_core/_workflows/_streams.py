@@ -41,7 +41,7 @@ def log_line(chunk: LogChunk) -> LogLine:
     stamp, _, rest = text.partition(" ")
     moment = _timestamp(stamp)
     line = rest if moment is not None else text
-    return LogLine(service=service, container=container, stream=chunk.source.stream,
+    return LogLine(service=service, container=container, stream=chunk.stream,
                    line=line, time=moment)  # fmt: skip
 
 

@@ -17,18 +17,37 @@ import anyio
 
 from ..._exceptions import ApiError, Conflict, NotFound
 from ..._models import ComposeProject
+from .._compose import waves
 from .._docker import Container, DockerAdapter
 from .._groups import task_group
 from ._owners import Owners
 from ._runtime import Emit, Plan
 from ._spec import SERVICE_LABEL
 
-__all__ = ["Teardown"]
+__all__ = ["Teardown", "stop_waves"]
 
 log = logging.getLogger("dxflow.engine")
 
 NETWORK_WAIT = 15.0
 """Seconds `down` waits for a network's endpoints to detach before leaving it."""
+
+
+def stop_waves(project: ComposeProject, found: list[Container]) -> list[list[Container]]:
+    """`found` grouped in the order to stop them: the reverse of the start-up waves along
+    depends_on; containers of services the project no longer has (orphans) first."""
+    graph = {name: list(s.depends_on) for name, s in project.services.items()}
+    try:
+        order = list(reversed(waves(graph)))
+    except ValueError:  # a cycle cannot be stored; should one appear, stop all at once
+        order = [sorted(graph)]
+    orphans = [c for c in found if c.labels.get(SERVICE_LABEL) not in graph]
+    groups = [orphans] if orphans else []
+    for wave in order:
+        members = set(wave)
+        group = [c for c in found if c.labels.get(SERVICE_LABEL) in members]
+        if group:
+            groups.append(group)
+    return groups
 
 
 class Teardown:
@@ -50,9 +69,12 @@ class Teardown:
     ) -> None:
         plan = Plan(project, {}, [], emit, everyone=everyone)
         found = await self._containers(project.name, everyone)
-        async with task_group() as group:
-            for container in found:
-                group.start_soon(self._stop_and_remove, plan, container)
+        # As compose does: dependents stop before what they depend on (a wave at a time,
+        # its services concurrently), so none sees its dependency vanish while it runs.
+        for wave in stop_waves(project, found):
+            async with task_group() as group:
+                for container in wave:
+                    group.start_soon(self._stop_and_remove, plan, container)
         removed = [c.name for c in found]
         left = []
         for net in project.networks.values():
@@ -98,7 +120,10 @@ class Teardown:
                 return None
             except ApiError as exc:
                 if "active endpoints" not in exc.message:
-                    raise Conflict(f"cannot remove network {name}: {exc.message}") from None
+                    raise Conflict(
+                        f"cannot remove network {name}: {exc.message}; remove what holds it, "
+                        "then run down again"
+                    ) from None
             else:
                 plan.event("network", detail=f"removed {name}")
                 return None
