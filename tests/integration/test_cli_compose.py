@@ -3,7 +3,6 @@ real Docker Engine, as a compose user types them."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import pty
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from dxflow._api.workflows import Workflows
 
 from ..conftest import remove_project
 from ..docker.images import BUSYBOX_IMAGE
@@ -375,10 +372,6 @@ def test_workflow_up_by_name_stores_an_edited_file_again(
         remove_project(docker_client, name)
 
 
-@pytest.mark.skipif(
-    "exist_ok" not in inspect.signature(Workflows.create).parameters,
-    reason="needs create(exist_ok=, replace=) (issue 10, workflow core)",
-)
 def test_workflow_create_exist_ok_and_replace(booted: Booted, tmp_path: Path) -> None:
     name = f"again{os.getpid()}"
     (tmp_path / "compose.yaml").write_text(COMPOSE)
@@ -394,8 +387,6 @@ def test_workflow_create_exist_ok_and_replace(booted: Booted, tmp_path: Path) ->
         folder.run("workflow", "remove", name, check=False)
 
 
-@pytest.mark.skipif(not hasattr(__import__("dxflow").Workflow, "top"),
-                    reason="needs wf.top() (issue 10, workflow core)")  # fmt: skip
 def test_top_lists_the_processes_of_each_container(
     running: tuple[Folder, str, subprocess.CompletedProcess[str]],
 ) -> None:
@@ -404,10 +395,6 @@ def test_top_lists_the_processes_of_each_container(
     assert f"{name}-web-1" in top and "sleep 3600" in top and "PID" in top
 
 
-@pytest.mark.skipif(
-    "keep_on_failure" not in inspect.signature(__import__("dxflow").Workflow.up).parameters,
-    reason="needs build events from up (issue 10, workflow core)",
-)
 def test_up_build_streams_the_output_of_a_failing_run(booted: Booted, tmp_path: Path,
                                                       docker_client: Any) -> None:  # fmt: skip
     (tmp_path / "Dockerfile").write_text(
