@@ -29,7 +29,7 @@ def _engine(ctx: click.Context) -> Any:
         home=params.get("home"),
         verify=False if params.get("insecure") else (params.get("ca_cert") or True),
     )
-    return opts.engine()
+    return opts.engine(timeout=5.0)
 
 
 def _answer(

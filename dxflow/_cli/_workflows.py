@@ -88,8 +88,14 @@ def create(
 @engine_command
 def list_workflows(opts: Options) -> None:
     """Stored workflows."""
-    with opts.engine() as engine:
-        found = [wf.info for wf in engine.workflows.list()]
+    from ._lean import lean_call
+
+    lean = lean_call(opts, "workflows.list")
+    if lean is not None:
+        found = lean.workflows
+    else:
+        with opts.engine() as engine:
+            found = [wf.info for wf in engine.workflows.list()]
     if opts.json:
         return emit_json(found)
     table(
