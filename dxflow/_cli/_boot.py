@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -26,15 +27,18 @@ def boot() -> None:
     """Run the engine server of this machine."""
 
 
+HEALTH_PATH = "/api/health"
+"""engine.health's path (a unit test checks it against the operation table, which this
+module does not import: the table loads every model, and the polling parent would
+compete for the CPU with the engine it waits for)."""
+
+
 def _healthy(home: Home) -> bool:
     import socket
 
-    from .._operations import OPERATIONS
-
     if not home.socket.exists():
         return False
-    health = OPERATIONS["engine.health"]
-    probe = f"{health.method} {health.path} HTTP/1.1\r\nHost: engine\r\nConnection: close\r\n\r\n"
+    probe = f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: engine\r\nConnection: close\r\n\r\n"
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(1.0)
@@ -45,11 +49,23 @@ def _healthy(home: Home) -> bool:
         return False
 
 
+def _this_boot(out: Path, offset: int) -> str:
+    """What this boot wrote to `daemon.out` (from `offset`), not earlier boots' lines."""
+    with open(out, "rb") as log:
+        log.seek(offset)
+        lines = log.read().decode(errors="replace").strip().splitlines()
+    lines = [line.removeprefix("error: ") for line in lines if line.strip()][-8:]
+    if len(lines) == 1:
+        return f"the engine did not start: {lines[0]}"
+    return "the engine did not start:\n  " + "\n  ".join(lines or ["(it printed nothing)"])
+
+
 def _daemonize(config: Config, argv: list[str]) -> None:
     home = config.home
     home.ensure()
     out = home.logs_dir / "daemon.out"
     with open(out, "ab") as log:
+        offset = log.tell()
         child = subprocess.Popen(
             [sys.executable, "-m", "dxflow_server", *argv],
             stdin=subprocess.DEVNULL,
@@ -60,12 +76,11 @@ def _daemonize(config: Config, argv: list[str]) -> None:
     deadline = time.monotonic() + _READY_TIMEOUT
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            tail = out.read_text(errors="replace").strip().splitlines()[-5:]
-            fail("the engine did not start:\n  " + "\n  ".join(tail))
+            fail(_this_boot(out, offset))
         if running_pid(home) == child.pid and _healthy(home):
             click.echo(f"engine started (pid {child.pid}); logs in {home.log_file}")
             return
-        time.sleep(0.02)
+        time.sleep(0.01)
     child.terminate()
     fail(f"the engine did not answer within {_READY_TIMEOUT:.0f} s; see {out}")
 
@@ -103,6 +118,11 @@ def up(daemon: bool, **options: Any) -> None:
                         else [flag, str(value)]
                     )
             return _daemonize(config, argv)
+        import gc
+
+        # Starting creates ~10^5 objects and no garbage: no collection passes while the
+        # server's modules load (serve() turns collection back on once they have).
+        gc.disable()
         from dxflow_server._boot import serve
 
         serve(config)

@@ -113,6 +113,11 @@ def cli_message(exc: DxflowError, home: str | None = None) -> str:
     option = details.get("option")
     if isinstance(option, str) and option in _FLAGS:
         message = f"{_SDK_HINT.sub('', message)} ({_FLAGS[option]})"
+    if details.get("reason") == "unreachable":
+        message += (
+            "; is the engine running there (`dxflow boot status` on its machine, "
+            "`dxflow boot up` starts it) and is --url right?"
+        )
     if details.get("reason") == "tls_verify":
         from .._config import Home
 

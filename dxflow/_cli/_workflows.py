@@ -243,6 +243,11 @@ def exec_command(opts: Options, name: str, service: str, cmd: tuple[str, ...], i
 @engine_command
 def ps(opts: Options, name: str) -> None:
     """Per service: state, health, exit code, containers, ports."""
+    from ._lean import lean_call
+
+    lean = lean_call(opts, "workflows.status", name=name)
+    if lean is not None:
+        return _print_status(lean, opts.json)
     with opts.engine() as engine:
         _print_status(engine.workflows.get(name).status(), opts.json)
 

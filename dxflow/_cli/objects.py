@@ -219,6 +219,11 @@ def cat(opts: Options, path: str, start: int | None, end: int | None) -> None:
     There is no JSON form: --json changes only how errors are printed.
     """
     with opts.engine() as engine:
+        if engine.objects.info(path).type == "directory":  # its download is a zip
+            fail(
+                f"{path!r} is a folder: `dxflow object cat` prints files; "
+                f"`dxflow object get {path}` downloads the folder (`object ls {path}` lists it)"
+            )
         data = engine.objects.cat(path, start, end)
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()

@@ -91,7 +91,7 @@ def _lost(exc: httpx.TransportError, url: str | None, what: str) -> EngineUnavai
                 "verify=PATH",
                 reason="tls_verify",
             )
-        return EngineUnavailable(f"cannot reach the engine at {url}: {exc}")
+        return EngineUnavailable(f"cannot reach the engine at {url}: {exc}", reason="unreachable")
     return TransportError(f"lost {what} {url}: {exc or type(exc).__name__}")
 
 
