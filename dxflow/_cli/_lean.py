@@ -24,7 +24,7 @@ __all__ = ["LEAN", "Record", "lean_call"]
 
 LEAN: dict[str, str] = {
     "engine.ping": "/api/ping",
-    "auth.whoami": "/api/whoami",
+    "auth.whoami": "/api/auth/whoami",
     "workflows.list": "/api/workflows",
     "workflows.get": "/api/workflows/{name}",
     "workflows.status": "/api/workflows/{name}/status",
