@@ -29,7 +29,6 @@ from _common import (
     Target,
     bytecode_note,
     child_env,
-    dxflow_cli,
     dxflow_version,
     fmt_ms,
     human_stream,
@@ -73,14 +72,15 @@ def _measure(command: list[str], socket_path: Path, log: Path, env: dict[str, st
 
 
 def _boot_up(home: Path, env: dict[str, str]) -> Sample:
-    """`dxflow boot up --daemon` until it returns (healthy), then `boot down`."""
-    up = [*dxflow_cli(), "boot", "up", "--daemon", "--home", str(home), "--host", "127.0.0.1",
-          "--port", "0"]  # fmt: skip
+    """`dxflow boot up --daemon` until it returns (healthy), then `boot down`; the work
+    tree's (`python -m dxflow` from the repository), not an installed `dxflow`."""
+    up = [PYTHON, "-m", "dxflow", "boot", "up", "--daemon", "--home", str(home),
+          "--host", "127.0.0.1", "--port", "0"]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(up, cwd=REPO, env=env, capture_output=True, timeout=BOOT_TIMEOUT)
     ready = time.perf_counter() - start
     stop = time.perf_counter()
-    down = [*dxflow_cli(), "boot", "down", "--home", str(home)]
+    down = [PYTHON, "-m", "dxflow", "boot", "down", "--home", str(home)]
     subprocess.run(down, cwd=REPO, env=env, capture_output=True, timeout=BOOT_TIMEOUT)
     if done.returncode != 0:
         raise RuntimeError(f"dxflow boot up failed: {done.stderr.decode(errors='replace')}")

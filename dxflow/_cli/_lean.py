@@ -29,6 +29,8 @@ LEAN: dict[str, str] = {
     "workflows.get": "/api/workflows/{name}",
     "workflows.status": "/api/workflows/{name}/status",
     "shells.list": "/api/shells",
+    "keys.list": "/api/keys",
+    "objects.list": "/api/objects",
 }
 """Operation name -> its GET path (the table's; tests/unit/test_cli_lean.py checks)."""
 
@@ -80,7 +82,12 @@ def lean_call(opts: Any, operation: str, **params: Any) -> Record | None:
     for name in list(params):
         if "{" + name + "}" in path:
             path = path.replace("{" + name + "}", quote(str(params.pop(name)), safe=""))
-    query = {k: v for k, v in params.items() if v is not None}
+    # As the SDK sends a query: no empty or missing values (`?x=` is refused), JSON booleans
+    query = {
+        k: ("true" if v else "false") if isinstance(v, bool) else v
+        for k, v in params.items()
+        if v is not None and v != ""
+    }
     if query:
         path += "?" + urlencode(query, doseq=True)
     try:

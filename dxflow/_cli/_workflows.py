@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ._common import Options, engine_command
+from ._complete import service_names, workflow_names
 from ._output import emit_json, table
 
 __all__ = ["workflow"]
@@ -105,7 +106,7 @@ def list_workflows(opts: Options) -> None:
 
 
 @workflow.command()
-@click.argument("name")
+@click.argument("name", shell_complete=workflow_names)
 @click.option(
     "--service", "services", multiple=True, help="Only these services (and what they need)."
 )
@@ -129,7 +130,7 @@ def up(
 
 
 @workflow.command()
-@click.argument("name")
+@click.argument("name", shell_complete=workflow_names)
 @click.option("-v", "--volumes", is_flag=True, help="Remove named volumes too.")
 @engine_command
 def down(opts: Options, name: str, volumes: bool) -> None:
@@ -140,7 +141,7 @@ def down(opts: Options, name: str, volumes: bool) -> None:
 
 def _simple(verb: str, doc: str) -> None:
     @workflow.command(verb, help=doc)
-    @click.argument("name")
+    @click.argument("name", shell_complete=workflow_names)
     @click.option("--service", "services", multiple=True, help="Only these services.")
     @engine_command
     def command(opts: Options, name: str, services: tuple[str, ...]) -> None:
@@ -157,7 +158,7 @@ _simple("unpause", "Unpause the containers of NAME.")
 
 
 @workflow.command()
-@click.argument("name")
+@click.argument("name", shell_complete=workflow_names)
 @click.option("--signal", default="SIGKILL", show_default=True)
 @click.option("--service", "services", multiple=True, help="Only these services.")
 @engine_command
@@ -169,7 +170,7 @@ def kill(opts: Options, name: str, signal: str, services: tuple[str, ...]) -> No
 
 
 @workflow.command()
-@click.argument("name")
+@click.argument("name", shell_complete=workflow_names)
 @click.option("--service", help="Only this service.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("--tail", type=int, help="Only the last N lines of each container.")
@@ -190,7 +191,7 @@ def logs(opts: Options, name: str, service: str | None, follow: bool, tail: int 
 
 
 @workflow.command()
-@click.argument("name")
+@click.argument("name", shell_complete=workflow_names)
 @engine_command
 def events(opts: Options, name: str) -> None:
     """Container events of NAME as they happen (Ctrl-C to stop)."""
@@ -201,7 +202,7 @@ def events(opts: Options, name: str) -> None:
 
 
 @workflow.command("stats")
-@click.argument("name")
+@click.argument("name", shell_complete=workflow_names)
 @engine_command
 def workflow_stats(opts: Options, name: str) -> None:
     """Per container: CPU, memory against its limit, network, block I/O."""
@@ -222,8 +223,8 @@ def workflow_stats(opts: Options, name: str) -> None:
 
 
 @workflow.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("name")
-@click.argument("service")
+@click.argument("name", shell_complete=workflow_names)
+@click.argument("service", shell_complete=service_names)
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--index", default=1, show_default=True, help="Which replica.")
 @engine_command
@@ -239,7 +240,7 @@ def exec_command(opts: Options, name: str, service: str, cmd: tuple[str, ...], i
 
 
 @workflow.command()
-@click.argument("name")
+@click.argument("name", shell_complete=workflow_names)
 @engine_command
 def ps(opts: Options, name: str) -> None:
     """Per service: state, health, exit code, containers, ports."""
@@ -253,7 +254,7 @@ def ps(opts: Options, name: str) -> None:
 
 
 @workflow.command()
-@click.argument("name")
+@click.argument("name", shell_complete=workflow_names)
 @engine_command
 def config(opts: Options, name: str) -> None:
     """The normalized, interpolated Compose model of NAME (JSON)."""
@@ -262,7 +263,7 @@ def config(opts: Options, name: str) -> None:
 
 
 @workflow.command()
-@click.argument("name")
+@click.argument("name", shell_complete=workflow_names)
 @engine_command
 def remove(opts: Options, name: str) -> None:
     """Bring NAME down and forget it."""
