@@ -21,7 +21,15 @@ import click
 
 from .._exceptions import ApiError, DxflowError, UsageError
 
-__all__ = ["Options", "cli_message", "engine_command", "fail", "handle_errors", "normalize_url"]
+__all__ = [
+    "Options",
+    "check_since",
+    "cli_message",
+    "engine_command",
+    "fail",
+    "handle_errors",
+    "normalize_url",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,6 +100,22 @@ def _transport(url: str, key: str, verify: bool | str, timeout: float) -> Any:
     return HttpTransport(
         url, signer, verify=verify, timeout=timeout, token_cache=TokenCache.of(url, key_bytes)
     )
+
+
+def check_since(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback for `--since`: an ISO 8601 time or a duration ago, else a usage
+    error naming both forms (the value itself goes on to the SDK unchanged)."""
+    if value is None:
+        return None
+    from .._durations import since_datetime
+
+    try:
+        since_datetime(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a time (2026-01-31T12:00:00) nor how long ago (90s, 15m, 1h, 2d)"
+        ) from None
+    return value
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

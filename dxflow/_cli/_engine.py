@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .._durations import parse_duration
-from ._common import Options, engine_command
+from ._common import Options, check_since, engine_command
 from ._lean import lean_call
 from ._output import emit_json, human_bytes, key_values, table
 
@@ -184,7 +184,9 @@ def audit() -> None:
 
 
 @audit.command("list")
-@click.option("--since", help="A time (ISO 8601) or how long ago (e.g. 1h, 2d).")
+@click.option(
+    "--since", callback=check_since, help="A time (ISO 8601) or how long ago (e.g. 1h, 2d)."
+)
 @click.option("--identity", help="Only this identity.")
 @click.option("--operation", help="Only this operation (e.g. keys.register).")
 @click.option("--limit", default=100, show_default=True)

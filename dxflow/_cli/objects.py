@@ -7,15 +7,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .._durations import parse_duration
-from .._models import ObjectInfo, ObjectProgress, ObjectResult, ShareLink
-from ._common import Options, engine_command, fail
+from ._common import Options, cli_message, engine_command, fail
 from ._complete import object_paths
 from ._output import emit_json, human_bytes, key_values, table
+
+if TYPE_CHECKING:  # the models load with the SDK, when a command opens an engine
+    from .._models import ObjectInfo, ObjectProgress, ObjectResult, ShareLink
 
 __all__ = ["fs", "object_group"]
 
@@ -230,6 +232,17 @@ def cat(opts: Options, path: str, start: int | None, end: int | None) -> None:
     sys.stdout.buffer.flush()
 
 
+def _rm_error(result: ObjectResult, recursive: bool) -> str:
+    """A failed item's message in the CLI's words: a folder that is not empty (the one
+    conflict of a removal) names -r, as the single-path error's `option` does."""
+    from .._exceptions import error_from_code
+
+    error = error_from_code(result.code or "error", result.error or "failed")
+    if result.code == "conflict" and not recursive:
+        error.details["option"] = "recursive"
+    return cli_message(error)
+
+
 def _rm_many(opts: Options, paths: tuple[str, ...], recursive: bool) -> None:
     with opts.engine() as engine:
         results = engine.objects.rm_many(paths, recursive=recursive)
@@ -240,7 +253,7 @@ def _rm_many(opts: Options, paths: tuple[str, ...], recursive: bool) -> None:
             if result.ok:
                 click.echo(f"removed {result.path}")
             else:
-                click.echo(f"error: {result.path}: {result.error}", err=True)
+                click.echo(f"error: {result.path}: {_rm_error(result, recursive)}", err=True)
     if not all(result.ok for result in results):
         sys.exit(1)
 
@@ -256,6 +269,8 @@ def rm(opts: Options, paths: tuple[str, ...], recursive: bool) -> None:
     with opts.engine() as engine:
         engine.objects.rm(paths[0], recursive=recursive)
     if opts.json:
+        from .._models import ObjectResult
+
         return emit_json(ObjectResult(path=paths[0], ok=True))
     click.echo(f"removed {paths[0]}")
 

@@ -150,6 +150,7 @@ def test_tls_verify_failure_names_the_ca_cert_flag(tmp_path: Path) -> None:
         (["pong"], "No such command 'pong'"),
         (["ping", "--frobnicate"], "--frobnicate"),
         (["token", "--lifetime", "soon"], "not a duration"),
+        (["audit", "list", "--since", "yesterday"], "how long ago"),
         (["key", "register", "x.pub", "--identity", "a", "--permissions", "ROOT"], "ROOT"),
         (["object", "share", "a.txt", "--expires", "1 fortnight"], "--expires"),
         (["ping", "--ca-cert", "/no/such/cert.pem"], "--ca-cert"),

@@ -89,3 +89,24 @@ def test_each_key_and_url_has_its_own_token(engine: Booted, tmp_path: Path) -> N
     cli(cache, "whoami", "--url", engine.url, "--key", made["private"])
     assert len(list((cache / "tokens").iterdir())) == 2
     assert verifies(cache, engine, "cachy") == 1
+
+
+def test_a_read_with_a_cached_token_loads_no_sdk(engine: Booted, tmp_path: Path) -> None:
+    cli(tmp_path, "ping", "--home", engine.home)  # caches the token
+    script = (
+        "import atexit, sys\n"
+        "heavy = ('pydantic', 'httpx', 'cryptography', 'anyio')\n"
+        "atexit.register(lambda: print('heavy:', [m for m in heavy if m in sys.modules],"
+        " file=sys.stderr))\n"
+        "from dxflow._cli import main\n"
+        f"main(['workflow', 'list', '--home', {str(engine.home)!r}])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DXFLOW_CACHE_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 0 and "NAME" in done.stdout, done.stderr
+    assert "heavy: []" in done.stderr

@@ -98,3 +98,18 @@ def test_a_record_reads_like_a_model() -> None:
     assert record.model_dump(mode="json")["created_at"] == "2026-01-02T03:04:05Z"
     with pytest.raises(AttributeError):
         _ = record.missing
+
+
+def test_the_command_modules_load_no_heavy_module() -> None:
+    import subprocess
+    import sys
+
+    modules = ["_boot", "_common", "_complete", "_engine", "_keys", "_lean", "objects"]
+    script = (
+        "import sys\n"
+        + "".join(f"import dxflow._cli.{m}\n" for m in modules)
+        + "print(sorted(m for m in ('pydantic', 'httpx', 'cryptography', 'anyio', 'docker')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
