@@ -71,6 +71,10 @@ def cli() -> None:
 
 
 def _usage(exc: click.UsageError) -> NoReturn:
+    no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+    if isinstance(exc, no_args) and exc.ctx is not None:  # `dxflow` or a group alone
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     where = exc.ctx.command_path if exc.ctx is not None else "dxflow"
     message = exc.format_message().rstrip(".")
     click.echo(f"error: {message}; see `{where} --help`", err=True)

@@ -236,3 +236,10 @@ def test_an_unexpected_exception_is_one_line_and_a_debug_switch(engine: Booted) 
         argv, capture_output=True, text=True, timeout=60, env={**os.environ, "DXFLOW_DEBUG": "1"}
     )
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "kaput" in debug.stderr
+
+
+def test_a_group_alone_prints_its_help() -> None:
+    for args in ([], ["workflow"], ["object"]):
+        done = cli(*args)
+        assert done.returncode == 0 and done.stdout.startswith("Usage: dxflow"), done.stderr
+        assert "error" not in done.stderr
