@@ -27,6 +27,7 @@ SCRIPTS = [
     "inprocess_ping",
     "sdk_overhead",
     "boot",
+    "cli",
     "http_ping",
     "workflows",
     "objects",
@@ -64,10 +65,23 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
         )
     if name == "boot":
         return (
-            "boot to healthy",
-            fmt_ms(figures["dxflow"]["median_s"]),
+            "boot to healthy (boot up)",
+            f"{fmt_ms(figures['dxflow']['median_s'])} ({fmt_ms(figures['boot up']['median_s'])})"
+            if "boot up" in figures
+            else fmt_ms(figures["dxflow"]["median_s"]),
             f"uvicorn {fmt_ms(figures['peer']['median_s'])}",
             f"{figures['ratio_dxflow_over_peer']:.2f}x",
+        )
+    if name == "cli":
+        docker = figures.get("docker ps")
+        ratio = figures.get("ratio_dxflow_over_docker_ps")
+        return (
+            "CLI round trip (workflow list)",
+            fmt_ms(figures["dxflow workflow list"]["median_s"]),
+            f"docker ps {fmt_ms(docker['median_s'])}" if docker else "no docker",
+            f"{ratio:.1f}x (click floor {figures['ratio_click_floor_over_docker_ps']:.1f}x)"
+            if ratio
+            else "-",
         )
     if name == "workflows":
         size = max(int(key.split("_")[1]) for key in figures if key.startswith("up_"))

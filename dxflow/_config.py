@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
-import tempfile
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +65,8 @@ log_level = "info"
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` through a temp file and a rename, with `mode` from birth."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # lazily: the CLI reads paths of a home on every run
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)
@@ -135,6 +134,8 @@ class Home:
                 pass
             else:
                 with os.fdopen(fd, "wb") as handle:
+                    import secrets
+
                     handle.write(secrets.token_bytes(size))
         data = path.read_bytes()
         if len(data) < size:
@@ -223,6 +224,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 
 
 def _read_file(home: Home) -> dict[str, Any]:
+    import tomllib
+
     if not home.config_file.exists():
         return {}
     try:

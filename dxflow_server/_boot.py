@@ -7,7 +7,9 @@ boot fail with the running pid, and the pid file lets `boot down` find it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -67,6 +69,12 @@ def _tcp_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: the port is in use (another engine or "
+                "program); pick another with --port N, or --port 0 for a free one "
+                "(DXFLOW_PORT=0 in the environment does the same)"
+            ) from None
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
 
@@ -207,6 +215,8 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
             home.socket,
             os.getpid(),
         )
+        gc.enable()  # `dxflow boot up` disabled it while the modules loaded
+        gc.freeze()  # and what they made lives as long as the server: keep it out of passes
         _loop_runner(_run(servers, lifespan, sockets))
         log.info("engine %s stopped", core.engine_id)
 

@@ -1,23 +1,64 @@
-"""What every command shares: --json, --url, --key, --home, --profile, TLS trust,
-opening the engine through the SDK, and turning dxflow errors into exit codes."""
+"""What every command shares: --json, --url, --key, --home, TLS trust, opening the
+engine through the SDK (with a cached token), and turning dxflow errors into one
+`error: ...` line that names the command line's own flags.
+
+Nothing here imports pydantic, httpx or cryptography: a command pays for them only
+when it opens an engine.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .._exceptions import ApiError, DxflowError
-from .._wire import envelope
+from .._exceptions import ApiError, DxflowError, UsageError
 
-__all__ = ["Options", "engine_command", "fail", "handle_errors"]
+__all__ = [
+    "Options",
+    "check_since",
+    "cli_message",
+    "engine_command",
+    "fail",
+    "handle_errors",
+    "normalize_url",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The SDK argument an error's `option` detail names -> what to type instead.
+_FLAGS = {"overwrite": "--overwrite", "recursive": "-r", "parents": "leave out --no-parents"}
+_SDK_HINT = re.compile(r"\s*\(pass [^)]*\)")
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
+
+
+def normalize_url(url: str) -> str:
+    """`127.0.0.1:7419` is `http://127.0.0.1:7419`; a socket path is `unix://PATH`;
+    anything else without a scheme is a usage error saying what to type."""
+    url = url.strip()
+    if "://" in url:
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in ("http", "https", "unix", "http+unix"):
+            raise UsageError(
+                f"--url {url!r}: unknown scheme {scheme}://; use http://HOST:PORT, "
+                "https://HOST:PORT or unix:///path/to/engine.sock"
+            )
+        return url
+    if _HOST_PORT.match(url):
+        return f"http://{url}"
+    if url.startswith(("/", "~", ".")) and url.endswith(".sock"):
+        return f"unix://{os.path.abspath(os.path.expanduser(url))}"
+    raise UsageError(
+        f"--url {url!r} is not an engine URL; use http://HOST:PORT (e.g. "
+        "http://127.0.0.1:7419), https://HOST:PORT or unix:///path/to/engine.sock"
+    )
 
 
 @dataclass
@@ -28,31 +69,107 @@ class Options:
     home: str | None
     verify: bool | str
 
-    def engine(self) -> Any:
+    def engine(self, timeout: float = 30.0) -> Any:
+        """The engine named by --url/--key/--home, reusing a cached token."""
         from .._api.engine import Engine
 
         if self.url:
-            return Engine(self.url, key=self.key, verify=self.verify)
-        overrides = {"key": self.key} if self.key else {}
-        return Engine.from_home(self.home, verify=self.verify, **overrides)
+            url = normalize_url(self.url)
+            if not self.key:
+                raise UsageError(
+                    f"--url {self.url} needs a key to sign in with: add --key FILE "
+                    "(a private key the engine has registered) or set DXFLOW_KEY"
+                )
+            key = self.key
+        else:
+            from .._api._connect import home_args
+
+            args = home_args(self.home)
+            url, key = args["url"], self.key or str(args["key"])
+        return Engine(url, transport=_transport(url, key, self.verify, timeout))
 
 
-def fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
+def _transport(url: str, key: str, verify: bool | str, timeout: float) -> Any:
+    from .._tokens import DeferredKey, TokenCache, read_key_bytes
+    from .._transports._http import HttpTransport
+
+    key_bytes = read_key_bytes(key)
+    signer = DeferredKey(key)
+    if os.stat(signer.path).st_mode & 0o077:  # let the key loader say what to fix
+        signer.load()
+    return HttpTransport(
+        url, signer, verify=verify, timeout=timeout, token_cache=TokenCache.of(url, key_bytes)
+    )
+
+
+def check_since(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback for `--since`: an ISO 8601 time or a duration ago, else a usage
+    error naming both forms (the value itself goes on to the SDK unchanged)."""
+    if value is None:
+        return None
+    from .._durations import since_datetime
+
+    try:
+        since_datetime(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a time (2026-01-31T12:00:00) nor how long ago (90s, 15m, 1h, 2d)"
+        ) from None
+    return value
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {_strip_error(message)}", err=True)
     sys.exit(code)
 
 
+def _strip_error(message: str) -> str:
+    """No `error: error: ...`: a message that says it is an error already loses that."""
+    while message.lower().startswith("error:"):
+        message = message[len("error:") :].lstrip()
+    return message
+
+
+def cli_message(exc: DxflowError, home: str | None = None) -> str:
+    """The error's message in the command line's words: its flags, not SDK arguments."""
+    message = exc.message
+    details = exc.details if isinstance(exc, ApiError) else {}
+    option = details.get("option")
+    if isinstance(option, str) and option in _FLAGS:
+        message = f"{_SDK_HINT.sub('', message)} ({_FLAGS[option]})"
+    if details.get("reason") == "unreachable":
+        message += (
+            "; is the engine running there (`dxflow boot status` on its machine, "
+            "`dxflow boot up` starts it) and is --url right?"
+        )
+    if details.get("reason") == "tls_verify":
+        from .._config import Home
+
+        cert = Home.resolve(home).tls_dir / "cert.pem"
+        head = message.split("; pass the engine's certificate", 1)[0]
+        message = (
+            f"{head}; trust the engine's certificate with --ca-cert {cert} (or DXFLOW_CA_CERT; "
+            "copy it from the engine's home when it runs elsewhere), or skip the check "
+            "with --insecure"
+        )
+    return message
+
+
 @contextmanager
-def handle_errors(as_json: bool) -> Iterator[None]:
+def handle_errors(as_json: bool, home: str | None = None) -> Iterator[None]:
     try:
         yield
+    except UsageError as exc:
+        fail(cli_message(exc, home), 2)
     except ApiError as exc:
         if as_json:
+            from .._wire import envelope
+
             click.echo(__import__("json").dumps(envelope(exc)), err=True)
             sys.exit(1)
-        fail(exc.message)
+        fail(cli_message(exc, home))
     except DxflowError as exc:
-        fail(exc.message)
+        fail(cli_message(exc, home))
 
 
 def engine_command(function: F) -> F:
@@ -67,7 +184,10 @@ def engine_command(function: F) -> F:
     )
     @click.option("--home", envvar="DXFLOW_HOME", help="Engine home (default ~/.dxflow).")
     @click.option(
-        "--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Trust this CA for https."
+        "--ca-cert",
+        envvar="DXFLOW_CA_CERT",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Trust this CA for https (an engine's own: <home>/tls/cert.pem).",
     )
     @click.option("--insecure", is_flag=True, help="Skip TLS certificate verification.")
     @functools.wraps(function)
@@ -82,7 +202,7 @@ def engine_command(function: F) -> F:
     ) -> Any:
         verify: bool | str = False if insecure else (ca_cert or True)
         opts = Options(as_json, url, key, home, verify)
-        with handle_errors(as_json):
+        with handle_errors(as_json, home):
             return function(opts, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -1,9 +1,11 @@
-"""Shell completion of names the engine knows: workflows, services, shells, objects.
+"""Shell completion of names the engine knows: workflows, services, shells, objects, keys.
 
-Each function is a click `shell_complete` callback. It opens the engine the command
-would open (its --url/--key/--home as typed so far, or their environment variables),
+Each function is a click `shell_complete` callback. It reaches the engine the command
+would reach (its --url/--key/--home as typed so far, or their environment variables),
 asks for names, and answers nothing on any error: completion must never print a
-traceback into the user's prompt or hang it (the engine is asked with a short timeout).
+traceback into the user's prompt or hang it. A Tab press is a fresh process, so the
+question goes through the lean path (one request with the cached token, see _lean.py)
+and falls back to the SDK with a short timeout.
 """
 
 from __future__ import annotations
@@ -15,35 +17,50 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-__all__ = ["object_paths", "service_names", "shell_names", "workflow_names"]
+__all__ = ["key_identities", "object_paths", "service_names", "shell_names", "workflow_names"]
 
 
-def _engine(ctx: click.Context) -> Any:
+def _options(ctx: click.Context) -> Any:
     from ._common import Options
 
     params = ctx.params
-    opts = Options(
+    return Options(
         json=False,
         url=params.get("url"),
         key=params.get("key"),
         home=params.get("home"),
         verify=False if params.get("insecure") else (params.get("ca_cert") or True),
     )
-    return opts.engine()
+
+
+def _ask(ctx: click.Context, operation: str, **params: Any) -> Any:
+    """The answer of a read-only operation (a Record or the response model)."""
+    from ._lean import lean_call
+
+    opts = _options(ctx)
+    answer = lean_call(opts, operation, **params)
+    if answer is not None:
+        return answer
+    from .._operations import OPERATIONS
+
+    with opts.engine(timeout=5.0) as engine:
+        return engine._call(OPERATIONS[operation], **params)
 
 
 def _answer(
-    ctx: click.Context, incomplete: str, names: Callable[[Any], Iterable[str]]
+    ctx: click.Context,
+    incomplete: str,
+    names: Callable[[], Iterable[str]],
 ) -> list[CompletionItem]:
-    with contextlib.suppress(Exception), _engine(ctx) as engine:
-        return [CompletionItem(n) for n in sorted(names(engine)) if n.startswith(incomplete)]
+    with contextlib.suppress(Exception):
+        return [CompletionItem(n) for n in sorted(names()) if n.startswith(incomplete)]
     return []
 
 
 def workflow_names(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
-    return _answer(ctx, incomplete, lambda e: (wf.name for wf in e.workflows.list()))
+    return _answer(ctx, incomplete, lambda: (w.name for w in _ask(ctx, "workflows.list").workflows))
 
 
 def _workflow_of(ctx: click.Context) -> str | None:
@@ -58,13 +75,19 @@ def service_names(
     name = _workflow_of(ctx)
     if name is None:
         return []
-    return _answer(ctx, incomplete, lambda e: e.workflows.get(name).info.services)
+    return _answer(ctx, incomplete, lambda: _ask(ctx, "workflows.get", name=name).services)
 
 
 def shell_names(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
-    return _answer(ctx, incomplete, lambda e: (s.name for s in e.shells.list()))
+    return _answer(ctx, incomplete, lambda: (s.name for s in _ask(ctx, "shells.list").shells))
+
+
+def key_identities(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    return _answer(ctx, incomplete, lambda: (k.identity for k in _ask(ctx, "keys.list").keys))
 
 
 def object_paths(
@@ -72,10 +95,10 @@ def object_paths(
 ) -> list[CompletionItem]:
     """Entries of the folder typed so far (`data/ra` lists `data/`), folders with a `/`."""
     folder, _, _ = incomplete.rpartition("/")
+    prefix = f"{folder}/" if folder else ""
 
-    def names(engine: Any) -> Iterable[str]:
-        prefix = f"{folder}/" if folder else ""
-        for entry in engine.objects.ls(folder):
+    def names() -> Iterable[str]:
+        for entry in _ask(ctx, "objects.list", path=folder, limit=1000).items:
             yield prefix + entry.name + ("/" if entry.type == "directory" else "")
 
     return _answer(ctx, incomplete, names)

@@ -526,4 +526,4 @@ def _container_stats(as_json: bool, data: Any) -> None:
     )  # fmt: skip
 
 
-COMMANDS = (up, down, ps, logs, exec_command, stats, top, config, events)
+COMMANDS = (up, down, ps, logs, exec_command, stats, top, config, events)  # see _cli.COMMANDS

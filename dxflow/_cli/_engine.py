@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 
 from .._durations import parse_duration
-from ._common import Options, engine_command
+from ._common import Options, check_since, engine_command
+from ._lean import lean_call
 from ._output import emit_json, human_bytes, key_values, table
 
 __all__ = ["audit", "info", "ping", "stats", "token", "whoami"]
@@ -24,10 +26,16 @@ def _lifetime(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @engine_command
 def ping(opts: Options) -> None:
     """Authenticated round trip to the engine."""
-    with opts.engine() as engine:
+    pong: Any = lean_call(opts, "engine.ping")
+    if pong is not None:  # timed again, without the first call's imports and file reads
         started = time.perf_counter()
-        pong = engine.ping()
+        pong = lean_call(opts, "engine.ping") or pong
         elapsed = (time.perf_counter() - started) * 1000
+    else:
+        with opts.engine() as engine:
+            started = time.perf_counter()
+            pong = engine.ping()
+            elapsed = (time.perf_counter() - started) * 1000
     if opts.json:
         emit_json({**pong.model_dump(mode="json"), "round_trip_ms": round(elapsed, 3)})
     else:
@@ -141,8 +149,10 @@ def stats(opts: Options, watch: bool, interval: float, count: int | None) -> Non
 @engine_command
 def whoami(opts: Options) -> None:
     """The identity and permissions the engine sees."""
-    with opts.engine() as engine:
-        me = engine.whoami()
+    me: Any = lean_call(opts, "auth.whoami")
+    if me is None:
+        with opts.engine() as engine:
+            me = engine.whoami()
     if opts.json:
         return emit_json(me)
     key_values(
@@ -174,7 +184,9 @@ def audit() -> None:
 
 
 @audit.command("list")
-@click.option("--since", help="A time (ISO 8601) or how long ago (e.g. 1h, 2d).")
+@click.option(
+    "--since", callback=check_since, help="A time (ISO 8601) or how long ago (e.g. 1h, 2d)."
+)
 @click.option("--identity", help="Only this identity.")
 @click.option("--operation", help="Only this operation (e.g. keys.register).")
 @click.option("--limit", default=100, show_default=True)

@@ -9,6 +9,7 @@ import click
 from .._config import Home
 from .._permissions import DEFAULT_PERMISSIONS, Permission
 from ._common import Options, engine_command, handle_errors
+from ._complete import key_identities
 from ._output import emit_json, key_values, table
 
 __all__ = ["key"]
@@ -123,7 +124,7 @@ def register(
 
 
 @key.command()
-@click.argument("identity")
+@click.argument("identity", shell_complete=key_identities)
 @click.option("--permissions", help="The new permissions, comma-separated.")
 @_RUN_AS
 @_POLICY
@@ -162,7 +163,7 @@ def list_keys(opts: Options) -> None:
 
 
 @key.command()
-@click.argument("identity")
+@click.argument("identity", shell_complete=key_identities)
 @engine_command
 def unregister(opts: Options, identity: str) -> None:
     """Unregister IDENTITY; its tokens stop working at once."""
@@ -171,7 +172,7 @@ def unregister(opts: Options, identity: str) -> None:
 
 
 @key.command()
-@click.argument("identity")
+@click.argument("identity", shell_complete=key_identities)
 @click.argument("new_public_key")
 @engine_command
 def rotate(opts: Options, identity: str, new_public_key: str) -> None:

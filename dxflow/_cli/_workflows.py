@@ -133,8 +133,14 @@ def update(opts: Options, name: str, compose: str | None, env_file: tuple[str, .
 @engine_command
 def list_workflows(opts: Options) -> None:
     """Stored workflows."""
-    with opts.engine() as engine:
-        found = [wf.info for wf in engine.workflows.list()]
+    from ._lean import lean_call
+
+    lean = lean_call(opts, "workflows.list")
+    if lean is not None:
+        found = lean.workflows
+    else:
+        with opts.engine() as engine:
+            found = [wf.info for wf in engine.workflows.list()]
     if opts.json:
         return emit_json(found)
     table(
@@ -297,6 +303,11 @@ def exec_command(opts: Options, name: str, service: str, cmd: tuple[str, ...], i
 @engine_command
 def ps(opts: Options, name: str) -> None:
     """Per service: state, health, exit code, containers, ports."""
+    from ._lean import lean_call
+
+    lean = lean_call(opts, "workflows.status", name=name)
+    if lean is not None:
+        return _print_status(lean, opts.json)
     with opts.engine() as engine:
         _print_status(engine.workflows.get(name).status(), opts.json)
 

@@ -7,14 +7,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .._durations import parse_duration
-from .._models import ObjectInfo, ObjectProgress, ObjectResult, ShareLink
-from ._common import Options, engine_command, fail
+from ._common import Options, cli_message, engine_command, fail
+from ._complete import object_paths
 from ._output import emit_json, human_bytes, key_values, table
+
+if TYPE_CHECKING:  # the models load with the SDK, when a command opens an engine
+    from .._models import ObjectInfo, ObjectProgress, ObjectResult, ShareLink
 
 __all__ = ["fs", "object_group"]
 
@@ -121,7 +124,7 @@ def _print_info(info: ObjectInfo, as_json: bool, message: str) -> None:
 
 
 @object_group.command()
-@click.argument("path", default="")
+@click.argument("path", default="", shell_complete=object_paths)
 @click.option("--pattern", help="Only names matching this glob (`*.csv`).")
 @click.option("--depth", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Levels to descend (1 to 64).")  # fmt: skip
@@ -145,7 +148,7 @@ def ls(opts: Options, path: str, pattern: str | None, depth: int, hidden: bool,
 
 
 @object_group.command()
-@click.argument("path")
+@click.argument("path", shell_complete=object_paths)
 @engine_command
 def info(opts: Options, path: str) -> None:
     """Type, size and modification time of PATH."""
@@ -159,7 +162,7 @@ def info(opts: Options, path: str) -> None:
 
 
 @object_group.command()
-@click.argument("path")
+@click.argument("path", shell_complete=object_paths)
 @click.option("--no-parents", is_flag=True, help="Fail when the parent folder is missing.")
 @engine_command
 def mkdir(opts: Options, path: str, no_parents: bool) -> None:
@@ -171,7 +174,7 @@ def mkdir(opts: Options, path: str, no_parents: bool) -> None:
 
 @object_group.command()
 @click.argument("local", type=click.Path(exists=True))
-@click.argument("remote")
+@click.argument("remote", shell_complete=object_paths)
 @click.option("--overwrite", is_flag=True, help="Replace files that exist.")
 @_progress_option
 @engine_command
@@ -188,7 +191,7 @@ def put(opts: Options, local: str, remote: str, overwrite: bool, progress: bool 
 
 
 @object_group.command()
-@click.argument("remote")
+@click.argument("remote", shell_complete=object_paths)
 @click.argument("local", default=".", type=click.Path())
 @_progress_option
 @engine_command
@@ -209,7 +212,7 @@ def get(opts: Options, remote: str, local: str, progress: bool | None) -> None:
 
 
 @object_group.command()
-@click.argument("path")
+@click.argument("path", shell_complete=object_paths)
 @click.option("--start", type=click.IntRange(min=0), help="First byte (0-based).")
 @click.option("--end", type=click.IntRange(min=0), help="Stop before this byte (exclusive).")
 @engine_command
@@ -219,9 +222,25 @@ def cat(opts: Options, path: str, start: int | None, end: int | None) -> None:
     There is no JSON form: --json changes only how errors are printed.
     """
     with opts.engine() as engine:
+        if engine.objects.info(path).type == "directory":  # its download is a zip
+            fail(
+                f"{path!r} is a folder: `dxflow object cat` prints files; "
+                f"`dxflow object get {path}` downloads the folder (`object ls {path}` lists it)"
+            )
         data = engine.objects.cat(path, start, end)
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
+
+
+def _rm_error(result: ObjectResult, recursive: bool) -> str:
+    """A failed item's message in the CLI's words: a folder that is not empty (the one
+    conflict of a removal) names -r, as the single-path error's `option` does."""
+    from .._exceptions import error_from_code
+
+    error = error_from_code(result.code or "error", result.error or "failed")
+    if result.code == "conflict" and not recursive:
+        error.details["option"] = "recursive"
+    return cli_message(error)
 
 
 def _rm_many(opts: Options, paths: tuple[str, ...], recursive: bool) -> None:
@@ -234,13 +253,13 @@ def _rm_many(opts: Options, paths: tuple[str, ...], recursive: bool) -> None:
             if result.ok:
                 click.echo(f"removed {result.path}")
             else:
-                click.echo(f"error: {result.path}: {result.error}", err=True)
+                click.echo(f"error: {result.path}: {_rm_error(result, recursive)}", err=True)
     if not all(result.ok for result in results):
         sys.exit(1)
 
 
 @object_group.command()
-@click.argument("paths", metavar="PATH...", nargs=-1, required=True)
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True, shell_complete=object_paths)
 @click.option("-r", "--recursive", is_flag=True, help="Remove folders with what they hold.")
 @engine_command
 def rm(opts: Options, paths: tuple[str, ...], recursive: bool) -> None:
@@ -250,14 +269,16 @@ def rm(opts: Options, paths: tuple[str, ...], recursive: bool) -> None:
     with opts.engine() as engine:
         engine.objects.rm(paths[0], recursive=recursive)
     if opts.json:
+        from .._models import ObjectResult
+
         return emit_json(ObjectResult(path=paths[0], ok=True))
     click.echo(f"removed {paths[0]}")
 
 
 def _transfer(verb: str, done: str, doc: str) -> None:
     @object_group.command(verb, help=doc)
-    @click.argument("src")
-    @click.argument("dst")
+    @click.argument("src", shell_complete=object_paths)
+    @click.argument("dst", shell_complete=object_paths)
     @click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
     @engine_command
     def command(opts: Options, src: str, dst: str, overwrite: bool) -> None:
@@ -271,7 +292,7 @@ _transfer("cp", "copied", "Copy the file or folder SRC to DST.")
 
 
 @object_group.command()
-@click.argument("path")
+@click.argument("path", shell_complete=object_paths)
 @engine_command
 def checksum(opts: Options, path: str) -> None:
     """The sha256 of the file PATH (as `sha256sum` prints it)."""
@@ -284,8 +305,8 @@ def checksum(opts: Options, path: str) -> None:
 
 def _archive(verb: str, doc: str) -> None:
     @object_group.command(verb, help=doc)
-    @click.argument("path")
-    @click.argument("dest", required=False)
+    @click.argument("path", shell_complete=object_paths)
+    @click.argument("dest", required=False, shell_complete=object_paths)
     @click.option("--overwrite", is_flag=True, help="Replace what exists at DEST.")
     @_progress_option
     @engine_command
@@ -312,7 +333,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @object_group.command()
-@click.argument("path")
+@click.argument("path", shell_complete=object_paths)
 @click.option("--expires", default="1h", show_default=True, callback=_duration,
               help="Lifetime of the link (30m, 2h, 7d).")  # fmt: skip
 @click.option(

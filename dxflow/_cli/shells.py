@@ -22,6 +22,7 @@ from .._exceptions import ApiError, DxflowError
 from .._models import ShellInfo
 from .._wire import envelope
 from ._common import Options, engine_command, fail
+from ._complete import shell_names
 from ._output import emit_json, key_values, table
 
 __all__ = ["shell_group"]
@@ -176,7 +177,7 @@ def list_shells(opts: Options) -> None:
 
 
 @shell_group.command()
-@click.argument("name")
+@click.argument("name", shell_complete=shell_names)
 @click.option("--signal", "signal_name", default="SIGTERM", show_default=True,
               help="A signal name (SIGHUP, INT) or number.")  # fmt: skip
 @engine_command
@@ -192,7 +193,7 @@ def kill(opts: Options, name: str, signal_name: str) -> None:
 
 
 @shell_group.command()
-@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@click.argument("names", metavar="NAME...", nargs=-1, required=True, shell_complete=shell_names)
 @engine_command
 def remove(opts: Options, names: tuple[str, ...]) -> None:
     """End sessions (SIGHUP, SIGKILL 2 s later) and forget them.
@@ -232,7 +233,7 @@ def prune(opts: Options) -> None:
 
 
 @shell_group.command(context_settings={"ignore_unknown_options": True})
-@click.argument("name")
+@click.argument("name", shell_complete=shell_names)
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--timeout", metavar="SECONDS", type=click.FloatRange(0, 86_400, min_open=True),
               help="Give up waiting after this long (the command goes on running).")  # fmt: skip
@@ -254,7 +255,7 @@ def run(opts: Options, name: str, cmd: tuple[str, ...], timeout: float | None) -
 
 
 @shell_group.command()
-@click.argument("name")
+@click.argument("name", shell_complete=shell_names)
 @click.option("--offset", type=click.IntRange(min=0),
               help="Replay the output from this offset (default: all that is held).")  # fmt: skip
 @engine_command

@@ -22,6 +22,7 @@ from .._exceptions import EngineUnavailable, NotFound, TransportError, Unauthent
 from .._keypairs import PrivateKey, is_challenge_message
 from .._models import Challenge, Response, Token
 from .._operations import OPERATIONS, Operation
+from .._tokens import DeferredKey, TokenCache
 from .._validation import validate_request
 from .._wire import ByteRange, error_from_reply, ndjson_item, parse_content_range
 from ._base import Download, FileSlice, Transport, as_chunks
@@ -83,8 +84,27 @@ def _prefix(prefix: str) -> str:
 def _lost(exc: httpx.TransportError, url: str | None, what: str) -> EngineUnavailable:
     """The error of the tree for an httpx failure: the one place they are translated."""
     if isinstance(exc, _UNREACHED):
-        return EngineUnavailable(f"cannot reach the engine at {url}: {exc}")
+        if _untrusted(exc):
+            return EngineUnavailable(
+                f"cannot reach the engine at {url}: its TLS certificate is not trusted "
+                f"({exc}); pass the engine's certificate (<home>/tls/cert.pem) as "
+                "verify=PATH",
+                reason="tls_verify",
+            )
+        return EngineUnavailable(f"cannot reach the engine at {url}: {exc}", reason="unreachable")
     return TransportError(f"lost {what} {url}: {exc or type(exc).__name__}")
+
+
+def _untrusted(exc: BaseException) -> bool:
+    """Whether a connection failed on certificate verification (not a refused port)."""
+    import ssl
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 def _error(response: httpx.Response) -> Exception:
@@ -95,16 +115,18 @@ class HttpTransport(Transport):
     def __init__(
         self,
         url: str,
-        key: PrivateKey | None = None,
+        key: PrivateKey | DeferredKey | None = None,
         *,
         verify: bool | str = True,
         timeout: float = 30.0,
         token_lifetime: int = 3600,
         transport: httpx.AsyncBaseTransport | None = None,
         prefix: str = "",
+        token_cache: TokenCache | None = None,
     ) -> None:
         """`prefix` goes in front of every path of the table: an engine reached through
-        another one (a bridge, `/api/bridges/{name}`) or behind a proxy's sub-path."""
+        another one (a bridge, `/api/bridges/{name}`) or behind a proxy's sub-path.
+        `token_cache` keeps the token between processes (the CLI's, see dxflow._tokens)."""
         self.url = url
         self._prefix = _prefix(prefix)
         self._key = key
@@ -116,6 +138,10 @@ class HttpTransport(Transport):
         self._lifetime = token_lifetime
         self._token: str | None = None
         self._expires = 0.0
+        self._cache = token_cache
+        cached = token_cache.load() if token_cache is not None else None
+        if cached is not None:
+            self._token, self._expires = cached
         self._auth_lock = anyio.Lock()
 
     # -- authentication -----------------------------------------------------------------
@@ -126,6 +152,8 @@ class HttpTransport(Transport):
         if renew or self._token is None or self._expires - time.time() < _RENEW_MARGIN:
             async with self._auth_lock:
                 if renew or self._token is None or self._expires - time.time() < _RENEW_MARGIN:
+                    if renew and self._cache is not None:
+                        self._cache.drop()
                     await self._handshake()
         return {"Authorization": f"Bearer {self._token}"}
 
@@ -147,6 +175,8 @@ class HttpTransport(Transport):
         )
         assert isinstance(token, Token)
         self._token, self._expires = token.token, token.expires_at.timestamp()
+        if self._cache is not None:
+            self._cache.store(self._token, self._expires)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -201,38 +231,52 @@ class HttpTransport(Transport):
 
     async def stream(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Response]:
         path, data = self._prepare(op, params)
-        headers = {} if op.public else await self._authorization()
         assert op.response is not None
-        try:
-            query, body = (data, None) if op.body_in_query else (None, data)
-            async with self._http.stream(
-                op.method, path, headers=headers, params=query, json=body
-            ) as reply:
-                if not reply.is_success:
-                    await reply.aread()
-                    raise _error(reply)
-                async for line in reply.aiter_lines():
-                    item = ndjson_item(line)
-                    if item is not None:
-                        yield op.response.model_validate(item)
-        except httpx.TransportError as exc:
-            raise _lost(exc, self.url, "the stream from") from None
+        query, body = (data, None) if op.body_in_query else (None, data)
+        for renew in (False, True):
+            headers = {} if op.public else await self._authorization(renew)
+            try:
+                async with self._http.stream(
+                    op.method, path, headers=headers, params=query, json=body
+                ) as reply:
+                    if not reply.is_success:
+                        await reply.aread()
+                        if self._renewable(reply, renew):
+                            continue  # nothing was yielded yet: one fresh handshake
+                        raise _error(reply)
+                    async for line in reply.aiter_lines():
+                        item = ndjson_item(line)
+                        if item is not None:
+                            yield op.response.model_validate(item)
+                    return
+            except httpx.TransportError as exc:
+                raise _lost(exc, self.url, "the stream from") from None
+
+    def _renewable(self, reply: httpx.Response, renewed: bool) -> bool:
+        """A 401 to a token that a fresh handshake may replace (as `call` does)."""
+        return reply.status_code == 401 and self._key is not None and not renewed
 
     @asynccontextmanager
     async def download(self, op: Operation, params: Mapping[str, Any]) -> AsyncIterator[Download]:
         path, data = self._prepare(op, params)
         span = ByteRange.of(data.pop("start", None), data.pop("end", None))
-        headers = {} if op.public else await self._authorization()
-        if span is not None:
-            headers["Range"] = span.header()
-        try:
-            async with self._http.stream(op.method, path, headers=headers, params=data) as reply:
-                if not reply.is_success:
-                    await reply.aread()
-                    raise _error(reply)
-                yield _download(reply)
-        except httpx.TransportError as exc:
-            raise _lost(exc, self.url, "the download from") from None
+        for renew in (False, True):
+            headers = {} if op.public else await self._authorization(renew)
+            if span is not None:
+                headers["Range"] = span.header()
+            try:
+                async with self._http.stream(
+                    op.method, path, headers=headers, params=data
+                ) as reply:
+                    if not reply.is_success:
+                        await reply.aread()
+                        if self._renewable(reply, renew):
+                            continue
+                        raise _error(reply)
+                    yield _download(reply)
+                    return
+            except httpx.TransportError as exc:
+                raise _lost(exc, self.url, "the download from") from None
 
     async def _tus(
         self, op: Operation, params: Mapping[str, Any], headers: dict[str, str], body: Any
@@ -337,7 +381,8 @@ class HttpTransport(Transport):
         client of its own (a client belongs to the event loop it was made on)."""
         assert self.url is not None
         return HttpTransport(self.url, self._key, verify=self._verify, timeout=self._timeout,
-                             token_lifetime=self._lifetime, prefix=self._prefix)  # fmt: skip
+                             token_lifetime=self._lifetime, prefix=self._prefix,
+                             token_cache=self._cache)  # fmt: skip
 
 
 def _fetch(

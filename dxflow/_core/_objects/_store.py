@@ -97,7 +97,8 @@ class ObjectService:
         if stat.S_ISDIR(st.st_mode):
             raise Conflict(f"{path!r} is a directory", path=path)
         if not overwrite:
-            raise Conflict(f"{path!r} exists (pass overwrite to replace it)", path=path)
+            raise Conflict(f"{path!r} exists (pass overwrite to replace it)", path=path,
+                           option="overwrite")  # fmt: skip
         return parts
 
     def commit(self, src_fd: int, src_name: str, parts: Parts, size: int) -> ObjectInfo:
@@ -254,7 +255,7 @@ class ObjectService:
             folder = self.walker.open_dir(parts[:-1], path, create=request.parents)
         except NotFound:
             raise NotFound(f"the folder of {path!r} does not exist (pass parents)",
-                           path=path) from None  # fmt: skip
+                           path=path, option="parents") from None  # fmt: skip
         with closing(folder) as fd:
             with contextlib.suppress(FileExistsError):
                 make_dir(fd, parts[-1], self.storage.dir_mode)
@@ -281,7 +282,9 @@ class ObjectService:
             if stat.S_ISDIR(st.st_mode):
                 if not recursive and has_entries(fd, name):
                     raise Conflict(
-                        f"{path!r} is a directory that is not empty (pass recursive)", path=path
+                        f"{path!r} is a directory that is not empty (pass recursive)",
+                        path=path,
+                        option="recursive",
                     )
                 size = (
                     await anyio.to_thread.run_sync(tree_size, fd, name) if self.quota.limit else 0
@@ -317,7 +320,8 @@ class ObjectService:
         ):
             try:
                 if not request.overwrite and exists_at(dst_fd, dst_name):
-                    raise Conflict(f"{request.dst!r} exists (pass overwrite)", path=request.dst)
+                    raise Conflict(f"{request.dst!r} exists (pass overwrite)", path=request.dst,
+                               option="overwrite")  # fmt: skip
                 os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
             except OSError as exc:  # a folder onto a folder that is not empty
                 raise Conflict(f"cannot move {request.src!r} onto {request.dst!r}: "
@@ -394,7 +398,8 @@ class ObjectService:
             except FileNotFoundError:
                 return target
         if not request.overwrite:
-            raise Conflict(f"{request.dst!r} exists (pass overwrite)", path=request.dst)
+            raise Conflict(f"{request.dst!r} exists (pass overwrite)", path=request.dst,
+                               option="overwrite")  # fmt: skip
         if stat.S_ISDIR(st.st_mode) != source_dir:
             raise Conflict(f"{request.dst!r} exists and is not the same kind", path=request.dst)
         return target

@@ -356,7 +356,9 @@ def _lmode(dest_fd: int, parts: _Parts) -> int | None:
 
 def _exists(relative: str, why: str) -> Conflict:
     shown = _shown(relative)
-    return Conflict(f"unzip: '{shown}' already exists in the destination {why}", path=shown)
+    option = "overwrite" if "overwrite" in why else None
+    return Conflict(f"unzip: '{shown}' already exists in the destination {why}", path=shown,
+                    **({"option": option} if option else {}))  # fmt: skip
 
 
 class _Job:
