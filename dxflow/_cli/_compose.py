@@ -257,8 +257,12 @@ def down(opts: Options, project: Project, volumes: bool) -> None:
 @project_command()
 def ps(opts: Options, project: Project, only_services: bool, quiet: bool) -> None:
     """The containers of the project: service, state, health, exit code, ports."""
-    with opts.engine() as engine:
-        status = _workflow(engine, project).status()
+    from ._lean import lean_call
+
+    status: Any = lean_call(opts, "workflows.status", name=project.name)
+    if status is None:  # no cached token, https, or not found: the SDK says what is wrong
+        with opts.engine() as engine:
+            status = _workflow(engine, project).status()
     if opts.json:
         return emit_json(status)
     if only_services or quiet:
