@@ -76,8 +76,8 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
         docker = figures.get("docker ps")
         ratio = figures.get("ratio_dxflow_over_docker_ps")
         return (
-            "CLI round trip (workflow list)",
-            fmt_ms(figures["dxflow workflow list"]["median_s"]),
+            "CLI round trip (dxflow ps)",
+            fmt_ms(figures["dxflow ps"]["median_s"]),
             f"docker ps {fmt_ms(docker['median_s'])}" if docker else "no docker",
             f"{ratio:.1f}x (click floor {figures['ratio_click_floor_over_docker_ps']:.1f}x)"
             if ratio

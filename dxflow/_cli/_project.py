@@ -54,13 +54,31 @@ def normalize_name(text: str) -> str:
     return name[:63]
 
 
+_PLAIN_NAME = re.compile(r"^name:[ \t]*([A-Za-z0-9_.-]+)[ \t]*(?:#.*)?$", re.M)
+_ANY_NAME = re.compile(r"^name[ \t]*:", re.M)
+
+
 def _declared_name(path: Path) -> str | None:
-    """The file's top-level `name:`; a file that does not parse is the engine's to report."""
+    """The file's top-level `name:`; a file that does not parse is the engine's to report.
+
+    A plain `name: shop` line (or no top-level `name` line at all) is read without YAML:
+    `dxflow ps` should not pay for a YAML parser to learn a name. Anything else (quotes,
+    interpolation, flow style) is parsed."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.lstrip().startswith("{"):
+        plain = _PLAIN_NAME.findall(text)
+        if len(plain) == 1 and len(_ANY_NAME.findall(text)) == 1:
+            return str(plain[0])
+        if not _ANY_NAME.search(text):
+            return None
     import yaml
 
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
         return None
     name = document.get("name") if isinstance(document, dict) else None
     return name if isinstance(name, str) else None
