@@ -453,9 +453,9 @@ class Holder(Connections):
         if self.batch:
             self._flush()  # output read before the input is typed is never hidden
             return  # _flush comes back here
-        run = self.runs.next(self._shell_holds_terminal())
-        if run is not None:
-            self.pending_input += run.input
+        started = self.runs.next(self._shell_holds_terminal())
+        if started is not None:
+            self.pending_input += started.input
             self._write_pty()
 
     def _shell_holds_terminal(self) -> bool:

@@ -131,7 +131,8 @@ class Runs:
         if not (self.current or self.stale or self.carry) and MARK[:1] not in data:
             return data, []  # the common case: nothing to look at
         data, self.carry = self.carry + data, b""
-        out, done = bytearray(), []
+        out = bytearray()
+        done: list[tuple[Run, dict[str, int]]] = []
         watching = self.current is not None or bool(self.stale)
         position = 0
         while position < len(data):
