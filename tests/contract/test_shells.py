@@ -268,3 +268,38 @@ def test_a_session_starts_in_the_home_through_the_server(
     assert chosen.run("pwd").output == f"{tmp_path}\n"  # an explicit cwd wins
     sh.remove()
     chosen.remove()
+
+
+SHELLS = {
+    "bash": ["/bin/bash", "--norc", "--noprofile"],
+    "dash": ["/bin/dash"],
+    "busybox": ["/bin/busybox", "sh"],
+    "zsh": ["/bin/zsh", "-f"],
+}
+
+
+@pytest.mark.parametrize("sdk", ["sync"], indirect=True)
+@pytest.mark.parametrize("which", sorted(SHELLS))
+def test_run_in_every_shell_leaves_no_machinery(engine: Engine, which: str) -> None:
+    argv = SHELLS[which]
+    if not os.path.exists(argv[0]):
+        pytest.skip(f"{argv[0]} is not installed here")
+    sh = engine.shells.create(which, command=argv[0], args=argv[1:],
+                              env={"PS1": "ready$ ", "HISTFILE": "/dev/null"})  # fmt: skip
+    sh.expect("ready\\$ ")
+    assert sh.run("cd /tmp && echo in $(pwd)").output == "in /tmp\n"
+    long = sh.run("echo " + "y" * 2000 + " | wc -c")  # several lines, each < 1 KiB
+    assert (long.exit_code, long.output.strip()) == (0, "2001")
+    assert sh.run("(exit 7)").exit_code == 7
+    sh.run("echo done")
+    sh.expect("done\r\n")
+    screen = engine._call(ops.shells.READ, name=which).data
+    assert b"__DXF" not in screen and b"\x1b]633" not in screen, screen
+    assert (
+        b"echo done\r\ndone\r\n" in screen and b"cd /tmp && echo in $(pwd)\r\nin /tmp\r\n" in screen
+    )
+    if which == "bash":  # Up arrow: the commands as typed, nothing that carried them
+        listed = sh.run("history").output.splitlines()
+        assert [line.split(None, 1)[1] for line in listed][-2:] == ["echo done", "history"]
+        assert not [line for line in listed if "__DXF" in line], listed
+    sh.remove()

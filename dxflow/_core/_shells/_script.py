@@ -1,7 +1,7 @@
 """`run`: a command typed into an interactive shell, with its output and exit code back.
 
 The command travels as octal escapes decoded by the shell's own `printf`, in short lines
-(canonical-mode terminals cut lines at 4 KiB), and is `eval`ed between two marks: OSC
+(busybox's line editor cuts lines at 1 KiB, canonical-mode terminals at 4 KiB), and is `eval`ed between two marks: OSC
 escape sequences (`ESC ] 633 ; dxflow ; TAG ; S BEL`, then `...;E;CODE BEL`) in the
 manner of VS Code's and iTerm2's shell integration. The holder hides what the shell
 echoes of this machinery, shows the command in its place as if it had been typed, and
@@ -26,8 +26,9 @@ __all__ = ["MARK", "RunScript"]
 MARK = b"\x1b]633;dxflow;"
 """How every mark of `run` starts (the holder strips them)."""
 
-_PIECE = 200  # bytes of the command per `printf` (each byte is 4 characters once escaped)
-_LINE = 3000  # characters per typed line, well below the 4095 of a canonical-mode line
+_PIECE = 150  # bytes of the command per `printf` (each byte is 4 characters once escaped)
+_LINE = 800  # characters per typed line: busybox's line editor takes at most 1023 (and a
+# canonical-mode terminal 4095)
 
 
 def _caret(match: re.Match[str]) -> str:
