@@ -91,3 +91,18 @@ def test_a_detach_sequence_that_breaks_off_is_typed() -> None:
     assert keys.feed(b"x\x10\x10") == (b"\x10x\x10", False)
     assert keys.feed(b"\x11rest") == (b"", True)
     assert describe_keys("ctrl-p,ctrl-q") == "Ctrl-P Ctrl-Q"
+
+
+def test_an_older_holder_is_read_through_the_marks() -> None:
+    # A holder started by an older dxflow strips nothing: the engine finds the marks.
+    script = RunScript("echo hi")
+    start, end = _marks(script, 4)
+    typed = script.lines().replace(b"\n", b"\r\n")
+    assert script.result(typed + start + b"hi\r\n") is None
+    assert script.result(typed + start + b"hi\r\n" + end + b"P$ ") == (4, "hi\n")
+
+
+def test_the_echo_is_the_command_as_a_terminal_shows_it() -> None:
+    assert RunScript("a\tb\x03\nc").echo() == "a\tb^C\r\n> c\r\n"
+    long = RunScript("x" * 1000).lines()
+    assert long.count(b"\n") > 3 and max(map(len, long.split(b"\n"))) < 1000
