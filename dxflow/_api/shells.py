@@ -161,7 +161,12 @@ class AsyncShell:
         return self.info
 
     async def run(self, cmd: str, timeout: float | None = None) -> ShellResult:
-        """Type `cmd` at the shell's prompt; its exit code and output once it is done."""
+        """Type `cmd` at the shell's prompt; its exit code and output once it is done.
+
+        The session is left as if `cmd` had been typed there: its scrollback (what
+        `connect`, `screen()` and a notebook show) and bash's history hold the command
+        and its output, nothing of what carried it. A second `run` waits for the first.
+        """
         return await self._op(ops.shells.RUN, cmd=cmd, timeout=timeout)
 
     async def send(self, data: str | bytes) -> None:
