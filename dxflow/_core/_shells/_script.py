@@ -1,13 +1,14 @@
 """`run`: a command typed into an interactive shell, with its output and exit code back.
 
 The command travels as octal escapes decoded by the shell's own `printf`, in short lines
-(busybox's line editor cuts lines at 1 KiB, canonical-mode terminals at 4 KiB), and is `eval`ed between two marks: OSC
-escape sequences (`ESC ] 633 ; dxflow ; TAG ; S BEL`, then `...;E;CODE BEL`) in the
-manner of VS Code's and iTerm2's shell integration. The holder hides what the shell
-echoes of this machinery, shows the command in its place as if it had been typed, and
-strips the marks (see `_holder_runs.py`): the scrollback, every client and the recording
-see the command and its output only. The terminal's echo of what was typed never holds
-a mark (the escape byte and the tag are only put together by `printf`).
+(busybox's line editor cuts lines at 1 KiB, canonical-mode terminals at 4 KiB), and is
+`eval`ed between two marks: OSC escape sequences (`ESC ] 633 ; dxflow ; TAG ; S BEL`,
+then `...;E;CODE BEL`) in the manner of VS Code's and iTerm2's shell integration. The
+holder hides what the shell echoes of this machinery, shows the command in its place as
+if it had been typed, and strips the marks (see `_holder_runs.py`): the scrollback,
+every client and the recording see the command and its output only. The terminal's
+echo of what was typed never holds a mark (the escape byte and the tag are only put
+together by `printf`).
 
 In bash, `history -s` makes the command itself the history entry in place of the
 machinery (which also starts with a space, for `HISTCONTROL=ignorespace`); `$?` is the
@@ -54,9 +55,9 @@ class RunScript:
         head = f" {s}=$?; {c}=''; {e}=command; [ -z \"${{ZSH_VERSION-}}\" ] || {e}=builtin"
         tail = (
             f'[ -z "${{BASH_VERSION-}}" ] || ! shopt -oq history || history -s -- "${c}"; '
-            f"printf '\\033]633;dxflow;%s;S\\007' {tag}; (exit ${s}); ${e} eval \"${c}\"; "
+            f"printf '\\033]633;dxflow;%s;S\\007' {tag}; {_status(s)}; ${e} eval \"${c}\"; "
             f"{s}=$?; printf '\\033]633;dxflow;%s;E;%d\\007' {tag} ${s}; unset {c} {e}; "
-            f'eval "unset {s}; (exit ${s})"'
+            f'eval "unset {s}; {_status(s)}"'
         )
         one = "; ".join([head, *build, tail])
         if len(one) <= _LINE:
@@ -91,6 +92,11 @@ class RunScript:
         begin = start + len(self._start) if start >= 0 else 0
         body = output[begin : end.start()].replace(b"\r\n", b"\n")
         return int(end.group(1)), body.decode(errors="replace")
+
+
+def _status(variable: str) -> str:
+    """Set `$?` to the variable's value: a subshell only when it is not 0 (a fork)."""
+    return f"[ ${variable} = 0 ] || (exit ${variable})"
 
 
 def _octal(data: bytes) -> str:
