@@ -402,3 +402,15 @@ def test_create_exist_ok_and_replace(booted: Booted) -> None:
     assert fresh["pid"] != first["pid"] and fresh["state"] == "running"
     assert run("shell", "run", "re", *home, "--", "pwd").stdout == f"{Path.home()}\n"
     run("shell", "remove", "re", *home)
+
+
+def test_shell_names_complete(booted: Booted) -> None:
+    create_sh(booted, "comp-one")
+    env = {**os.environ, "DXFLOW_HOME": str(booted.home), "_DXFLOW_COMPLETE": "bash_complete"}
+    for words in ("dxflow shell connect comp", "dxflow shell run comp", "dxflow shell remove c"):
+        done = subprocess.run(
+            [sys.executable, "-m", "dxflow"], capture_output=True, text=True, timeout=60,
+            env={**env, "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)},
+        )  # fmt: skip
+        assert "plain,comp-one" in done.stdout.splitlines(), (words, done.stdout, done.stderr)
+    run("shell", "remove", "comp-one", "--home", booted.home)
