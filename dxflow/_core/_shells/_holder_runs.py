@@ -64,9 +64,8 @@ class Run:
         self.input = data
         self.echo = echo
         self.typed = data.replace(b"\n", b"\r\n")  # the terminal's echo of the input
-        key = b" " + self.tag  # how the input starts
-        self.key = _fuzzy(key)
-        self.partial = _fuzzy_prefix(key)
+        self.key: re.Pattern[bytes] | None = None  # compiled when needed (a busy shell)
+        self.partial: re.Pattern[bytes] | None = None
         self.hidden = bytearray()
         self.hiding = False
         self.idle = True
@@ -101,6 +100,8 @@ class Runs:
             return None
         run = self.current = self.queue.popleft()
         run.hiding, run.idle = True, idle
+        if not idle:  # the typed line's copies are looked for: how the input starts
+            run.key, run.partial = _fuzzy(b" " + run.tag), _fuzzy_prefix(b" " + run.tag)
         return run
 
     def abandon(self, client: Any) -> bytes:
@@ -199,6 +200,7 @@ class Runs:
     def _release(self, run: Run, out: bytearray) -> None:
         """Busy shell: show what other programs print, keep the typed line's copies out."""
         hidden = run.hidden
+        assert run.key is not None and run.partial is not None  # compiled by `next`
         while True:
             found = run.key.search(hidden)
             if found is None:
