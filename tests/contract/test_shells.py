@@ -291,13 +291,15 @@ def test_run_in_every_shell_leaves_no_machinery(engine: Engine, which: str) -> N
     long = sh.run("echo " + "y" * 2000 + " | wc -c")  # several lines, each < 1 KiB
     assert (long.exit_code, long.output.strip()) == (0, "2001")
     assert sh.run("(exit 7)").exit_code == 7
-    sh.run("echo done")
+    # Typed while another program runs: its output stays, the typed line does not.
+    sh.send("sleep 1; echo busy-$((40+2))\n")
+    assert sh.run("echo done").output == "done\n"
     sh.expect("done\r\n")
     screen = engine._call(ops.shells.READ, name=which).data
     assert b"__DXF" not in screen and b"\x1b]633" not in screen, screen
-    assert (
-        b"echo done\r\ndone\r\n" in screen and b"cd /tmp && echo in $(pwd)\r\nin /tmp\r\n" in screen
-    )
+    assert b"echo done\r\ndone\r\n" in screen, screen
+    assert b"cd /tmp && echo in $(pwd)\r\nin /tmp\r\n" in screen
+    assert b"busy-42\r\n" in screen and screen.index(b"busy-42") < screen.index(b"echo done")
     if which == "bash":  # Up arrow: the commands as typed, nothing that carried them
         listed = sh.run("history").output.splitlines()
         assert [line.split(None, 1)[1] for line in listed][-2:] == ["echo done", "history"]

@@ -10,11 +10,11 @@ from dxflow._core._shells._holder_runs import Run, Runs
 from dxflow._core._shells._script import RunScript
 
 
-def _started(idle: bool = True) -> tuple[Runs, Run, RunScript]:
+def _started() -> tuple[Runs, Run, RunScript]:
     script = RunScript("echo hi")
     runs = Runs()
     runs.queue.append(Run.parse("client", script.request()))
-    run = runs.next(idle)
+    run = runs.next()
     assert run is not None and run.input == script.lines()
     return runs, run, script
 
@@ -38,7 +38,7 @@ def test_an_idle_shell_shows_the_command_as_typed_and_its_output() -> None:
 
 
 def test_a_busy_shell_keeps_the_other_programs_output() -> None:
-    runs, _, script = _started(idle=False)
+    runs, _, script = _started()
     start, end = _marks(script, 0)
     typed = script.lines().replace(b"\n", b"\r\n")  # the terminal echoes typed-ahead keys
     shown, _ = runs.output(b"make: 1\r\n" + typed + b"make: 2\r\n", end=0)
@@ -50,8 +50,9 @@ def test_a_busy_shell_keeps_the_other_programs_output() -> None:
 
 def test_marks_of_abandoned_runs_are_stripped_and_the_hidden_output_shown() -> None:
     runs, _, script = _started()
-    assert runs.output(b"typed line", end=0) == (b"", [])
-    assert runs.abandon("client") == b"typed line"  # its client gave up: nothing is lost
+    echo = script.lines()[:30]  # the line editor's echo, held until the start mark
+    assert runs.output(echo, end=0) == (b"", [])
+    assert runs.abandon("client") == echo  # its client gave up: nothing is lost
     assert runs.current is None
     start, end = _marks(script, 0)
     assert runs.output(start + b"late\r\n" + end + b"P$ ", end=10) == (b"late\r\nP$ ", [])
@@ -60,10 +61,22 @@ def test_marks_of_abandoned_runs_are_stripped_and_the_hidden_output_shown() -> N
 
 
 def test_hiding_is_bounded() -> None:
-    runs, run, _ = _started()
-    flood = b"x" * (run.limit + 1)
+    runs, run, script = _started()
+    flood = script.lines()[:20] + b"x" * (run.limit + 1)  # no end to the line editor's echo
     shown, _ = runs.output(flood, end=0)
     assert shown == flood and not run.hiding
+
+
+def test_continuation_prompts_of_a_long_machinery_are_dropped() -> None:
+    script = RunScript("echo " + "z" * 600)
+    runs = Runs()
+    runs.queue.append(Run.parse("client", script.request()))
+    runs.next()
+    start, end = _marks(script, 0)
+    lines = script.lines().count(b"\n")
+    typed = script.lines().replace(b"\n", b"\r\n")
+    shown, _ = runs.output(typed + b"> " * (lines - 1) + start + b"ok\r\n" + end, end=0)
+    assert shown == script.echo().encode() + b"ok\r\n"
 
 
 @pytest.mark.parametrize(

@@ -453,17 +453,10 @@ class Holder(Connections):
         if self.batch:
             self._flush()  # output read before the input is typed is never hidden
             return  # _flush comes back here
-        started = self.runs.next(self._shell_holds_terminal())
+        started = self.runs.next()
         if started is not None:
             self.pending_input += started.input
             self._write_pty()
-
-    def _shell_holds_terminal(self) -> bool:
-        """Is the session's own process group in the foreground (its shell at a prompt)?"""
-        try:
-            return os.tcgetpgrp(self.master) == self.child.pid
-        except OSError:
-            return True
 
     def _abandon_runs(self, client: Client) -> None:
         self._publish(self.runs.abandon(client))

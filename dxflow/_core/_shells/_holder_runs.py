@@ -5,13 +5,12 @@ Standard library only, like `_holder.py`. The engine sends a `C` frame: the inpu
 echo to show. One run is in flight at a time (a second one waits: typed meanwhile, its
 input would land in the first one's output); the holder types it and then:
 
-- hides what the shell echoes of the input until the start mark, and shows the echo of
-  the command in its place, as if the user had typed it. When the session's own process
-  group holds the terminal (the shell is at its prompt), everything until the start mark
-  is the machinery's; when another program holds it (the shell is busy: `make` was sent
-  before, or a nested shell runs), that program's output is kept and only the copies of
-  the typed line are hidden (the terminal's own echo, exactly as typed, and the line
-  editor's, from the tag on);
+- hides what the shell echoes of the input and shows the echo of the command in its
+  place, as if the user had typed it. Everything else is kept, also what another
+  program prints meanwhile (`make` was sent just before): only the copies of the typed
+  line go, the terminal's own echo (exactly as typed) and a line editor's (from where
+  the line starts, a space and the tag, to the start mark), with the continuation
+  prompts of a line typed in several pieces;
 - strips every mark (`ESC ] 633 ; dxflow ; TAG ; ... BEL`) from the output, also those of
   runs nobody waits for any more: no client, recording or scrollback holds one;
 - at the end mark, queues `F` {exit_code, start, end} for the client: the command's
@@ -55,8 +54,8 @@ def _fuzzy_prefix(text: bytes) -> re.Pattern[bytes]:
 
 
 class Run:
-    __slots__ = ("client", "echo", "hidden", "hiding", "idle", "input", "key", "limit",
-                 "partial", "start", "tag", "typed")  # fmt: skip
+    __slots__ = ("client", "continued", "echo", "hidden", "hiding", "input", "limit", "start",
+                 "tag", "typed")  # fmt: skip
 
     def __init__(self, client: Any, tag: str, data: bytes, echo: bytes) -> None:
         self.client = client
@@ -64,11 +63,9 @@ class Run:
         self.input = data
         self.echo = echo
         self.typed = data.replace(b"\n", b"\r\n")  # the terminal's echo of the input
-        self.key: re.Pattern[bytes] | None = None  # compiled when needed (a busy shell)
-        self.partial: re.Pattern[bytes] | None = None
+        self.continued = 0  # continuation prompts (`> `) still to come after that echo
         self.hidden = bytearray()
         self.hiding = False
-        self.idle = True
         self.limit = 2 * len(data) + HIDE_LIMIT
         self.start: int | None = None
 
@@ -94,14 +91,12 @@ class Runs:
         self.stale: collections.deque[bytes] = collections.deque(maxlen=STALE_TAGS)
         self.carry = b""  # a mark cut in two by a read: its head waits for its tail
 
-    def next(self, idle: bool) -> Run | None:
+    def next(self) -> Run | None:
         """The run to type now (none while one is in flight)."""
         if self.current is not None or not self.queue:
             return None
         run = self.current = self.queue.popleft()
-        run.hiding, run.idle = True, idle
-        if not idle:  # the typed line's copies are looked for: how the input starts
-            run.key, run.partial = _fuzzy(b" " + run.tag), _fuzzy_prefix(b" " + run.tag)
+        run.hiding = True
         return run
 
     def abandon(self, client: Any) -> bytes:
@@ -155,7 +150,7 @@ class Runs:
             self._show(data[position:at], out)
             self._mark(data[at + len(MARK) : bel], out, end, done)
             position = bel + 1
-        if self.current is not None and self.current.hiding and not self.current.idle:
+        if self.current is not None and self.current.hiding:
             self._release(self.current, out)
         return bytes(out), done
 
@@ -192,19 +187,28 @@ class Runs:
             self.current = None
 
     def _discard_echo(self, run: Run, out: bytearray) -> None:
-        """At the start mark: drop the machinery's echo (all of it at an idle prompt)."""
-        if not run.idle:
-            self._release(run, out)
+        """At the start mark: what precedes the line editor's echo is shown, the rest
+        (that echo, its continuation prompts) dropped."""
+        self._release(run, out)
         run.hidden.clear()
 
     def _release(self, run: Run, out: bytearray) -> None:
-        """Busy shell: show what other programs print, keep the typed line's copies out."""
+        """Show what the shell and other programs print, keep the typed line's copies
+        out: the terminal's own echo (exactly as typed, at once while the shell reads
+        with the terminal's line editing, or typed ahead while a program runs) and a
+        line editor's (from where the line starts: a space and a tag), held until the
+        start mark drops it."""
         hidden = run.hidden
-        assert run.key is not None and run.partial is not None  # compiled by `next`
+        key, partial = _patterns()
         while True:
-            found = run.key.search(hidden)
+            while run.continued and hidden[:2] == b"> "[: len(hidden)]:
+                if len(hidden) < 2:
+                    return  # maybe a prompt: wait for the rest
+                del hidden[:2]
+                run.continued -= 1
+            found = key.search(hidden)
             if found is None:
-                tail = run.partial.search(hidden, max(0, len(hidden) - 512))
+                tail = partial.search(hidden, max(0, len(hidden) - 512))
                 cut = tail.start() if tail else len(hidden)
                 out += hidden[:cut]
                 del hidden[:cut]
@@ -215,6 +219,18 @@ class Runs:
             if not hidden.startswith(run.typed):
                 return  # the line editor's echo (or the terminal's, still coming)
             del hidden[: len(run.typed)]
+            run.continued = run.typed.count(b"\r\n") - 1  # dash prompts each further line
+
+
+_compiled: tuple[re.Pattern[bytes], re.Pattern[bytes]] | None = None
+
+
+def _patterns() -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """How every run's input starts (a space and a tag), anywhere and at the very end."""
+    global _compiled
+    if _compiled is None:  # on first use: the holder starts without compiling them
+        _compiled = _fuzzy(b" __DXF"), _fuzzy_prefix(b" __DXF")
+    return _compiled
 
 
 def _mark_head(data: bytes, position: int) -> int:
