@@ -161,7 +161,12 @@ class AsyncShell:
         return self.info
 
     async def run(self, cmd: str, timeout: float | None = None) -> ShellResult:
-        """Type `cmd` at the shell's prompt; its exit code and output once it is done."""
+        """Type `cmd` at the shell's prompt; its exit code and output once it is done.
+
+        The session is left as if `cmd` had been typed there: its scrollback (what
+        `connect`, `screen()` and a notebook show) and bash's history hold the command
+        and its output, nothing of what carried it. A second `run` waits for the first.
+        """
         return await self._op(ops.shells.RUN, cmd=cmd, timeout=timeout)
 
     async def send(self, data: str | bytes) -> None:
@@ -218,11 +223,17 @@ class AsyncShells:
         self, name: str | None = None, command: str | None = None, args: Sequence[str] = (),
         env: Mapping[str, str] | None = None, cwd: str | None = None, rows: int = 24,
         cols: int = 80, workflow: str | None = None, service: str | None = None,
-        record: str | None = None, idle_timeout: float | None = None,
+        record: str | None = None, idle_timeout: float | None = None, *,
+        exist_ok: bool = False, replace: bool = False,
     ) -> AsyncShell:  # fmt: skip
+        """Start a session. A name in use is a `Conflict`, unless `exist_ok=True` (the
+        running session of that name is returned as it is, one that has ended is started
+        anew) or `replace=True` (the old one is removed, its program ended, and a new
+        one started): re-running a notebook's cell then just works."""
         params = _create_params(name, command, args, env, cwd=cwd, rows=rows, cols=cols,
                                 workflow=workflow, service=service, record=record,
-                                idle_timeout=idle_timeout)  # fmt: skip
+                                idle_timeout=idle_timeout, exist_ok=exist_ok,
+                                replace=replace)  # fmt: skip
         return AsyncShell(self._engine, await self._engine._call(ops.shells.CREATE, **params))
 
     async def list(self) -> list[AsyncShell]:
@@ -340,10 +351,12 @@ class Shells(Blocking[AsyncShells]):
         self, name: str | None = None, command: str | None = None, args: Sequence[str] = (),
         env: Mapping[str, str] | None = None, cwd: str | None = None, rows: int = 24,
         cols: int = 80, workflow: str | None = None, service: str | None = None,
-        record: str | None = None, idle_timeout: float | None = None,
+        record: str | None = None, idle_timeout: float | None = None, *,
+        exist_ok: bool = False, replace: bool = False,
     ) -> Shell:  # fmt: skip
         return self._wrap(self._run(self._async.create, name, command, args, env, cwd, rows,
-                                    cols, workflow, service, record, idle_timeout))  # fmt: skip
+                                    cols, workflow, service, record, idle_timeout,
+                                    exist_ok=exist_ok, replace=replace))  # fmt: skip
 
     def list(self) -> list[Shell]:
         return [self._wrap(shell) for shell in self._run(self._async.list)]

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import select
 import shlex
 import signal
 import sys
-import termios
-import threading
-import tty
-from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -24,11 +18,9 @@ from .._wire import envelope
 from ._common import Options, engine_command, fail
 from ._complete import shell_names
 from ._output import emit_json, key_values, table
+from ._terminal import DEFAULT_DETACH_KEYS, attach, ending, parse_detach_keys
 
 __all__ = ["shell_group"]
-
-DETACH = b"\x1d"
-"""Ctrl-] typed into `connect` detaches from the session (which keeps running)."""
 
 
 @click.group("shell")
@@ -51,12 +43,7 @@ def _signal_name(number: int) -> str:
 
 def _ending(info: ShellInfo | dict[str, Any]) -> str:
     """How a session ended: `exited with code 3`, `was killed by SIGKILL`."""
-    values = info if isinstance(info, dict) else info.model_dump()
-    if values.get("exit_code") is not None:
-        return f"exited with code {values['exit_code']}"
-    if values.get("signal"):
-        return f"was killed by {_signal_name(values['signal'])}"
-    return "exited"
+    return ending(info if isinstance(info, dict) else info.model_dump())
 
 
 def _exit_cell(info: ShellInfo) -> str | int | None:
@@ -119,7 +106,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 
 
 @shell_group.command()
-@click.argument("name")
+@click.argument("name", shell_complete=shell_names)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
 @click.option("--workflow", help="Open the session in a container of this workflow "
               "(needs WORKFLOW too)...")  # fmt: skip
@@ -135,10 +122,15 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
               "(needs OBJECT too).")  # fmt: skip
 @click.option("--idle-timeout", metavar="SECONDS", callback=_seconds,
               help="End it after this long without clients or output (90, 30m).")  # fmt: skip
+@click.option("--exist-ok", is_flag=True,
+              help="Use a running session NAME as it is (an ended one starts anew).")  # fmt: skip
+@click.option("--replace", is_flag=True,
+              help="Remove a session NAME (ending its program) and start it anew.")  # fmt: skip
 @engine_command
 def create(opts: Options, name: str, command: tuple[str, ...], workflow: str | None,
            service: str | None, cwd: str | None, env: dict[str, str], rows: int, cols: int,
-           record: str | None, idle_timeout: float | None) -> None:  # fmt: skip
+           record: str | None, idle_timeout: float | None, exist_ok: bool,
+           replace: bool) -> None:  # fmt: skip
     """Start the session NAME running CMD (default: the login shell; `sh` in a container).
 
     On the host, a key that is not MASTER runs as its run-as OS user (`key register
@@ -146,11 +138,12 @@ def create(opts: Options, name: str, command: tuple[str, ...], workflow: str | N
 
     Put CMD after `--` when it has options: `dxflow shell create build -- bash -l`.
     A program that cannot start leaves a `failed` session (exit 1); `prune` forgets it.
+    Through a booted engine a host session starts in the user's home (`--cwd` to choose).
     """
     with opts.engine() as engine:
         shell = engine.shells.create(
             name, command[0] if command else None, command[1:], env, cwd, rows, cols,
-            workflow, service, record, idle_timeout,
+            workflow, service, record, idle_timeout, exist_ok=exist_ok, replace=replace,
         )  # fmt: skip
     info = shell.info
     if info.state == "failed":
@@ -254,18 +247,29 @@ def run(opts: Options, name: str, cmd: tuple[str, ...], timeout: float | None) -
     sys.exit(result.exit_code)
 
 
+def _detach_keys(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        parse_detach_keys(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @shell_group.command()
 @click.argument("name", shell_complete=shell_names)
 @click.option("--offset", type=click.IntRange(min=0),
               help="Replay the output from this offset (default: all that is held).")  # fmt: skip
+@click.option("--detach-keys", default=DEFAULT_DETACH_KEYS, show_default=True,
+              callback=_detach_keys, metavar="KEYS",
+              help="The keys that detach, docker's way: ctrl-p,ctrl-q or q.")  # fmt: skip
 @engine_command
-def connect(opts: Options, name: str, offset: int | None) -> None:
+def connect(opts: Options, name: str, offset: int | None, detach_keys: str) -> None:
     """Connect this terminal to the session NAME, like an ssh login to it.
 
     Keys go to the session as typed (Ctrl-C too) and its output comes here. Ctrl-]
-    detaches: the session keeps running; connect again later to go on (its recent output
-    is replayed first). When the session's program ends, connect prints how it ended and
-    exits with its exit code (128 + N for a signal N).
+    (or --detach-keys) detaches: the session keeps running; connect again later to go on
+    (its recent output is replayed first). When the session's program ends, connect
+    prints how it ended and exits with its exit code (128 + N for a signal N).
 
     Several clients may be connected at once: they see the same output and may all type.
     The size follows the latest client: connecting, and every resize of this window,
@@ -275,154 +279,6 @@ def connect(opts: Options, name: str, offset: int | None) -> None:
     detaches at its end. There is no JSON form: --json changes only how errors are printed.
     """
     with opts.engine() as engine:
-        attached = engine.shells.get(name).attach(offset)
-        with attached as channel:
-            session = _Session(channel)
-            session.run()
-        session.join()
-    session.report(name)
-
-
-# -- connect: a terminal on a channel -----------------------------------------------------
-
-
-def _notice(text: str) -> None:
-    """A note between the session's output (the terminal may be raw: \\r\\n)."""
-    sys.stderr.write(f"\r\n[{text}]\r\n")
-    sys.stderr.flush()
-
-
-def _hang_up(number: int, frame: object) -> None:
-    raise SystemExit(128 + number)  # unwinds through the `finally` that restores the terminal
-
-
-class _Session:
-    """stdin -> channel in the main thread; channel -> stdout in a thread of its own."""
-
-    def __init__(self, channel: Any) -> None:
-        self.channel = channel
-        self.writable = channel.hello.get("mode", "rw") == "rw"
-        self.ended: dict[str, Any] | None = None
-        """The message that ended the connection (`exit`), or a `lost` one of ours."""
-        self.detached = False
-        self.fresh_line = True
-        self._resized = False
-        self._wake, self._waker = os.pipe()
-        os.set_blocking(self._waker, False)
-        self._receiver = threading.Thread(target=self._receive, name="shell-output", daemon=True)
-
-    def run(self) -> None:
-        with self._terminal():
-            if not self.writable:
-                _notice("read-only: you watch, your keys are not sent (Ctrl-] detaches)")
-            self._resize()
-            self._receiver.start()
-            self._pump_input()
-
-    def join(self) -> None:
-        """Once the channel is closed: the receiving thread ends (on EOF)."""
-        self._receiver.join(timeout=10)
-        if not self._receiver.is_alive():
-            os.close(self._wake)
-            os.close(self._waker)
-
-    def report(self, name: str) -> None:
-        if not self.fresh_line:
-            click.echo(err=True)  # the prompt, or a partial line, stays on its own line
-        if self.detached:
-            return click.echo(f"detached from {name} (the session keeps running)", err=True)
-        ended = self.ended or {"type": "lost"}
-        if ended["type"] != "exit":
-            fail(f"lost the connection to shell {name!r}: {ended.get('error', 'closed')}")
-        why = self.channel.hello.get("error")  # a program that could not start, say
-        click.echo(f"[{name} {_ending(ended)}{f': {why}' if why else ''}]", err=True)
-        code = ended.get("exit_code")
-        sys.exit(code if code is not None else 128 + int(ended.get("signal") or 0))
-
-    @contextlib.contextmanager
-    def _terminal(self) -> Iterator[None]:
-        """Raw mode while connected (when stdin is a terminal), restored whatever happens."""
-        saved = termios.tcgetattr(0) if os.isatty(0) else None
-        handlers: dict[signal.Signals, Any] = {}
-        try:
-            handlers[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._on_resize)
-            for number in (signal.SIGTERM, signal.SIGHUP):
-                handlers[number] = signal.signal(number, _hang_up)
-            if saved is not None:
-                tty.setraw(0, termios.TCSANOW)  # TCSANOW: keys typed ahead are kept
-            yield
-        finally:
-            if saved is not None:
-                with contextlib.suppress(termios.error):  # the terminal may be gone (SIGHUP)
-                    termios.tcsetattr(0, termios.TCSADRAIN, saved)
-            for number, handler in handlers.items():
-                signal.signal(number, handler)
-
-    def _pump_input(self) -> None:
-        while self.ended is None:
-            ready, _, _ = select.select([0, self._wake], [], [])
-            if self._wake in ready:
-                os.read(self._wake, 512)
-                if self._resized:
-                    self._resized = False
-                    self._resize()
-                continue
-            data = os.read(0, 1 << 16)
-            typed, detach, _ = data.partition(DETACH)
-            if typed and self.writable:
-                self.channel.send(typed)
-            if detach or not data:
-                self.detached = True
-                return
-
-    def _on_resize(self, number: int, frame: object) -> None:  # SIGWINCH
-        self._resized = True
-        self._wake_up()
-
-    def _wake_up(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._waker, b"!")
-
-    def _resize(self) -> None:
-        """Send this terminal's size (a pipe has none: nothing is sent)."""
-        if not self.writable:
-            return
-        for fd in (1, 0):
-            try:
-                size = os.get_terminal_size(fd)
-            except OSError:
-                continue
-            if size.lines > 0 and size.columns > 0:
-                self.channel.resize(min(size.lines, 1000), min(size.columns, 1000))
-            return
-
-    def _receive(self) -> None:
-        try:
-            while self.ended is None:
-                message = self.channel.recv()
-                if isinstance(message, bytes):
-                    self._output(message)
-                else:
-                    self._control(message)
-        except EOFError:
-            self.ended = self.ended or {"type": "lost", "error": "the engine closed it"}
-        except BaseException as exc:  # handed to the main thread, which reports it
-            self.ended = {"type": "lost", "error": getattr(exc, "message", None) or repr(exc)}
-        finally:
-            self._wake_up()
-
-    def _output(self, data: bytes) -> None:
-        if data:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-            self.fresh_line = data.endswith(b"\n")
-
-    def _control(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "exit":
-            self.ended = message
-        elif kind == "missed":
-            lost = int(message.get("to", 0)) - int(message.get("from", 0))
-            _notice(f"... {lost} bytes of scrollback were lost ...")
-        elif kind == "error":
-            _notice(f"error: {message.get('error', 'unknown')}")
+        code = attach(engine.shells.get(name), detach_keys=detach_keys, offset=offset)
+    if code is not None:
+        sys.exit(code)

@@ -48,6 +48,11 @@ class ShellCreate(Request):
     """A path in the object store to record the session to (asciicast v2)."""
     idle_timeout: float | None = Field(default=None, gt=0)
     scrollback: int | None = Field(default=None, ge=4096, le=1 << 30)
+    exist_ok: bool = False
+    """A running session of that name is returned as it is (one that has ended is
+    started anew)."""
+    replace: bool = False
+    """A session of that name is removed (its program ended) and started anew."""
 
 
 class ShellInfo(Response):

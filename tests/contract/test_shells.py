@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,127 @@ def test_a_recv_that_times_out_leaves_the_channel_open(shell: Shell) -> None:
         while b"after-5" not in seen:
             message = channel.recv(timeout=5)
             seen += message if isinstance(message, bytes) else b""
+
+
+# -- run leaves the session as if the command had been typed (issue 10) -----------------
+
+MACHINERY = (b"__DXF", b"\x1b]633", b"(exit ")
+
+
+def test_run_leaves_only_the_command_and_its_output(engine: Engine) -> None:
+    sh = engine.shells.create("typed", command="/bin/sh", env={"PS1": "ready$ "})
+    sh.expect("ready\\$ ")
+    with sh.attach() as watcher:
+        assert sh.run("echo one; echo two").output == "one\ntwo\n"
+        assert sh.run("false").exit_code == 1
+        assert sh.run("echo status $?").output == "status 1\n"  # $? as typed: the last one's
+        assert sh.run("printf 'no newline'").output == "no newline"
+        long = sh.run("echo " + "x" * 3000 + " | wc -c")  # the machinery spans several lines
+        assert long.output.strip() == "3001"
+        syntax = sh.run("echo 'unterminated")  # dash alone would abort the whole line
+        assert syntax.exit_code != 0 and "unterminated" in syntax.output.lower()
+        assert sh.run("echo after").output == "after\n"
+        sh.expect("after\r\nready\\$ ")
+        seen = b""
+        while not seen.endswith(b"after\r\nready$ "):
+            message = watcher.recv(timeout=10)
+            seen += message if isinstance(message, bytes) else b""
+    screen = engine._call(ops.shells.READ, name="typed").data
+    assert seen == screen  # the client saw what the scrollback holds
+    assert not [m for m in MACHINERY if m in screen], screen
+    assert screen.startswith(
+        b"ready$ echo one; echo two\r\none\r\ntwo\r\n"
+        b"ready$ false\r\n"
+        b"ready$ echo status $?\r\nstatus 1\r\n"
+        b"ready$ printf 'no newline'\r\nno newlineready$ echo xxx"
+    ), screen
+    assert screen.endswith(b"ready$ echo after\r\nafter\r\nready$ ")
+    assert "__DXF" not in sh.screen()  # what `Shell._repr_html_` shows in a notebook
+    sh.remove()
+
+
+def test_a_run_that_times_out_shows_its_output_and_the_next_run_works(engine: Engine) -> None:
+    from dxflow import TimedOut
+
+    sh = engine.shells.create("slow", command="/bin/sh", env={"PS1": "ready$ "})
+    sh.expect("ready\\$ ")
+    with pytest.raises(TimedOut, match="goes on running"):
+        sh.run("sleep 1; echo late-$((40 + 2))", timeout=0.2)
+    assert sh.run("echo next").output == "next\n"  # typed once the shell reads again
+    screen = engine._call(ops.shells.READ, name="slow").data
+    assert b"late-42\r\n" in screen and b"next\r\n" in screen
+    assert b"\x1b]633" not in screen  # the late run's marks are stripped too
+    sh.remove()
+
+
+def test_create_exist_ok_and_replace(engine: Engine) -> None:
+    first = engine.shells.create("again", command="/bin/sh")
+    with pytest.raises(Conflict) as conflict:
+        engine.shells.create("again", command="/bin/sh")
+    assert "exist_ok=True" in str(conflict.value) and "replace=True" in str(conflict.value)
+    assert "dxflow shell remove again" in str(conflict.value)
+    same = engine.shells.create("again", command="/bin/sh", exist_ok=True)
+    assert same.info.pid == first.info.pid and same.info.state == "running"
+    first.run("export MARK=kept")
+    assert same.run("echo $MARK").output == "kept\n"
+    fresh = engine.shells.create("again", command="/bin/sh", replace=True)
+    assert fresh.info.pid != first.info.pid and fresh.run("echo ${MARK:-gone}").output == "gone\n"
+    fresh.send("exit 3\n")
+    deadline = time.monotonic() + 10
+    while fresh.reload().state == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    revived = engine.shells.create("again", command="/bin/sh", exist_ok=True)  # it had ended
+    assert revived.info.state == "running" and revived.info.pid != fresh.info.pid
+    assert [s.name for s in engine.shells.list()] == ["again"]
+    revived.remove()
+
+
+def test_a_session_starts_in_the_home_through_the_server(
+    engine: Engine, transport: str, tmp_path: Path
+) -> None:
+    sh = engine.shells.create("where", command="/bin/sh")
+    here = sh.run("pwd").output.strip()
+    # In-process the engine is the caller's own process: its folder. Through the server,
+    # the engine user's home, never the folder the server was started from.
+    assert here == (os.getcwd() if transport == "local" else os.path.expanduser("~"))
+    chosen = engine.shells.create("chosen", command="/bin/sh", cwd=str(tmp_path))
+    assert chosen.run("pwd").output == f"{tmp_path}\n"  # an explicit cwd wins
+    sh.remove()
+    chosen.remove()
+
+
+SHELLS = {
+    "bash": ["/bin/bash", "--norc", "--noprofile"],
+    "dash": ["/bin/dash"],
+    "busybox": ["/bin/busybox", "sh"],
+    "zsh": ["/bin/zsh", "-f"],
+}
+
+
+@pytest.mark.parametrize("sdk", ["sync"], indirect=True)
+@pytest.mark.parametrize("which", sorted(SHELLS))
+def test_run_in_every_shell_leaves_no_machinery(engine: Engine, which: str) -> None:
+    argv = SHELLS[which]
+    if not os.path.exists(argv[0]):
+        pytest.skip(f"{argv[0]} is not installed here")
+    sh = engine.shells.create(which, command=argv[0], args=argv[1:],
+                              env={"PS1": "ready$ ", "HISTFILE": "/dev/null"})  # fmt: skip
+    sh.expect("ready\\$ ")
+    assert sh.run("cd /tmp && echo in $(pwd)").output == "in /tmp\n"
+    long = sh.run("echo " + "y" * 2000 + " | wc -c")  # several lines, each < 1 KiB
+    assert (long.exit_code, long.output.strip()) == (0, "2001")
+    assert sh.run("(exit 7)").exit_code == 7
+    # Typed while another program runs: its output stays, the typed line does not.
+    sh.send("sleep 1; echo busy-$((40+2))\n")
+    assert sh.run("echo done").output == "done\n"
+    sh.expect("done\r\n")
+    screen = engine._call(ops.shells.READ, name=which).data
+    assert b"__DXF" not in screen and b"\x1b]633" not in screen, screen
+    assert b"echo done\r\ndone\r\n" in screen, screen
+    assert b"cd /tmp && echo in $(pwd)\r\nin /tmp\r\n" in screen
+    assert b"busy-42\r\n" in screen and screen.index(b"busy-42") < screen.index(b"echo done")
+    if which == "bash":  # Up arrow: the commands as typed, nothing that carried them
+        listed = sh.run("history").output.splitlines()
+        assert [line.split(None, 1)[1] for line in listed][-2:] == ["echo done", "history"]
+        assert not [line for line in listed if "__DXF" in line], listed
+    sh.remove()

@@ -331,3 +331,86 @@ def test_connect_with_a_read_only_key_watches(
     assert term.wait() == 0 and term.restored()
     assert b"touch /tmp/never" not in term.seen
     run("shell", "remove", "v1", "--home", booted.home)
+
+
+# -- issue 10: run leaves no machinery, detach keys, exist-ok / replace ------------------
+
+
+def test_run_leaves_no_machinery_in_bash_history_or_a_connected_terminal(
+    booted: Booted, terminals: list[Terminal]
+) -> None:
+    home: list[str | Path] = ["--home", booted.home]
+    run("shell", "create", "hist", "-e", f"PS1={PROMPT}", "-e", "HISTFILE=/dev/null", *home,
+        "--", "/bin/bash", "--norc", "--noprofile")  # fmt: skip
+    term = connect(terminals, booted, "hist")
+    assert b"attached to hist; detach with Ctrl-]" in term.seen
+    assert run("shell", "run", "hist", *home, "--", "echo first-$((1+1))").stdout == "first-2\n"
+    assert run("shell", "run", "hist", *home, "--", "cd /tmp && echo moved").stdout == "moved\n"
+    term.expect(f"moved\r\n\x1b[?2004h{PROMPT}")  # bash's prompt turns bracketed paste on
+    # The Up arrow brings back the command as typed, not what carried it.
+    term.type(b"\x1b[A")
+    term.expect("cd /tmp && echo moved", timeout=10)
+    term.type(b"\x15")  # Ctrl-U: clear the line again
+    listed = run("shell", "run", "hist", *home, "--", "history").stdout
+    entries = [line.split(None, 1)[1] for line in listed.splitlines()]
+    assert entries == ["echo first-$((1+1))", "cd /tmp && echo moved", "history"], listed
+    term.expect("history\r\n    1  echo first-$((1+1))\r\n")  # shown as if typed here too
+    term.type(b"\x1d")
+    assert term.wait() == 0
+    replay = connect(terminals, booted, "hist")  # what a client connecting later is shown
+    replay.expect("history\r\n")
+    replay.type(b"\x1d")
+    assert replay.wait() == 0
+    for seen in (term.seen, replay.seen):
+        assert b"__DXF" not in seen and b"\x1b]633" not in seen, seen
+        assert b"echo first-$((1+1))\r\nfirst-2\r\n" in seen
+    run("shell", "remove", "hist", *home)
+
+
+def test_connect_detach_keys(booted: Booted, terminals: list[Terminal]) -> None:
+    create_sh(booted, "dk")
+    term = Terminal("shell", "connect", "dk", "--detach-keys", "ctrl-p,ctrl-q",
+                    "--home", booted.home)  # fmt: skip
+    terminals.append(term)
+    term.expect(PROMPT)
+    assert b"detach with Ctrl-P Ctrl-Q" in term.seen
+    term.type(b"\x1d")  # Ctrl-] is an ordinary key now; Ctrl-P then x is typed as it is
+    term.type(b"\x10x")
+    term.type(b"\x15echo still-$((2+3))\r")
+    term.expect("still-5")
+    term.type(b"\x10\x11")
+    assert term.wait() == 0 and term.restored()
+    assert b"detached from dk (the session keeps running)" in term.seen
+    bad = run("shell", "connect", "dk", "--detach-keys", "ctrl-1", "--home", booted.home,
+              check=False)  # fmt: skip
+    assert bad.returncode == 2 and "'ctrl-1' is not a detach key" in bad.stderr
+    run("shell", "remove", "dk", "--home", booted.home)
+
+
+def test_create_exist_ok_and_replace(booted: Booted) -> None:
+    home: list[str | Path] = ["--home", booted.home]
+    first = json.loads(run("shell", "create", "re", "--json", *home, "--", "/bin/sh").stdout)
+    again = run("shell", "create", "re", *home, "--", "/bin/sh", check=False)
+    assert again.returncode == 1 and "--exist-ok" in again.stderr and "--replace" in again.stderr
+    same = json.loads(
+        run("shell", "create", "re", "--exist-ok", "--json", *home, "--", "/bin/sh").stdout
+    )
+    assert same["pid"] == first["pid"]
+    fresh = json.loads(
+        run("shell", "create", "re", "--replace", "--json", *home, "--", "/bin/sh").stdout
+    )
+    assert fresh["pid"] != first["pid"] and fresh["state"] == "running"
+    assert run("shell", "run", "re", *home, "--", "pwd").stdout == f"{Path.home()}\n"
+    run("shell", "remove", "re", *home)
+
+
+def test_shell_names_complete(booted: Booted) -> None:
+    create_sh(booted, "comp-one")
+    env = {**os.environ, "DXFLOW_HOME": str(booted.home), "_DXFLOW_COMPLETE": "bash_complete"}
+    for words in ("dxflow shell connect comp", "dxflow shell run comp", "dxflow shell remove c"):
+        done = subprocess.run(
+            [sys.executable, "-m", "dxflow"], capture_output=True, text=True, timeout=60,
+            env={**env, "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)},
+        )  # fmt: skip
+        assert "plain,comp-one" in done.stdout.splitlines(), (words, done.stdout, done.stderr)
+    run("shell", "remove", "comp-one", "--home", booted.home)

@@ -75,10 +75,12 @@ if not __package__:  # run as a script (python -I -S): make its folder a package
 # After the package exists (above), so these cannot move to the top:
 from ._holder_child import Child, _log, _unlink, load_spec  # noqa: E402
 from ._holder_clients import Connections  # noqa: E402
+from ._holder_runs import Runs  # noqa: E402
 from ._holder_wire import (  # noqa: E402
     BATCH_BYTES,
     BATCH_SECONDS,
     DEFAULT_SCROLLBACK,
+    DONE,
     EXIT_GRACE,
     INPUT_LIMIT,
     KILL_GRACE,
@@ -87,6 +89,7 @@ from ._holder_wire import (  # noqa: E402
     WATCH_SECONDS,
     Recorder,
     Ring,
+    json_frame,
     take_frames,
 )
 
@@ -137,6 +140,7 @@ class Holder(Connections):
         self.quitting = False
         self.watch_deadline = time.monotonic() + WATCH_SECONDS
         self.recorder: Recorder | None = None
+        self.runs = Runs()
         self._install_signals()
         self.listener = self._listen()
         self.child = Child(spec, self.rows, self.cols)
@@ -343,6 +347,7 @@ class Holder(Connections):
             pass
         self._close_pty()
         self._flush()
+        self._publish(self.runs.close())
         self.state = "exited"
         self.exited_at = time.time()
         self.exit_deadline = self.kill_deadline = None
@@ -415,12 +420,47 @@ class Holder(Connections):
         data = self.batch[0] if len(self.batch) == 1 else b"".join(self.batch)
         self.batch.clear()
         self.batch_size = 0
+        data, done = self.runs.output(data, self.ring.end)
+        for run, result in done:
+            if run.client is not None and not run.client.closed:
+                run.client.results.append((result["end"], json_frame(DONE, result)))
+        self._publish(data)
+        self._next_run()
+
+    def _publish(self, data: bytes) -> None:
+        """Output as the session shows it: into the ring, the recording, every client."""
+        if not data:
+            return
         self.ring.append(data)
         self.last_activity = time.monotonic()
         if self.recorder is not None:
             self.recorder.output(data)
         for client in list(self.clients.values()):
             self._pump(client)
+
+    # -- runs (see _holder_runs.py)
+
+    def _next_run(self) -> None:
+        """Type the next run's input once none is in flight (and what came before is out)."""
+        if self.runs.current is not None or not self.runs.queue:
+            return
+        if self.master < 0:
+            for run in self.runs.queue:
+                run.client.error("the session has exited: run rejected")
+                self._pump(run.client)
+            self.runs.queue.clear()
+            return
+        if self.batch:
+            self._flush()  # output read before the input is typed is never hidden
+            return  # _flush comes back here
+        started = self.runs.next()
+        if started is not None:
+            self.pending_input += started.input
+            self._write_pty()
+
+    def _abandon_runs(self, client: Client) -> None:
+        self._publish(self.runs.abandon(client))
+        self._next_run()
 
     def _write_pty(self) -> None:
         while self.pending_input and self.master >= 0:

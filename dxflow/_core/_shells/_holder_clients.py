@@ -18,6 +18,7 @@ import termios
 import time
 
 from ._holder_child import _is_int, _log, _winsize
+from ._holder_runs import Run
 from ._holder_wire import (
     ATTACH,
     BATCH_BYTES,
@@ -36,6 +37,7 @@ from ._holder_wire import (
     QUIT,
     READ_CHUNK,
     RESIZE,
+    RUN,
     SEND_PARTS,
     frame,
     json_frame,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:  # typing costs ~1 MiB of RSS, so it is never imported at run 
     from typing import Any
 
     from ._holder_child import Child
+    from ._holder_runs import Runs
     from ._holder_wire import Recorder, Ring
 
 __all__ = ["Client", "Connections"]
@@ -66,6 +69,7 @@ class Client:
         "outbox",
         "paused",
         "queued",
+        "results",
         "sock",
         "writer",
     )
@@ -82,6 +86,7 @@ class Client:
         self.paused = False  # not read while the PTY has too much input waiting
         self.events = 0  # what the selector watches for (0: not registered)
         self.next = 0  # offset of the first output byte not yet queued
+        self.results: list[tuple[int, bytes]] = []  # F frames, each once output reaches its end
 
     def queue(self, *parts: bytes) -> None:
         self.outbox.extend(parts)
@@ -121,6 +126,7 @@ class Connections:
         ring: Ring
         child: Child
         recorder: Recorder | None
+        runs: Runs
         master: int
         pending_input: bytearray
         rows: int
@@ -136,6 +142,8 @@ class Connections:
         def snapshot(self) -> dict[str, Any]: ...
         def _write_state(self) -> None: ...
         def _write_pty(self) -> None: ...
+        def _next_run(self) -> None: ...
+        def _abandon_runs(self, client: Client) -> None: ...
 
     # -- clients
 
@@ -203,6 +211,7 @@ class Connections:
             self.selector.unregister(client.sock)
         self.clients.pop(client.sock.fileno(), None)
         client.sock.close()
+        self._abandon_runs(client)
         if client.attached:
             self.last_activity = time.monotonic()
             self._write_state()
@@ -226,6 +235,8 @@ class Connections:
             chunk = ring.read(client.next, BATCH_BYTES)
             client.queue(output_header(client.next, len(chunk)), chunk)
             client.next += len(chunk)
+        while client.results and client.next >= client.results[0][0]:
+            client.queue(client.results.pop(0)[1])
         if self.finished and client.next >= ring.end and not client.exit_sent:
             client.queue(json_frame(EXIT, {"exit_code": self.exit_code, "signal": self.signal}))
             client.exit_sent = True
@@ -271,12 +282,13 @@ class Connections:
         if kind == PING:
             client.queue(frame(PONG, payload))
             return
-        handlers = {INPUT: self._input, RESIZE: self._resize, KILL: self._kill, QUIT: self._quit}
+        handlers = {INPUT: self._input, RESIZE: self._resize, KILL: self._kill, QUIT: self._quit,
+                    RUN: self._run}  # fmt: skip
         handler = handlers.get(kind)
         if handler is None:
             client.error(f"unexpected frame type {kind!r}")
         elif not client.writer:
-            names = {INPUT: "input", RESIZE: "resize", KILL: "kill", QUIT: "quit"}
+            names = {INPUT: "input", RESIZE: "resize", KILL: "kill", QUIT: "quit", RUN: "run"}
             client.error(f"read-only: {names[kind]} rejected")
         else:
             handler(client, payload)
@@ -299,7 +311,7 @@ class Connections:
         client.writer = mode == "rw"
         self._write_state()
         info = self.snapshot()
-        info.update(start=self.ring.start, end=self.ring.end)
+        info.update(start=self.ring.start, end=self.ring.end, runs=1)
         client.queue(json_frame(INFO, info))
         if offset is None:
             client.next = self.ring.start
@@ -317,6 +329,18 @@ class Connections:
         else:
             self.pending_input += payload
             self._write_pty()
+
+    def _run(self, client: Client, payload: bytes) -> None:
+        if self.master < 0:
+            client.error("the session has exited: run rejected")
+            return
+        try:
+            run = Run.parse(client, _json_object(payload))
+        except ValueError as error:
+            client.error(str(error))
+            return
+        self.runs.queue.append(run)
+        self._next_run()
 
     def _resize(self, client: Client, payload: bytes) -> None:
         request = _json_object(payload)

@@ -29,16 +29,24 @@ K    client→holder  JSON ``{"signal": int}`` sent to the child's process group
 P    both           ping; the holder answers ``P`` (pong) with the same payload.
 Q    client→holder  quit: SIGHUP the child (SIGKILL after 2 s), remove the socket
                     and state files, close every connection, exit.
+C    client→holder  run JSON ``{"tag", "input", "echo"}``: type ``input`` once no
+                    other run is in flight, hide its echo, show ``echo`` instead and
+                    strip the marks of the tag (see `_holder_runs.py`). Answered
+                    with ``F`` after the command's output.
 I    holder→client  info JSON: the state dict plus ``"start"`` and ``"end"``.
 O    holder→client  output: 8-byte big-endian offset of the first byte + the bytes.
 M    holder→client  missed JSON ``{"from": offset, "to": start}``: those bytes fell
                     out of the ring; output resumes at ``to``.
 X    holder→client  exit JSON ``{"exit_code": int|null, "signal": int|null}``.
+F    holder→client  a run finished: JSON ``{"exit_code", "start", "end"}``, its
+                    output is the bytes from ``start`` to ``end``. Sent once the
+                    client has been sent the output up to ``end``.
 E    holder→client  error JSON ``{"error": str}``; the connection stays open except
                     for protocol violations (bad or missing ``A``, oversized frame).
 ==== ============== ===========================================================
 
-``ro`` clients may only ping: ``D``, ``R``, ``K`` and ``Q`` are answered with ``E``.
+``ro`` clients may only ping: ``D``, ``R``, ``K``, ``Q`` and ``C`` are answered with ``E``.
+``I`` carries ``"runs": 1`` from holders that understand ``C``.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ if TYPE_CHECKING:  # typing costs ~1 MiB of RSS, so it is never imported at run 
 
 __all__ = [
     "ATTACH",
+    "DONE",
     "ERROR",
     "EXIT",
     "HEADER",
@@ -68,6 +77,7 @@ __all__ = [
     "PONG",
     "QUIT",
     "RESIZE",
+    "RUN",
     "Recorder",
     "Ring",
     "frame",
@@ -85,6 +95,7 @@ RESIZE = b"R"
 KILL = b"K"
 PING = b"P"
 QUIT = b"Q"
+RUN = b"C"
 # Frame types, holder -> client.
 INFO = b"I"
 OUTPUT = b"O"
@@ -92,6 +103,7 @@ MISSED = b"M"
 EXIT = b"X"
 ERROR = b"E"
 PONG = b"P"
+DONE = b"F"
 
 HEADER = struct.Struct(">cI")
 OFFSET = struct.Struct(">Q")

@@ -161,6 +161,27 @@ class HolderLink:
             missed=missed, state=state["state"], exit_code=state.get("exit_code"),
         )  # fmt: skip
 
+    async def run(self, request: dict[str, str]) -> tuple[int, bytes] | None:
+        """Hand a run to the holder (`C`); its exit code and output, or None when the
+        session ended first."""
+        await self.send_json(wire.RUN, request)
+        first, seen = int(self.hello["end"]), bytearray()  # attached at the end: live output
+        while True:
+            kind, payload = await self.recv()
+            if kind == wire.OUTPUT:
+                at, chunk = wire.output(payload)
+                if at != first + len(seen):  # fell out of the scrollback meanwhile
+                    first, seen = at, bytearray()
+                seen += chunk
+            elif kind == wire.DONE:
+                done = json.loads(payload)
+                body = seen[max(done["start"] - first, 0) : max(done["end"] - first, 0)]
+                return int(done["exit_code"]), bytes(body)
+            elif kind == wire.ERROR:
+                raise Conflict(json.loads(payload).get("error", "the session refused"))
+            elif kind == wire.EXIT:
+                return None
+
     async def scan(self, check: Callable[[bytes], T | None]) -> AsyncIterator[T]:
         """Output from now on, until `check(everything so far)` finds what it looks for."""
         seen = bytearray()

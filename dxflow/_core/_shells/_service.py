@@ -64,6 +64,14 @@ def _login_shell() -> str:
     return shell if shell and os.access(shell, os.X_OK) else "/bin/sh"
 
 
+def _home() -> str | None:
+    home = os.environ.get("HOME") or ""
+    if not os.path.isdir(home):
+        with contextlib.suppress(KeyError):
+            home = pwd.getpwuid(os.getuid()).pw_dir
+    return home if os.path.isdir(home) else None
+
+
 def _is_master(ctx: Context) -> bool:
     return ctx.identity is not None and ctx.identity.is_master
 
@@ -145,7 +153,9 @@ class ShellService:
     async def create(self, ctx: Context, request: ShellCreate) -> ShellInfo:
         name = request.name or self._free_name()
         if self._path(name, ".json").exists() or self._path(name, ".sock").exists():
-            raise Conflict(f"a shell session named {name!r} exists", name=name)
+            existing = await self._existing(ctx, request, name)
+            if existing is not None:
+                return existing
         spec: dict[str, Any] = {
             "name": name, "dir": str(self._dir), "cwd": request.cwd,
             "rows": request.rows, "cols": request.cols,
@@ -180,6 +190,26 @@ class ShellService:
             raise InvalidRequest(f"shell {name!r} did not start: {exc}") from None
         return self._info({**state, **meta})
 
+    async def _existing(self, ctx: Context, request: ShellCreate, name: str) -> ShellInfo | None:
+        """A create of a name in use: the running session (`exist_ok`), or None once the
+        old one is removed (`replace`, or `exist_ok` when it has ended); else Conflict."""
+        if request.exist_ok or request.replace:
+            try:
+                state = self._owned(ctx, name)
+            except NotFound:  # another identity's: never touched, never shown
+                raise Conflict(f"a shell session named {name!r} exists (another key's)",
+                               name=name) from None  # fmt: skip
+            if request.exist_ok and not request.replace and state["state"] == "running":
+                return self._info(state)
+            await self.remove(ctx, ShellRef(name=name))
+            return None
+        raise Conflict(
+            f"a shell session named {name!r} exists: pass exist_ok=True to use it, "
+            f"replace=True to start it anew (CLI: --exist-ok, --replace), or remove it "
+            f"(dxflow shell remove {name})",
+            name=name,
+        )
+
     def _free_name(self) -> str:
         taken = set(self._names())
         return next(f"sh-{n}" for n in range(1, len(taken) + 2) if f"sh-{n}" not in taken)
@@ -202,7 +232,14 @@ class ShellService:
             raise InvalidRequest("service: give workflow too (the service's workflow)")
         if _is_master(ctx):
             env = {**os.environ, "TERM": "xterm-256color", **request.env}
-            return {"command": [request.command or _login_shell(), *request.args], "env": env}
+            spec: dict[str, Any] = {
+                "command": [request.command or _login_shell(), *request.args], "env": env,
+            }  # fmt: skip
+            if request.cwd is None and ctx.client != "local":
+                # Through the server: in the engine user's home, as a login would be, not
+                # in the folder the engine happened to be started from.
+                spec["cwd"] = _home()
+            return spec
         if ctx.identity is None:  # the dispatcher never lets one through: fail closed
             raise PermissionDenied("a host shell needs an identity")
         user = resolve_run_as(ctx.identity, self._run_as)
@@ -316,11 +353,17 @@ class ShellService:
         script = RunScript(request.cmd)
         async with self.link(ctx, request.name, None, quiet=True) as link:
             await link.require_running(request.name)
-            await link.send(wire.INPUT, script.lines())
             try:
                 with anyio.fail_after(request.timeout):
-                    async for result in link.scan(script.result):
-                        return ShellResult(exit_code=result[0], output=result[1])
+                    if link.hello.get("runs"):
+                        ran = await link.run(script.request())
+                        if ran is not None:
+                            output = ran[1].replace(b"\r\n", b"\n").decode(errors="replace")
+                            return ShellResult(exit_code=ran[0], output=output)
+                    else:  # a holder of an older dxflow: the marks stay in its scrollback
+                        await link.send(wire.INPUT, script.lines())
+                        async for result in link.scan(script.result):
+                            return ShellResult(exit_code=result[0], output=result[1])
             except TimeoutError:
                 raise TimedOut(
                     f"{request.cmd[:60]!r} did not finish within {request.timeout:g} s in "

@@ -20,6 +20,7 @@ from typing import Any
 from . import _holder
 from ._holder_wire import (
     ATTACH,
+    DONE,
     ERROR,
     EXIT,
     HEADER,
@@ -33,6 +34,7 @@ from ._holder_wire import (
     PONG,
     QUIT,
     RESIZE,
+    RUN,
     frame,
     json_frame,
     output,
@@ -41,6 +43,7 @@ from ._holder_wire import (
 
 __all__ = [
     "ATTACH",
+    "DONE",
     "ERROR",
     "EXIT",
     "HOLDER_PATH",
@@ -54,6 +57,7 @@ __all__ = [
     "PONG",
     "QUIT",
     "RESIZE",
+    "RUN",
     "HolderProcess",
     "connect",
     "frame",
