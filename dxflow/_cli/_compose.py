@@ -428,28 +428,21 @@ def exec_command(opts: Options, project: Project, service: str, cmd: tuple[str, 
 
 def _exec_terminal(workflow: Any, service: str, cmd: list[str], workdir: str | None,
                    env: dict[str, str]) -> int:  # fmt: skip
-    from .shells import _Session
+    from ._terminal import attach
 
     size = os.get_terminal_size(0)
     shell = workflow.shell(service, cmd[0], args=cmd[1:], cwd=workdir, env=env or None,
                            rows=min(size.lines, 1000) or 24,
                            cols=min(size.columns, 1000) or 80)  # fmt: skip
     try:
-        with shell.attach(0) as channel:
-            session = _Session(channel)
-            session.run()
-        session.join()
+        code = attach(shell, offset=0, quiet=True)
     finally:
         with contextlib.suppress(Exception):  # gone already, or the engine with it
             shell.remove()
-    ended = session.ended or {}
-    if session.detached:
+    if code is None:
         click.echo("\r\ndetached: the command was ended with its session", err=True)
         return 0
-    if ended.get("type") != "exit":
-        fail(f"lost the connection to {service}: {ended.get('error', 'closed')}")
-    code = ended.get("exit_code")
-    return int(code) if code is not None else 128 + int(ended.get("signal") or 0)
+    return code
 
 
 # -- stats --------------------------------------------------------------------------------
