@@ -28,13 +28,14 @@ fi
 cat <<MSG
 
 The engine and the workflow 'hello' keep running. Look at them:
-  $DXF workflow ps hello               # services, health, ports
-  $DXF workflow logs hello -f          # follow the logs (Ctrl-C to stop following)
+  $DXF ps -p hello                     # services, health, ports (as docker compose ps)
+  $DXF logs -p hello -f                # follow the logs (Ctrl-C to stop following)
+  $DXF top -p hello                    # the processes of each container
   $DXF shell connect hello-shell       # the shell session in the worker
   $DXF object cat hello/report.txt     # the shared report, from the object store
   curl -s ${LINK:-<share link>}
-  $DXF stats --watch                   # the machine
+  $DXF stats -p hello --watch          # CPU, memory, network of its containers
 Stop them:
-  $DXF workflow down hello -v          # the workflow, and its volume
+  $DXF down -p hello -v                # the workflow, and its volume
   $DXF boot down                       # the engine
 MSG

@@ -58,13 +58,8 @@ def build_context() -> None:
 def workflow(engine: dxflow.Engine) -> dxflow.Workflow:
     """The workflow `NAME`: created, or updated to hello.yaml as it is now."""
     compose = HERE / "hello.yaml"
-    try:
-        wf = engine.workflows.create(NAME, compose)
-        print(f"created workflow {NAME}: services {', '.join(wf.info.services)}")
-    except dxflow.Conflict:
-        wf = engine.workflows.get(NAME)
-        wf.update(compose)
-        print(f"workflow {NAME} exists: updated to {compose.name} as it is now")
+    wf = engine.workflows.create(NAME, compose, exist_ok=True)  # or updated to the file
+    print(f"workflow {NAME}: services {', '.join(wf.info.services)}")
     return wf
 
 
@@ -98,14 +93,9 @@ def first_report(wf: dxflow.Workflow, bound: float = 120) -> str:
 
 def shell_session(engine: dxflow.Engine) -> dxflow.Shell:
     """A shell session in the worker's container: the running one, or a new one."""
-    try:
-        shell = engine.shells.get(SHELL)
-        if shell.reload().state == "running":
-            return shell
-        shell.remove()
-    except dxflow.NotFound:
-        pass
-    return engine.shells.create(SHELL, command="/bin/sh", workflow=NAME, service="worker")
+    return engine.shells.create(
+        SHELL, command="/bin/sh", workflow=NAME, service="worker", exist_ok=True
+    )
 
 
 def main() -> None:
