@@ -126,6 +126,24 @@ def test_down_and_stop_leave_another_owners_containers_alone(
     assert workflow.status().state == "missing"
 
 
+def test_top_and_logs_show_only_this_engines_containers(
+    as_key: Open, name: str, docker_client: docker.DockerClient
+) -> None:
+    """`top` (issue 10) reaches what `status` reaches: another tool's container in the
+    same project shows neither its processes nor its log lines to a WORKFLOW key."""
+    workflow = as_key(Permission.WORKFLOW).workflows.create(name, ONE_SERVICE)
+    workflow.up(timeout=60)
+    foreign = _foreign_container(docker_client, name, "theirs", **COMPOSE_LABELS)
+    try:
+        top = workflow.top()
+        assert [c.service for c in top.containers] == ["mine"]
+        assert all(c.container != foreign.name for c in top.containers)
+        assert all(line.container != foreign.name for line in workflow.logs())
+    finally:
+        workflow.down()
+        foreign.remove(force=True)
+
+
 def _with_volume(volume: dict[str, Any]) -> dict[str, Any]:
     return {
         "services": {"mine": _sleeper(volumes=["data:/data"])},
