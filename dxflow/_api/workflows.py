@@ -24,6 +24,7 @@ from .._models import (
     WorkflowTop,
 )
 from .._operations import Operation
+from .._progress import as_progress
 from ._base import Blocking
 from ._logs import AsyncLogs, Logs
 from .shells import AsyncShell, AsyncShells, Shell
@@ -36,7 +37,8 @@ R = TypeVar("R", bound=Response)
 __all__ = ["AsyncWorkflow", "AsyncWorkflows", "Workflow", "Workflows"]
 
 Compose = str | os.PathLike[str] | Mapping[str, Any]
-Progress = Callable[[WorkflowEvent], object] | None
+Progress = Callable[[WorkflowEvent], object] | bool | None
+"""A callable given each event, True for a ready display (`dxflow.Progress()`), or None."""
 Command = str | list[str]
 
 
@@ -131,6 +133,7 @@ class AsyncWorkflow:
         everything as it is: `up` again continues, `down` removes it. `progress` gets each
         event, build output lines included (action "build").
         """
+        progress = as_progress(progress)
         events = self._engine._stream(ops.workflows.UP, name=self.name, services=services,
                                       wait=wait, timeout=timeout, remove_orphans=remove_orphans,
                                       build=build, keep_on_failure=keep_on_failure)  # fmt: skip
@@ -140,6 +143,7 @@ class AsyncWorkflow:
     async def down(
         self, volumes: bool = False, remove_orphans: bool = True, progress: Progress = None
     ) -> None:
+        progress = as_progress(progress)
         events = self._engine._stream(ops.workflows.DOWN, name=self.name, volumes=volumes,
                                       remove_orphans=remove_orphans)  # fmt: skip
         await _drain(events, progress)
@@ -245,7 +249,7 @@ class AsyncWorkflow:
         await self._op(ops.workflows.REMOVE)
 
 
-async def _drain(events: AsyncIterator[WorkflowEvent], progress: Progress) -> None:
+async def _drain(events: AsyncIterator[WorkflowEvent], progress: Callable[..., Any] | None) -> None:
     async for event in events:
         if progress is not None:
             progress(event)
@@ -323,13 +327,13 @@ class Workflow(Blocking[AsyncWorkflow]):
     ) -> WorkflowStatus:
         """See `AsyncWorkflow.up`; Ctrl-C (a notebook's "interrupt kernel") raises
         KeyboardInterrupt and leaves the containers as they are."""
-        return self._run(self._async.up, services, wait, timeout, remove_orphans, build, progress,
-                         keep_on_failure)  # fmt: skip
+        return self._run(self._async.up, services, wait, timeout, remove_orphans, build,
+                         as_progress(progress), keep_on_failure)  # fmt: skip
 
     def down(
         self, volumes: bool = False, remove_orphans: bool = True, progress: Progress = None
     ) -> None:
-        self._run(self._async.down, volumes, remove_orphans, progress)
+        self._run(self._async.down, volumes, remove_orphans, as_progress(progress))
 
     def status(self) -> WorkflowStatus:
         return self._run(self._async.status)

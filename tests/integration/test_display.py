@@ -27,7 +27,7 @@ services:
 
 @pytest.mark.docker
 def test_a_workflow_shows_its_status_logs_and_progress(
-    make_engine: EngineFactory, project_name: str
+    make_engine: EngineFactory, project_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     name = project_name
     engine = make_engine()
@@ -60,6 +60,10 @@ def test_a_workflow_shows_its_status_logs_and_progress(
     down = io.StringIO()
     wf.down(progress=Progress(mode="lines", file=down))
     assert f"  {name}-talker-1  removed\n" in down.getvalue()
+    wf.up(timeout=60, progress=True)  # a ready display: lines on stderr when not a terminal
+    wf.down(progress=True)
+    shown = capsys.readouterr().err
+    assert f"{name}-talker-1  started" in shown and f"{name}-talker-1  removed" in shown
     wf.remove()
 
 
