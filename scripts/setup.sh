@@ -171,6 +171,9 @@ if [ "$DEV" = 1 ]; then
         command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
     done
     [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+    # The shells' `run` is tested in zsh too, key files with ssh-keygen's own keys.
+    command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+    command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
     if [ "${#missing[@]}" -gt 0 ]; then
         if is_root; then
             # RUNLEVEL=1: Debian's nginx would start a system service on port 80; the
