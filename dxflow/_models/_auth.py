@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, WithJsonSchema, field_validator
 
 from .._permissions import DEFAULT_PERMISSIONS, Permission
 from ._base import Request, Response
@@ -40,6 +40,18 @@ RunAs = Field(
     description="the OS user this key's host shells run as (default: the engine's run_as)",
 )
 WorkflowPolicyName = Literal["privileged", "baseline", "restricted"]
+# The schema names the canonical form (upper-case names); the validator also takes
+# "shell,object" and lower case, as the CLI and the SDK accept them.
+PermissionNames = Annotated[
+    list[str],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"enum": [p.name for p in Permission if p.name]},
+            "description": "permission names",
+        }
+    ),
+]
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
@@ -111,7 +123,7 @@ class KeyRef(Request):
 class KeyRegister(Request):
     identity: str = Field(min_length=1, max_length=128, pattern=_IDENTITY)
     public_key: str = Field(min_length=32, max_length=16384, description="PEM or OpenSSH text")
-    permissions: list[str] = Field(default_factory=lambda: DEFAULT_PERMISSIONS.names)
+    permissions: PermissionNames = Field(default_factory=lambda: DEFAULT_PERMISSIONS.names)
     run_as: str | None = RunAs
     workflow_policy: WorkflowPolicyName | None = Field(
         None, description="the workflow policy profile (default: the engine's workflow_policy)"
@@ -127,7 +139,7 @@ class KeyUpdate(Request):
     """Change a registered key; a field left out keeps its value, "" resets it to the default."""
 
     identity: str = Field(min_length=1, max_length=128, pattern=_IDENTITY)
-    permissions: list[str] | None = None
+    permissions: PermissionNames | None = None
     run_as: str | None = Field(None, pattern=r"^$|" + _USER)
     workflow_policy: WorkflowPolicyName | Literal[""] | None = None
 
