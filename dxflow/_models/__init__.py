@@ -9,6 +9,8 @@ from ._engine import *  # noqa: F403
 from ._engine import __all__ as _engine_all
 from ._object import *  # noqa: F403
 from ._object import __all__ as _object_all
+from ._proxy import *  # noqa: F403
+from ._proxy import __all__ as _proxy_all
 from ._shell import *  # noqa: F403
 from ._shell import __all__ as _shell_all
 from ._workflow import *  # noqa: F403
@@ -21,6 +23,7 @@ __all__ = [
     *_compose_all,
     *_engine_all,
     *_object_all,
+    *_proxy_all,
     *_shell_all,
     *_workflow_all,
 ]

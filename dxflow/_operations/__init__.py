@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import audit, auth, engine, keys, objects, shares, shells, uploads, workflows
+from . import audit, auth, engine, keys, objects, proxies, shares, shells, uploads, workflows
 from ._base import Kind, NoRequest, NoResponse, Operation
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "engine",
     "keys",
     "objects",
+    "proxies",
     "shares",
     "shells",
     "uploads",
@@ -62,6 +63,7 @@ CAPABILITIES: tuple[ModuleType, ...] = (
     uploads,
     shares,
     shells,
+    proxies,
     audit,
 )
 """The capability modules, in table order (the OpenAPI document lists them so)."""

@@ -1,0 +1,1 @@
+"""Proxies: listeners that forward HTTP, WebSocket and TCP to pools of targets."""
