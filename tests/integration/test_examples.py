@@ -211,3 +211,33 @@ def test_async_engine_example(tmp_path: Path) -> None:
     assert "async shell: output '42', exit code 0" in out
     assert "after close: EngineClosed (this AsyncEngine (in-process) was closed" in out
     assert "blocking twin reads: b'hello from async'" in out
+
+
+def test_proxies_example(tmp_path: Path) -> None:
+    out = run_example("proxies.py", tmp_path / "home")
+    served = r"proxy example-web -> 127\.0\.0\.1:\d+, serving at http://127\.0\.0\.1:\d+/"
+    assert re.search(served, out), out
+    assert "auth none: 200 hello from the example app (without an Authorization header)" in out
+    assert "auth token: without 401, with 200" in out
+    # the token was checked by the proxy and stripped before forwarding
+    assert "the app answered: hello from the example app (without an Authorization" in out
+    assert re.search(r"target gone: 502 .*127\.0\.0\.1:\d+", out), out
+    assert re.search(r"stats: 4 requests, answers \{'2xx': 2, '5xx': 1\}", out), out
+    assert "'auth': 1" in out  # the request without a token, refused
+    assert "removed; proxies left: []" in out
+
+
+def test_proxies_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for _ in range(2):  # running it again in the same home works
+        outputs = run_notebook("proxies.ipynb", tmp_path / "home", monkeypatch)
+        text = _text(outputs)
+        assert "auth none: 200 hello from the notebook's app, path /docs/" in text
+        assert "auth token: without 401, with 200" in text
+        assert "cleaned up" in text
+        _assert_shows_tables_not_reprs(outputs)
+        assert not re.search(r"\bProxy\w*\(", text), text
+        pages = _html(outputs)
+        info = [p for p in pages if "nb-web" in p and "127.0.0.1:" in p]
+        assert info and '<table class="dxflow">' in info[0]  # web.info, engine.proxies.list()
+        stats = [p for p in pages if "2xx" in p]  # web.stats(): answers by class, per target
+        assert stats and '<table class="dxflow">' in stats[0] and "127.0.0.1:" in stats[0]
