@@ -233,11 +233,11 @@ def test_proxies_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         text = _text(outputs)
         assert "auth none: 200 hello from the notebook's app, path /docs/" in text
         assert "auth token: without 401, with 200" in text
-        assert "cleaned up" in text
+        assert "proxies left: []" in text and "cleaned up" in text
         _assert_shows_tables_not_reprs(outputs)
         assert not re.search(r"\bProxy\w*\(", text), text
         pages = _html(outputs)
         info = [p for p in pages if "nb-web" in p and "127.0.0.1:" in p]
-        assert info and '<table class="dxflow">' in info[0]  # web.info, engine.proxies.list()
+        assert info and '<table class="dxflow">' in info[0]  # web.info
         stats = [p for p in pages if "2xx" in p]  # web.stats(): answers by class, per target
         assert stats and '<table class="dxflow">' in stats[0] and "127.0.0.1:" in stats[0]
