@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from dxflow._exceptions import Conflict, InvalidRequest, PermissionDenied
-from dxflow._models import ProxyCreate, ProxyUpdate
 from dxflow._core._proxies._contract import Refused, Upstream
 from dxflow._core._proxies._listen import _bind_error, bind
 from dxflow._core._proxies._pool import EJECT_AFTER, Pool, Target
@@ -18,6 +16,8 @@ from dxflow._core._proxies._rules import Buckets, Networks, parse_networks, pars
 from dxflow._core._proxies._spec import check_shape, merged, normalized
 from dxflow._core._proxies._stats import Stats, percentiles
 from dxflow._core._proxies._targets import TargetPolicy, parse_target
+from dxflow._exceptions import Conflict, InvalidRequest, PermissionDenied
+from dxflow._models import ProxyCreate, ProxyUpdate
 
 # -- rates, networks, buckets -------------------------------------------------------------
 
