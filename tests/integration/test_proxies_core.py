@@ -253,10 +253,10 @@ def test_tls_with_a_certificate_from_the_object_store(
                 tls_key="tls/k.pem")  # fmt: skip
     info = engine.serving("db")
     context = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
-    with socket.create_connection(("127.0.0.1", info.port), timeout=WAIT) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as sock:
-            sock.sendall(b"PING\r\n")
-            assert sock.recv(64) == b"+PONG\r\n"
+    raw = socket.create_connection(("127.0.0.1", info.port), timeout=WAIT)
+    with context.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(b"PING\r\n")
+        assert sock.recv(64) == b"+PONG\r\n"
 
 
 # -- the engine restarts --------------------------------------------------------------------
