@@ -62,8 +62,9 @@ _REQUEST_SKIP = _HOP | {
     b"x-forwarded-host",
     b"x-forwarded-prefix",
 }
-# The engine's server adds its own Date; a second one would be a duplicate.
-_RESPONSE_SKIP = _HOP | {b"date"}
+_RESPONSE_SKIP = _HOP
+# uvicorn adds its own Date; a second one would be a duplicate (the fast path adds none).
+_RESPONSE_SKIP_DATE = _HOP | {b"date"}
 _CODES = {502: "bad_gateway", 503: "service_unavailable"}
 _SMALL = 64 << 10
 """A request body piece this small is written with its head: one send, not two."""
@@ -229,11 +230,12 @@ def _strip_base(path: str, base: str) -> str:
 class Rewriter:
     """Maps a target's redirects and cookies back under the proxy's public URL."""
 
-    __slots__ = ("base", "origins", "prefix", "public")
+    __slots__ = ("base", "origins", "prefix", "public", "skip")
 
     def __init__(self, scope: Scope, prefix: str, upstream: Upstream, client_host: str) -> None:
         self.prefix = prefix
         self.base = upstream.base
+        self.skip = _RESPONSE_SKIP_DATE if scope.get("server_date", True) else _RESPONSE_SKIP
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         self.public = f"{scheme}://{client_host}{prefix}" if client_host else prefix
         authority = upstream_host(upstream)
@@ -278,7 +280,7 @@ class Rewriter:
         out: list[tuple[bytes, bytes]] = []
         for name, value in raw:
             key = name.lower()
-            if key in _RESPONSE_SKIP:
+            if key in self.skip:
                 continue
             if key == b"location":
                 value = self.location(value.decode("latin-1")).encode("latin-1")
