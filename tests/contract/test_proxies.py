@@ -120,7 +120,9 @@ def test_exist_ok_updates_and_a_taken_name_is_a_conflict(engine: Engine) -> None
 
 
 @BOTH_SDKS
-def test_stats_and_access_links(engine: Engine, transport: str) -> None:
+def test_stats_and_access_links(engine: Engine, transport: str, core: EngineCore) -> None:
+    if transport == "http":  # as `dxflow boot up` tells the core where it listens
+        core.proxies.base_url = engine.url
     proxy = engine.proxies.create("app", target=TARGET, auth="link")
     stats = proxy.stats()
     assert isinstance(stats, ProxyStats) and stats.name == "app" and stats.requests == 0
@@ -278,7 +280,9 @@ def test_proxies_come_back_when_the_engine_restarts(tmp_path: Path) -> None:
 
     core, engine = open_engine()
     try:
-        web = engine.proxies.create("web", target=TARGET, rate="10/s", allow=["127.0.0.0/8"])
+        web = engine.proxies.create(
+            "web", target=TARGET, rate="10/s", allow="127.0.0.0/8", auth="link"
+        )
         db = engine.proxies.create("db", target=TARGET, protocol="tcp", port=0)
         app = web.link("1h")
         before = {p.name: p.info for p in engine.proxies.list()}
