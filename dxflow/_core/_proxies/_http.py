@@ -16,6 +16,7 @@ import asyncio
 import json
 import socket
 import ssl
+from functools import lru_cache
 from time import perf_counter
 from typing import Any
 from urllib.parse import quote
@@ -195,6 +196,7 @@ def forwarded_headers(
     return out, host.decode("latin-1")
 
 
+@lru_cache(maxsize=4096)
 def upstream_host(upstream: Upstream) -> str:
     """The Host a target is sent (and the authority its own absolute URLs carry)."""
     if upstream.scheme == "unix" or not upstream.host:
@@ -227,28 +229,40 @@ def _strip_base(path: str, base: str) -> str:
     return path
 
 
+@lru_cache(maxsize=4096)
+def _origins(upstream: Upstream) -> tuple[str, ...]:
+    """How a target spells its own absolute URLs (the Host it is sent)."""
+    authority = upstream_host(upstream)
+    scheme = "https" if upstream.scheme == "https" else "http"
+    default = ":443" if scheme == "https" else ":80"
+    if authority.endswith(default):
+        return (f"{scheme}://{authority}", f"{scheme}://{authority[: -len(default)]}")
+    return (f"{scheme}://{authority}",)
+
+
 class Rewriter:
     """Maps a target's redirects and cookies back under the proxy's public URL."""
 
-    __slots__ = ("base", "origins", "prefix", "public", "skip")
+    __slots__ = ("base", "client_host", "prefix", "scope", "skip", "upstream")
 
     def __init__(self, scope: Scope, prefix: str, upstream: Upstream, client_host: str) -> None:
+        self.scope = scope
         self.prefix = prefix
+        self.upstream = upstream
+        self.client_host = client_host
         self.base = upstream.base
         self.skip = _RESPONSE_SKIP_DATE if scope.get("server_date", True) else _RESPONSE_SKIP
-        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-        self.public = f"{scheme}://{client_host}{prefix}" if client_host else prefix
-        authority = upstream_host(upstream)
-        target_scheme = "https" if upstream.scheme == "https" else "http"
-        self.origins = [f"{target_scheme}://{authority}"]
-        default = ":443" if target_scheme == "https" else ":80"
-        if authority.endswith(default):
-            self.origins.append(f"{target_scheme}://{authority[: -len(default)]}")
+
+    @property
+    def public(self) -> str:
+        scheme = "https" if self.scope.get("scheme") in ("https", "wss") else "http"
+        host = self.client_host
+        return f"{scheme}://{host}{self.prefix}" if host else self.prefix
 
     def location(self, value: str) -> str:
         if value.startswith("/") and not value.startswith("//"):
             return self.prefix + _strip_base(value, self.base)
-        for origin in self.origins:
+        for origin in _origins(self.upstream):
             if value.startswith(origin) and value[len(origin) : len(origin) + 1] in ("", "/", "?", "#"):
                 rest = value[len(origin) :] or "/"
                 return self.public + _strip_base(rest, self.base)

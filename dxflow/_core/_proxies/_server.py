@@ -71,6 +71,18 @@ def hand_over(
     fast.data_received(data)
 
 
+def _upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
+    """llhttp's rule (its flag is set only after this callback): an Upgrade header and
+    `upgrade` among the Connection header's tokens."""
+    upgrade = connection = False
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade = True
+        elif name == b"connection" and b"upgrade" in value.lower():
+            connection = True
+    return upgrade and connection
+
+
 class _HandBack(Exception):
     pass
 
@@ -221,6 +233,7 @@ class FastProtocol(asyncio.Protocol):
         self.reading_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
         self.parsing: Cycle | None = None  # the request being read
         self.active: Cycle | None = None  # the request being answered
         self.queue: deque[Cycle] = deque()  # pipelined requests, in order
@@ -229,6 +242,7 @@ class FastProtocol(asyncio.Protocol):
         self._head_size = 0
         self._first: list[bytes] = []  # the bytes of the request begun at a chunk's start
         self._in_message = False
+        self._upgrading = False
 
     # -- transport -----------------------------------------------------------------------
 
@@ -241,6 +255,8 @@ class FastProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
         for cycle in (self.active, *self.queue):
             if cycle is not None:
                 cycle.wake()
@@ -305,18 +321,25 @@ class FastProtocol(asyncio.Protocol):
             self.reading_paused = False
             self.transport.resume_reading()
 
+    # One timer per connection, pushed forward lazily: re-arming a timer per request
+    # costs more than the check when it fires.
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, self._expire)
+        self._deadline = self.loop.time() + seconds
+        if self._timer is None:
+            self._timer = self.loop.call_later(seconds, self._expire)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
 
     def _expire(self) -> None:
         self._timer = None
-        if self.active is None and not self.transport.is_closing():
+        deadline = self._deadline
+        if deadline is None or self.closed:
+            return
+        left = deadline - self.loop.time()
+        if left > 0:
+            self._timer = self.loop.call_later(left, self._expire)
+        elif self.active is None and not self.transport.is_closing():
             self.transport.close()
 
     # -- httptools callbacks ----------------------------------------------------------------
@@ -347,8 +370,9 @@ class FastProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        if parser.should_upgrade():
-            return  # handed back when feed_data raises HttpParserUpgrade
+        if _upgrade(self._headers):
+            self._upgrading = True
+            return  # handed back when feed_data raises HttpParserUpgrade, next
         self._first = []  # no hand-back now: never keep a body's bytes
         if self.active is None:
             self._disarm()
@@ -389,6 +413,8 @@ class FastProtocol(asyncio.Protocol):
         cycle.wake()
 
     def on_message_complete(self) -> None:
+        if self._upgrading:
+            return  # feed_data raises HttpParserUpgrade, next: `_first` is handed back
         self._in_message = False
         self._first = []
         cycle = self.parsing

@@ -113,6 +113,9 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._timeout = 0.0
         self._begin(False)
 
     # -- one exchange ---------------------------------------------------------------
@@ -163,17 +166,25 @@ class Connection(asyncio.Protocol):
         """Wait for the answer's head (status and headers) for at most `timeout`."""
         head = self._head
         if not head.done():
-            timer = self.loop.call_later(timeout, self._head_timed_out, head, timeout)
-            try:
-                await head
-            finally:
-                timer.cancel()
+            # One timer per connection, pushed forward lazily (not one per request).
+            self._deadline = self.loop.time() + timeout
+            self._timeout = timeout
+            if self._timer is None:
+                self._timer = self.loop.call_later(timeout, self._head_timed_out)
+            await head
         head.result()
 
-    def _head_timed_out(self, head: asyncio.Future[None], timeout: float) -> None:
-        if not head.done():
-            head.set_exception(HeadTimeout(f"no answer within {timeout:g} s"))
-            self._error = head.exception()
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        head = self._head
+        if head.done() or self.lost:
+            return
+        left = self._deadline - self.loop.time()
+        if left > 0:
+            self._timer = self.loop.call_later(left, self._head_timed_out)
+            return
+        head.set_exception(HeadTimeout(f"no answer within {self._timeout:g} s"))
+        self._error = head.exception()
 
     def take(self) -> bytes:
         """What is buffered of the body now (all of it, when `complete`)."""
@@ -240,6 +251,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._pool.forget(self)
         head = self._head
         if not head.done():
