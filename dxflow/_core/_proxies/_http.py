@@ -151,6 +151,15 @@ def _strip_cookies(value: bytes) -> bytes:
     return b"; ".join(kept)
 
 
+def auth_mode(live: LiveProxyLike) -> str:
+    """The proxy's auth (token | link | none): with "token", an Authorization header
+    carries the dxflow token and is not the target's to see."""
+    mode = getattr(live, "auth", None)
+    if mode is None:
+        mode = getattr(getattr(live, "rules", None), "auth", "token")
+    return str(mode)
+
+
 def client_ip(scope: Scope) -> str:
     client = scope.get("client")
     return client[0] if client and client[0] else "127.0.0.1"  # the unix socket: local
@@ -352,7 +361,16 @@ class ProxyApp:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
-        found = self.resolve(scope)
+        await self.dispatch(self.resolve(scope), scope, receive, send)
+
+    async def dispatch(
+        self,
+        found: tuple[LiveProxyLike | None, str] | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Serve a request `resolve` found (404 for an unknown proxy)."""
         if found is None or found[0] is None:
             name = found[1][3:] if found else ""
             await self._refuse(scope, send, 404, f"no proxy named {name!r}" if name else "no proxy")
@@ -450,7 +468,7 @@ class Exchange:
         self.ip = client_ip(scope)
         self.method: str = scope["method"]
         self.query = creds.query
-        strip_bearer = getattr(live, "auth", "token") == "token"
+        strip_bearer = auth_mode(live) == "token"
         headers, self.client_host = forwarded_headers(
             scope, creds, prefix, strip_bearer, _REQUEST_SKIP
         )

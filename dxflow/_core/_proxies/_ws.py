@@ -22,6 +22,7 @@ from ._http import (
     Receive,
     Scope,
     Send,
+    auth_mode,
     client_ip,
     error_body,
     forwarded_headers,
@@ -120,7 +121,7 @@ async def relay(
     """Open the target's WebSocket, accept the client's, relay until either closes."""
     from websockets.exceptions import InvalidStatus
 
-    strip_bearer = getattr(live, "auth", "token") == "token"
+    strip_bearer = auth_mode(live) == "token"
     headers, host = forwarded_headers(scope, creds, prefix, strip_bearer, _WS_SKIP)
     pool = live.pool
     ip = client_ip(scope)
