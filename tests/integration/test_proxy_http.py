@@ -84,12 +84,12 @@ def test_requests_reach_the_app_under_its_prefix(web: str, token: str, target: i
         assert headers["x-forwarded-prefix"] == "/p/web"
         moved = client.get(f"{web}/redirect?to=/login", headers=auth)
         assert moved.headers["location"] == "/p/web/login"
-        absolute = client.get(
-            f"{web}/redirect?to=http://127.0.0.1:{target}/x", headers=auth
-        )
+        absolute = client.get(f"{web}/redirect?to=http://127.0.0.1:{target}/x", headers=auth)
         assert absolute.headers["location"] == f"{web}/x"
         # The same keep-alive connection serves the API next, then the proxy again.
-        assert client.get(web.replace("/p/web", "/api/proxies/web"), headers=auth).status_code == 200
+        assert (
+            client.get(web.replace("/p/web", "/api/proxies/web"), headers=auth).status_code == 200
+        )
         assert client.get(f"{web}/echo", headers=auth).status_code == 200
         assert client.get(web, headers=auth).status_code == 308
 

@@ -34,7 +34,9 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     protocols = scope.get("subprotocols") or []
     await send({"type": "websocket.accept", "subprotocol": protocols[0] if protocols else None})
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-    await send({"type": "websocket.send", "text": f"{scope['path']}?{scope['query_string'].decode()}"})
+    await send(
+        {"type": "websocket.send", "text": f"{scope['path']}?{scope['query_string'].decode()}"}
+    )
     await send({"type": "websocket.send", "text": headers.get("authorization", "-")})
     await send({"type": "websocket.send", "text": headers.get("x-forwarded-prefix", "-")})
     while True:

@@ -16,6 +16,7 @@ import asyncio
 import json
 import socket
 import ssl
+from collections.abc import MutableMapping
 from functools import lru_cache
 from time import perf_counter
 from typing import Any
@@ -26,8 +27,8 @@ from dxflow._exceptions import error_for_status
 from ._contract import Admission, Client, LiveProxyLike, Refused, RegistryLike, Upstream
 from ._upstream import (
     ClientGone,
-    Connection,
     ConnectError,
+    Connection,
     ResetError,
     UpstreamError,
     Upstreams,
@@ -35,7 +36,7 @@ from ._upstream import (
 
 __all__ = ["ProxyApp", "serve_http"]
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 Receive = Any
 Send = Any
 
@@ -168,7 +169,7 @@ def client_ip(scope: Scope) -> str:
 def host_of(scope: Scope) -> str:
     for key, value in scope["headers"]:
         if key == b"host":
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return ""
 
 
@@ -217,12 +218,12 @@ def upstream_host(upstream: Upstream) -> str:
 
 def target_path(scope: Scope, prefix: str, base: str, query: bytes) -> bytes:
     """The path and query a target is asked for: the prefix stripped, its base added."""
-    raw = scope.get("raw_path")
+    raw: bytes | None = scope.get("raw_path")
     encoded = prefix.encode()
     if raw is not None and raw.startswith(encoded):
         rest = raw[len(encoded) :]
     else:
-        rest = quote(scope["path"][len(prefix) :]).encode()
+        rest = quote(str(scope["path"])[len(prefix) :]).encode()
     path = (base.encode() + rest) if base else rest
     if not path:
         path = b"/"
@@ -272,7 +273,12 @@ class Rewriter:
         if value.startswith("/") and not value.startswith("//"):
             return self.prefix + _strip_base(value, self.base)
         for origin in _origins(self.upstream):
-            if value.startswith(origin) and value[len(origin) : len(origin) + 1] in ("", "/", "?", "#"):
+            if value.startswith(origin) and value[len(origin) : len(origin) + 1] in (
+                "",
+                "/",
+                "?",
+                "#",
+            ):
                 rest = value[len(origin) :] or "/"
                 return self.public + _strip_base(rest, self.base)
         return value

@@ -217,9 +217,7 @@ class Cycle:
 class FastProtocol(asyncio.Protocol):
     """HTTP/1.1 for proxied requests on a connection handed over by uvicorn."""
 
-    def __init__(
-        self, app: Any, back: Any, claims: Callable[[bytes], bool], scheme: str
-    ) -> None:
+    def __init__(self, app: Any, back: Any, claims: Callable[[bytes], bool], scheme: str) -> None:
         self.app = app
         self.back = back
         self.claims = claims

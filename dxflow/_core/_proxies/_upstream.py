@@ -162,15 +162,15 @@ class Connection(asyncio.Protocol):
     def answered(self) -> bool:
         return self._head.done()
 
-    async def head(self, timeout: float) -> None:
-        """Wait for the answer's head (status and headers) for at most `timeout`."""
+    async def head(self, seconds: float) -> None:
+        """Wait for the answer's head (status and headers) for at most `seconds`."""
         head = self._head
         if not head.done():
             # One timer per connection, pushed forward lazily (not one per request).
-            self._deadline = self.loop.time() + timeout
-            self._timeout = timeout
+            self._deadline = self.loop.time() + seconds
+            self._timeout = seconds
             if self._timer is None:
-                self._timer = self.loop.call_later(timeout, self._head_timed_out)
+                self._timer = self.loop.call_later(seconds, self._head_timed_out)
             await head
         head.result()
 
@@ -349,7 +349,7 @@ class Upstreams:
                 conn.close()
         return await self.connect(upstream, verify, connect_timeout)
 
-    async def connect(self, upstream: Upstream, verify: bool, timeout: float) -> Connection:
+    async def connect(self, upstream: Upstream, verify: bool, seconds: float) -> Connection:
         """A new connection (raises `ConnectError`)."""
         loop = asyncio.get_running_loop()
         key = (upstream, verify)
@@ -358,7 +358,7 @@ class Upstreams:
             return Connection(self, key)
 
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 if upstream.scheme == "unix":
                     path = upstream.socket_path or ""
                     _, conn = await loop.create_unix_connection(factory, path)
@@ -366,15 +366,16 @@ class Upstreams:
                     name = upstream.server_name or upstream.host
                     _, conn = await loop.create_connection(
                         factory,
-                        upstream.host,
-                        upstream.port,
+                        upstream.host or "",
+                        upstream.port or 443,
                         ssl=self.tls(verify),
                         server_hostname=name,
                     )
                 else:
-                    _, conn = await loop.create_connection(factory, upstream.host, upstream.port)
+                    host, port = upstream.host or "", upstream.port or 80
+                    _, conn = await loop.create_connection(factory, host, port)
         except TimeoutError:
-            raise ConnectTimeout(f"no connection within {timeout:g} s") from None
+            raise ConnectTimeout(f"no connection within {seconds:g} s") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectError(describe(exc)) from None
         self.opened += 1
