@@ -10,7 +10,6 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from dxflow._core._proxies import _server
-
 from tests.unit.test_proxy_http import (
     AUTH,
     FakeLive,

@@ -298,7 +298,10 @@ class FastProtocol(asyncio.Protocol):
         (uvicorn's, for what the app does not know: its 404)."""
         scope = self._upgrade_scope
         resolve = getattr(self.app, "resolve", None)  # a ProxyApp (tests serve other apps)
-        found = resolve(scope) if resolve and scope is not None and self.active is None else None
+        if scope is None or resolve is None or self.active is not None:
+            self._hand_back()
+            return
+        found = resolve(scope)
         if found is None or found[0] is None:
             self._hand_back()
             return

@@ -27,9 +27,9 @@ from ._http import (
     _HOP,
     _REQUEST_SKIP,
     Credentials,
-    Rewriter,
     ProxyApp,
     Receive,
+    Rewriter,
     Scope,
     Send,
     auth_mode,
@@ -296,7 +296,9 @@ def _error_answer(status: int, message: str, headers: dict[str, str] | None = No
     return _raw_answer(status, raw, body)
 
 
-async def tunnel(app: ProxyApp, live: LiveProxyLike, prefix: str, scope: Scope, client: Any) -> None:
+async def tunnel(
+    app: ProxyApp, live: LiveProxyLike, prefix: str, scope: Scope, client: Any
+) -> None:
     """Admit the upgrade, open the target's, and splice them (see the module's doc)."""
     creds = Credentials(scope["headers"], scope.get("query_string", b""), live.name)
     ip = client_ip(scope)
@@ -326,7 +328,9 @@ async def _open(
     creds: Credentials,
     admission: Admission,
 ) -> None:
-    headers, host = forwarded_headers(scope, creds, prefix, auth_mode(live) == "token", _TUNNEL_SKIP)
+    headers, host = forwarded_headers(
+        scope, creds, prefix, auth_mode(live) == "token", _TUNNEL_SKIP
+    )
     upgrade = next((v for k, v in scope["headers"] if k == b"upgrade"), b"websocket")
     headers += [(b"connection", b"Upgrade"), (b"upgrade", upgrade)]
     pool = live.pool
