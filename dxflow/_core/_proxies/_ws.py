@@ -23,15 +23,13 @@ from time import perf_counter
 from typing import Any
 
 from ._contract import Admission, Client, LiveProxyLike, Refused, Upstream
-from ._http import (
+from ._http import ProxyApp, Receive, Send
+from ._mapping import (
     _HOP,
     _REQUEST_SKIP,
     Credentials,
-    ProxyApp,
-    Receive,
     Rewriter,
     Scope,
-    Send,
     auth_mode,
     client_ip,
     error_body,
