@@ -39,6 +39,11 @@ Cidrs = str | Sequence[str]
 Expires = str | float | timedelta
 
 _SERVICE_KEYS = {"workflow", "service", "port"}
+NO_SERVER = (
+    "access link made, but no engine server runs on this engine's home, so the link has "
+    "no URL yet (link.url is None): start one with `dxflow boot up` (on the same "
+    "DXFLOW_HOME); the link then works, and proxy.links() lists it with its URL"
+)
 
 
 def _service_fields(service: Service) -> dict[str, Any]:
@@ -187,6 +192,11 @@ class AsyncProxy:
         except ValueError as exc:
             raise UsageError(f"expires: {exc}") from None
         link = await self._op(ops.proxies.LINK, expires=seconds)
+        if link.url is None:
+            import warnings
+
+            # Explicit: this runs on the engine's loop, whose frames mean nothing to a user.
+            warnings.warn_explicit(NO_SERVER, UserWarning, "dxflow", 0)
         return self._absolute_link(link)
 
     async def links(self) -> builtins.list[ProxyLink]:

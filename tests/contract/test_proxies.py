@@ -34,6 +34,24 @@ TARGET = "127.0.0.1:9"
 """A loopback address: creating a proxy does not connect to its targets."""
 
 
+@pytest.fixture(autouse=True)
+def served(request: pytest.FixtureRequest) -> None:
+    """The http leg's core knows where it is served, as `dxflow boot up` tells it."""
+    if "transport" in request.fixturenames and request.getfixturevalue("transport") == "http":
+        core = request.getfixturevalue("core")
+        core.proxies.base_url = request.getfixturevalue("server_url")
+
+
+def make_link(proxy: Any, in_process: bool, expires: str = "1h") -> Any:
+    """An access link; in process with no server it has no URL yet, and a warning says so."""
+    if not in_process:
+        return proxy.link(expires=expires)
+    with pytest.warns(UserWarning, match="no URL yet"):
+        made = proxy.link(expires=expires)
+    assert made.url is None
+    return made
+
+
 @pytest.fixture
 def listening() -> Iterator[int]:
     """A port another program listens on."""
@@ -124,7 +142,7 @@ def test_stats_and_access_links(engine: Engine, transport: str) -> None:
     proxy = engine.proxies.create("app", target=TARGET, auth="link")
     stats = proxy.stats()
     assert isinstance(stats, ProxyStats) and stats.name == "app" and stats.requests == 0
-    link = proxy.link(expires="30m")
+    link = make_link(proxy, transport == "local", "30m")
     assert link.proxy == "app" and not link.revoked and link.created_by == "master"
     if transport == "http":
         assert link.url is not None and link.url.startswith(f"{engine.url}/p/app/")
@@ -208,12 +226,12 @@ def test_a_key_sees_and_changes_only_its_own_proxies(
 
 @BOTH_SDKS
 def test_another_key_gets_not_found_for_every_operation(
-    make_engine: EngineFactory, make_key: KeyFactory
+    make_engine: EngineFactory, make_key: KeyFactory, transport: str
 ) -> None:
     alice = make_engine(make_key(Permission.PROXY, "alice").private)
     bob = make_engine(make_key(Permission.PROXY, "bob").private)
     mine = alice.proxies.create("alices", target=TARGET, auth="link")
-    link = mine.link()
+    link = make_link(mine, transport == "local")
     seen_by_bob = bob.proxies.create("bobs", target=TARGET)
     _point(seen_by_bob, mine.info)  # a handle of alice's proxy in bob's hands
     for call in (seen_by_bob.reload, seen_by_bob.stats, seen_by_bob.link, seen_by_bob.links,
@@ -278,9 +296,11 @@ def test_proxies_come_back_when_the_engine_restarts(tmp_path: Path) -> None:
 
     core, engine = open_engine()
     try:
-        web = engine.proxies.create("web", target=TARGET, rate="10/s", allow=["127.0.0.0/8"])
+        web = engine.proxies.create(
+            "web", target=TARGET, rate="10/s", allow="127.0.0.0/8", auth="link"
+        )
         db = engine.proxies.create("db", target=TARGET, protocol="tcp", port=0)
-        app = web.link("1h")
+        app = make_link(web, in_process=True)
         before = {p.name: p.info for p in engine.proxies.list()}
     finally:
         engine.close()

@@ -147,3 +147,16 @@ def test_proxies_come_back_when_the_engine_restarts(tmp_path: Path) -> None:
     finally:
         run("boot", "down", "--home", engine.home, check=False)
         stop_holders(engine.home)
+
+
+def test_proxy_names_complete(booted: Booted) -> None:
+    from ..integration.test_cli_complete import complete
+
+    proxy(booted, "create", "alpha", TARGET)
+    proxy(booted, "create", "beta", TARGET)
+    try:
+        assert complete(booted, "dxflow proxy show ") == ["alpha", "beta"]
+        assert complete(booted, "dxflow proxy stats al") == ["alpha"]
+        assert complete(booted, "dxflow proxy rm alpha b") == ["beta"]
+    finally:
+        proxy(booted, "rm", "alpha", "beta")

@@ -37,7 +37,7 @@ def _guarded(app: Any) -> type[Any]:
 
     from ._server import hand_over, idle
 
-    class GuardedProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    class GuardedProtocol(HttpToolsProtocol):
         def data_received(self, data: bytes) -> None:
             # Every request is the proxy's: the fast path serves it (uvicorn keeps the
             # WebSocket upgrades the fast path gives back).
@@ -46,6 +46,7 @@ def _guarded(app: Any) -> type[Any]:
                 hand_over(self, self.transport, data, app, _claims_all)
                 return
             super().data_received(data)
+
         def connection_made(self, transport: Any) -> None:
             self._head_timer: asyncio.TimerHandle | None = None
             self._head_bytes = 0
