@@ -429,3 +429,40 @@ def _refused(port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+# -- two engine processes on one home (a notebook's engine next to a server) ---------------
+
+
+def test_another_engine_on_the_home_follows_and_takes_over(tmp_path: Path, redis_port: int) -> None:
+    home = tmp_path / "home"
+    notebook, server = Running(home), Running(home)
+    try:
+        notebook.call("proxies.create", name="web", targets=["127.0.0.1:8888"])
+        assert server.core.proxies.by_name("web") is not None  # at once: looked up on a miss
+        notebook.call("proxies.create", name="db", protocol="tcp", port=0,
+                      targets=[f"127.0.0.1:{redis_port}"])  # fmt: skip
+        port = notebook.serving("db").port
+        wait_for(lambda: server.call("proxies.get", name="db").state == "error",
+                 "the server to see the port taken")  # fmt: skip
+        notebook.call("proxies.update", name="web", allow=["10.0.0.0/8"])
+        wait_for(lambda: server.call("proxies.get", name="web").allow == ["10.0.0.0/8"],
+                 "the update to show")  # fmt: skip
+        link = notebook.call("proxies.update", name="web", auth="link")
+        assert link.auth == "link"
+        made = notebook.call("proxies.link", name="web")
+        wait_for(lambda: made.id in server.core.proxies._live["web"].links, "the link")
+    finally:
+        notebook.close()
+    try:
+        wait_for(lambda: server.core.proxies._live["db"].serving, "the server to take over")
+        assert redis.Redis(port=port, socket_timeout=WAIT).ping()
+        other = Running(home)  # a third: removes one
+        try:
+            other.call("proxies.remove", name="web")
+        finally:
+            other.close()
+        wait_for(lambda: "web" not in server.core.proxies._live, "the removal to show")
+        assert server.core.proxies.by_name("web") is None
+    finally:
+        server.close()
