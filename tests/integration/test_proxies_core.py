@@ -590,9 +590,9 @@ class _Health:
 def test_active_health_checks_take_targets_out_and_back(engine: Running) -> None:
     good, flaky = _Health(), _Health()
     try:
-        engine.call("proxies.create", name="lb", protocol="http",
-                    targets=[f"127.0.0.1:{good.port}", f"127.0.0.1:{flaky.port}"],
-                    health={"path": "/health", "interval": 0.2, "healthy": 2, "unhealthy": 2})  # fmt: skip
+        checks = {"path": "/health", "interval": 0.2, "healthy": 2, "unhealthy": 2}
+        engine.call("proxies.create", name="lb", protocol="http", health=checks,
+                    targets=[f"127.0.0.1:{good.port}", f"127.0.0.1:{flaky.port}"])  # fmt: skip
 
         def health() -> dict[str, str]:
             pool = engine.call("proxies.get", name="lb").pool
