@@ -75,7 +75,7 @@ class Runner:
         """The spec changed: the checks and the resolution follow it (now)."""
         for suffix in ("resolve", "health"):
             self._lifecycle.discard(f"proxy.{live.name}.{suffix}")
-        if workload:
+        if workload and live.spec.workflow is not None:
             live.pool.replace([])  # the old service's containers are no target any more
         self._jobs(live)
 

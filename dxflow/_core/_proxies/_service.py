@@ -110,9 +110,9 @@ class ProxyService:
         if live is None:
             row = self._in_state(name)  # made by another engine process on this home?
             live = self._adopt(row) if row is not None else None
-        if live is None or live.spec.port is not None or live.error is not None:
-            return None
-        return live
+        # One in error (its targets no longer allowed) is found: its empty pool answers
+        # 503, which says more than a 404 would.
+        return live if live is not None and live.spec.port is None else None
 
     def by_host(self, host: str) -> LiveProxy | None:
         if not self._domain:
