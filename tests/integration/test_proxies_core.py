@@ -214,6 +214,9 @@ def test_no_target_left_closes_the_connection(engine: Running) -> None:
     info = engine.serving("db")
     with socket.create_connection(("127.0.0.1", info.port), timeout=WAIT) as sock:
         assert sock.recv(1) == b""  # closed: no target took it
+    stats = wait_for(lambda: (s := engine.call("proxies.stats", name="db")).refused and s,
+                     "the refusal to count")  # fmt: skip
+    assert stats.refused == {"unavailable": 1} and stats.open_connections == 0
 
 
 def test_deny_closes_at_once_and_is_audited(engine: Running, redis_port: int) -> None:
