@@ -429,3 +429,105 @@ def _refused(port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+# -- two engine processes on one home (a notebook's engine next to a server) ---------------
+
+
+def test_another_engine_on_the_home_follows_and_takes_over(tmp_path: Path, redis_port: int) -> None:
+    home = tmp_path / "home"
+    notebook, server = Running(home), Running(home)
+    try:
+        notebook.call("proxies.create", name="web", targets=["127.0.0.1:8888"])
+        assert server.core.proxies.by_name("web") is not None  # at once: looked up on a miss
+        notebook.call("proxies.create", name="db", protocol="tcp", port=0,
+                      targets=[f"127.0.0.1:{redis_port}"])  # fmt: skip
+        port = notebook.serving("db").port
+        wait_for(lambda: server.call("proxies.get", name="db").state == "error",
+                 "the server to see the port taken")  # fmt: skip
+        notebook.call("proxies.update", name="web", allow=["10.0.0.0/8"])
+        wait_for(lambda: server.call("proxies.get", name="web").allow == ["10.0.0.0/8"],
+                 "the update to show")  # fmt: skip
+        link = notebook.call("proxies.update", name="web", auth="link")
+        assert link.auth == "link"
+        made = notebook.call("proxies.link", name="web")
+        wait_for(lambda: made.id in server.core.proxies._live["web"].links, "the link")
+    finally:
+        notebook.close()
+    try:
+        wait_for(lambda: server.core.proxies._live["db"].serving, "the server to take over")
+        assert redis.Redis(port=port, socket_timeout=WAIT).ping()
+        other = Running(home)  # a third: removes one
+        try:
+            other.call("proxies.remove", name="web")
+        finally:
+            other.close()
+        wait_for(lambda: "web" not in server.core.proxies._live, "the removal to show")
+        assert server.core.proxies.by_name("web") is None
+    finally:
+        server.close()
+
+
+# -- a workflow service's containers, followed when recreated -------------------------------
+
+
+def _http_get(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_workflow_service_is_reached_and_followed(
+    engine: Running, project_name: str, docker_client: Any
+) -> None:
+    from tests.docker.images import BUSYBOX_IMAGE
+
+    compose = {"services": {"web": {
+        "image": BUSYBOX_IMAGE, "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+    }}}  # fmt: skip
+    engine.call("workflows.create", name=project_name, compose=compose)
+    missing = engine.error("proxies.create", name="app", protocol="tcp", port=0,
+                           workflow=project_name, service="nope", service_port=80)  # fmt: skip
+    assert isinstance(missing, NotFound) and "has no service 'nope'" in str(missing)
+
+    def up() -> None:
+        async def drain() -> None:
+            ctx = engine.core.local_context()
+            async for _ in engine.core.dispatcher.stream(
+                ctx, OPERATIONS["workflows.up"], {"name": project_name}
+            ):
+                pass
+
+        engine.run(drain())
+
+    up()
+    engine.call("proxies.create", name="app", protocol="tcp", port=0, workflow=project_name,
+                service="web", service_port=80)  # fmt: skip
+    info = engine.serving("app")
+
+    def address() -> str:
+        (container,) = docker_client.containers.list(
+            filters={"label": f"com.docker.compose.project={project_name}"}
+        )
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        return f"{next(iter(networks.values()))['IPAddress']}:80"
+
+    first = address()
+    wait_for(lambda: [t.address for t in engine.call("proxies.get", name="app").pool]
+             == [first], "the container to be resolved")  # fmt: skip
+    assert b"hello from dxflow" in _http_get(info.port)
+    (target,) = engine.call("proxies.get", name="app").pool
+    assert target.target.startswith(f"{project_name}/web#")
+
+    # Recreated (a new container, maybe at a new address): the proxy follows it.
+    for container in docker_client.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={project_name}"}
+    ):
+        container.remove(force=True)
+    up()
+    second = address()
+    wait_for(lambda: b"hello from dxflow" in _http_get(info.port), "the new container")
+    assert [t.address for t in engine.call("proxies.get", name="app").pool] == [second]
