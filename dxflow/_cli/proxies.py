@@ -68,6 +68,9 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 
 
 def _cidrs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
+    """CIDRs or addresses; `""` alone empties the list (update)."""
+    if value == ("",):
+        return []
     for item in value:
         try:
             ipaddress.ip_network(item, strict=False)
@@ -182,14 +185,14 @@ def _spec_options(function: F) -> F:
             metavar="CIDR",
             multiple=True,
             callback=_cidrs,
-            help="Only clients from this CIDR (repeat for more).",
+            help='Only clients from this CIDR (repeat for more; "" empties the list).',
         ),
         click.option(
             "--deny",
             metavar="CIDR",
             multiple=True,
             callback=_cidrs,
-            help="Refuse clients from this CIDR (deny wins over allow).",
+            help='Refuse clients from this CIDR (deny wins over allow; "" empties the list).',
         ),
         click.option("--auth", type=_AUTH, help="token (default), link, or none (public)."),
         click.option(
@@ -316,6 +319,8 @@ def create(opts: Options, name: str, targets: tuple[str, ...], workflow: str | N
     if opts.json:
         return emit_json(made.info)
     click.echo(_created_line(made.info))
+    if made.info.auth == "token" and made.info.protocol == "http" and made.info.url:
+        click.echo(f'try: curl -H "Authorization: Bearer $(dxflow token)" {made.info.url}')
 
 
 @proxy.command("list")
@@ -431,7 +436,7 @@ def _watch(samples: Iterator[Any], as_json: bool) -> None:
             click.echo(sample.model_dump_json())
             continue
         if live:
-            click.echo("\x1b[H\x1b[2J", nl=False)
+            click.echo("\x1b[H\x1b[2J", nl=False, color=True)  # live: a terminal
         elif number:
             click.echo()
         click.echo(str(sample))
