@@ -181,6 +181,8 @@ def _probe(op: Operation, field: str) -> dict[str, object]:
     payload: dict[str, object] = {field: "probe"}
     if op.name == "shells.create" and field == "workflow":
         payload["service"] = "probe"
+    if op.name.startswith("proxies."):  # the proxy's name is required (a DNS label)
+        payload["name"] = "probe"
     return payload
 
 
@@ -203,7 +205,8 @@ def test_conditional_requirements(
         record = core.keys.get(identity.name)
         assert record is not None
         headers = {"Authorization": f"Bearer {core.auth.issue(record, 600).token}"}
-        status, body = rest.status(op.method, _path(op), headers=headers, json=_probe(op, field))
+        body_fields = {k: v for k, v in _probe(op, field).items() if k not in op.path_params}
+        status, body = rest.status(op.method, _path(op), headers=headers, json=body_fields)
         try:
             anyio.run(_call_with, core, Context(identity, client="local"), op, _probe(op, field))
         except PermissionDenied as exc:
