@@ -30,9 +30,10 @@ def master_token(core: EngineCore) -> str:
 # Key material and compose documents are checked beyond what JSON Schema can say (a
 # string that parses as a public key, a valid Compose project), so schema-valid bodies
 # may rightly get 422 there. Storage paths too: the confinement rules (no '..', no name
-# over 255 bytes, no symlink escape) are beyond JSON Schema.
+# over 255 bytes, no symlink escape) are beyond JSON Schema. So are a proxy's targets,
+# CIDRs and rate, and which fields go together (targets or a workflow service).
 SEMANTIC = {"keys.register", "keys.rotate", "workflows.create"} | {
-    name for name in OPERATIONS if name.startswith(("objects.", "shares.", "shells."))
+    name for name in OPERATIONS if name.startswith(("objects.", "shares.", "shells.", "proxies."))
 }
 
 

@@ -213,7 +213,8 @@ def test_conditional_requirements(
         record = core.keys.get(identity.name)
         assert record is not None
         headers = {"Authorization": f"Bearer {core.auth.issue(record, 600).token}"}
-        status, body = rest.status(op.method, _path(op), headers=headers, json=_probe(op, field))
+        body_fields = {k: v for k, v in _probe(op, field).items() if k not in op.path_params}
+        status, body = rest.status(op.method, _path(op), headers=headers, json=body_fields)
         try:
             payload = _in_process(op, _probe(op, field))
             anyio.run(_call_with, core, Context(identity, client="local"), op, payload)

@@ -652,3 +652,99 @@ def test_tcp_health_checks_connect(engine: Running, redis_port: int) -> None:
         assert redis.Redis(port=info.port, socket_timeout=WAIT).ping()
     stats = engine.call("proxies.stats", name="db")
     assert {t.target: t.failures for t in stats.targets}[f"127.0.0.1:{dead}"] == 0
+
+
+# -- TCP ends: half-close, a target that closes, a client that goes -------------------------
+
+
+class _Target:
+    """A raw TCP target run by `handle(conn)` in a thread per connection."""
+
+    def __init__(self, handle: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.ended = threading.Event()
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    return
+                with conn:
+                    handle(conn)
+                self.ended.set()
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _until_eof(conn: socket.socket) -> int:
+    total = 0
+    while chunk := conn.recv(1 << 16):
+        total += len(chunk)
+    return total
+
+
+def test_a_half_close_passes_through(engine: Running) -> None:
+    def count(conn: socket.socket) -> None:  # answers once the client is done sending
+        conn.sendall(str(_until_eof(conn)).encode())
+
+    target = _Target(count)
+    try:
+        engine.call("proxies.create", name="t", protocol="tcp", port=0,
+                    targets=[f"127.0.0.1:{target.port}"])  # fmt: skip
+        info = engine.serving("t")
+        with socket.create_connection(("127.0.0.1", info.port), timeout=WAIT) as sock:
+            sock.sendall(b"x" * 300_000)
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(64):
+                answer += chunk
+            assert answer == b"300000"  # it got all, then the answer came back
+    finally:
+        target.close()
+
+
+def test_a_target_that_closes_mid_stream_ends_the_client(engine: Running) -> None:
+    def half(conn: socket.socket) -> None:
+        conn.sendall(b"y" * 100_000)  # then closes, mid-"response"
+
+    target = _Target(half)
+    try:
+        engine.call("proxies.create", name="t", protocol="tcp", port=0,
+                    targets=[f"127.0.0.1:{target.port}"])  # fmt: skip
+        info = engine.serving("t")
+        with socket.create_connection(("127.0.0.1", info.port), timeout=WAIT) as sock:
+            sock.sendall(b"GET\r\n")
+            assert _until_eof(sock) == 100_000  # all it sent, then the end
+        wait_for(lambda: engine.call("proxies.stats", name="t").open_connections == 0,
+                 "the connection to close")  # fmt: skip
+    finally:
+        target.close()
+
+
+def test_a_client_that_goes_ends_the_targets_side(engine: Running) -> None:
+    received: list[int] = []
+
+    def sink(conn: socket.socket) -> None:
+        received.append(_until_eof(conn))
+
+    target = _Target(sink)
+    try:
+        engine.call("proxies.create", name="t", protocol="tcp", port=0,
+                    targets=[f"127.0.0.1:{target.port}"])  # fmt: skip
+        info = engine.serving("t")
+        sock = socket.create_connection(("127.0.0.1", info.port), timeout=WAIT)
+        sock.sendall(b"z" * 50_000)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # a reset, mid-"body"
+        assert target.ended.wait(WAIT)  # the target's side was closed too
+        wait_for(lambda: engine.call("proxies.stats", name="t").open_connections == 0,
+                 "the connection to close")  # fmt: skip
+    finally:
+        target.close()

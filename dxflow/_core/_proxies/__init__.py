@@ -1,8 +1,8 @@
 """Proxies: listeners that forward HTTP, WebSocket and TCP to pools of targets.
 
-The package's modules load what they need; `ProxyService` and its parts are imported
-by the engine from here (the dispatcher imports only the plain `_contract`, `_live`
-and `_links` modules).
+`_contract.py` is what the data planes (`_http.py`, `_tcp.py`) and the control plane
+(`_service.py` and the parts it assembles) agree on. The dispatcher decides admission
+(`Dispatcher.admit_proxy`) from the compiled rules of `_live.py`.
 """
 
 from ._service import ProxyService

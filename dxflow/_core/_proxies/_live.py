@@ -71,6 +71,9 @@ class LiveProxy:
     links: dict[str, Link] = field(default_factory=dict)
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
     """The TLS its own port terminates (loaded at create, or when its listener starts)."""
+    removed: bool = False
+    """It was removed: a data plane holding it ends what it serves (the TCP listener is
+    cancelled; an HTTP request in flight under /p/ may check this between chunks)."""
     resolved_at: float = 0.0
     """When its workflow service's containers were last resolved (monotonic)."""
 

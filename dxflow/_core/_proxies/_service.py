@@ -321,6 +321,8 @@ class ProxyService:
 
     @handles("proxies.create")
     async def create(self, ctx: Context, request: ProxyCreate) -> ProxyInfo:
+        if request.name not in self._live and (row := self._in_state(request.name)):
+            self._adopt(row)  # made by another engine process on this home
         if request.name in self._live:
             return await self._exists(ctx, request)
         spec = normalized(request)

@@ -78,12 +78,12 @@ class _Side(asyncio.Protocol):
         peer = self.peer
         if peer is None:
             return True  # passed on once joined
-        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
+        if peer.transport is not None and not peer.transport.is_closing():
             if peer.eof or not peer.transport.can_write_eof():
                 peer.transport.close()
             else:
                 peer.transport.write_eof()  # half-close: the other way still flows
-        return not (peer is not None and peer.eof)  # both ways done: close, else half-open
+        return not peer.eof  # both ways done: close; else half-open
 
     # Backpressure: my send buffer is full, so stop reading what would go into it.
     def pause_writing(self) -> None:
@@ -100,11 +100,10 @@ class _Side(asyncio.Protocol):
             self.lost.set_result(exc)
         peer = self.peer
         if peer is not None and peer.transport is not None and not peer.transport.is_closing():
-            if exc is None and not peer.eof and peer.transport.can_write_eof():
-                # This side ended cleanly: what it sent is flushed, then the peer closes.
-                peer.transport.close()
+            if exc is None:
+                peer.transport.close()  # what this side sent is flushed first, then the end
             else:
-                peer.transport.abort() if exc is not None else peer.transport.close()
+                peer.transport.abort()  # a reset: passed on as one
 
 
 class _Link:
