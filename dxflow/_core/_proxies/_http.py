@@ -180,6 +180,26 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 class Exchange:
     """One HTTP request through the proxy: targets tried, the answer streamed back."""
 
+    __slots__ = (
+        "admission",
+        "app",
+        "block",
+        "body_done",
+        "bytes_out",
+        "chunked",
+        "client_host",
+        "has_body",
+        "ip",
+        "live",
+        "method",
+        "prefix",
+        "query",
+        "receive",
+        "scope",
+        "send",
+        "sent_body",
+    )
+
     def __init__(
         self,
         app: ProxyApp,
@@ -201,21 +221,20 @@ class Exchange:
         self.ip = client_ip(scope)
         self.method: str = scope["method"]
         self.query = creds.query
-        strip_bearer = auth_mode(live) == "token"
-        headers, self.client_host = forwarded_headers(
-            scope, creds, prefix, strip_bearer, _REQUEST_SKIP
+        forwarded = forwarded_headers(
+            scope, creds, prefix, auth_mode(live) == "token", _REQUEST_SKIP
         )
-        self.chunked = False
-        self.has_body = False
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                self.has_body = value.strip() != b"0"
-                headers.append((key, value))
-            elif key == b"transfer-encoding" and b"chunked" in value.lower():
-                self.has_body = self.chunked = True
-        if self.chunked:
-            headers = [(k, v) for k, v in headers if k != b"content-length"]
+        headers = forwarded.headers
+        self.client_host = forwarded.host
+        self.chunked = forwarded.chunked
+        if self.chunked:  # a Content-Length besides is ignored (llhttp refuses both)
+            self.has_body = True
             headers.append((b"transfer-encoding", b"chunked"))
+        elif forwarded.length is not None:
+            self.has_body = forwarded.length.strip() != b"0"
+            headers.append((b"content-length", forwarded.length))
+        else:
+            self.has_body = False
         self.block = b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n"
         self.sent_body = 0  # request body bytes consumed from the client
         self.body_done = not self.has_body

@@ -149,20 +149,43 @@ def host_of(scope: Scope) -> str:
     return ""
 
 
+class Forwarded:
+    """The client's headers as a target gets them (`headers`: no hop-by-hop, no dxflow
+    credentials, X-Forwarded-* set), and what was learnt on the way (one pass)."""
+
+    __slots__ = ("chunked", "headers", "host", "length")
+
+    def __init__(
+        self, headers: list[tuple[bytes, bytes]], host: str, length: bytes | None, chunked: bool
+    ) -> None:
+        self.headers = headers
+        self.host = host
+        """The client's Host."""
+        self.length = length
+        """Its Content-Length, if any."""
+        self.chunked = chunked
+        """Whether its body is chunked."""
+
+
 def forwarded_headers(
     scope: Scope, creds: Credentials, prefix: str, strip_bearer: bool, skip: frozenset[bytes]
-) -> tuple[list[tuple[bytes, bytes]], str]:
-    """The client's headers as a target gets them: no hop-by-hop, no dxflow
-    credentials, X-Forwarded-* set. Also returns the client's Host."""
+) -> Forwarded:
+    """The client's headers as a target gets them (see `Forwarded`)."""
     out: list[tuple[bytes, bytes]] = []
     forwarded_for = b""
     host = b""
+    length: bytes | None = None
+    chunked = False
     for key, value in scope["headers"]:
         if key in skip:
             if key == b"host":
                 host = value
             elif key == b"x-forwarded-for":
                 forwarded_for = value + b", "
+            elif key == b"content-length":
+                length = value
+            elif key == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
             continue
         if key == b"authorization" and strip_bearer and creds.bearer:
             continue
@@ -179,7 +202,7 @@ def forwarded_headers(
         out.append((b"x-forwarded-host", host))
     if prefix:
         out.append((b"x-forwarded-prefix", prefix.encode()))
-    return out, host.decode("latin-1")
+    return Forwarded(out, host.decode("latin-1"), length, chunked)
 
 
 @lru_cache(maxsize=4096)

@@ -37,6 +37,7 @@ BODY_HIGH_WATER = 1 << 20
 _SMALL = 64 << 10
 _STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 _DISCONNECT = {"type": "http.disconnect"}
+_RARE = frozenset({b"upgrade", b"expect"})
 
 
 def wants_proxy(data: bytes) -> bool:
@@ -238,6 +239,7 @@ class FastProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
+        self._rare = False  # an Upgrade or Expect header: checked for when complete
         self._first: list[bytes] = []  # the bytes of the request begun at a chunk's start
         self._in_message = False
         self._upgrading = False
@@ -391,6 +393,7 @@ class FastProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_size = 0
+        self._rare = False
         if self.active is None:
             self._arm(HEADER_TIMEOUT)
 
@@ -406,12 +409,16 @@ class FastProtocol(asyncio.Protocol):
         self._head_size += len(name) + len(value)
         if self._head_size > MAX_HEAD:
             raise _HeadTooLarge
-        self._headers.append((name.lower(), value.rstrip(b" \t")))
+        name = name.lower()
+        if name in _RARE:
+            self._rare = True
+        self._headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         scope = self._scope()
-        if _upgrade(self._headers):
+        rare = self._rare
+        if rare and _upgrade(self._headers):
             self._upgrading = True
             self._upgrade_scope = scope
             return  # feed_data raises HttpParserUpgrade, next: a tunnel, or uvicorn's
@@ -419,9 +426,10 @@ class FastProtocol(asyncio.Protocol):
         if self.active is None:
             self._disarm()
         cycle = Cycle(self, scope, parser.should_keep_alive())
-        for name, value in self._headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                cycle.continue_ = True
+        if rare:
+            for name, value in self._headers:
+                if name == b"expect" and value.lower() == b"100-continue":
+                    cycle.continue_ = True
         self.parsing = cycle
         if self.active is None:
             self._start(cycle)

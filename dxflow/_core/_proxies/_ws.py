@@ -135,7 +135,8 @@ async def relay(
     from websockets.exceptions import InvalidStatus
 
     strip_bearer = auth_mode(live) == "token"
-    headers, host = forwarded_headers(scope, creds, prefix, strip_bearer, _WS_SKIP)
+    forwarded = forwarded_headers(scope, creds, prefix, strip_bearer, _WS_SKIP)
+    headers, host = forwarded.headers, forwarded.host
     pool = live.pool
     ip = client_ip(scope)
     tried: set[Any] = set()
@@ -326,9 +327,8 @@ async def _open(
     creds: Credentials,
     admission: Admission,
 ) -> None:
-    headers, host = forwarded_headers(
-        scope, creds, prefix, auth_mode(live) == "token", _TUNNEL_SKIP
-    )
+    forwarded = forwarded_headers(scope, creds, prefix, auth_mode(live) == "token", _TUNNEL_SKIP)
+    headers, host = forwarded.headers, forwarded.host
     upgrade = next((v for k, v in scope["headers"] if k == b"upgrade"), b"websocket")
     headers += [(b"connection", b"Upgrade"), (b"upgrade", upgrade)]
     pool = live.pool
