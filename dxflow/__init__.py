@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from . import models
     from ._api.engine import AsyncEngine, Engine
     from ._api.objects import AsyncObjectStore, ObjectStore
+    from ._api.proxies import AsyncProxy, Proxy
     from ._api.shells import AsyncChannel, AsyncShell, Channel, Shell
     from ._api.workflows import AsyncWorkflow, Workflow
     from ._filesystem import DxflowFileSystem
@@ -58,6 +59,7 @@ __all__ = [
     "AsyncChannel",
     "AsyncEngine",
     "AsyncObjectStore",
+    "AsyncProxy",
     "AsyncShell",
     "AsyncWorkflow",
     "Channel",
@@ -82,6 +84,7 @@ __all__ = [
     "Permission",
     "PermissionDenied",
     "Progress",
+    "Proxy",
     "RangeNotSatisfiable",
     "RequestTimeout",
     "Shell",
@@ -101,12 +104,14 @@ _LAZY = {
     "AsyncChannel": "dxflow._api.shells",
     "AsyncEngine": "dxflow._api.engine",
     "AsyncObjectStore": "dxflow._api.objects",
+    "AsyncProxy": "dxflow._api.proxies",
     "AsyncShell": "dxflow._api.shells",
     "AsyncWorkflow": "dxflow._api.workflows",
     "Channel": "dxflow._api.shells",
     "DxflowFileSystem": "dxflow._filesystem",
     "Engine": "dxflow._api.engine",
     "ObjectStore": "dxflow._api.objects",
+    "Proxy": "dxflow._api.proxies",
     "Shell": "dxflow._api.shells",
     "Workflow": "dxflow._api.workflows",
     "KeyPair": "dxflow._keypairs",

@@ -25,6 +25,7 @@ from .._runner import NeedsLoop, Runner, in_trial
 from ._base import Blocking, EngineBase
 from .keys import AsyncKeys, Keys
 from .objects import AsyncObjectStore, ObjectStore
+from .proxies import AsyncProxies, Proxies
 from .shells import AsyncShells, Shells
 from .workflows import AsyncWorkflows, Workflows
 
@@ -59,6 +60,7 @@ class AsyncEngine(EngineBase):
         self.workflows = AsyncWorkflows(self)
         self.objects = AsyncObjectStore(self)
         self.shells = AsyncShells(self)
+        self.proxies = AsyncProxies(self)
 
     # -- the primitives: the only code that touches the transport ------------------------
 
@@ -175,6 +177,7 @@ class Engine(EngineBase, Blocking[AsyncEngine]):
         self.workflows = Workflows(runner, self._async.workflows)
         self.objects = ObjectStore(runner, self._async.objects)
         self.shells = Shells(runner, self._async.shells)
+        self.proxies = Proxies(runner, self._async.proxies)
 
     def _call(self, op: Operation[Any, R], /, **params: Any) -> R:
         result: R = self._run(self._async._call, op, **params)

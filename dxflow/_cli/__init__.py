@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "logs": "_compose:logs",
     "object": "objects:object_group",
     "ping": "_engine:ping",
+    "proxy": "proxies:proxy",
     "ps": "_compose:ps",
     "shell": "shells:shell_group",
     # the compose `stats`: a project's containers, or the engine's host outside a project

@@ -1,4 +1,5 @@
-"""Shell completion of names the engine knows: workflows, services, shells, objects, keys.
+"""Shell completion of names the engine knows: workflows, services, shells, objects, keys,
+proxies.
 
 Each function is a click `shell_complete` callback. It reaches the engine the command
 would reach (its --url/--key/--home as typed so far, or their environment variables),
@@ -17,7 +18,14 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-__all__ = ["key_identities", "object_paths", "service_names", "shell_names", "workflow_names"]
+__all__ = [
+    "key_identities",
+    "object_paths",
+    "proxy_names",
+    "service_names",
+    "shell_names",
+    "workflow_names",
+]
 
 
 def _options(ctx: click.Context) -> Any:
@@ -82,6 +90,12 @@ def shell_names(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
     return _answer(ctx, incomplete, lambda: (s.name for s in _ask(ctx, "shells.list").shells))
+
+
+def proxy_names(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    return _answer(ctx, incomplete, lambda: (p.name for p in _ask(ctx, "proxies.list").proxies))
 
 
 def key_identities(

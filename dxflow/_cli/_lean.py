@@ -29,6 +29,7 @@ LEAN: dict[str, str] = {
     "workflows.get": "/api/workflows/{name}",
     "workflows.status": "/api/workflows/{name}/status",
     "shells.list": "/api/shells",
+    "proxies.list": "/api/proxies",
     "keys.list": "/api/keys",
     "objects.list": "/api/objects",
 }
