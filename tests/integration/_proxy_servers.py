@@ -254,7 +254,9 @@ def _image_context() -> bytes:
         add_bytes("Dockerfile", dockerfile.encode())
         tar.add(real, "rootfs/usr/bin/python3")
         for library in _libraries(real):
-            target = "rootfs/lib64/" if "ld-linux" in library.name else "rootfs/lib/x86_64-linux-gnu/"
+            target = (
+                "rootfs/lib64/" if "ld-linux" in library.name else "rootfs/lib/x86_64-linux-gnu/"
+            )
             tar.add(library.resolve(), target + library.name)
         tar.add(stdlib, f"rootfs/usr/lib/python{version}", filter=skip)
         add_bytes("rootfs/app/app.py", APP.encode())
