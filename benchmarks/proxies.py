@@ -17,7 +17,9 @@ Figures, peers interleaved (rounds rotate the order):
    added over a direct connection. Targets: dxflow /p/ >= 0.5x nginx and >= 3x
    jupyter-server-proxy req/s; added p50 <= 0.3 ms.
 2. **download** of the 1 GiB file with curl into /dev/null: direct, nginx, dxflow (and the
-   engine's RSS growth meanwhile). Target: dxflow >= 0.8x nginx throughput.
+   engine's RSS growth meanwhile); one try through jupyter-server-proxy, printed with how
+   it failed when it does (it answers HTTP 599 to a 1 GiB body). Target: dxflow >= 0.8x
+   nginx throughput.
 3. **Redis** (Debian `redis-server` on loopback): `redis-benchmark -t get,set -q -n
    100000` direct and through a dxflow TCP proxy (a port of its own). Target: >= 0.6x
    direct, for each of GET and SET.
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -287,6 +290,7 @@ class Bench(Report):
         growth = 0.0
         self.say(f"download of {self.big // MIB} MiB with curl, {self.rounds} round(s)")
         curl_download(f"{self.http['direct'][0]}/big.bin")  # warm-up: fills the page cache
+        jupyter = self.jupyter_download()
         for i in range(self.rounds):
             order = names[i % len(names) :] + names[: i % len(names)]
             for name in order:
@@ -309,6 +313,11 @@ class Bench(Report):
             ]
             for name in names
         ]
+        if jupyter is not None:
+            figures[JUPYTER] = jupyter
+            rate = jupyter.get("mb_s")
+            ratio = f"{rate / nginx_mb_s:.2f}x" if rate and nginx_mb_s else "-"
+            rows.append([JUPYTER, f"{rate:,.0f}" if rate else jupyter["error"], ratio])
         print_table(rows, ["path", "MB/s", "vs nginx"], self.out)
         if DXFLOW_P in figures:
             figures["engine_rss_growth_mib"] = growth
@@ -327,6 +336,18 @@ class Bench(Report):
                     met,
                 )
         self.result.figures["download"] = figures
+
+    def jupyter_download(self) -> dict[str, Any] | None:
+        """One download through jupyter-server-proxy: its throughput, or how it failed
+        (it answers HTTP 599 on large bodies: a fact to print, not a failure of the run)."""
+        if JUPYTER not in self.http:
+            return None
+        base, headers = self.http[JUPYTER]
+        try:
+            return {"mb_s": self.big / curl_download(f"{base}/big.bin", headers) / 1e6}
+        except RuntimeError as exc:
+            status = re.search(r"HTTP \d+", str(exc))
+            return {"mb_s": None, "error": f"failed ({status[0] if status else exc})"}
 
     # -- 3. Redis ---------------------------------------------------------------------------
 
