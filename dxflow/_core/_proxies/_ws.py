@@ -1,0 +1,234 @@
+"""WebSocket upgrades through a proxy: the target's handshake first, then frames relayed.
+
+The client's upgrade is accepted only once the target accepted its own (with the
+subprotocol the target chose), so a refused or failing target answers the client with
+an HTTP status, as for any request. Frames then flow both ways as messages, without
+per-message compression (the client and the target may still negotiate none between
+themselves: the proxy terminates both connections). A close on either side closes the
+other with the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+from typing import Any
+
+from ._contract import Admission, LiveProxyLike, Upstream
+from ._http import (
+    _REQUEST_SKIP,
+    Credentials,
+    ProxyApp,
+    Receive,
+    Scope,
+    Send,
+    client_ip,
+    error_body,
+    forwarded_headers,
+    target_path,
+    upstream_host,
+)
+from ._upstream import describe
+
+__all__ = ["refuse", "relay"]
+
+MAX_MESSAGE = 16 << 20
+"""The largest message relayed (as the engine's own WebSocket server accepts)."""
+
+_WS_SKIP = _REQUEST_SKIP | {
+    b"sec-websocket-key",
+    b"sec-websocket-version",
+    b"sec-websocket-extensions",
+    b"sec-websocket-protocol",
+    b"sec-websocket-accept",
+}
+# Close codes that name a state, not a reason: they are never sent in a close frame.
+_RESERVED = frozenset({1005, 1006, 1015})
+
+
+async def refuse(
+    scope: Scope, send: Send, status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
+    """Answer an upgrade with an HTTP status (when the server can), else close it."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = error_body(status, message)
+        raw = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()),
+        ]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "websocket.close", "code": 4000 + status if status < 1000 else 1011})
+
+
+def _origin(headers: list[tuple[bytes, bytes]], scope: Scope, host: str, upstream: Upstream) -> None:
+    """A same-origin page's Origin becomes the target's own (apps check Origin against
+    the Host they get); another site's Origin is left as it is, for the app to refuse."""
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    own = f"{scheme}://{host}".encode("latin-1")
+    for index, (key, value) in enumerate(headers):
+        if key == b"origin" and value.lower() == own.lower():
+            target = "https" if upstream.scheme == "https" else "http"
+            headers[index] = (key, f"{target}://{upstream_host(upstream)}".encode("latin-1"))
+
+
+async def _connect(
+    app: ProxyApp,
+    live: LiveProxyLike,
+    upstream: Upstream,
+    scope: Scope,
+    prefix: str,
+    query: bytes,
+    headers: list[tuple[bytes, bytes]],
+) -> Any:
+    from websockets.asyncio.client import connect, unix_connect
+
+    path = target_path(scope, prefix, upstream.base, query).decode("latin-1")
+    scheme = "wss" if upstream.scheme == "https" else "ws"
+    uri = f"{scheme}://{upstream_host(upstream)}{path}"
+    options: dict[str, Any] = {
+        "additional_headers": [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+        "subprotocols": scope.get("subprotocols") or None,
+        "user_agent_header": None,  # the client's own User-Agent is forwarded
+        "compression": None,
+        "proxy": None,  # never an HTTP proxy from the environment
+        "open_timeout": live.timeout,
+        "ping_interval": None,  # the client's pings are answered by the engine's server
+        "close_timeout": 5,
+        "max_size": MAX_MESSAGE,
+    }
+    if upstream.scheme == "unix":
+        return await unix_connect(upstream.socket_path, uri, **options)
+    if upstream.scheme == "https":
+        options["ssl"] = app.upstreams.tls(live.verify)
+        options["server_hostname"] = upstream.server_name or upstream.host
+    return await connect(uri, **options)
+
+
+async def relay(
+    app: ProxyApp,
+    live: LiveProxyLike,
+    prefix: str,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    creds: Credentials,
+    admission: Admission,
+) -> None:
+    """Open the target's WebSocket, accept the client's, relay until either closes."""
+    from websockets.exceptions import InvalidStatus
+
+    strip_bearer = getattr(live, "auth", "token") == "token"
+    headers, host = forwarded_headers(scope, creds, prefix, strip_bearer, _WS_SKIP)
+    pool = live.pool
+    ip = client_ip(scope)
+    tried: set[Any] = set()
+    failure: tuple[int, str] | None = None
+    attempts = 1 + max(live.retries, 0)
+    while attempts > 0:
+        target = pool.pick(ip, frozenset(tried))
+        if target is None:
+            break
+        upstream = target.upstream
+        pool.begin(target)
+        started = perf_counter()
+        request = list(headers)
+        _origin(request, scope, host, upstream)
+        try:
+            ws = await _connect(app, live, upstream, scope, prefix, creds.query, request)
+        except InvalidStatus as exc:  # the target answered, but not with an upgrade
+            pool.end(target, ok=exc.response.status_code < 500)
+            status = exc.response.status_code
+            message = f"proxy {live.name}: target {upstream.label}: refused the upgrade ({status})"
+            live.stats.response(status, perf_counter() - started)
+            await refuse(scope, send, status, message)
+            return
+        except TimeoutError:
+            pool.end(target, ok=False)
+            failure = (504, f"proxy {live.name}: target {upstream.label}: no answer in time")
+        except Exception as exc:  # noqa: BLE001 - OSError, TLS, a malformed handshake
+            pool.end(target, ok=False)
+            failure = (502, f"proxy {live.name}: target {upstream.label}: {describe(exc)}")
+        else:
+            latency = perf_counter() - started
+            live.stats.response(101, latency)
+            await _pipe(live, target, ws, scope, receive, send, admission, latency)
+            return
+        tried.add(target)
+        attempts -= 1
+    status, message = failure or (503, f"proxy {live.name}: no healthy target")
+    live.stats.response(status, 0.0)
+    await refuse(scope, send, status, message)
+
+
+async def _pipe(
+    live: LiveProxyLike,
+    target: Any,
+    ws: Any,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    admission: Admission,
+    latency: float,
+) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    stats = live.stats
+    counts = [0, 0]  # bytes in (from the client), out (to it)
+    accept: dict[str, Any] = {"type": "websocket.accept", "subprotocol": ws.subprotocol}
+    if admission.set_cookie:
+        accept["headers"] = [(b"set-cookie", admission.set_cookie.encode("latin-1"))]
+    await send(accept)
+
+    async def to_client() -> None:
+        try:
+            async for data in ws:
+                size = len(data)
+                if isinstance(data, str):
+                    await send({"type": "websocket.send", "text": data})
+                else:
+                    await send({"type": "websocket.send", "bytes": data})
+                counts[1] += size
+                stats.transferred(0, size)
+        except ConnectionClosed:
+            pass
+        code = ws.close_code if ws.close_code and ws.close_code not in _RESERVED else 1000
+        try:
+            await send({"type": "websocket.close", "code": code, "reason": ws.close_reason or ""})
+        except Exception:  # noqa: BLE001 - the client is gone already
+            pass
+
+    async def to_target() -> None:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                data = message.get("bytes")
+                if data is None:
+                    data = message.get("text") or ""
+                counts[0] += len(data)
+                stats.transferred(len(data), 0)
+                try:
+                    await ws.send(data)
+                except ConnectionClosed:
+                    return
+            elif kind == "websocket.disconnect":
+                code = message.get("code", 1000)
+                await ws.close(code=1000 if code in _RESERVED else code)
+                return
+
+    downstream = asyncio.ensure_future(to_client())
+    upstream = asyncio.ensure_future(to_target())
+    try:
+        await asyncio.wait({downstream, upstream}, return_when=asyncio.FIRST_COMPLETED)
+        if upstream.done() and not downstream.done():
+            # The client closed: give the target's close a moment to come back.
+            await asyncio.wait({downstream}, timeout=5)
+    finally:
+        for task in (downstream, upstream):
+            task.cancel()
+        await asyncio.gather(downstream, upstream, return_exceptions=True)
+        await ws.close()
+        live.pool.end(target, ok=True, latency=latency, bytes_in=counts[0], bytes_out=counts[1])
