@@ -55,6 +55,8 @@ log_level = "info"
 # workflow_policy = "baseline"  # non-MASTER keys: baseline, restricted or privileged
 # run_as = "dxflow"         # OS user host shells of non-MASTER keys run as (engine run as root)
 # host_paths = ["/data"]    # host folders workflows of non-MASTER keys may bind, besides storage
+# proxy_public_targets = false  # proxies of non-MASTER keys may forward to public addresses
+# proxy_domain = "example.test" # Host NAME.example.test on the engine's listener: proxy NAME
 
 # [profiles.public]
 # host = "0.0.0.0"
@@ -194,6 +196,12 @@ class Config:
     """The OS user host shells of non-MASTER keys run as, unless their key names another."""
     host_paths: tuple[str, ...] = ()
     """Host folders (besides the storage root) that workflows of non-MASTER keys may bind."""
+    proxy_public_targets: bool = False
+    """Proxies of keys other than MASTER may forward to public addresses (not only to the
+    engine's host: loopback and private ranges)."""
+    proxy_domain: str = ""
+    """A domain whose names route to proxies on the engine's listener: Host
+    `{name}.{domain}` is the proxy `name` (the DNS entries are the user's)."""
 
     @property
     def storage_root(self) -> Path:

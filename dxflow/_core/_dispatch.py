@@ -11,31 +11,52 @@ import contextlib
 import inspect
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from .._exceptions import ApiError, InternalError, PermissionDenied, Unauthenticated
+from .._exceptions import (
+    ApiError,
+    InternalError,
+    PermissionDenied,
+    TooManyRequests,
+    Unauthenticated,
+)
 from .._models import Request, Response
 from .._operations import Operation
 from .._permissions import Permission, check_permission
 from .._validation import validate_request
 from ._audit import AuditLog
-from ._context import Context
+from ._context import Context, Identity
 from ._handlers import Handler
 from ._objects._blob import Blob
+from ._proxies._contract import Admission, Client, Refused
+from ._proxies._links import Links
+from ._proxies._live import LiveProxy
 from ._revocation import OpenCalls
 
 __all__ = ["Dispatcher"]
 
 log = logging.getLogger("dxflow.engine")
 
+REFUSAL_AUDIT_EVERY = 10.0
+"""Seconds between two audit records of a proxy's refusals for one reason (the ones in
+between are counted into the next record: a flood cannot fill the log)."""
+
 
 class Dispatcher:
     def __init__(
-        self, handlers: Mapping[str, Handler], audit: AuditLog, open_calls: OpenCalls | None = None
+        self,
+        handlers: Mapping[str, Handler],
+        audit: AuditLog,
+        open_calls: OpenCalls | None = None,
+        authenticate: Callable[[str, str | None], Identity] | None = None,
     ) -> None:
         self._handlers = dict(handlers)
         self._audit = audit
+        self._authenticate = authenticate
+        """The bearer token check (`AuthService.authenticate`), for proxies with auth=token."""
+        self._refusals: dict[tuple[str, str], tuple[float, int]] = {}
         self.open_calls = open_calls or OpenCalls()
         """Every open channel and stream by identity: a change to its key ends it."""
         self._inline = {
@@ -181,3 +202,81 @@ class Dispatcher:
             raise error from None
         finally:
             self._finish(ctx, op, request, error)
+
+    # -- the proxies' data plane: one decision per connection or request ----------------
+
+    def admit_proxy(self, live: LiveProxy, client: Client) -> Admission:
+        """Admit `client` to `live` or raise `Refused`: its CIDR rules, its rate, its
+        auth (a token with the proxy's permission, or one of its access links), then its
+        connection cap. Refusals are counted and audited (rate-limited)."""
+        try:
+            return self._admit_proxy(live, client)
+        except Refused as refused:
+            live.stats.refuse(refused.reason)
+            self._audit_refusal(live.name, client, refused)
+            raise
+
+    def _admit_proxy(self, live: LiveProxy, client: Client) -> Admission:
+        rules = live.rules
+        rules.networks.check(client.ip)
+        if rules.buckets is not None and rules.rate_key == "client":
+            rules.buckets.take(client.ip)  # before auth: a flood of bad tokens is slowed too
+        identity, set_cookie = self._proxy_identity(live, client)
+        if rules.buckets is not None and rules.rate_key == "identity":
+            rules.buckets.take(identity or client.ip)
+        if rules.max_connections and live.open >= rules.max_connections:
+            raise Refused(503, f"proxy {live.name} is at its cap of {rules.max_connections} "
+                          "open connections; retry shortly", {"Retry-After": "1"},
+                          reason="connections")  # fmt: skip
+        live.acquire()
+        return Admission(identity, set_cookie, live.release)
+
+    def _proxy_identity(self, live: LiveProxy, client: Client) -> tuple[str | None, str | None]:
+        """Who the client is by the proxy's auth, and the cookie a link sets."""
+        auth = live.rules.auth
+        if auth == "none":
+            return None, None
+        if auth == "link":
+            link = Links.check(live, client.link) if client.link else None
+            if link is None:
+                why = "is not valid (revoked, expired or unknown)" if client.link else "is needed"
+                raise Refused(401 if not client.link else 403,
+                              f"proxy {live.name}: an access link of this proxy {why}",
+                              reason="auth")  # fmt: skip
+            path = f"/p/{live.name}/" if live.prefix else "/"
+            cookie = f"dxflow_link_{live.name}={client.link}; Path={path}; HttpOnly; SameSite=Lax"
+            return f"link:{link.id}", cookie
+        if not client.token or self._authenticate is None:
+            raise Refused(401, f"proxy {live.name} needs a dxflow token: send "
+                          "Authorization: Bearer <token> (`dxflow token`)",
+                          {"WWW-Authenticate": 'Bearer realm="dxflow"'}, reason="auth")  # fmt: skip
+        try:
+            identity = self._authenticate(client.token, client.ip)
+        except TooManyRequests as exc:
+            retry = str(exc.details.get("retry_after", 60))
+            raise Refused(429, exc.message, {"Retry-After": retry}, reason="rate") from None
+        except Unauthenticated as exc:
+            challenge = {"WWW-Authenticate": 'Bearer realm="dxflow"'}
+            message = f"proxy {live.name}: {exc.message}"
+            raise Refused(401, message, challenge, reason="auth") from None
+        missing = check_permission(identity.permissions, live.rules.permission, False)
+        if missing is not None:
+            message = (f"proxy {live.name} needs {missing}; identity {identity.name!r} has "
+                       f"{identity.permissions}")  # fmt: skip
+            raise Refused(403, message, reason="auth")
+        return identity.name, None
+
+    def _audit_refusal(self, proxy: str, client: Client, refused: Refused) -> None:
+        key = (proxy, refused.reason)
+        now = time.monotonic()
+        last, count = self._refusals.get(key, (float("-inf"), 0))
+        if now - last < REFUSAL_AUDIT_EVERY:
+            self._refusals[key] = (last, count + 1)
+            return
+        self._refusals[key] = (now, 0)
+        if len(self._refusals) > 10_000:  # proxies come and go: forget the oldest
+            self._refusals.pop(next(iter(self._refusals)))
+        more = f" (and {count} more since the last record)" if count else ""
+        self._audit.record(Context(None, client.ip), "proxies.access",
+                           f"refused:{refused.reason}", target=proxy,
+                           detail=f"{refused.status} {refused.message}{more}")  # fmt: skip

@@ -39,6 +39,7 @@ from ._objects import (
 )
 from ._objects._paths import STALE_TEMP, parse_mode
 from ._platform import PlatformService
+from ._proxies import ProxyService, TargetPolicy, Workloads
 from ._revocation import OpenCalls
 from ._shells import ShellService
 from ._state import State
@@ -124,6 +125,19 @@ def _shell_service(config: Config, storage: Storage, workflows: WorkflowService)
     )
 
 
+def _proxy_service(core: EngineCore, roots: PolicyRoots) -> ProxyService:
+    config = core.config
+    policy = TargetPolicy(
+        storage=roots.storage, home=roots.home, host_paths=roots.host_paths,
+        docker_sockets=roots.sockets, public=config.proxy_public_targets,
+    )  # fmt: skip
+    return ProxyService(
+        core.state, config, core.lifecycle, core.audit, policy,
+        Workloads(core.workflows, core.docker, core.engine_id),
+        config.home.read_secret(config.home.token_secret), core.objects,
+    )  # fmt: skip
+
+
 class EngineCore:
     """Everything an engine is, minus its doors (the SDK transports and the server).
 
@@ -152,27 +166,33 @@ class EngineCore:
             config.auth_rate_limit,
             decoy=master,
         )
+        self.lifecycle = Lifecycle()
         self.docker = DockerAdapter(config.docker_host)
         self.platform = PlatformService(self.engine_id, str(home.root), self.docker)
         self.objects, self.shares, self.uploads = _object_services(
             config, self.state, self.keys, self.audit
         )
+        roots = PolicyRoots.from_config(config)
         self.workflows = WorkflowService(
-            self.state, self.docker, PolicyRoots.from_config(config),
+            self.state, self.docker, roots,
             config.workflow_concurrency, self.engine_id, self.objects.storage.private / "workflows",
         )  # fmt: skip
         self.objects.ranges_max = self.limits.ranges
         self.shells = _shell_service(config, self.objects.storage, self.workflows)
+        self.proxies = _proxy_service(self, roots)
         handlers = collect_handlers(
             self.platform, self.auth, self.keys, self.audit, self.workflows,
-            self.objects, self.shares, self.uploads, self.shells,
+            self.objects, self.shares, self.uploads, self.shells, self.proxies,
         )  # fmt: skip
         # A change to a key ends what it holds: its open channels and streams, its links.
         self.open_calls = OpenCalls(self._current_identity)
         self.keys.events.subscribe(self.open_calls.key_changed)
         self.keys.events.subscribe(self.shares.key_changed)
-        self.dispatcher = Dispatcher(handlers, self.audit, self.open_calls)
-        self.lifecycle = Lifecycle()
+        self.keys.events.subscribe(self.proxies.key_changed)
+        self.dispatcher = Dispatcher(
+            handlers, self.audit, self.open_calls, authenticate=self.auth.authenticate
+        )
+        self.proxies.bind_admission(self.dispatcher.admit_proxy)
         self._housekeeping()
 
     def _housekeeping(self) -> None:
@@ -198,5 +218,6 @@ class EngineCore:
         """Release the state and Docker. Whoever started the background work stops it
         first (`await lifecycle.stop()`); if not, it is asked to stop here."""
         self.lifecycle.cancel()
+        self.proxies.close()
         self.docker.close()
         self.state.close()

@@ -89,6 +89,29 @@ _MIGRATIONS: tuple[str, ...] = (
     UPDATE shares SET readable = 1 WHERE writable = 0;
     CREATE INDEX shares_creator ON shares (created_by);
     """,
+    # Proxies: the spec as JSON (the model's fields), the port bound (the one picked for
+    # 0, so it stays across restarts); access links store a hash of their secret.
+    """
+    CREATE TABLE proxies (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        port INTEGER
+    );
+    CREATE TABLE proxy_links (
+        id TEXT PRIMARY KEY,
+        proxy TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0,
+        created_by TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX proxy_links_proxy ON proxy_links (proxy);
+    CREATE INDEX proxy_links_creator ON proxy_links (created_by);
+    """,
 )
 
 

@@ -39,6 +39,8 @@ class Container:
     """Docker's words, e.g. "Up 3 minutes (healthy)" or "Exited (1) 2 seconds ago"."""
     ports: tuple[str, ...] = ()
     """Published ports as "ip:public->private/protocol"."""
+    addresses: tuple[tuple[str, str], ...] = ()
+    """(network, IP address) of each network it is attached to, by network name."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Container:
@@ -54,7 +56,18 @@ class Container:
             state=row.get("State") or "unknown",
             status=row.get("Status") or "",
             ports=tuple(ports),
+            addresses=_addresses(row),
         )
+
+
+def _addresses(row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    networks = (row.get("NetworkSettings") or {}).get("Networks") or {}
+    found = []
+    for name, endpoint in sorted(networks.items()):
+        for key in ("IPAddress", "GlobalIPv6Address"):
+            if (endpoint or {}).get(key):
+                found.append((name, str(endpoint[key])))
+    return tuple(found)
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,15 @@ class Upstream:
 
 
 class TargetLike(Protocol):
-    upstream: Upstream
-    healthy: bool
-    open_connections: int
+    # Read-only members (properties): an implementation may hold richer types.
+    @property
+    def upstream(self) -> Upstream: ...
+
+    @property
+    def healthy(self) -> bool: ...
+
+    @property
+    def open_connections(self) -> int: ...
 
 
 class PoolLike(Protocol):
@@ -134,16 +140,37 @@ class Admission:
 class LiveProxyLike(Protocol):
     """One configured proxy as the data planes see it."""
 
-    name: str
-    protocol: Literal["http", "tcp"]
-    prefix: str
-    """`/p/{name}` under the engine's listener; "" on a port of its own or a host name."""
-    timeout: float
-    connect_timeout: float
-    verify: bool
-    retries: int
-    pool: PoolLike
-    stats: StatsLike
+    # Read-only members (properties), so the control plane's LiveProxy, with its richer
+    # pool and stats, is one (mypy holds protocol attributes settable and invariant).
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def protocol(self) -> Literal["http", "tcp"]: ...
+
+    @property
+    def prefix(self) -> str:
+        """`/p/{name}` under the engine's listener; "" on a port of its own (by_host: the
+        data plane knows it came by a host name, and strips nothing)."""
+        ...
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def connect_timeout(self) -> float: ...
+
+    @property
+    def verify(self) -> bool: ...
+
+    @property
+    def retries(self) -> int: ...
+
+    @property
+    def pool(self) -> PoolLike: ...
+
+    @property
+    def stats(self) -> StatsLike: ...
 
 
 class RegistryLike(Protocol):

@@ -407,6 +407,10 @@ class WorkflowService:
                 container, request.cmd, request.user, request.workdir, request.env
             )
 
+    def service_names(self, name: str) -> tuple[str, ...]:
+        """The services of the stored workflow `name` (NotFound naming it if none)."""
+        return tuple(sorted(self._project(name).project.services))
+
     async def check_entry(self, ctx: Context, name: str, user: str | None = None) -> None:
         """Refuse a way into `name`'s containers (exec, a container shell) to a caller whose
         profile would refuse to `up` it: a baseline key must not exec into the privileged
