@@ -2,6 +2,12 @@
 
 Its lifespan owns the core's background work: started when the server starts, stopped
 (cancelled and awaited, bounded) when it shuts down.
+
+Proxied requests (`/p/{name}/...`, or a Host `{name}.{domain}`) never reach Starlette:
+`EngineApp` hands them to the proxies' data plane first, outside `BodyGuard`'s caps (a
+proxied upload is streamed to its target, whatever its size). Most of them do not even
+reach this app: the server's protocol hands `/p/` connections to the data plane's fast
+path (see `_guard.py`).
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from dxflow._core import EngineCore
+from dxflow._core._proxies._http import ProxyApp
 from dxflow._operations import OPENAPI_PATH
 
 from ._channels import channel_routes
@@ -25,12 +33,27 @@ from ._openapi import openapi_document
 from ._routes import operation_routes
 from ._tus import tus_routes
 
-__all__ = ["META_ROUTES", "create_app"]
+__all__ = ["META_ROUTES", "EngineApp", "create_app"]
 
 META_ROUTES = {OPENAPI_PATH}
 
 
-def create_app(core: EngineCore) -> Starlette:
+class EngineApp(Starlette):
+    """The engine's app: the proxies' requests first, then the API's routes."""
+
+    proxy_app: ProxyApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        proxies = self.proxy_app
+        if proxies is not None and scope["type"] in ("http", "websocket"):
+            found = proxies.resolve(scope)
+            if found is not None:
+                await proxies.dispatch(found, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(core: EngineCore) -> EngineApp:
     # Made on first request, not at boot: it is a third of the time to healthy.
     document: dict[str, object] = {}
 
@@ -46,16 +69,25 @@ def create_app(core: EngineCore) -> Starlette:
         Route(OPENAPI_PATH, openapi, methods=["GET"]),
     ]
 
+    registry = getattr(core, "proxies", None)  # the control plane, when it has one
+    proxy_app = ProxyApp(registry) if registry is not None else None
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with core.lifecycle.running():
-            yield
+        try:
+            async with core.lifecycle.running():
+                yield
+        finally:
+            if proxy_app is not None:
+                proxy_app.close()  # the keep-alive connections to targets
 
-    app = Starlette(
+    app = EngineApp(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(BodyGuard)],
         lifespan=lifespan,
     )
     app.state.core = core
+    app.proxy_app = proxy_app
+    app.state.proxy_app = proxy_app
     return app

@@ -119,7 +119,8 @@ def _servers(
 
     common: dict[str, Any] = {
         "app": app,
-        "http": guarded_protocol(limits.header_timeout),  # slowloris: a deadline per head
+        # slowloris: a deadline per head; and the proxies' requests on their fast path
+        "http": guarded_protocol(limits.header_timeout, getattr(app.state, "proxy_app", None)),
         "timeout_keep_alive": limits.keep_alive,
         "h11_max_incomplete_event_size": MAX_HEAD,  # if h11 is ever chosen instead
         "lifespan": "off",  # each server's: the app's one lifespan is run around both
@@ -195,6 +196,9 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
         host, port = sockets[1].getsockname()[:2]
         url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
         core.shares.base_url = url  # links name the port bound, not the one asked (0)
+        proxies = getattr(core, "proxies", None)
+        if proxies is not None:
+            proxies.base_url = url  # the URLs of proxies under /p/
         runtime = {
             "pid": os.getpid(),
             "url": url,

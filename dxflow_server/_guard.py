@@ -12,6 +12,10 @@ Closing a socket with unread data in it makes the kernel send a reset, which can
 the refusal before the client reads it; so a connection closed mid-body first lingers,
 as nginx does: the answer is followed by a FIN, and what the client still sends is read
 and dropped, for at most `LINGER_SECONDS` and `LINGER_BYTES`, before the real close.
+
+A request for a proxy (`/p/...`) arriving on an idle connection hands the connection to
+the proxies' fast path (dxflow/_core/_proxies/_server.py), which gives it back for an
+API request or a WebSocket upgrade.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from dxflow._core._proxies._server import hand_over, idle, wants_proxy
 from dxflow._limits import MAX_HEAD
 
 __all__ = ["BodyGuard", "HeadGuardedProtocol", "guarded_protocol"]
@@ -72,8 +77,14 @@ class _LingeringTransport:
             self._transport.close()
 
 
+def _claims_prefix(url: bytes) -> bool:
+    return url.startswith(b"/p/")
+
+
 class HeadGuardedProtocol(HttpToolsProtocol):
     header_timeout = 10.0
+    proxy_app: Any = None
+    """The proxies' app (`ProxyApp`), whose requests take the fast path."""
 
     def connection_made(self, transport: Any) -> None:
         self._lingering = _LingeringTransport(transport, self)
@@ -85,6 +96,10 @@ class HeadGuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering.lingering:  # the answer is out: drop the rest of the body
             self._lingering.drop(len(data))
+            return
+        if self.proxy_app is not None and idle(self) and wants_proxy(data):
+            self._disarm()
+            hand_over(self, self._lingering._transport, data, self.proxy_app, _claims_prefix)
             return
         super().data_received(data)
 
@@ -133,9 +148,10 @@ class HeadGuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def guarded_protocol(header_timeout: float) -> type[HeadGuardedProtocol]:
-    """The protocol class for one server's `header_timeout`."""
-    return type("HeadGuardedProtocol", (HeadGuardedProtocol,), {"header_timeout": header_timeout})
+def guarded_protocol(header_timeout: float, proxy_app: Any = None) -> type[HeadGuardedProtocol]:
+    """The protocol class for one server's `header_timeout` (and proxies' app)."""
+    attributes = {"header_timeout": header_timeout, "proxy_app": proxy_app}
+    return type("HeadGuardedProtocol", (HeadGuardedProtocol,), attributes)
 
 
 class BodyGuard:

@@ -97,7 +97,7 @@ class FakeLive:
 class FakeRegistry:
     """Admits whoever presents `token` (or anyone, when it is None)."""
 
-    def __init__(self, *lives: FakeLive, token: str | None = "secret") -> None:
+    def __init__(self, *lives: FakeLive, token: str | None = "secret") -> None:  # noqa: S107
         self.lives = {live.name: live for live in lives}
         self.token = token
         self.clients: list[Client] = []
@@ -249,7 +249,10 @@ async def target_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @asynccontextmanager
-async def proxy(*lives: FakeLive, token: str | None = "secret") -> AsyncIterator[tuple[str, FakeRegistry, ProxyApp]]:  # fmt: skip
+async def proxy(
+    *lives: FakeLive,
+    token: str | None = "secret",  # noqa: S107
+) -> AsyncIterator[tuple[str, FakeRegistry, ProxyApp]]:
     """The proxies served under /p/{name}/ (as on the engine's listener)."""
     registry = FakeRegistry(*lives, token=token)
     app = ProxyApp(registry)
@@ -272,8 +275,12 @@ def test_prefix_stripped_and_forwarded_headers_set() -> None:
             async with proxy(live) as (url, registry, _), httpx.AsyncClient() as client:
                 reply = await client.get(
                     f"{url}/p/web/some/where?x=1&dxflow_link=zzz&y=2",
-                    headers={**AUTH, "X-Forwarded-For": "10.9.9.9", "Cookie": "a=b; dxflow_token=secret; dxflow_link_web=s"},
-                )  # fmt: skip
+                    headers={
+                        **AUTH,
+                        "X-Forwarded-For": "10.9.9.9",
+                        "Cookie": "a=b; dxflow_token=secret; dxflow_link_web=s",
+                    },
+                )
                 assert reply.status_code == 200
                 seen = reply.json()
                 assert seen["path"] == "/some/where"
@@ -549,7 +556,7 @@ def test_a_client_leaving_mid_body_frees_everything() -> None:
             live = FakeLive("web", FakePool([upstream(port)]))
             async with proxy(live) as (url, registry, _):
                 host, _, number = url.removeprefix("http://").partition(":")
-                reader, writer = await asyncio.open_connection(host, int(number))
+                _, writer = await asyncio.open_connection(host, int(number))
                 writer.write(
                     b"POST /p/web/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\n"
                     b"Content-Length: 1000000\r\n\r\n" + b"a" * 1000
@@ -605,7 +612,9 @@ def test_an_own_port_proxy_has_no_prefix() -> None:
                     reply = await client.get(f"http://127.0.0.1:{own}/a/b", headers=AUTH)
                     assert reply.json()["path"] == "/a/b"
                     assert "x-forwarded-prefix" not in headers_of(reply)
-                    moved = await client.get(f"http://127.0.0.1:{own}/redirect?to=/in", headers=AUTH)
+                    moved = await client.get(
+                        f"http://127.0.0.1:{own}/redirect?to=/in", headers=AUTH
+                    )
                     assert moved.headers["location"] == "/in"
             finally:
                 task.cancel()

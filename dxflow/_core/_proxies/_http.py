@@ -16,6 +16,8 @@ import asyncio
 import json
 import socket
 import ssl
+from collections.abc import MutableMapping
+from functools import lru_cache
 from time import perf_counter
 from typing import Any
 from urllib.parse import quote
@@ -25,8 +27,8 @@ from dxflow._exceptions import error_for_status
 from ._contract import Admission, Client, LiveProxyLike, Refused, RegistryLike, Upstream
 from ._upstream import (
     ClientGone,
-    Connection,
     ConnectError,
+    Connection,
     ResetError,
     UpstreamError,
     Upstreams,
@@ -34,7 +36,7 @@ from ._upstream import (
 
 __all__ = ["ProxyApp", "serve_http"]
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 Receive = Any
 Send = Any
 
@@ -62,8 +64,9 @@ _REQUEST_SKIP = _HOP | {
     b"x-forwarded-host",
     b"x-forwarded-prefix",
 }
-# The engine's server adds its own Date; a second one would be a duplicate.
-_RESPONSE_SKIP = _HOP | {b"date"}
+_RESPONSE_SKIP = _HOP
+# uvicorn adds its own Date; a second one would be a duplicate (the fast path adds none).
+_RESPONSE_SKIP_DATE = _HOP | {b"date"}
 _CODES = {502: "bad_gateway", 503: "service_unavailable"}
 _SMALL = 64 << 10
 """A request body piece this small is written with its head: one send, not two."""
@@ -149,6 +152,15 @@ def _strip_cookies(value: bytes) -> bytes:
     return b"; ".join(kept)
 
 
+def auth_mode(live: LiveProxyLike) -> str:
+    """The proxy's auth (token | link | none): with "token", an Authorization header
+    carries the dxflow token and is not the target's to see."""
+    mode = getattr(live, "auth", None)
+    if mode is None:
+        mode = getattr(getattr(live, "rules", None), "auth", "token")
+    return str(mode)
+
+
 def client_ip(scope: Scope) -> str:
     client = scope.get("client")
     return client[0] if client and client[0] else "127.0.0.1"  # the unix socket: local
@@ -157,7 +169,7 @@ def client_ip(scope: Scope) -> str:
 def host_of(scope: Scope) -> str:
     for key, value in scope["headers"]:
         if key == b"host":
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return ""
 
 
@@ -194,6 +206,7 @@ def forwarded_headers(
     return out, host.decode("latin-1")
 
 
+@lru_cache(maxsize=4096)
 def upstream_host(upstream: Upstream) -> str:
     """The Host a target is sent (and the authority its own absolute URLs carry)."""
     if upstream.scheme == "unix" or not upstream.host:
@@ -205,12 +218,12 @@ def upstream_host(upstream: Upstream) -> str:
 
 def target_path(scope: Scope, prefix: str, base: str, query: bytes) -> bytes:
     """The path and query a target is asked for: the prefix stripped, its base added."""
-    raw = scope.get("raw_path")
+    raw: bytes | None = scope.get("raw_path")
     encoded = prefix.encode()
     if raw is not None and raw.startswith(encoded):
         rest = raw[len(encoded) :]
     else:
-        rest = quote(scope["path"][len(prefix) :]).encode()
+        rest = quote(str(scope["path"])[len(prefix) :]).encode()
     path = (base.encode() + rest) if base else rest
     if not path:
         path = b"/"
@@ -226,28 +239,46 @@ def _strip_base(path: str, base: str) -> str:
     return path
 
 
+@lru_cache(maxsize=4096)
+def _origins(upstream: Upstream) -> tuple[str, ...]:
+    """How a target spells its own absolute URLs (the Host it is sent)."""
+    authority = upstream_host(upstream)
+    scheme = "https" if upstream.scheme == "https" else "http"
+    default = ":443" if scheme == "https" else ":80"
+    if authority.endswith(default):
+        return (f"{scheme}://{authority}", f"{scheme}://{authority[: -len(default)]}")
+    return (f"{scheme}://{authority}",)
+
+
 class Rewriter:
     """Maps a target's redirects and cookies back under the proxy's public URL."""
 
-    __slots__ = ("base", "origins", "prefix", "public")
+    __slots__ = ("base", "client_host", "prefix", "scope", "skip", "upstream")
 
     def __init__(self, scope: Scope, prefix: str, upstream: Upstream, client_host: str) -> None:
+        self.scope = scope
         self.prefix = prefix
+        self.upstream = upstream
+        self.client_host = client_host
         self.base = upstream.base
-        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-        self.public = f"{scheme}://{client_host}{prefix}" if client_host else prefix
-        authority = upstream_host(upstream)
-        target_scheme = "https" if upstream.scheme == "https" else "http"
-        self.origins = [f"{target_scheme}://{authority}"]
-        default = ":443" if target_scheme == "https" else ":80"
-        if authority.endswith(default):
-            self.origins.append(f"{target_scheme}://{authority[: -len(default)]}")
+        self.skip = _RESPONSE_SKIP_DATE if scope.get("server_date", True) else _RESPONSE_SKIP
+
+    @property
+    def public(self) -> str:
+        scheme = "https" if self.scope.get("scheme") in ("https", "wss") else "http"
+        host = self.client_host
+        return f"{scheme}://{host}{self.prefix}" if host else self.prefix
 
     def location(self, value: str) -> str:
         if value.startswith("/") and not value.startswith("//"):
             return self.prefix + _strip_base(value, self.base)
-        for origin in self.origins:
-            if value.startswith(origin) and value[len(origin) : len(origin) + 1] in ("", "/", "?", "#"):
+        for origin in _origins(self.upstream):
+            if value.startswith(origin) and value[len(origin) : len(origin) + 1] in (
+                "",
+                "/",
+                "?",
+                "#",
+            ):
                 rest = value[len(origin) :] or "/"
                 return self.public + _strip_base(rest, self.base)
         return value
@@ -278,7 +309,7 @@ class Rewriter:
         out: list[tuple[bytes, bytes]] = []
         for name, value in raw:
             key = name.lower()
-            if key in _RESPONSE_SKIP:
+            if key in self.skip:
                 continue
             if key == b"location":
                 value = self.location(value.decode("latin-1")).encode("latin-1")
@@ -336,7 +367,16 @@ class ProxyApp:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
-        found = self.resolve(scope)
+        await self.dispatch(self.resolve(scope), scope, receive, send)
+
+    async def dispatch(
+        self,
+        found: tuple[LiveProxyLike | None, str] | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Serve a request `resolve` found (404 for an unknown proxy)."""
         if found is None or found[0] is None:
             name = found[1][3:] if found else ""
             await self._refuse(scope, send, 404, f"no proxy named {name!r}" if name else "no proxy")
@@ -434,7 +474,7 @@ class Exchange:
         self.ip = client_ip(scope)
         self.method: str = scope["method"]
         self.query = creds.query
-        strip_bearer = getattr(live, "auth", "token") == "token"
+        strip_bearer = auth_mode(live) == "token"
         headers, self.client_host = forwarded_headers(
             scope, creds, prefix, strip_bearer, _REQUEST_SKIP
         )

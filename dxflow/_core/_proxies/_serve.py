@@ -28,10 +28,25 @@ class _HeadTooLarge(Exception):
     pass
 
 
-def _guarded() -> type[Any]:
+def _claims_all(url: bytes) -> bool:
+    return True
+
+
+def _guarded(app: Any) -> type[Any]:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class GuardedProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    from ._server import hand_over, idle
+
+    class GuardedProtocol(HttpToolsProtocol):
+        def data_received(self, data: bytes) -> None:
+            # Every request is the proxy's: the fast path serves it (uvicorn keeps the
+            # WebSocket upgrades the fast path gives back).
+            if idle(self):
+                self._disarm()
+                hand_over(self, self.transport, data, app, _claims_all)
+                return
+            super().data_received(data)
+
         def connection_made(self, transport: Any) -> None:
             self._head_timer: asyncio.TimerHandle | None = None
             self._head_bytes = 0
@@ -88,7 +103,7 @@ async def run_server(app: Any, sock: socket.socket, ssl_context: ssl.SSLContext 
 
     config = uvicorn.Config(
         app,
-        http=_guarded(),
+        http=_guarded(app),
         ws="websockets-sansio",
         lifespan="off",
         access_log=False,

@@ -14,6 +14,7 @@ The policy (keys other than MASTER; MASTER may target anything):
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -152,11 +153,21 @@ class TargetPolicy:
             field="targets",
         )
 
+    def _docker(self, real: str) -> bool:
+        """A Docker socket by its path, or the same file by another (a hard link)."""
+        for candidate in self.docker_sockets:
+            if real in (candidate, os.path.realpath(candidate)):
+                return True
+            with contextlib.suppress(OSError):
+                if os.path.samefile(real, candidate):
+                    return True
+        return False
+
     def _check_socket(self, upstream: Upstream, master: bool) -> Upstream:
         assert upstream.socket_path is not None
         real = os.path.realpath(upstream.socket_path)
         if not master:
-            if _within(real, self.home) or real in self.docker_sockets:
+            if _within(real, self.home) or self._docker(real):
                 what = "the engine home" if _within(real, self.home) else "a Docker socket"
                 raise PermissionDenied(
                     f"targets: {upstream.label!r} is {what}, which proxies of keys other "

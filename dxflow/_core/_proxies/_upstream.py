@@ -113,6 +113,9 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._timeout = 0.0
         self._begin(False)
 
     # -- one exchange ---------------------------------------------------------------
@@ -159,21 +162,29 @@ class Connection(asyncio.Protocol):
     def answered(self) -> bool:
         return self._head.done()
 
-    async def head(self, timeout: float) -> None:
-        """Wait for the answer's head (status and headers) for at most `timeout`."""
+    async def head(self, seconds: float) -> None:
+        """Wait for the answer's head (status and headers) for at most `seconds`."""
         head = self._head
         if not head.done():
-            timer = self.loop.call_later(timeout, self._head_timed_out, head, timeout)
-            try:
-                await head
-            finally:
-                timer.cancel()
+            # One timer per connection, pushed forward lazily (not one per request).
+            self._deadline = self.loop.time() + seconds
+            self._timeout = seconds
+            if self._timer is None:
+                self._timer = self.loop.call_later(seconds, self._head_timed_out)
+            await head
         head.result()
 
-    def _head_timed_out(self, head: asyncio.Future[None], timeout: float) -> None:
-        if not head.done():
-            head.set_exception(HeadTimeout(f"no answer within {timeout:g} s"))
-            self._error = head.exception()
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        head = self._head
+        if head.done() or self.lost:
+            return
+        left = self._deadline - self.loop.time()
+        if left > 0:
+            self._timer = self.loop.call_later(left, self._head_timed_out)
+            return
+        head.set_exception(HeadTimeout(f"no answer within {self._timeout:g} s"))
+        self._error = head.exception()
 
     def take(self) -> bytes:
         """What is buffered of the body now (all of it, when `complete`)."""
@@ -240,6 +251,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._pool.forget(self)
         head = self._head
         if not head.done():
@@ -335,7 +349,7 @@ class Upstreams:
                 conn.close()
         return await self.connect(upstream, verify, connect_timeout)
 
-    async def connect(self, upstream: Upstream, verify: bool, timeout: float) -> Connection:
+    async def connect(self, upstream: Upstream, verify: bool, seconds: float) -> Connection:
         """A new connection (raises `ConnectError`)."""
         loop = asyncio.get_running_loop()
         key = (upstream, verify)
@@ -344,7 +358,7 @@ class Upstreams:
             return Connection(self, key)
 
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 if upstream.scheme == "unix":
                     path = upstream.socket_path or ""
                     _, conn = await loop.create_unix_connection(factory, path)
@@ -352,15 +366,16 @@ class Upstreams:
                     name = upstream.server_name or upstream.host
                     _, conn = await loop.create_connection(
                         factory,
-                        upstream.host,
-                        upstream.port,
+                        upstream.host or "",
+                        upstream.port or 443,
                         ssl=self.tls(verify),
                         server_hostname=name,
                     )
                 else:
-                    _, conn = await loop.create_connection(factory, upstream.host, upstream.port)
+                    host, port = upstream.host or "", upstream.port or 80
+                    _, conn = await loop.create_connection(factory, host, port)
         except TimeoutError:
-            raise ConnectTimeout(f"no connection within {timeout:g} s") from None
+            raise ConnectTimeout(f"no connection within {seconds:g} s") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectError(describe(exc)) from None
         self.opened += 1

@@ -11,6 +11,7 @@ other with the same code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from time import perf_counter
 from typing import Any
 
@@ -22,6 +23,7 @@ from ._http import (
     Receive,
     Scope,
     Send,
+    auth_mode,
     client_ip,
     error_body,
     forwarded_headers,
@@ -55,7 +57,10 @@ async def refuse(
         raw = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()),
+            *(
+                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in (headers or {}).items()
+            ),
         ]
         await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
         await send({"type": "websocket.http.response.body", "body": body})
@@ -63,7 +68,9 @@ async def refuse(
     await send({"type": "websocket.close", "code": 4000 + status if status < 1000 else 1011})
 
 
-def _origin(headers: list[tuple[bytes, bytes]], scope: Scope, host: str, upstream: Upstream) -> None:
+def _origin(
+    headers: list[tuple[bytes, bytes]], scope: Scope, host: str, upstream: Upstream
+) -> None:
     """A same-origin page's Origin becomes the target's own (apps check Origin against
     the Host they get); another site's Origin is left as it is, for the app to refuse."""
     scheme = "https" if scope.get("scheme") == "wss" else "http"
@@ -120,7 +127,7 @@ async def relay(
     """Open the target's WebSocket, accept the client's, relay until either closes."""
     from websockets.exceptions import InvalidStatus
 
-    strip_bearer = getattr(live, "auth", "token") == "token"
+    strip_bearer = auth_mode(live) == "token"
     headers, host = forwarded_headers(scope, creds, prefix, strip_bearer, _WS_SKIP)
     pool = live.pool
     ip = client_ip(scope)
@@ -148,7 +155,7 @@ async def relay(
         except TimeoutError:
             pool.end(target, ok=False)
             failure = (504, f"proxy {live.name}: target {upstream.label}: no answer in time")
-        except Exception as exc:  # noqa: BLE001 - OSError, TLS, a malformed handshake
+        except Exception as exc:
             pool.end(target, ok=False)
             failure = (502, f"proxy {live.name}: target {upstream.label}: {describe(exc)}")
         else:
@@ -195,10 +202,8 @@ async def _pipe(
         except ConnectionClosed:
             pass
         code = ws.close_code if ws.close_code and ws.close_code not in _RESERVED else 1000
-        try:
+        with contextlib.suppress(Exception):  # the client is gone already
             await send({"type": "websocket.close", "code": code, "reason": ws.close_reason or ""})
-        except Exception:  # noqa: BLE001 - the client is gone already
-            pass
 
     async def to_target() -> None:
         while True:

@@ -1,0 +1,431 @@
+"""The proxies' control plane and TCP data plane with real parts: a TCP proxy in front of
+a real Redis server (Debian's redis-server on loopback) driven by redis-py, TLS, pools,
+access rules, restarts of the engine, bad input that changes nothing, and keys that
+cannot see or reach what is not theirs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from dxflow import Permission
+from dxflow._config import load_config
+from dxflow._core import Context, EngineCore
+from dxflow._exceptions import ApiError, Conflict, InvalidRequest, NotFound, PermissionDenied
+from dxflow._keypairs import generate_key_pair, load_private_key
+from dxflow._operations import OPERATIONS
+
+WAIT = 30.0
+"""Seconds a condition may take on a loaded machine."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+        except (OSError, redis.RedisError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def redis_port() -> Iterator[int]:
+    """A real redis-server on a free loopback port, no persistence."""
+    server = shutil.which("redis-server")
+    assert server, "redis-server is needed (apt-get install -y redis-server)"
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: redis.Redis(port=port).ping(), "redis-server")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+class Running:
+    """An EngineCore whose lifecycle runs on a loop thread of its own (as a server's
+    does), called from the test's thread as a given identity."""
+
+    def __init__(self, home: Path) -> None:
+        self.core = EngineCore(load_config(home))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.run(self._start())
+
+    async def _start(self) -> None:
+        self.core.lifecycle.start()
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(WAIT)
+
+    def call(self, op: str, ctx: Context | None = None, **payload: Any) -> Any:
+        ctx = ctx or self.core.local_context()
+        return self.run(self.core.dispatcher.call(ctx, OPERATIONS[op], payload))
+
+    def error(self, op: str, ctx: Context | None = None, **payload: Any) -> ApiError:
+        with pytest.raises(ApiError) as caught:
+            self.call(op, ctx, **payload)
+        return caught.value
+
+    def key(self, name: str, permissions: Permission) -> Context:
+        pair = generate_key_pair(self.core.config.home.root / f"{name}.pem", "ed25519")
+        private = load_private_key(pair.private)
+        self.core.keys.add(name, private.public, permissions)
+        return self.core.local_context(private)
+
+    def serving(self, name: str) -> Any:
+        """The proxy's info once its listener serves (its socket listens from the create
+        on: a connection made before waits in the backlog)."""
+        wait_for(lambda: self.core.proxies._live[name].serving, f"proxy {name} to serve")
+        return self.call("proxies.get", name=name)
+
+    def close(self) -> None:
+        self.run(self.core.lifecycle.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.core.close()
+        self.loop.close()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Running]:
+    running = Running(tmp_path / "home")
+    yield running
+    running.close()
+
+
+def rows(core: EngineCore) -> list[str]:
+    return [row["name"] for row in core.state.query("SELECT name FROM proxies")]
+
+
+# -- Redis through a TCP proxy ------------------------------------------------------------
+
+
+def test_redis_through_a_tcp_proxy(engine: Running, redis_port: int) -> None:
+    engine.call("proxies.create", name="db", targets=[f"127.0.0.1:{redis_port}"],
+                protocol="tcp", port=0)  # fmt: skip
+    info = engine.serving("db")
+    assert info.url == f"tcp://127.0.0.1:{info.port}" and info.auth == "none"
+    client = redis.Redis(port=info.port, socket_timeout=WAIT)
+    assert client.set("k", "v") and client.get("k") == b"v"
+    pipe = client.pipeline(transaction=False)
+    for i in range(2000):
+        pipe.set(f"key:{i}", i)
+    assert all(pipe.execute())
+    assert client.get("key:1999") == b"1999"
+    big = os.urandom(8 << 20)  # bigger than every buffer on the way: backpressure
+    client.set("big", big)
+    assert client.get("big") == big
+
+    def worker(n: int) -> bool:
+        own = redis.Redis(port=info.port, socket_timeout=WAIT)
+        try:
+            return all(own.incr(f"counter:{n}") == i + 1 for i in range(100))
+        finally:
+            own.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(worker, range(8)))
+    client.close()
+
+    stats = wait_for(
+        lambda: (s := engine.call("proxies.stats", name="db")).open_connections == 0 and s,
+        "the connections to close",
+    )
+    assert stats.requests == 9
+    assert stats.bytes_in > 8 << 20 and stats.bytes_out > 8 << 20
+    (target,) = stats.targets
+    assert target.requests == 9 and target.failures == 0 and target.health == "healthy"
+    assert target.bytes_in == stats.bytes_in and target.bytes_out == stats.bytes_out
+
+
+def test_a_pool_skips_a_target_that_refuses(engine: Running, redis_port: int) -> None:
+    dead = free_port()
+    engine.call("proxies.create", name="db", protocol="tcp", port=0,
+                targets=[f"127.0.0.1:{dead}", f"127.0.0.1:{redis_port}"])  # fmt: skip
+    info = engine.serving("db")
+    for _ in range(6):  # each connection: the dead target is tried, then the next
+        client = redis.Redis(port=info.port, socket_timeout=WAIT)
+        assert client.ping()
+        client.close()
+    stats = engine.call("proxies.stats", name="db")
+    by_target = {t.target: t for t in stats.targets}
+    assert by_target[f"127.0.0.1:{dead}"].health == "unhealthy"  # ejected after 3
+    assert by_target[f"127.0.0.1:{dead}"].failures == 3
+    assert by_target[f"127.0.0.1:{redis_port}"].requests == 6
+    pool = {s.target: s for s in engine.call("proxies.get", name="db").pool}
+    assert "refused" in (pool[f"127.0.0.1:{dead}"].error or "")
+
+
+def test_no_target_left_closes_the_connection(engine: Running) -> None:
+    engine.call("proxies.create", name="db", protocol="tcp", port=0,
+                targets=[f"127.0.0.1:{free_port()}"])  # fmt: skip
+    info = engine.serving("db")
+    with socket.create_connection(("127.0.0.1", info.port), timeout=WAIT) as sock:
+        assert sock.recv(1) == b""  # closed: no target took it
+
+
+def test_deny_closes_at_once_and_is_audited(engine: Running, redis_port: int) -> None:
+    engine.call("proxies.create", name="db", protocol="tcp", port=0,
+                targets=[f"127.0.0.1:{redis_port}"], deny=["127.0.0.0/8"])  # fmt: skip
+    info = engine.serving("db")
+    for _ in range(5):
+        assert _shut(info.port)
+    stats = engine.call("proxies.stats", name="db")
+    assert stats.refused == {"denied": 5} and stats.requests == 0
+    records = engine.call("audit.list", operation="proxies.access").records
+    assert len(records) == 1 and records[0].outcome == "refused:denied"
+    engine.call("proxies.update", name="db", deny=[], allow=["127.0.0.1"])
+    assert redis.Redis(port=info.port, socket_timeout=WAIT).ping()  # the update: at once
+
+
+def test_connection_cap(engine: Running, redis_port: int) -> None:
+    engine.call("proxies.create", name="db", protocol="tcp", port=0,
+                targets=[f"127.0.0.1:{redis_port}"], max_connections=1)  # fmt: skip
+    info = engine.serving("db")
+    first = redis.Redis(port=info.port, socket_timeout=WAIT)
+    assert first.ping()
+    assert _shut(info.port)
+    assert engine.call("proxies.stats", name="db").refused == {"connections": 1}
+    first.close()
+    wait_for(lambda: redis.Redis(port=info.port, socket_timeout=WAIT).ping(), "a free slot")
+
+
+def test_tls_termination_with_the_engines_certificate(engine: Running, redis_port: int) -> None:
+    engine.call("proxies.create", name="db", protocol="tcp", port=0, tls=True,
+                targets=[f"127.0.0.1:{redis_port}"])  # fmt: skip
+    info = engine.serving("db")
+    assert info.tls and info.url.startswith("tcp://")
+    ca = engine.core.config.home.tls_dir / "cert.pem"
+    client = redis.Redis(port=info.port, ssl=True, ssl_ca_certs=str(ca), socket_timeout=WAIT)
+    assert client.set("t", "x") and client.get("t") == b"x"
+    client.close()
+    with pytest.raises(redis.ConnectionError):  # plain text on a TLS port: no answer
+        redis.Redis(port=info.port, socket_timeout=5).ping()
+
+
+def test_tls_with_a_certificate_from_the_object_store(
+    engine: Running, redis_port: int, tmp_path: Path
+) -> None:
+    from dxflow._core._proxies._tls import self_signed
+
+    self_signed(tmp_path / "c.pem", tmp_path / "k.pem")
+    storage = engine.core.objects.storage.root
+    (storage / "tls").mkdir()
+    shutil.copy(tmp_path / "c.pem", storage / "tls" / "c.pem")
+    shutil.copy(tmp_path / "k.pem", storage / "tls" / "k.pem")
+    bad = engine.error("proxies.create", name="db", protocol="tcp", port=0, tls=True,
+                       targets=[f"127.0.0.1:{redis_port}"], tls_cert="tls/k.pem",
+                       tls_key="tls/k.pem")  # fmt: skip
+    assert isinstance(bad, InvalidRequest) and "tls_cert" in str(bad)
+    assert rows(engine.core) == []
+    engine.call("proxies.create", name="db", protocol="tcp", port=0, tls=True,
+                targets=[f"127.0.0.1:{redis_port}"], tls_cert="tls/c.pem",
+                tls_key="tls/k.pem")  # fmt: skip
+    info = engine.serving("db")
+    context = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    raw = socket.create_connection(("127.0.0.1", info.port), timeout=WAIT)
+    with context.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(b"PING\r\n")
+        assert sock.recv(64) == b"+PONG\r\n"
+
+
+# -- the engine restarts --------------------------------------------------------------------
+
+
+def test_proxies_come_back_with_the_engine(tmp_path: Path, redis_port: int) -> None:
+    home = tmp_path / "home"
+    first = Running(home)
+    first.call("proxies.create", name="db", protocol="tcp", port=0,
+               targets=[f"127.0.0.1:{redis_port}"], allow=["127.0.0.0/8"])  # fmt: skip
+    first.call("proxies.create", name="web", targets=["127.0.0.1:8888"], auth="link")
+    link = first.call("proxies.link", name="web")
+    port = first.serving("db").port
+    first.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+    second = Running(home)
+    try:
+        names = [p.name for p in second.call("proxies.list").proxies]
+        assert names == ["db", "web"]
+        info = second.serving("db")
+        assert info.port == port and info.allow == ["127.0.0.0/8"]
+        assert redis.Redis(port=port, socket_timeout=WAIT).ping()
+        web = second.core.proxies.by_name("web")
+        assert web is not None and link.id in web.links  # its links too
+    finally:
+        second.close()
+
+
+def test_a_port_taken_meanwhile_is_an_error_not_a_crash(tmp_path: Path, redis_port: int) -> None:
+    home = tmp_path / "home"
+    first = Running(home)
+    first.call("proxies.create", name="db", protocol="tcp", port=0,
+               targets=[f"127.0.0.1:{redis_port}"])  # fmt: skip
+    first.call("proxies.create", name="other", protocol="tcp", port=0,
+               targets=[f"127.0.0.1:{redis_port}"])  # fmt: skip
+    port = first.serving("db").port
+    first.close()
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen()
+    second = Running(home)
+    try:
+        info = wait_for(
+            lambda: (i := second.call("proxies.get", name="db")).state == "error" and i,
+            "the error state",
+        )
+        assert f"127.0.0.1:{port} is in use" in info.error
+        other = second.serving("other")  # the others serve
+        assert redis.Redis(port=other.port, socket_timeout=WAIT).ping()
+    finally:
+        second.close()
+        squatter.close()
+
+
+# -- bad input changes nothing --------------------------------------------------------------
+
+
+def test_each_bad_input_has_its_error_and_changes_nothing(engine: Running, redis_port: int) -> None:
+    ok = [f"127.0.0.1:{redis_port}"]
+    engine.call("proxies.create", name="taken", targets=ok)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    key = engine.key("alice", Permission.PROXY | Permission.WORKFLOW)
+    home = engine.core.config.home.root
+    cases: list[tuple[dict[str, Any], type[ApiError], str, Context | None]] = [
+        ({"targets": ok, "protocol": "tcp", "port": busy.getsockname()[1]}, Conflict,
+         "port=0", None),
+        ({"targets": ok, "allow": ["10.0.0.0/33"]}, InvalidRequest, "allow:", None),
+        ({"targets": ok, "rate": "100 per minute"}, InvalidRequest, "rate:", None),
+        ({"targets": ok, "name": "taken"}, Conflict, "exist_ok=True", None),
+        ({"targets": ok, "protocol": "tcp", "port": 0, "auth": "token"}, InvalidRequest,
+         "allow/deny", None),
+        ({"targets": ["8.8.8.8:53"]}, PermissionDenied, "proxy_public_targets", key),
+        ({"targets": ["169.254.169.254:80"]}, PermissionDenied, "link-local", key),
+        ({"targets": [f"unix:{home}/run/engine.sock"]}, PermissionDenied, "engine home", key),
+        ({"targets": ["unix:/var/run/docker.sock"]}, PermissionDenied, "Docker socket", key),
+        ({"workflow": "nope", "service": "web", "service_port": 80}, NotFound, "nope", key),
+        ({"targets": ok, "host": "192.0.2.77", "port": 0}, InvalidRequest, "host:", None),
+    ]  # fmt: skip
+    if os.geteuid() != 0:  # root may bind any port: the refusal cannot happen then
+        cases.append(({"targets": ok, "port": 81}, PermissionDenied, "privileged", None))
+    listening_before = _listening()
+    for fields, error, words, ctx in cases:
+        payload = {"name": "bad", **fields}
+        raised = engine.error("proxies.create", ctx, **payload)
+        assert isinstance(raised, error) and words in str(raised), (fields, raised)
+        assert sorted(rows(engine.core)) == ["taken"], fields
+        assert sorted(engine.core.proxies._live) == ["taken"], fields
+    assert _listening() == listening_before  # no socket left behind
+    assert engine.core.lifecycle.jobs.keys() == {
+        j for j in engine.core.lifecycle.jobs if not j.startswith("proxy.")
+    }
+    busy.close()
+    # An update with bad input leaves the proxy as it was.
+    before = engine.call("proxies.get", name="taken")
+    for fields in ({"rate": "fast"}, {"deny": ["x"]}, {"targets": ["127.0.0.1"]}):
+        engine.error("proxies.update", name="taken", **fields)
+    after = engine.call("proxies.get", name="taken")
+    assert after == before
+
+
+def _listening() -> set[str]:
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return {line.split()[1] for line in lines if line.split()[3] == "0A"}
+
+
+# -- keys see only their own ----------------------------------------------------------------
+
+
+def test_keys_see_and_change_only_their_own(engine: Running, redis_port: int) -> None:
+    alice = engine.key("alice", Permission.PROXY)
+    bob = engine.key("bob", Permission.PROXY)
+    engine.call("proxies.create", alice, name="mine", targets=[f"127.0.0.1:{redis_port}"])
+    assert [p.name for p in engine.call("proxies.list", bob).proxies] == []
+    for op, extra in (("proxies.get", {}), ("proxies.update", {"rate": "1/s"}),
+                      ("proxies.remove", {}), ("proxies.stats", {}), ("proxies.links", {}),
+                      ("proxies.link", {}), ("proxies.unlink", {"id": "x"})):  # fmt: skip
+        raised = engine.error(op, bob, name="mine", **extra)
+        assert isinstance(raised, NotFound) and "mine" in str(raised), op
+    taken = engine.error("proxies.create", bob, name="mine", targets=["127.0.0.1:1"],
+                         exist_ok=True)  # fmt: skip
+    assert isinstance(taken, Conflict)
+    assert engine.call("proxies.get", alice, name="mine").rate is None  # unchanged
+    master = engine.call("proxies.list").proxies
+    assert [(p.name, p.created_by) for p in master] == [("mine", "alice")]
+    engine.call("proxies.update", alice, name="mine", rate="10/s")
+    engine.call("proxies.remove", name="mine")  # MASTER may
+
+
+def test_exist_ok_updates_ones_own_proxy(engine: Running, redis_port: int) -> None:
+    target = [f"127.0.0.1:{redis_port}"]
+    first = engine.call("proxies.create", name="db", protocol="tcp", port=0, targets=target)
+    again = engine.call("proxies.create", name="db", protocol="tcp", port=0, targets=target,
+                        allow=["127.0.0.1"], exist_ok=True)  # fmt: skip
+    assert again.port == first.port and again.allow == ["127.0.0.1"]
+    clash = engine.error("proxies.create", name="db", targets=target, exist_ok=True)
+    assert isinstance(clash, Conflict) and "protocol" in str(clash)
+
+
+def test_remove_stops_the_listener_and_ends_connections(engine: Running, redis_port: int) -> None:
+    engine.call("proxies.create", name="db", protocol="tcp", port=0,
+                targets=[f"127.0.0.1:{redis_port}"])  # fmt: skip
+    info = engine.serving("db")
+    client = redis.Redis(port=info.port, socket_timeout=WAIT)
+    assert client.ping()
+    removed = engine.call("proxies.remove", name="db")
+    assert removed.state == "stopped" and rows(engine.core) == []
+    with pytest.raises(redis.ConnectionError):
+        client.ping()  # its connection ended
+    wait_for(lambda: _refused(info.port), "the listener to close")
+
+
+def _shut(port: int) -> bool:
+    """The proxy closes a new connection at once (a redis PING gets no answer)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        try:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64) == b""
+        except ConnectionResetError:
+            return True
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False

@@ -1,0 +1,127 @@
+"""HTTP and WebSocket proxies on a real engine (`dxflow boot up`): a real loopback web app
+reached under `/p/{name}/` with its token, redirects mapped, a WebSocket echo, the API on
+the same keep-alive connection, and a 1 GiB download with the engine's memory flat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+import dxflow
+from dxflow._core._proxies._serve import run_server
+from tests.integration.conftest import Booted
+from tests.unit.test_proxy_http import target_app
+from tests.unit.test_proxy_http_ws import echo_app
+
+
+async def _app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+    if scope["type"] == "websocket":
+        await echo_app(scope, receive, send)
+    else:
+        await target_app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[int]:
+    """The web app, served on a loopback port by a loop thread of its own."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(run_server(_app, sock, None))
+
+    def serve() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    loop.call_soon_threadsafe(task.cancel)
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def token(booted: Booted) -> str:
+    with dxflow.Engine(booted.url, key=booted.master_key) as engine:
+        return engine.token().token
+
+
+@pytest.fixture(scope="module")
+def web(booted: Booted, target: int, token: str) -> str:
+    reply = httpx.post(
+        f"{booted.url}/api/proxies",
+        json={"name": "web", "targets": [f"127.0.0.1:{target}"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert reply.status_code in (200, 201), reply.text
+    return f"{booted.url}/p/web"
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) << 10
+    raise AssertionError("no VmHWM")
+
+
+def test_requests_reach_the_app_under_its_prefix(web: str, token: str, target: int) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client() as client:
+        assert client.get(f"{web}/echo").status_code == 401
+        seen = client.get(f"{web}/echo?a=1", headers=auth).json()
+        assert seen["path"] == "/echo" and seen["query"] == "a=1"
+        headers = dict(seen["headers"])
+        assert "authorization" not in headers
+        assert headers["x-forwarded-prefix"] == "/p/web"
+        moved = client.get(f"{web}/redirect?to=/login", headers=auth)
+        assert moved.headers["location"] == "/p/web/login"
+        absolute = client.get(f"{web}/redirect?to=http://127.0.0.1:{target}/x", headers=auth)
+        assert absolute.headers["location"] == f"{web}/x"
+        # The same keep-alive connection serves the API next, then the proxy again.
+        assert (
+            client.get(web.replace("/p/web", "/api/proxies/web"), headers=auth).status_code == 200
+        )
+        assert client.get(f"{web}/echo", headers=auth).status_code == 200
+        assert client.get(web, headers=auth).status_code == 308
+
+
+def test_websocket_echo_on_the_engine(web: str, token: str) -> None:
+    async def main() -> None:
+        async with connect(
+            web.replace("http://", "ws://") + "/ws",
+            additional_headers={"Authorization": f"Bearer {token}"},
+            compression=None,
+        ) as ws:
+            assert await ws.recv() == "/ws?"
+            await ws.recv()
+            await ws.recv()
+            for text in ("one", "two"):
+                await ws.send(text)
+                assert await ws.recv() == text
+
+    asyncio.run(main())
+
+
+def test_a_gigabyte_download_keeps_the_engine_memory_flat(
+    booted: Booted, web: str, token: str
+) -> None:
+    size = 1 << 30
+    before = _peak_rss(booted.pid)
+    got = 0
+    with httpx.stream(
+        "GET", f"{web}/big?n={size}", headers={"Authorization": f"Bearer {token}"}, timeout=120
+    ) as reply:
+        for chunk in reply.iter_raw(1 << 20):
+            got += len(chunk)
+    assert got == size
+    grown = _peak_rss(booted.pid) - before
+    assert grown < 32 << 20, f"the engine's peak RSS grew {grown >> 20} MiB"
