@@ -16,6 +16,8 @@ from .._display import Listing, html_of
 from .._durations import parse_duration
 from .._exceptions import UsageError
 from .._models import ProxyHealth, ProxyInfo, ProxyLink, ProxyStats, Response
+from .._models._proxy import AuthMode, Balance, RateKey
+from .._models._proxy import Protocol as ProxyProtocol
 from .._operations import Operation
 from .._operations.proxies import PROXY_PREFIX
 from ._base import Blocking
@@ -37,6 +39,11 @@ Cidrs = str | Sequence[str]
 Expires = str | float | timedelta
 
 _SERVICE_KEYS = {"workflow", "service", "port"}
+NO_SERVER = (
+    "access link made, but no engine server runs on this engine's home, so the link has "
+    "no URL yet (link.url is None): start one with `dxflow boot up` (on the same "
+    "DXFLOW_HOME); the link then works, and proxy.links() lists it with its URL"
+)
 
 
 def _service_fields(service: Service) -> dict[str, Any]:
@@ -152,10 +159,10 @@ class AsyncProxy:
         return self.info
 
     async def update(
-        self, target: Target | None = None, *, balance: str | None = None,
+        self, target: Target | None = None, *, balance: Balance | None = None,
         health: Health | None = None, allow: Cidrs | None = None, deny: Cidrs | None = None,
-        auth: str | None = None, permission: str | None = None, rate: str | None = None,
-        burst: int | None = None, rate_key: str | None = None,
+        auth: AuthMode | None = None, permission: str | None = None, rate: str | None = None,
+        burst: int | None = None, rate_key: RateKey | None = None,
         max_connections: int | None = None, timeout: float | None = None,
         connect_timeout: float | None = None, verify: bool | None = None,
         retries: int | None = None,
@@ -185,6 +192,11 @@ class AsyncProxy:
         except ValueError as exc:
             raise UsageError(f"expires: {exc}") from None
         link = await self._op(ops.proxies.LINK, expires=seconds)
+        if link.url is None:
+            import warnings
+
+            # Explicit: this runs on the engine's loop, whose frames mean nothing to a user.
+            warnings.warn_explicit(NO_SERVER, UserWarning, "dxflow", 0)
         return self._absolute_link(link)
 
     async def links(self) -> builtins.list[ProxyLink]:
@@ -205,10 +217,11 @@ class AsyncProxies:
         self._engine = engine
 
     async def create(
-        self, name: str, target: Target, *, protocol: str = "http", balance: str | None = None,
+        self, name: str, target: Target, *, protocol: ProxyProtocol = "http",
+        balance: Balance | None = None,
         health: Health | None = None, allow: Cidrs | None = None, deny: Cidrs | None = None,
-        auth: str | None = None, permission: str | None = None, rate: str | None = None,
-        burst: int | None = None, rate_key: str | None = None,
+        auth: AuthMode | None = None, permission: str | None = None, rate: str | None = None,
+        burst: int | None = None, rate_key: RateKey | None = None,
         max_connections: int | None = None, timeout: float | None = None,
         connect_timeout: float | None = None, verify: bool | None = None,
         retries: int | None = None, port: int | None = None, host: str | None = None,
@@ -266,10 +279,10 @@ class Proxy(Blocking[AsyncProxy]):
         return self._run(self._async.reload)
 
     def update(
-        self, target: Target | None = None, *, balance: str | None = None,
+        self, target: Target | None = None, *, balance: Balance | None = None,
         health: Health | None = None, allow: Cidrs | None = None, deny: Cidrs | None = None,
-        auth: str | None = None, permission: str | None = None, rate: str | None = None,
-        burst: int | None = None, rate_key: str | None = None,
+        auth: AuthMode | None = None, permission: str | None = None, rate: str | None = None,
+        burst: int | None = None, rate_key: RateKey | None = None,
         max_connections: int | None = None, timeout: float | None = None,
         connect_timeout: float | None = None, verify: bool | None = None,
         retries: int | None = None,
@@ -304,10 +317,11 @@ class Proxies(Blocking[AsyncProxies]):
         return Proxy(self._runner, proxy)
 
     def create(
-        self, name: str, target: Target, *, protocol: str = "http", balance: str | None = None,
+        self, name: str, target: Target, *, protocol: ProxyProtocol = "http",
+        balance: Balance | None = None,
         health: Health | None = None, allow: Cidrs | None = None, deny: Cidrs | None = None,
-        auth: str | None = None, permission: str | None = None, rate: str | None = None,
-        burst: int | None = None, rate_key: str | None = None,
+        auth: AuthMode | None = None, permission: str | None = None, rate: str | None = None,
+        burst: int | None = None, rate_key: RateKey | None = None,
         max_connections: int | None = None, timeout: float | None = None,
         connect_timeout: float | None = None, verify: bool | None = None,
         retries: int | None = None, port: int | None = None, host: str | None = None,

@@ -1,8 +1,8 @@
 """`dxflow proxy ...`: expose services of the engine's host over HTTP, WebSocket and TCP.
 
 Bad input is refused with the flag to fix: what the command line can check is checked
-here (durations, CIDRs, which flags go together), the rest by the engine, whose field
-names are translated back into this command's flags (`_flag_message`).
+here (durations, CIDRs, which flags go together: exit 2), the rest by the engine (exit
+1), whose field names are translated back into this command's flags (`_flag_message`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .._exceptions import DxflowError, InvalidRequest
+from .._exceptions import ApiError, DxflowError
 from ._common import Options, engine_command, fail
 from ._complete import proxy_names
 from ._output import emit_json, is_terminal
@@ -87,24 +87,27 @@ def _flag(field: str) -> str:
     return "--" + root.replace("_", "-") if root and root != "(body)" else "(request)"
 
 
-def _flag_message(exc: InvalidRequest) -> str:
-    """The engine's refusal with each field named by its flag."""
+def _flag_message(exc: ApiError) -> str:
+    """The engine's refusal with each field named by its flag (`port: ...` -> `--port: ...`)."""
     errors = exc.details.get("errors")
     if isinstance(errors, list) and errors and all(isinstance(e, dict) for e in errors):
         return "; ".join(f"{_flag(str(e.get('field', '')))}: {e.get('message')}" for e in errors)
     field = exc.details.get("field")
-    if isinstance(field, str):
-        return f"{_flag(field)}: {exc.message}"
+    if isinstance(field, str) and field:
+        return f"{_flag(field)}: {exc.message.removeprefix(f'{field}: ')}"
     return exc.message
 
 
 @contextmanager
-def _flags() -> Iterator[None]:
-    """An invalid request is a usage error naming the flag to fix (exit 2)."""
+def _flags(as_json: bool) -> Iterator[None]:
+    """A refusal of one field names the flag that sets it (--json: the engine's envelope)."""
     try:
         yield
-    except InvalidRequest as exc:
-        fail(_flag_message(exc), 2)
+    except ApiError as exc:
+        message = _flag_message(exc)
+        if as_json or message == exc.message:
+            raise
+        fail(message)
 
 
 def _target(targets: tuple[str, ...], workflow: str | None, service: str | None,
@@ -297,15 +300,17 @@ def create(opts: Options, name: str, targets: tuple[str, ...], workflow: str | N
     if bool(tls_cert) != bool(tls_key):
         fail("--tls-cert and --tls-key go together", 2)
     spec = _spec(options)
-    with opts.engine() as engine, _flags():
+    with opts.engine() as engine, _flags(opts.json):
         try:
             made = engine.proxies.create(name, target, protocol="tcp" if tcp else "http",
                                          port=port, host=host, tls=tls or bool(tls_cert),
                                          tls_cert=tls_cert, tls_key=tls_key, exist_ok=exist_ok,
                                          **spec)  # fmt: skip
-        except Conflict:
-            if exist_ok:
+        except Conflict as exc:
+            if opts.json or exc.details.get("field") != "name":
                 raise
+            if exist_ok:  # names are one namespace: another key's proxy has it
+                fail(f"NAME: a proxy named {name!r} exists and is not yours: pick another name")
             fail(f"proxy {name!r} exists already: --exist-ok updates it to this spec, or "
                  f"`dxflow proxy update {name} ...` changes parts of it")  # fmt: skip
     if opts.json:
@@ -354,7 +359,7 @@ def update(opts: Options, name: str, targets: tuple[str, ...], workflow: str | N
     if target is None and not any(v is not None for v in spec.values()):
         fail("nothing to update: give TARGET... or an option (see `dxflow proxy update "
              "--help`)", 2)  # fmt: skip
-    with opts.engine() as engine, _flags():
+    with opts.engine() as engine, _flags(opts.json):
         info = engine.proxies.get(name).update(target, **spec)
     _show(info, opts.json)
 
@@ -439,7 +444,7 @@ def _watch(samples: Iterator[Any], as_json: bool) -> None:
 @engine_command
 def link(opts: Options, name: str, expires: float) -> None:
     """An access link to proxy NAME (for --auth link): opening its URL lets a browser in."""
-    with opts.engine() as engine, _flags():
+    with opts.engine() as engine, _flags(opts.json):
         made = engine.proxies.get(name).link(expires)
     _show(made, opts.json)
 
@@ -467,7 +472,7 @@ def links(opts: Options, name: str) -> None:
 @engine_command
 def unlink(opts: Options, name: str, link_id: str) -> None:
     """Revoke access link ID of proxy NAME: requests carrying it are refused at once."""
-    with opts.engine() as engine, _flags():
+    with opts.engine() as engine, _flags(opts.json):
         revoked = engine.proxies.get(name).unlink(link_id)
     if opts.json:
         return emit_json(revoked)

@@ -12,7 +12,7 @@ import pytest
 
 from dxflow._cli import main
 from dxflow._cli.proxies import _flag_message, _watch
-from dxflow._exceptions import InvalidRequest
+from dxflow._exceptions import Conflict, InvalidRequest
 
 
 def one_error(capsys: pytest.CaptureFixture[str], argv: list[str], code: int = 2) -> str:
@@ -101,6 +101,9 @@ def test_a_refusal_without_fields_keeps_its_message() -> None:
     assert _flag_message(InvalidRequest("port 80 is in use")) == "port 80 is in use"
     named = InvalidRequest("'x' is not a CIDR", field="deny")
     assert _flag_message(named) == "--deny: 'x' is not a CIDR"
+    taken = Conflict("port: 127.0.0.1:80 is in use; give port=0", field="port")
+    assert _flag_message(taken) == "--port: 127.0.0.1:80 is in use; give port=0"
+    assert _flag_message(Conflict("name: taken", field="name")) == "NAME: taken"
 
 
 def test_a_piped_watch_prints_one_sample_after_another(

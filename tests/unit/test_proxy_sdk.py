@@ -177,6 +177,14 @@ def test_a_proxy_under_the_engine_is_reached_through_the_sdk_s_address() -> None
     assert no_server.url == "https://public.example/engine/p/web/"
 
 
+def test_a_link_without_a_server_says_how_to_get_its_url() -> None:
+    engine = FakeEngine(None)
+    engine.answers["proxies.link"] = link(url=None)
+    with pytest.warns(UserWarning, match="dxflow boot up"):
+        made = run(AsyncProxy(engine, info(url=None)).link)
+    assert made.url is None
+
+
 def test_a_proxy_on_its_own_port_or_in_process_keeps_the_engine_s_url() -> None:
     own = AsyncProxy(FakeEngine(), info(port=9000, url="http://127.0.0.1:9000/"))
     assert own.url == "http://127.0.0.1:9000/"
