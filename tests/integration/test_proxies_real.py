@@ -375,8 +375,9 @@ def test_proxies_survive_an_engine_restart(tmp_path: Path, app: int) -> None:
             assert httpx.get(page(web, "name"), trust_env=False).text == "host"
             raw = engine.proxies.get("raw")
             assert raw.info.port == own  # the port picked at creation is kept
-            answer = httpx.get(f"http://127.0.0.1:{own}/name", trust_env=False)
-            assert answer.text == "host"
+            # its listener is bound by the lifecycle, which starts just after the boot
+            own_url = f"http://127.0.0.1:{own}/name"
+            wait_for(lambda: httpx.get(own_url, trust_env=False).text == "host", "the port")
     finally:
         run("boot", "down", "--home", home, check=False)
 
