@@ -356,10 +356,11 @@ class ProxyService:
     def stats(self, ctx: Context, request: ProxyRef) -> ProxyStats:
         live = self._own(ctx, request.name)
         s = live.stats
+        bytes_in, bytes_out = s.totals()
         return ProxyStats(
             name=live.name, since=s.since, requests=s.requests, refused=dict(s.refused),
             responses=dict(s.responses), open_connections=s.open_connections,
-            bytes_in=s.bytes_in, bytes_out=s.bytes_out, latency_ms=percentiles(s.latencies),
+            bytes_in=bytes_in, bytes_out=bytes_out, latency_ms=percentiles(s.latencies),
             targets=[t.stats() for t in live.pool.targets],
         )  # fmt: skip
 

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Protocol
 
 __all__ = ["LATENCY_WINDOW", "Stats", "percentiles"]
 
@@ -30,6 +31,16 @@ def percentiles(samples: Iterable[float]) -> dict[str, float]:
     }
 
 
+class Flow(Protocol):
+    """An open TCP connection's bytes so far (counted on its own, added when it ends)."""
+
+    @property
+    def bytes_in(self) -> int: ...
+
+    @property
+    def bytes_out(self) -> int: ...
+
+
 class Stats:
     """The counters of one proxy (`StatsLike`), kept across updates of its spec."""
 
@@ -43,6 +54,14 @@ class Stats:
         self.bytes_out = 0
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.last_used = time.monotonic()
+        self.flows: set[Flow] = set()
+        """Open TCP connections: their bytes count toward the totals before they end."""
+
+    def totals(self) -> tuple[int, int]:
+        """Bytes in and out, those of open connections included."""
+        flows = list(self.flows)
+        return (self.bytes_in + sum(f.bytes_in for f in flows),
+                self.bytes_out + sum(f.bytes_out for f in flows))  # fmt: skip
 
     def request(self) -> None:
         self.requests += 1

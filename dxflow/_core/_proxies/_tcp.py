@@ -39,6 +39,11 @@ class _Side(asyncio.Protocol):
         """True for the target's side (its bytes go to the client: bytes_out)."""
         self.transport: Any = None
         self.peer: _Side | None = None
+        self.carried = 0
+        """Bytes it received and passed on."""
+        self.early: list[bytes] = []
+        """What arrived before the peer was joined (a loop may deliver data although
+        reading was paused in connection_made: uvloop does)."""
         self.eof = False
         self.lost = asyncio.get_running_loop().create_future()
 
@@ -48,14 +53,31 @@ class _Side(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
-        if peer is None or peer.transport is None or peer.transport.is_closing():
+        if peer is None:
+            self.early.append(data)
+            self.transport.pause_reading()
+            return
+        if peer.transport is None or peer.transport.is_closing():
             return
         peer.transport.write(data)
-        self.link.count(len(data), self.outbound)
+        self.carried += len(data)  # the proxy's counters read it (see `Stats.flows`)
+
+    def joined(self, peer: _Side) -> None:
+        """Its peer is there: what came early goes first, then reading resumes."""
+        self.peer = peer
+        early, self.early = self.early, []
+        for data in early:
+            self.data_received(data)
+        if self.eof:
+            self.eof_received()
+        elif not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         self.eof = True
         peer = self.peer
+        if peer is None:
+            return True  # passed on once joined
         if peer is not None and peer.transport is not None and not peer.transport.is_closing():
             if peer.eof or not peer.transport.can_write_eof():
                 peer.transport.close()
@@ -93,16 +115,16 @@ class _Link:
         self.registry = registry
         self.client = _Side(self, outbound=False)
         self.target_side: _Side | None = None
-        self.bytes_in = 0
-        self.bytes_out = 0
 
-    def count(self, n: int, outbound: bool) -> None:
-        if outbound:
-            self.bytes_out += n
-            self.live.stats.transferred(0, n)
-        else:
-            self.bytes_in += n
-            self.live.stats.transferred(n, 0)
+    # The bytes as they flow, read by the proxy's counters while the connection is open
+    # (no call per chunk on the hot path); added to them once it closes.
+    @property
+    def bytes_in(self) -> int:
+        return self.client.carried
+
+    @property
+    def bytes_out(self) -> int:
+        return self.target_side.carried if self.target_side is not None else 0
 
     async def run(self) -> None:
         transport = self.client.transport
@@ -114,12 +136,19 @@ class _Link:
         except Refused:
             transport.abort()  # TCP has no way to say why; the refusal is counted and audited
             return
-        self.live.stats.request()
-        self.live.stats.opened()
+        stats = self.live.stats
+        stats.request()
+        stats.opened()
+        flows = getattr(stats, "flows", None)
+        if flows is not None:
+            flows.add(self)
         try:
             await self._joined(ip, admission)
         finally:
-            self.live.stats.closed()
+            if flows is not None:
+                flows.discard(self)
+            stats.transferred(self.bytes_in, self.bytes_out)
+            stats.closed()
             admission.release()
 
     async def _joined(self, ip: str, admission: Admission) -> None:
@@ -172,8 +201,9 @@ class _Link:
                 if failed is not None:
                     failed(target, _why(up.label, exc))
                 continue
-            side.peer, self.client.peer, self.target_side = self.client, side, side
-            self.client.transport.resume_reading()
+            self.target_side = side
+            side.joined(self.client)
+            self.client.joined(side)
             return target, time.monotonic() - started
 
     def close(self) -> None:
