@@ -17,7 +17,8 @@ from websockets.asyncio.client import connect
 
 import dxflow
 from dxflow._core._proxies._serve import run_server
-from tests.integration.conftest import Booted
+from tests.integration.conftest import Booted, boot
+from tests.integration.conftest import dxflow as dxflow_cli
 from tests.unit.test_proxy_http import target_app
 from tests.unit.test_proxy_http_ws import echo_app
 
@@ -125,3 +126,48 @@ def test_a_gigabyte_download_keeps_the_engine_memory_flat(
     assert got == size
     grown = _peak_rss(booted.pid) - before
     assert grown < 32 << 20, f"the engine's peak RSS grew {grown >> 20} MiB"
+
+
+def test_a_host_name_reaches_the_proxy_through_the_engine(
+    tmp_path: Path, target: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`proxy_domain`: Host web.example.test is proxy `web`, with no prefix (the ASGI
+    road: uvicorn, the engine's app, the data plane; the WebSocket relayed as messages)."""
+    monkeypatch.setenv("DXFLOW_PROXY_DOMAIN", "example.test")
+    engine = boot(tmp_path / "home")
+    try:
+        with dxflow.Engine(engine.url, key=engine.master_key) as sdk:
+            token = sdk.token().token
+        auth = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(
+            f"{engine.url}/api/proxies",
+            json={"name": "web", "targets": [f"127.0.0.1:{target}"]},
+            headers=auth,
+        )
+        assert created.status_code in (200, 201), created.text
+        named = {**auth, "Host": "web.example.test"}
+        seen = httpx.get(f"{engine.url}/deep/path", headers=named).json()
+        assert seen["path"] == "/deep/path"
+        assert "x-forwarded-prefix" not in dict(seen["headers"])
+        moved = httpx.get(f"{engine.url}/redirect?to=/in", headers=named)
+        assert moved.headers["location"] == "/in"
+        assert httpx.get(f"{engine.url}/api/proxies/web", headers=auth).status_code == 200
+
+        async def echo() -> None:
+            port = int(engine.url.rpartition(":")[2])
+            async with connect(
+                f"ws://web.example.test:{port}/ws",  # the Host; the socket goes to loopback
+                host="127.0.0.1",
+                port=port,
+                additional_headers=auth,
+                compression=None,
+            ) as ws:
+                assert await ws.recv() == "/ws?"
+                await ws.recv()
+                assert await ws.recv() == "-"  # no prefix
+                await ws.send("hello")
+                assert await ws.recv() == "hello"
+
+        asyncio.run(echo())
+    finally:
+        dxflow_cli("boot", "down", "--home", engine.home, check=False)

@@ -241,7 +241,7 @@ async def target_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "path": path,
             "query": scope["query_string"].decode(),
             "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
-            "port": scope["client"][1],
+            "port": scope["client"][1] if scope["client"] else None,
         }
     body = json.dumps(payload).encode() if payload is not None else b""
     await send({"type": "http.response.start", "status": status, "headers": headers})

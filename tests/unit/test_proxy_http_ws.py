@@ -9,6 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from dxflow._core._proxies import _server
 from tests.unit.test_proxy_http import (
     AUTH,
     FakeLive,
@@ -52,7 +53,16 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": message["text"]})
 
 
-def test_websocket_echo_through_the_prefix() -> None:
+@pytest.fixture(params=["tunnel", "asgi"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The fast path's tunnel (bytes), or uvicorn's ASGI WebSocket and `relay` (frames),
+    as on the engine's listener for a proxy reached by host name."""
+    if request.param == "asgi":
+        monkeypatch.setattr(_server, "idle", lambda back: False)  # no hand-over to the fast path
+    return str(request.param)
+
+
+def test_websocket_echo_through_the_prefix(path: str) -> None:
     async def main() -> None:
         async with serving(echo_app) as port:
             live = FakeLive("web", FakePool([upstream(port)]))
@@ -83,7 +93,7 @@ def test_websocket_echo_through_the_prefix() -> None:
     run(main())
 
 
-def test_websocket_refused_without_a_token_and_by_a_dead_target() -> None:
+def test_websocket_refused_without_a_token_and_by_a_dead_target(path: str) -> None:
     async def main() -> None:
         live = FakeLive("web", FakePool([upstream(dead_port())]), retries=0)
         async with proxy(live) as (url, _, _):
@@ -99,7 +109,7 @@ def test_websocket_refused_without_a_token_and_by_a_dead_target() -> None:
     run(main())
 
 
-def test_websocket_a_target_refusing_the_upgrade_is_relayed() -> None:
+def test_websocket_a_target_refusing_the_upgrade_is_relayed(path: str) -> None:
     async def main() -> None:
         async with serving(echo_app) as port:
             live = FakeLive("web", FakePool([upstream(port)]))

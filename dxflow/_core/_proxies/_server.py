@@ -241,6 +241,10 @@ class FastProtocol(asyncio.Protocol):
         self._first: list[bytes] = []  # the bytes of the request begun at a chunk's start
         self._in_message = False
         self._upgrading = False
+        self._upgrade_scope: dict[str, Any] | None = None
+        self._early: list[bytes] | None = None  # what a client sends while its tunnel opens
+        self.tunnel: Any = None
+        self.tunneling = False
 
     # -- transport -----------------------------------------------------------------------
 
@@ -261,18 +265,26 @@ class FastProtocol(asyncio.Protocol):
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)
+        if self.tunnel is not None:
+            self.tunnel.lost()
         if self.back is not None:
             self.back.connection_lost(exc)  # uvicorn forgets the connection too
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_client(data)
+            return
+        if self._early is not None:  # a tunnel being opened: its bytes wait
+            self._early.append(data)
+            return
         if not self._in_message:
             self._first = [data]
         elif self._first:
             self._first.append(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._hand_back()
+        except httptools.HttpParserUpgrade as exc:
+            self._upgrade(data[exc.args[0] :])
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HandBack):
                 self._hand_back()
@@ -280,6 +292,32 @@ class FastProtocol(asyncio.Protocol):
                 self._bad_request()
         except httptools.HttpParserError:
             self._bad_request()
+
+    def _upgrade(self, rest: bytes) -> None:
+        """An upgrade (WebSocket) for a proxy: a tunnel to its target, bytes both ways
+        (uvicorn's, for what the app does not know: its 404)."""
+        scope = self._upgrade_scope
+        resolve = getattr(self.app, "resolve", None)  # a ProxyApp (tests serve other apps)
+        if scope is None or resolve is None or self.active is not None:
+            self._hand_back()
+            return
+        found = resolve(scope)
+        if found is None or found[0] is None:
+            self._hand_back()
+            return
+        from ._ws import tunnel
+
+        self._disarm()
+        self._early = [rest] if rest else []
+        self.tunneling = True  # busy: no timer closes it
+        self.transport.pause_reading()  # until the target has answered
+        self.loop.create_task(tunnel(self.app, found[0], found[1], scope, self))
+
+    def answer_and_close(self, head: bytes, body: bytes = b"") -> None:
+        """A raw answer (to an upgrade that gets no tunnel), then the connection's end."""
+        if not self.closed:
+            self.transport.write(head + body)
+            self.transport.close()
 
     def _hand_back(self) -> None:
         """The request is one for uvicorn: give it the connection and the bytes."""
@@ -302,9 +340,13 @@ class FastProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.target.pause_reading()  # the client is slow: so is the target
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.target.resume_reading()
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)
@@ -337,7 +379,7 @@ class FastProtocol(asyncio.Protocol):
         left = deadline - self.loop.time()
         if left > 0:
             self._timer = self.loop.call_later(left, self._expire)
-        elif self.active is None and not self.transport.is_closing():
+        elif self.active is None and not self.tunneling and not self.transport.is_closing():
             self.transport.close()
 
     # -- httptools callbacks ----------------------------------------------------------------
@@ -368,12 +410,26 @@ class FastProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
+        scope = self._scope()
         if _upgrade(self._headers):
             self._upgrading = True
-            return  # handed back when feed_data raises HttpParserUpgrade, next
+            self._upgrade_scope = scope
+            return  # feed_data raises HttpParserUpgrade, next: a tunnel, or uvicorn's
         self._first = []  # no hand-back now: never keep a body's bytes
         if self.active is None:
             self._disarm()
+        cycle = Cycle(self, scope, parser.should_keep_alive())
+        for name, value in self._headers:
+            if name == b"expect" and value.lower() == b"100-continue":
+                cycle.continue_ = True
+        self.parsing = cycle
+        if self.active is None:
+            self._start(cycle)
+        else:
+            self.queue.append(cycle)
+
+    def _scope(self) -> dict[str, Any]:
+        parser = self.parser
         url = httptools.parse_url(self._url)
         raw_path: bytes = url.path
         path = raw_path.decode("ascii", "replace")
@@ -389,15 +445,7 @@ class FastProtocol(asyncio.Protocol):
             "client": self.client,
             "server_date": False,  # no Date of its own: the target's passes
         }
-        cycle = Cycle(self, scope, parser.should_keep_alive())
-        for name, value in self._headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                cycle.continue_ = True
-        self.parsing = cycle
-        if self.active is None:
-            self._start(cycle)
-        else:
-            self.queue.append(cycle)
+        return scope
 
     def on_body(self, body: bytes) -> None:
         cycle = self.parsing

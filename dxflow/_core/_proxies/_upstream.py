@@ -116,6 +116,9 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._timeout = 0.0
+        self.upgraded = False
+        self.early: list[bytes] = []  # a tunnel's first bytes, before it is wired
+        self.tunnel: Any = None
         self._begin(False)
 
     # -- one exchange ---------------------------------------------------------------
@@ -237,9 +240,20 @@ class Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.upgraded:  # a WebSocket tunnel's bytes, not HTTP
+            if self.tunnel is not None:
+                self.tunnel.from_target(data)
+            else:
+                self.early.append(data)
+            return
         self.received += len(data)
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:  # a 101: what follows is the tunnel's
+            self.upgraded = True
+            rest = data[exc.args[0] :]
+            if rest:
+                self.early.append(rest)
         except httptools.HttpParserError as exc:
             error = BodyError if self._head.done() else ResetError
             self.abort(error(f"invalid answer ({exc})"))
@@ -255,6 +269,8 @@ class Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._pool.forget(self)
+        if self.tunnel is not None:
+            self.tunnel.lost()
         head = self._head
         if not head.done():
             reason = describe(exc) if exc else "closed the connection before answering"
@@ -269,9 +285,13 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.client.pause_reading()  # the target is slow: so is the client
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.client.resume_reading()
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)

@@ -1,4 +1,11 @@
-"""WebSocket upgrades through a proxy: the target's handshake first, then frames relayed.
+"""WebSocket upgrades through a proxy: the target's handshake first, then bytes or frames.
+
+On the fast path (`_server.FastProtocol`), `tunnel` sends the client's upgrade request
+to the target (prefix mapped, credentials stripped, Origin mapped) and, when the target
+answers 101, splices the two connections: bytes both ways, untouched (the client and the
+target negotiate subprotocols and compression between themselves), with backpressure.
+Otherwise (a request that came through uvicorn's ASGI: a host name on the engine's
+listener), `relay` does the same with messages:
 
 The client's upgrade is accepted only once the target accepted its own (with the
 subprotocol the target chose), so a refused or failing target answers the client with
@@ -15,14 +22,14 @@ import contextlib
 from time import perf_counter
 from typing import Any
 
-from ._contract import Admission, LiveProxyLike, Upstream
-from ._http import (
+from ._contract import Admission, Client, LiveProxyLike, Refused, Upstream
+from ._http import ProxyApp, Receive, Send
+from ._mapping import (
+    _HOP,
     _REQUEST_SKIP,
     Credentials,
-    ProxyApp,
-    Receive,
+    Rewriter,
     Scope,
-    Send,
     auth_mode,
     client_ip,
     error_body,
@@ -30,9 +37,9 @@ from ._http import (
     target_path,
     upstream_host,
 )
-from ._upstream import describe
+from ._upstream import Connection, UpstreamError, describe
 
-__all__ = ["refuse", "relay"]
+__all__ = ["refuse", "relay", "tunnel"]
 
 MAX_MESSAGE = 16 << 20
 """The largest message relayed (as the engine's own WebSocket server accepts)."""
@@ -237,3 +244,172 @@ async def _pipe(
         await asyncio.gather(downstream, upstream, return_exceptions=True)
         await ws.close()
         live.pool.end(target, ok=True, latency=latency, bytes_in=counts[0], bytes_out=counts[1])
+
+
+# -- the fast path: a tunnel -------------------------------------------------------------
+
+_TUNNEL_SKIP = _REQUEST_SKIP  # hop-by-hop: Connection and Upgrade are set again below
+
+
+class Tunnel:
+    """Two transports spliced: what one side sends, the other gets, with backpressure
+    (each protocol's pause_writing pauses the other side's reading)."""
+
+    def __init__(self, client: Any, target: Any) -> None:
+        self.client = client
+        self.target = target
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def from_client(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        self.target.write(data)
+
+    def from_target(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        self.client.write(data)
+
+    def lost(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def _raw_answer(status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> bytes:
+    from ._server import _STATUS
+
+    lines = [_STATUS.get(status) or b"HTTP/1.1 %d \r\n" % status]
+    lines += [k + b": " + v + b"\r\n" for k, v in headers]
+    return b"".join(lines) + b"\r\n" + body
+
+
+def _error_answer(status: int, message: str, headers: dict[str, str] | None = None) -> bytes:
+    body = error_body(status, message)
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()),
+    ]
+    return _raw_answer(status, raw, body)
+
+
+async def tunnel(
+    app: ProxyApp, live: LiveProxyLike, prefix: str, scope: Scope, client: Any
+) -> None:
+    """Admit the upgrade, open the target's, and splice them (see the module's doc)."""
+    creds = Credentials(scope["headers"], scope.get("query_string", b""), live.name)
+    ip = client_ip(scope)
+    try:
+        admission = await app.registry.admit(live, Client(ip, creds.token, creds.link))
+    except Refused as refused:
+        client.answer_and_close(_error_answer(refused.status, refused.message, refused.headers))
+        return
+    stats = live.stats
+    stats.request()
+    stats.opened()
+    try:
+        await _open(app, live, prefix, scope, client, creds, admission)
+    finally:
+        stats.closed()
+        admission.release()
+        if not client.closed:
+            client.transport.close()
+
+
+async def _open(
+    app: ProxyApp,
+    live: LiveProxyLike,
+    prefix: str,
+    scope: Scope,
+    client: Any,
+    creds: Credentials,
+    admission: Admission,
+) -> None:
+    headers, host = forwarded_headers(
+        scope, creds, prefix, auth_mode(live) == "token", _TUNNEL_SKIP
+    )
+    upgrade = next((v for k, v in scope["headers"] if k == b"upgrade"), b"websocket")
+    headers += [(b"connection", b"Upgrade"), (b"upgrade", upgrade)]
+    pool = live.pool
+    ip = client_ip(scope)
+    tried: set[Any] = set()
+    failure: tuple[int, str] | None = None
+    attempts = 1 + max(live.retries, 0)
+    while attempts > 0:
+        target = pool.pick(ip, frozenset(tried))
+        if target is None:
+            break
+        upstream = target.upstream
+        pool.begin(target)
+        started = perf_counter()
+        request = list(headers)
+        _origin(request, scope, host, upstream)
+        path = target_path(scope, prefix, upstream.base, creds.query)
+        head = b"GET " + path + b" HTTP/1.1\r\nhost: " + upstream_host(upstream).encode()
+        head += b"\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in request) + b"\r\n"
+        conn: Connection | None = None
+        try:
+            conn = await app.upstreams.connect(upstream, live.verify, live.connect_timeout)
+            conn.begin(False)
+            conn.write(head)
+            await conn.head(live.timeout)
+        except UpstreamError as exc:
+            if conn is not None:
+                conn.abort(exc)
+            pool.end(target, ok=False)
+            failure = (exc.status, f"proxy {live.name}: target {upstream.label}: {exc}")
+            tried.add(target)
+            attempts -= 1
+            continue
+        latency = perf_counter() - started
+        stats = live.stats
+        stats.response(conn.status, latency)
+        if conn.status != 101 or not conn.upgraded:
+            await _refused_upgrade(conn, scope, prefix, upstream, client, admission)
+            pool.end(target, ok=conn.status < 500, latency=latency)
+            return
+        rewriter = Rewriter(scope, prefix, upstream, host)
+        answer = rewriter.headers(conn.headers, admission.set_cookie)
+        answer += [(b"connection", b"Upgrade")]
+        answer += [(k.lower(), v) for k, v in conn.headers if k.lower() == b"upgrade"]
+        splice = Tunnel(client.transport, conn.transport)
+        try:
+            client.transport.write(_raw_answer(101, answer) + b"".join(conn.early))
+            splice.bytes_out += sum(map(len, conn.early))
+            conn.early.clear()
+            conn.tunnel = splice
+            client.tunnel = splice
+            for data in client._early or ():
+                splice.from_client(data)
+            client._early = None
+            client.transport.resume_reading()
+            if conn.lost or client.closed:
+                splice.lost()
+            await splice.done
+        finally:
+            conn.close()
+            stats.transferred(splice.bytes_in, splice.bytes_out)
+            pool.end(target, ok=True, latency=latency, bytes_in=splice.bytes_in,
+                     bytes_out=splice.bytes_out)  # fmt: skip
+        return
+    status, message = failure or (503, f"proxy {live.name}: no healthy target")
+    live.stats.response(status, 0.0)
+    client.answer_and_close(_error_answer(status, message))
+
+
+async def _refused_upgrade(
+    conn: Connection, scope: Scope, prefix: str, upstream: Upstream, client: Any,
+    admission: Admission,
+) -> None:  # fmt: skip
+    """The target answered the upgrade with no 101: that answer, then the end."""
+    rewriter = Rewriter(scope, prefix, upstream, "")
+    headers = [(k, v) for k, v in rewriter.headers(conn.headers, None) if k not in _HOP]
+    headers.append((b"connection", b"close"))
+    client.transport.write(_raw_answer(conn.status, headers))
+    try:
+        while data := await conn.read():
+            client.transport.write(data)
+    except UpstreamError:
+        pass
+    conn.close()

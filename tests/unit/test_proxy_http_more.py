@@ -1,0 +1,170 @@
+"""The HTTP data plane's less common roads: HEAD, pipelined requests, 100-continue,
+unix-socket and HTTPS targets (verification on and off), a TLS port of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from pathlib import Path
+
+import httpx
+
+from dxflow._core._proxies._contract import Upstream
+from dxflow._core._proxies._http import serve_http
+from dxflow._core._proxies._serve import run_server
+from dxflow_server._tls import _self_signed
+from tests.unit.test_proxy_http import (
+    AUTH,
+    FakeLive,
+    FakePool,
+    FakeRegistry,
+    listening,
+    proxy,
+    run,
+    serving,
+    target_app,
+    upstream,
+)
+
+
+async def _exchange(url: str, request: bytes, until: bytes, count: int = 1) -> bytes:
+    host, _, port = url.removeprefix("http://").partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    data = b""
+    while data.count(until) < count:
+        chunk = await asyncio.wait_for(reader.read(65536), 30)
+        if not chunk:
+            break
+        data += chunk
+    writer.close()
+    return data
+
+
+def test_head_then_get_on_the_same_connection() -> None:
+    async def main() -> None:
+        async with serving(target_app) as port:
+            live = FakeLive("web", FakePool([upstream(port)]))
+            async with proxy(live) as (url, _, _), httpx.AsyncClient() as client:
+                head = await client.head(f"{url}/p/web/big?n=1000", headers=AUTH)
+                assert head.status_code == 200
+                assert head.headers["content-length"] == "1000"
+                assert head.content == b""
+                got = await client.get(f"{url}/p/web/big?n=1000", headers=AUTH)
+                assert got.content == b"x" * 1000
+
+    run(main())
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    async def main() -> None:
+        async with serving(target_app) as port:
+            live = FakeLive("web", FakePool([upstream(port)]))
+            async with proxy(live) as (url, _, _):
+                one = (
+                    b"GET /p/web/first HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\n\r\n"
+                )
+                two = one.replace(b"first", b"second")
+                data = await _exchange(url, one + two, b'"port"', 2)
+                assert data.count(b"HTTP/1.1 200 OK") == 2
+                assert data.index(b"/first") < data.index(b"/second")
+
+    run(main())
+
+
+def test_expect_100_continue_is_answered_before_the_body() -> None:
+    async def main() -> None:
+        async with serving(target_app) as port:
+            live = FakeLive("web", FakePool([upstream(port)]))
+            async with proxy(live) as (url, _, _):
+                host, _, number = url.removeprefix("http://").partition(":")
+                reader, writer = await asyncio.open_connection(host, int(number))
+                writer.write(
+                    b"POST /p/web/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\n"
+                    b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+                )
+                interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                assert interim.startswith(b"HTTP/1.1 100")
+                writer.write(b"hello")
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                assert head.startswith(b"HTTP/1.1 200")
+                writer.close()
+
+    run(main())
+
+
+def test_a_unix_socket_target(tmp_path: Path) -> None:
+    async def main() -> None:
+        path = str(tmp_path / "app.sock")
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(path)
+        sock.listen(16)
+        task = asyncio.ensure_future(run_server(target_app, sock, None))
+        try:
+            live = FakeLive("web", FakePool([Upstream(f"unix:{path}", "unix", socket_path=path)]))
+            async with proxy(live) as (url, _, _), httpx.AsyncClient() as client:
+                reply = await client.get(f"{url}/p/web/here", headers=AUTH)
+                assert reply.json()["path"] == "/here"
+                assert dict(reply.json()["headers"])["host"] == "localhost"
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    run(main())
+
+
+def _tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    _self_signed(cert, key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
+def test_https_targets_are_verified_unless_told_not_to(tmp_path: Path) -> None:
+    server_context, _ = _tls(tmp_path)
+
+    async def main() -> None:
+        sock = listening()
+        port = sock.getsockname()[1]
+        task = asyncio.ensure_future(run_server(target_app, sock, server_context))
+        try:
+            secure = Upstream(f"https://127.0.0.1:{port}", "https", "127.0.0.1", port)
+            checked = FakeLive("checked", FakePool([secure]), retries=0)
+            trusting = FakeLive("trusting", FakePool([secure]), verify=False)
+            async with proxy(checked, trusting) as (url, _, _), httpx.AsyncClient() as client:
+                refused = await client.get(f"{url}/p/checked/", headers=AUTH)
+                assert refused.status_code == 502
+                assert "certificate verification failed" in refused.json()["error"]["message"]
+                reply = await client.get(f"{url}/p/trusting/x", headers=AUTH)
+                assert reply.status_code == 200 and reply.json()["path"] == "/x"
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    run(main())
+
+
+def test_a_tls_port_of_its_own(tmp_path: Path) -> None:
+    server_context, cert = _tls(tmp_path)
+
+    async def main() -> None:
+        async with serving(target_app) as port:
+            live = FakeLive("web", FakePool([upstream(port)]))
+            sock = listening()
+            own = sock.getsockname()[1]
+            registry = FakeRegistry(live)
+            task = asyncio.ensure_future(serve_http(sock, live, registry, server_context))  # type: ignore[arg-type]
+            try:
+                async with httpx.AsyncClient(
+                    verify=ssl.create_default_context(cafile=cert)
+                ) as client:
+                    reply = await client.get(f"https://127.0.0.1:{own}/x", headers=AUTH)
+                    assert reply.json()["path"] == "/x"
+                    assert dict(reply.json()["headers"])["x-forwarded-proto"] == "https"
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    run(main())
