@@ -99,12 +99,24 @@ def _info_row(p: Any) -> tuple[Any, ...]:
     return (p.name, p.protocol, p.url, _where(p), _access(p), _state(p))
 
 
+def _info_summary(p: Any) -> str:
+    return f"{p.name} {p.protocol} {p.state} {p.url or '-'} -> {_where(p)}"
+
+
 register(
     "ProxyInfo",
-    summary=lambda p: f"{p.name} {p.protocol} {p.state} {p.url or '-'} -> {_where(p)}",
+    summary=_info_summary,
     blocks=_info_blocks,
     columns=_LIST,
     row=_info_row,
+)
+# The handles (`engine.proxies.list()` is a list of them) show as their info's rows.
+register(
+    "Proxy",
+    "AsyncProxy",
+    summary=lambda h: _info_summary(h.info),
+    columns=_LIST,
+    row=lambda h: _info_row(h.info),
 )
 register(
     "ProxyList",

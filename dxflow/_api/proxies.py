@@ -256,7 +256,7 @@ class AsyncProxies:
     async def list(self) -> builtins.list[AsyncProxy]:
         """Your proxies (MASTER: every one)."""
         found = await self._engine._call(ops.proxies.LIST)
-        return [AsyncProxy(self._engine, info) for info in found.proxies]
+        return Listing(AsyncProxy(self._engine, info) for info in found.proxies)  # a table
 
 
 # -- the blocking twins -------------------------------------------------------------------
@@ -341,4 +341,5 @@ class Proxies(Blocking[AsyncProxies]):
         return self._wrap(self._run(self._async.get, name))
 
     def list(self) -> builtins.list[Proxy]:
-        return [self._wrap(proxy) for proxy in self._run(self._async.list)]
+        """Your proxies (MASTER: every one); print() or Jupyter shows them as a table."""
+        return Listing(self._wrap(proxy) for proxy in self._run(self._async.list))

@@ -316,6 +316,8 @@ def create(opts: Options, name: str, targets: tuple[str, ...], workflow: str | N
     if opts.json:
         return emit_json(made.info)
     click.echo(_created_line(made.info))
+    if made.info.auth == "token" and made.info.protocol == "http" and made.info.url:
+        click.echo(f'try: curl -H "Authorization: Bearer $(dxflow token)" {made.info.url}')
 
 
 @proxy.command("list")
@@ -431,7 +433,7 @@ def _watch(samples: Iterator[Any], as_json: bool) -> None:
             click.echo(sample.model_dump_json())
             continue
         if live:
-            click.echo("\x1b[H\x1b[2J", nl=False)
+            click.echo("\x1b[H\x1b[2J", nl=False, color=True)  # live: a terminal
         elif number:
             click.echo()
         click.echo(str(sample))

@@ -160,3 +160,23 @@ def test_proxy_names_complete(booted: Booted) -> None:
         assert complete(booted, "dxflow proxy rm alpha b") == ["beta"]
     finally:
         proxy(booted, "rm", "alpha", "beta")
+
+
+def test_a_stats_watch_ends_quietly_on_ctrl_c(booted: Booted) -> None:
+    import signal
+    import sys
+
+    proxy(booted, "create", "watched", TARGET)
+    try:
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "dxflow", "proxy", "stats", "watched", "--watch",
+             "--interval", "0.2", "--home", str(booted.home)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert watch.stdout is not None
+        assert "proxy watched" in watch.stdout.readline()  # a sample is on screen
+        watch.send_signal(signal.SIGINT)
+        _, err = watch.communicate(timeout=60)
+        assert watch.returncode == 130 and "Traceback" not in err and err.strip() == "", err
+    finally:
+        proxy(booted, "rm", "watched")

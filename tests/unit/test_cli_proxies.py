@@ -127,3 +127,16 @@ def test_the_proxy_commands_load_no_heavy_module() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_a_watch_on_a_terminal_redraws_in_place(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dxflow._cli import proxies
+
+    from .test_proxy_sdk import stats
+
+    monkeypatch.setattr(proxies, "is_terminal", lambda: True)
+    _watch(iter([stats(), stats()]), as_json=False)
+    out = capsys.readouterr().out
+    assert out.count("\x1b[H\x1b[2J") == 2 and out.count("proxy a") == 2

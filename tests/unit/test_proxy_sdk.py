@@ -275,3 +275,19 @@ def test_a_link_s_secret_stays_out_of_its_repr() -> None:
     listed = ProxyLinkList(links=[made, link(id="lnk2", revoked=True)])
     assert "SECRET" not in repr(listed) and "SECRET" not in str(listed)
     assert "revoked" in str(listed)
+
+
+def test_a_list_of_handles_prints_and_shows_as_a_table() -> None:
+    engine = FakeEngine()
+    engine.answers["proxies.list"] = ProxyList(proxies=[info("a"), info("b")])
+    runner = Runner()
+    try:
+        found = Proxies(runner, AsyncProxies(engine)).list()
+        assert [p.name for p in found] == ["a", "b"] and isinstance(found, list)
+        lines = str(found).splitlines()
+        assert lines[0].split()[:3] == ["NAME", "PROTOCOL", "URL"]
+        assert lines[1].startswith("a ") and lines[2].startswith("b ")
+        assert "<table" in (found._repr_html_() or "")  # type: ignore[attr-defined]
+        assert repr(found).startswith("[<Proxy a http serving")
+    finally:
+        runner.close()
