@@ -217,6 +217,12 @@ class Bench(Report):
                 "added_p50_ms": p50 - direct_p50,
             }
         self.result.figures["small"] = figures
+        for peer, key in (("nginx", "nginx"), (JUPYTER, "jupyter")):
+            if DXFLOW_P in rps and peer in rps:  # each round's ratio: noise shows as spread
+                paired = [d / p for d, p in zip(rps[DXFLOW_P], rps[peer], strict=True)]
+                self.result.figures[f"ratio_dxflow_over_{key}_rps_per_round"] = paired
+                rounds = ", ".join(f"{r:.2f}" for r in paired)
+                self.note(f"dxflow /p/ over {peer} req/s, per round: {rounds}")
         self.small_table(figures)
 
     def small_table(self, figures: dict[str, Any]) -> None:
