@@ -17,7 +17,7 @@ Figures, peers interleaved (rounds rotate the order):
    added over a direct connection. Targets: dxflow /p/ >= 0.5x nginx and >= 3x
    jupyter-server-proxy req/s; added p50 <= 0.3 ms.
 2. **download** of the 1 GiB file with curl into /dev/null: direct, nginx, dxflow (and the
-   engine's RSS growth meanwhile); one try through jupyter-server-proxy, printed with how
+   engine's RSS growth and CPU, busy/wall, meanwhile); one try through jupyter-server-proxy, printed with how
    it failed when it does (it answers HTTP 599 to a 1 GiB body). Target: dxflow >= 0.8x
    nginx throughput.
 3. **Redis** (Debian `redis-server` on loopback): `redis-benchmark -t get,set -q -n
@@ -42,11 +42,13 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, TextIO
 
+import psutil
 from _common import (
     Report,
     Result,
@@ -135,6 +137,13 @@ class Bench(Report):
         if info.get("state") != "serving":
             raise RuntimeError(f"proxy {spec['name']} is {info.get('state')}: {info.get('error')}")
         return info
+
+    def engine_cpu(self) -> float:
+        """CPU seconds the engine process has used (user + system): busy / wall = cores."""
+        if self.engine is None:
+            return 0.0
+        times = psutil.Process(int(self.engine["pid"])).cpu_times()
+        return float(times.user + times.system)
 
     def try_create(self, spec: dict[str, Any]) -> dict[str, Any] | None:
         """create_proxy, a failure reported (the section goes on with its peers alone)."""
@@ -293,6 +302,7 @@ class Bench(Report):
     def download(self) -> None:
         names = [n for n in ("direct", "nginx", DXFLOW_P, DXFLOW_PORT) if n in self.http]
         seconds: dict[str, list[float]] = {name: [] for name in names}
+        busy: dict[str, list[float]] = {name: [] for name in names}
         growth = 0.0
         self.say(f"download of {self.big // MIB} MiB with curl, {self.rounds} round(s)")
         curl_download(f"{self.http['direct'][0]}/big.bin")  # warm-up: fills the page cache
@@ -302,20 +312,25 @@ class Bench(Report):
             for name in order:
                 base, headers = self.http[name]
                 if name.startswith("dxflow") and self.engine is not None:
+                    before = self.engine_cpu()
                     with RssPeak(int(self.engine["pid"])) as rss:
                         seconds[name].append(curl_download(f"{base}/big.bin", headers))
+                    busy[name].append((self.engine_cpu() - before) / seconds[name][-1])
                     growth = max(growth, rss.growth_mib)
                 else:
                     seconds[name].append(curl_download(f"{base}/big.bin", headers))
         figures: dict[str, Any] = {"bytes": self.big}
         for name in names:
             figures[name] = {"mb_s": self.big / median(seconds[name]) / 1e6, "s": seconds[name]}
+            if busy[name]:
+                figures[name]["engine_cpu"] = median(busy[name])
         nginx_mb_s = figures.get("nginx", {}).get("mb_s")
         rows = [
             [
                 name,
                 f"{figures[name]['mb_s']:,.0f}",
                 f"{figures[name]['mb_s'] / nginx_mb_s:.2f}x" if nginx_mb_s else "-",
+                f"{figures[name]['engine_cpu']:.0%}" if busy[name] else "-",
             ]
             for name in names
         ]
@@ -323,8 +338,8 @@ class Bench(Report):
             figures[JUPYTER] = jupyter
             rate = jupyter.get("mb_s")
             ratio = f"{rate / nginx_mb_s:.2f}x" if rate and nginx_mb_s else "-"
-            rows.append([JUPYTER, f"{rate:,.0f}" if rate else jupyter["error"], ratio])
-        print_table(rows, ["path", "MB/s", "vs nginx"], self.out)
+            rows.append([JUPYTER, f"{rate:,.0f}" if rate else jupyter["error"], ratio, "-"])
+        print_table(rows, ["path", "MB/s", "vs nginx", "engine CPU"], self.out)
         if DXFLOW_P in figures:
             figures["engine_rss_growth_mib"] = growth
             self.say(f"  engine RSS growth during the dxflow downloads: {growth:.1f} MiB")
@@ -370,11 +385,15 @@ class Bench(Report):
         if self.engine is not None and (info := self.try_create(spec)) is not None:
             ports["dxflow tcp"] = int(info["port"])
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
+        busy: list[float] = []
         rounds = max(1, min(self.rounds, 2))
         self.say(f"redis-benchmark -t get,set -q -n {self.redis_requests}, {rounds} round(s)")
         for i in range(rounds):
             for name in list(ports)[:: 1 if i % 2 == 0 else -1]:
+                before, started = self.engine_cpu(), time.perf_counter()
                 runs[name].append(redis_benchmark(ports[name], self.redis_requests))
+                if name != "direct":
+                    busy.append((self.engine_cpu() - before) / (time.perf_counter() - started))
         figures: dict[str, Any] = {"requests": self.redis_requests}
         for name in ports:
             figures[name] = {t: median([r[t] for r in runs[name]]) for t in ("set", "get")}
@@ -392,6 +411,11 @@ class Bench(Report):
                 ]
             )
         print_table(rows, ["path", "SET/s", "GET/s", "SET vs direct", "GET vs direct"], self.out)
+        if busy:
+            figures["engine_cpu"] = median(busy)
+            self.say(
+                f"  engine CPU during redis-benchmark through it: {median(busy):.0%} of a core"
+            )
         if "dxflow tcp" in figures:
             for test in ("set", "get"):
                 ratio = figures["dxflow tcp"][test] / direct[test]
