@@ -74,9 +74,14 @@ class Running:
     """An EngineCore whose lifecycle runs on a loop thread of its own (as a server's
     does), called from the test's thread as a given identity."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, uvloop: bool = False) -> None:
         self.core = EngineCore(load_config(home))
-        self.loop = asyncio.new_event_loop()
+        if uvloop:  # what a server runs on when uvloop is installed (uvicorn's "auto")
+            import uvloop as uv
+
+            self.loop = uv.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.run(self._start())
@@ -168,6 +173,23 @@ def test_redis_through_a_tcp_proxy(engine: Running, redis_port: int) -> None:
     assert target.bytes_in == stats.bytes_in and target.bytes_out == stats.bytes_out
 
 
+def test_redis_through_a_tcp_proxy_on_uvloop(tmp_path: Path, redis_port: int) -> None:
+    engine = Running(tmp_path / "home", uvloop=True)
+    try:
+        engine.call("proxies.create", name="db", targets=[f"127.0.0.1:{redis_port}"],
+                    protocol="tcp", port=0, tls=True)  # fmt: skip
+        info = engine.serving("db")
+        ca = engine.core.config.home.tls_dir / "cert.pem"
+        for _ in range(3):  # the first bytes come before the target is joined: kept
+            client = redis.Redis(port=info.port, ssl=True, ssl_ca_certs=str(ca),
+                                 socket_timeout=WAIT)  # fmt: skip
+            big = os.urandom(4 << 20)
+            assert client.set("big", big) and client.get("big") == big
+            client.close()
+    finally:
+        engine.close()
+
+
 def test_a_pool_skips_a_target_that_refuses(engine: Running, redis_port: int) -> None:
     dead = free_port()
     engine.call("proxies.create", name="db", protocol="tcp", port=0,
@@ -192,6 +214,9 @@ def test_no_target_left_closes_the_connection(engine: Running) -> None:
     info = engine.serving("db")
     with socket.create_connection(("127.0.0.1", info.port), timeout=WAIT) as sock:
         assert sock.recv(1) == b""  # closed: no target took it
+    stats = wait_for(lambda: (s := engine.call("proxies.stats", name="db")).refused and s,
+                     "the refusal to count")  # fmt: skip
+    assert stats.refused == {"unavailable": 1} and stats.open_connections == 0
 
 
 def test_deny_closes_at_once_and_is_audited(engine: Running, redis_port: int) -> None:
@@ -429,3 +454,181 @@ def _refused(port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+# -- two engine processes on one home (a notebook's engine next to a server) ---------------
+
+
+def test_another_engine_on_the_home_follows_and_takes_over(tmp_path: Path, redis_port: int) -> None:
+    home = tmp_path / "home"
+    notebook, server = Running(home), Running(home)
+    try:
+        notebook.call("proxies.create", name="web", targets=["127.0.0.1:8888"])
+        assert server.core.proxies.by_name("web") is not None  # at once: looked up on a miss
+        notebook.call("proxies.create", name="db", protocol="tcp", port=0,
+                      targets=[f"127.0.0.1:{redis_port}"])  # fmt: skip
+        port = notebook.serving("db").port
+        wait_for(lambda: server.call("proxies.get", name="db").state == "error",
+                 "the server to see the port taken")  # fmt: skip
+        notebook.call("proxies.update", name="web", allow=["10.0.0.0/8"])
+        wait_for(lambda: server.call("proxies.get", name="web").allow == ["10.0.0.0/8"],
+                 "the update to show")  # fmt: skip
+        link = notebook.call("proxies.update", name="web", auth="link")
+        assert link.auth == "link"
+        made = notebook.call("proxies.link", name="web")
+        wait_for(lambda: made.id in server.core.proxies._live["web"].links, "the link")
+    finally:
+        notebook.close()
+    try:
+        wait_for(lambda: server.core.proxies._live["db"].serving, "the server to take over")
+        assert redis.Redis(port=port, socket_timeout=WAIT).ping()
+        other = Running(home)  # a third: removes one
+        try:
+            other.call("proxies.remove", name="web")
+        finally:
+            other.close()
+        wait_for(lambda: "web" not in server.core.proxies._live, "the removal to show")
+        assert server.core.proxies.by_name("web") is None
+    finally:
+        server.close()
+
+
+# -- a workflow service's containers, followed when recreated -------------------------------
+
+
+def _http_get(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_workflow_service_is_reached_and_followed(
+    engine: Running, project_name: str, docker_client: Any
+) -> None:
+    from tests.docker.images import BUSYBOX_IMAGE
+
+    compose = {"services": {"web": {
+        "image": BUSYBOX_IMAGE, "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+    }}}  # fmt: skip
+    engine.call("workflows.create", name=project_name, compose=compose)
+    missing = engine.error("proxies.create", name="app", protocol="tcp", port=0,
+                           workflow=project_name, service="nope", service_port=80)  # fmt: skip
+    assert isinstance(missing, NotFound) and "has no service 'nope'" in str(missing)
+
+    def up() -> None:
+        async def drain() -> None:
+            ctx = engine.core.local_context()
+            async for _ in engine.core.dispatcher.stream(
+                ctx, OPERATIONS["workflows.up"], {"name": project_name}
+            ):
+                pass
+
+        engine.run(drain())
+
+    up()
+    engine.call("proxies.create", name="app", protocol="tcp", port=0, workflow=project_name,
+                service="web", service_port=80)  # fmt: skip
+    info = engine.serving("app")
+
+    def address() -> str:
+        (container,) = docker_client.containers.list(
+            filters={"label": f"com.docker.compose.project={project_name}"}
+        )
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        return f"{next(iter(networks.values()))['IPAddress']}:80"
+
+    first = address()
+    wait_for(lambda: [t.address for t in engine.call("proxies.get", name="app").pool]
+             == [first], "the container to be resolved")  # fmt: skip
+    assert b"hello from dxflow" in _http_get(info.port)
+    (target,) = engine.call("proxies.get", name="app").pool
+    assert target.target.startswith(f"{project_name}/web#")
+
+    # Recreated (a new container, maybe at a new address): the proxy follows it.
+    for container in docker_client.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={project_name}"}
+    ):
+        container.remove(force=True)
+    up()
+    second = address()
+    wait_for(lambda: b"hello from dxflow" in _http_get(info.port), "the new container")
+    assert [t.address for t in engine.call("proxies.get", name="app").pool] == [second]
+
+
+# -- active health checks ---------------------------------------------------------------------
+
+
+class _Health:
+    """A real HTTP server whose /health answers `status` (changed by the test)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                code = owner.status if self.path == "/health" else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.status = 200
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_active_health_checks_take_targets_out_and_back(engine: Running) -> None:
+    good, flaky = _Health(), _Health()
+    try:
+        checks = {"path": "/health", "interval": 0.2, "healthy": 2, "unhealthy": 2}
+        engine.call("proxies.create", name="lb", protocol="http", health=checks,
+                    targets=[f"127.0.0.1:{good.port}", f"127.0.0.1:{flaky.port}"])  # fmt: skip
+
+        def health() -> dict[str, str]:
+            pool = engine.call("proxies.get", name="lb").pool
+            return {t.target.rsplit(":", 1)[1]: t.health for t in pool}
+
+        wait_for(lambda: set(health().values()) == {"healthy"}, "both checked healthy")
+        flaky.status = 503
+        wait_for(lambda: health()[str(flaky.port)] == "unhealthy", "the 503 to take it out")
+        assert health()[str(good.port)] == "healthy"
+        live = engine.core.proxies._live["lb"]
+        assert all(live.pool.pick(f"10.0.0.{i}").upstream.port == good.port for i in range(9))
+        (state,) = [t for t in engine.call("proxies.get", name="lb").pool if t.health != "healthy"]
+        assert "503" in (state.error or "")
+        flaky.status = 302  # a redirect is healthy too
+        wait_for(lambda: health()[str(flaky.port)] == "healthy", "two passes to bring it back")
+    finally:
+        good.close()
+        flaky.close()
+
+
+def test_tcp_health_checks_connect(engine: Running, redis_port: int) -> None:
+    dead = free_port()
+    engine.call("proxies.create", name="db", protocol="tcp", port=0,
+                targets=[f"127.0.0.1:{redis_port}", f"127.0.0.1:{dead}"],
+                health={"interval": 0.2, "unhealthy": 1})  # fmt: skip
+
+    def health() -> dict[str, str]:
+        return {t.target: t.health for t in engine.call("proxies.get", name="db").pool}
+
+    wait_for(lambda: health() == {f"127.0.0.1:{redis_port}": "healthy",
+                                  f"127.0.0.1:{dead}": "unhealthy"}, "the checks")  # fmt: skip
+    info = engine.serving("db")
+    for _ in range(5):
+        assert redis.Redis(port=info.port, socket_timeout=WAIT).ping()
+    stats = engine.call("proxies.stats", name="db")
+    assert {t.target: t.failures for t in stats.targets}[f"127.0.0.1:{dead}"] == 0

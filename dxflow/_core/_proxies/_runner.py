@@ -53,6 +53,12 @@ class Runner:
             self._lifecycle.task(f"proxy.{live.name}", partial(self._serve, live))
         self._jobs(live)
 
+    def restart(self, live: LiveProxy) -> None:
+        """Try its listener again (its port was taken)."""
+        job = f"proxy.{live.name}"
+        self._lifecycle.discard(job)
+        self._lifecycle.task(job, partial(self._serve, live))
+
     def _jobs(self, live: LiveProxy) -> None:
         spec = live.spec
         if spec.workflow is not None:
@@ -69,7 +75,7 @@ class Runner:
         """The spec changed: the checks and the resolution follow it (now)."""
         for suffix in ("resolve", "health"):
             self._lifecycle.discard(f"proxy.{live.name}.{suffix}")
-        if workload:
+        if workload and live.spec.workflow is not None:
             live.pool.replace([])  # the old service's containers are no target any more
         self._jobs(live)
 
@@ -114,8 +120,9 @@ class Runner:
             try:
                 live.sock = bind(live.spec.host, live.port, live.name)
             except ApiError as exc:
+                if live.error != f"cannot listen: {exc}":  # once, not at every retry
+                    log.warning("proxy %s does not serve: %s", live.name, exc)
                 live.error = f"cannot listen: {exc}"
-                log.warning("proxy %s does not serve: %s", live.name, exc)
                 return
         try:
             context = live.ssl_context or self._tls_for(live)

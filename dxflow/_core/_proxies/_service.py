@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ..._config import Config
 from ..._exceptions import Conflict, NotFound
@@ -58,6 +58,8 @@ from ._workloads import Workloads
 __all__ = ["ProxyService"]
 
 Admit = Callable[[LiveProxy, Client], Admission]
+SYNC_EVERY = 2.0
+"""Seconds between two looks at the state for what another engine process changed."""
 _IMMUTABLE = ("protocol", "host", "tls", "tls_cert", "tls_key")
 
 
@@ -105,9 +107,12 @@ class ProxyService:
 
     def by_name(self, name: str) -> LiveProxy | None:
         live = self._live.get(name)
-        if live is None or live.spec.port is not None or live.error is not None:
-            return None
-        return live
+        if live is None:
+            row = self._in_state(name)  # made by another engine process on this home?
+            live = self._adopt(row) if row is not None else None
+        # One in error (its targets no longer allowed) is found: its empty pool answers
+        # 503, which says more than a 404 would.
+        return live if live is not None and live.spec.port is None else None
 
     def by_host(self, host: str) -> LiveProxy | None:
         if not self._domain:
@@ -115,6 +120,10 @@ class ProxyService:
         host = host.lower().rsplit(":", 1)[0] if not host.endswith("]") else host.lower()
         name, dot, domain = host.rstrip(".").partition(".")
         return self.by_name(name) if dot and domain == self._domain else None
+
+    def _in_state(self, name: str) -> Any:
+        rows = self._state.query("SELECT * FROM proxies WHERE name = ?", (name,))
+        return rows[0] if rows else None
 
     async def admit(self, live: LiveProxyLike, client: Client) -> Admission:
         if self._admit is None or not isinstance(live, LiveProxy):
@@ -127,22 +136,63 @@ class ProxyService:
         """Every stored proxy comes back; one that cannot (a target the config no longer
         allows) shows state "error" with the reason, and the rest serve."""
         for row in self._state.query("SELECT * FROM proxies ORDER BY created_at"):
-            stored = json.loads(row["spec"])
-            by_master = bool(stored.pop("by_master", False))
-            spec = ProxyCreate.model_validate(stored)
-            live = LiveProxy(
-                name=row["name"], spec=spec, rules=compile_rules(spec),
-                pool=Pool([], spec.balance or "round_robin"), created_by=row["created_by"],
-                created_at=row["created_at"], updated_at=row["updated_at"],
-                by_master=by_master, port=row["port"],
-            )  # fmt: skip
-            try:
-                live.pool.replace(self._static(spec, by_master))
-            except Exception as exc:  # an ApiError, or a name that no longer resolves
-                live.error = f"cannot restore its targets: {exc}"
-            self._links.load(live)
-            self._live[live.name] = live
-            self._runner.start(live)
+            self._adopt(row)
+        self._lifecycle.every("proxies.sync", SYNC_EVERY, self.sync)
+
+    def _adopt(self, row: Any) -> LiveProxy:
+        stored = json.loads(row["spec"])
+        by_master = bool(stored.pop("by_master", False))
+        spec = ProxyCreate.model_validate(stored)
+        live = LiveProxy(
+            name=row["name"], spec=spec, rules=compile_rules(spec),
+            pool=Pool([], spec.balance or "round_robin"), created_by=row["created_by"],
+            created_at=row["created_at"], updated_at=row["updated_at"],
+            by_master=by_master, port=row["port"],
+        )  # fmt: skip
+        try:
+            live.pool.replace(self._static(spec, by_master))
+        except Exception as exc:  # an ApiError, or a name that no longer resolves
+            live.error = f"cannot restore its targets: {exc}"
+        self._links.load(live)
+        self._live[live.name] = live
+        self._runner.start(live)
+        return live
+
+    async def sync(self) -> None:
+        """Follow what another engine process on this home changed (a notebook's
+        in-process engine next to a server): proxies made, updated or removed there, and
+        their links. A proxy whose port was taken tries again (when the other process
+        ends, this one takes over its listener)."""
+        rows = {row["name"]: row for row in self._state.query("SELECT * FROM proxies")}
+        for name, live in list(self._live.items()):
+            row = rows.pop(name, None)
+            if row is None:
+                del self._live[name]
+                self._runner.stop(live)
+            elif row["updated_at"] != live.updated_at:
+                self._reload(live, row)
+            else:
+                self._links.load(live)
+                if live.error is not None and live.port is not None and not live.serving:
+                    self._runner.restart(live)
+        for row in rows.values():
+            self._adopt(row)
+
+    def _reload(self, live: LiveProxy, row: Any) -> None:
+        stored = json.loads(row["spec"])
+        by_master = bool(stored.pop("by_master", False))
+        spec = ProxyCreate.model_validate(stored)
+        old = live.spec
+        try:
+            upstreams = None if spec.workflow else self._static(spec, by_master)
+        except Exception as exc:
+            live.error = f"cannot load its targets: {exc}"
+            upstreams = []
+        live.by_master = by_master
+        live.swap(spec, compile_rules(spec), upstreams, row["updated_at"])
+        self._links.load(live)
+        self._runner.changed(live, workload=(old.workflow, old.service, old.service_port)
+                             != (spec.workflow, spec.service, spec.service_port))  # fmt: skip
 
     # -- helpers -------------------------------------------------------------------------
 

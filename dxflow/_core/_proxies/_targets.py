@@ -124,10 +124,11 @@ class TargetPolicy:
         if upstream.scheme == "unix":
             return self._check_socket(upstream, master)
         assert upstream.host is not None
+        if master:  # anything goes: a name is resolved when connecting, as it changes
+            return upstream
         addresses = _resolve(upstream.host, upstream.label)
-        if not master:
-            for address in addresses:
-                self._check_address(address, upstream.label)
+        for address in addresses:
+            self._check_address(address, upstream.label)
         first = str(addresses[0])
         if first == upstream.host:
             return upstream

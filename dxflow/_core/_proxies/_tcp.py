@@ -181,6 +181,9 @@ class _Link:
             if target is None:
                 log.info("proxy %s: no target could take a connection from %s",
                          self.live.name, ip)  # fmt: skip
+                refuse = getattr(self.live.stats, "refuse", None)
+                if refuse is not None:
+                    refuse("unavailable")
                 return None
             tried.add(target)
             up = target.upstream
