@@ -21,6 +21,7 @@ from tests.unit.test_proxy_http import (
     FakeRegistry,
     listening,
     proxy,
+    raw_server,
     run,
     serving,
     target_app,
@@ -166,5 +167,35 @@ def test_a_tls_port_of_its_own(tmp_path: Path) -> None:
             finally:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+    run(main())
+
+
+def test_answers_ended_by_close_and_interim_answers() -> None:
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+        await writer.drain()
+
+    async def early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            )
+            await writer.drain()
+
+    async def main() -> None:
+        async with raw_server(until_close) as closing, raw_server(early_hints) as hinting:
+            one = FakeLive("one", FakePool([upstream(closing)]))
+            two = FakeLive("two", FakePool([upstream(hinting)]))
+            async with proxy(one, two) as (url, _, app), httpx.AsyncClient() as client:
+                reply = await client.get(f"{url}/p/one/", headers=AUTH)
+                assert reply.status_code == 200 and reply.content == b"all of it"
+                for _ in range(3):
+                    hinted = await client.get(f"{url}/p/two/", headers=AUTH)
+                    assert hinted.status_code == 200 and hinted.content == b"ok"
+                assert app.upstreams.opened == 2  # the hinting target's connection is reused
 
     run(main())
