@@ -68,6 +68,9 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 
 
 def _cidrs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
+    """CIDRs or addresses; `""` alone empties the list (update)."""
+    if value == ("",):
+        return []
     for item in value:
         try:
             ipaddress.ip_network(item, strict=False)
@@ -182,14 +185,14 @@ def _spec_options(function: F) -> F:
             metavar="CIDR",
             multiple=True,
             callback=_cidrs,
-            help="Only clients from this CIDR (repeat for more).",
+            help='Only clients from this CIDR (repeat for more; "" empties the list).',
         ),
         click.option(
             "--deny",
             metavar="CIDR",
             multiple=True,
             callback=_cidrs,
-            help="Refuse clients from this CIDR (deny wins over allow).",
+            help='Refuse clients from this CIDR (deny wins over allow; "" empties the list).',
         ),
         click.option("--auth", type=_AUTH, help="token (default), link, or none (public)."),
         click.option(

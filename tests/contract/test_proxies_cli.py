@@ -65,6 +65,7 @@ def test_create_list_show_update_stats_rm(booted: Booted) -> None:
                       "--balance", "least_conn", "--timeout", "2m")  # fmt: skip
     assert (updated["rate"], updated["burst"], updated["balance"]) == ("5/s", 10, "least_conn")
     assert updated["timeout"] == 120 and updated["targets"] == [TARGET]
+    assert as_json(booted, "update", "web", "--allow", "")["allow"] == []
     stats = as_json(booted, "stats", "web")
     assert stats["name"] == "web" and stats["requests"] == 0
     assert "requests" in proxy(booted, "stats", "web").stdout
