@@ -86,7 +86,7 @@ def _child(command: list[str], what: str, port: int, tmp: Path) -> Iterator[None
 # -- nginx as a reverse proxy ---------------------------------------------------------------
 
 
-def _proxy_config(tmp: Path, port: int, origin_port: int) -> str:
+def _proxy_config(tmp: Path, port: int, origin_port: int, ws_port: int | None) -> str:
     user = "user root;\n" if os.geteuid() == 0 else ""  # `user` only matters for root
     temps = "\n".join(
         f"    {name}_temp_path {tmp / name};"
@@ -94,6 +94,26 @@ def _proxy_config(tmp: Path, port: int, origin_port: int) -> str:
     )
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / name).mkdir()
+    ws = ""
+    if ws_port is not None:  # /ws/: WebSocket upgrades passed on to the echo server
+        ws = f"""
+    upstream echo {{
+        server 127.0.0.1:{ws_port};
+    }}
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        "" close;
+    }}"""
+        ws_location = """
+        location /ws/ {
+            proxy_pass http://echo/;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 1h;
+        }"""
+    else:
+        ws_location = ""
     return f"""{user}daemon off;
 master_process on;
 worker_processes 1;
@@ -110,7 +130,7 @@ http {{
     upstream origin {{
         server 127.0.0.1:{origin_port};
         keepalive 32;
-    }}
+    }}{ws}
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -122,22 +142,23 @@ http {{
             # stream: memory buffers only, never a temp file on disk
             proxy_max_temp_file_size 0;
             proxy_buffers 8 64k;
-        }}
+        }}{ws_location}
     }}
 }}
 """
 
 
 @contextlib.contextmanager
-def nginx_proxy(origin_port: int) -> Iterator[str]:
-    """nginx proxying to 127.0.0.1:origin_port; yield its `http://127.0.0.1:PORT`."""
+def nginx_proxy(origin_port: int, ws_port: int | None = None) -> Iterator[str]:
+    """nginx proxying to 127.0.0.1:origin_port (and `/ws/` to a WebSocket server on
+    ws_port); yield its `http://127.0.0.1:PORT`."""
     binary = _nginx_binary()
     tmp = Path(tempfile.mkdtemp(prefix="dxflow-bench-nginx-proxy-"))
     process: subprocess.Popen[bytes] | None = None
     try:
         port = free_port()
         conf = tmp / "nginx.conf"
-        conf.write_text(_proxy_config(tmp, port, origin_port))
+        conf.write_text(_proxy_config(tmp, port, origin_port, ws_port))
         command = [binary, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
         check = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
@@ -285,13 +306,17 @@ def http_latencies(url: str, headers: dict[str, str], count: int) -> list[float]
     return samples
 
 
-def ws_latencies(url: str, count: int, size: int = 32) -> list[float]:
+def ws_latencies(
+    url: str, count: int, headers: dict[str, str] | None = None, size: int = 32
+) -> list[float]:
     """Seconds per echo round trip of a `size`-byte binary message over one WebSocket."""
     from websockets.sync.client import connect
 
     message = b"x" * size
     samples: list[float] = []
-    with connect(url, compression=None, open_timeout=10, proxy=None) as ws:
+    with connect(
+        url, compression=None, open_timeout=10, proxy=None, additional_headers=headers
+    ) as ws:
         ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(count):
             start = time.perf_counter()

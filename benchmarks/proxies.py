@@ -17,14 +17,15 @@ Figures, peers interleaved (rounds rotate the order):
    added over a direct connection. Targets: dxflow /p/ >= 0.5x nginx and >= 3x
    jupyter-server-proxy req/s; added p50 <= 0.3 ms.
 2. **download** of the 1 GiB file with curl into /dev/null: direct, nginx, dxflow (and the
-   engine's RSS growth and CPU, busy/wall, meanwhile); one try through jupyter-server-proxy, printed with how
-   it failed when it does (it answers HTTP 599 to a 1 GiB body). Target: dxflow >= 0.8x
-   nginx throughput.
+   engine's RSS growth and CPU, busy/wall, meanwhile); one try through
+   jupyter-server-proxy, printed with how it fails when it does (it answers HTTP 599 to a
+   1 GiB body). Target: dxflow >= 0.8x nginx throughput.
 3. **Redis** (Debian `redis-server` on loopback): `redis-benchmark -t get,set -q -n
    100000` direct and through a dxflow TCP proxy (a port of its own). Target: >= 0.6x
    direct, for each of GET and SET.
 4. **WebSocket echo** (a `websockets` echo server): p50 round trip of a 32-byte message,
-   direct and through dxflow's `/p/ws/`. Target: added p50 <= 0.3 ms.
+   direct, through nginx (`/ws/`), jupyter-server-proxy and dxflow's `/p/ws/`. Target:
+   added p50 <= 0.3 ms.
 
 `--quick` (the CI smoke, < 30 s): 1 s of wrk, 200 latency samples, a 64 MiB file, 5,000
 Redis requests, one round. Every server listens on 127.0.0.1 and is stopped at the end,
@@ -104,6 +105,7 @@ class Bench(Report):
         # name -> (base URL, headers): where the small file and the big one are reached
         self.http: dict[str, tuple[str, dict[str, str]]] = {}
         self.origin_port = 0
+        self.ws_port = 0
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -162,12 +164,14 @@ class Bench(Report):
         origin = stack.enter_context(nginx(self.prepare_root()))
         self.origin_port = int(origin.rsplit(":", 1)[1])
         self.http["direct"] = (origin, {})
+        self.ws_port = stack.enter_context(ws_echo())
         self.section("nginx proxy", lambda: self.start_nginx(stack))
         self.section("jupyter-server-proxy", lambda: self.start_jupyter(stack))
         self.section("dxflow", self.start_dxflow)
 
     def start_nginx(self, stack: contextlib.ExitStack) -> None:
-        self.http["nginx"] = (stack.enter_context(nginx_proxy(self.origin_port)), {})
+        url = stack.enter_context(nginx_proxy(self.origin_port, self.ws_port))
+        self.http["nginx"] = (url, {})
 
     def start_jupyter(self, stack: contextlib.ExitStack) -> None:
         empty = self.tmp / "jupyter-root"
@@ -434,18 +438,26 @@ class Bench(Report):
 
     # -- 4. WebSocket -----------------------------------------------------------------------
 
-    def websocket(self, stack: contextlib.ExitStack) -> None:
-        port = stack.enter_context(ws_echo())
-        urls = {"direct": f"ws://127.0.0.1:{port}/"}
+    def websocket(self) -> None:
+        port = self.ws_port
+        urls: dict[str, tuple[str, dict[str, str]]] = {"direct": (f"ws://127.0.0.1:{port}/", {})}
+        if "nginx" in self.http:
+            urls["nginx"] = (self.http["nginx"][0].replace("http", "ws", 1) + "/ws/", {})
+        if JUPYTER in self.http:
+            base, headers = self.http[JUPYTER]
+            jupyter = base.replace("http", "ws", 1).rsplit("/", 1)[0] + f"/{port}/"
+            urls[JUPYTER] = (jupyter, headers)
         spec = {"name": "ws", "targets": [f"127.0.0.1:{port}"], "auth": "none"}
         if self.engine is not None and (info := self.try_create(spec)) is not None:
-            urls["dxflow /p/"] = self.proxy_url(info).replace("http", "ws", 1) + "/"
+            urls[DXFLOW_P] = (self.proxy_url(info).replace("http", "ws", 1) + "/", {})
         samples: dict[str, list[float]] = {name: [] for name in urls}
         per_round = max(1, self.samples // self.rounds)
         self.say(f"WebSocket echo of 32 bytes, {per_round} round trips per round")
         for i in range(self.rounds):
-            for name in list(urls)[:: 1 if i % 2 == 0 else -1]:
-                samples[name] += ws_latencies(urls[name], per_round)
+            order = list(urls)[i % len(urls) :] + list(urls)[: i % len(urls)]
+            for name in order:
+                url, headers = urls[name]
+                samples[name] += ws_latencies(url, per_round, headers)
         direct = median(samples["direct"]) * 1e3
         figures: dict[str, Any] = {}
         for name in urls:
@@ -458,9 +470,10 @@ class Bench(Report):
         if "dxflow /p/" in figures:
             added = figures["dxflow /p/"]["added_p50_ms"]
             met = self.target("WebSocket echo added p50", added, ADDED_P50_MS, "ms", False)
-            self.row(
-                "WebSocket echo added p50", f"{added:.3f} ms", f"direct {direct:.3f} ms", "-", met
-            )
+            peer = figures.get("nginx", {}).get("added_p50_ms")
+            self.row("WebSocket echo added p50", f"{added:.3f} ms",
+                     f"nginx {peer:.3f} ms" if peer is not None else f"direct {direct:.3f} ms",
+                     "-", met)  # fmt: skip
         self.result.figures["websocket"] = figures
 
     # -- the run ----------------------------------------------------------------------------
@@ -472,7 +485,7 @@ class Bench(Report):
                 self.section("small responses", self.small)
                 self.section("download", self.download)
                 self.section("redis", lambda: self.redis(stack))
-                self.section("websocket", lambda: self.websocket(stack))
+                self.section("websocket", self.websocket)
         except Exception as exc:
             self.fail("set-up", exc)
         finally:
