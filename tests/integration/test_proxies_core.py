@@ -258,6 +258,26 @@ def test_tls_termination_with_the_engines_certificate(engine: Running, redis_por
         redis.Redis(port=info.port, socket_timeout=5).ping()
 
 
+def test_the_engines_certificate_is_renewed_before_it_expires(
+    engine: Running, redis_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime
+
+    from dxflow._core._proxies import _tls
+
+    engine.call("proxies.create", name="db", protocol="tcp", port=0, tls=True,
+                targets=[f"127.0.0.1:{redis_port}"])  # fmt: skip
+    info = engine.serving("db")
+    cert = engine.core.config.home.tls_dir / "cert.pem"
+    old = cert.read_text()
+    monkeypatch.setattr(_tls, "RENEW_BEFORE", datetime.timedelta(days=100_000))  # "expiring"
+    engine.run(engine.core.proxies.renew_certificates())
+    new = cert.read_text()
+    assert new != old
+    presented = ssl.get_server_certificate(("127.0.0.1", info.port))
+    assert ssl.PEM_cert_to_DER_cert(presented) == ssl.PEM_cert_to_DER_cert(new)
+
+
 def test_tls_with_a_certificate_from_the_object_store(
     engine: Running, redis_port: int, tmp_path: Path
 ) -> None:

@@ -253,6 +253,7 @@ def test_stale_temp_files_are_swept_and_their_bytes_freed(own_core: EngineCore) 
 def test_the_housekeeping_jobs_are_registered(own_core: EngineCore) -> None:
     assert set(own_core.lifecycle.jobs) == {
         "audit.prune", "shells.reap", "uploads.sweep", "objects.temp_sweep", "proxies.sync",
+        "proxies.tls_renew",
     }  # fmt: skip
     own_core.close()
 

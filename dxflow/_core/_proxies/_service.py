@@ -52,7 +52,7 @@ from ._runner import Runner
 from ._spec import check_shape, compile_rules, merged, normalized
 from ._stats import percentiles
 from ._targets import TargetPolicy, parse_target
-from ._tls import engine_context, store_context
+from ._tls import engine_context, engine_files, store_context
 from ._workloads import Workloads
 
 __all__ = ["ProxyService"]
@@ -60,6 +60,8 @@ __all__ = ["ProxyService"]
 Admit = Callable[[LiveProxy, Client], Admission]
 SYNC_EVERY = 2.0
 """Seconds between two looks at the state for what another engine process changed."""
+TLS_RENEW_EVERY = 86400.0
+"""Seconds between two looks at the engine certificate's expiry (see `_tls.RENEW_BEFORE`)."""
 _IMMUTABLE = ("protocol", "host", "tls", "tls_cert", "tls_key")
 
 
@@ -138,6 +140,21 @@ class ProxyService:
         for row in self._state.query("SELECT * FROM proxies ORDER BY created_at"):
             self._adopt(row)
         self._lifecycle.every("proxies.sync", SYNC_EVERY, self.sync)
+        self._lifecycle.every("proxies.tls_renew", TLS_RENEW_EVERY, self.renew_certificates)
+
+    async def renew_certificates(self) -> None:
+        """The engine's self-signed certificate is made anew before it expires; listeners
+        that use it load the new one (the next handshakes present it)."""
+        users = [
+            live for live in self._live.values()
+            if live.spec.tls and not live.spec.tls_cert and live.ssl_context is not None
+        ]  # fmt: skip
+        if not users:
+            return
+        cert, key = engine_files(self._config)
+        for live in users:
+            assert live.ssl_context is not None
+            live.ssl_context.load_cert_chain(cert, key)
 
     def _adopt(self, row: Any) -> LiveProxy:
         stored = json.loads(row["spec"])
