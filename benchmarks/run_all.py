@@ -1,4 +1,4 @@
-"""Run the nine benchmarks (each in its own process) and print a summary table.
+"""Run the benchmarks (each in its own process) and print a summary table.
 
     python benchmarks/run_all.py            # full mode, a few minutes
     python benchmarks/run_all.py --quick    # the CI smoke: each script < 20 s (workflows < 60 s)
@@ -33,6 +33,7 @@ SCRIPTS = [
     "objects",
     "shells",
     "security_probes",
+    "proxies",
 ]
 
 
@@ -126,6 +127,23 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
             f"{health['ratio_p99_over_baseline']:.1f}x"
             if health["ratio_p99_over_baseline"]
             else "-",
+        )
+    if name == "proxies":
+        small = figures["small"]
+        dx, nginx, jsp = small["dxflow /p/"], small.get("nginx"), small.get("jupyter-server-proxy")
+        peers = [
+            f"nginx {nginx['rps']:,.0f}" if nginx else "",
+            f"jsp {jsp['rps']:,.0f}" if jsp else "",
+        ]
+        ratios = [
+            f"{figures['ratio_dxflow_over_nginx_rps']:.2f}x nginx" if nginx else "",
+            f"{figures['ratio_dxflow_over_jupyter_rps']:.1f}x jsp" if jsp else "",
+        ]
+        return (
+            "proxied req/s (wrk -c16)",
+            f"{dx['rps']:,.0f}",
+            ", ".join(p for p in peers if p) or "no peer",
+            ", ".join(r for r in ratios if r) or "-",
         )
     return (
         f"ping req/s ({figures.get('load_generator', '?')})",

@@ -4,7 +4,8 @@
 #   bash scripts/setup.sh [--dev] [--require-docker]
 #
 #   --dev             install the development extras too (pip -e ".[dev]") and, as root,
-#                     curl, openssl, jq, wrk, docker-compose and nginx-light
+#                     curl, openssl, jq, wrk, docker-compose, nginx-light, redis-server
+#                     and redis-tools
 #   --require-docker  fail when no working Docker Engine can be had (default: warn)
 #
 # Steps: find Python >= 3.11 ($PYTHON, python3, python3.14 ... python3.11); make .venv;
@@ -171,13 +172,18 @@ if [ "$DEV" = 1 ]; then
         command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
     done
     [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+    # The proxies' real-part tests and benchmark: a Redis server behind a TCP proxy,
+    # driven by redis-benchmark (Debian's redis-tools).
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
     # The shells' `run` is tested in zsh too, key files with ssh-keygen's own keys.
     command -v zsh >/dev/null 2>&1 || missing+=(zsh)
     command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
     if [ "${#missing[@]}" -gt 0 ]; then
         if is_root; then
-            # RUNLEVEL=1: Debian's nginx would start a system service on port 80; the
-            # benchmark runs its own, on loopback, only while it measures.
+            # RUNLEVEL=1: Debian's nginx and redis-server would start system services
+            # (ports 80, 6379); the tests and benchmarks run their own, on loopback,
+            # only while they need them.
             RUNLEVEL=1 apt_install "${missing[@]}"
         else
             warn "the tests need ${missing[*]}; run: sudo apt-get install -y ${missing[*]}"

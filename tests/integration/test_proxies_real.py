@@ -1,0 +1,404 @@
+"""Proxies against real parts: a web app in a workflow container, Redis, a pool losing a
+target, access rules from two client addresses, TLS checked by curl, an engine restart
+and a 1 GiB download, all through a booted engine (`dxflow boot up`).
+
+Nothing here asserts a duration: conditions are polled with generous deadlines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import dxflow
+
+from ._proxy_servers import (
+    RssPeak,
+    app_process,
+    free_port,
+    local_bind_ok,
+    python_image,
+    redis_server,
+    wait_for,
+)
+from .conftest import Booted, boot
+from .conftest import dxflow as run
+
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
+
+GIB = 1 << 30
+
+
+@dataclass
+class Node:
+    """A booted engine and a MASTER SDK client of it."""
+
+    booted: Booted
+    engine: dxflow.Engine
+
+    @property
+    def home(self) -> Path:
+        return self.booted.home
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    booted = boot(tmp_path_factory.mktemp("proxies") / "home")
+    engine = dxflow.Engine(booted.url, key=booted.master_key)
+    try:
+        yield Node(booted, engine)
+    finally:
+        engine.close()
+        run("boot", "down", "--home", booted.home, check=False)
+
+
+@pytest.fixture
+def app() -> Iterator[int]:
+    """The stdlib app on a loopback port, named "host"."""
+    port = free_port()
+    with app_process(port, "host"):
+        yield port
+
+
+def client(source: str = "127.0.0.1", **kwargs: Any) -> httpx.Client:
+    """An HTTP client whose connections come from `source` (any 127/8 address)."""
+    transport = httpx.HTTPTransport(local_address=source)
+    return httpx.Client(transport=transport, trust_env=False, timeout=30, **kwargs)
+
+
+def page(proxy: Any, path: str = "") -> str:
+    """`path` under the proxy's URL (its own port, or `/p/{name}/`)."""
+    return str(proxy.url).rstrip("/") + "/" + path.lstrip("/")
+
+
+def error_code(response: httpx.Response) -> str:
+    return str(response.json()["error"]["code"])
+
+
+# -- a) a web app in a workflow container ---------------------------------------------------
+
+
+@pytest.mark.docker
+def test_a_web_app_in_a_workflow_container_under_the_prefix(
+    node: Node, project_name: str, docker_client: Any
+) -> None:
+    image = python_image()
+    compose = {"services": {"web": {"image": image, "stop_grace_period": "1s"}}}
+    wf = node.engine.workflows.create(project_name, compose)
+    wf.up(timeout=120)
+    name = f"app-{project_name}"[:63]
+    proxy = node.engine.proxies.create(
+        name, target={"workflow": project_name, "service": "web", "port": 8080}, auth="none"
+    )
+    assert proxy.url == f"{node.booted.url}/p/{name}/"
+    with client() as http:
+        wait_for(lambda: http.get(page(proxy, "health")).status_code == 200, "the app answers")
+
+        moved = http.get(page(proxy, "old"))  # the app redirects to the absolute path /new
+        assert moved.status_code == 302
+        assert httpx.URL(moved.headers["location"]).path == f"/p/{name}/new"
+        followed = http.get(page(proxy, "old"), follow_redirects=True)
+        assert followed.status_code == 200 and followed.text == "the new page of container"
+
+        cookie = http.get(page(proxy, "cookie")).headers["set-cookie"]
+        assert re.search(rf"(?i)\bpath=/p/{name}/?(;|$)", cookie), cookie
+
+        seen = http.get(page(proxy, "headers?x=1")).json()
+        assert seen[":path"] == "/headers?x=1"  # the prefix stripped, the query kept
+        assert seen["x-forwarded-for"] == "127.0.0.1"
+        assert seen["x-forwarded-proto"] == "http"
+        assert seen["x-forwarded-host"] == httpx.URL(node.booted.url).netloc.decode()
+        assert seen["x-forwarded-prefix"].rstrip("/") == f"/p/{name}"
+
+    ws_url = page(proxy, "ws").replace("http://", "ws://", 1)
+    _echo(ws_url)
+
+    # the container is recreated (a new address): the proxy follows it
+    wf.down()
+    wf.up(timeout=120)
+    with client() as http:
+        wait_for(lambda: http.get(page(proxy, "name")).text == "container", "the app again")
+    _echo(ws_url)
+    proxy.remove()
+    wf.down()
+
+
+def _echo(url: str) -> None:
+    from websockets.sync.client import connect
+
+    with connect(url, open_timeout=30, proxy=None) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=30) == "hello"
+        blob = bytes(range(256)) * 400  # 100 KiB: a 64-bit length frame
+        ws.send(blob)
+        assert ws.recv(timeout=30) == blob
+
+
+# -- b) Redis behind a TCP proxy ------------------------------------------------------------
+
+
+def test_redis_through_a_tcp_proxy(node: Node) -> None:
+    import redis
+
+    with redis_server() as port:
+        proxy = node.engine.proxies.create(
+            "redis", target=f"127.0.0.1:{port}", protocol="tcp", port=0, auth="none"
+        )
+        own = proxy.info.port
+        assert own and own != port
+        r = redis.Redis(host="127.0.0.1", port=own, socket_timeout=30)
+        try:
+            assert r.set("greeting", "hello") is True
+            assert r.get("greeting") == b"hello"
+            blob = bytes(range(256)) * 4096  # 1 MiB both ways
+            r.set("blob", blob)
+            assert r.get("blob") == blob
+            pipe = r.pipeline()
+            for _ in range(1000):
+                pipe.incr("counter")
+            assert pipe.execute()[-1] == 1000
+        finally:
+            r.close()
+        direct = redis.Redis(host="127.0.0.1", port=port)
+        assert direct.get("counter") == b"1000"  # it was the real server
+        direct.close()
+
+        bench = subprocess.run(
+            ["redis-benchmark", "-h", "127.0.0.1", "-p", str(own), "-t", "get,set", "-q",
+             "-n", "2000"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        output = bench.stdout.replace("\r", "\n")
+        assert bench.returncode == 0, bench.stderr
+        assert re.search(r"^SET: [\d.]+ requests per second", output, re.MULTILINE), output
+        assert re.search(r"^GET: [\d.]+ requests per second", output, re.MULTILINE), output
+        assert "error" not in (output + bench.stderr).lower()
+        stats = proxy.stats()
+        assert stats.requests >= 2 and stats.bytes_in > len(blob)
+        proxy.remove()
+
+
+# -- c) a pool losing a target -------------------------------------------------------------
+
+
+def test_a_pool_with_one_target_killed_mid_load(node: Node) -> None:
+    interval = 0.5
+    ports = [free_port() for _ in range(3)]
+    with (
+        app_process(ports[0], "t0"),
+        app_process(ports[1], "t1"),
+        app_process(ports[2], "t2") as doomed,
+    ):
+        proxy = node.engine.proxies.create(
+            "pool", target=[f"127.0.0.1:{p}" for p in ports], auth="none", retries=2,
+            health={"path": "/health", "interval": interval},
+        )  # fmt: skip
+        with client() as http:
+            seen = set()
+            for _ in range(300):
+                answer = http.get(page(proxy, "name"))
+                assert answer.status_code == 200, answer.text
+                seen.add(answer.text)
+                if seen == {"t0", "t1", "t2"}:
+                    break
+            assert seen == {"t0", "t1", "t2"}  # round robin reaches all three
+
+            doomed.kill()
+            killed_at = time.monotonic()
+            results: list[tuple[float, int, str]] = []
+
+            def load_until_ejected() -> bool:
+                for _ in range(10):
+                    started = time.monotonic()
+                    try:
+                        answer = http.get(page(proxy, "name"))
+                        results.append((started, answer.status_code, answer.text))
+                    except httpx.HTTPError as exc:
+                        results.append((started, 0, repr(exc)))
+                pool = proxy.reload().pool
+                return any(s.target.endswith(f":{ports[2]}") and s.health == "unhealthy"
+                           for s in pool)  # fmt: skip
+
+            wait_for(load_until_ejected, "the killed target marked unhealthy")
+            for _ in range(200):  # after ejection: every request answered by the others
+                started = time.monotonic()
+                answer = http.get(page(proxy, "name"))
+                results.append((started, answer.status_code, answer.text))
+
+        settled = killed_at + 2 * interval
+        late = [r for r in results if r[0] >= settled]
+        failed = [r for r in late if r[1] != 200]
+        assert not failed, f"{len(failed)} failed GETs after two health intervals: {failed[:5]}"
+        assert {text for _, _, text in late} <= {"t0", "t1"}
+        early_failures = [r for r in results if r[0] < settled and r[1] != 200]
+        print(f"failed GETs within two health intervals of the kill: {len(early_failures)}")
+        by_target = {t.target: t for t in proxy.stats().targets}
+        assert by_target[f"127.0.0.1:{ports[2]}"].health == "unhealthy"
+        proxy.remove()
+
+
+# -- d) access rules, auth modes, TLS -------------------------------------------------------
+
+
+def test_allow_and_deny_by_client_address(node: Node, app: int) -> None:
+    if not local_bind_ok("127.0.0.2"):
+        pytest.fail("a client socket cannot bind 127.0.0.2 (all of 127/8 is loopback on Linux)")
+    target = f"127.0.0.1:{app}"
+    only_one = node.engine.proxies.create("allow", target=target, auth="none",
+                                          allow=["127.0.0.1/32"])  # fmt: skip
+    deny_wins = node.engine.proxies.create("deny", target=target, auth="none",
+                                           allow=["127.0.0.0/8"], deny=["127.0.0.2"])  # fmt: skip
+    for proxy in (only_one, deny_wins):
+        with client("127.0.0.1") as near, client("127.0.0.2") as other:
+            assert near.get(page(proxy, "name")).text == "host"
+            refused = other.get(page(proxy, "name"))
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"]["message"]
+    stats = deny_wins.stats()
+    assert stats.refused.get("denied", 0) >= 1, stats.refused
+    only_one.remove()
+    deny_wins.remove()
+
+
+def test_rate_limit_answers_429_with_retry_after_per_client(node: Node, app: int) -> None:
+    proxy = node.engine.proxies.create(
+        "rated", target=f"127.0.0.1:{app}", auth="none", rate="1/min", burst=2
+    )
+    with client("127.0.0.1") as first, client("127.0.0.2") as second:
+        assert [first.get(page(proxy, "name")).status_code for _ in range(2)] == [200, 200]
+        limited = first.get(page(proxy, "name"))
+        assert limited.status_code == 429, limited.text
+        assert int(limited.headers["retry-after"]) >= 1
+        assert error_code(limited)
+        # the bucket is per client address: another client still has its own
+        assert second.get(page(proxy, "name")).status_code == 200
+    assert proxy.stats().refused.get("rate", 0) >= 1
+    proxy.remove()
+
+
+def test_auth_token_none_and_what_reaches_the_target(node: Node, app: int) -> None:
+    guarded = node.engine.proxies.create("guarded", target=f"127.0.0.1:{app}")  # token default
+    public = node.engine.proxies.create("public", target=f"127.0.0.1:{app}", auth="none")
+    token = node.engine.token().token
+    with client() as http:
+        refused = http.get(page(guarded, "name"))
+        assert refused.status_code == 401, refused.text
+        assert (
+            http.get(page(guarded, "name"), headers={"Authorization": "Bearer nope"}).status_code
+            == 401
+        )
+        seen = http.get(page(guarded, "headers"), headers={"Authorization": f"Bearer {token}"})
+        assert seen.status_code == 200
+        assert "authorization" not in seen.json()  # the dxflow token is not forwarded
+        by_cookie = http.get(
+            page(guarded, "headers"), headers={"Cookie": f"dxflow_token={token}; theme=dark"}
+        )
+        assert by_cookie.status_code == 200
+        assert by_cookie.json().get("cookie") == "theme=dark"  # the app's own cookie only
+        assert http.get(page(public, "name")).text == "host"  # auth="none": no credentials
+    guarded.remove()
+    public.remove()
+
+
+def test_auth_link_sets_a_cookie_and_unlink_revokes_it(node: Node, app: int) -> None:
+    proxy = node.engine.proxies.create("linked", target=f"127.0.0.1:{app}", auth="link")
+    link = proxy.link(expires="1h")
+    assert link.url and "dxflow_link=" in link.url
+    with client() as browser, client() as stranger:
+        opened = browser.get(link.url, follow_redirects=True)
+        assert opened.status_code == 200, opened.text
+        assert browser.cookies.get(f"dxflow_link_{proxy.name}")
+        seen = browser.get(page(proxy, "headers"))  # no query: the cookie carries it
+        assert seen.status_code == 200
+        assert "dxflow_link" not in seen.json()[":path"]
+        assert "dxflow_link" not in seen.json().get("cookie", "")
+        assert stranger.get(page(proxy, "name")).status_code == 401
+        assert [x.id for x in proxy.links()] == [link.id]
+        proxy.unlink(link.id)
+        revoked = browser.get(page(proxy, "name"))
+        assert revoked.status_code in (401, 403), revoked.text
+    proxy.remove()
+
+
+def test_tls_on_a_port_of_its_own_checked_by_curl(node: Node, app: int) -> None:
+    proxy = node.engine.proxies.create(
+        "secure", target=f"127.0.0.1:{app}", auth="none", port=0, tls=True
+    )
+    assert proxy.url and proxy.url.startswith("https://127.0.0.1:")
+    cert = node.home / "tls" / "cert.pem"
+    assert cert.is_file()
+    trusted = subprocess.run(
+        ["curl", "-sS", "--noproxy", "*", "--cacert", str(cert), page(proxy, "name")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert trusted.returncode == 0, trusted.stderr
+    assert trusted.stdout == "host"
+    untrusted = subprocess.run(
+        ["curl", "-sS", "--noproxy", "*", page(proxy, "name")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert untrusted.returncode == 60, untrusted  # the certificate is not trusted by default
+    proxy.remove()
+
+
+# -- e) an engine restart ------------------------------------------------------------------
+
+
+def test_proxies_survive_an_engine_restart(tmp_path: Path, app: int) -> None:
+    home = tmp_path / "home"
+    first = boot(home)
+    try:
+        with dxflow.Engine(first.url, key=first.master_key) as engine:
+            web = engine.proxies.create("web", target=f"127.0.0.1:{app}", auth="none")
+            raw = engine.proxies.create(
+                "raw", target=f"127.0.0.1:{app}", protocol="tcp", port=0, auth="none"
+            )
+            own = raw.info.port
+            assert httpx.get(page(web, "name"), trust_env=False).text == "host"
+        run("boot", "down", "--home", home)
+        second = boot(home)
+        with dxflow.Engine(second.url, key=second.master_key) as engine:
+            assert sorted(p.name for p in engine.proxies.list()) == ["raw", "web"]
+            web = engine.proxies.get("web")
+            assert web.info.state == "serving"
+            assert web.url == f"{second.url}/p/web/"
+            assert httpx.get(page(web, "name"), trust_env=False).text == "host"
+            raw = engine.proxies.get("raw")
+            assert raw.info.port == own  # the port picked at creation is kept
+            # its listener is bound by the lifecycle, which starts just after the boot
+            own_url = f"http://127.0.0.1:{own}/name"
+            wait_for(lambda: httpx.get(own_url, trust_env=False).text == "host", "the port")
+    finally:
+        run("boot", "down", "--home", home, check=False)
+
+
+# -- f) a 1 GiB download with bounded memory ------------------------------------------------
+
+
+def test_a_1_gib_download_keeps_the_engine_memory_bounded(node: Node, app: int) -> None:
+    proxy = node.engine.proxies.create("big", target=f"127.0.0.1:{app}", auth="none")
+    curl = shutil.which("curl")
+    assert curl, "curl is needed"
+    with RssPeak(node.booted.pid) as rss:
+        done = subprocess.run(
+            [curl, "-sS", "--noproxy", "*", "-o", "/dev/null",
+             "-w", "%{http_code} %{size_download}", page(proxy, f"bytes/{GIB}")],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["200", str(GIB)]
+    assert rss.growth_mib < 32, f"the engine's RSS grew by {rss.growth_mib:.1f} MiB"
+    stats = proxy.stats()
+    assert stats.bytes_out >= GIB
+    print(json.dumps({"rss_growth_mib": round(rss.growth_mib, 1)}))
+    proxy.remove()
