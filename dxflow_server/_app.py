@@ -69,8 +69,7 @@ def create_app(core: EngineCore) -> EngineApp:
         Route(OPENAPI_PATH, openapi, methods=["GET"]),
     ]
 
-    registry = getattr(core, "proxies", None)  # the control plane, when it has one
-    proxy_app = ProxyApp(registry) if registry is not None else None
+    proxy_app = ProxyApp(core.proxies)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -78,8 +77,7 @@ def create_app(core: EngineCore) -> EngineApp:
             async with core.lifecycle.running():
                 yield
         finally:
-            if proxy_app is not None:
-                proxy_app.close()  # the keep-alive connections to targets
+            proxy_app.close()  # the keep-alive connections to targets
 
     app = EngineApp(
         routes=routes,
@@ -89,5 +87,4 @@ def create_app(core: EngineCore) -> EngineApp:
     )
     app.state.core = core
     app.proxy_app = proxy_app
-    app.state.proxy_app = proxy_app
     return app

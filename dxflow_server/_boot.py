@@ -22,12 +22,15 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from dxflow._config import Config, Home, atomic_write
 from dxflow._exceptions import ConfigError
 from dxflow._limits import MAX_HEAD, Limits
 from dxflow._server_runtime import running_pid
+
+if TYPE_CHECKING:
+    from ._app import EngineApp
 
 __all__ = ["serve"]
 
@@ -109,7 +112,7 @@ def _configure_logging(config: Config, limits: Limits, stream: TextIO | None) ->
 
 
 def _servers(
-    config: Config, limits: Limits, app: Any, tls: tuple[Path, Path] | None
+    config: Config, limits: Limits, app: EngineApp, tls: tuple[Path, Path] | None
 ) -> tuple[list[Any], Any]:
     """The unix-socket and TCP servers of `app`, and the app's one lifespan (`_run`)."""
     import uvicorn
@@ -120,7 +123,7 @@ def _servers(
     common: dict[str, Any] = {
         "app": app,
         # slowloris: a deadline per head; and the proxies' requests on their fast path
-        "http": guarded_protocol(limits.header_timeout, getattr(app.state, "proxy_app", None)),
+        "http": guarded_protocol(limits.header_timeout, app.proxy_app),
         "timeout_keep_alive": limits.keep_alive,
         "h11_max_incomplete_event_size": MAX_HEAD,  # if h11 is ever chosen instead
         "lifespan": "off",  # each server's: the app's one lifespan is run around both
@@ -195,10 +198,9 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
         scheme = "https" if tls else "http"
         host, port = sockets[1].getsockname()[:2]
         url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
-        core.shares.base_url = url  # links name the port bound, not the one asked (0)
-        proxies = getattr(core, "proxies", None)
-        if proxies is not None:
-            proxies.base_url = url  # the URLs of proxies under /p/
+        # Share links and the URLs of proxies under /p/ name the port bound, not the one
+        # asked (0).
+        core.shares.base_url = core.proxies.base_url = url
         runtime = {
             "pid": os.getpid(),
             "url": url,

@@ -95,9 +95,10 @@ def server_url(app: Starlette, core: EngineCore) -> Iterator[str]:
     while not server.started:
         time.sleep(0.005)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    core.shares.base_url = url  # as `dxflow boot up` does: links name the address bound
+    # As `dxflow boot up` does: share links and proxy URLs name the address bound.
+    core.shares.base_url = core.proxies.base_url = url
     yield url
-    core.shares.base_url = None
+    core.shares.base_url = core.proxies.base_url = None
     server.should_exit = True
     thread.join(10)
 

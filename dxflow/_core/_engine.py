@@ -127,10 +127,7 @@ def _shell_service(config: Config, storage: Storage, workflows: WorkflowService)
 
 def _proxy_service(core: EngineCore, roots: PolicyRoots) -> ProxyService:
     config = core.config
-    policy = TargetPolicy(
-        storage=roots.storage, home=roots.home, host_paths=roots.host_paths,
-        docker_sockets=roots.sockets, public=config.proxy_public_targets,
-    )  # fmt: skip
+    policy = TargetPolicy(roots, public=config.proxy_public_targets)
     return ProxyService(
         core.state, config, core.lifecycle, core.audit, policy,
         Workloads(core.workflows, core.docker, core.engine_id),

@@ -13,7 +13,7 @@ import httpx
 from dxflow._core._proxies._contract import Upstream
 from dxflow._core._proxies._http import serve_http
 from dxflow._core._proxies._serve import run_server
-from dxflow_server._tls import _self_signed
+from dxflow._core._proxies._tls import self_signed
 from tests.unit.test_proxy_http import (
     AUTH,
     FakeLive,
@@ -117,7 +117,7 @@ def test_a_unix_socket_target(tmp_path: Path) -> None:
 
 def _tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    _self_signed(cert, key)
+    self_signed(cert, key)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context, cert

@@ -4,6 +4,8 @@ thresholds, percentiles, targets and their policy, specs and their refusals."""
 from __future__ import annotations
 
 import errno
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from dxflow._core._proxies._rules import Buckets, Networks, parse_networks, pars
 from dxflow._core._proxies._spec import check_shape, merged, normalized
 from dxflow._core._proxies._stats import Stats, percentiles
 from dxflow._core._proxies._targets import TargetPolicy, parse_target
+from dxflow._core._workflows._policy import PolicyRoots
 from dxflow._exceptions import Conflict, InvalidRequest, PermissionDenied
 from dxflow._models import ProxyCreate, ProxyUpdate
 
@@ -220,12 +223,11 @@ def test_bad_targets_say_what_to_write(text: str, protocol: str, match: str) -> 
     assert caught.value.details["field"] == "targets"
 
 
-def _policy(tmp_path: Path, public: bool = False) -> TargetPolicy:
-    return TargetPolicy(
-        storage=str(tmp_path / "storage"), home=str(tmp_path / "home"),
-        host_paths=(str(tmp_path / "shared"),), docker_sockets=("/var/run/docker.sock",),
-        public=public,
-    )  # fmt: skip
+def _policy(tmp_path: Path, public: bool = False, storage: Path | None = None) -> TargetPolicy:
+    roots = PolicyRoots.create(
+        storage or tmp_path / "storage", tmp_path / "home", (str(tmp_path / "shared"),)
+    )
+    return TargetPolicy(roots, public=public)
 
 
 @pytest.mark.parametrize(
@@ -263,13 +265,37 @@ def test_unix_sockets_are_confined(tmp_path: Path) -> None:
         assert policy.check(parse_target(f"unix:{ok}", "http"), False).socket_path == str(ok)
     for refused, why in (
         (tmp_path / "home" / "run" / "engine.sock", "the engine home"),
-        (Path("/var/run/docker.sock"), "a Docker socket"),
+        (Path("/var/run/docker.sock"), "the Docker socket"),
         (tmp_path / "elsewhere.sock", "outside the storage root"),
         (tmp_path / "storage" / ".." / "home" / "x.sock", "the engine home"),
     ):
         with pytest.raises(PermissionDenied, match=why):
             policy.check(parse_target(f"unix:{refused}", "http"), False)
         policy.check(parse_target(f"unix:{refused}", "http"), True)
+
+
+def test_the_default_storage_root_inside_the_home_is_allowed(tmp_path: Path) -> None:
+    """The default layout: storage is a folder of the home; its sockets are the user's."""
+    policy = _policy(tmp_path, storage=tmp_path / "home" / "storage")
+    ok = tmp_path / "home" / "storage" / "app" / "web.sock"
+    assert policy.check(parse_target(f"unix:{ok}", "http"), False).socket_path == str(ok)
+    with pytest.raises(PermissionDenied, match="inside the engine home"):
+        policy.check(parse_target(f"unix:{tmp_path}/home/run/engine.sock", "http"), False)
+
+
+def test_a_hard_link_to_a_docker_socket_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "storage").mkdir()
+    real = tmp_path / "docker.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(real))
+        os.link(real, tmp_path / "storage" / "innocent.sock")
+        roots = PolicyRoots.create(
+            tmp_path / "storage", tmp_path / "home", docker_host=f"unix://{real}"
+        )
+        with pytest.raises(PermissionDenied, match="Docker socket"):
+            TargetPolicy(roots).check(
+                parse_target(f"unix:{tmp_path}/storage/innocent.sock", "tcp"), False
+            )
 
 
 def test_a_symlink_cannot_point_a_socket_elsewhere(tmp_path: Path) -> None:

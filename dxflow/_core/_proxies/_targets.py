@@ -7,9 +7,11 @@ The policy (keys other than MASTER; MASTER may target anything):
 - a host name is resolved once, here, and every address it has must pass; the target
   then connects to the address checked (a name that later resolves elsewhere cannot
   smuggle a proxy to it);
-- a unix socket only inside the storage root or one of the config's `host_paths`,
-  never inside the engine home, never a Docker socket (the path is resolved first:
-  a symlink cannot point the proxy elsewhere).
+- a unix socket only where a workflow's bind mount may go (the storage root or one of
+  the config's `host_paths`, never elsewhere in the engine home, never a Docker socket:
+  the one rule of `_workflows._policy.PolicyRoots.host_path_rule`; the path is resolved
+  first, so a symlink cannot point the proxy elsewhere, and a hard link to a Docker
+  socket is refused too).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..._exceptions import InvalidRequest, PermissionDenied
+from .._workflows._policy import PolicyRoots
 from ._contract import Upstream
 
 __all__ = ["TargetPolicy", "parse_target"]
@@ -104,18 +107,11 @@ def _resolve(host: str, target: str) -> list[Address]:
     return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0])) for info in infos))
 
 
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
 @dataclass(frozen=True)
 class TargetPolicy:
     """Where targets of keys other than MASTER may go (see the module)."""
 
-    storage: str
-    home: str
-    host_paths: tuple[str, ...] = ()
-    docker_sockets: tuple[str, ...] = ()
+    roots: PolicyRoots
     public: bool = False
 
     def check(self, upstream: Upstream, master: bool) -> Upstream:
@@ -155,10 +151,8 @@ class TargetPolicy:
         )
 
     def _docker(self, real: str) -> bool:
-        """A Docker socket by its path, or the same file by another (a hard link)."""
-        for candidate in self.docker_sockets:
-            if real in (candidate, os.path.realpath(candidate)):
-                return True
+        """A Docker socket by another name (a hard link): paths are `host_path_rule`'s."""
+        for candidate in self.roots.sockets:
             with contextlib.suppress(OSError):
                 if os.path.samefile(real, candidate):
                     return True
@@ -168,17 +162,14 @@ class TargetPolicy:
         assert upstream.socket_path is not None
         real = os.path.realpath(upstream.socket_path)
         if not master:
-            if _within(real, self.home) or self._docker(real):
-                what = "the engine home" if _within(real, self.home) else "a Docker socket"
+            why = self.roots.host_path_rule(upstream.socket_path, must_exist=False, contents=False)
+            if why is None and self._docker(real):
+                why = "is not allowed (it is a Docker socket)"
+            if why is not None:
                 raise PermissionDenied(
-                    f"targets: {upstream.label!r} is {what}, which proxies of keys other "
-                    "than MASTER never reach", field="targets",
-                )  # fmt: skip
-            roots = (self.storage, *self.host_paths)
-            if not any(_within(real, root) for root in roots):
-                raise PermissionDenied(
-                    f"targets: {upstream.label!r} is outside the storage root and the "
-                    f"config's host_paths ({', '.join(roots)}): keys other than MASTER "
-                    "proxy only to sockets inside them", field="targets",
-                )  # fmt: skip
+                    f"targets: {upstream.label!r} {why}: keys other than MASTER proxy only "
+                    "to sockets inside the storage root or the config's host_paths, never "
+                    "elsewhere in the engine home and never to a Docker socket",
+                    field="targets",
+                )
         return Upstream(label=upstream.label, scheme="unix", socket_path=real)
