@@ -217,6 +217,8 @@ class Dispatcher:
             raise
 
     def _admit_proxy(self, live: LiveProxy, client: Client) -> Admission:
+        if live.removed:  # found a moment before its removal
+            raise Refused(404, f"no proxy named {live.name!r} (it was removed)", reason="removed")
         rules = live.rules
         rules.networks.check(client.ip)
         if rules.buckets is not None and rules.rate_key == "client":
@@ -228,8 +230,7 @@ class Dispatcher:
             raise Refused(503, f"proxy {live.name} is at its cap of {rules.max_connections} "
                           "open connections; retry shortly", {"Retry-After": "1"},
                           reason="connections")  # fmt: skip
-        live.acquire()
-        return Admission(identity, set_cookie, live.release)
+        return Admission(identity, set_cookie, live.acquire())
 
     def _proxy_identity(self, live: LiveProxy, client: Client) -> tuple[str | None, str | None]:
         """Who the client is by the proxy's auth, and the cookie a link sets."""

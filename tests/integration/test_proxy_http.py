@@ -171,3 +171,44 @@ def test_a_host_name_reaches_the_proxy_through_the_engine(
         asyncio.run(echo())
     finally:
         dxflow_cli("boot", "down", "--home", engine.home, check=False)
+
+
+def test_removing_a_proxy_ends_what_it_serves(booted: Booted, target: int, token: str) -> None:
+    """A download and a WebSocket in flight under /p/ end when their proxy is removed: no
+    one keeps reaching the target through a proxy that is gone."""
+    auth = {"Authorization": f"Bearer {token}"}
+    made = httpx.post(f"{booted.url}/api/proxies", headers=auth,
+                      json={"name": "going", "targets": [f"127.0.0.1:{target}"]})  # fmt: skip
+    assert made.status_code in (200, 201), made.text
+    size = 1 << 30
+
+    async def main() -> tuple[int, bool]:
+        ws_url = booted.url.replace("http", "ws", 1) + "/p/going/ws"
+        async with (
+            httpx.AsyncClient(timeout=30) as client,
+            client.stream("GET", f"{booted.url}/p/going/big?n={size}", headers=auth) as reply,
+            connect(ws_url, additional_headers=auth) as ws,
+        ):
+            assert await ws.recv() == "/ws?"  # the echo app says what it saw first
+            await ws.recv()
+            await ws.recv()
+            await ws.send("before")
+            assert await ws.recv() == "before"
+            chunks = reply.aiter_raw(1 << 16)
+            got = len(await anext(chunks))
+            gone = await client.request("DELETE", f"{booted.url}/api/proxies/going", headers=auth)
+            assert gone.status_code == 200, gone.text
+            with contextlib.suppress(httpx.HTTPError):
+                async for chunk in chunks:
+                    got += len(chunk)
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+                ws_open = True
+            except Exception:  # ConnectionClosed: what the test wants
+                ws_open = False
+            return got, ws_open
+
+    got, ws_open = asyncio.run(main())
+    assert got < size, "the download went on after its proxy was removed"
+    assert not ws_open, "the WebSocket stayed open after its proxy was removed"
+    assert httpx.get(f"{booted.url}/p/going/", headers=auth).status_code == 404

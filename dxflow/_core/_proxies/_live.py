@@ -8,8 +8,10 @@ connection slots are the proxy's, so they carry over.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -72,8 +74,8 @@ class LiveProxy:
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
     """The TLS its own port terminates (loaded at create, or when its listener starts)."""
     removed: bool = False
-    """It was removed: a data plane holding it ends what it serves (the TCP listener is
-    cancelled; an HTTP request in flight under /p/ may check this between chunks)."""
+    """It was removed: `end_all` cancelled what it served, and nothing new is admitted."""
+    _serving: set[asyncio.Task[object]] = field(default_factory=set, repr=False)
     resolved_at: float = 0.0
     """When its workflow service's containers were last resolved (monotonic)."""
 
@@ -110,8 +112,21 @@ class LiveProxy:
             self.pool.balance = spec.balance or self.pool.balance
         self.spec, self.rules, self.updated_at = spec, rules, updated_at
 
-    def acquire(self) -> None:
+    def acquire(self) -> Callable[[], None]:
+        """Take a slot for the task serving a connection or request; the release."""
         self.open += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
 
-    def release(self) -> None:
-        self.open = max(0, self.open - 1)
+        def release() -> None:
+            self.open = max(0, self.open - 1)
+            self._serving.discard(task)
+
+        return release
+
+    def end_all(self) -> None:
+        """End every connection and request in flight (it was removed: no one keeps
+        reaching its targets through it)."""
+        for task in list(self._serving):  # from any thread: an in-process engine's too
+            task.get_loop().call_soon_threadsafe(task.cancel)

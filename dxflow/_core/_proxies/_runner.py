@@ -82,6 +82,7 @@ class Runner:
     def stop(self, live: LiveProxy) -> None:
         """Stop its jobs; the listener closes its socket and ends its connections."""
         live.removed = True
+        live.end_all()
         for job in (f"proxy.{live.name}", f"proxy.{live.name}.resolve",
                     f"proxy.{live.name}.health"):  # fmt: skip
             self._lifecycle.discard(job)

@@ -486,6 +486,10 @@ class FastProtocol(asyncio.Protocol):
     async def _run(self, cycle: Cycle) -> None:
         try:
             await self.app(cycle.scope, cycle.receive, cycle.send)
+        except asyncio.CancelledError:  # its proxy was removed: the connection ends
+            if not self.closed:
+                self.transport.close()
+            return
         except Exception:
             log.exception("proxied request %s %s failed", cycle.method, cycle.scope["path"])
             if not cycle.started and not self.closed:
