@@ -260,7 +260,7 @@ class Dispatcher:
             challenge = {"WWW-Authenticate": 'Bearer realm="dxflow"'}
             message = f"proxy {live.name}: {exc.message}"
             raise Refused(401, message, challenge, reason="auth") from None
-        missing = check_permission(identity.permissions, live.rules.permission, False)
+        missing = check_permission(identity.permissions, live.rules.permission, client.writes)
         if missing is not None:
             message = (f"proxy {live.name} needs {missing}; identity {identity.name!r} has "
                        f"{identity.permissions}")  # fmt: skip

@@ -274,18 +274,18 @@ def test_logs_follow_events_and_stats_watch_end_quietly_on_ctrl_c(
     follow = folder.start("logs", "-f", "web")
     follow.wait_for("web-1 | web says hello")
     code, err = follow.interrupt()
-    assert code == 130 and "Traceback" not in err
+    assert code == 130 and "Traceback" not in err, err
     events = folder.start("events", "--json")
     time.sleep(1)  # not a timing assertion: the watch should be listening before the restart
     folder.run("workflow", "restart", name, "--service", "db")
     events.wait_for('"container":"' + f"{name}-db-1")
     code, err = events.interrupt()
-    assert code == 130 and "Traceback" not in err
+    assert code == 130 and "Traceback" not in err, err
     assert all(json.loads(line)["workflow"] == name for line in events.lines)
     watching = folder.start("stats", "--watch")
     watching.wait_for("MEM USAGE")
     code, err = watching.interrupt()
-    assert code == 130 and "Traceback" not in err
+    assert code == 130 and "Traceback" not in err, err
 
 
 def test_up_after_editing_the_file_updates_it_with_a_warning(
@@ -422,7 +422,7 @@ def test_up_attached_follows_logs_and_ctrl_c_stops_the_containers(
     attached.wait_for("Attaching to")
     attached.wait_for("db-1  | db ready")
     code, err = attached.interrupt()
-    assert code == 130 and "Traceback" not in err and "Gracefully stopping" in err
+    assert code == 130 and "Traceback" not in err and "Gracefully stopping" in err, err
     assert set(_states(folder).values()) == {"exited"}  # stopped, as compose does; not removed
 
 

@@ -212,3 +212,25 @@ def test_removing_a_proxy_ends_what_it_serves(booted: Booted, target: int, token
     assert got < size, "the download went on after its proxy was removed"
     assert not ws_open, "the WebSocket stayed open after its proxy was removed"
     assert httpx.get(f"{booted.url}/p/going/", headers=auth).status_code == 404
+
+
+def test_a_read_only_key_only_reads_through_a_proxy(
+    booted: Booted, web: str, tmp_path: Path
+) -> None:
+    """READ_ONLY blocks every mutating call, through a proxy too: GET passes, POST and a
+    WebSocket upgrade are 403, and the target never sees them."""
+    with dxflow.Engine(booted.url, key=booted.master_key) as master:
+        pair = master.keys.generate(tmp_path / "reader")
+        master.keys.register(pair.public, "proxy-reader", ["PROXY", "READ_ONLY"])
+    with dxflow.Engine(booted.url, key=pair.private) as reader:
+        auth = {"Authorization": f"Bearer {reader.token().token}"}
+    assert httpx.get(f"{web}/", headers=auth).status_code == 200
+    posted = httpx.post(f"{web}/upload", headers=auth, content=b"x")
+    assert posted.status_code == 403 and "READ_ONLY" in posted.text, posted.text
+
+    async def upgrade() -> None:
+        async with connect(web.replace("http://", "ws://") + "/ws", additional_headers=auth):
+            pass
+
+    with pytest.raises(Exception, match="403"):
+        asyncio.run(upgrade())

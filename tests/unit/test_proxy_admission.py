@@ -58,6 +58,19 @@ def unregister(core: EngineCore, ctx: Context) -> None:
     call(core, core.local_context(), "keys.unregister", identity=ctx.identity.name)
 
 
+def test_read_only_keys_only_read_through_a_proxy(core: EngineCore, make_key: KeyFactory) -> None:
+    """READ_ONLY blocks every mutating call: through a proxy, any method but GET, HEAD and
+    OPTIONS, and any WebSocket (the data planes mark both `writes`)."""
+    live = proxy(core)
+    reader = key_context(core, make_key, Permission.PROXY | Permission.READ_ONLY)
+    token = token_of(core, reader)
+    assert admit(core, live, token=token).identity == reader.identity.name  # type: ignore[union-attr]
+    refused = refusal(core, live, token=token, writes=True)
+    assert refused.status == 403 and "READ_ONLY" in refused.message
+    writer = key_context(core, make_key, Permission.PROXY)
+    assert admit(core, live, token=token_of(core, writer), writes=True).identity is not None
+
+
 def test_allow_and_deny(core: EngineCore) -> None:
     live = proxy(core, auth="none", allow=["10.0.0.0/8"], deny=["10.0.0.7"])
     assert admit(core, live, ip="10.1.2.3").identity is None

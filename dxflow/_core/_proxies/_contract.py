@@ -24,7 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 __all__ = [
+    "SAFE_METHODS",
     "Admission",
     "Client",
     "LiveProxyLike",
@@ -106,6 +109,9 @@ class Client:
     link: str | None = None
     """An access link's secret (the `dxflow_link` query parameter or cookie)."""
     http: bool = True
+    writes: bool = False
+    """It may change things behind the proxy: an HTTP method other than GET, HEAD and
+    OPTIONS, or a WebSocket (READ_ONLY keys are refused these, as any mutating call)."""
 
 
 class Refused(Exception):

@@ -18,7 +18,15 @@ import ssl
 from time import perf_counter
 from typing import Any
 
-from ._contract import Admission, Client, LiveProxyLike, Refused, RegistryLike, Upstream
+from ._contract import (
+    SAFE_METHODS,
+    Admission,
+    Client,
+    LiveProxyLike,
+    Refused,
+    RegistryLike,
+    Upstream,
+)
 from ._mapping import (
     _REQUEST_SKIP,
     Credentials,
@@ -130,7 +138,9 @@ class ProxyApp:
         creds = Credentials(scope["headers"], scope.get("query_string", b""), live.name)
         ip = client_ip(scope)
         try:
-            admission = await self.registry.admit(live, Client(ip, creds.token, creds.link))
+            writes = scope["type"] != "http" or scope["method"] not in SAFE_METHODS
+            client = Client(ip, creds.token, creds.link, writes=writes)
+            admission = await self.registry.admit(live, client)
         except Refused as refused:
             await self._refuse(scope, send, refused.status, refused.message, refused.headers)
             return

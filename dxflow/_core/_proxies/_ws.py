@@ -302,7 +302,8 @@ async def tunnel(
     creds = Credentials(scope["headers"], scope.get("query_string", b""), live.name)
     ip = client_ip(scope)
     try:
-        admission = await app.registry.admit(live, Client(ip, creds.token, creds.link))
+        knock = Client(ip, creds.token, creds.link, writes=True)  # a WebSocket: both ways
+        admission = await app.registry.admit(live, knock)
     except Refused as refused:
         client.answer_and_close(_error_answer(refused.status, refused.message, refused.headers))
         return
