@@ -321,6 +321,12 @@ def test_proxies_come_back_with_the_engine(tmp_path: Path, redis_port: int) -> N
 
     second = Running(home)
     try:
+        # At once, before the background work starts: a client waits, it is not refused.
+        early = socket.create_connection(("127.0.0.1", port), timeout=5)
+        early.sendall(b"PING\r\n")
+        early.settimeout(WAIT)
+        assert early.recv(64) == b"+PONG\r\n"
+        early.close()
         names = [p.name for p in second.call("proxies.list").proxies]
         assert names == ["db", "web"]
         info = second.serving("db")

@@ -13,6 +13,7 @@ the key that made it (MASTER still sees it), but the access links that key made 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import ssl
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..._config import Config
-from ..._exceptions import Conflict, NotFound
+from ..._exceptions import ApiError, Conflict, NotFound
 from ..._models import (
     ProxyCreate,
     ProxyInfo,
@@ -172,6 +173,11 @@ class ProxyService:
             live.error = f"cannot restore its targets: {exc}"
         self._links.load(live)
         self._live[live.name] = live
+        if live.port is not None and live.error is None:
+            # Bound now, not when the background work starts (START_DELAY after boot):
+            # clients that come at once wait in the backlog instead of being refused.
+            with contextlib.suppress(ApiError):  # taken: its listener task says why
+                live.sock = bind(spec.host, live.port, live.name)
         self._runner.start(live)
         return live
 
