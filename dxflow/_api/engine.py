@@ -9,6 +9,7 @@ the caller's thread (see `dxflow._runner`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
@@ -162,7 +163,11 @@ class AsyncEngine(EngineBase):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        if exc[0] is None:
+            await self.aclose()
+            return
+        with contextlib.suppress(Exception):  # what ended the block is what to report
+            await self.aclose()
 
 
 class Engine(EngineBase, Blocking[AsyncEngine]):
@@ -232,4 +237,10 @@ class Engine(EngineBase, Blocking[AsyncEngine]):
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        if kind is None:
+            self.close()
+            return
+        # What ended the block (an error, Ctrl-C's exit) is what to report, not a close
+        # that failed because of it (a call still on the loop when Ctrl-C came).
+        with contextlib.suppress(Exception):
+            self.close()

@@ -116,3 +116,29 @@ def test_the_trial_outcomes() -> None:
     runner.close()
     with pytest.raises(EngineClosed):
         runner.run(needs_the_loop)
+
+
+class FailingClose(RecordingTransport):
+    async def aclose(self) -> None:
+        raise ConnectionResetError("the engine went away while closing")
+
+
+def test_a_close_that_fails_does_not_hide_what_ended_the_block() -> None:
+    """Ctrl-C (or an error) ends a `with Engine()` block; its close failing because of
+    it must not replace that exit (the CLI would say `error:` and exit 1, not 130)."""
+    with pytest.raises(SystemExit) as ended, Engine(transport=FailingClose()):
+        raise SystemExit(130)
+    assert ended.value.code == 130
+    with pytest.raises(ConnectionResetError), Engine(transport=FailingClose()):
+        pass  # a clean block: a failing close is the error to see
+
+
+def test_an_async_close_that_fails_does_not_hide_what_ended_the_block() -> None:
+    from dxflow import AsyncEngine
+
+    async def main() -> None:
+        with pytest.raises(KeyError):
+            async with AsyncEngine(transport=FailingClose()):
+                raise KeyError("the block's own error")
+
+    anyio.run(main)
