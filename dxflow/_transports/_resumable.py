@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._exceptions import EngineUnavailable, NotFound
+from .._exceptions import Conflict, EngineUnavailable, NotFound
 from .._models import Response, UploadInfo
 from .._operations import OPERATIONS, Operation
 from ._base import FileSlice, Progress
@@ -75,7 +75,11 @@ async def _resumable(
                 OPERATIONS["uploads.append"], {"id": upload, "offset": offset}, body
             )
             offset = reply.offset
-        except EngineUnavailable:
+        except (EngineUnavailable, Conflict) as exc:
+            if isinstance(exc, Conflict) and not {"busy", "offset"} & exc.details.keys():
+                raise  # not about where the upload is (the target exists, say)
+            # The engine still drains a request that died (a tus upload takes one request
+            # at a time), or is at another offset: ask it where to go on.
             failures += 1
             if failures > _RETRIES:
                 raise

@@ -146,7 +146,11 @@ class UploadService:
         row = self._row(request.id)
         with self._lock:  # one PATCH at a time per upload, as tus requires
             if request.id in self._busy:
-                raise Conflict(f"upload {request.id!r} is receiving another request")
+                raise Conflict(
+                    f"upload {request.id!r} is receiving another request; ask "
+                    "its offset and resume once that request ends",
+                    busy=True,
+                )
             self._busy.add(request.id)
         try:
             return await self._append(row, request, body)
