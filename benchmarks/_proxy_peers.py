@@ -181,6 +181,43 @@ def nginx_proxy(origin_port: int, ws_port: int | None = None) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+
+
+@contextlib.contextmanager
+def nginx_stream(target_port: int) -> Iterator[int]:
+    """nginx's TCP proxy (the stream module, Debian's libnginx-mod-stream) in front of
+    127.0.0.1:target_port; yield its port."""
+    if not STREAM_MODULE.exists():
+        raise RuntimeError(f"nginx's stream module is missing ({STREAM_MODULE}); run: "
+                           "apt-get install libnginx-mod-stream")  # fmt: skip
+    tmp = Path(tempfile.mkdtemp(prefix="dxflow-bench-nginx-stream-"))
+    port = free_port()
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"""load_module {STREAM_MODULE};
+{user}daemon off;
+master_process on;
+worker_processes 1;
+pid {tmp / "nginx.pid"};
+error_log {tmp / "error.log"} warn;
+events {{ worker_connections 1024; }}
+stream {{
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_pass 127.0.0.1:{target_port};
+        tcp_nodelay on;
+    }}
+}}
+""")
+    try:
+        with _child([_nginx_binary(), "-p", str(tmp), "-e", str(tmp / "error.log"), "-c",
+                     str(conf)], "nginx-stream", port, tmp):  # fmt: skip
+            yield port
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # -- WebSocket echo, Redis ------------------------------------------------------------------
 
 _WS_ECHO = """

@@ -66,6 +66,7 @@ from _object_tools import RssPeak
 from _proxy_peers import (
     http_latencies,
     nginx_proxy,
+    nginx_stream,
     redis,
     redis_benchmark,
     wrk,
@@ -388,6 +389,10 @@ class Bench(Report):
         }
         if self.engine is not None and (info := self.try_create(spec)) is not None:
             ports["dxflow tcp"] = int(info["port"])
+        try:  # the limit side by side: a C proxy in the same place
+            ports["nginx stream"] = stack.enter_context(nginx_stream(port))
+        except Exception as exc:
+            self.say(f"  nginx stream (the TCP peer) left out: {exc}")
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
         busy: list[float] = []
         rounds = max(1, min(self.rounds, 2))
@@ -420,6 +425,11 @@ class Bench(Report):
             self.say(
                 f"  engine CPU during redis-benchmark through it: {median(busy):.0%} of a core"
             )
+        if "nginx stream" in figures:
+            for test in ("set", "get"):
+                figures[f"ratio_{test}_nginx_over_direct"] = (
+                    figures["nginx stream"][test] / direct[test]
+                )
         if "dxflow tcp" in figures:
             for test in ("set", "get"):
                 ratio = figures["dxflow tcp"][test] / direct[test]
@@ -519,6 +529,11 @@ class Bench(Report):
             parts.append(
                 f"redis SET {redis_figures['ratio_set_dxflow_over_direct']:.2f}x / GET "
                 f"{redis_figures['ratio_get_dxflow_over_direct']:.2f}x direct"
+            )
+        if "ratio_set_nginx_over_direct" in redis_figures:
+            parts.append(
+                f"(nginx stream SET {redis_figures['ratio_set_nginx_over_direct']:.2f}x / GET "
+                f"{redis_figures['ratio_get_nginx_over_direct']:.2f}x)"
             )
         if (ws := figures.get("websocket", {}).get("dxflow /p/")) is not None:
             parts.append(f"WebSocket added p50 {ws['added_p50_ms']:.3f} ms")

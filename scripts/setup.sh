@@ -176,6 +176,8 @@ if [ "$DEV" = 1 ]; then
     # driven by redis-benchmark (Debian's redis-tools).
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
+    # ... and nginx's TCP proxy (its stream module) as the peer of dxflow's.
+    [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
     # The shells' `run` is tested in zsh too, key files with ssh-keygen's own keys.
     command -v zsh >/dev/null 2>&1 || missing+=(zsh)
     command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
