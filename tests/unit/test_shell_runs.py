@@ -48,6 +48,21 @@ def test_a_busy_shell_keeps_the_other_programs_output() -> None:
     assert shown == b"P$ echo hi\r\nhi\r\nP$ " and done[0][1]["exit_code"] == 0
 
 
+def test_a_prompt_after_typed_ahead_input_keeps_its_last_space() -> None:
+    """A loaded machine: the next run's input is echoed by the terminal before the shell
+    prints its prompt, and the prompt comes alone. Its trailing space may start a line
+    editor's echo (a space and the tag), so it is held; at the start mark it shows."""
+    runs, _, script = _started()
+    start, end = _marks(script, 0)
+    typed = script.lines().replace(b"\n", b"\r\n")
+    shown, _ = runs.output(typed, end=0)
+    assert shown == b""
+    shown, _ = runs.output(b"ready$ ", end=0)
+    assert shown == b"ready$"  # the space waits: " __DXF..." may follow
+    shown, done = runs.output(start + b"hi\r\n" + end, end=6)
+    assert shown == b" echo hi\r\nhi\r\n" and done[0][1]["exit_code"] == 0
+
+
 def test_marks_of_abandoned_runs_are_stripped_and_the_hidden_output_shown() -> None:
     runs, _, script = _started()
     echo = script.lines()[:30]  # the line editor's echo, held until the start mark

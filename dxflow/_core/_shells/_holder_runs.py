@@ -190,6 +190,9 @@ class Runs:
         """At the start mark: what precedes the line editor's echo is shown, the rest
         (that echo, its continuation prompts) dropped."""
         self._release(run, out)
+        key, _ = _patterns()
+        if key.search(run.hidden) is None:  # a tail held in case an echo began there (a
+            out += run.hidden  # prompt's last space): none did, so it is the shell's
         run.hidden.clear()
 
     def _release(self, run: Run, out: bytearray) -> None:
