@@ -3,9 +3,8 @@ that were refused.
 
 uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) but not a client that
 sends its request line and headers a byte at a time (slowloris): `HeadGuardedProtocol`
-closes a connection whose head is not complete within `header_timeout` seconds of its
-first byte (or of the connection, if nothing comes), and one whose head passes
-`MAX_HEAD` bytes. `BodyGuard` answers a refused request with `Connection: close`, so
+has the head deadline and size cap of `HeadDeadlineProtocol` (shared with a proxy's own
+port). `BodyGuard` answers a refused request with `Connection: close`, so
 the engine stops reading a body nobody will use instead of draining it.
 
 Closing a socket with unread data in it makes the kernel send a reset, which can destroy
@@ -20,24 +19,18 @@ API request or a WebSocket upgrade.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from dxflow._core._proxies._head import HeadDeadlineProtocol
 from dxflow._core._proxies._server import hand_over, idle, wants_proxy
-from dxflow._limits import MAX_HEAD
 
 __all__ = ["BodyGuard", "HeadGuardedProtocol", "guarded_protocol"]
 
 
 LINGER_SECONDS = 5.0
 LINGER_BYTES = 8 << 20
-
-
-class _HeadTooLarge(Exception):
-    pass
 
 
 class _LingeringTransport:
@@ -81,17 +74,13 @@ def _claims_prefix(url: bytes) -> bool:
     return url.startswith(b"/p/")
 
 
-class HeadGuardedProtocol(HttpToolsProtocol):
-    header_timeout = 10.0
+class HeadGuardedProtocol(HeadDeadlineProtocol):
     proxy_app: Any = None
     """The proxies' app (`ProxyApp`), whose requests take the fast path."""
 
     def connection_made(self, transport: Any) -> None:
         self._lingering = _LingeringTransport(transport, self)
-        super().connection_made(self._lingering)  # type: ignore[arg-type]  # a proxy
-        self._head_bytes = 0
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._arm()
+        super().connection_made(self._lingering)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering.lingering:  # the answer is out: drop the rest of the body
@@ -106,46 +95,6 @@ class HeadGuardedProtocol(HttpToolsProtocol):
     def eof_received(self) -> None:
         if self._lingering.lingering:
             self._lingering.abort_linger()
-
-    def _arm(self) -> None:
-        self._disarm()
-        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
-
-    def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
-
-    def _count(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > MAX_HEAD:
-            raise _HeadTooLarge  # the parser turns it into uvicorn's own 400 and close
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_bytes = 0
-        self._arm()
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value))
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._disarm()
-        super().on_headers_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
 
 
 def guarded_protocol(header_timeout: float, proxy_app: Any = None) -> type[HeadGuardedProtocol]:

@@ -9,6 +9,7 @@ import ssl
 from pathlib import Path
 
 import httpx
+import pytest
 
 from dxflow._core._proxies._contract import Upstream
 from dxflow._core._proxies._http import serve_http
@@ -197,5 +198,28 @@ def test_answers_ended_by_close_and_interim_answers() -> None:
                     hinted = await client.get(f"{url}/p/two/", headers=AUTH)
                     assert hinted.status_code == 200 and hinted.content == b"ok"
                 assert app.upstreams.opened == 2  # the hinting target's connection is reused
+
+    run(main())
+
+
+def test_a_port_of_its_own_closes_a_connection_that_sends_no_head(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Slowloris on a proxy's own port: nothing sent within the head deadline, closed."""
+    from dxflow._core._proxies import _serve
+
+    monkeypatch.setattr(_serve, "HEADER_TIMEOUT", 0.2)
+
+    async def main() -> None:
+        live = FakeLive("web", FakePool([upstream(9)]))
+        sock = listening()
+        task = asyncio.ensure_future(serve_http(sock, live, FakeRegistry(live), None))  # type: ignore[arg-type]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+            assert await asyncio.wait_for(reader.read(), 30) == b""  # closed by the engine
+            writer.close()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     run(main())
