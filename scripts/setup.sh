@@ -4,8 +4,9 @@
 #   bash scripts/setup.sh [--dev] [--require-docker]
 #
 #   --dev             install the development extras too (pip -e ".[dev]") and, as root,
-#                     curl, openssl, jq, wrk, docker-compose, nginx-light, redis-server
-#                     and redis-tools
+#                     curl, openssl, jq, wrk, docker-compose, nginx-light, redis-server,
+#                     redis-tools, and iproute2, iptables and util-linux (nsenter) for
+#                     the network-namespace test bed
 #   --require-docker  fail when no working Docker Engine can be had (default: warn)
 #
 # Steps: find Python >= 3.11 ($PYTHON, python3, python3.14 ... python3.11); make .venv;
@@ -181,6 +182,13 @@ if [ "$DEV" = 1 ]; then
     # The shells' `run` is tested in zsh too, key files with ssh-keygen's own keys.
     command -v zsh >/dev/null 2>&1 || missing+=(zsh)
     command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+    # The multi-host tests' test bed (tests/testbed): network namespaces, veth pairs and
+    # faults, made with ip (iproute2), iptables and nsenter (util-linux). /usr/sbin may
+    # be missing from a user's PATH.
+    has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+    has ip || missing+=(iproute2)
+    has iptables || missing+=(iptables)
+    has nsenter || missing+=(util-linux)
     if [ "${#missing[@]}" -gt 0 ]; then
         if is_root; then
             # RUNLEVEL=1: Debian's nginx and redis-server would start system services
