@@ -4,7 +4,6 @@ engines in namespaces, and cleanup. Every wait is bounded."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import subprocess
@@ -240,16 +239,16 @@ def test_delay_proxy_order_pause_delay_cut(local_echo: int) -> None:
             conn.settimeout(10)
             proxy.resume()
             assert recv_exactly(conn, 13) == b"held-1;held-2"
-            # set_delay delays each way
-            proxy.set_delay(0.25)
-            assert round_trip(conn, b"slow") >= 0.4
+            # set_delay delays each way (only lower bounds are exact: upper ones generous)
+            proxy.set_delay(0.4)
+            assert round_trip(conn, b"slow") >= 0.8
             proxy.set_delay(0)
-            assert round_trip(conn, b"fast") < 0.4
+            assert round_trip(conn, b"fast") < 0.7
             # a spike, then back to no delay
-            proxy.spike(0.3, 0.5)
-            assert round_trip(conn, b"spiked") >= 0.25
-            time.sleep(0.5)
-            assert round_trip(conn, b"after") < 0.25
+            proxy.spike(0.4, 0.6)
+            assert round_trip(conn, b"spiked") >= 0.4
+            time.sleep(0.6)
+            assert round_trip(conn, b"after") < 0.35
             # cut: the connection is reset; new ones work
             assert proxy.stats()["connections"] == 1
             proxy.cut()
@@ -283,27 +282,23 @@ def test_engine_in_a_namespace(fabric, make_ns_engine) -> None:
     fab = fabric(["master", "a1"])
     master, a1 = fab["master"], fab["a1"]
     engine: NsEngine = make_ns_engine(master)  # healthy over its unix socket
-    assert engine.health() == {"status": "ok", "version": engine.health()["version"]}
     assert engine.master_key.exists()
     assert engine.pid in master.pids()
-
-    def tcp_health() -> str:
-        done = a1.run("curl", "-s", "--max-time", "2", f"{engine.url}/api/health", check=False)
-        return done.stdout
-
-    assert json.loads(tcp_health())["status"] == "ok"
+    with engine.client() as sdk:
+        assert sdk.health().status == "ok"
+    assert engine.tcp_health(a1) == engine.health()  # from another host, over the bridge
     pid = engine.pid
     engine.kill9()
     assert not engine.running()
     assert not os.path.exists(f"/proc/{pid}")
     assert master.pids() == []
     assert engine.health() is None
-    assert tcp_health() == ""
+    assert engine.tcp_health(a1) is None
     engine.restart()
     assert engine.pid != pid
-    assert json.loads(tcp_health())["status"] == "ok"
-    assert "engine" in engine.log().lower()
-    assert engine.stop() is not None
+    assert engine.tcp_health(a1) is not None
+    assert engine.log_file.stat().st_size > 0
+    assert engine.stop() == 0  # a graceful stop
     assert master.pids() == []
 
 

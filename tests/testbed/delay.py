@@ -226,8 +226,8 @@ class DelayProxy:
 
     `DelayProxy(listen_host, listen_port, target_host, target_port).start(host)` runs it
     in `host`'s namespace (`host=None`: in this process's namespace), returns once it
-    answers; `stop()` (or the `with` block's end) ends it. Through a fabric's host, the
-    fabric's cleanup kills it too.
+    answers; `stop()` (or the `with` block's end) ends it. Started on a fabric's host, it
+    is stopped when the fabric closes too.
     """
 
     def __init__(
@@ -271,6 +271,7 @@ class DelayProxy:
                 self.process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, **kw)
             else:
                 self.process = host.popen(*self.argv(), **kw)
+                host.fabric.on_close(self.stop)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -319,6 +320,7 @@ class DelayProxy:
         return self._call("stats")
 
     def stop(self) -> None:
+        """End the process and remove its control socket's folder (idempotent)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -330,6 +332,7 @@ class DelayProxy:
             import shutil
 
             shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     def __enter__(self) -> DelayProxy:
         return self

@@ -10,7 +10,9 @@ so each host's engine can use the default port 7419.
   `HTTPTransport(uds=...)`), and that is the main way tests drive an engine. Unix socket
   paths have at most 107 bytes: keep homes short (pytest's `tmp_path` is fine).
 - Over TCP the engine answers at `url` (`http://{host.address}:{port}`), from inside
-  another host's namespace only (`host.run(sys.executable, "-c", ...)`).
+  another host's namespace only (`host.run(sys.executable, "-c", ...)`; `tcp_health(client)`
+  does that).
+- `client()` is a `dxflow.Engine` (the SDK) on the unix socket, as MASTER.
 - The MASTER key is `<home>/keys/master.pem`; the engine's log is `<home>/logs/engine.log`;
   what the process prints goes to `<home>/logs/console.out`. `log()` returns both.
 - The process imports this checkout's `dxflow` (PYTHONPATH and cwd are the checkout's
@@ -22,6 +24,7 @@ so each host's engine can use the default port 7419.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -29,15 +32,24 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from .netns import REPO, Host
 
+if TYPE_CHECKING:
+    from dxflow import Engine
+
 __all__ = ["NsEngine", "engine_env"]
 
 DEFAULT_PORT = 7419
+
+_TCP_HEALTH = """
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as response:
+    sys.stdout.write(response.read().decode())
+"""
 
 
 def engine_env(home: Path, **extra: str) -> dict[str, str]:
@@ -141,6 +153,24 @@ class NsEngine:
             return None
         body: dict[str, Any] = response.json()
         return body
+
+    def tcp_health(self, client: Host | None = None, timeout: float = 2.0) -> dict[str, Any] | None:
+        """GET /api/health over TCP at `url`, from inside `client`'s namespace (default: the
+        engine's own host): the JSON body on 200, else None."""
+        done = (client or self.host).run(
+            sys.executable, "-c", _TCP_HEALTH, f"{self.url}/api/health", str(timeout),
+            check=False, timeout=timeout + 10,
+        )  # fmt: skip
+        if done.returncode != 0:
+            return None
+        body: dict[str, Any] = json.loads(done.stdout)
+        return body
+
+    def client(self, **kw: Any) -> Engine:
+        """A `dxflow.Engine` on this engine's unix socket, as MASTER (close it after use)."""
+        from dxflow import Engine
+
+        return Engine.from_home(self.home, **kw)
 
     def wait_healthy(self, timeout: float = 30) -> dict[str, Any]:
         """Wait until the engine answers on its socket (its health JSON); fail early, with

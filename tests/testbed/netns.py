@@ -40,7 +40,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -212,6 +212,7 @@ class Fabric:
         self.hosts = [Host(self, name, i + 1, f"{subnet}.{i + 1}") for i, name in enumerate(hosts)]
         self._by_name = {host.name: host for host in self.hosts}
         self._processes: list[subprocess.Popen[Any]] = []
+        self._closers: list[Callable[[], object]] = []
         self._created: list[str] = []
         self.started = False
 
@@ -254,9 +255,17 @@ class Fabric:
         sh("ip", "netns", "add", name)
         self._created.append(name)
 
+    def on_close(self, callback: Callable[[], object]) -> None:
+        """Call `callback` first thing at `close()` (last registered, first called)."""
+        self._closers.append(callback)
+
     def close(self) -> None:
-        """Kill the processes started through the hosts, then delete the namespaces.
-        Never raises (what fails is left to `sweep_stale()` of a later run)."""
+        """Call the `on_close` callbacks, kill the processes started through the hosts,
+        then delete the namespaces. Never raises (what fails is left to `sweep_stale()`
+        of a later run)."""
+        while self._closers:
+            with contextlib.suppress(Exception):
+                self._closers.pop()()
         for process in self._processes:
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
