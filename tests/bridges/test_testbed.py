@@ -71,6 +71,13 @@ while len(got) < len(want) and (data := c.recv(65536)):
 print(got == want, round(time.monotonic() - t, 3))
 """
 
+TIMED_GET = """
+import sys, time, urllib.request
+t = time.monotonic()
+with urllib.request.urlopen(sys.argv[1], timeout=10) as response:
+    print(response.status, round(time.monotonic() - t, 3))
+"""
+
 
 def http_code(client: Host, url: str) -> str:
     """curl's status code from `client` ("000": no answer within a second)."""
@@ -298,6 +305,13 @@ def test_engine_in_a_namespace(fabric, make_ns_engine) -> None:
     assert engine.pid != pid
     assert engine.tcp_health(a1) is not None
     assert engine.log_file.stat().st_size > 0
+    # a latency spike between a1 and the engine, through a delay proxy on a1: 0.5 s each way
+    proxy = DelayProxy(a1.address, 7500, master.address, engine.port).start(a1)
+    proxy.spike(0.5, 5.0)
+    done = a1.run(PY, "-c", TIMED_GET, f"http://{a1.address}:7500/api/health")
+    status, elapsed = done.stdout.split()
+    assert status == "200"
+    assert float(elapsed) >= 1.0
     assert engine.stop() == 0  # a graceful stop
     assert master.pids() == []
 

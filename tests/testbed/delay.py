@@ -24,7 +24,8 @@ Semantics, per connection and per direction (client -> target, target -> client)
   `resume()` writes what was held, in order.
 - `cut()`: aborts every current connection (both sides get a reset); new ones are
   accepted as usual.
-- A half close (EOF) is forwarded after the bytes before it.
+- A half close (EOF) is forwarded after the bytes before it; a reset (either side) resets
+  the other side at once, dropping what was queued.
 - `--listen ADDR:0` picks a free port: `DelayProxy.port` (and `stats()["port"]`) says which.
 """
 
@@ -104,8 +105,9 @@ class _Connection:
             while True:
                 try:
                     data = await reader.read(CHUNK)
-                except OSError:
-                    data = b""
+                except OSError:  # a reset: the other side gets one too, at once
+                    self.abort()
+                    return
                 await queue.put((time.monotonic() + self.state.delay(), data))
                 if not data:
                     return
@@ -130,15 +132,18 @@ class _Connection:
                 try:
                     await writer.drain()
                 except OSError:  # a side is gone: so is the connection
-                    for each in self.writers:
-                        each.transport.abort()
+                    self.abort()
                     return
         finally:
             reading.cancel()
 
-    def cut(self) -> None:
+    def abort(self) -> None:
+        """Reset both sides (what is queued is lost, as a reset loses it)."""
         for writer in self.writers:
             writer.transport.abort()
+
+    def cut(self) -> None:
+        self.abort()
         for task in self.tasks:
             task.cancel()
 
