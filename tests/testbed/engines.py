@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -141,8 +142,13 @@ class NsEngine:
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """GET /api/health over the unix socket: the JSON body on 200, else None."""
-        if not self.socket.exists():
-            return None
+        # a plain connect first: httpx (httpcore) leaks the socket of a refused connect
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(timeout)
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return None
         transport = httpx.HTTPTransport(uds=str(self.socket))
         try:
             with httpx.Client(transport=transport, base_url="http://engine", timeout=timeout) as c:

@@ -273,6 +273,10 @@ class Fabric:
         for process in self._processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
+            for pipe in (process.stdin, process.stdout, process.stderr):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
         self._processes.clear()
         for name in reversed(self._created):
             with contextlib.suppress(Exception):
