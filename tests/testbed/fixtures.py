@@ -1,5 +1,5 @@
-"""pytest fixtures of the test bed (a conftest.py imports them: `from tests.testbed.fixtures
-import *`).
+"""pytest fixtures of the test bed; a conftest.py imports them by name (as
+tests/bridges/conftest.py does) to use them.
 
 - `testbed_ready` (session): root, `ip netns`, `nsenter` and `iptables` work. Not a skip:
   the suite's test command runs as root with `scripts/setup.sh --dev` done, so a machine
