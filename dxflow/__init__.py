@@ -44,6 +44,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from . import models
+    from ._api.bridges import AsyncBridge, Bridge, FleetResult, FleetResults
     from ._api.engine import AsyncEngine, Engine
     from ._api.objects import AsyncObjectStore, ObjectStore
     from ._api.proxies import AsyncProxy, Proxy
@@ -56,12 +57,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PERMISSIONS",
     "ApiError",
+    "AsyncBridge",
     "AsyncChannel",
     "AsyncEngine",
     "AsyncObjectStore",
     "AsyncProxy",
     "AsyncShell",
     "AsyncWorkflow",
+    "Bridge",
     "Channel",
     "ChecksumMismatch",
     "ConfigError",
@@ -72,6 +75,8 @@ __all__ = [
     "Engine",
     "EngineClosed",
     "EngineUnavailable",
+    "FleetResult",
+    "FleetResults",
     "Gone",
     "InsufficientStorage",
     "InternalError",
@@ -101,6 +106,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AsyncBridge": "dxflow._api.bridges",
+    "Bridge": "dxflow._api.bridges",
+    "FleetResult": "dxflow._api.bridges",
+    "FleetResults": "dxflow._api.bridges",
     "AsyncChannel": "dxflow._api.shells",
     "AsyncEngine": "dxflow._api.engine",
     "AsyncObjectStore": "dxflow._api.objects",

@@ -57,6 +57,9 @@ log_level = "info"
 # host_paths = ["/data"]    # host folders workflows of non-MASTER keys may bind, besides storage
 # proxy_public_targets = false  # proxies of non-MASTER keys may forward to public addresses
 # proxy_domain = "example.test" # Host NAME.example.test on the engine's listener: proxy NAME
+# bridge_interval = 5       # seconds between two heartbeats of a bridge link
+# bridge_grace = 30         # seconds without a heartbeat before an agent is "lost"
+# bridge_wait = 5           # seconds a call to a disconnected agent waits for it
 
 # [profiles.public]
 # host = "0.0.0.0"
@@ -202,6 +205,13 @@ class Config:
     proxy_domain: str = ""
     """A domain whose names route to proxies on the engine's listener: Host
     `{name}.{domain}` is the proxy `name` (the DNS entries are the user's)."""
+    bridge_interval: float = 5.0
+    """Seconds between two heartbeats of a bridge link (the master sends, the agent echoes)."""
+    bridge_grace: float = 30.0
+    """Seconds without a heartbeat before a master calls an agent `lost` (before that it
+    is `disconnected`: a partition, a restart). Nothing is ever stopped or moved for it."""
+    bridge_wait: float = 5.0
+    """Seconds a call to a disconnected agent waits for its link to come back."""
 
     @property
     def storage_root(self) -> Path:
@@ -221,6 +231,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             return lowered in ("1", "true", "yes", "on")
         if "int" in str(kind) and not isinstance(value, bool):
             return int(value)
+        if "float" in str(kind) and not isinstance(value, bool):
+            return float(value)
         if "tuple" in str(kind):
             items = value.split(",") if isinstance(value, str) else value
             if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):

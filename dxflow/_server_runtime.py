@@ -26,7 +26,17 @@ def running_pid(home: Home) -> int | None:
         return None
     except PermissionError:
         pass
-    return pid
+    return None if _zombie(pid) else pid
+
+
+def _zombie(pid: int) -> bool:
+    """A killed engine whose parent has not reaped it (a container's init may never):
+    it holds its pid, but it serves nothing."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def read_runtime(home: Home) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from dxflow._core import EngineCore
 from dxflow._core._proxies._http import ProxyApp
 from dxflow._operations import OPENAPI_PATH
 
+from ._bridges import forwarded, link_routes, relay
 from ._channels import channel_routes
 from ._errors import EXCEPTION_HANDLERS
 from ._guard import BodyGuard
@@ -42,6 +43,7 @@ class EngineApp(Starlette):
     """The engine's app: the proxies' requests first, then the API's routes."""
 
     proxy_app: ProxyApp | None = None
+    core: EngineCore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         proxies = self.proxy_app
@@ -50,6 +52,13 @@ class EngineApp(Starlette):
             if found is not None:
                 await proxies.dispatch(found, scope, receive, send)
                 return
+            agent = forwarded(scope)
+            if agent is not None and self.core is not None:
+                if not agent[1].startswith(b"/api/auth/"):
+                    await relay(self.core, scope, receive, send)
+                    return
+                # A bridged engine's handshake is the master's: the caller's key is here.
+                scope = {**scope, "path": agent[1].decode("latin-1"), "raw_path": agent[1]}
         await super().__call__(scope, receive, send)
 
 
@@ -63,6 +72,7 @@ def create_app(core: EngineCore) -> EngineApp:
         return JSONResponse(document)
 
     routes = [
+        *link_routes(core),  # before /api/bridges/{name}: `_link` is not an agent's name
         *operation_routes(core),
         *tus_routes(core),
         *channel_routes(core),
@@ -73,6 +83,8 @@ def create_app(core: EngineCore) -> EngineApp:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if core.bridge_agent.settings is not None:  # a joined agent dials while it serves
+            core.lifecycle.task("bridges.agent", core.bridge_agent.run)
         try:
             async with core.lifecycle.running():
                 yield
@@ -87,4 +99,5 @@ def create_app(core: EngineCore) -> EngineApp:
     )
     app.state.core = core
     app.proxy_app = proxy_app
+    app.core = core
     return app

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 
 from dxflow._core import Context, EngineCore, Identity
+from dxflow._core._bridges._names import CALLER_HEADER, CALLER_PERMISSIONS_HEADER
 from dxflow._exceptions import PermissionDenied
 from dxflow._operations import Operation
 
@@ -81,4 +82,8 @@ def context_for(
             )
         if token is not None:
             identity = core.auth.authenticate(token, client)
+        caller = connection.headers.get(CALLER_HEADER)
+        if caller is not None and identity is not None:  # a call our bridge master relays
+            granted = connection.headers.get(CALLER_PERMISSIONS_HEADER, "")
+            identity = core.bridge_agent.delegate(identity, caller, granted)
     return Context(identity, client)

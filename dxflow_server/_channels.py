@@ -119,5 +119,5 @@ def channel_routes(core: EngineCore) -> list[WebSocketRoute]:
     return [
         WebSocketRoute(op.path, _endpoint(core, op), name=op.name)
         for op in OPERATIONS.values()
-        if op.kind == "channel"
+        if op.kind == "channel" and not op.custom_route
     ]

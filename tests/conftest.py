@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from dxflow._transports._local import LocalTransport
 from dxflow_server import create_app
 
 TRANSPORTS = ["local", "http"]
+BRIDGED_FILES = {"test_objects.py", "test_workflows.py", "test_shells.py"}
+"""Contract files that also run over a bridge: client -> master -> agent (`bridged`)."""
 SDKS = ["sync", "async"]
 ASYNC_SDK_FILES = {
     "test_engine.py", "test_objects.py", "test_shells.py", "test_keys.py",
@@ -76,6 +80,16 @@ class RestClient(httpx.Client):
 @pytest.fixture
 def server_url(app: Starlette, core: EngineCore) -> Iterator[str]:
     """The app served by uvicorn on 127.0.0.1 in a thread, as `dxflow boot up` serves it."""
+    with serve_app(app) as url:
+        # As `dxflow boot up` does: share links and proxy URLs name the address bound.
+        core.shares.base_url = core.proxies.base_url = url
+        yield url
+        core.shares.base_url = core.proxies.base_url = None
+
+
+@contextlib.contextmanager
+def serve_app(app: Starlette) -> Iterator[str]:
+    """Serve `app` with uvicorn on 127.0.0.1 in a thread; its URL."""
     import socket
     import threading
 
@@ -94,13 +108,11 @@ def server_url(app: Starlette, core: EngineCore) -> Iterator[str]:
     thread.start()
     while not server.started:
         time.sleep(0.005)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    # As `dxflow boot up` does: share links and proxy URLs name the address bound.
-    core.shares.base_url = core.proxies.base_url = url
-    yield url
-    core.shares.base_url = core.proxies.base_url = None
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture
@@ -134,13 +146,77 @@ def make_key(tmp_path: Path, core: EngineCore) -> KeyFactory:
 EngineFactory = Callable[..., Engine]
 
 
-@pytest.fixture(params=TRANSPORTS)
+@pytest.fixture
 def transport(request: pytest.FixtureRequest) -> str:
+    """Which door `make_engine` opens: parametrized by `pytest_generate_tests`."""
     return str(request.param)
 
 
+BRIDGED_AGENT = "agent"
+
+
+@dataclass
+class BridgedMaster:
+    """A master engine (a core of its own, served on loopback) that `core` is joined to."""
+
+    core: EngineCore
+    url: str
+
+    def caller_key(self, agent: EngineCore, key: Path | None) -> Any:
+        """The private key of `key` (default: the master's own), registered on the master
+        as it is on the agent, plus BRIDGE: the agent then sees the same caller."""
+        if key is None:
+            return load_private_key(self.core.config.home.master_key)
+        private = load_private_key(key)
+        record = agent.keys.by_fingerprint(private.public.fingerprint)
+        if record is not None and self.core.keys.get(record.identity) is None:
+            self.core.keys.add(record.identity, record.public,
+                               record.permissions | Permission.BRIDGE)  # fmt: skip
+        return private
+
+
+@pytest.fixture
+def bridged_master(core: EngineCore, server_url: str, tmp_path: Path) -> Iterator[BridgedMaster]:
+    """`core` joined as agent "agent" to a master of its own: its dialer runs on a loop
+    thread and its streams go to `server_url` (the agent's API on loopback)."""
+    import asyncio
+
+    from dxflow._core._bridges._enroll import join
+    from dxflow._models import BridgeTokenCreate
+    from dxflow._runner import Runner
+
+    master = EngineCore(load_config(tmp_path / "master-home", auth_rate_limit=100_000))
+    with serve_app(create_app(master)) as url:
+        made = master.bridges.token(master.local_context(), BridgeTokenCreate(url=url))
+        everything = "WORKFLOW,OBJECT,SHELL,PLATFORM,PROXY,MASTER"
+        join(core.config.home, made.token, BRIDGED_AGENT, everything, True)
+        core.bridge_agent.reload()
+        host, port = server_url.removeprefix("http://").split(":")
+        core.bridge_agent.local = (host, int(port))
+        runner = Runner()
+        dialer = asyncio.run_coroutine_threadsafe(core.bridge_agent.run(), runner._ensure())
+        deadline = time.monotonic() + 30
+        while master.bridges.status(BRIDGED_AGENT, None) != "connected":
+            assert time.monotonic() < deadline, "the agent did not link to its master"
+            time.sleep(0.02)
+        try:
+            yield BridgedMaster(master, url)
+        finally:
+            dialer.cancel()
+            runner.close()
+    master.close()
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """The async SDK leg, for the contract files that exercise the facades."""
+    """The async SDK leg, for the contract files that exercise the facades; the bridged
+    transport, for the files of workflows, objects and shells."""
+    path = metafunc.definition.path
+    markers = metafunc.definition.iter_markers("parametrize")
+    if "transport" in metafunc.fixturenames and not [
+        m for m in markers if "transport" in m.args[0]
+    ]:
+        bridged = path.parent.name == "contract" and path.name in BRIDGED_FILES
+        metafunc.parametrize("transport", [*TRANSPORTS, *["bridged"] * bridged], indirect=True)
     if "sdk" not in metafunc.fixturenames or metafunc.definition.path.name not in ASYNC_SDK_FILES:
         return
     if metafunc.definition.path.parent.name != "contract":
@@ -172,6 +248,10 @@ def make_engine(
         if transport == "local":
             private = load_private_key(key) if key else None
             chosen: Any = LocalTransport(core, private, owns_core=False)
+        elif transport == "bridged":
+            master: BridgedMaster = request.getfixturevalue("bridged_master")
+            private = master.caller_key(core, key)
+            chosen = HttpTransport(master.url, private).bridged(BRIDGED_AGENT)
         else:
             private = load_private_key(key or core.config.home.master_key)
             chosen = HttpTransport(request.getfixturevalue("server_url"), private)

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
@@ -24,6 +25,7 @@ from .._models import AuditRecord, EngineInfo, EngineStats, Health, Pong, Respon
 from .._operations import Operation
 from .._runner import NeedsLoop, Runner, in_trial
 from ._base import Blocking, EngineBase
+from .bridges import AsyncBridges, AsyncFleet, Bridges, Fleet
 from .keys import AsyncKeys, Keys
 from .objects import AsyncObjectStore, ObjectStore
 from .proxies import AsyncProxies, Proxies
@@ -62,6 +64,9 @@ class AsyncEngine(EngineBase):
         self.objects = AsyncObjectStore(self)
         self.shells = AsyncShells(self)
         self.proxies = AsyncProxies(self)
+        self.bridges = AsyncBridges(self)
+        self.fleet = AsyncFleet(self.bridges)
+        self._remotes: list[AsyncEngine] = []
 
     # -- the primitives: the only code that touches the transport ------------------------
 
@@ -117,6 +122,15 @@ class AsyncEngine(EngineBase):
             raise self._closed_error()
         return AsyncEngine(self.url, transport=self._transport.clone())
 
+    def _bridged(self, name: str) -> AsyncEngine:
+        """The engine of agent `name`, through this one (its master); closed with it."""
+        if self._closed:
+            raise self._closed_error()
+        url = f"{self.url or 'in-process'}/api/bridges/{name}"
+        remote = AsyncEngine(url, transport=self._transport.bridged(name))
+        self._remotes.append(remote)
+        return remote
+
     # -- the engine's own calls ----------------------------------------------------------
 
     async def health(self) -> Health:
@@ -157,6 +171,9 @@ class AsyncEngine(EngineBase):
         if self._closed:
             return
         self._closed = True
+        for remote in self._remotes:
+            with contextlib.suppress(Exception):
+                await remote.aclose()
         await self._transport.aclose()
 
     async def __aenter__(self) -> Self:
@@ -176,13 +193,29 @@ class Engine(EngineBase, Blocking[AsyncEngine]):
     def __init__(self, url: str | None = None, **kwargs: Any) -> None:
         EngineBase.__init__(self, url, **kwargs)
         runner = Runner(inline=self._transport.in_process, closed=self._closed_error)
-        Blocking.__init__(self, runner, AsyncEngine(self.url, transport=self._transport))
+        self._owns_runner = True
+        self._setup(runner, AsyncEngine(self.url, transport=self._transport))
+
+    @classmethod
+    def _sharing(cls, runner: Runner, twin: AsyncEngine) -> Engine:
+        """A blocking engine over `twin` that runs on another engine's loop thread (a
+        bridged engine: a fleet of them needs no thread each)."""
+        engine = cls.__new__(cls)
+        EngineBase.__init__(engine, twin.url, transport=twin._transport)
+        engine._owns_runner = False
+        engine._setup(runner, twin)
+        return engine
+
+    def _setup(self, runner: Runner, twin: AsyncEngine) -> None:
+        Blocking.__init__(self, runner, twin)
         self._async._label = "Engine"
         self.keys = Keys(runner, self._async.keys)
         self.workflows = Workflows(runner, self._async.workflows)
         self.objects = ObjectStore(runner, self._async.objects)
         self.shells = Shells(runner, self._async.shells)
         self.proxies = Proxies(runner, self._async.proxies)
+        self.bridges = Bridges(runner, self._async.bridges, partial(Engine._sharing, runner))
+        self.fleet = Fleet(self.bridges)
 
     def _call(self, op: Operation[Any, R], /, **params: Any) -> R:
         result: R = self._run(self._async._call, op, **params)
@@ -226,6 +259,9 @@ class Engine(EngineBase, Blocking[AsyncEngine]):
         if self._closed:
             return
         self._closed = True
+        if not self._owns_runner:  # a bridged engine: its master's thread goes on
+            self._runner.run_on_loop(self._async.aclose)
+            return
         try:
             self._runner.run_on_loop(self._async.aclose)
         finally:

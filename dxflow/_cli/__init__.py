@@ -22,10 +22,12 @@ __all__ = ["COMMANDS", "cli", "main"]
 COMMANDS: dict[str, str] = {
     "audit": "_engine:audit",
     "boot": "_boot:boot",
+    "bridge": "bridges:bridge",
     "config": "_compose:config",
     "down": "_compose:down",
     "events": "_compose:events",
     "exec": "_compose:exec_command",
+    "fleet": "bridges:fleet",
     "fs": "objects:fs",
     "info": "_engine:info",
     "key": "_keys:key",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -31,6 +32,40 @@ HEALTH_PATH = "/api/health"
 """engine.health's path (a unit test checks it against the operation table, which this
 module does not import: the table loads every model, and the polling parent would
 compete for the CPU with the engine it waits for)."""
+
+
+DEFAULT_ALLOW = "WORKFLOW,OBJECT,SHELL,PLATFORM,PROXY"
+_NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def _join(config: Config, join: str, key: str | None, name: str | None, allow: str,
+          verify: bool | str) -> None:  # fmt: skip
+    """Join the master before serving: a refusal stops the boot, with its reason."""
+    import socket
+
+    from .._core._bridges._enroll import attach
+    from .._core._bridges._enroll import join as join_master
+    from .._permissions import Permission
+
+    agent = name or _NAME.sub("-", socket.gethostname().lower()).strip("-")[:63] or "agent"
+    try:
+        Permission.parse(allow)
+    except ValueError as exc:
+        fail(f"--allow: {exc}", 2)
+    if join.startswith("dxflow-join:"):
+        if key is not None:
+            fail("--key goes with --join URL; a token carries its own credential", 2)
+        settings = join_master(config.home, join, agent, allow, verify)
+    elif join.startswith(("http://", "https://")):
+        if key is None:
+            fail("--join URL needs --key FILE (a key the master registered with BRIDGE), "
+                 "or give a token from `dxflow bridge token` instead", 2)  # fmt: skip
+        settings = attach(config.home, join, key, agent, allow, verify)
+    else:
+        fail("--join takes a token (dxflow-join:...) from `dxflow bridge token` on the "
+             "master, or the master's URL (https://HOST:PORT) with --key", 2)  # fmt: skip
+    click.echo(f"joined {settings.url} as {settings.name!r} (allows {','.join(settings.allow)})",
+               err=True)  # fmt: skip
 
 
 def _healthy(home: Home) -> bool:
@@ -130,8 +165,35 @@ def _serve(config: Config) -> None:
 @click.option("--cert-key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--daemon", is_flag=True, help="Detach; return once the engine answers.")
-def up(daemon: bool, **options: Any) -> None:
-    """Start the engine server: a unix socket in the home, plus TCP."""
+@click.option("--join", metavar="TOKEN|URL",
+              help="Join a master as its agent: a token from `dxflow bridge token` on the "
+              "master, or the master's URL with --key.")  # fmt: skip
+@click.option(
+    "--key",
+    "join_key",
+    type=click.Path(dir_okay=False),
+    help="With --join URL: this engine's key on the master (registered with BRIDGE).",
+)
+@click.option("--name", "join_name", help="This agent's name on the master [host name].")
+@click.option(
+    "--allow",
+    default=DEFAULT_ALLOW,
+    show_default=True,
+    help="What the master may do here (never MASTER unless listed).",
+)
+@click.option(
+    "--master-ca",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Trust this CA for the master's https (its <home>/tls/cert.pem).",
+)
+def up(daemon: bool, join: str | None, join_key: str | None, join_name: str | None,
+       allow: str, master_ca: str | None, **options: Any) -> None:  # fmt: skip
+    """Start the engine server: a unix socket in the home, plus TCP.
+
+    
+    With --join it is also an agent of a master: it dials out to it (no inbound port
+    needed) and re-dials whenever the link breaks; it stays joined across restarts.
+    """
     home, profile = options.pop("home"), options.pop("profile")
     if options["cert"] or options["cert_key"]:
         options["tls"] = True
@@ -140,6 +202,10 @@ def up(daemon: bool, **options: Any) -> None:
         running = running_pid(config.home)
         if running is not None:  # say so before starting anything
             fail(f"an engine is already running on {config.home.root} (pid {running})")
+        if join is not None:
+            _join(config, join, join_key, join_name, allow, master_ca or True)
+        elif join_key is not None:
+            fail("--key goes with --join URL (the master's URL)", 2)
         if daemon:
             return _daemonize(config)
         _serve(config)

@@ -68,6 +68,8 @@ class Options:
     key: str | None
     home: str | None
     verify: bool | str
+    bridge: str | None = None
+    """An agent of the engine named: the command acts on it, through that master."""
 
     def engine(self, timeout: float = 30.0) -> Any:
         """The engine named by --url/--key/--home, reusing a cached token."""
@@ -86,7 +88,11 @@ class Options:
 
             args = home_args(self.home)
             url, key = args["url"], self.key or str(args["key"])
-        return Engine(url, transport=_transport(url, key, self.verify, timeout))
+        transport = _transport(url, key, self.verify, timeout)
+        if self.bridge:
+            transport = transport.bridged(self.bridge)
+            url = f"{url}/api/bridges/{self.bridge}"
+        return Engine(url, transport=transport)
 
 
 def _transport(url: str, key: str, verify: bool | str, timeout: float) -> Any:
@@ -189,7 +195,10 @@ def engine_command(function: F) -> F:
         type=click.Path(exists=True, dir_okay=False),
         help="Trust this CA for https (an engine's own: <home>/tls/cert.pem).",
     )
-    @click.option("--insecure", is_flag=True, help="Skip TLS certificate verification.")
+    @click.option("--insecure", is_flag=True, envvar="DXFLOW_INSECURE",
+                  help="Skip TLS certificate verification.")  # fmt: skip
+    @click.option("--bridge", envvar="DXFLOW_BRIDGE", metavar="AGENT",
+                  help="Act on this agent of the engine, through it (its master).")  # fmt: skip
     @functools.wraps(function)
     def wrapper(
         as_json: bool,
@@ -198,10 +207,11 @@ def engine_command(function: F) -> F:
         home: str | None,
         ca_cert: str | None,
         insecure: bool,
+        bridge: str | None,
         **kwargs: Any,
     ) -> Any:
         verify: bool | str = False if insecure else (ca_cert or True)
-        opts = Options(as_json, url, key, home, verify)
+        opts = Options(as_json, url, key, home, verify, bridge)
         with handle_errors(as_json, home):
             return function(opts, **kwargs)
 

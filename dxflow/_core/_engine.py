@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -17,6 +18,7 @@ from .._limits import Limits
 from .._permissions import Permission
 from ._audit import AuditLog
 from ._auth import AuthService
+from ._bridges import BridgeAgent, BridgeMaster
 from ._context import Context, Identity
 from ._dispatch import Dispatcher
 from ._docker import DockerAdapter
@@ -177,15 +179,20 @@ class EngineCore:
         self.objects.ranges_max = self.limits.ranges
         self.shells = _shell_service(config, self.objects.storage, self.workflows)
         self.proxies = _proxy_service(self, roots)
+        self.bridges = BridgeMaster(self.state, config, self.keys, self.audit, self.engine_id,
+                                    master.fingerprint)  # fmt: skip
+        self.bridge_agent = BridgeAgent(config, self.keys, self.engine_id)
+        """Dials this engine's master, if it joined one; the server's lifespan starts it."""
         handlers = collect_handlers(
             self.platform, self.auth, self.keys, self.audit, self.workflows,
-            self.objects, self.shares, self.uploads, self.shells, self.proxies,
+            self.objects, self.shares, self.uploads, self.shells, self.proxies, self.bridges,
         )  # fmt: skip
         # A change to a key ends what it holds: its open channels and streams, its links.
         self.open_calls = OpenCalls(self._current_identity)
         self.keys.events.subscribe(self.open_calls.key_changed)
         self.keys.events.subscribe(self.shares.key_changed)
         self.keys.events.subscribe(self.proxies.key_changed)
+        self.keys.events.subscribe(self.bridges.key_changed)
         self.dispatcher = Dispatcher(
             handlers, self.audit, self.open_calls, authenticate=self.auth.authenticate
         )
@@ -203,8 +210,12 @@ class EngineCore:
         every("objects.temp_sweep", TEMP_SWEEP_EVERY, sweep)
 
     def _current_identity(self, name: str) -> Identity | None:
-        record = self.keys.get(name)
-        return record.identity_of() if record is not None else None
+        base, slash, _caller = name.partition("/")  # a bridge master's call for a caller
+        record = self.keys.get(base)
+        if record is None:
+            return None
+        identity = record.identity_of()
+        return dataclasses.replace(identity, name=name) if slash else identity
 
     def local_context(self, key: PrivateKey | None = None) -> Context:
         """The context of in-process calls: MASTER, or the identity `key` is registered as."""

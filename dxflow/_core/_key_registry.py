@@ -247,9 +247,15 @@ class KeyRegistry:
             self._changed(ctx, record.identity, "updated")
         return self._require(record.identity).info()
 
-    def _changed(self, ctx: Context, identity: str, kind: ChangeKind) -> None:
+    def _changed(self, ctx: Context | None, identity: str, kind: ChangeKind) -> None:
         after = self.get(identity)
         self.events.emit(KeyChange(identity, kind, after.identity_of() if after else None, ctx))
+
+    def drop(self, identity: str) -> None:
+        """Unregister a key the engine itself manages (a bridge's), without a caller."""
+        self._state.execute("DELETE FROM keys WHERE identity = ?", (identity,))
+        self._seen_version = None
+        self._changed(None, identity, "unregistered")
 
     @handles("keys.unregister")
     def unregister(self, ctx: Context, request: KeyRef) -> KeyInfo:

@@ -126,8 +126,10 @@ class OpenCalls:
 
     def key_changed(self, change: KeyChange) -> None:
         """The registry's listener: end everything the changed key holds open."""
-        with self._lock:
-            tickets = list(self._tickets.get(change.identity, ()))
+        with self._lock:  # and the calls a bridge master holds for its callers (`name/...`)
+            tickets = [t for name, held in self._tickets.items()
+                       if name == change.identity or name.startswith(change.identity + "/")
+                       for t in held]  # fmt: skip
         for ticket in tickets:
             if change.kind != "updated" or not still_admits(ticket.opened_as, change.after):
                 ticket.revoke(_closing(change.identity, change.kind))

@@ -112,6 +112,30 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX proxy_links_proxy ON proxy_links (proxy);
     CREATE INDEX proxy_links_creator ON proxy_links (created_by);
     """,
+    # Bridges: join tokens (a hash of their secret) and the agents joined to this master.
+    """
+    CREATE TABLE bridge_tokens (
+        id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        uses_left INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        created_by TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE bridges (
+        name TEXT PRIMARY KEY,
+        identity TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        engine_id TEXT,
+        joined_at REAL NOT NULL,
+        last_seen REAL,
+        drained INTEGER NOT NULL DEFAULT 0,
+        allow TEXT NOT NULL DEFAULT '',
+        facts TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
 )
 
 

@@ -3,6 +3,8 @@
 from ._auth import *  # noqa: F403
 from ._auth import __all__ as _auth_all
 from ._base import Request, Response
+from ._bridge import *  # noqa: F403
+from ._bridge import __all__ as _bridge_all
 from ._compose import *  # noqa: F403
 from ._compose import __all__ as _compose_all
 from ._engine import *  # noqa: F403
@@ -20,6 +22,7 @@ __all__ = [
     "Request",
     "Response",
     *_auth_all,
+    *_bridge_all,
     *_compose_all,
     *_engine_all,
     *_object_all,

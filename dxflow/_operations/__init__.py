@@ -31,7 +31,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import audit, auth, engine, keys, objects, proxies, shares, shells, uploads, workflows
+from . import (
+    audit,
+    auth,
+    bridges,
+    engine,
+    keys,
+    objects,
+    proxies,
+    shares,
+    shells,
+    uploads,
+    workflows,
+)
 from ._base import Kind, NoRequest, NoResponse, Operation
 
 __all__ = [
@@ -44,6 +56,7 @@ __all__ = [
     "Operation",
     "audit",
     "auth",
+    "bridges",
     "engine",
     "keys",
     "objects",
@@ -64,6 +77,7 @@ CAPABILITIES: tuple[ModuleType, ...] = (
     shares,
     shells,
     proxies,
+    bridges,
     audit,
 )
 """The capability modules, in table order (the OpenAPI document lists them so)."""

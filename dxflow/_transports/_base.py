@@ -127,6 +127,10 @@ class Transport(ABC):
         is bound to an event loop (fsspec opens one per loop)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be cloned")
 
+    def bridged(self, name: str) -> Transport:
+        """A transport to agent `name` of this engine (a master), through it."""
+        raise NotImplementedError(f"{type(self).__name__} reaches no bridges")
+
     def channel(self, op: Operation, params: Mapping[str, Any]) -> AbstractAsyncContextManager[Any]:
         """Open a two-way channel: `messages()` gives bytes and control dicts, `deliver()`
         takes them (see docs/shells.md for the protocol)."""

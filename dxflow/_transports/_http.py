@@ -157,6 +157,15 @@ class HttpTransport(Transport):
                     await self._handshake()
         return {"Authorization": f"Bearer {self._token}"}
 
+    async def authorization(self) -> dict[str, str]:
+        """The Authorization header of a fresh or cached token (a bridge agent dials its
+        master's WebSocket with it)."""
+        return await self._authorization()
+
+    def forget_token(self) -> None:
+        """Drop the token: the next request makes a fresh handshake."""
+        self._token, self._expires = None, 0.0
+
     async def _handshake(self) -> None:
         assert self._key is not None
         challenge = await self._send(OPERATIONS["auth.challenge"], {}, {})
@@ -375,6 +384,14 @@ class HttpTransport(Transport):
     ) -> Response:
         """One request for a small file, a resumable tus upload for a big one."""
         return await put_file(self, op, params, source, progress)
+
+    def bridged(self, name: str) -> HttpTransport:
+        """Agent `name` of this master: the same credentials, under its bridge prefix."""
+        assert self.url is not None
+        return HttpTransport(self.url, self._key, verify=self._verify, timeout=self._timeout,
+                             token_lifetime=self._lifetime,
+                             prefix=f"{self._prefix}/api/bridges/{quote(name, safe='')}",
+                             token_cache=self._cache)  # fmt: skip
 
     def clone(self) -> HttpTransport:
         """The same engine, key, verification, timeout and token lifetime, with an httpx

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 
@@ -111,6 +112,16 @@ class LocalTransport(Transport):
             size = os.stat(source).st_size
             progress(size, size)
         return info
+
+    def bridged(self, name: str) -> Transport:
+        """Agent `name`: links are held by the engine's server, so through its socket."""
+        from .._keypairs import load_private_key
+        from ._http import HttpTransport
+
+        home = self.core.config.home
+        key = self._key or load_private_key(home.master_key)
+        return HttpTransport(f"unix://{home.socket}", key,
+                             prefix=f"/api/bridges/{quote(name, safe='')}")  # fmt: skip
 
     def clone(self) -> LocalTransport:
         """Another door to the same core, as the same identity; the core stays this one's."""

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 from .._exceptions import EngineUnavailable, TransportError
 from .._wire import Message, decode_frame, encode_frame, error_from_reply, hello
 
-__all__ = ["WebSocketLink", "open_channel"]
+__all__ = ["WebSocketLink", "open_channel", "ssl_context"]
 
 
 class WebSocketLink:
@@ -51,6 +51,14 @@ def _target(url: str, path: str, query: dict[str, Any]) -> tuple[str, str | None
     return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{suffix}", None
 
 
+def ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """The TLS context for `verify`: True (system CAs), a CA bundle path, or False."""
+    context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+    if verify is False:
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
 @asynccontextmanager
 async def open_channel(
     url: str, path: str, query: dict[str, Any], headers: dict[str, str], verify: bool | str
@@ -63,10 +71,7 @@ async def open_channel(
                                "ping_interval": 20, "open_timeout": 30,
                                "compression": None}  # fmt: skip
     if uri.startswith("wss://"):
-        context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-        if verify is False:
-            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        options["ssl"] = context
+        options["ssl"] = ssl_context(verify)
     try:
         opener = unix_connect(socket, uri, **options) if socket else connect(uri, **options)
         connection = await opener

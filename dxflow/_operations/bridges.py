@@ -1,0 +1,64 @@
+"""Bridges: a master's agents, their join tokens, and calls forwarded to them (BRIDGE).
+
+An agent dials the master (`bridges.link`, a WebSocket) with a key that has BRIDGE; a
+caller with BRIDGE reaches an agent's whole API under `/api/bridges/{name}/api/...`
+(`bridges.forward`), where the agent checks the operation against what it allows the
+master and what the caller holds. Minting join tokens and removing agents is MASTER's.
+"""
+
+from __future__ import annotations
+
+from .. import _models as m
+from .._permissions import Permission
+from ._base import NoResponse, Operation
+
+__all__ = ["DRAIN", "FORWARD", "GET", "JOIN", "LINK", "LIST", "REMOVE", "TOKEN"]
+
+BRIDGE_PREFIX = "/api/bridges/"
+LINK_PATH = "/api/bridges/_link"
+
+_BRIDGE = Permission.BRIDGE
+_MASTER = Permission.MASTER
+
+# fmt: off
+TOKEN: Operation[m.BridgeTokenCreate, m.BridgeToken] = Operation(
+    "bridges.token", "POST", "/api/bridges/tokens",
+    "A join token: the master's URL and identity, for N agents, until it expires.",
+    request=m.BridgeTokenCreate, response=m.BridgeToken, permission=_MASTER, mutating=True,
+    idempotent=False)
+JOIN: Operation[m.BridgeJoin, m.BridgeJoined] = Operation(
+    "bridges.join", "POST", "/api/bridges/join",
+    "An agent joins with a token (the token is the credential): its key is registered "
+    "with BRIDGE and it learns the master's identity.",
+    request=m.BridgeJoin, response=m.BridgeJoined, public=True, mutating=True,
+    idempotent=False, target="name")
+LINK: Operation[m.BridgeHello, NoResponse] = Operation(
+    "bridges.link", "GET", LINK_PATH,
+    "The agent's link: one WebSocket multiplexing every stream the master opens to it "
+    "(its first message is the agent's hello).",
+    request=m.BridgeHello, kind="channel", permission=_BRIDGE, custom_route=True,
+    target="name")
+LIST: Operation[m.BridgeListRequest, m.BridgeList] = Operation(
+    "bridges.list", "GET", "/api/bridges",
+    "The agents: status, last seen, round trip, labels and host facts.",
+    request=m.BridgeListRequest, response=m.BridgeList, permission=_BRIDGE)
+GET: Operation[m.BridgeRef, m.BridgeInfo] = Operation(
+    "bridges.get", "GET", "/api/bridges/{name}", "One agent.",
+    request=m.BridgeRef, response=m.BridgeInfo, permission=_BRIDGE)
+DRAIN: Operation[m.BridgeRef, m.BridgeInfo] = Operation(
+    "bridges.drain", "POST", "/api/bridges/{name}/drain",
+    "Place nothing new on an agent; what runs there keeps running.",
+    request=m.BridgeRef, response=m.BridgeInfo, permission=_MASTER, mutating=True,
+    target="name")
+REMOVE: Operation[m.BridgeRef, m.BridgeInfo] = Operation(
+    "bridges.remove", "DELETE", "/api/bridges/{name}",
+    "Forget an agent: its key leaves the registry, its link closes; nothing on it stops.",
+    request=m.BridgeRef, response=m.BridgeInfo, permission=_MASTER, mutating=True,
+    target="name")
+FORWARD: Operation[m.BridgeForward, NoResponse] = Operation(
+    "bridges.forward", "GET", "/api/bridges/{name}/api/{path}",
+    "Any operation of the agent's API (every method, WebSocket too), run on the agent "
+    "as this master within what the agent allows and the caller holds.",
+    request=m.BridgeForward, kind="download", permission=_BRIDGE, custom_route=True,
+    target="name")
+# fmt: on

@@ -1,0 +1,206 @@
+"""The bridges' doors on a master: the agents' link, and calls relayed to an agent.
+
+`/api/bridges/_link` is where agents dial in (a WebSocket of binary frames, see
+`dxflow._core._bridges._link`). `/api/bridges/{name}/api/...` is the agent's own API
+seen through the master: each request is admitted by the dispatcher (BRIDGE), then
+relayed as it is (streamed both ways, WebSocket upgrades too) with the master's token
+on the agent and the caller's identity, so the agent applies its own rules to the
+caller. `/api/bridges/{name}/api/auth/...` is the master's own: a caller authenticates
+where its key is registered. An agent's answers, errors included, come back untouched,
+so the SDK raises the same error for a bridged engine as for a local one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from dxflow._core import EngineCore
+from dxflow._core._bridges._link import starlette_carrier
+from dxflow._exceptions import ApiError, EngineUnavailable, InvalidRequest
+from dxflow._operations import bridges as ops
+from dxflow._wire import close_code, error_from_reply
+
+from ._auth import context_for
+from ._channels import _refuse
+from ._errors import error_response
+from ._files import client_stream
+
+__all__ = ["forwarded", "link_routes", "relay"]
+
+_FORWARD = re.compile(rb"^/api/bridges/([a-z0-9][a-z0-9-]{0,62})(/api/.*)$")
+# Hop-by-hop headers, and the caller's credentials: the master sends its own.
+_HOP = frozenset({
+    b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"host",
+    b"authorization", b"cookie", b"proxy-authorization", b"x-dxflow-caller",
+    b"x-dxflow-caller-permissions", b"x-dxflow-csrf",
+})  # fmt: skip
+_HELLO_MAX = 64 << 10
+
+
+def forwarded(scope: Scope) -> tuple[str, bytes] | None:
+    """(agent, its path) when `scope` asks for an agent's API through this master."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    found = _FORWARD.match(raw.split(b"?", 1)[0])
+    return (found[1].decode(), found[2]) if found else None
+
+
+# -- the agents' link ---------------------------------------------------------------------
+
+
+def link_routes(core: EngineCore) -> list[WebSocketRoute]:
+    async def link(websocket: WebSocket) -> None:
+        try:
+            ctx = context_for(websocket, core, ops.LINK, websocket=True)
+        except ApiError as error:
+            await _refuse(websocket, error)
+            return
+        await websocket.accept()
+        try:
+            first = await asyncio.wait_for(websocket.receive_bytes(), 30)
+            if len(first) > _HELLO_MAX:
+                raise InvalidRequest(f"the link's hello is over {_HELLO_MAX} bytes")
+            try:
+                hello = json.loads(first)
+            except ValueError:
+                raise InvalidRequest("the link's hello is not JSON") from None
+            admission = await core.dispatcher.call(ctx, ops.LINK, hello)
+        except ApiError as error:
+            with contextlib.suppress(Exception):
+                await websocket.send_bytes(json.dumps({"error": error.message}).encode())
+                await websocket.close(code=close_code(error), reason=error.code)
+            return
+        except (WebSocketDisconnect, TimeoutError, KeyError):
+            return
+        await websocket.send_bytes(json.dumps(admission.answer).encode())
+        client = websocket.client
+        address = f"{client.host}:{client.port}" if client and client.host else "unix"
+        await core.bridges.serve(ctx, admission, starlette_carrier(websocket), address)
+
+    return [WebSocketRoute(ops.LINK_PATH, link, name=ops.LINK.name)]
+
+
+# -- calls relayed to an agent ------------------------------------------------------------
+
+
+async def relay(core: EngineCore, scope: Scope, receive: Receive, send: Send) -> None:
+    found = forwarded(scope)
+    assert found is not None
+    name, path = found
+    if scope["type"] == "websocket":
+        await _relay_socket(core, WebSocket(scope, receive, send), name, path)
+    else:
+        await _relay_http(core, Request(scope, receive), name, path, send)
+
+
+async def _admit(core: EngineCore, connection: Any, name: str, path: bytes,
+                 method: str) -> tuple[Any, Any]:  # fmt: skip
+    websocket = connection.scope["type"] == "websocket"
+    ctx = context_for(connection, core, ops.FORWARD, websocket=websocket)
+    payload = {"name": name, "path": path.decode("latin-1")[len("/api/") :], "method": method}
+    return ctx, await core.dispatcher.call(ctx, ops.FORWARD, payload)
+
+
+def _headers(raw: list[tuple[bytes, bytes]], extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    kept = [(k, v) for k, v in raw if k.lower() not in _HOP]
+    return kept + [(k.encode(), v.encode()) for k, v in extra.items()]
+
+
+async def _relay_http(core: EngineCore, request: Request, name: str, path: bytes,
+                      send: Send) -> None:  # fmt: skip
+    method = request.method
+    query = request.scope.get("query_string", b"")
+    url = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    try:
+        ctx, forwarder = await _admit(core, request, name, path, method)
+        reply = None
+        for renew in (False, True):
+            headers = _headers(request.headers.raw, await forwarder.headers(ctx, renew))
+            content = client_stream(request) if has_body else None
+            outgoing = forwarder.client.build_request(method, url, headers=headers, content=content)
+            reply = await forwarder.client.send(outgoing, stream=True)
+            if reply.status_code != 401 or has_body or renew:
+                break
+            await reply.aclose()  # the agent restarted, or our token expired: once more
+    except ApiError as error:
+        await error_response(error)(request.scope, request.receive, send)
+        return
+    except httpx.HTTPError as exc:
+        broke = EngineUnavailable(f"the link to the agent {name!r} broke: {exc}", bridge=name)
+        await error_response(broke)(request.scope, request.receive, send)
+        return
+    assert reply is not None
+    try:
+        await send({"type": "http.response.start", "status": reply.status_code,
+                    "headers": _headers(reply.headers.raw, {})})  # fmt: skip
+        async for chunk in reply.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except httpx.HTTPError:
+        pass  # the agent's answer broke after its head: the client sees a short body
+    finally:
+        await reply.aclose()
+
+
+async def _relay_socket(core: EngineCore, websocket: WebSocket, name: str, path: bytes) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    query = "&".join(f"{k}={v}" for k, v in websocket.query_params.multi_items() if k != "token")
+    try:
+        ctx, forwarder = await _admit(core, websocket, name, path, "GET")
+        sock = await forwarder.socket()
+        uri = "ws://agent" + path.decode("latin-1") + ("?" + query if query else "")
+        headers = await forwarder.headers(ctx)
+        agent = await connect(uri, sock=sock, additional_headers=headers, max_size=16 << 20,
+                              compression=None, ping_interval=None, open_timeout=30)  # fmt: skip
+    except ApiError as error:
+        await _refuse(websocket, error)
+        return
+    except InvalidStatus as refused:
+        reply = refused.response
+        await _refuse(websocket, error_from_reply(reply.status_code, bytes(reply.body or b""),
+                                                  reply.reason_phrase))  # fmt: skip
+        return
+    except (OSError, TimeoutError) as exc:
+        await _refuse(websocket, EngineUnavailable(f"the agent {name!r}: {exc}", bridge=name))
+        return
+    await websocket.accept()
+    async with agent:
+        to_agent = asyncio.ensure_future(_to_agent(websocket, agent))
+        try:
+            async for message in agent:
+                if isinstance(message, bytes):
+                    await websocket.send_bytes(message)
+                else:
+                    await websocket.send_text(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            to_agent.cancel()
+        code = agent.close_code or 1000
+        with contextlib.suppress(Exception):
+            await websocket.close(code=code, reason=agent.close_reason or "")
+
+
+async def _to_agent(websocket: WebSocket, agent: Any) -> None:
+    with contextlib.suppress(Exception):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                await agent.close()
+                return
+            data = message.get("bytes")
+            await agent.send(data if data is not None else message.get("text", ""))

@@ -1,0 +1,298 @@
+"""Bridges between real engine processes on loopback: join, forward, refuse, recover.
+
+A master and its agents are each `dxflow boot up --daemon` on a home of their own; the
+agents join with tokens from the master and dial it. Everything the SDK does to an
+agent goes through the master (`bridge.engine`). Multi-host faults (partitions, loss,
+delay) are in tests/bridges, on network namespaces.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import dxflow
+from dxflow import Permission
+from dxflow._keypairs import generate_key_pair, load_private_key
+
+from .conftest import Booted, boot, stop_holders
+from .conftest import dxflow as run_cli
+
+FAST = "bridge_interval = 0.5\nbridge_grace = 3\nbridge_wait = 2\n"
+
+
+def _home(root: Path, name: str, config: str = "") -> Path:
+    home = root / name
+    home.mkdir()
+    (home / "config.toml").write_text(config)
+    return home
+
+
+def wait_for(check: Callable[[], object], what: str, timeout: float = 30) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Callable[..., Booted]]:
+    """Boot homes under tmp_path (`fleet("m")`, `fleet("a1", "--join", token)`); every
+    one is stopped at the end, and its shells' holders too."""
+    booted: list[Path] = []
+
+    def start(name: str, *flags: str, config: str = FAST) -> Booted:
+        home = tmp_path / name
+        if not home.exists():
+            _home(tmp_path, name, config)
+        booted.append(home)
+        return boot(home, *flags)
+
+    yield start
+    for home in booted:
+        run_cli("boot", "down", "--home", home, check=False)
+        stop_holders(home)
+
+
+@pytest.fixture
+def master(fleet: Callable[..., Booted]) -> Booted:
+    return fleet("master")
+
+
+def _token(master: Booted, **options: object) -> str:
+    with dxflow.Engine.from_home(master.home) as engine:
+        return engine.bridges.token(**options).token  # type: ignore[arg-type]
+
+
+def _connected(engine: dxflow.Engine, name: str) -> bool:
+    try:
+        return engine.bridges.get(name).status == "connected"
+    except dxflow.NotFound:
+        return False
+
+
+def test_an_agent_joins_and_its_engine_is_a_handle_through_the_master(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    token = _token(master, labels={"gpu": "true", "site": "lab"})
+    fleet("a1", "--join", token, "--name", "a1")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+        bridge = engine.bridges.get("a1")
+        assert bridge.labels == {"gpu": "true", "site": "lab"}
+        assert bridge.info.facts.cpus == os.cpu_count() and bridge.info.facts.memory
+        assert "WORKFLOW" in bridge.info.allow and "MASTER" not in bridge.info.allow
+        assert [b.name for b in engine.bridges.list({"gpu": "true"})] == ["a1"]
+        assert engine.bridges.list({"gpu": "false"}) == []
+        remote = bridge.engine
+        assert remote.info().engine_id == bridge.info.engine_id != engine.info().engine_id
+        remote.objects.pipe("notes/hello.txt", b"through the master\n")
+        assert remote.objects.cat("notes/hello.txt") == b"through the master\n"
+        with pytest.raises(dxflow.NotFound):
+            remote.objects.cat("notes/missing.txt")
+        # It is the agent's store, not the master's.
+        with pytest.raises(dxflow.NotFound):
+            engine.objects.cat("notes/hello.txt")
+        result = remote.shells.create("s1").run("echo $((6 * 7))")
+        assert result.output.strip() == "42" and result.exit_code == 0
+
+
+def test_a_forwarded_call_runs_as_the_caller_within_what_the_agent_allows(
+    master: Booted, fleet: Callable[..., Booted], tmp_path: Path
+) -> None:
+    fleet("a1", "--join", _token(master), "--name", "a1", "--allow", "OBJECT")
+    keys = {}
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+        for name, permissions in [("objects-only", "OBJECT"), ("bridge-shell", "BRIDGE,SHELL"),
+                                  ("bridge-object", "BRIDGE,OBJECT")]:  # fmt: skip
+            pair = generate_key_pair(tmp_path / f"{name}.pem", "ed25519")
+            engine.keys.register(pair.public, name, permissions=permissions)
+            keys[name] = pair.private
+    for name, refused in [("objects-only", "BRIDGE"), ("bridge-shell", "OBJECT")]:
+        with (
+            dxflow.Engine(master.url, key=keys[name]) as caller,
+            pytest.raises(dxflow.PermissionDenied, match=refused),
+        ):
+            caller.bridges.get("a1").engine.objects.ls("")
+    with dxflow.Engine(master.url, key=keys["bridge-object"]) as caller:
+        remote = caller.bridges.get("a1").engine
+        remote.objects.pipe("mine.txt", b"ok")
+        assert remote.objects.cat("mine.txt") == b"ok"
+        # OBJECT is all the agent allows: a shell is refused there, though MASTER asks.
+    with (
+        dxflow.Engine.from_home(master.home) as engine,
+        pytest.raises(dxflow.PermissionDenied, match="SHELL"),
+    ):
+        engine.bridges.get("a1").engine.shells.create("nope")
+    # Both sides audit the call, with the original caller.
+    with dxflow.Engine.from_home(master.home) as engine:
+        records = engine.audit(operation="objects.write")
+        assert any(r.identity == "bridge-object" for r in records)
+    with dxflow.Engine.from_home(tmp_path / "a1") as agent:
+        records = agent.audit(operation="objects.write")
+        assert any(r.identity == "bridge-master/bridge-object" for r in records)
+
+
+def test_bad_join_tokens_are_refused_and_change_nothing(master: Booted, tmp_path: Path) -> None:
+    token = _token(master, uses=1, expires=600)
+    prefix, body = token.split(":", 1)
+    data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    forged = prefix + ":" + base64.urlsafe_b64encode(
+        json.dumps({**data, "s": "x" * 32}).encode()).decode()  # fmt: skip
+    other_master = prefix + ":" + base64.urlsafe_b64encode(
+        json.dumps({**data, "fp": "SHA256:somebody-else"}).encode()).decode()  # fmt: skip
+    cases = [
+        ("not-a-token", "--join takes a token"),
+        ("dxflow-join:@@@", "damaged"),
+        (forged, "not one this master made"),
+        (other_master, "another identity"),
+    ]
+    for bad, message in cases:
+        home = _home(tmp_path, f"bad{len(list(tmp_path.iterdir()))}")
+        done = run_cli("boot", "up", "--home", home, "--port", "0", "--daemon", "--join", bad,
+                       check=False)  # fmt: skip
+        assert done.returncode != 0 and message in done.stderr, (bad, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert not (home / "bridge.json").exists() and not (home / "run" / "engine.pid").exists()
+    # The pinned-identity refusal happened after the master accepted the join, which used
+    # the token up: a used-up token is refused too.
+    home = _home(tmp_path, "late")
+    done = run_cli("boot", "up", "--home", home, "--port", "0", "--daemon", "--join", token,
+                   "--name", "late", check=False)  # fmt: skip
+    assert done.returncode != 0 and "used up" in done.stderr, done.stderr
+    expired = _token(master, expires=0.5)
+    time.sleep(1)
+    home = _home(tmp_path, "expired")
+    done = run_cli("boot", "up", "--home", home, "--port", "0", "--daemon", "--join", expired,
+                   "--name", "expired", check=False)  # fmt: skip
+    assert done.returncode != 0 and "expired" in done.stderr, done.stderr
+    with dxflow.Engine.from_home(master.home) as engine:
+        names = [b.name for b in engine.bridges.list()]
+    assert names == [n for n in names if n not in ("late", "expired")]
+
+
+def test_joining_twice_with_the_same_name_and_another_key_is_a_conflict(
+    master: Booted, fleet: Callable[..., Booted], tmp_path: Path
+) -> None:
+    fleet("a1", "--join", _token(master), "--name", "same")
+    home = _home(tmp_path, "a2")
+    done = run_cli("boot", "up", "--home", home, "--port", "0", "--daemon", "--join",
+                   _token(master), "--name", "same", check=False)  # fmt: skip
+    assert done.returncode != 0 and "joined already" in done.stderr, done.stderr
+
+
+def test_a_lost_agent_is_reported_and_calls_to_it_fail_clearly(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    agent = fleet("a1", "--join", _token(master), "--name", "a1")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+        os.kill(agent.pid, signal.SIGKILL)
+        wait_for(lambda: engine.bridges.get("a1").status != "connected", "a disconnect")
+        wait_for(lambda: engine.bridges.get("a1").status == "lost", "lost", timeout=15)
+        with pytest.raises(dxflow.EngineUnavailable, match=r"'a1' is lost .*last seen"):
+            engine.bridges.get("a1").engine.objects.ls("")
+        results = engine.fleet.map(lambda e: e.ping().engine_id)
+        assert list(results.errors) == ["a1"] and not results.ok
+
+
+def test_the_agent_redials_a_master_that_was_killed_and_its_work_keeps_running(
+    fleet: Callable[..., Booted],
+) -> None:
+    port = _free_port()
+    master = fleet("master", "--port", str(port))
+    fleet("a1", "--join", _token(master), "--name", "a1")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+        engine.bridges.get("a1").engine.shells.create("keep").run("export MARK=still-here")
+    os.kill(master.pid, signal.SIGKILL)
+    wait_for(lambda: not _alive(master.pid), "the master to die")
+    boot(master.home, "--port", str(port))  # the same home and URL: the same identity
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to re-dial", timeout=60)
+        shell = engine.bridges.get("a1").engine.shells.get("keep")
+        assert shell.run("echo $MARK").output.strip() == "still-here"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/status").read_text().count("State:\tZ")
+
+
+def test_fleet_map_gives_every_result_and_every_error(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    token = _token(master, uses=2)
+    fleet("a1", "--join", token, "--name", "a1")
+    fleet("a2", "--join", token, "--name", "a2")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1") and _connected(engine, "a2"), "both")
+
+        def probe(agent: dxflow.Engine) -> str:
+            info = agent.info()
+            if info.engine_id == engine.bridges.get("a2").info.engine_id:
+                raise RuntimeError("a2 says no")
+            return info.engine_id
+
+        results = engine.fleet.map(probe, concurrency=2)
+        assert list(results.ok) == ["a1"] and list(results.errors) == ["a2"]
+        assert "a2 says no" in str(results.errors["a2"])
+    done = run_cli("fleet", "--home", master.home, "--", "ping", check=False)
+    assert done.returncode == 0, done.stderr
+    assert {line.split(" | ")[0] for line in done.stdout.splitlines()} == {"a1", "a2"}
+
+
+def test_cli_lists_shows_drains_and_removes_agents(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    token = run_cli("bridge", "token", "--home", master.home, "-l", "gpu=true").stdout.strip()
+    fleet("a1", "--join", token, "--name", "a1")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+    listed = run_cli("bridge", "list", "--home", master.home).stdout
+    assert "a1" in listed and "connected" in listed and "gpu=true" in listed
+    shown = json.loads(run_cli("bridge", "show", "a1", "--home", master.home, "--json").stdout)
+    assert shown["status"] == "connected" and shown["labels"] == {"gpu": "true"}
+    assert "drained" in run_cli("bridge", "drain", "a1", "--home", master.home).stdout
+    run_cli("bridge", "rm", "a1", "--home", master.home)
+    missing = run_cli("bridge", "show", "a1", "--home", master.home, check=False)
+    assert missing.returncode == 1 and "no bridge named 'a1'" in missing.stderr
+    with dxflow.Engine.from_home(master.home) as engine:
+        assert "bridge@a1" not in [k.identity for k in engine.keys.list()]
+    bad = run_cli("bridge", "token", "--home", master.home, "-l", "oops", check=False)
+    assert bad.returncode == 2 and "key=value" in bad.stderr
+
+
+def test_only_master_mints_join_tokens(master: Booted, tmp_path: Path) -> None:
+    pair = generate_key_pair(tmp_path / "b.pem", "ed25519")
+    with dxflow.Engine.from_home(master.home) as engine:
+        engine.keys.register(pair.public, "b", permissions=str(Permission.BRIDGE))
+    with (
+        dxflow.Engine(master.url, key=pair.private) as caller,
+        pytest.raises(dxflow.PermissionDenied, match="MASTER"),
+    ):
+        caller.bridges.token()
+    assert load_private_key(pair.private)
