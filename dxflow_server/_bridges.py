@@ -49,8 +49,11 @@ _HELLO_MAX = 64 << 10
 
 def forwarded(scope: Scope) -> tuple[str, bytes] | None:
     """(agent, its path) when `scope` asks for an agent's API through this master."""
-    raw = scope.get("raw_path") or scope["path"].encode()
-    found = _FORWARD.match(raw.split(b"?", 1)[0])
+    raw = (scope.get("raw_path") or scope["path"].encode()).split(b"?", 1)[0]
+    root = scope.get("root_path", "").encode()
+    if root and raw.startswith(root):  # this app mounted under a prefix: its own paths
+        raw = raw[len(root) :]
+    found = _FORWARD.match(raw)
     return (found[1].decode(), found[2]) if found else None
 
 

@@ -157,15 +157,6 @@ class HttpTransport(Transport):
                     await self._handshake()
         return {"Authorization": f"Bearer {self._token}"}
 
-    async def authorization(self) -> dict[str, str]:
-        """The Authorization header of a fresh or cached token (a bridge agent dials its
-        master's WebSocket with it)."""
-        return await self._authorization()
-
-    def forget_token(self) -> None:
-        """Drop the token: the next request makes a fresh handshake."""
-        self._token, self._expires = None, 0.0
-
     async def _handshake(self) -> None:
         assert self._key is not None
         challenge = await self._send(OPERATIONS["auth.challenge"], {}, {})

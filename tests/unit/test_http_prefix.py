@@ -19,7 +19,7 @@ from dxflow._keypairs import load_private_key
 from dxflow._transports._http import HttpTransport
 from dxflow_server import create_app
 
-PREFIX = "/api/bridges/b1"
+PREFIX = "/sub/engine-b1"
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from ..._permissions import Permission
 from ..._version import __version__
 from .._context import Identity
 from .._key_registry import KeyRegistry
+from ._handshake import Signer, tls_context
 from ._link import Link, LinkError, Stream, splice, websockets_carrier
 from ._names import CALLER_HEADER, CALLER_PERMISSIONS_HEADER, MASTER_ON_AGENT, link_message
 
@@ -207,23 +208,19 @@ class BridgeAgent:
             delay = min(delay * 2, BACKOFF_MAX)
 
     async def _dial(self, settings: AgentSettings) -> None:
+        import httpx
         from websockets.asyncio.client import connect
 
-        from ..._transports._http import HttpTransport
-        from ..._transports._ws import ssl_context
-
         key = settings.private_key(self._config.home)
-        transport = HttpTransport(settings.url, key, verify=settings.verify, timeout=15)
-        try:
-            headers = await transport.authorization()
-        finally:
-            await transport.aclose()
+        verify = tls_context(settings.verify) if settings.url.startswith("https") else True
+        async with httpx.AsyncClient(base_url=settings.url, verify=verify, timeout=15) as client:
+            headers = await Signer(client, key).headers()
         uri = settings.url.replace("http", "ws", 1).rstrip("/") + "/api/bridges/_link"
         options: dict[str, Any] = {"additional_headers": headers, "max_size": 1 << 20,
                                    "ping_interval": None, "open_timeout": 15,
                                    "compression": None}  # fmt: skip
         if uri.startswith("wss://"):
-            options["ssl"] = ssl_context(settings.verify)
+            options["ssl"] = tls_context(settings.verify)
         async with connect(uri, **options) as connection:
             nonce = secrets.token_urlsafe(24)
             await connection.send(json.dumps(self._hello(settings, nonce)).encode())

@@ -20,6 +20,7 @@ import httpx
 
 from ..._keypairs import PrivateKey
 from .._context import Context
+from ._handshake import Signer
 from ._link import LinkError, Stream, StreamReset, splice
 from ._names import CALLER_HEADER, CALLER_PERMISSIONS_HEADER
 
@@ -79,8 +80,6 @@ class Forwarder:
     """One agent's door on the master."""
 
     def __init__(self, name: str, opener: Opener, key: PrivateKey) -> None:
-        from ..._transports._http import HttpTransport
-
         self.name = name
         self._open = opener
         transport = httpx.AsyncHTTPTransport()
@@ -91,15 +90,15 @@ class Forwarder:
         timeout = httpx.Timeout(None, connect=30.0)
         self.client = httpx.AsyncClient(base_url="http://agent", transport=transport,
                                         timeout=timeout)  # fmt: skip
-        self._auth = HttpTransport("http://agent", key, transport=transport, timeout=30.0)
+        self._signer = Signer(self.client, key)
         self._splices: set[asyncio.Task[None]] = set()
 
     async def headers(self, ctx: Context, renew: bool = False) -> dict[str, str]:
         """The master's token on the agent, and who the call is really for."""
         assert ctx.identity is not None
         if renew:
-            self._auth.forget_token()
-        auth = await self._auth.authorization()
+            self._signer.forget()
+        auth = await self._signer.headers()
         return {**auth, CALLER_HEADER: ctx.identity.name,
                 CALLER_PERMISSIONS_HEADER: str(ctx.identity.permissions)}  # fmt: skip
 
@@ -125,5 +124,3 @@ class Forwarder:
             task.cancel()
         with contextlib.suppress(Exception):
             await self.client.aclose()
-        with contextlib.suppress(Exception):
-            await self._auth.aclose()
