@@ -176,9 +176,22 @@ class BridgedMaster:
 
 
 @pytest.fixture
-def bridged_master(core: EngineCore, server_url: str, tmp_path: Path) -> Iterator[BridgedMaster]:
-    """`core` joined as agent "agent" to a master of its own: its dialer runs on a loop
-    thread and its streams go to `server_url` (the agent's API on loopback)."""
+def bridged_master(
+    core: EngineCore, server_url: str, tmp_path: Path
+) -> Iterator[BridgedMaster]:
+    """`core` joined as agent "agent" to a master of its own, allowing it everything."""
+    with joined_master(core, server_url, tmp_path) as master:
+        yield master
+
+
+@contextlib.contextmanager
+def joined_master(
+    core: EngineCore, agent_url: str, tmp_path: Path,
+    allow: str = "WORKFLOW,OBJECT,SHELL,PLATFORM,PROXY,MASTER",
+) -> Iterator[BridgedMaster]:  # fmt: skip
+    """A master (a core of its own, served on loopback) that `core` joined as agent
+    `BRIDGED_AGENT`: the agent's dialer runs on a loop thread and its streams go to
+    `agent_url` (the agent's API on loopback)."""
     import asyncio
 
     from dxflow._core._bridges._enroll import join
@@ -188,10 +201,9 @@ def bridged_master(core: EngineCore, server_url: str, tmp_path: Path) -> Iterato
     master = EngineCore(load_config(tmp_path / "master-home", auth_rate_limit=100_000))
     with serve_app(create_app(master)) as url:
         made = master.bridges.token(master.local_context(), BridgeTokenCreate(url=url))
-        everything = "WORKFLOW,OBJECT,SHELL,PLATFORM,PROXY,MASTER"
-        join(core.config.home, made.token, BRIDGED_AGENT, everything, True)
+        join(core.config.home, made.token, BRIDGED_AGENT, allow, True)
         core.bridge_agent.reload()
-        host, port = server_url.removeprefix("http://").split(":")
+        host, port = agent_url.removeprefix("http://").split(":")
         core.bridge_agent.local = (host, int(port))
         runner = Runner()
         dialer = asyncio.run_coroutine_threadsafe(core.bridge_agent.run(), runner._ensure())

@@ -82,6 +82,14 @@ def _when(stamp: float | None) -> datetime | None:
     return datetime.fromtimestamp(stamp, UTC) if stamp else None
 
 
+def _not_an_agent(ctx: Context, what: str) -> None:
+    """An agent's own key (`bridge@NAME`) only dials its link: BRIDGE lets it in, and
+    nothing more (a compromised node must not reach the rest of the fleet)."""
+    who = ctx.identity.name if ctx.identity else ""
+    if who.startswith(IDENTITY_PREFIX):
+        raise PermissionDenied(f"{who!r} is an agent's key: it may link, not {what}")
+
+
 @dataclass
 class LinkAdmission:
     name: str
@@ -259,6 +267,7 @@ class BridgeMaster:
     def forward(self, ctx: Context, request: BridgeForward) -> Forwarder:
         """The door to agent `request.name` (the caller has BRIDGE); the agent decides
         whether the operation itself is allowed. Mutating calls are audited here too."""
+        _not_an_agent(ctx, "reach other agents through the master")
         self._row(request.name)
         op = operation_at(request.method, "/api/" + request.path)
         if op is not None and op.mutating:
@@ -346,10 +355,12 @@ class BridgeMaster:
 
     @handles("bridges.list")
     def list(self, ctx: Context, request: BridgeListRequest) -> BridgeList:
+        _not_an_agent(ctx, "list the master's agents")
         return BridgeList(bridges=self.infos(parse_labels(request.labels)))
 
     @handles("bridges.get")
     def get(self, ctx: Context, request: BridgeRef) -> BridgeInfo:
+        _not_an_agent(ctx, "see the master's agents")
         return self._info(self._row(request.name))
 
     @handles("bridges.drain")
