@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from ._api.bridges import AsyncBridge, Bridge, FleetResult, FleetResults
     from ._api.engine import AsyncEngine, Engine
     from ._api.objects import AsyncObjectStore, ObjectStore
-    from ._api.proxies import AsyncProxy, Proxy
+    from ._api.proxies import AsyncProxy, Proxy, bridge
     from ._api.shells import AsyncChannel, AsyncShell, Channel, Shell
     from ._api.workflows import AsyncWorkflow, Workflow
     from ._filesystem import DxflowFileSystem
@@ -101,6 +101,7 @@ __all__ = [
     "Workflow",
     "WorkflowFailed",
     "__version__",
+    "bridge",
     "generate_key_pair",
     "models",
 ]
@@ -121,6 +122,7 @@ _LAZY = {
     "Engine": "dxflow._api.engine",
     "ObjectStore": "dxflow._api.objects",
     "Proxy": "dxflow._api.proxies",
+    "bridge": "dxflow._api.proxies",
     "Shell": "dxflow._api.shells",
     "Workflow": "dxflow._api.workflows",
     "KeyPair": "dxflow._keypairs",

@@ -176,9 +176,7 @@ class BridgedMaster:
 
 
 @pytest.fixture
-def bridged_master(
-    core: EngineCore, server_url: str, tmp_path: Path
-) -> Iterator[BridgedMaster]:
+def bridged_master(core: EngineCore, server_url: str, tmp_path: Path) -> Iterator[BridgedMaster]:
     """`core` joined as agent "agent" to a master of its own, allowing it everything."""
     with joined_master(core, server_url, tmp_path) as master:
         yield master

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 R = TypeVar("R", bound=Response)
 
-__all__ = ["AsyncProxies", "AsyncProxy", "Proxies", "Proxy"]
+__all__ = ["AsyncProxies", "AsyncProxy", "Proxies", "Proxy", "bridge"]
 
 Service = Mapping[str, Any]
 """{"workflow": "etl", "service": "web", "port": 80}: the containers of a workflow service."""
@@ -44,6 +44,13 @@ NO_SERVER = (
     "no URL yet (link.url is None): start one with `dxflow boot up` (on the same "
     "DXFLOW_HOME); the link then works, and proxy.links() lists it with its URL"
 )
+
+
+def bridge(agent: str, address: str) -> str:
+    """A proxy target on an agent of this engine: `address` (`host:port`) as the agent
+    sees it, reached over the agent's link (`target=dxflow.bridge("gpu-1",
+    "127.0.0.1:8888")` exposes a notebook on a node behind NAT through the master)."""
+    return f"bridge://{agent}/{address}"
 
 
 def _service_fields(service: Service) -> dict[str, Any]:

@@ -129,7 +129,8 @@ def _shell_service(config: Config, storage: Storage, workflows: WorkflowService)
 
 def _proxy_service(core: EngineCore, roots: PolicyRoots) -> ProxyService:
     config = core.config
-    policy = TargetPolicy(roots, public=config.proxy_public_targets)
+    policy = TargetPolicy(roots, public=config.proxy_public_targets,
+                          bridges=core.bridges.socket)  # fmt: skip
     return ProxyService(
         core.state, config, core.lifecycle, core.audit, policy,
         Workloads(core.workflows, core.docker, core.engine_id),
@@ -178,9 +179,9 @@ class EngineCore:
         )  # fmt: skip
         self.objects.ranges_max = self.limits.ranges
         self.shells = _shell_service(config, self.objects.storage, self.workflows)
-        self.proxies = _proxy_service(self, roots)
         self.bridges = BridgeMaster(self.state, config, self.keys, self.audit, self.engine_id,
                                     master.fingerprint)  # fmt: skip
+        self.proxies = _proxy_service(self, roots)
         self.bridge_agent = BridgeAgent(config, self.keys, self.engine_id)
         """Dials this engine's master, if it joined one; the server's lifespan starts it."""
         handlers = collect_handlers(

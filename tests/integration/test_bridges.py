@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,49 @@ def test_only_master_mints_join_tokens(master: Booted, tmp_path: Path) -> None:
     ):
         caller.bridges.token()
     assert load_private_key(pair.private)
+
+
+def test_a_proxy_on_the_master_exposes_a_service_on_an_agent(
+    master: Booted, fleet: Callable[..., Booted], tmp_path: Path
+) -> None:
+    """A node behind NAT serves on its loopback; the master exposes it (HTTP and TCP)."""
+    import http.server
+    import socket
+    import threading
+
+    import httpx
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("served on the agent\n")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    token = _token(master, uses=2)
+    fleet("a1", "--join", token, "--name", "a1")
+    fleet("a2", "--join", token, "--name", "a2", "--allow", "OBJECT")  # no PROXY
+    try:
+        with dxflow.Engine.from_home(master.home) as engine:
+            wait_for(lambda: _connected(engine, "a1") and _connected(engine, "a2"), "both")
+            web = engine.proxies.create("nb", target=dxflow.bridge("a1", f"127.0.0.1:{port}"),
+                                        auth="none")  # fmt: skip
+            assert httpx.get(f"{web.url}index.html").text == "served on the agent\n"
+            raw = engine.proxies.create("raw", target=dxflow.bridge("a1", f"127.0.0.1:{port}"),
+                                        protocol="tcp", port=0, auth="none")  # fmt: skip
+            with socket.create_connection(("127.0.0.1", raw.info.port), timeout=10) as sock:
+                sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+                answer = b"".join(iter(lambda: sock.recv(65536), b""))
+            assert answer.startswith(b"HTTP/1.0 200") and b"served on the agent" in answer
+            refused = engine.proxies.create("no", target=dxflow.bridge("a2", f"127.0.0.1:{port}"),
+                                            auth="none")  # fmt: skip
+            reply = httpx.get(f"{refused.url}index.html")
+            assert reply.status_code == 502 and "does not allow proxy" in reply.text.lower(), reply.text
+            pair = generate_key_pair(tmp_path / "p.pem", "ed25519")
+            engine.keys.register(pair.public, "proxier", permissions="PROXY")
+        with (
+            dxflow.Engine(master.url, key=pair.private) as proxier,
+            pytest.raises(dxflow.PermissionDenied, match="needs BRIDGE"),
+        ):
+            proxier.proxies.create("sneaky", target=dxflow.bridge("a1", f"127.0.0.1:{port}"))
+    finally:
+        server.shutdown()

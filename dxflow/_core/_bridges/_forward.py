@@ -24,7 +24,7 @@ from ._handshake import Signer
 from ._link import LinkError, Stream, StreamReset, splice
 from ._names import CALLER_HEADER, CALLER_PERMISSIONS_HEADER
 
-__all__ = ["Forwarder"]
+__all__ = ["Forwarder", "stream_socket"]
 
 Opener = Callable[[], Awaitable[Stream]]
 POOL = 32
@@ -76,6 +76,24 @@ class _Network(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+async def stream_socket(stream: Stream, tasks: set[asyncio.Task[None]]) -> socket.socket:
+    """A connected socket whose other end is spliced into `stream` (for code that wants
+    a socket: a WebSocket client, a proxy's connection), by a task kept in `tasks`."""
+    near, far = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=far)
+
+    async def run() -> None:
+        try:
+            await splice(stream, reader, writer)
+        finally:
+            writer.close()
+
+    task = asyncio.get_running_loop().create_task(run())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return near
+
+
 class Forwarder:
     """One agent's door on the master."""
 
@@ -104,20 +122,7 @@ class Forwarder:
 
     async def socket(self) -> socket.socket:
         """A connected socket whose other end is a stream to the agent's engine."""
-        stream = await self._open()
-        near, far = socket.socketpair()
-        reader, writer = await asyncio.open_connection(sock=far)
-
-        async def run() -> None:
-            try:
-                await splice(stream, reader, writer)
-            finally:
-                writer.close()
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._splices.add(task)
-        task.add_done_callback(self._splices.discard)
-        return near
+        return await stream_socket(await self._open(), self._splices)
 
     async def aclose(self) -> None:
         for task in list(self._splices):

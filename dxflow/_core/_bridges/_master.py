@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,9 +52,9 @@ from .._context import Context
 from .._handlers import handles
 from .._key_registry import KeyChange, KeyRegistry
 from .._state import State
-from ._forward import Forwarder
+from ._forward import Forwarder, stream_socket
 from ._join import JoinTokens
-from ._link import Carrier, Link, LinkError, Stream
+from ._link import Carrier, Link, LinkError, Stream, StreamReset
 from ._names import IDENTITY_PREFIX, link_message
 from ._routes import operation_at
 
@@ -124,6 +125,7 @@ class BridgeMaster:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._forwarders: dict[str, Forwarder] = {}
+        self._splices: set[asyncio.Task[None]] = set()
 
     @property
     def key(self) -> PrivateKey:
@@ -277,6 +279,17 @@ class BridgeMaster:
             forwarder = Forwarder(request.name, partial(self.open, request.name, ENGINE), self.key)
             self._forwarders[request.name] = forwarder
         return forwarder
+
+    async def socket(self, name: str, host: str, port: int) -> socket.socket:
+        """A socket to `host:port` on agent `name` (a proxy's target there); the agent
+        refuses unless it allows PROXY and the address is its own host's or network's."""
+        try:
+            stream = await self.open(name, {"to": "tcp", "host": host, "port": port})
+        except StreamReset as exc:
+            raise ConnectionRefusedError(f"the agent {name!r}: {exc.reason}") from None
+        except EngineUnavailable as exc:
+            raise ConnectionRefusedError(exc.message) from None
+        return await stream_socket(stream, self._splices)
 
     async def _forget_forwarder(self, name: str) -> None:
         forwarder = self._forwarders.pop(name, None)

@@ -20,7 +20,8 @@ Everything here is a plain class with no I/O, so each side can be tested alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 
+Opener = Callable[[], Awaitable[socket.socket]]
+
+
 @dataclass(frozen=True)
 class Upstream:
     """One resolved target: where to connect now."""
@@ -55,6 +59,11 @@ class Upstream:
     """For http(s): a path the target's URLs live under (`http://h:p/base`), no trailing /."""
     server_name: str | None = None
     """For https: the name to verify the certificate against (default: host)."""
+    bridge: str | None = None
+    """The agent whose `host:port` this is (`bridge://NAME/host:port`): reached over its
+    link, never by this host's network."""
+    opener: Opener | None = field(default=None, compare=False, hash=False, repr=False)
+    """For a bridge target: a connected socket to it (set when the policy admits it)."""
 
 
 class TargetLike(Protocol):

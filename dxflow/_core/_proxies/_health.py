@@ -28,6 +28,8 @@ def client_context(verify: bool) -> ssl.SSLContext:
 
 
 async def _open(up: Upstream, verify: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if up.opener is not None:  # an agent's, over its bridge
+        return await asyncio.open_connection(sock=await up.opener())
     if up.scheme == "unix":
         assert up.socket_path is not None
         return await asyncio.open_unix_connection(up.socket_path)

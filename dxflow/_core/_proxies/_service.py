@@ -36,6 +36,7 @@ from ..._models import (
     ProxyStats,
     ProxyUpdate,
 )
+from ..._permissions import Permission
 from ..._server_runtime import read_runtime
 from .._audit import AuditLog
 from .._context import Context
@@ -228,10 +229,10 @@ class ProxyService:
             return store_context(self._objects, spec.tls_cert, spec.tls_key, scratch)
         return engine_context(self._config)
 
-    def _static(self, spec: ProxyCreate, master: bool) -> list[Upstream]:
+    def _static(self, spec: ProxyCreate, master: bool, may_bridge: bool = True) -> list[Upstream]:
         """The spec's host targets, parsed and checked (a workflow's come from Docker)."""
         return [
-            self._policy.check(parse_target(text, spec.protocol), master)
+            self._policy.check(parse_target(text, spec.protocol), master, may_bridge)
             for text in spec.targets or []
         ]
 
@@ -309,7 +310,8 @@ class ProxyService:
             assert spec.service is not None
             self._workloads.check(spec.workflow, spec.service)
             return None
-        return self._static(spec, _master(ctx))
+        may_bridge = ctx.identity is not None and Permission.BRIDGE in ctx.identity.permissions
+        return self._static(spec, _master(ctx), may_bridge)
 
     # -- handlers ------------------------------------------------------------------------
 

@@ -17,9 +17,11 @@ The policy (keys other than MASTER; MASTER may target anything):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -32,9 +34,13 @@ __all__ = ["TargetPolicy", "parse_target"]
 _PRIVATE = tuple(
     ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 )
-_FORMS = '"host:port", "http://host:port[/base]", "https://host:port" or "unix:/path.sock"'
+_FORMS = (
+    '"host:port", "http://host:port[/base]", "https://host:port", "unix:/path.sock" '
+    'or "bridge://AGENT/host:port"'
+)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+BridgeOpener = Callable[[str, str, int], Awaitable[socket.socket]]
 
 
 def _split_host_port(text: str, target: str) -> tuple[str, int]:
@@ -49,6 +55,17 @@ def _split_host_port(text: str, target: str) -> tuple[str, int]:
 def parse_target(text: str, protocol: str) -> Upstream:
     """One target string as written (not yet checked against the policy)."""
     text = text.strip()
+    if text.startswith("bridge://"):
+        agent, slash, address = text.removeprefix("bridge://").partition("/")
+        if not agent or not slash:
+            raise InvalidRequest(
+                f"targets: {text!r}: write bridge://AGENT/host:port (an address on the "
+                "agent, e.g. bridge://gpu-1/127.0.0.1:8888)", field="targets",
+            )  # fmt: skip
+        host, port = _split_host_port(address, text)
+        if protocol == "tcp":
+            return Upstream(label=text, scheme="tcp", host=host, port=port, bridge=agent)
+        return Upstream(label=text, scheme="http", host=host, port=port, bridge=agent)
     if text.startswith("unix:"):
         path = text.removeprefix("unix:").removeprefix("//")
         if not path.startswith("/"):
@@ -113,10 +130,14 @@ class TargetPolicy:
 
     roots: PolicyRoots
     public: bool = False
+    bridges: BridgeOpener | None = None
+    """Opens a socket to `host:port` on an agent (the master's bridges)."""
 
-    def check(self, upstream: Upstream, master: bool) -> Upstream:
+    def check(self, upstream: Upstream, master: bool, may_bridge: bool = True) -> Upstream:
         """The upstream to connect to (a name replaced by the address checked), or a
         refusal naming the target and what would be allowed."""
+        if upstream.bridge is not None:
+            return self._check_bridge(upstream, master or may_bridge)
         if upstream.scheme == "unix":
             return self._check_socket(upstream, master)
         assert upstream.host is not None
@@ -149,6 +170,24 @@ class TargetPolicy:
             "address",
             field="targets",
         )
+
+    def _check_bridge(self, upstream: Upstream, may_bridge: bool) -> Upstream:
+        """An agent's address: the creator needs BRIDGE here, and the agent decides the
+        rest when the stream opens (PROXY in what it allows; its own host's addresses)."""
+        if not may_bridge:
+            raise PermissionDenied(
+                f"targets: {upstream.label!r} is on an agent: a proxy to it needs BRIDGE",
+                field="targets",
+            )
+        if self.bridges is None:
+            raise InvalidRequest(f"targets: {upstream.label!r}: this engine has no bridges")
+        agent, host, port = upstream.bridge or "", upstream.host or "", upstream.port or 0
+        opener = self.bridges
+
+        async def open_socket() -> socket.socket:
+            return await opener(agent, host, port)
+
+        return dataclasses.replace(upstream, opener=open_socket)
 
     def _docker(self, real: str) -> bool:
         """A Docker socket by another name (a hard link): paths are `host_path_rule`'s."""

@@ -192,7 +192,9 @@ class _Link:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(self.live.connect_timeout):
-                    if up.scheme == "unix":
+                    if up.opener is not None:  # an agent's, over its bridge
+                        await loop.create_connection(made, sock=await up.opener())
+                    elif up.scheme == "unix":
                         await loop.create_unix_connection(made, up.socket_path)
                     else:
                         assert up.host is not None and up.port is not None

@@ -379,7 +379,10 @@ class Upstreams:
 
         try:
             async with asyncio.timeout(seconds):
-                if upstream.scheme == "unix":
+                if upstream.opener is not None:  # an agent's, over its bridge
+                    sock = await upstream.opener()
+                    _, conn = await loop.create_connection(factory, sock=sock)
+                elif upstream.scheme == "unix":
                     path = upstream.socket_path or ""
                     _, conn = await loop.create_unix_connection(factory, path)
                 elif upstream.scheme == "https":

@@ -113,6 +113,8 @@ async def _connect(
         "close_timeout": 5,
         "max_size": MAX_MESSAGE,
     }
+    if upstream.opener is not None:  # an agent's, over its bridge
+        return await connect(uri, sock=await upstream.opener(), **options)
     if upstream.scheme == "unix":
         return await unix_connect(upstream.socket_path, uri, **options)
     if upstream.scheme == "https":
