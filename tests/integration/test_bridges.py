@@ -333,7 +333,8 @@ def test_a_proxy_on_the_master_exposes_a_service_on_an_agent(
             refused = engine.proxies.create("no", target=dxflow.bridge("a2", f"127.0.0.1:{port}"),
                                             auth="none")  # fmt: skip
             reply = httpx.get(f"{refused.url}index.html")
-            assert reply.status_code == 502 and "does not allow proxy" in reply.text.lower(), reply.text
+            assert reply.status_code == 502, reply.text
+            assert "does not allow proxy" in reply.text.lower(), reply.text
             pair = generate_key_pair(tmp_path / "p.pem", "ed25519")
             engine.keys.register(pair.public, "proxier", permissions="PROXY")
         with (
