@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .. import _operations as ops
+from .._exceptions import EngineUnavailable, NotFound
 from .._models import (
     ComposeProject,
     ComposeProjectSummary,
@@ -270,6 +271,7 @@ class AsyncWorkflows:
         working_dir: str | None = None,
         exist_ok: bool = False,
         replace: bool = False,
+        placement: Mapping[str, Any] | None = None,
     ) -> AsyncWorkflow:
         """Store a workflow. `working_dir` is a folder on the ENGINE host where relative
         paths resolve (default: the compose file's folder); keys other than MASTER need it
@@ -277,7 +279,19 @@ class AsyncWorkflows:
 
         A workflow of that name exists already: Conflict; with `exist_ok` it is updated to
         this spec (nothing changes when it is the same), with `replace` it is brought down
-        and created anew."""
+        and created anew.
+
+        `placement` (on a master, with BRIDGE): create it on an agent instead, chosen by
+        `{"labels": {...}, "strategy": "least_loaded"|"spread"|"pack", "cpus": 2,
+        "memory": 8 << 30, "gpus": 1}`; the handle is the agent's, and `get(name)` on the
+        master finds it there later."""
+        if placement is not None:
+            chosen = await self._engine._call(ops.bridges.PLACE, workflow=name, **placement)
+            remote = self._engine._bridged(chosen.agent)
+            return await AsyncWorkflows(remote).create(
+                name, compose, env, env_file, profiles, working_dir=working_dir,
+                exist_ok=exist_ok, replace=replace,
+            )  # fmt: skip
         params = _create_params(name, compose, env, env_file, profiles)
         if working_dir is not None:
             params["working_dir"] = working_dir
@@ -289,7 +303,17 @@ class AsyncWorkflows:
         return AsyncWorkflow(self._engine, info)
 
     async def get(self, name: str) -> AsyncWorkflow:
-        return AsyncWorkflow(self._engine, await self._engine._call(ops.workflows.GET, name=name))
+        """The workflow `name`: this engine's, or (on a master) the one it placed on an
+        agent."""
+        try:
+            info = await self._engine._call(ops.workflows.GET, name=name)
+        except NotFound as missing:
+            try:
+                placed = await self._engine._call(ops.bridges.PLACEMENT, workflow=name)
+            except (NotFound, EngineUnavailable):
+                raise missing from None
+            return await AsyncWorkflows(self._engine._bridged(placed.agent)).get(name)
+        return AsyncWorkflow(self._engine, info)
 
     async def projects(self) -> list[ComposeProjectSummary]:
         """The Compose projects this engine made; for MASTER every one on the Docker Engine."""
@@ -441,13 +465,14 @@ class Workflows(Blocking[AsyncWorkflows]):
         working_dir: str | None = None,
         exist_ok: bool = False,
         replace: bool = False,
+        placement: Mapping[str, Any] | None = None,
     ) -> Workflow:
         """See `AsyncWorkflows.create` (`exist_ok`: update an existing one to this spec;
-        `replace`: bring it down and create it anew)."""
+        `replace`: bring it down and create it anew; `placement`: on an agent)."""
         create = self._async.create
         return self._wrap(self._run(create, name, compose, env, env_file, profiles,
                                     working_dir=working_dir, exist_ok=exist_ok,
-                                    replace=replace))  # fmt: skip
+                                    replace=replace, placement=placement))  # fmt: skip
 
     def get(self, name: str) -> Workflow:
         return self._wrap(self._run(self._async.get, name))

@@ -135,6 +135,12 @@ _MIGRATIONS: tuple[str, ...] = (
         allow TEXT NOT NULL DEFAULT '',
         facts TEXT NOT NULL DEFAULT '{}'
     );
+    CREATE TABLE placements (
+        workflow TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        placed_by TEXT,
+        placed_at REAL NOT NULL
+    );
     """,
 )
 

@@ -26,6 +26,9 @@ __all__ = [
     "BridgeRef",
     "BridgeToken",
     "BridgeTokenCreate",
+    "Placement",
+    "PlacementRef",
+    "PlacementRequest",
 ]
 
 BRIDGE_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -144,3 +147,32 @@ class BridgeInfo(Response):
 
 class BridgeList(Response):
     bridges: list[BridgeInfo]
+
+
+Strategy = Literal["least_loaded", "spread", "pack"]
+
+
+class PlacementRequest(Request):
+    """Choose an agent for workflow `workflow`: one with all of `labels`, connected, not
+    drained, with at least `cpus`, `memory` bytes available and `gpus`; then by
+    `strategy`: least_loaded (load per CPU), spread (fewest placed workflows), pack
+    (most placed workflows, filling one agent before the next)."""
+
+    workflow: str = Field(min_length=1, max_length=63)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    strategy: Strategy = "least_loaded"
+    cpus: float | None = Field(default=None, gt=0)
+    memory: int | None = Field(default=None, gt=0)
+    gpus: int | None = Field(default=None, ge=0)
+
+
+class PlacementRef(Request):
+    workflow: str = Field(min_length=1, max_length=63)
+
+
+class Placement(Response):
+    workflow: str
+    agent: str
+    strategy: str | None = None
+    refused: dict[str, str] = {}
+    """Why each other agent was not chosen."""

@@ -12,7 +12,9 @@ from .. import _models as m
 from .._permissions import Permission
 from ._base import NoResponse, Operation
 
-__all__ = ["DRAIN", "FORWARD", "GET", "JOIN", "LINK", "LIST", "REMOVE", "TOKEN"]
+__all__ = [
+    "DRAIN", "FORWARD", "GET", "JOIN", "LINK", "LIST", "PLACE", "PLACEMENT", "REMOVE", "TOKEN",
+]  # fmt: skip
 
 BRIDGE_PREFIX = "/api/bridges/"
 LINK_PATH = "/api/bridges/_link"
@@ -55,6 +57,16 @@ REMOVE: Operation[m.BridgeRef, m.BridgeInfo] = Operation(
     "Forget an agent: its key leaves the registry, its link closes; nothing on it stops.",
     request=m.BridgeRef, response=m.BridgeInfo, permission=_MASTER, mutating=True,
     target="name")
+PLACE: Operation[m.PlacementRequest, m.Placement] = Operation(
+    "bridges.place", "POST", "/api/bridges/place",
+    "Choose the agent a workflow goes to (labels, free resources, load, strategy) and "
+    "remember it; nothing fits: a refusal that says why for each agent.",
+    request=m.PlacementRequest, response=m.Placement, permission=_BRIDGE, mutating=True,
+    idempotent=False, target="workflow")
+PLACEMENT: Operation[m.PlacementRef, m.Placement] = Operation(
+    "bridges.placement", "GET", "/api/bridges/placements/{workflow}",
+    "Where a workflow was placed (a caller without BRIDGE learns only that it is not here).",
+    request=m.PlacementRef, response=m.Placement)
 FORWARD: Operation[m.BridgeForward, NoResponse] = Operation(
     "bridges.forward", "GET", "/api/bridges/{name}/api/{path}",
     "Any operation of the agent's API (every method, WebSocket too), run on the agent "

@@ -344,3 +344,32 @@ def test_a_proxy_on_the_master_exposes_a_service_on_an_agent(
             proxier.proxies.create("sneaky", target=dxflow.bridge("a1", f"127.0.0.1:{port}"))
     finally:
         server.shutdown()
+
+
+COMPOSE = {"services": {"job": {"image": "dxflow-test/busybox:latest", "command": "true"}}}
+
+
+def test_placement_chooses_an_agent_and_the_master_finds_the_workflow_there(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    fleet("a1", "--join", _token(master, labels={"gpu": "true"}), "--name", "a1")
+    fleet("a2", "--join", _token(master, labels={"gpu": "false"}), "--name", "a2")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1") and _connected(engine, "a2"), "both")
+        placed = engine.workflows.create("train", COMPOSE, placement={"labels": {"gpu": "true"}})
+        assert placed.name == "train"
+        with dxflow.Engine.from_home(master.home.parent / "a1") as a1:
+            assert a1.workflows.get("train").name == "train"  # it is on a1, not the master
+        again = engine.workflows.get("train")  # found through the placement
+        assert again.info.name == "train"
+        with pytest.raises(dxflow.Conflict, match=r"a1: no label gpu=maybe; a2: no label"):
+            engine.workflows.create("x", COMPOSE, placement={"labels": {"gpu": "maybe"}})
+        with pytest.raises(dxflow.NotFound):
+            engine.workflows.get("x")
+        # a1 holds one workflow, a2 none: spreading puts the next one on a2.
+        engine.workflows.create("s0", COMPOSE, placement={"strategy": "spread"})
+        with dxflow.Engine.from_home(master.home.parent / "a2") as a2:
+            assert [w.name for w in a2.workflows.list()] == ["s0"]
+        engine.bridges.get("a2").drain()
+        with pytest.raises(dxflow.Conflict, match="a2: drained"):
+            engine.workflows.create("y", COMPOSE, placement={"labels": {"gpu": "false"}})

@@ -42,6 +42,9 @@ from ..._models import (
     BridgeToken,
     BridgeTokenCreate,
     KeyRef,
+    Placement,
+    PlacementRef,
+    PlacementRequest,
 )
 from ..._models._bridge import Status
 from ..._permissions import Permission
@@ -56,12 +59,15 @@ from ._forward import Forwarder, stream_socket
 from ._join import JoinTokens
 from ._link import Carrier, Link, LinkError, Stream, StreamReset
 from ._names import IDENTITY_PREFIX, link_message
+from ._placement import choose
 from ._routes import operation_at
 
 __all__ = ["BridgeMaster", "parse_labels"]
 
 log = logging.getLogger("dxflow.bridges")
 
+RESERVED = frozenset({"tokens", "join", "place", "placements", "_link"})
+"""Names of the master's own routes under /api/bridges/: never an agent's."""
 ENGINE: dict[str, Any] = {"to": "engine"}
 """The stream target of forwarded calls: the agent engine's own socket."""
 
@@ -161,6 +167,8 @@ class BridgeMaster:
     @handles("bridges.join")
     def join(self, ctx: Context, request: BridgeJoin) -> BridgeJoined:
         self._joins.hit(ctx.client)
+        if request.name in RESERVED:
+            raise InvalidRequest(f"name: {request.name!r} is reserved; join with another --name")
         try:
             public = parse_public_key(request.public_key)
         except ValueError as exc:
@@ -375,6 +383,35 @@ class BridgeMaster:
     def get(self, ctx: Context, request: BridgeRef) -> BridgeInfo:
         _not_an_agent(ctx, "see the master's agents")
         return self._info(self._row(request.name))
+
+    @handles("bridges.place")
+    def place(self, ctx: Context, request: PlacementRequest) -> Placement:
+        """Choose an agent for a workflow and remember it (placing it again moves the
+        record: the caller creates the workflow there next)."""
+        _not_an_agent(ctx, "place workflows")
+        rows = self._state.query("SELECT agent, COUNT(*) FROM placements GROUP BY agent")
+        agent, refused = choose(self.infos(), request, {r[0]: r[1] for r in rows})
+        who = ctx.identity.name if ctx.identity else None
+        self._state.execute(
+            "INSERT OR REPLACE INTO placements (workflow, agent, placed_by, placed_at)"
+            " VALUES (?, ?, ?, ?)",
+            (request.workflow, agent, who, time.time()),
+        )
+        return Placement(workflow=request.workflow, agent=agent, strategy=request.strategy,
+                         refused=refused)  # fmt: skip
+
+    @handles("bridges.placement")
+    def placement(self, ctx: Context, request: PlacementRef) -> Placement:
+        _not_an_agent(ctx, "see placements")
+        rows = self._state.query(
+            "SELECT agent FROM placements WHERE workflow = ?", (request.workflow,)
+        )
+        granted = ctx.identity.permissions if ctx.identity else Permission(0)
+        if not rows or not (granted & (Permission.BRIDGE | Permission.MASTER)):
+            # Any caller may ask (the SDK does, for a workflow not found here); only one
+            # that may reach agents learns where it is, the rest that it is not here.
+            raise NotFound(f"the workflow {request.workflow!r} was not placed on an agent")
+        return Placement(workflow=request.workflow, agent=rows[0][0])
 
     @handles("bridges.drain")
     def drain(self, ctx: Context, request: BridgeRef) -> BridgeInfo:
