@@ -182,6 +182,7 @@ class EngineCore:
         self.bridges = BridgeMaster(self.state, config, self.keys, self.audit, self.engine_id,
                                     master.fingerprint)  # fmt: skip
         self.proxies = _proxy_service(self, roots)
+        self.platform.agents = self.bridges.agent_stats
         self.bridge_agent = BridgeAgent(config, self.keys, self.engine_id)
         """Dials this engine's master, if it joined one; the server's lifespan starts it."""
         handlers = collect_handlers(

@@ -8,7 +8,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ import anyio.to_thread
 import psutil
 
 from .._models import (
+    AgentStats,
     CpuInfo,
     CpuStats,
     DiskInfo,
@@ -200,16 +201,24 @@ class PlatformService:
             docker=await self._docker.info(),
         )
 
+    agents: Callable[[], list[AgentStats]] = staticmethod(list)
+    """This engine's agents, when it is a master (set by the engine)."""
+
+    async def _sample(self) -> EngineStats:
+        sample = await anyio.to_thread.run_sync(_sample)
+        agents = self.agents()
+        return sample.model_copy(update={"agents": agents}) if agents else sample
+
     @handles("engine.stats")
     async def stats(self, ctx: Context, request: None) -> EngineStats:
-        return await anyio.to_thread.run_sync(_sample)
+        return await self._sample()
 
     @handles("engine.stats.watch")
     async def watch(self, ctx: Context, request: StatsWatch) -> AsyncIterator[EngineStats]:
         sent = 0
         while request.count is None or sent < request.count:
             started = time.monotonic()
-            yield await anyio.to_thread.run_sync(_sample)
+            yield await self._sample()
             sent += 1
             if request.count is None or sent < request.count:
                 await anyio.sleep(max(0.0, request.interval - (time.monotonic() - started)))

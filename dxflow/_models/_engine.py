@@ -9,6 +9,7 @@ from pydantic import Field
 from ._base import Request, Response
 
 __all__ = [
+    "AgentStats",
     "CpuInfo",
     "CpuStats",
     "DiskInfo",
@@ -128,12 +129,29 @@ class NetworkStats(Response):
     errors_out: int
 
 
+class AgentStats(Response):
+    """An agent of this engine (a master), from its last heartbeat."""
+
+    name: str
+    status: str
+    labels: dict[str, str] = {}
+    last_seen: datetime | None = None
+    rtt: float | None = None
+    cpus: int | None = None
+    load: float | None = None
+    memory: int | None = None
+    memory_available: int | None = None
+    gpus: int = 0
+
+
 class EngineStats(Response):
     time: datetime
     cpu: CpuStats
     memory: MemoryStats
     disks: list[DiskStats]
     network: list[NetworkStats]
+    agents: list[AgentStats] = []
+    """A master's agents, each labelled by its name (empty on other engines)."""
 
 
 class StatsWatch(Request):

@@ -96,6 +96,8 @@ def test_an_agent_joins_and_its_engine_is_a_handle_through_the_master(
         assert "WORKFLOW" in bridge.info.allow and "MASTER" not in bridge.info.allow
         assert [b.name for b in engine.bridges.list({"gpu": "true"})] == ["a1"]
         assert engine.bridges.list({"gpu": "false"}) == []
+        (stats,) = engine.stats().agents  # monitoring in one place: the master's stats
+        assert (stats.name, stats.status, stats.cpus) == ("a1", "connected", os.cpu_count())
         remote = bridge.engine
         assert remote.info().engine_id == bridge.info.engine_id != engine.info().engine_id
         remote.objects.pipe("notes/hello.txt", b"through the master\n")

@@ -9,6 +9,7 @@ the master never stops, moves or forgets an agent's work because of it.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import socket
@@ -30,6 +31,7 @@ from ..._exceptions import (
 )
 from ..._keypairs import PrivateKey, load_private_key, parse_public_key
 from ..._models import (
+    AgentStats,
     BridgeFacts,
     BridgeForward,
     BridgeHello,
@@ -87,6 +89,13 @@ def parse_labels(text: str | None) -> dict[str, str]:
 
 def _when(stamp: float | None) -> datetime | None:
     return datetime.fromtimestamp(stamp, UTC) if stamp else None
+
+
+def _stats(i: BridgeInfo) -> AgentStats:
+    facts = i.facts
+    return AgentStats(name=i.name, status=i.status, labels=i.labels, last_seen=i.last_seen,
+                      rtt=i.rtt, cpus=facts.cpus, load=facts.load, memory=facts.memory,
+                      memory_available=facts.memory_available, gpus=facts.gpus)  # fmt: skip
 
 
 def _not_an_agent(ctx: Context, what: str) -> None:
@@ -373,6 +382,10 @@ class BridgeMaster:
         infos = [self._info(row) for row in rows]
         wanted = (labels or {}).items()
         return [i for i in infos if all(i.labels.get(k) == v for k, v in wanted)]
+
+    def agent_stats(self) -> builtins.list[AgentStats]:
+        """Every agent as the master's stats show it (monitoring in one place)."""
+        return [_stats(info) for info in self.infos()]
 
     @handles("bridges.list")
     def list(self, ctx: Context, request: BridgeListRequest) -> BridgeList:
