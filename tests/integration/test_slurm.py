@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -139,8 +141,10 @@ def munge() -> Iterator[None]:
 class Cluster:
     root: Path
     env: dict[str, str]
+    python: Path  # with dxflow, for the prolog and the jobs
     token_file: Path
     job_root: Path
+    out: Path
     log: Path
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -200,19 +204,47 @@ PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
 
+def _python_for_everyone(venv: Path) -> Path:
+    """A Python with dxflow that the jobs' users can run: this one if they can, else a
+    venv of the system's Python of the same version that sees this one's packages (a
+    pyenv Python under /root, mode 0700, is root's only). Its bin/ has a `dxflow`."""
+    real = Path(sys.executable).resolve()
+    if all(p.stat().st_mode & 0o001 for p in (real, *real.parents)):  # others may run it
+        return Path(sys.executable)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system = Path(f"/usr/bin/python{version}")
+    if not system.exists():
+        pytest.fail(f"user {JOB_USERS[-1]} cannot run {sys.executable}, and there is no "
+                    f"{system} to make a venv with for the jobs", pytrace=False)  # fmt: skip
+    subprocess.run([system, "-m", "venv", "--without-pip", venv], check=True)
+    ours = next(p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir())
+    (venv / "lib" / f"python{version}" / "site-packages" / "dxflow-test.pth").write_text(
+        f"import site; site.addsitedir({str(ours)!r})\n"
+    )
+    entry = (Path(sys.executable).parent / "dxflow").read_text().split("\n", 1)[1]
+    (venv / "bin" / "dxflow").write_text(f"#!{venv / 'bin' / 'python'}\n{entry}")
+    (venv / "bin" / "dxflow").chmod(0o755)
+    return venv / "bin" / "python"
+
+
 @pytest.fixture
-def cluster(munge: None, tmp_path: Path) -> Iterator[Cluster]:
-    """slurmctld and slurmd on loopback, one node (this host), the recipe's scripts."""
-    root = tmp_path / "slurm"
-    for sub in ("state", "spool"):
-        (root / sub).mkdir(parents=True)
+def cluster(munge: None) -> Iterator[Cluster]:
+    """slurmctld and slurmd on loopback, one node (this host), the recipe's scripts.
+
+    Its directory is not under tmp_path: a job's user (not root) reads the settings, its
+    engine home and the job's output in it."""
+    root = Path(tempfile.mkdtemp(prefix="dxflow-slurm-"))
+    root.chmod(0o755)
+    for sub in ("state", "spool", "jobs", "out"):
+        (root / sub).mkdir(mode=0o755)
+    (root / "out").chmod(0o1777)
+    python = _python_for_everyone(root / "venv")
     settings = root / "dxflow-slurm.env"
-    token_file, job_root, log = root / "join-token", root / "jobs", root / "dxflow-slurm.log"
-    job_root.mkdir()
+    token_file, log = root / "join-token", root / "dxflow-slurm.log"
     # What an admin puts in /etc/dxflow/slurm.env; the wrappers stand for "the default".
     settings.write_text(
-        f"DXFLOW={Path(sys.executable).parent / 'dxflow'}\nDXFLOW_TOKEN_FILE={token_file}\n"
-        f"DXFLOW_JOB_ROOT={job_root}\nDXFLOW_LOG={log}\n"
+        f"DXFLOW={python.parent / 'dxflow'}\nDXFLOW_TOKEN_FILE={token_file}\n"
+        f"DXFLOW_JOB_ROOT={root / 'jobs'}\nDXFLOW_LOG={log}\n"
     )
     for script in ("prolog", "epilog", "task-prolog"):
         wrapper = root / script
@@ -224,7 +256,7 @@ def cluster(munge: None, tmp_path: Path) -> Iterator[Cluster]:
     conf.write_text(SLURM_CONF.format(host=HOST, root=root, ctld_port=_free_port(),
                                       slurmd_port=_free_port()))  # fmt: skip
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    cluster = Cluster(root, env, token_file, job_root, log)
+    cluster = Cluster(root, env, python, token_file, root / "jobs", root / "out", log)
     daemons: list[subprocess.Popen[bytes]] = []
     try:
         quiet = {
@@ -251,7 +283,7 @@ def cluster(munge: None, tmp_path: Path) -> Iterator[Cluster]:
         # slurmd.log open) are killed.
         if daemons and all(proc.poll() is None for proc in daemons):
             with contextlib.suppress(AssertionError, subprocess.SubprocessError):
-                cluster.run("scancel", "--full", "-u", "root", check=False)
+                cluster.run("scancel", "--full", *(f"--user={u}" for u in JOB_USERS), check=False)
                 wait_for(lambda: not cluster.run("squeue", "-h").stdout.strip(), "jobs", 15)
         for proc in reversed(daemons):
             _stop(proc)
@@ -259,10 +291,15 @@ def cluster(munge: None, tmp_path: Path) -> Iterator[Cluster]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         # An engine the epilog did not stop goes too.
-        for home in job_root.glob("dxflow-job-*"):
+        for home in cluster.job_root.glob("dxflow-job-*"):
             run_cli("boot", "down", "--home", home, check=False)
             stop_holders(home)
+        shutil.rmtree(root, ignore_errors=True)
 
+
+JOB_USERS = ("root", "dxflow")
+"""Who submits: root, and the project's unprivileged user (scripts/setup.sh makes it),
+whose engine the prolog runs as that user."""
 
 JOB = """\
 #!/bin/bash
@@ -270,15 +307,18 @@ set -eu
 echo "DXFLOW_HOME=${{DXFLOW_HOME:-}}"
 test -n "${{DXFLOW_HOME:-}}" || {{ echo "the TaskProlog did not set DXFLOW_HOME" >&2; exit 3; }}
 {python} - <<'PY'
-import os, socket, time
+import os, pwd, socket, time
 from pathlib import Path
 
 import dxflow
 
+home = Path(os.environ["DXFLOW_HOME"])
+assert home.stat().st_uid == os.getuid(), "the job's engine home is not its user's"
 with dxflow.Engine.from_home() as engine:  # DXFLOW_HOME: this node's engine, its socket
     print("engine", engine.ping().engine_id)
-    job = os.environ["SLURM_JOB_ID"]
-    engine.objects.pipe("slurm/result.txt", f"job {{job}} on {{socket.gethostname()}}\\n".encode())
+    job, user = os.environ["SLURM_JOB_ID"], pwd.getpwuid(os.getuid()).pw_name
+    line = f"job {{job}} of {{user}} on {{socket.gethostname()}}\\n"
+    engine.objects.pipe("slurm/result.txt", line.encode())
     # Stay allocated until the test has seen the agent from the master (bounded).
     release = Path("{release}")
     deadline = time.monotonic() + 30
@@ -302,81 +342,119 @@ def _processes_holding(root: Path) -> list[int]:
     return found
 
 
-def _processes_naming(path: Path) -> list[str]:
-    found = []
+def _processes_naming(path: Path) -> dict[int, int]:
+    """pid -> uid of the processes whose command line names `path`."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if str(path) in command:
-                    found.append(f"{entry.name}: {command}")
+                if str(path).encode() in (entry / "cmdline").read_bytes():
+                    found[int(entry.name)] = entry.stat().st_uid
     return found
 
 
-def test_a_slurm_job_gets_an_engine_that_joins_the_master_and_leaves_with_the_job(
+@dataclass
+class Job:
+    id: str
+    user: str
+    uid: int
+    name: str  # its agent's on the master
+    home: Path  # its engine's, on the node
+    out: Path
+
+
+def test_slurm_jobs_get_engines_that_join_the_master_and_leave_with_them(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     started = time.monotonic()
+    try:
+        uids = {user: pwd.getpwnam(user).pw_uid for user in JOB_USERS}
+    except KeyError as exc:
+        pytest.fail(f"no user {exc} for the job: run `sudo bash scripts/setup.sh`", pytrace=False)
     home = tmp_path / "master"
     home.mkdir()
     (home / "config.toml").write_text(FAST)
     master: Booted = boot(home)
     try:
         with dxflow.Engine.from_home(master.home) as engine:
-            cluster.token_file.write_text(engine.bridges.token(expires="10m").token + "\n")
-            cluster.token_file.chmod(0o600)
-        release = tmp_path / "release"
+            token = engine.bridges.token(expires="10m", uses=len(JOB_USERS)).token
+        cluster.token_file.write_text(token + "\n")
+        cluster.token_file.chmod(0o600)
+        release = cluster.out / "release"
         script = tmp_path / "job.sh"
-        script.write_text(JOB.format(python=sys.executable, release=release))
-        output = str(tmp_path / "job-%j.out")
-        submitted = cluster.run("sbatch", "--parsable", "-N1", "-n1", "-o", output, str(script))
-        job = submitted.stdout.strip().split(";")[0]
-        name, job_home = f"{HOST}-{job}", cluster.job_root / f"dxflow-job-{job}-{HOST}"
-        out = tmp_path / f"job-{job}.out"
+        script.write_text(JOB.format(python=cluster.python, release=release))
+        # Both at once (the node has 2 CPUs): two engines on one node, keyed by job id.
+        jobs = []
+        for user in JOB_USERS:
+            output = str(cluster.out / "job-%j.out")
+            submitted = cluster.run("sbatch", "--parsable", "-N1", "-n1", f"--uid={user}",
+                                    "-o", output, str(script))  # fmt: skip
+            job_id = submitted.stdout.strip().split(";")[0]
+            job_home = cluster.job_root / f"dxflow-job-{job_id}-{HOST}"
+            out = cluster.out / f"job-{job_id}.out"
+            jobs.append(Job(job_id, user, uids[user], f"{HOST}-{job_id}", job_home, out))
 
         def why() -> str:
-            return f"job {job}: {cluster.job_state(job)}, node {cluster.node_state()}\n" + (
-                _tail(out) + "\n" + cluster.logs()
+            states = ", ".join(f"job {j.id}: {cluster.job_state(j.id)}" for j in jobs)
+            return f"{states}; node {cluster.node_state()}\n" + (
+                "\n".join(_tail(j.out) for j in jobs) + "\n" + cluster.logs()
             )
 
         with dxflow.Engine.from_home(master.home) as engine:
 
-            def connected() -> bool:
+            def status(name: str) -> str | None:
                 with contextlib.suppress(dxflow.NotFound):
-                    return bool(engine.bridges.get(name).status == "connected")
-                return False
-
-            wait_for(connected, f"agent {name} to join the master", 20, why=why)
-            bridge = engine.bridges.get(name)
-            assert bridge.info.facts.hostname == socket.gethostname()
-            # What the job wrote in its engine's store, read through the master.
-            remote = bridge.engine
-
-            def written() -> bytes | None:
-                with contextlib.suppress(dxflow.NotFound):
-                    return bytes(remote.objects.cat("slurm/result.txt"))
+                    return str(engine.bridges.get(name).status)
                 return None
 
-            assert (
-                wait_for(written, "the job's file", 15, why=why)
-                == f"job {job} on {HOST}\n".encode()
-            )
-            assert job_home.is_dir() and cluster.job_state(job) == "RUNNING"
+            def has_status(name: str, wanted: str) -> Callable[[], bool]:
+                return lambda: status(name) == wanted
+
+            def left(name: str) -> Callable[[], bool]:
+                return lambda: status(name) not in ("connected", None)
+
+            def finished(job: Job) -> Callable[[], bool]:
+                return lambda: cluster.job_state(job.id) == "COMPLETED"
+
+            def gone(path: Path) -> Callable[[], bool]:
+                return lambda: not path.exists()
+
+            def written(remote: dxflow.Engine) -> Callable[[], bytes | None]:
+                def read() -> bytes | None:
+                    with contextlib.suppress(dxflow.NotFound):
+                        return bytes(remote.objects.cat("slurm/result.txt"))
+                    return None
+
+                return read
+
+            for job in jobs:
+                wait_for(has_status(job.name, "connected"), f"agent {job.name}", 20, why=why)
+                bridge = engine.bridges.get(job.name)
+                assert bridge.info.facts.hostname == socket.gethostname()
+                # The engine runs as the job's user, in a home of its own.
+                assert set(_processes_naming(job.home).values()) == {job.uid}, job
+                # What the job wrote in its engine's store, read through the master.
+                line = f"job {job.id} of {job.user} on {HOST}\n".encode()
+                assert wait_for(written(bridge.engine), f"job {job.id}'s file", 15, why=why) == line
+                assert cluster.job_state(job.id) == "RUNNING"
             release.touch()
-            # The job ends; the epilog stops the engine and removes its home.
-            wait_for(lambda: cluster.job_state(job) == "COMPLETED", f"job {job} to complete",
-                     20, why=why)  # fmt: skip
-            assert "released" in out.read_text(), _tail(out)
-            wait_for(lambda: not job_home.exists(), f"the epilog to remove {job_home}", 15, why=why)
-            assert _processes_naming(job_home) == []
-            wait_for(lambda: engine.bridges.get(name).status != "connected",
-                     f"{name} to disconnect", 10)  # fmt: skip
-            assert engine.bridges.get(name).status in ("disconnected", "lost")
-            wait_for(lambda: engine.bridges.get(name).status == "lost", f"{name} lost", 10)
-            with pytest.raises(dxflow.EngineUnavailable, match=f"'{name}' is lost"):
-                engine.bridges.get(name).engine.objects.ls("")
+            # The jobs end; the epilog stops their engines and removes their homes.
+            for job in jobs:
+                wait_for(finished(job), f"job {job.id} to complete", 20, why=why)
+                assert "released" in job.out.read_text(), _tail(job.out)
+                wait_for(gone(job.home), f"the epilog to remove {job.home}", 15, why=why)
+                assert _processes_naming(job.home) == {}
+            for job in jobs:
+                wait_for(left(job.name), f"{job.name} to leave", 10)
+                assert status(job.name) in ("disconnected", "lost")
+            for job in jobs:
+                wait_for(has_status(job.name, "lost"), f"{job.name} lost", 10)
+                with pytest.raises(dxflow.EngineUnavailable, match=f"'{job.name}' is lost"):
+                    engine.bridges.get(job.name).engine.objects.ls("")
         log = cluster.log.read_text()
-        assert f"engine up in {job_home} as agent {name}" in log and "engine stopped" in log, log
+        for job in jobs:
+            assert f"engine up in {job.home} as agent {job.name}" in log, log
+        assert log.count("engine stopped") == len(jobs), log
     finally:
         run_cli("boot", "down", "--home", master.home, check=False)
         stop_holders(master.home)
