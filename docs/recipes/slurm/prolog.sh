@@ -21,7 +21,8 @@
 #                      requeues the job); 0: it is logged and the job runs without an
 #                      engine                                [0]
 # The engine runs as the job's user (SLURM_JOB_UID), so the job, and only the job, can
-# use its socket. The token is passed on the command line of `dxflow boot up` for the
+# use its socket. The settings file is read by task-prolog.sh as the job's user too: keep
+# it readable by all (the token is in a file of its own, readable by root only). The token is passed on the command line of `dxflow boot up` for the
 # moment the join takes (about a second), where other users of the node may see it.
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -52,9 +53,12 @@ failed() {
 TOKEN=$(tr -d ' \n\r\t' <"$DXFLOW_TOKEN_FILE")
 [ -n "$TOKEN" ] || failed "$DXFLOW_TOKEN_FILE is empty"
 
-# A fresh home, the job user's own.
+# A fresh home, the job user's own. Made with a plain mkdir, which fails on anything
+# already there (a symlink planted in a shared /tmp included), after removing what a
+# crashed job left.
+mkdir -p -- "$DXFLOW_JOB_ROOT" || failed "cannot make $DXFLOW_JOB_ROOT"
 rm -rf -- "$DIR"
-mkdir -m 0700 -p -- "$DIR" || failed "cannot make $DIR"
+mkdir -m 0700 -- "$DIR" || failed "cannot make $DIR"
 as_user=()
 if [ "$(id -u)" = 0 ] && [ "$JOB_UID" != 0 ]; then
     chown "$JOB_UID:$JOB_GID" "$DIR" || failed "cannot give $DIR to uid $JOB_UID"
