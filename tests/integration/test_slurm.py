@@ -4,8 +4,10 @@ master, the job uses it, the epilog stops it and the master sees the agent leave
 Real daemons on loopback: munged (as user munge), slurmctld and slurmd (Debian's
 slurm-wlm, installed by `scripts/setup.sh --dev`) with a slurm.conf of the test's own,
 whose Prolog/Epilog/TaskProlog are docs/recipes/slurm/*.sh behind one-line wrappers that
-point DXFLOW_SLURM_ENV at the test's settings (the venv's dxflow, a token file, a job
-root under tmp_path, a log). Needs root (slurmd runs the prolog as root).
+point DXFLOW_SLURM_ENV at the test's settings (a dxflow executable, a token file, a job
+root, a log, all in a directory of the test's own). Two jobs run at once on the one node:
+root's, and one of the unprivileged user `dxflow` (made by scripts/setup.sh), whose
+engine the prolog runs as that user. Needs root (slurmd runs the prolog as root).
 """
 
 from __future__ import annotations
@@ -117,21 +119,23 @@ def munge() -> Iterator[None]:
         MUNGE_KEY.chmod(0o600)
     MUNGE_RUN.mkdir(mode=0o755, exist_ok=True)
     shutil.chown(MUNGE_RUN, "munge", "munge")
-    proc = subprocess.Popen([SBIN["munged"], "--foreground"], user="munge", group="munge",
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    try:
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen([SBIN["munged"], "--foreground"], user="munge", group="munge",
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=stderr)  # fmt: skip
+        try:
 
-        def up() -> bool:
-            if proc.poll() is not None:
-                stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise AssertionError(f"munged exited ({proc.returncode}): {stderr}")
-            return _munge_answers()
+            def up() -> bool:
+                if proc.poll() is not None:
+                    stderr.seek(0)
+                    said = stderr.read().decode(errors="replace")
+                    raise AssertionError(f"munged exited ({proc.returncode}): {said}")
+                return _munge_answers()
 
-        wait_for(up, "munged to answer", 10)
-        yield
-    finally:
-        _stop(proc)
+            wait_for(up, "munged to answer", 10)
+            yield
+        finally:
+            _stop(proc)
 
 
 # ------------------------------------------------------------------------------ Slurm
@@ -159,7 +163,7 @@ class Cluster:
         )
 
     def job_state(self, job: str) -> str:
-        out = self.run("scontrol", "-o", "show", "job", job).stdout
+        out = self.run("scontrol", "-o", "show", "job", job, check=False).stdout
         fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
         return fields.get("JobState", "?")
 
