@@ -5,8 +5,9 @@
 #
 #   --dev             install the development extras too (pip -e ".[dev]") and, as root,
 #                     curl, openssl, jq, wrk, docker-compose, nginx-light, redis-server,
-#                     redis-tools, and iproute2, iptables and util-linux (nsenter) for
-#                     the network-namespace test bed
+#                     redis-tools, iproute2, iptables and util-linux (nsenter) for
+#                     the network-namespace test bed, and slurmctld, slurmd,
+#                     slurm-client and munge for the Slurm recipe's test
 #   --require-docker  fail when no working Docker Engine can be had (default: warn)
 #
 # Steps: find Python >= 3.11 ($PYTHON, python3, python3.14 ... python3.11); make .venv;
@@ -189,11 +190,17 @@ if [ "$DEV" = 1 ]; then
     has ip || missing+=(iproute2)
     has iptables || missing+=(iptables)
     has nsenter || missing+=(util-linux)
+    # The HPC recipe's test (tests/integration/test_slurm.py): a real Slurm (slurmctld,
+    # slurmd, its clients) authenticated by munge, started by the test on loopback.
+    has slurmctld || missing+=(slurmctld)
+    has slurmd || missing+=(slurmd)
+    command -v sbatch >/dev/null 2>&1 || missing+=(slurm-client)
+    { has munged && command -v munge >/dev/null 2>&1; } || missing+=(munge)
     if [ "${#missing[@]}" -gt 0 ]; then
         if is_root; then
-            # RUNLEVEL=1: Debian's nginx and redis-server would start system services
-            # (ports 80, 6379); the tests and benchmarks run their own, on loopback,
-            # only while they need them.
+            # RUNLEVEL=1: Debian's nginx, redis-server, munge and slurm would start
+            # system services (ports 80, 6379...); the tests and benchmarks run their
+            # own, on loopback, only while they need them.
             RUNLEVEL=1 apt_install "${missing[@]}"
         else
             warn "the tests need ${missing[*]}; run: sudo apt-get install -y ${missing[*]}"
