@@ -28,7 +28,7 @@ from dxflow._core import EngineCore
 from dxflow._core._bridges._link import starlette_carrier
 from dxflow._exceptions import ApiError, EngineUnavailable, InvalidRequest
 from dxflow._operations import bridges as ops
-from dxflow._wire import close_code, error_from_reply
+from dxflow._wire import error_from_reply
 
 from ._auth import context_for
 from ._channels import _refuse
@@ -77,10 +77,8 @@ def link_routes(core: EngineCore) -> list[WebSocketRoute]:
             except ValueError:
                 raise InvalidRequest("the link's hello is not JSON") from None
             admission = await core.dispatcher.call(ctx, ops.LINK, hello)
-        except ApiError as error:
-            with contextlib.suppress(Exception):
-                await websocket.send_bytes(json.dumps({"error": error.message}).encode())
-                await websocket.close(code=close_code(error), reason=error.code)
+        except ApiError as error:  # told as a channel tells it: an error frame, 4000 + status
+            await _refuse(websocket, error)
             return
         except (WebSocketDisconnect, TimeoutError, KeyError):
             return

@@ -18,6 +18,7 @@ from dxflow._core import Context, EngineCore
 from dxflow._exceptions import ApiError
 from dxflow._keypairs import load_private_key
 from dxflow._operations import OPERATIONS, Operation
+from dxflow._operations.bridges import LINK_PATH
 from dxflow.models import ShellRef
 
 from ..conftest import KeyFactory, RestClient
@@ -108,6 +109,8 @@ def _channel_status(base: str, path: str, headers: dict[str, str]) -> tuple[int,
     from websockets.sync.client import connect
 
     with connect("ws" + base.rstrip("/")[4:] + path, additional_headers=headers) as ws:
+        if path == LINK_PATH:  # an agent's link: the agent speaks first, with its hello
+            ws.send(b"{}")
         first = json.loads(ws.recv(timeout=5))
         if first.get("type") != "error":
             return 101, b""

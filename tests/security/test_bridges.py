@@ -119,7 +119,7 @@ def test_a_link_for_another_agents_name_is_refused(master: BridgedMaster, core: 
     ) as ws:
         ws.send(json.dumps(hello).encode())
         answer = json.loads(ws.recv(timeout=10))
-    assert "joined as 'agent', not 'someone-else'" in answer["error"]
+    assert "joined as 'agent', not 'someone-else'" in answer["message"]
 
 
 def test_a_removed_agent_cannot_link_again(master: BridgedMaster, core: EngineCore) -> None:
@@ -146,4 +146,4 @@ def test_a_malformed_hello_is_refused_cleanly(master: BridgedMaster, core: Engin
         ) as ws:
             ws.send(payload)
             answer = json.loads(ws.recv(timeout=10))
-        assert message in answer["error"], answer
+        assert message in answer["message"], answer

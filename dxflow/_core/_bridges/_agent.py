@@ -225,8 +225,8 @@ class BridgeAgent:
             nonce = secrets.token_urlsafe(24)
             await connection.send(json.dumps(self._hello(settings, nonce)).encode())
             answer = json.loads(await asyncio.wait_for(connection.recv(), 15))
-            if "error" in answer:
-                raise PermissionDenied(f"the master refused the link: {answer['error']}")
+            if answer.get("type") == "error":
+                raise PermissionDenied(f"the master refused the link: {answer.get('message')}")
             fingerprint = settings.check_master(
                 answer["public_key"], answer["name"], nonce, answer["signature"]
             )
