@@ -214,19 +214,45 @@ def test_a_lost_agent_is_reported_and_calls_to_it_fail_clearly(
 def test_the_agent_redials_a_master_that_was_killed_and_its_work_keeps_running(
     fleet: Callable[..., Booted],
 ) -> None:
+    """kill -9 of the master cuts an attached shell (a clear end); nothing on the agent
+    stops; the agent re-dials, and the shell reattaches from its offset, missing nothing
+    that was printed meanwhile."""
     port = _free_port()
     master = fleet("master", "--port", str(port))
-    fleet("a1", "--join", _token(master), "--name", "a1")
+    agent = fleet("a1", "--join", _token(master), "--name", "a1")
     with dxflow.Engine.from_home(master.home) as engine:
         wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
-        engine.bridges.get("a1").engine.shells.create("keep").run("export MARK=still-here")
-    os.kill(master.pid, signal.SIGKILL)
+        shell = engine.bridges.get("a1").engine.shells.create("keep")
+        shell.run("export MARK=still-here")
+        with shell.attach() as channel:
+            channel.send("echo be''fore\n")
+            _read_until(channel, b"before")
+            offset = channel.offset
+            os.kill(master.pid, signal.SIGKILL)
+            with pytest.raises((EOFError, dxflow.DxflowError)):
+                _read_until(channel, b"never")
     wait_for(lambda: not _alive(master.pid), "the master to die")
+    with dxflow.Engine.from_home(agent.home) as direct:  # the agent, on its own socket
+        direct.shells.get("keep").send("echo during-the-out''age\n")
     boot(master.home, "--port", str(port))  # the same home and URL: the same identity
     with dxflow.Engine.from_home(master.home) as engine:
         wait_for(lambda: _connected(engine, "a1"), "a1 to re-dial", timeout=60)
         shell = engine.bridges.get("a1").engine.shells.get("keep")
+        with shell.attach(offset=offset) as channel:
+            _read_until(channel, b"during-the-outage")
         assert shell.run("echo $MARK").output.strip() == "still-here"
+
+
+def _read_until(channel: object, wanted: bytes, timeout: float = 20) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {wanted!r} in {seen[-300:]!r}"
+        message = channel.recv(timeout=left)  # type: ignore[attr-defined]
+        if isinstance(message, bytes):
+            seen += message
+    return seen
 
 
 def _free_port() -> int:
