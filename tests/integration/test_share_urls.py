@@ -79,7 +79,7 @@ def test_a_link_names_the_running_server_whatever_door_made_it(home: Path, sdk: 
         engine.objects.pipe("r/result.txt", b"forty-two\n")
     for door, options in _doors(booted):
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a server runs: no warning
+            warnings.simplefilter("error", UserWarning)  # a server runs: no warning
             if sdk == "async":
                 link = anyio.run(_share_async, options)
             else:
