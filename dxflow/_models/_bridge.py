@@ -143,6 +143,10 @@ class BridgeInfo(Response):
     facts: BridgeFacts = BridgeFacts()
     address: str | None = None
     """Where the agent's link comes from (host:port as the master sees it)."""
+    workloads: dict[str, list[str]] = {}
+    """What runs on the agent, read each time its link comes up (never changed by it):
+    `workflows`, `shells`, `proxies` by name (a kind the agent does not allow: absent)."""
+    reconciled_at: datetime | None = None
 
 
 class BridgeList(Response):

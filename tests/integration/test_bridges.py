@@ -237,6 +237,9 @@ def test_the_agent_redials_a_master_that_was_killed_and_its_work_keeps_running(
     boot(master.home, "--port", str(port))  # the same home and URL: the same identity
     with dxflow.Engine.from_home(master.home) as engine:
         wait_for(lambda: _connected(engine, "a1"), "a1 to re-dial", timeout=60)
+        # The master's view converged on what runs there (read, never changed).
+        wait_for(lambda: engine.bridges.get("a1").info.reconciled_at, "a reconcile")
+        assert engine.bridges.get("a1").info.workloads["shells"] == ["keep"]
         shell = engine.bridges.get("a1").engine.shells.get("keep")
         with shell.attach(offset=offset) as channel:
             _read_until(channel, b"during-the-outage")

@@ -14,7 +14,7 @@ import json
 import logging
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -53,7 +53,7 @@ from ..._permissions import Permission
 from ..._server_runtime import read_runtime
 from .._audit import AuditLog
 from .._auth import RateLimiter
-from .._context import Context
+from .._context import Context, Identity
 from .._handlers import handles
 from .._key_registry import KeyChange, KeyRegistry
 from .._state import State
@@ -68,6 +68,9 @@ __all__ = ["BridgeMaster", "parse_labels"]
 
 log = logging.getLogger("dxflow.bridges")
 
+MASTER_NAME = "master"
+"""The engine's own MASTER identity (as `_engine.MASTER_IDENTITY`): it reads its agents."""
+WORKLOADS = ("workflows", "shells", "proxies")
 RESERVED = frozenset({"tokens", "join", "place", "placements", "_link"})
 """Names of the master's own routes under /api/bridges/: never an agent's."""
 ENGINE: dict[str, Any] = {"to": "engine"}
@@ -119,6 +122,8 @@ class LiveAgent:
     link: Link
     address: str | None
     since: float
+    workloads: dict[str, list[str]] = field(default_factory=dict)
+    reconciled_at: float | None = None
 
     def last_seen(self) -> float:
         """The wall time of the link's last frame (the link keeps a monotonic one)."""
@@ -268,11 +273,13 @@ class BridgeMaster:
         await self._forget_forwarder(name)  # its pooled connections were the old link's
         self._wake(name)
         self._audit.record(ctx, "bridges.link", "connected", target=name, detail=address)
+        reconcile = asyncio.get_running_loop().create_task(self._reconcile(live))
         try:
             await link.run()
         except LinkError as exc:
             log.info("bridge %s: link ended: %s", name, exc)
         finally:
+            reconcile.cancel()
             self._state.execute(
                 "UPDATE bridges SET last_seen = ?, facts = ? WHERE name = ?",
                 (live.last_seen(), json.dumps(link.peer_facts), name),
@@ -281,6 +288,30 @@ class BridgeMaster:
                 del self._live[name]
                 await self._forget_forwarder(name)
             self._audit.record(ctx, "bridges.link", "disconnected", target=name)
+
+    async def _reconcile(self, live: LiveAgent) -> None:
+        """Read what runs on the agent now that its link is back: the master's view
+        converges on the agent's state; nothing on the agent is touched (reads only)."""
+        ctx = Context(Identity(MASTER_NAME, Permission.MASTER, self.fingerprint), "local")
+        forwarder = self._forwarder(live.name)
+        seen: dict[str, list[str]] = {}
+        for kind in WORKLOADS:
+            try:
+                headers = await forwarder.headers(ctx)
+                reply = await forwarder.client.get(f"/api/{kind}", headers=headers)
+                if reply.is_success:
+                    seen[kind] = sorted(item["name"] for item in reply.json()[kind])
+            except Exception as exc:
+                log.info("bridge %s: reconciling %s failed: %s", live.name, kind, exc)
+                return
+        live.workloads, live.reconciled_at = seen, time.time()
+
+    def _forwarder(self, name: str) -> Forwarder:
+        forwarder = self._forwarders.get(name)
+        if forwarder is None:
+            forwarder = Forwarder(name, partial(self.open, name, ENGINE), self.key)
+            self._forwarders[name] = forwarder
+        return forwarder
 
     @handles("bridges.forward")
     def forward(self, ctx: Context, request: BridgeForward) -> Forwarder:
@@ -291,11 +322,7 @@ class BridgeMaster:
         op = operation_at(request.method, "/api/" + request.path)
         if op is not None and op.mutating:
             self._audit.record(ctx, op.name, "forwarded", target=request.name)
-        forwarder = self._forwarders.get(request.name)
-        if forwarder is None:
-            forwarder = Forwarder(request.name, partial(self.open, request.name, ENGINE), self.key)
-            self._forwarders[request.name] = forwarder
-        return forwarder
+        return self._forwarder(request.name)
 
     async def socket(self, name: str, host: str, port: int) -> socket.socket:
         """A socket to `host:port` on agent `name` (a proxy's target there); the agent
@@ -374,6 +401,8 @@ class BridgeMaster:
             last_seen=_when(last_seen), rtt=live.link.rtt if live else None,
             joined_at=_when(row["joined_at"]), connected_since=_when(live.since) if live else None,
             drained=bool(row["drained"]), allow=[a for a in row["allow"].split(",") if a],
+            workloads=live.workloads if live else {},
+            reconciled_at=_when(live.reconciled_at) if live else None,
             facts=BridgeFacts.model_validate(facts), address=live.address if live else None,
         )  # fmt: skip
 
