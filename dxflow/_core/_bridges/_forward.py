@@ -29,6 +29,10 @@ __all__ = ["Forwarder", "stream_socket"]
 Opener = Callable[[], Awaitable[Stream]]
 POOL = 32
 """Idle connections kept per agent; more run at once when asked (each is one stream)."""
+KEEPALIVE = 2.0
+"""Seconds an idle pooled connection is reused: well under the agent's own keep-alive
+(`keep_alive_timeout`, 5 s by default), so the master never sends a request on a
+connection the agent has closed meanwhile (its END still on its way)."""
 
 
 class _NetStream(httpcore.AsyncNetworkStream):
@@ -51,6 +55,9 @@ class _NetStream(httpcore.AsyncNetworkStream):
         await self._stream.aclose()
 
     def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":  # an idle connection the agent closed (END) is not reused
+            stream = self._stream
+            return bool(stream._chunks or stream._eof or stream._error is not None)
         return None
 
 
@@ -103,7 +110,7 @@ class Forwarder:
         transport = httpx.AsyncHTTPTransport()
         transport._pool = httpcore.AsyncConnectionPool(  # the pool is httpx's one seam here
             network_backend=_Network(opener), max_keepalive_connections=POOL,
-            keepalive_expiry=30.0,
+            keepalive_expiry=KEEPALIVE,
         )  # fmt: skip
         timeout = httpx.Timeout(None, connect=30.0)
         self.client = httpx.AsyncClient(base_url="http://agent", transport=transport,
