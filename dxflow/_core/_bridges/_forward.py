@@ -56,8 +56,7 @@ class _NetStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":  # an idle connection the agent closed (END) is not reused
-            stream = self._stream
-            return bool(stream._chunks or stream._eof or stream._error is not None)
+            return self._stream.readable
         return None
 
 

@@ -80,6 +80,12 @@ class Stream:
             self._accepted = True
             await self._link._control(fr.encode(fr.ACCEPT, self.id))
 
+    @property
+    def readable(self) -> bool:
+        """A read would not wait: bytes, the peer's END or an error are here (an idle
+        pooled connection the other side closed reads as readable, and is not reused)."""
+        return bool(self._chunks or self._eof or self._error is not None)
+
     async def read(self, max_bytes: int = 1 << 16) -> bytes:
         """Up to `max_bytes`; b"" once the peer sent END."""
         while not self._chunks:
