@@ -404,3 +404,39 @@ def test_placement_chooses_an_agent_and_the_master_finds_the_workflow_there(
         engine.bridges.get("a2").drain()
         with pytest.raises(dxflow.Conflict, match="a2: drained"):
             engine.workflows.create("y", COMPOSE, placement={"labels": {"gpu": "false"}})
+
+
+def test_joining_with_a_registered_key_pins_the_master_at_the_first_link(
+    master: Booted, fleet: Callable[..., Booted], tmp_path: Path
+) -> None:
+    pair = generate_key_pair(tmp_path / "node.pem", "ed25519")
+    with dxflow.Engine.from_home(master.home) as engine:
+        engine.keys.register(pair.public, "node-key", permissions="BRIDGE")
+    agent = fleet("k1", "--join", master.url, "--key", str(pair.private), "--name", "k1")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "k1"), "k1 to connect")
+        assert engine.bridges.get("k1").engine.ping().engine_id != engine.info().engine_id
+    settings = json.loads((agent.home / "bridge.json").read_text())
+    with dxflow.Engine.from_home(master.home) as engine:
+        assert settings["fingerprint"] == engine.keys.get("master").fingerprint
+    assert (agent.home / "bridge.json").stat().st_mode & 0o777 == 0o600
+    bad = run_cli("boot", "up", "--home", _home(tmp_path, "k2"), "--join", master.url,
+                  check=False)  # fmt: skip
+    assert bad.returncode == 2 and "--join URL needs --key" in bad.stderr
+
+
+def test_an_agent_refuses_a_master_that_presents_another_identity(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    agent = fleet("a1", "--join", _token(master), "--name", "a1")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+    run_cli("boot", "down", "--home", agent.home)
+    settings = json.loads((agent.home / "bridge.json").read_text())
+    settings["fingerprint"] = "SHA256:" + "A" * 43  # as if the master's key had changed
+    (agent.home / "bridge.json").write_text(json.dumps(settings))
+    boot(agent.home)
+    log = agent.home / "logs" / "engine.log"
+    wait_for(lambda: "presents identity" in log.read_text(), "the refusal in the agent's log")
+    with dxflow.Engine.from_home(master.home) as engine:
+        assert engine.bridges.get("a1").status != "connected"
