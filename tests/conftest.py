@@ -222,9 +222,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     transport, for the files of workflows, objects and shells."""
     path = metafunc.definition.path
     markers = metafunc.definition.iter_markers("parametrize")
-    if "transport" in metafunc.fixturenames and not [
-        m for m in markers if "transport" in m.args[0]
-    ]:
+    defs = metafunc._arg2fixturedefs.get("transport")  # this file's fixture, or a module's
+    ours = bool(defs) and defs[-1].func.__module__ == __name__  # type: ignore[index]
+    if ours and not [m for m in markers if "transport" in m.args[0]]:
         bridged = path.parent.name == "contract" and path.name in BRIDGED_FILES
         metafunc.parametrize("transport", [*TRANSPORTS, *["bridged"] * bridged], indirect=True)
     if "sdk" not in metafunc.fixturenames or metafunc.definition.path.name not in ASYNC_SDK_FILES:

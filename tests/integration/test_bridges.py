@@ -440,3 +440,32 @@ def test_an_agent_refuses_a_master_that_presents_another_identity(
     wait_for(lambda: "presents identity" in log.read_text(), "the refusal in the agent's log")
     with dxflow.Engine.from_home(master.home) as engine:
         assert engine.bridges.get("a1").status != "connected"
+
+
+def test_a_download_cut_midway_fails_clearly_and_succeeds_once_the_link_is_back(
+    fleet: Callable[..., Booted], tmp_path: Path
+) -> None:
+    port = _free_port()
+    master = fleet("master", "--port", str(port))
+    agent = fleet("a1", "--join", _token(master), "--name", "a1")
+    data = os.urandom(1 << 20) * 384  # 384 MiB: the cut comes long before the end
+    (agent.home / "storage" / "big.bin").write_bytes(data)
+    cut: list[int] = []
+
+    def kill_master(done: int, total: int | None) -> None:
+        if done and not cut:
+            cut.append(done)
+            os.kill(master.pid, signal.SIGKILL)
+
+    with dxflow.Engine(master.url, key=master.master_key) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+        remote = engine.bridges.get("a1").engine
+        with pytest.raises(dxflow.EngineUnavailable, match="lost|cannot reach|broke"):
+            remote.objects.get("big.bin", tmp_path / "big.bin", progress=kill_master)
+    assert cut and (tmp_path / "big.bin").stat().st_size < len(data)
+    wait_for(lambda: not _alive(master.pid), "the master to die")
+    boot(master.home, "--port", str(port))
+    with dxflow.Engine(master.url, key=master.master_key) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to re-dial", timeout=60)
+        got = engine.bridges.get("a1").engine.objects.get("big.bin", tmp_path / "big.bin")
+    assert got.read_bytes() == data
