@@ -296,3 +296,33 @@ def test_only_master_mints_join_tokens(master: Booted, tmp_path: Path) -> None:
     ):
         caller.bridges.token()
     assert load_private_key(pair.private)
+
+
+def test_a_call_after_the_agents_keep_alive_expired_does_not_reuse_a_dead_connection(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    """The agent's server closes idle connections (keep_alive_timeout); the master's pool
+    of streams to it must see that and dial a new one, not fail the next call."""
+    fleet("a1", "--join", _token(master), "--name", "a1", config=FAST + "keep_alive_timeout = 1\n")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+        remote = engine.bridges.get("a1").engine
+        for _ in range(3):
+            assert remote.ping().identity == "bridge-master/master"
+            time.sleep(1.5)
+
+
+def test_read_only_commands_with_bridge_reach_the_agent_not_the_master(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    """`ping`, `whoami`, `workflow list` have a lean path (a cached token, one GET): with
+    --bridge (or DXFLOW_BRIDGE, as `dxflow fleet` sets it) they must go to the agent."""
+    agent = fleet("a1", "--join", _token(master), "--name", "a1")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+    run_cli("ping", "--home", master.home)  # caches the master's token: the lean path is open
+    for _ in range(2):
+        pong = run_cli("ping", "--home", master.home, "--bridge", "a1").stdout
+        assert agent.runtime["engine_id"] in pong and "bridge-master/master" in pong, pong
+    done = run_cli("fleet", "--home", master.home, "--", "ping")
+    assert agent.runtime["engine_id"] in done.stdout, done.stdout
