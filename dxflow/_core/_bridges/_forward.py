@@ -51,7 +51,8 @@ class _NetStream(httpcore.AsyncNetworkStream):
         await self._stream.aclose()
 
     def get_extra_info(self, info: str) -> Any:
-        return None
+        # httpcore asks before it reuses an idle connection: one the agent closed is not
+        return self._stream.readable if info == "is_readable" else None
 
 
 class _Network(httpcore.AsyncNetworkBackend):

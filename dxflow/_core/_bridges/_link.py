@@ -73,6 +73,12 @@ class Stream:
         self._writer: asyncio.Future[None] | None = None
         self._opened: asyncio.Future[None] | None = None
 
+    @property
+    def readable(self) -> bool:
+        """Bytes, the end or an error wait to be read: on an idle HTTP connection, the
+        agent closed it (its keep-alive expired) and it must not be reused."""
+        return bool(self._chunks) or self._eof or self._error is not None
+
     async def accept(self) -> None:
         """Agent side, in `on_open`: the local target is connected, bytes may flow."""
         self._raise()
