@@ -124,6 +124,8 @@ def _target(opts: Any) -> tuple[str, str] | None:
     lean (https, or a key file others can read: the SDK's loader says what to fix)."""
     from ._common import normalize_url
 
+    if getattr(opts, "bridge", None):  # an agent through its master: the SDK's bridged path
+        return None
     if opts.url:
         if not opts.key:
             return None

@@ -460,7 +460,7 @@ def test_a_download_cut_midway_fails_clearly_and_succeeds_once_the_link_is_back(
     with dxflow.Engine(master.url, key=master.master_key) as engine:
         wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
         remote = engine.bridges.get("a1").engine
-        with pytest.raises(dxflow.EngineUnavailable, match="lost|cannot reach|broke"):
+        with pytest.raises(dxflow.EngineUnavailable, match=r"lost|cannot reach|broke"):
             remote.objects.get("big.bin", tmp_path / "big.bin", progress=kill_master)
     assert cut and (tmp_path / "big.bin").stat().st_size < len(data)
     wait_for(lambda: not _alive(master.pid), "the master to die")
@@ -469,3 +469,33 @@ def test_a_download_cut_midway_fails_clearly_and_succeeds_once_the_link_is_back(
         wait_for(lambda: _connected(engine, "a1"), "a1 to re-dial", timeout=60)
         got = engine.bridges.get("a1").engine.objects.get("big.bin", tmp_path / "big.bin")
     assert got.read_bytes() == data
+
+
+def test_a_call_after_the_agents_keep_alive_expired_does_not_reuse_a_dead_connection(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    """The agent's server closes idle connections (keep_alive_timeout); the master's pool
+    of streams to it must see that and dial a new one, not fail the next call."""
+    fleet("a1", "--join", _token(master), "--name", "a1", config=FAST + "keep_alive_timeout = 1\n")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+        remote = engine.bridges.get("a1").engine
+        for _ in range(3):
+            assert remote.ping().identity == "bridge-master/master"
+            time.sleep(1.5)
+
+
+def test_read_only_commands_with_bridge_reach_the_agent_not_the_master(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    """`ping`, `whoami`, `workflow list` have a lean path (a cached token, one GET): with
+    --bridge (or DXFLOW_BRIDGE, as `dxflow fleet` sets it) they must go to the agent."""
+    agent = fleet("a1", "--join", _token(master), "--name", "a1")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+    run_cli("ping", "--home", master.home)  # caches the master's token: the lean path is open
+    for _ in range(2):
+        pong = run_cli("ping", "--home", master.home, "--bridge", "a1").stdout
+        assert agent.runtime["engine_id"] in pong and "bridge-master/master" in pong, pong
+    done = run_cli("fleet", "--home", master.home, "--", "ping")
+    assert agent.runtime["engine_id"] in done.stdout, done.stdout

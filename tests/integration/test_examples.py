@@ -242,3 +242,36 @@ def test_proxies_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         assert all('<table class="dxflow">' in page for page in info)
         stats = [p for p in pages if "2xx" in p]  # web.stats(): answers by class, per target
         assert stats and '<table class="dxflow">' in stats[0] and "127.0.0.1:" in stats[0]
+
+
+def test_bridges_example(tmp_path: Path) -> None:
+    out = run_example("bridges.py", tmp_path / "home")
+    assert re.search(r"master up at http://127\.0\.0\.1:\d+", out), out
+    assert "agent lab-1: connected, labels {'site': 'example'}" in out
+    assert "agent's object: written through the master" in out
+    assert "master's store: no such object (it is the agent's)" in out
+    assert "agent's shell: output '42', exit 0" in out
+    assert "workflows on the agent: refused" in out
+    assert "fleet.map ping: ok ['lab-1'], errors []" in out
+    assert re.search(r"lab-1\s+connected", out), out
+    assert out.rstrip().endswith("both engines stopped")
+
+
+def test_bridges_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for _ in range(2):  # running it again works (its engines are on homes of their own)
+        outputs = run_notebook("bridges.ipynb", tmp_path / "home", monkeypatch)
+        text = _text(outputs)
+        assert re.search(r"master at http://127\.0\.0\.1:\d+", text), text
+        assert "written through the master" in text
+        assert "not in the master's store: it is the agent's" in text
+        assert "output '42', exit code 0" in text and "as bridge-master/master" in text
+        assert "refused: workflows.list needs WORKFLOW" in text
+        assert "ok: ['nb-agent'] errors: {}" in text
+        assert "disconnected" in text and "{'nb-agent': 'EngineUnavailable'}" in text
+        assert "agents left: []" in text and "cleaned up" in text
+        _assert_shows_tables_not_reprs(outputs)
+        assert not re.search(r"\bBridge\w*\(", text), text
+        pages = _html(outputs)
+        info = [p for p in pages if "nb-agent" in p and "connected" in p]
+        assert len(info) >= 2  # the bridge and engine.bridges.list()
+        assert all('<table class="dxflow">' in page for page in info)

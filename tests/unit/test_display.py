@@ -440,3 +440,19 @@ def test_a_view_follows_the_class_name_so_new_models_need_no_import() -> None:
     assert repr(top) == "<WorkflowTop 1 processes in 1 containers>"
     assert str(top).split("\n") == ["demo-web-1 (web)", "PID  CMD", f"1    {EVIL}"]
     assert "&lt;script&gt;" in top._repr_html_()
+
+
+def test_bridges_show_as_tables_and_a_join_token_never_shows_its_secret() -> None:
+    from dxflow.models import BridgeFacts, BridgeInfo, BridgeList, BridgeToken
+
+    token = BridgeToken(token="dxflow-join:SECRET", id="t1", url="http://m:1", uses=2,
+                        fingerprint="SHA256:abc", expires_at=NOW, labels={"g": "1"})  # fmt: skip
+    for shown in (repr(token), str(token), token._repr_html_()):
+        assert "SECRET" not in shown and "http://m:1" in shown
+    assert token.token == "dxflow-join:SECRET"  # asked for by name: there it is
+    agent = BridgeInfo(name="gpu-1", status="lost", joined_at=NOW, labels={"gpu": "true"},
+                       facts=BridgeFacts(cpus=8, memory=2**34, gpus=1))  # fmt: skip
+    assert repr(agent) == "<BridgeInfo gpu-1 lost gpu=true>"
+    assert "8 CPUs, 16.0 GiB, 1 GPUs" in str(agent)
+    listing = BridgeList(bridges=[agent])._repr_html_()
+    assert '<table class="dxflow">' in listing and "gpu-1" in listing and "lost" in listing

@@ -55,9 +55,8 @@ class _NetStream(httpcore.AsyncNetworkStream):
         await self._stream.aclose()
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":  # an idle connection the agent closed (END) is not reused
-            return self._stream.readable
-        return None
+        # httpcore asks before it reuses an idle connection: one the agent closed is not
+        return self._stream.readable if info == "is_readable" else None
 
 
 class _Network(httpcore.AsyncNetworkBackend):

@@ -73,18 +73,18 @@ class Stream:
         self._writer: asyncio.Future[None] | None = None
         self._opened: asyncio.Future[None] | None = None
 
+    @property
+    def readable(self) -> bool:
+        """Bytes, the end or an error wait to be read: on an idle HTTP connection, the
+        agent closed it (its keep-alive expired) and it must not be reused."""
+        return bool(self._chunks) or self._eof or self._error is not None
+
     async def accept(self) -> None:
         """Agent side, in `on_open`: the local target is connected, bytes may flow."""
         self._raise()
         if not self._accepted:
             self._accepted = True
             await self._link._control(fr.encode(fr.ACCEPT, self.id))
-
-    @property
-    def readable(self) -> bool:
-        """A read would not wait: bytes, the peer's END or an error are here (an idle
-        pooled connection the other side closed reads as readable, and is not reused)."""
-        return bool(self._chunks or self._eof or self._error is not None)
 
     async def read(self, max_bytes: int = 1 << 16) -> bytes:
         """Up to `max_bytes`; b"" once the peer sent END."""
