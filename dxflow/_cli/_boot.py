@@ -165,9 +165,12 @@ def _serve(config: Config) -> None:
 @click.option("--cert-key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--daemon", is_flag=True, help="Detach; return once the engine answers.")
-@click.option("--join", metavar="TOKEN|URL",
+@click.option("--join", metavar="TOKEN|URL", envvar="DXFLOW_JOIN",
               help="Join a master as its agent: a token from `dxflow bridge token` on the "
-              "master, or the master's URL with --key.")  # fmt: skip
+              "master, or the master's URL with --key. Prefer --join-file or DXFLOW_JOIN: "
+              "a command line is readable by every user of the host.")  # fmt: skip
+@click.option("--join-file", type=click.Path(exists=True, dir_okay=False),
+              help="Read the join token from this file.")
 @click.option(
     "--key",
     "join_key",
@@ -186,8 +189,9 @@ def _serve(config: Config) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Trust this CA for the master's https (its <home>/tls/cert.pem).",
 )
-def up(daemon: bool, join: str | None, join_key: str | None, join_name: str | None,
-       allow: str, master_ca: str | None, **options: Any) -> None:  # fmt: skip
+def up(daemon: bool, join: str | None, join_file: str | None, join_key: str | None,
+       join_name: str | None, allow: str, master_ca: str | None,
+       **options: Any) -> None:  # fmt: skip
     """Start the engine server: a unix socket in the home, plus TCP.
 
     
@@ -197,15 +201,19 @@ def up(daemon: bool, join: str | None, join_key: str | None, join_name: str | No
     home, profile = options.pop("home"), options.pop("profile")
     if options["cert"] or options["cert_key"]:
         options["tls"] = True
+    if join_file is not None and join is not None:
+        fail("give --join or --join-file, not both", 2)
+    if join_key is not None and join is None and join_file is None:
+        fail("--key goes with --join URL (the master's URL)", 2)
     with handle_errors(False):
         config = load_config(home, profile, **options)
         running = running_pid(config.home)
         if running is not None:  # say so before starting anything
             fail(f"an engine is already running on {config.home.root} (pid {running})")
+        if join_file is not None:
+            join = Path(join_file).read_text().strip()
         if join is not None:
             _join(config, join, join_key, join_name, allow, master_ca or True)
-        elif join_key is not None:
-            fail("--key goes with --join URL (the master's URL)", 2)
         if daemon:
             return _daemonize(config)
         _serve(config)

@@ -499,3 +499,20 @@ def test_read_only_commands_with_bridge_reach_the_agent_not_the_master(
         assert agent.runtime["engine_id"] in pong and "bridge-master/master" in pong, pong
     done = run_cli("fleet", "--home", master.home, "--", "ping")
     assert agent.runtime["engine_id"] in done.stdout, done.stdout
+
+
+def test_a_token_from_a_file_joins_once_and_a_reboot_spends_no_use(
+    master: Booted, fleet: Callable[..., Booted], tmp_path: Path
+) -> None:
+    token_file = tmp_path / "join-token"
+    token_file.write_text(_token(master, uses=1) + "\n")
+    agent = fleet("a1", "--join-file", str(token_file), "--name", "a1")
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+    run_cli("boot", "down", "--home", agent.home)
+    boot(agent.home, "--join-file", str(token_file), "--name", "a1")  # its one use is spent
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect again")
+    both = run_cli("boot", "up", "--home", agent.home, "--join", "x", "--join-file",
+                   str(token_file), check=False)  # fmt: skip
+    assert both.returncode == 2 and "not both" in both.stderr

@@ -48,3 +48,19 @@ def test_the_strategy_orders_the_agents_that_fit(strategy: str, expected: str) -
     chosen, refused = choose(fleet, request, placed)
     assert chosen == expected
     assert all(why == f"not chosen ({strategy})" for why in refused.values())
+
+
+def test_a_master_on_every_interface_puts_its_host_name_in_tokens(tmp_path: object) -> None:
+    import socket
+    from pathlib import Path
+
+    from dxflow._config import load_config
+    from dxflow._core import EngineCore
+    from dxflow._models import BridgeTokenCreate
+
+    core = EngineCore(load_config(Path(str(tmp_path)) / "home", host="0.0.0.0", port=7519))
+    try:
+        made = core.bridges.token(core.local_context(), BridgeTokenCreate())
+    finally:
+        core.close()
+    assert made.url == f"http://{socket.gethostname()}:7519"

@@ -22,8 +22,9 @@
 #                      engine                                [0]
 # The engine runs as the job's user (SLURM_JOB_UID), so the job, and only the job, can
 # use its socket. The settings file is read by task-prolog.sh as the job's user too: keep
-# it readable by all (the token is in a file of its own, readable by root only). The token is passed on the command line of `dxflow boot up` for the
-# moment the join takes (about a second), where other users of the node may see it.
+# it readable by all (the token is in a file of its own, readable by root only). The
+# token reaches `dxflow boot up` in its environment (DXFLOW_JOIN), never on a command
+# line: only the job's user and root can read a process's environment.
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # shellcheck source=/dev/null
@@ -65,7 +66,8 @@ if [ "$(id -u)" = 0 ] && [ "$JOB_UID" != 0 ]; then
     as_user=(setpriv "--reuid=$JOB_UID" "--regid=$JOB_GID" --init-groups
              env "HOME=$DIR" "USER=${SLURM_JOB_USER:-}" "LOGNAME=${SLURM_JOB_USER:-}")
 fi
-args=(boot up --daemon --home "$DIR" --port 0 --join "$TOKEN" --name "$NAME")
+export DXFLOW_JOIN="$TOKEN"
+args=(boot up --daemon --home "$DIR" --port 0 --name "$NAME")
 [ -n "${DXFLOW_ALLOW:-}" ] && args+=(--allow "$DXFLOW_ALLOW")
 if out=$("${as_user[@]}" "$DXFLOW" "${args[@]}" </dev/null 2>&1); then
     log "engine up in $DIR as agent $NAME: $out"

@@ -159,11 +159,13 @@ class BridgeMaster:
     def _url(self, given: str | None) -> str:
         if given:
             return given.rstrip("/")
+        from .._objects._shares import _reachable  # a wildcard bind names this machine
+
         runtime = read_runtime(self._config.home)
         if runtime and runtime.get("url"):
-            return str(runtime["url"])
+            return _reachable(str(runtime["url"]))
         scheme = "https" if self._config.tls else "http"
-        return f"{scheme}://{self._config.host}:{self._config.port}"
+        return _reachable(f"{scheme}://{self._config.host}:{self._config.port}")
 
     @handles("bridges.token")
     def token(self, ctx: Context, request: BridgeTokenCreate) -> BridgeToken:
