@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx
 from _bridge_tools import (
     FAST,
     MIB,
@@ -55,6 +56,7 @@ from _bridge_tools import (
     kill_leftovers,
     make_home,
     pct,
+    runtime,
     timings,
     vm_rss,
     wait_for,
@@ -73,6 +75,24 @@ RSS_PER_AGENT_MIB = 1.0
 LOST_OVER_GRACE_S = 1.0
 GRACE = 3.0
 BATCH = 8  # agents booted at once
+FLEET_CONFIG = "auth_rate_limit = 1000000\n"
+
+
+def stream_get(url: str, token: str, size: int) -> float:
+    """Seconds of one raw streaming GET of `size` bytes (checked), read into nothing."""
+    start = time.perf_counter()
+    got = 0
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        httpx.Client(timeout=120, trust_env=False) as client,
+        client.stream("GET", url, params={"path": "bench/big.bin"}, headers=headers) as reply,
+    ):
+        reply.raise_for_status()
+        for chunk in reply.iter_raw(1 << 20):
+            got += len(chunk)
+    if got != size:
+        raise RuntimeError(f"streamed {got} bytes of {size}")
+    return time.perf_counter() - start
 
 
 class Bench(Report):
@@ -200,22 +220,37 @@ class Bench(Report):
             local.unlink()
             return took
 
+        agent_url, master_url = runtime(self.tmp / "a1")["url"], runtime(self.tmp / "master")["url"]
+        streams = {  # the same bytes with a raw streaming GET into nothing: the relay alone
+            "direct": (f"{agent_url}/api/objects/content", self.direct.token().token),
+            "bridged": (f"{master_url}/api/bridges/a1/api/objects/content",
+                        self.master.token().token),
+        }  # fmt: skip
+        raw: dict[str, list[float]] = {p: [] for p in paths}
+        agent_busy: list[float] = []
         get(self.direct)  # warm-up: the page cache
         self.stale += warm(lambda: self.bridged.ping(), 1, dxflow.EngineUnavailable)  # type: ignore[union-attr]
         get(self.bridged)
         for i in range(self.rounds):
             for path in list(paths)[:: 1 if i % 2 == 0 else -1]:
                 if path == "bridged":
-                    before = cpu_seconds(self.master_pid)
+                    before = cpu_seconds(self.master_pid), cpu_seconds(self.agent_pid)
                     with RssPeak(self.master_pid) as rss:
                         seconds[path].append(get(paths[path]))
-                    busy.append((cpu_seconds(self.master_pid) - before) / seconds[path][-1])
+                    busy.append((cpu_seconds(self.master_pid) - before[0]) / seconds[path][-1])
+                    agent_busy.append((cpu_seconds(self.agent_pid) - before[1]) / seconds[path][-1])
                     growth = max(growth, rss.growth_mib)
                 else:
                     seconds[path].append(get(paths[path]))
+                raw[path].append(stream_get(*streams[path], self.big))
         figures: dict[str, Any] = {"bytes": self.big}
         for path in paths:
-            figures[path] = {"mb_s": self.big / median(seconds[path]) / 1e6, "s": seconds[path]}
+            figures[path] = {"mb_s": self.big / median(seconds[path]) / 1e6, "s": seconds[path],
+                             "raw_mb_s": self.big / median(raw[path]) / 1e6}  # fmt: skip
+        figures["ratio_raw_bridged_over_direct"] = (
+            figures["bridged"]["raw_mb_s"] / figures["direct"]["raw_mb_s"]
+        )
+        figures["agent_cpu"] = median(agent_busy)
         ratio = figures["bridged"]["mb_s"] / figures["direct"]["mb_s"]
         figures.update(ratio_bridged_over_direct=ratio, master_cpu=median(busy),
                        master_rss_growth_mib=growth)  # fmt: skip
@@ -289,12 +324,23 @@ class Bench(Report):
     # -- 4. fleet -------------------------------------------------------------------------
 
     def fleet(self) -> None:
-        master, pid, _ = self.start_master("fleet")
+        master, pid, _ = self.start_master("fleet", FLEET_CONFIG)
+        self.note(f"the fleet's master has {FLEET_CONFIG.strip()} (the default, 120 a minute "
+                  "from one address, is below what the agents' joins and links from 127.0.0.1 "
+                  "and fleet.map, one handshake per agent per map, need)")  # fmt: skip
         warm(master.ping, 20, dxflow.EngineUnavailable)
         master.bridges.list()
         time.sleep(1)
         rss0 = vm_rss(pid)
         names = [f"f{i:03d}" for i in range(self.agents)]
+        try:
+            self.fleet_maps(master, pid, rss0, names)
+        finally:
+            errors = boot_down([self.tmp / n for n in names if (self.tmp / n).exists()], BATCH)
+            if errors:
+                self.note(f"boot down of fleet agents: {len(errors)} failed, e.g. {errors[0]}")
+
+    def fleet_maps(self, master: dxflow.Engine, pid: int, rss0: int, names: list[str]) -> None:
         self.say(f"fleet: booting {self.agents} agents, {BATCH} at a time")
         began = time.perf_counter()
         started = self.join(master, names)
@@ -356,9 +402,6 @@ class Bench(Report):
         self.row("master RSS per agent", f"{per_used:.2f} MiB",
                  f"idle {per_idle:.2f} MiB", "-", met)  # fmt: skip
         self.result.figures["fleet"] = figures
-        errors = boot_down([self.tmp / n for n in names], BATCH)
-        if errors:
-            self.note(f"boot down of fleet agents: {len(errors)} failed, e.g. {errors[0]}")
 
     # -- 5. lost --------------------------------------------------------------------------
 
@@ -415,6 +458,7 @@ class Bench(Report):
             self.fail(name, exc)
 
     def run(self) -> int:
+        load = os.getloadavg()
         try:
             self.start()
             self.section("calls", self.calls)
@@ -427,6 +471,8 @@ class Bench(Report):
             self.fail("set-up", exc)
         finally:
             self.close()
+        self.note(f"load average (1 min) at the start {load[0]:.2f}, at the end "
+                  f"{os.getloadavg()[0]:.2f}, on {os.cpu_count()} cores")  # fmt: skip
         if self.summary:
             self.say("")
             print_table(self.summary, ["figure", "bridged", "peer", "ratio", "target"], self.out)
