@@ -65,13 +65,14 @@ def boot(home: Path, *flags: str) -> dict[str, Any]:
 
 
 def boot_agents(
-    root: Path, token: str, names: Iterable[str], parallel: int
+    root: Path, token: str, names: Iterable[str], parallel: int, config: str = ""
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Boot agents joining with `token`, `parallel` at a time: (runtimes, errors) by name."""
 
     def one(name: str) -> tuple[str, dict[str, Any] | None, str | None]:
         try:
-            return name, boot(make_home(root, name), "--join", token, "--name", name), None
+            home = make_home(root, name, config)
+            return name, boot(home, "--join", token, "--name", name), None
         except Exception as exc:
             return name, None, f"{type(exc).__name__}: {exc}"
 
