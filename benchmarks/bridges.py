@@ -77,6 +77,7 @@ RSS_PER_AGENT_MIB = 1.0
 LOST_OVER_GRACE_S = 1.0
 GRACE = 3.0
 BATCH = 8  # agents booted at once
+REUSED = "bridged, engines reused"
 FLEET_CONFIG = "auth_rate_limit = 1000000\n"
 # An agent's server closes an idle connection after keep_alive_timeout (5 s by default);
 # the master's forwarder keeps it pooled for 30 s and reuses it: the call fails (see the
@@ -366,20 +367,31 @@ class Bench(Report):
             for future in [pool.submit(e.ping) for e in direct]:
                 future.result()
 
+        reused = [b.engine for b in master.bridges.list()]  # authenticated once, below
+
+        def reused_map() -> None:  # the relay alone: no new client, no handshake per agent
+            for future in [pool.submit(e.ping) for e in reused]:
+                future.result()
+
         def fleet_map() -> None:
             results = master.fleet.map(lambda e: e.ping())
             if results.errors or len(results.ok) != len(names):
                 first = next(iter(results.errors.items()), None)
                 raise RuntimeError(f"fleet.map: {len(results.ok)} ok, errors {first}")
 
+        maps: dict[str, list[float]] = {"bridged": [], "direct": [], REUSED: []}
+        busy = []
         try:
             direct_map()
+            reused_map()
             fleet_map()  # uncounted warm-ups
-            maps: dict[str, list[float]] = {"bridged": [], "direct": []}
             for i in range(self.map_rounds):
-                order = [("bridged", fleet_map), ("direct", direct_map)]
+                order = [("bridged", fleet_map), ("direct", direct_map), (REUSED, reused_map)]
                 for path, run in order[:: 1 if i % 2 == 0 else -1]:
+                    before = cpu_seconds(pid)
                     maps[path] += timings(run, 1)
+                    if path == "bridged":
+                        busy.append((cpu_seconds(pid) - before) / maps[path][-1])
         finally:
             pool.shutdown()
         rss_used = vm_rss(pid)
@@ -392,6 +404,8 @@ class Bench(Report):
             "master_rss_0_mib": rss0 / MIB, "master_rss_connected_mib": rss_idle / MIB,
             "master_rss_after_maps_mib": rss_used / MIB, "rss_per_agent_idle_mib": per_idle,
             "rss_per_agent_mib": per_used, "agent_rss_mib": agent_rss / MIB,
+            "reused_p95_s": pct(maps[REUSED], 95), "reused_p50_s": pct(maps[REUSED], 50),
+            "master_cpu_during_map": median(busy),
         }  # fmt: skip
         p95, peer = figures["bridged_p95_s"], figures["direct_p95_s"]
         figures["ratio_bridged_over_direct_p95"] = p95 / peer
@@ -400,6 +414,7 @@ class Bench(Report):
             ["map of ping", "p50 ms", "p95 ms"],
             self.out,
         )
+        self.say(f"  master CPU during fleet.map: {median(busy):.0%} of a core")
         self.say(f"  master VmRSS: {rss0 / MIB:.1f} MiB with no agent, {rss_idle / MIB:.1f} "
                  f"connected, {rss_used / MIB:.1f} after the maps; one agent: "
                  f"{agent_rss / MIB:.1f} MiB")  # fmt: skip
