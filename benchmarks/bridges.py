@@ -10,17 +10,19 @@ key; **bridged** is `dxflow.Engine(master_url, key=<master's key>).bridges.get(N
    alternating blocks; p50/p95 of each and the p50 the bridge adds.
    Target: added p50 <= 1 ms.
 2. **download** of 1 GiB (`--quick` 64 MiB; random MiBs, so nothing on the way can
-   compress it) with `engine.objects.get(path, local_file)`, direct and bridged
-   alternating after an uncounted warm-up; the master's CPU (busy/wall) and RSS growth.
-   Target: bridged/direct throughput >= 0.5.
+   compress it) with `engine.objects.get(path, local_file)`, and with a raw streaming
+   GET into nothing (the relay alone), direct and bridged alternating after an uncounted
+   warm-up; the master's and the agent's CPU (busy/wall), the master's RSS growth.
+   Target: bridged/direct `objects.get` throughput >= 0.5.
 3. **echo**: one character sent into an attached `/bin/sh` (`shell.attach()`, the SDK's
    Channel) until its echo comes back, direct and bridged alternating in blocks.
    Target: bridged p50 <= 2 ms.
 4. **fleet**: a second master with N agents (100, `--quick` 5; `--agents`) booted in
    parallel batches: p95 of `fleet.map(lambda e: e.ping())` over rounds (target <= 1 s),
    against the peer: the same pings on the agents' direct URLs from a thread pool of the
-   same size; and the master's VmRSS with N agents connected minus with none, per agent
-   (target <= 1 MiB/agent).
+   same size (and the bridged engines of one `bridges.list()` reused: the relay alone);
+   and the master's VmRSS with N agents connected minus with none, per agent (target
+   <= 1 MiB/agent).
 5. **lost**: a third master with `bridge_interval = 0.5`, `bridge_grace = 3`; an agent is
    SIGKILLed and `bridges.get(name)` polled every 20 ms until `lost`: the time from the
    `last_seen` the master reports to `lost`, minus the grace. Target: <= 1 s.
