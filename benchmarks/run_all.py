@@ -1,7 +1,7 @@
 """Run the benchmarks (each in its own process) and print a summary table.
 
     python benchmarks/run_all.py            # full mode, a few minutes
-    python benchmarks/run_all.py --quick    # the CI smoke: each script < 20 s (workflows < 60 s)
+    python benchmarks/run_all.py --quick    # the CI smoke: each < 20 s (workflows, bridges < 60 s)
 
 Exits 1 when any benchmark fails to run (or `import dxflow` loads a heavy module);
 speed targets are reported, not asserted, unless `--strict` (full mode only). A failed
@@ -34,6 +34,7 @@ SCRIPTS = [
     "shells",
     "security_probes",
     "proxies",
+    "bridges",
 ]
 
 
@@ -144,6 +145,14 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
             f"{dx['rps']:,.0f}",
             ", ".join(p for p in peers if p) or "no peer",
             ", ".join(r for r in ratios if r) or "-",
+        )
+    if name == "bridges":
+        ping = figures["calls"]["ping"]
+        return (
+            "ping p50 through a bridge",
+            f"{ping['bridged']['p50_ms']:.2f} ms",
+            f"direct {ping['direct']['p50_ms']:.2f} ms",
+            f"{ping['added_p50_ms']:+.2f} ms",
         )
     return (
         f"ping req/s ({figures.get('load_generator', '?')})",
