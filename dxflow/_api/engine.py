@@ -66,7 +66,8 @@ class AsyncEngine(EngineBase):
         self.proxies = AsyncProxies(self)
         self.bridges = AsyncBridges(self)
         self.fleet = AsyncFleet(self.bridges)
-        self._remotes: list[AsyncEngine] = []
+        self._remotes: dict[str, AsyncEngine] = {}
+        """The agents' engines, by name (a fleet's calls reuse them)."""
 
     # -- the primitives: the only code that touches the transport ------------------------
 
@@ -126,9 +127,10 @@ class AsyncEngine(EngineBase):
         """The engine of agent `name`, through this one (its master); closed with it."""
         if self._closed:
             raise self._closed_error()
-        url = f"{self.url or 'in-process'}/api/bridges/{name}"
-        remote = AsyncEngine(url, transport=self._transport.bridged(name))
-        self._remotes.append(remote)
+        remote = self._remotes.get(name)
+        if remote is None or remote.closed:
+            url = f"{self.url or 'in-process'}/api/bridges/{name}"
+            remote = self._remotes[name] = AsyncEngine(url, transport=self._transport.bridged(name))
         return remote
 
     # -- the engine's own calls ----------------------------------------------------------
@@ -171,7 +173,7 @@ class AsyncEngine(EngineBase):
         if self._closed:
             return
         self._closed = True
-        for remote in self._remotes:
+        for remote in self._remotes.values():
             with contextlib.suppress(Exception):
                 await remote.aclose()
         await self._transport.aclose()

@@ -169,8 +169,11 @@ def _serve(config: Config) -> None:
               help="Join a master as its agent: a token from `dxflow bridge token` on the "
               "master, or the master's URL with --key. Prefer --join-file or DXFLOW_JOIN: "
               "a command line is readable by every user of the host.")  # fmt: skip
-@click.option("--join-file", type=click.Path(exists=True, dir_okay=False),
-              help="Read the join token from this file.")
+@click.option(
+    "--join-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Read the join token from this file.",
+)
 @click.option(
     "--key",
     "join_key",

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 
@@ -40,6 +39,8 @@ class LocalTransport(Transport):
         self._lifecycle = core.lifecycle if owns_core else None
         self._dispatcher = core.dispatcher
         self._master = core.local_context()
+        self._server: Transport | None = None
+        """This home's server, through its socket: where the links of its agents are."""
 
     def _start(self) -> None:
         """Start the core's background work, on this loop, if this transport owns it."""
@@ -86,6 +87,8 @@ class LocalTransport(Transport):
         return self._dispatcher.call_inline(self._context(), op, params)
 
     async def aclose(self) -> None:
+        if self._server is not None:
+            await self._server.aclose()
         if self._owns_core:
             await self.core.lifecycle.stop()
             self.core.close()
@@ -118,10 +121,11 @@ class LocalTransport(Transport):
         from .._keypairs import load_private_key
         from ._http import HttpTransport
 
-        home = self.core.config.home
-        key = self._key or load_private_key(home.master_key)
-        return HttpTransport(f"unix://{home.socket}", key,
-                             prefix=f"/api/bridges/{quote(name, safe='')}")  # fmt: skip
+        if self._server is None:
+            home = self.core.config.home
+            key = self._key or load_private_key(home.master_key)
+            self._server = HttpTransport(f"unix://{home.socket}", key)
+        return self._server.bridged(name)
 
     def clone(self) -> LocalTransport:
         """Another door to the same core, as the same identity; the core stays this one's."""
