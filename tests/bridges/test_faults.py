@@ -1,0 +1,462 @@
+"""A master and its agents as separate engine processes, each on a host of its own (a
+network namespace of the test bed), under network faults: partitions, one-way drops,
+packet loss, latency spikes, and a master killed with SIGKILL.
+
+The clocks are scaled down so the tests are short. What a bridge reports depends only on
+its configuration, relative to `bridge_interval` (see dxflow/_core/_bridges/_master.py
+and _link.py):
+
+- the master pings every interval; a link silent for 3 intervals is closed (by either
+  side), and its agent re-dials with backoff;
+- `connected` while the last frame is under 2 intervals old, `disconnected` after that
+  (or once the link closed), `lost` once nothing came for `bridge_grace` seconds;
+- a call to an agent that is not connected waits `bridge_wait` for its link, then fails
+  with EngineUnavailable naming the agent, its status and when it was last seen.
+
+Production defaults are interval 5 s, grace 30 s, wait 5 s; here (`FAST`) they are
+0.5 s, 4 s and 2 s: the grace is 8 intervals in both, so a partition of a few seconds
+past the grace here goes through the same states (connected, disconnected, lost, and
+back) as one of minutes in production. Only the latency test (a spike is an absolute
+time, not a multiple of the interval) uses slower clocks; its docstring says why.
+
+The test process drives the master through its unix socket (a file on the filesystem
+every namespace shares), and sees the agents through the master
+(`engine.bridges.get("a1").engine`), or through their own unix sockets to check that
+their work kept running, whatever the network did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import dxflow
+from tests.testbed import DelayProxy, Fabric, Host, NsEngine
+from tests.testbed.netns import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+FAST = "bridge_interval = 0.5\nbridge_grace = 4\nbridge_wait = 2\n"
+INTERVAL, GRACE = 0.5, 4.0
+PARTITION = GRACE + 3.0
+"""How long the partitions of these tests last: well past `lost` (the grace)."""
+SDK_TIMEOUT = 60.0
+"""The SDK's timeout on the master's socket: calls through a faulty network may be slow."""
+
+
+@dataclass
+class Cluster:
+    fabric: Fabric
+    master: NsEngine
+    engine: dxflow.Engine
+    """The SDK on the master's unix socket, as MASTER."""
+    agents: dict[str, NsEngine] = field(default_factory=dict)
+    proxy: DelayProxy | None = None
+
+    @property
+    def master_host(self) -> Host:
+        return self.master.host
+
+    def status(self, name: str) -> str:
+        try:
+            return self.engine.bridges.get(name).status
+        except dxflow.NotFound:
+            return "unknown"
+
+    def wait_status(self, name: str, want: str, timeout: float) -> float:
+        """Wait until agent `name` is `want`; the seconds it took."""
+        start = time.monotonic()
+        wait_until(lambda: self.status(name) == want, timeout, interval=0.1,
+                   what=f"{name} {want} (now {self.status(name)})\n{self.logs()}")  # fmt: skip
+        return time.monotonic() - start
+
+    def remote(self, name: str) -> dxflow.Engine:
+        """Agent `name`'s engine through the master."""
+        return self.engine.bridges.get(name).engine
+
+    def logs(self) -> str:
+        engines = [self.master, *self.agents.values()]
+        return "\n".join(f"===== {e.host.name}\n{e.log()[-4000:]}" for e in engines)
+
+
+ClusterFactory = Callable[..., Cluster]
+
+
+def _started_with(engine: NsEngine, config: str) -> NsEngine:
+    """Start `engine` (made with start=False) with `config` as its config.toml."""
+    engine.home.mkdir(parents=True, exist_ok=True)
+    (engine.home / "config.toml").write_text(config)
+    engine.start().wait_healthy()
+    return engine
+
+
+@pytest.fixture
+def cluster(fabric: Any, make_ns_engine: Any) -> Iterator[ClusterFactory]:
+    """`cluster(("a1", "a2"))`: a fabric of hosts master, a1, a2; the master's engine on
+    0.0.0.0:7419 and each agent's engine, joined with a token whose URL is the master's
+    address on the fabric (`proxy=True`: a DelayProxy on the master's host, port 7500, in
+    front of the master: the agents dial it). Returns once every agent is connected."""
+    clients: list[dxflow.Engine] = []
+
+    def make(agents: tuple[str, ...] = ("a1",), config: str = FAST, proxy: bool = False
+             ) -> Cluster:  # fmt: skip
+        fab = fabric(["master", *agents])
+        master_host = fab["master"]
+        master = _started_with(make_ns_engine(master_host, start=False), config)
+        engine = master.client(timeout=SDK_TIMEOUT)
+        clients.append(engine)
+        cl = Cluster(fab, master, engine)
+        url = f"http://{master_host.address}:{master.port}"
+        if proxy:
+            cl.proxy = DelayProxy(master_host.address, 7500, master_host.address, master.port)
+            cl.proxy.start(master_host)
+            url = f"http://{master_host.address}:7500"
+        token = engine.bridges.token(url=url, uses=len(agents)).token
+        for name in agents:
+            join = ("--join", token, "--name", name)
+            agent = make_ns_engine(fab[name], start=False, extra_args=join)
+            cl.agents[name] = _started_with(agent, config)
+        for name in agents:
+            cl.wait_status(name, "connected", 20)
+        return cl
+
+    yield make
+    for client in clients:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+class StatusWatch:
+    """Polls an agent's status every 0.1 s in a thread; `seen` is every status, in order
+    (repeats collapsed)."""
+
+    def __init__(self, cl: Cluster, name: str) -> None:
+        self._cl, self._name = cl, name
+        self.seen: list[str] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        with self._cl.master.client(timeout=SDK_TIMEOUT) as engine:
+            while not self._stop.is_set():
+                try:
+                    status = engine.bridges.get(self._name).status
+                except Exception as exc:  # noted, the test decides
+                    self.errors.append(exc)
+                else:
+                    if not self.seen or self.seen[-1] != status:
+                        self.seen.append(status)
+                self._stop.wait(0.1)
+
+    def __enter__(self) -> StatusWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=SDK_TIMEOUT + 5)
+
+
+@dataclass
+class Work:
+    """What runs on an agent before a fault: a shell with state, and a host process it
+    started in the background."""
+
+    shell: str
+    shell_pid: int
+    sleeper: int
+
+
+def start_work(cl: Cluster, name: str, shell: str = "work") -> Work:
+    """A shell on agent `name`, made through the master, with a variable set and a
+    `sleep 600` in the background."""
+    remote = cl.remote(name)
+    session = remote.shells.create(shell)
+    done = session.run("export MARK=before-the-fault; sleep 600 & echo $!")
+    assert done.exit_code == 0, done
+    sleeper = int(done.output.strip().splitlines()[-1])
+    pid = session.reload().pid
+    assert pid is not None
+    return Work(shell, pid, sleeper)
+
+
+def process_alive(pid: int, command: str) -> bool:
+    """`pid` runs and is `command` (one pid namespace for every host of the fabric)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status and cmdline[0].decode().endswith(command)
+
+
+def assert_work_kept_running(agent: NsEngine, work: Work) -> None:
+    """Through the agent's own unix socket (not the master): the same shell, same pid,
+    its state intact, and its background process still running."""
+    assert process_alive(work.sleeper, "sleep"), f"the agent's sleep {work.sleeper} is gone"
+    with agent.client(timeout=SDK_TIMEOUT) as direct:
+        shell = direct.shells.get(work.shell)
+        assert (shell.info.state, shell.info.pid) == ("running", work.shell_pid)
+        assert shell.run("echo $MARK").output.strip() == "before-the-fault"
+        assert process_alive(work.shell_pid, "") and process_alive(work.sleeper, "sleep")
+
+
+def assert_work_through_master(cl: Cluster, name: str, work: Work) -> None:
+    """The same shell, seen through the master once the link is back."""
+    shell = cl.remote(name).shells.get(work.shell)
+    assert (shell.info.state, shell.info.pid) == ("running", work.shell_pid)
+    assert shell.run("echo $MARK").output.strip() == "before-the-fault"
+
+
+def assert_unavailable(cl: Cluster, name: str) -> dxflow.EngineUnavailable:
+    """A call through the master to `name` fails (after `bridge_wait`), naming the agent
+    and when it was last seen."""
+    with pytest.raises(dxflow.EngineUnavailable) as caught:
+        cl.remote(name).shells.list()
+    message = str(caught.value)
+    assert f"'{name}'" in message and "last seen" in message, message
+    return caught.value
+
+
+def partition_then_heal(
+    cl: Cluster, name: str, cut: Callable[[], None], heal: Callable[[], None],
+    hold: float = PARTITION,
+) -> float:  # fmt: skip
+    """Cut agent `name` off with `cut()`; check the master's view goes `disconnected`
+    then `lost`, and calls fail clearly; hold the fault `hold` seconds, `heal()`, and
+    return how long the link took to come back."""
+    work = start_work(cl, name)
+    cut()
+    start = time.monotonic()
+    cl.wait_status(name, "disconnected", 2 * INTERVAL + 5)
+    cl.wait_status(name, "lost", GRACE + 5)
+    assert time.monotonic() - start >= GRACE - 1  # not before the grace (generous)
+    assert_unavailable(cl, name)
+    assert_work_kept_running(cl.agents[name], work)
+    time.sleep(max(0.0, hold - (time.monotonic() - start)))
+    assert cl.status(name) == "lost"
+    heal()
+    back = cl.wait_status(name, "connected", 30)
+    print(f"{name}: connected again {back:.1f} s after the heal")
+    assert_work_through_master(cl, name, work)
+    assert_work_kept_running(cl.agents[name], work)
+    return back
+
+
+# -- partitions ---------------------------------------------------------------------------
+
+
+def test_a_silent_partition_is_reported_and_the_agents_work_survives_it(
+    cluster: ClusterFactory,
+) -> None:
+    """`a1.partition()`: a1's packets vanish both ways, nobody hears a reset. The master
+    reports a1 `disconnected`, then `lost` after the grace; a call to a1 fails with
+    EngineUnavailable naming a1 and when it was last seen; a1's shell (same pid, same
+    state) and a process it started keep running. After `heal()` a1 is connected again
+    by itself (within 30 s here; measured: printed) and the same shell answers through
+    the master."""
+    cl = cluster()
+    a1 = cl.fabric["a1"]
+    back = partition_then_heal(cl, "a1", a1.partition, a1.heal)
+    assert back < 30
+
+
+def test_a_one_way_partition_is_the_same_as_a_silent_one(cluster: ClusterFactory) -> None:
+    """`master.drop_from(a1)`: the master drops what comes from a1 (a1 still hears the
+    master). a1's frames never arrive, so the master's view is the same as for a silent
+    partition: `disconnected`, `lost`, clear errors, the work kept; healing restores the
+    link by itself."""
+    cl = cluster()
+    master, a1 = cl.master_host, cl.fabric["a1"]
+    back = partition_then_heal(cl, "a1", lambda: master.drop_from(a1), master.clear_faults)
+    assert back < 30
+
+
+# -- loss and latency ---------------------------------------------------------------------
+
+
+def test_packet_loss_is_not_a_lost_agent(cluster: ClusterFactory) -> None:
+    """30% of the packets into a1 dropped for ~10 s: TCP retransmits. The master never
+    reports a1 `lost` (a short `disconnected` is allowed: a retransmission backoff can
+    exceed 2 intervals), and calls through the master keep succeeding, slowly perhaps
+    (the SDK's timeout is generous)."""
+    cl = cluster()
+    a1 = cl.fabric["a1"]
+    remote = cl.remote("a1")
+    shell = remote.shells.create("lossy")
+    calls, slowest = 0, 0.0
+    with StatusWatch(cl, "a1") as watch:
+        a1.loss(0.3)
+        try:
+            until = time.monotonic() + 10
+            while time.monotonic() < until:
+                start = time.monotonic()
+                assert shell.run(f"echo call-{calls}").output.strip() == f"call-{calls}"
+                slowest = max(slowest, time.monotonic() - start)
+                calls += 1
+        finally:
+            a1.clear_faults()
+    print(f"30% loss: {calls} calls, the slowest {slowest:.2f} s; statuses {watch.seen}")
+    assert "lost" not in watch.seen, watch.seen
+    assert not watch.errors, watch.errors
+    assert calls >= 3
+    cl.wait_status("a1", "connected", 10)
+
+
+SPIKY = "bridge_interval = 2.5\nbridge_grace = 20\nbridge_wait = 10\n"
+
+
+def test_latency_spikes_are_not_a_lost_agent_and_calls_wait(cluster: ClusterFactory) -> None:
+    """2 s latency spikes (each way) between a1 and the master, through a DelayProxy in
+    front of the master: the agent dials the proxy. A spike is an absolute time, so this
+    test does not use the 0.5 s interval of the others: during a spike of s seconds the
+    master hears nothing for about interval + 2 s (a PING and its PONG both held), and a
+    link silent for 3 intervals is closed: a link survives spikes shorter than one
+    interval. At interval 0.5 s a 2 s spike is 4 intervals: the link is closed and
+    re-dialled through the spike, calls in flight fail, and the agent goes `lost`
+    (measured; the production interval is 5 s). Here the clocks are half the production
+    ones (interval 2.5 s, grace 20 s, wait 10 s), still above the spike.
+
+    Asserted, with a status poll every 0.1 s during three spikes: never `lost`, the link
+    is never replaced (the same `connected_since`: `disconnected` would be allowed by
+    the rules but does not come: interval + 2 s of silence is under 2 intervals... only
+    just, so it is not asserted), and a call made during each spike completes (it waits
+    for the delayed bytes) rather than failing."""
+    cl = cluster(config=SPIKY, proxy=True)
+    assert cl.proxy is not None
+    remote = cl.remote("a1")
+    shell = remote.shells.create("spiky")
+    since = cl.engine.bridges.get("a1").info.connected_since
+    slow: list[float] = []
+    with StatusWatch(cl, "a1") as watch:
+        for i in range(3):
+            cl.proxy.spike(2.0, 6.0)
+            time.sleep(0.5)
+            start = time.monotonic()
+            assert shell.run(f"echo spike-{i}").output.strip() == f"spike-{i}"
+            slow.append(time.monotonic() - start)
+            time.sleep(max(0.0, 6.5 - (time.monotonic() - start)))
+    print(f"calls during 2 s spikes took {[round(s, 1) for s in slow]} s; statuses {watch.seen}")
+    assert "lost" not in watch.seen, watch.seen
+    assert not watch.errors, watch.errors
+    assert min(slow) >= 2.0  # they did go through the spikes
+    assert cl.engine.bridges.get("a1").info.connected_since == since, cl.logs()
+    assert cl.status("a1") == "connected"
+
+
+# -- the master dies ----------------------------------------------------------------------
+
+
+def test_a_killed_master_comes_back_and_its_agents_rejoin_with_their_work(
+    cluster: ClusterFactory,
+) -> None:
+    """`kill -9` of the master: the agents' shells and processes keep running (checked on
+    their own sockets). The master restarted on the same home and port: both agents
+    re-dial by themselves (within 15 s), and the master's view converges: once an agent
+    shows `connected`, listing its shells through the master works and shows the same
+    shells (measured from the first `connected`; printed, asserted under 10 s)."""
+    cl = cluster(("a1", "a2"))
+    work = {name: start_work(cl, name) for name in cl.agents}
+    cl.engine.close()
+    cl.master.kill9()
+    for name, agent in cl.agents.items():
+        assert_work_kept_running(agent, work[name])
+    time.sleep(2 * INTERVAL)  # the agents notice and start re-dialling meanwhile
+    for name, agent in cl.agents.items():
+        assert_work_kept_running(agent, work[name])
+    cl.master.restart()
+    restarted = time.monotonic()
+    cl.engine = cl.master.client(timeout=SDK_TIMEOUT)
+    try:
+        for name in cl.agents:
+            cl.wait_status(name, "connected", max(1.0, 15 - (time.monotonic() - restarted)))
+            linked = time.monotonic()
+            rejoined = linked - restarted
+
+            def listed(name: str = name) -> bool:
+                names = [s.name for s in cl.remote(name).shells.list()]
+                return work[name].shell in names
+
+            wait_until(listed, 10, interval=0.1, what=f"{name}'s shells through the master")
+            converged = time.monotonic() - linked
+            print(f"{name}: connected {rejoined:.1f} s after the restart, its shells listed "
+                  f"{converged:.2f} s later")  # fmt: skip
+            assert converged < 10
+            assert_work_through_master(cl, name, work[name])
+    finally:
+        cl.engine.close()
+
+
+# -- a workload across a partition --------------------------------------------------------
+
+
+def _started(docker_client: Any, project: str) -> dict[str, tuple[str, str, int]]:
+    """Each container of `project`: its id, StartedAt and restart count."""
+    label = f"com.docker.compose.project={project}"
+    found = {}
+    for container in docker_client.containers.list(all=True, filters={"label": label}):
+        container.reload()
+        state = container.attrs["State"]
+        found[container.name] = (container.id, state["StartedAt"], container.attrs["RestartCount"])
+    return found
+
+
+def test_a_workflow_is_not_restarted_by_a_partition_past_the_grace(
+    cluster: ClusterFactory, docker_client: Any, docker_ready: None, project_name: str
+) -> None:
+    """The issue's rule, "no workload restarted after a 2-minute partition", at the
+    scaled clocks: a partition of grace + 3 s (past `lost`, like 2 minutes against the
+    30 s production grace). A tiny workflow (the local busybox image) made through the
+    master before the partition, on the host's Docker Engine (an agent in a namespace
+    reaches /var/run/docker.sock: one filesystem): after the partition and the heal its
+    container is the same one (id), never restarted (StartedAt, RestartCount), and the
+    master still sees the workflow through a1."""
+    from tests.docker.images import BUSYBOX_IMAGE
+
+    cl = cluster()
+    a1 = cl.fabric["a1"]
+    compose = {"services": {"idle": {"image": BUSYBOX_IMAGE, "command": ["sleep", "100000"]}}}
+    workflow = cl.remote("a1").workflows.create(project_name, compose)
+    workflow.up(timeout=120)
+    before = _started(docker_client, project_name)
+    assert len(before) == 1, before
+    partition_then_heal(cl, "a1", a1.partition, a1.heal)
+    after = _started(docker_client, project_name)
+    assert after == before
+    (state,) = docker_client.containers.list(
+        filters={"label": f"com.docker.compose.project={project_name}"}
+    )
+    assert state.status == "running"
+    assert cl.remote("a1").workflows.get(project_name).name == project_name
+
+
+@pytest.mark.slow_partition
+@pytest.mark.timeout(400)
+def test_a_two_minute_partition_restarts_nothing(cluster: ClusterFactory) -> None:
+    """The issue's rule at full length: a1 partitioned for 120 s (30 grace periods here;
+    4 production ones). Nothing on a1 restarts (the same shell and pid, the same
+    background process), the master says `lost` throughout, and a1 is connected again by
+    itself after the heal. The re-dial backoff has grown to its cap (30 s, full jitter)
+    and a dial in flight waits out its 15 s connect timeout, so the link may take up to
+    ~45 s to return: the bound is 60 s."""
+    cl = cluster()
+    a1 = cl.fabric["a1"]
+    work = start_work(cl, "a1")
+    a1.partition()
+    cl.wait_status("a1", "lost", GRACE + 5)
+    with StatusWatch(cl, "a1") as watch:
+        time.sleep(120)
+    assert watch.seen == ["lost"], watch.seen
+    assert_work_kept_running(cl.agents["a1"], work)
+    a1.heal()
+    back = cl.wait_status("a1", "connected", 60)
+    print(f"a1: connected again {back:.1f} s after a 120 s partition")
+    assert_work_through_master(cl, "a1", work)
