@@ -14,10 +14,13 @@ and _link.py):
   with EngineUnavailable naming the agent, its status and when it was last seen.
 
 Production defaults are interval 5 s, grace 30 s, wait 5 s; here (`FAST`) they are
-0.5 s, 4 s and 2 s: the grace is 8 intervals in both, so a partition of a few seconds
+0.5 s, 4 s and 2 s. What the rules depend on is their order, the same in both:
+`disconnected` after 2 intervals (10 s there, 1 s here), the link closed after 3 (15 s,
+1.5 s), `lost` at the grace (30 s, 4 s: 6 and 8 intervals). So a partition a few seconds
 past the grace here goes through the same states (connected, disconnected, lost, and
-back) as one of minutes in production. Only the latency test (a spike is an absolute
-time, not a multiple of the interval) uses slower clocks; its docstring says why.
+back) as one of minutes in production. The loss and latency tests use slower clocks
+(`SLOW_CLOCKS`): a latency spike and TCP's retransmission timeouts are absolute times,
+not multiples of the interval; their docstrings say why.
 
 The test process drives the master through its unix socket (a file on the filesystem
 every namespace shares), and sees the agents through the master
@@ -365,21 +368,24 @@ def test_packet_loss_is_not_a_lost_agent(cluster: ClusterFactory) -> None:
 
 
 def test_latency_spikes_are_not_a_lost_agent_and_calls_wait(cluster: ClusterFactory) -> None:
-    """2 s latency spikes (each way) between a1 and the master, through a DelayProxy in
-    front of the master: the agent dials the proxy. A spike is an absolute time, so this
-    test does not use the 0.5 s interval of the others: during a spike of s seconds the
-    master hears nothing for about interval + 2 s (a PING and its PONG both held), and a
-    link silent for 3 intervals is closed: a link survives spikes shorter than one
-    interval. At interval 0.5 s a 2 s spike is 4 intervals: the link is closed and
-    re-dialled through the spike, calls in flight fail, and the agent goes `lost`
-    (measured; the production interval is 5 s). Here the clocks are half the production
-    ones (interval 2.5 s, grace 20 s, wait 10 s), still above the spike.
+    """2 s latency spikes (each way, `spike(2.0, 6.0)`, three times) between a1 and
+    the master, through a DelayProxy on the master's host in front of its port: the
+    agent's token names the proxy, so the agent dials it.
 
-    Asserted, with a status poll every 0.1 s during three spikes: never `lost`, the link
-    is never replaced (the same `connected_since`: `disconnected` would be allowed by
-    the rules but does not come: interval + 2 s of silence is under 2 intervals... only
-    just, so it is not asserted), and a call made during each spike completes (it waits
-    for the delayed bytes) rather than failing."""
+    A spike is an absolute time, so this test uses `SLOW_CLOCKS` (interval 2.5 s), not
+    the 0.5 s interval of the partition tests. When a spike of s seconds begins, the
+    master's next PING and its PONG are both held: the master hears no heartbeat for
+    about interval + 2s, and a link silent for 3 intervals is closed, so a link
+    survives spikes shorter than one interval. At interval 0.5 s a 2 s spike is 4
+    intervals: measured, the link is closed and re-dialled through each spike, the
+    re-dial itself crawls through the spike, the agent goes `lost`, and a call in
+    flight fails. At 2.5 s: 6.5 s of silence at most, under the 7.5 s limit.
+
+    Asserted, with a status poll every 0.1 s throughout: never `lost`; the link is
+    never replaced (the same `connected_since`); and a call made during each spike
+    completes (it waits for the delayed bytes: at least 2 s) rather than failing.
+    `disconnected` is allowed: 6.5 s is over the 2 intervals of `connected` (the
+    call's own frames usually fill the gap, so it rarely shows)."""
     cl = cluster(config=SLOW_CLOCKS, proxy=True)
     assert cl.proxy is not None
     remote = cl.remote("a1")
@@ -489,12 +495,18 @@ def test_a_workflow_is_not_restarted_by_a_partition_past_the_grace(
     cluster: ClusterFactory, docker_client: Any, docker_ready: None, project_name: str
 ) -> None:
     """The issue's rule, "no workload restarted after a 2-minute partition", at the
-    scaled clocks: a partition of grace + 2 s (4 intervals past `lost`, like 2 minutes against the
-    30 s production grace). A tiny workflow (the local busybox image) made through the
-    master before the partition, on the host's Docker Engine (an agent in a namespace
-    reaches /var/run/docker.sock: one filesystem): after the partition and the heal its
+    scaled clocks. A 2-minute partition matters because it outlasts every rule: the
+    link is closed (15 s), the master reports the agent `lost` (30 s) and the agent
+    keeps re-dialling. A partition of grace + 2 s here (6 s: `lost` at 4 s, the link
+    closed at 1.5 s) goes through the same transitions, which are what could restart a
+    workload if anything reacted to them; the real 120 s is
+    `test_a_two_minute_partition_restarts_nothing` (marker `slow_partition`).
+
+    A tiny workflow (the local busybox image) is made through the master before the
+    partition, on the machine's Docker Engine (an agent in a namespace reaches
+    /var/run/docker.sock: one filesystem). After the partition and the heal its
     container is the same one (id), never restarted (StartedAt, RestartCount), and the
-    master still sees the workflow through a1."""
+    master sees the workflow again, through a1 and in its own read of a1."""
     from tests.docker.images import BUSYBOX_IMAGE
 
     cl = cluster()
