@@ -216,9 +216,11 @@ class BridgeAgent:
         async with httpx.AsyncClient(base_url=settings.url, verify=verify, timeout=15) as client:
             headers = await Signer(client, key).headers()
         uri = settings.url.replace("http", "ws", 1).rstrip("/") + "/api/bridges/_link"
+        # close_timeout: a link that died silently is given up at once, not after 10 s
+        # of waiting for a close handshake that cannot come, so the redial is prompt.
         options: dict[str, Any] = {"additional_headers": headers, "max_size": 1 << 20,
                                    "ping_interval": None, "open_timeout": 15,
-                                   "compression": None}  # fmt: skip
+                                   "close_timeout": 1, "compression": None}  # fmt: skip
         if uri.startswith("wss://"):
             options["ssl"] = tls_context(settings.verify)
         async with connect(uri, **options) as connection:
