@@ -146,9 +146,12 @@ async def _relay_http(core: EngineCore, request: Request, name: str, path: bytes
     try:
         await send({"type": "http.response.start", "status": reply.status_code,
                     "headers": _headers(reply.headers.raw, {})})  # fmt: skip
+        held = b""  # one chunk behind: the last one goes with more_body=False, in one write
         async for chunk in reply.aiter_raw():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if held:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
+            held = chunk
+        await send({"type": "http.response.body", "body": held, "more_body": False})
     except httpx.HTTPError:
         pass  # the agent's answer broke after its head: the client sees a short body
     finally:

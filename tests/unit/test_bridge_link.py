@@ -268,8 +268,8 @@ async def test_control_frames_go_ahead_of_queued_data() -> None:
             first, second = await pair.master.open({}), await pair.master.open({})
             gated.gate.clear()
             writes = [
-                asyncio.create_task(first.write(b"a" * 100_000)),
-                asyncio.create_task(second.write(b"b" * 100_000)),
+                asyncio.create_task(first.write(b"a" * (_frames.MAX_DATA + 1000))),  # 2 frames
+                asyncio.create_task(second.write(b"b" * (_frames.MAX_DATA + 1000))),
             ]
             await until(lambda: len(pair.master._turns) == 1)  # the other holds the gate
             await pair.master.send_hello({"name": "after the data"})

@@ -34,7 +34,7 @@ NAMES = ("HELLO", "OPEN", "ACCEPT", "DATA", "END", "RESET", "CREDIT", "PING", "P
 LINK_TYPES = frozenset({HELLO, PING, PONG})
 """Types that belong to the link (stream 0) rather than to one stream."""
 
-MAX_DATA = 1 << 16
+MAX_DATA = 1 << 18
 """The largest DATA payload: a control frame never waits behind more than this."""
 
 

@@ -2,7 +2,7 @@
 
 Each WebSocket binary message is one frame: a `struct.pack("!BI", type, stream_id)` header,
 then the payload (the table is in `_frames.py`): HELLO 0 (stream 0, JSON), OPEN 1 (JSON
-target), ACCEPT 2, DATA 3 (at most 64 KiB), END 4 (half close), RESET 5 (UTF-8 reason),
+target), ACCEPT 2, DATA 3 (at most 256 KiB), END 4 (half close), RESET 5 (UTF-8 reason),
 CREDIT 6 (`!I` bytes granted; on stream 0: the sender's window, every stream's first
 credit), PING 7 (stream 0, `!d` clock), PONG 8 (the 8 bytes echoed, then JSON facts).
 The master opens odd stream ids; even ones are left to the agent.
@@ -202,7 +202,7 @@ class Link:
         side: Literal["master", "agent"],
         on_open: OnOpen | None = None,
         interval: float = 5.0,
-        window: int = 1 << 20,
+        window: int = 4 << 20,
         facts: Callable[[], dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

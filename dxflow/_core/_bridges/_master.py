@@ -320,10 +320,12 @@ class BridgeMaster:
         """The door to agent `request.name` (the caller has BRIDGE); the agent decides
         whether the operation itself is allowed. Mutating calls are audited here too."""
         _not_an_agent(ctx, "reach other agents through the master")
-        self._row(request.name)
-        op = operation_at(request.method, "/api/" + request.path)
-        if op is not None and op.mutating:
-            self._audit.record(ctx, op.name, "forwarded", target=request.name)
+        if request.name not in self._live:  # a linked agent exists: no query on the hot path
+            self._row(request.name)
+        if request.method not in ("GET", "HEAD"):  # a read is never audited: no lookup
+            op = operation_at(request.method, "/api/" + request.path)
+            if op is not None and op.mutating:
+                self._audit.record(ctx, op.name, "forwarded", target=request.name)
         return self._forwarder(request.name)
 
     async def socket(self, name: str, host: str, port: int) -> socket.socket:
