@@ -109,6 +109,10 @@ def _configure_logging(config: Config, limits: Limits, stream: TextIO | None) ->
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
+    # httpx logs every request at INFO: a master relaying to its agents would write a
+    # line per forwarded call (and pay for it); their failures reach the log as ours.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 
 def _servers(
