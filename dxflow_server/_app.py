@@ -26,7 +26,7 @@ from dxflow._core import EngineCore
 from dxflow._core._proxies._http import ProxyApp
 from dxflow._operations import OPENAPI_PATH
 
-from ._bridges import forwarded, link_routes, relay
+from ._bridges import FastApp, forwarded, link_routes, relay
 from ._channels import channel_routes
 from ._errors import EXCEPTION_HANDLERS
 from ._guard import BodyGuard
@@ -43,6 +43,8 @@ class EngineApp(Starlette):
     """The engine's app: the proxies' requests first, then the API's routes."""
 
     proxy_app: ProxyApp | None = None
+    fast_app: FastApp | None = None
+    """What the server's fast path serves: proxies, and calls relayed to agents."""
     core: EngineCore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,5 +101,6 @@ def create_app(core: EngineCore) -> EngineApp:
     )
     app.state.core = core
     app.proxy_app = proxy_app
+    app.fast_app = FastApp(proxy_app, core)
     app.core = core
     return app

@@ -127,7 +127,7 @@ def _servers(
     common: dict[str, Any] = {
         "app": app,
         # slowloris: a deadline per head; and the proxies' requests on their fast path
-        "http": guarded_protocol(limits.header_timeout, app.proxy_app),
+        "http": guarded_protocol(limits.header_timeout, app.fast_app),
         "timeout_keep_alive": limits.keep_alive,
         "h11_max_incomplete_event_size": MAX_HEAD,  # if h11 is ever chosen instead
         "lifespan": "off",  # each server's: the app's one lifespan is run around both

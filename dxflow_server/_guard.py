@@ -26,6 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dxflow._core._proxies._head import HeadDeadlineProtocol
 from dxflow._core._proxies._server import hand_over, idle, wants_proxy
 
+from ._bridges import relayed
+
 __all__ = ["BodyGuard", "HeadGuardedProtocol", "guarded_protocol"]
 
 
@@ -71,7 +73,17 @@ class _LingeringTransport:
 
 
 def _claims_prefix(url: bytes) -> bool:
-    return url.startswith(b"/p/")
+    return url.startswith(b"/p/") or relayed(url)
+
+
+def _fast(data: bytes) -> bool:
+    """Whether a request's first bytes ask for the fast path: a proxy's path, or a call
+    relayed to a bridged agent."""
+    if wants_proxy(data):
+        return True
+    start = data.find(b" ", 0, 16) + 1
+    end = data.find(b" ", start, start + 8192)
+    return start > 0 and end > 0 and relayed(data[start:end])
 
 
 class HeadGuardedProtocol(HeadDeadlineProtocol):
@@ -86,7 +98,7 @@ class HeadGuardedProtocol(HeadDeadlineProtocol):
         if self._lingering.lingering:  # the answer is out: drop the rest of the body
             self._lingering.drop(len(data))
             return
-        if self.proxy_app is not None and idle(self) and wants_proxy(data):
+        if self.proxy_app is not None and idle(self) and _fast(data):
             self._disarm()
             hand_over(self, self._lingering._transport, data, self.proxy_app, _claims_prefix)
             return

@@ -105,11 +105,13 @@ class Forwarder:
     def __init__(self, name: str, opener: Opener, key: PrivateKey) -> None:
         self.name = name
         self._open = opener
-        transport = httpx.AsyncHTTPTransport()
-        transport._pool = httpcore.AsyncConnectionPool(  # the pool is httpx's one seam here
+        self.pool = httpcore.AsyncConnectionPool(
             network_backend=_Network(opener), max_keepalive_connections=POOL,
             keepalive_expiry=KEEPALIVE,
         )  # fmt: skip
+        """HTTP/1.1 connections to the agent (each a stream of its link), for the relay."""
+        transport = httpx.AsyncHTTPTransport()
+        transport._pool = self.pool  # the pool is httpx's one seam here
         timeout = httpx.Timeout(None, connect=30.0)
         self.client = httpx.AsyncClient(base_url="http://agent", transport=transport,
                                         timeout=timeout)  # fmt: skip
