@@ -212,6 +212,11 @@ class Bridge(Blocking[AsyncBridge]):
             self._engine = self._wrap(self._async.engine)
         return self._engine
 
+    @property
+    def aengine(self) -> Any:
+        """The agent's `AsyncEngine`, through this master (for code on an event loop)."""
+        return self._async.engine
+
     def reload(self) -> BridgeInfo:
         return self._run(self._async.reload)
 
