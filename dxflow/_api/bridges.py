@@ -193,6 +193,7 @@ class Bridge(Blocking[AsyncBridge]):
         super().__init__(runner, twin)
         self._wrap = wrap
         self._engine: Any = None
+        self._aengine: Any = None
 
     info = property(lambda self: self._async.info)
     name = property(lambda self: self._async.name)
@@ -214,8 +215,11 @@ class Bridge(Blocking[AsyncBridge]):
 
     @property
     def aengine(self) -> Any:
-        """The agent's `AsyncEngine`, through this master (for code on an event loop)."""
-        return self._async.engine
+        """The agent's `AsyncEngine`, through this master, for code on an event loop of
+        its own (a connection pool of its own too: pools belong to one loop)."""
+        if self._aengine is None:
+            self._aengine = self._async.engine._clone()
+        return self._aengine
 
     def reload(self) -> BridgeInfo:
         return self._run(self._async.reload)

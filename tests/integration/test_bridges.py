@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
+import anyio
 import pytest
 
 import dxflow
@@ -100,6 +101,12 @@ def test_an_agent_joins_and_its_engine_is_a_handle_through_the_master(
         assert (stats.name, stats.status, stats.cpus) == ("a1", "connected", os.cpu_count())
         remote = bridge.engine
         assert remote.info().engine_id == bridge.info.engine_id != engine.info().engine_id
+
+        async def on_a_loop_of_its_own() -> str:
+            async with bridge.aengine as agent:
+                return (await agent.ping()).engine_id
+
+        assert anyio.run(on_a_loop_of_its_own) == bridge.info.engine_id
         remote.objects.pipe("notes/hello.txt", b"through the master\n")
         assert remote.objects.cat("notes/hello.txt") == b"through the master\n"
         with pytest.raises(dxflow.NotFound):
