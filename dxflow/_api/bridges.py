@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,7 +20,7 @@ from .. import _operations as ops
 from .._display import Listing
 from .._durations import parse_duration
 from .._exceptions import DxflowError, UsageError
-from .._models import BridgeInfo, BridgeToken
+from .._models import BridgeEvent, BridgeInfo, BridgeToken
 from ._base import Blocking
 
 if TYPE_CHECKING:
@@ -105,6 +105,11 @@ class AsyncBridges:
 
     async def get(self, name: str) -> AsyncBridge:
         return AsyncBridge(self._engine, await self._engine._call(ops.bridges.GET, name=name))
+
+    def events(self, labels: Labels = None, interval: float = 0.5) -> AsyncIterator[BridgeEvent]:
+        """Each agent's status now, then every change (connected, disconnected, lost)."""
+        return self._engine._stream(ops.bridges.EVENTS, labels=_labels(labels),
+                                    interval=interval)  # fmt: skip
 
     async def token(
         self, expires: str | float | timedelta = "1h", uses: int = 1,
@@ -250,6 +255,10 @@ class Bridges(Blocking[AsyncBridges]):
         labels: Mapping[str, str] | None = None, url: str | None = None,
     ) -> BridgeToken:  # fmt: skip
         return self._run(self._async.token, expires, uses, labels, url)
+
+    def events(self, labels: Labels = None, interval: float = 0.5) -> Iterator[BridgeEvent]:
+        """See `AsyncBridges.events`."""
+        return self._runner.iterate(self._async.events(labels, interval))
 
 
 class Fleet:

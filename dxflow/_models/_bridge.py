@@ -15,6 +15,8 @@ from pydantic import Field
 from ._base import Request, Response
 
 __all__ = [
+    "BridgeEvent",
+    "BridgeEventsQuery",
     "BridgeFacts",
     "BridgeForward",
     "BridgeHello",
@@ -151,6 +153,24 @@ class BridgeInfo(Response):
 
 class BridgeList(Response):
     bridges: list[BridgeInfo]
+
+
+class BridgeEventsQuery(Request):
+    labels: str | None = Field(default=None, max_length=4096)
+    """`key=value,...`: only the agents with all of these labels."""
+    interval: float = Field(default=0.5, ge=0.1, le=60)
+    """How often statuses are compared (a change shows within this)."""
+
+
+class BridgeEvent(Response):
+    """An agent's status changed (the first event of a stream: each agent as it is)."""
+
+    time: datetime
+    agent: str
+    status: Status
+    previous: Status | None = None
+    labels: dict[str, str] = {}
+    last_seen: datetime | None = None
 
 
 Strategy = Literal["least_loaded", "spread", "pack"]

@@ -13,7 +13,8 @@ from .._permissions import Permission
 from ._base import NoResponse, Operation
 
 __all__ = [
-    "DRAIN", "FORWARD", "GET", "JOIN", "LINK", "LIST", "PLACE", "PLACEMENT", "REMOVE", "TOKEN",
+    "DRAIN", "EVENTS", "FORWARD", "GET", "JOIN", "LINK", "LIST", "PLACE", "PLACEMENT",
+    "REMOVE", "TOKEN",
 ]  # fmt: skip
 
 BRIDGE_PREFIX = "/api/bridges/"
@@ -44,6 +45,10 @@ LIST: Operation[m.BridgeListRequest, m.BridgeList] = Operation(
     "bridges.list", "GET", "/api/bridges",
     "The agents: status, last seen, round trip, labels and host facts.",
     request=m.BridgeListRequest, response=m.BridgeList, permission=_BRIDGE)
+EVENTS: Operation[m.BridgeEventsQuery, m.BridgeEvent] = Operation(
+    "bridges.events", "GET", "/api/bridges/events",
+    "The agents' status changes as they happen, each labelled by its agent (NDJSON).",
+    request=m.BridgeEventsQuery, response=m.BridgeEvent, kind="stream", permission=_BRIDGE)
 GET: Operation[m.BridgeRef, m.BridgeInfo] = Operation(
     "bridges.get", "GET", "/api/bridges/{name}", "One agent.",
     request=m.BridgeRef, response=m.BridgeInfo, permission=_BRIDGE)

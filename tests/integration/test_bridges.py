@@ -523,3 +523,28 @@ def test_a_token_from_a_file_joins_once_and_a_reboot_spends_no_use(
     both = run_cli("boot", "up", "--home", agent.home, "--join", "x", "--join-file",
                    str(token_file), check=False)  # fmt: skip
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_the_masters_events_tell_each_agents_status_changes(
+    master: Booted, fleet: Callable[..., Booted]
+) -> None:
+    import threading
+
+    agent = fleet("a1", "--join", _token(master, labels={"gpu": "true"}), "--name", "a1")
+    seen: list[tuple[str, str]] = []
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+
+        def watch() -> None:
+            for event in engine.bridges.events({"gpu": "true"}, interval=0.1):
+                seen.append((event.agent, event.status))
+                if event.status == "lost":
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        wait_for(lambda: seen, "the first event")
+        os.kill(agent.pid, signal.SIGKILL)
+        watcher.join(30)
+    assert seen[0] == ("a1", "connected") and seen[-1] == ("a1", "lost"), seen
+    assert ("a1", "disconnected") in seen

@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -32,6 +33,8 @@ from ..._exceptions import (
 from ..._keypairs import PrivateKey, load_private_key, parse_public_key
 from ..._models import (
     AgentStats,
+    BridgeEvent,
+    BridgeEventsQuery,
     BridgeFacts,
     BridgeForward,
     BridgeHello,
@@ -71,7 +74,7 @@ log = logging.getLogger("dxflow.bridges")
 MASTER_NAME = "master"
 """The engine's own MASTER identity (as `_engine.MASTER_IDENTITY`): it reads its agents."""
 WORKLOADS = ("workflows", "shells", "proxies")
-RESERVED = frozenset({"tokens", "join", "place", "placements", "_link"})
+RESERVED = frozenset({"tokens", "join", "place", "placements", "events", "_link"})
 """Names of the master's own routes under /api/bridges/: never an agent's."""
 ENGINE: dict[str, Any] = {"to": "engine"}
 """The stream target of forwarded calls: the agent engine's own socket."""
@@ -424,6 +427,23 @@ class BridgeMaster:
     def list(self, ctx: Context, request: BridgeListRequest) -> BridgeList:
         _not_an_agent(ctx, "list the master's agents")
         return BridgeList(bridges=self.infos(parse_labels(request.labels)))
+
+    @handles("bridges.events")
+    async def events(self, ctx: Context, request: BridgeEventsQuery) -> AsyncIterator[BridgeEvent]:
+        """Each agent as it is, then every change of status (lost included, which no
+        frame announces: statuses are compared every `interval`)."""
+        _not_an_agent(ctx, "watch the master's agents")
+        wanted = parse_labels(request.labels)
+        known: dict[str, str] = {}
+        while True:
+            for info in self.infos(wanted):
+                before = known.get(info.name)
+                if before != info.status:
+                    known[info.name] = info.status
+                    yield BridgeEvent(time=datetime.now(UTC), agent=info.name,
+                                      status=info.status, previous=before,
+                                      labels=info.labels, last_seen=info.last_seen)  # fmt: skip
+            await anyio.sleep(request.interval)
 
     @handles("bridges.get")
     def get(self, ctx: Context, request: BridgeRef) -> BridgeInfo:
