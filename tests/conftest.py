@@ -72,6 +72,8 @@ class RestClient(httpx.Client):
     def status(self, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
         """Status and first chunk of a response that may be an endless stream."""
         with self.stream(method, url, **kwargs) as response:
+            if response.is_success:  # a stream may say nothing for long (events): its head
+                return response.status_code, b""
             for chunk in response.iter_bytes():
                 return response.status_code, chunk
             return response.status_code, b""
