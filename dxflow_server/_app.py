@@ -74,7 +74,7 @@ def create_app(core: EngineCore) -> EngineApp:
         return JSONResponse(document)
 
     routes = [
-        *link_routes(core),  # before /api/bridges/{name}: `_link` is not an agent's name
+        *link_routes(core),
         *operation_routes(core),
         *tus_routes(core),
         *channel_routes(core),

@@ -1,6 +1,6 @@
 """The bridges' doors on a master: the agents' link, and calls relayed to an agent.
 
-`/api/bridges/_link` is where agents dial in (a WebSocket of binary frames, see
+`/api/fleet/link` is where agents dial in (a WebSocket of binary frames, see
 `dxflow._core._bridges._link`). `/api/bridges/{name}/api/...` is the agent's own API
 seen through the master: each request is admitted by the dispatcher (BRIDGE), then
 relayed as it is (streamed both ways, WebSocket upgrades too) with the master's token

@@ -36,6 +36,8 @@ __all__ = [
 BRIDGE_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 """A DNS label, as a proxy's name: agents are often named after their host."""
 LABEL_KEY = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$"
+LABELS = r"^$|^[A-Za-z0-9][A-Za-z0-9._-]{0,62}=[^,=]*(,[A-Za-z0-9][A-Za-z0-9._-]{0,62}=[^,=]*)*$"
+"""`key=value,key=value`, as a query parameter."""
 
 Status = Literal["connected", "disconnected", "lost"]
 _Name = Field(min_length=1, max_length=63, pattern=BRIDGE_NAME)
@@ -111,7 +113,7 @@ class BridgeForward(Request):
 
 
 class BridgeListRequest(Request):
-    labels: str | None = Field(default=None, max_length=4096)
+    labels: str | None = Field(default=None, max_length=4096, pattern=LABELS)
     """`key=value,key=value`: only the agents whose labels include all of these."""
 
 
@@ -156,7 +158,7 @@ class BridgeList(Response):
 
 
 class BridgeEventsQuery(Request):
-    labels: str | None = Field(default=None, max_length=4096)
+    labels: str | None = Field(default=None, max_length=4096, pattern=LABELS)
     """`key=value,...`: only the agents with all of these labels."""
     interval: float = Field(default=0.5, ge=0.1, le=60)
     """How often statuses are compared (a change shows within this)."""

@@ -18,19 +18,22 @@ __all__ = [
 ]  # fmt: skip
 
 BRIDGE_PREFIX = "/api/bridges/"
-LINK_PATH = "/api/bridges/_link"
+"""The agents, by name: `/api/bridges/{name}` and their APIs under it. The master's own
+resources of its fleet (tokens, joins, the link, placements, events) are under
+`/api/fleet/`, so that no agent's name can ever stand for one of them."""
+LINK_PATH = "/api/fleet/link"
 
 _BRIDGE = Permission.BRIDGE
 _MASTER = Permission.MASTER
 
 # fmt: off
 TOKEN: Operation[m.BridgeTokenCreate, m.BridgeToken] = Operation(
-    "bridges.token", "POST", "/api/bridges/tokens",
+    "bridges.token", "POST", "/api/fleet/tokens",
     "A join token: the master's URL and identity, for N agents, until it expires.",
     request=m.BridgeTokenCreate, response=m.BridgeToken, permission=_MASTER, mutating=True,
     idempotent=False)
 JOIN: Operation[m.BridgeJoin, m.BridgeJoined] = Operation(
-    "bridges.join", "POST", "/api/bridges/join",
+    "bridges.join", "POST", "/api/fleet/join",
     "An agent joins with a token (the token is the credential): its key is registered "
     "with BRIDGE and it learns the master's identity.",
     request=m.BridgeJoin, response=m.BridgeJoined, public=True, mutating=True,
@@ -46,7 +49,7 @@ LIST: Operation[m.BridgeListRequest, m.BridgeList] = Operation(
     "The agents: status, last seen, round trip, labels and host facts.",
     request=m.BridgeListRequest, response=m.BridgeList, permission=_BRIDGE)
 EVENTS: Operation[m.BridgeEventsQuery, m.BridgeEvent] = Operation(
-    "bridges.events", "GET", "/api/bridges/events",
+    "bridges.events", "GET", "/api/fleet/events",
     "The agents' status changes as they happen, each labelled by its agent (NDJSON).",
     request=m.BridgeEventsQuery, response=m.BridgeEvent, kind="stream", permission=_BRIDGE)
 GET: Operation[m.BridgeRef, m.BridgeInfo] = Operation(
@@ -63,13 +66,13 @@ REMOVE: Operation[m.BridgeRef, m.BridgeInfo] = Operation(
     request=m.BridgeRef, response=m.BridgeInfo, permission=_MASTER, mutating=True,
     target="name")
 PLACE: Operation[m.PlacementRequest, m.Placement] = Operation(
-    "bridges.place", "POST", "/api/bridges/place",
+    "bridges.place", "POST", "/api/fleet/place",
     "Choose the agent a workflow goes to (labels, free resources, load, strategy) and "
     "remember it; nothing fits: a refusal that says why for each agent.",
     request=m.PlacementRequest, response=m.Placement, permission=_BRIDGE, mutating=True,
     idempotent=False, target="workflow")
 PLACEMENT: Operation[m.PlacementRef, m.Placement] = Operation(
-    "bridges.placement", "GET", "/api/bridges/placements/{workflow}",
+    "bridges.placement", "GET", "/api/fleet/placements/{workflow}",
     "Where a workflow was placed (a caller without BRIDGE learns only that it is not here).",
     request=m.PlacementRef, response=m.Placement)
 FORWARD: Operation[m.BridgeForward, NoResponse] = Operation(

@@ -112,7 +112,7 @@ def test_only_the_pinned_master_may_name_a_caller(
 def test_a_link_for_another_agents_name_is_refused(master: BridgedMaster, core: EngineCore) -> None:
     with dxflow.Engine(master.url, key=core.config.home.master_key) as node:
         token = node.token().token
-    uri = master.url.replace("http", "ws", 1) + "/api/bridges/_link"
+    uri = master.url.replace("http", "ws", 1) + "/api/fleet/link"
     hello = {"name": "someone-else", "nonce": "n" * 24}
     with websockets.sync.client.connect(
         uri, additional_headers={"Authorization": f"Bearer {token}"}
@@ -137,7 +137,7 @@ def test_a_removed_agent_cannot_link_again(master: BridgedMaster, core: EngineCo
 def test_a_malformed_hello_is_refused_cleanly(master: BridgedMaster, core: EngineCore) -> None:
     with dxflow.Engine(master.url, key=core.config.home.master_key) as node:
         token = node.token().token
-    uri = master.url.replace("http", "ws", 1) + "/api/bridges/_link"
+    uri = master.url.replace("http", "ws", 1) + "/api/fleet/link"
     for payload, message in [(b"not json", "not JSON"), (b'{"name": "agent"}', "nonce"),
                              (json.dumps({"name": "agent", "nonce": "n" * 24,
                                           "surprise": 1}).encode(), "surprise")]:  # fmt: skip

@@ -215,7 +215,7 @@ class BridgeAgent:
         verify = tls_context(settings.verify) if settings.url.startswith("https") else True
         async with httpx.AsyncClient(base_url=settings.url, verify=verify, timeout=15) as client:
             headers = await Signer(client, key).headers()
-        uri = settings.url.replace("http", "ws", 1).rstrip("/") + "/api/bridges/_link"
+        uri = settings.url.replace("http", "ws", 1).rstrip("/") + "/api/fleet/link"
         # close_timeout: a link that died silently is given up at once, not after 10 s
         # of waiting for a close handshake that cannot come, so the redial is prompt.
         options: dict[str, Any] = {"additional_headers": headers, "max_size": 1 << 20,

@@ -47,7 +47,7 @@ def join(home: Home, token_text: str, name: str, allow: str, verify: bool | str)
     body = {"token_id": token.id, "secret": token.secret, "name": name, "nonce": nonce,
             "public_key": key.public.pem, "engine_id": _engine_id(home.identity_file)}  # fmt: skip
     try:
-        reply = httpx.post(f"{token.url}/api/bridges/join", json=body, verify=verify, timeout=30)
+        reply = httpx.post(f"{token.url}/api/fleet/join", json=body, verify=verify, timeout=30)
     except httpx.HTTPError as exc:
         raise EngineUnavailable(f"cannot reach the master at {token.url}: {exc}") from None
     if not reply.is_success:

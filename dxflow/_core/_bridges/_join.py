@@ -62,6 +62,29 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _valid(db: Any, token_id: str, secret: str) -> Any:
+    """The token's row, if it is one of ours, in date and with uses left."""
+    row = db.execute(
+        "SELECT secret_hash, labels, uses_left, expires_at FROM bridge_tokens WHERE id = ?",
+        (token_id,),
+    ).fetchone()
+    if row is None or not hmac.compare_digest(row[0], _hash(secret)):
+        raise Unauthenticated(
+            "the join token is not one this master made (forged, or from another "
+            "master); make one here: dxflow bridge token"
+        )
+    if row[3] < time.time():
+        raise Gone(
+            f"the join token expired {time.ctime(row[3])}; make a new one on the "
+            "master: dxflow bridge token --expires 1h"
+        )
+    if row[2] < 1:
+        raise Gone(
+            "the join token is used up; make a new one on the master: dxflow bridge token --uses N"
+        )
+    return row
+
+
 class JoinTokens:
     def __init__(self, state: State) -> None:
         self._state = state
@@ -80,28 +103,16 @@ class JoinTokens:
         )  # fmt: skip
         return token, expires_at
 
+    def check(self, token_id: str, secret: str) -> None:
+        """Refuse a forged, expired or used-up token without using it (a join checks
+        its token before anything else it was sent)."""
+        with self._state.transaction() as db:
+            _valid(db, token_id, secret)
+
     def redeem(self, token_id: str, secret: str) -> dict[str, str]:
         """Use the token once; its labels. Refuses a forged, expired or used-up token."""
         with self._state.transaction() as db:
-            row = db.execute(
-                "SELECT secret_hash, labels, uses_left, expires_at FROM bridge_tokens WHERE id = ?",
-                (token_id,),
-            ).fetchone()
-            if row is None or not hmac.compare_digest(row[0], _hash(secret)):
-                raise Unauthenticated(
-                    "the join token is not one this master made (forged, or from another "
-                    "master); make one here: dxflow bridge token"
-                )
-            if row[3] < time.time():
-                raise Gone(
-                    f"the join token expired {time.ctime(row[3])}; make a new one on the "
-                    "master: dxflow bridge token --expires 1h"
-                )
-            if row[2] < 1:
-                raise Gone(
-                    "the join token is used up; make a new one on the master: "
-                    "dxflow bridge token --uses N"
-                )
+            row = _valid(db, token_id, secret)
             db.execute("UPDATE bridge_tokens SET uses_left = uses_left - 1 WHERE id = ?",
                        (token_id,))  # fmt: skip
         labels: dict[str, str] = json.loads(row[1])

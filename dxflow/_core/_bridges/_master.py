@@ -74,8 +74,6 @@ log = logging.getLogger("dxflow.bridges")
 MASTER_NAME = "master"
 """The engine's own MASTER identity (as `_engine.MASTER_IDENTITY`): it reads its agents."""
 WORKLOADS = ("workflows", "shells", "proxies")
-RESERVED = frozenset({"tokens", "join", "place", "placements", "events", "_link"})
-"""Names of the master's own routes under /api/bridges/: never an agent's."""
 ENGINE: dict[str, Any] = {"to": "engine"}
 """The stream target of forwarded calls: the agent engine's own socket."""
 
@@ -186,8 +184,7 @@ class BridgeMaster:
     @handles("bridges.join")
     def join(self, ctx: Context, request: BridgeJoin) -> BridgeJoined:
         self._joins.hit(ctx.client)
-        if request.name in RESERVED:
-            raise InvalidRequest(f"name: {request.name!r} is reserved; join with another --name")
+        self.tokens.check(request.token_id, request.secret)  # a stranger learns nothing more
         try:
             public = parse_public_key(request.public_key)
         except ValueError as exc:

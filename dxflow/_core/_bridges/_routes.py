@@ -16,7 +16,7 @@ def _table() -> list[tuple[str, re.Pattern[str], Operation]]:
     for op in OPERATIONS.values():
         pattern = re.sub(r"\\{(\w+)\\}", r"[^/]+", re.escape(op.path))
         rows.append((op.method, re.compile(pattern + "$"), op))
-    # Literal paths before templates: /api/bridges/tokens is not /api/bridges/{name}.
+    # Literal paths before templates: a literal segment is never a name.
     rows.sort(key=lambda row: row[2].path.count("{"))
     return rows
 
