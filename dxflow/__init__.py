@@ -44,7 +44,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from . import models
-    from ._api.bridges import AsyncBridge, Bridge, FleetResult, FleetResults
+    from ._api._fleet import FleetResult, FleetResults
+    from ._api.bridges import AsyncBridge, Bridge
     from ._api.engine import AsyncEngine, Engine
     from ._api.objects import AsyncObjectStore, ObjectStore
     from ._api.proxies import AsyncProxy, Proxy, bridge
@@ -109,8 +110,8 @@ __all__ = [
 _LAZY = {
     "AsyncBridge": "dxflow._api.bridges",
     "Bridge": "dxflow._api.bridges",
-    "FleetResult": "dxflow._api.bridges",
-    "FleetResults": "dxflow._api.bridges",
+    "FleetResult": "dxflow._api._fleet",
+    "FleetResults": "dxflow._api._fleet",
     "AsyncChannel": "dxflow._api.shells",
     "AsyncEngine": "dxflow._api.engine",
     "AsyncObjectStore": "dxflow._api.objects",

@@ -12,16 +12,16 @@ import asyncio
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _operations as ops
 from .._display import Listing
 from .._durations import parse_duration
-from .._exceptions import DxflowError, UsageError
+from .._exceptions import UsageError
 from .._models import BridgeEvent, BridgeInfo, BridgeToken
 from ._base import Blocking
+from ._fleet import FleetResult, FleetResults
 
 if TYPE_CHECKING:
     from ._protocol import AsyncEngineLike
@@ -33,8 +33,6 @@ __all__ = [
     "Bridge",
     "Bridges",
     "Fleet",
-    "FleetResult",
-    "FleetResults",
 ]
 
 T = TypeVar("T")
@@ -120,42 +118,6 @@ class AsyncBridges:
         not the one the server bound (a NAT, a load balancer, a DNS name)."""
         return await self._engine._call(ops.bridges.TOKEN, expires=_seconds(expires), uses=uses,
                                         labels=dict(labels or {}), url=url)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class FleetResult(Generic[T]):
-    """What `fn` gave on one agent: its value, or the error it raised."""
-
-    name: str
-    value: T | None = None
-    error: BaseException | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-class FleetResults(builtins.list[FleetResult[T]]):
-    """Every agent's result, in name order; partial failure is normal, never hidden."""
-
-    @property
-    def ok(self) -> dict[str, T | None]:
-        return {r.name: r.value for r in self if r.error is None}
-
-    @property
-    def errors(self) -> dict[str, BaseException]:
-        return {r.name: r.error for r in self if r.error is not None}
-
-    def raise_for_errors(self) -> None:
-        """Raise the first error (naming every agent that failed), if any failed."""
-        if self.errors:
-            names = ", ".join(self.errors)
-            raise DxflowError(f"failed on {len(self.errors)} agent(s): {names}") from next(
-                iter(self.errors.values())
-            )
-
-    def __repr__(self) -> str:
-        return f"<FleetResults ok={len(self.ok)} errors={len(self.errors)}>"
 
 
 class AsyncFleet:
