@@ -8,7 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,18 @@ def stop_holders(home: Path) -> None:
         if marker in command and b"_holder" in command:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGTERM)
+
+
+def wait_for(
+    check: Callable[[], object], what: str, timeout: float = 30, *, why: Callable[[], str] = str
+) -> object:
+    """`check()`'s first truthy value, polled every 0.1 s; after `timeout` an assertion
+    naming `what` (and `why()`: logs, states) fails the test."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out ({timeout:.0f} s) waiting for {what}\n{why()}")
+        time.sleep(0.1)

@@ -24,7 +24,7 @@ import dxflow
 from dxflow import Permission
 from dxflow._keypairs import generate_key_pair, load_private_key
 
-from .conftest import Booted, boot, stop_holders
+from .conftest import Booted, boot, stop_holders, wait_for
 from .conftest import dxflow as run_cli
 
 FAST = "bridge_interval = 0.5\nbridge_grace = 3\nbridge_wait = 2\n"
@@ -35,17 +35,6 @@ def _home(root: Path, name: str, config: str = "") -> Path:
     home.mkdir()
     (home / "config.toml").write_text(config)
     return home
-
-
-def wait_for(check: Callable[[], object], what: str, timeout: float = 30) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ import pytest
 
 import dxflow
 
-from .conftest import Booted, boot, stop_holders
+from .conftest import Booted, boot, stop_holders, wait_for
 from .conftest import dxflow as run_cli
 
 RECIPE = Path(__file__).resolve().parents[2] / "docs" / "recipes" / "slurm"
@@ -54,18 +54,6 @@ def _require_slurm() -> None:
         )
     if os.geteuid() != 0:
         pytest.fail("the Slurm test needs root (slurmd runs as root)", pytrace=False)
-
-
-def wait_for(check: Callable[[], object], what: str, timeout: float = 20, *,
-             why: Callable[[], str] = str) -> object:  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out ({timeout:.0f} s) waiting for {what}\n{why()}")
-        time.sleep(0.1)
 
 
 def _free_port() -> int:
