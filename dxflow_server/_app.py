@@ -26,7 +26,7 @@ from dxflow._core import EngineCore
 from dxflow._core._proxies._http import ProxyApp
 from dxflow._operations import OPENAPI_PATH
 
-from ._bridges import FastApp, forwarded, link_routes, relay
+from ._bridges import FastApp, forwarded, relay
 from ._channels import channel_routes
 from ._errors import EXCEPTION_HANDLERS
 from ._guard import BodyGuard
@@ -74,7 +74,6 @@ def create_app(core: EngineCore) -> EngineApp:
         return JSONResponse(document)
 
     routes = [
-        *link_routes(core),
         *operation_routes(core),
         *tus_routes(core),
         *channel_routes(core),

@@ -1,13 +1,15 @@
 """The bridges' doors on a master: the agents' link, and calls relayed to an agent.
 
-`/api/fleet/link` is where agents dial in (a WebSocket of binary frames, see
-`dxflow._core._bridges._link`). `/api/bridges/{name}/api/...` is the agent's own API
-seen through the master: each request is admitted by the dispatcher (BRIDGE), then
-relayed as it is (streamed both ways, WebSocket upgrades too) with the master's token
-on the agent and the caller's identity, so the agent applies its own rules to the
-caller. `/api/bridges/{name}/api/auth/...` is the master's own: a caller authenticates
-where its key is registered. An agent's answers, errors included, come back untouched,
-so the SDK raises the same error for a bridged engine as for a local one.
+`/api/fleet/link` is where agents dial in: a WebSocket of binary frames (see
+`dxflow._core._bridges._link`), handed over by the fast path at its upgrade request and
+spoken directly on the connection (`_bridges._socket`), not through uvicorn.
+`/api/bridges/{name}/api/...` is the agent's own API seen through the master: each
+request is admitted by the dispatcher (BRIDGE), then relayed as it is (streamed both
+ways, WebSocket upgrades too) with the master's token on the agent and the caller's
+identity, so the agent applies its own rules to the caller.
+`/api/bridges/{name}/api/auth/...` is the master's own: a caller authenticates where its
+key is registered. An agent's answers, errors included, come back untouched, so the SDK
+raises the same error for a bridged engine as for a local one.
 """
 
 from __future__ import annotations
@@ -18,23 +20,23 @@ import json
 import re
 from typing import Any
 
-from starlette.requests import Request
-from starlette.routing import WebSocketRoute
+from starlette.requests import HTTPConnection, Request
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from dxflow._core import EngineCore
-from dxflow._core._bridges._link import starlette_carrier
+from dxflow._core._bridges._link import LinkError
+from dxflow._core._bridges._socket import FrameSocket, accept, handshake_error
 from dxflow._exceptions import ApiError, EngineUnavailable, InvalidRequest
 from dxflow._operations import bridges as ops
-from dxflow._wire import error_from_reply
+from dxflow._wire import close_code, error_frame, error_from_reply
 
 from ._auth import context_for
 from ._channels import _refuse
 from ._errors import error_response
 from ._files import client_stream
 
-__all__ = ["FastApp", "forwarded", "link_routes", "relay", "relayed"]
+__all__ = ["FastApp", "forwarded", "is_link", "relay", "relayed"]
 
 _FORWARD = re.compile(rb"^/api/bridges/([a-z0-9][a-z0-9-]{0,62})(/api/.*)$")
 # Hop-by-hop headers, and the caller's credentials: the master sends its own.
@@ -44,6 +46,7 @@ _HOP = frozenset({
     b"x-dxflow-caller-permissions", b"x-dxflow-csrf",
 })  # fmt: skip
 _HELLO_MAX = 64 << 10
+_LINK = ops.LINK_PATH.encode()
 
 
 def _broke() -> tuple[type[Exception], ...]:
@@ -69,6 +72,14 @@ class FastApp:
 
     def __init__(self, proxies: Any, core: EngineCore) -> None:
         self.proxies, self.core = proxies, core
+        self._links: set[asyncio.Task[None]] = set()
+
+    def take_upgrade(self, scope: Scope, proto: Any, rest: bytes) -> bool:
+        """The fast path's hook for upgrades: an agent's link is served here."""
+        if not is_link(scope.get("raw_path") or b""):
+            return False
+        _take_link(self.core, scope, proto, rest, self._links)
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and relayed(scope.get("raw_path") or b""):
@@ -90,16 +101,39 @@ def forwarded(scope: Scope) -> tuple[str, bytes] | None:
 # -- the agents' link ---------------------------------------------------------------------
 
 
-def link_routes(core: EngineCore) -> list[WebSocketRoute]:
-    async def link(websocket: WebSocket) -> None:
+def is_link(url: bytes) -> bool:
+    """Whether a request's URL is the agents' link."""
+    return url.split(b"?", 1)[0] == _LINK
+
+
+def _take_link(core: EngineCore, scope: Scope, proto: Any, rest: bytes,
+               tasks: set[asyncio.Task[None]]) -> None:  # fmt: skip
+    """Speak WebSocket on the connection from now on (see `_bridges._socket`), and serve
+    the agent's link on it."""
+    problem = handshake_error(scope["headers"])
+    if problem is not None:
+        body = json.dumps({"error": {"code": "invalid_request", "message":
+                                     f"the link is a WebSocket: {problem}"}}).encode()  # fmt: skip
+        proto.answer_and_close(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"
+                               b"\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
+                               % len(body), body)  # fmt: skip
+        return
+    back = proto.detach()
+    socket = accept(proto.transport, scope["headers"], rest)
+    if back is not None:  # uvicorn counts the connection until it ends (its shutdown waits)
+        socket.lost.add_done_callback(lambda _: back.connection_lost(None))
+    task = asyncio.get_running_loop().create_task(_serve_link(core, scope, socket))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _serve_link(core: EngineCore, scope: Scope, socket: FrameSocket) -> None:
+    try:
         try:
-            ctx = context_for(websocket, core, ops.LINK, websocket=True)
-        except ApiError as error:
-            await _refuse(websocket, error)
-            return
-        await websocket.accept()
-        try:
-            first = await asyncio.wait_for(websocket.receive_bytes(), 30)
+            ctx = context_for(HTTPConnection({**scope, "type": "websocket"}), core, ops.LINK,
+                              websocket=True)  # fmt: skip
+            async with asyncio.timeout(30):
+                first = await socket.recv()  # the agent speaks first: its hello
             if len(first) > _HELLO_MAX:
                 raise InvalidRequest(f"the link's hello is over {_HELLO_MAX} bytes")
             try:
@@ -108,16 +142,18 @@ def link_routes(core: EngineCore) -> list[WebSocketRoute]:
                 raise InvalidRequest("the link's hello is not JSON") from None
             admission = await core.dispatcher.call(ctx, ops.LINK, hello)
         except ApiError as error:  # told as a channel tells it: an error frame, 4000 + status
-            await _refuse(websocket, error)
+            with contextlib.suppress(LinkError):
+                await socket.send_text(error_frame(error))
+            await socket.close(close_code(error), error.code)
             return
-        except (WebSocketDisconnect, TimeoutError, KeyError):
+        except (LinkError, TimeoutError):
             return
-        await websocket.send_bytes(json.dumps(admission.answer).encode())
-        client = websocket.client
-        address = f"{client.host}:{client.port}" if client and client.host else "unix"
-        await core.bridges.serve(ctx, admission, starlette_carrier(websocket), address)
-
-    return [WebSocketRoute(ops.LINK_PATH, link, name=ops.LINK.name)]
+        await socket.send(json.dumps(admission.answer).encode())
+        client = scope.get("client")
+        address = f"{client[0]}:{client[1]}" if client else "unix"
+        await core.bridges.serve(ctx, admission, socket, address)
+    finally:
+        await socket.close()
 
 
 # -- calls relayed to an agent ------------------------------------------------------------

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dxflow._core._proxies._head import HeadDeadlineProtocol
 from dxflow._core._proxies._server import hand_over, idle, wants_proxy
 
-from ._bridges import relayed
+from ._bridges import is_link, relayed
 
 __all__ = ["BodyGuard", "HeadGuardedProtocol", "guarded_protocol"]
 
@@ -73,17 +73,17 @@ class _LingeringTransport:
 
 
 def _claims_prefix(url: bytes) -> bool:
-    return url.startswith(b"/p/") or relayed(url)
+    return url.startswith(b"/p/") or relayed(url) or is_link(url)
 
 
 def _fast(data: bytes) -> bool:
-    """Whether a request's first bytes ask for the fast path: a proxy's path, or a call
-    relayed to a bridged agent."""
+    """Whether a request's first bytes ask for the fast path: a proxy's path, a call
+    relayed to a bridged agent, or an agent's link."""
     if wants_proxy(data):
         return True
     start = data.find(b" ", 0, 16) + 1
     end = data.find(b" ", start, start + 8192)
-    return start > 0 and end > 0 and relayed(data[start:end])
+    return start > 0 and end > 0 and (relayed(data[start:end]) or is_link(data[start:end]))
 
 
 class HeadGuardedProtocol(HeadDeadlineProtocol):

@@ -102,8 +102,9 @@ def serve_app(app: Starlette) -> Iterator[str]:
     from dxflow_server._guard import guarded_protocol
 
     # The engine's own protocol: a refused body is answered, then the rest is drained
-    # (a plain close would reset the connection before the client reads the refusal).
-    http = guarded_protocol(10.0)
+    # (a plain close would reset the connection before the client reads the refusal);
+    # and its fast path (proxies, relayed calls, agents' links), as `dxflow boot up`.
+    http = guarded_protocol(10.0, getattr(app, "fast_app", None))
     config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, http=http)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -21,7 +21,7 @@ BRIDGE_PREFIX = "/api/bridges/"
 """The agents, by name: `/api/bridges/{name}` and their APIs under it. The master's own
 resources of its fleet (tokens, joins, the link, placements, events) are under
 `/api/fleet/`, so that no agent's name can ever stand for one of them."""
-LINK_PATH = "/api/fleet/link"
+LINK_PATH = "/api/fleet/link"  # the core's `_bridges._names.LINK_PATH` (the agent dials it)
 
 _BRIDGE = Permission.BRIDGE
 _MASTER = Permission.MASTER

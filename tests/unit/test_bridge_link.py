@@ -1,7 +1,8 @@
 """The bridge link: streams multiplexed over one carrier, flow control, heartbeats.
 
-Over in-memory carriers, and a few over a real loopback WebSocket (Starlette under uvicorn
-as the master, a `websockets` client as the agent). Behaviour, never timing, is asserted.
+Over in-memory carriers, and a few over a real loopback WebSocket (the link's own
+`_socket` on both sides, as master and agent speak it). Behaviour, never timing, is
+asserted.
 """
 
 from __future__ import annotations
@@ -17,11 +18,6 @@ from typing import Any, cast
 
 import anyio
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
-from websockets.asyncio.client import connect
 
 from dxflow._core._bridges import _frames
 from dxflow._core._bridges._carriers import _MemoryCarrier
@@ -33,9 +29,10 @@ from dxflow._core._bridges._link import (
     StreamReset,
     memory_pair,
     splice,
-    starlette_carrier,
-    websockets_carrier,
 )
+from dxflow._core._bridges._socket import dial
+
+from ._upgrade import upgrade_server
 
 pytestmark = pytest.mark.anyio
 
@@ -595,37 +592,30 @@ async def over_websocket(
     on_open: OnOpen | None = echo, **agent: Any
 ) -> AsyncIterator[tuple[Link, Link]]:
     masters: asyncio.Queue[Link] = asyncio.Queue()
+    runs: list[asyncio.Task[None]] = []
 
-    async def endpoint(ws: WebSocket) -> None:
-        await ws.accept()
-        link = Link(starlette_carrier(ws), side="master")
+    def serve_master(socket: Any) -> None:
+        link = Link(socket, side="master")
         masters.put_nowait(link)
-        with contextlib.suppress(LinkError):
-            await link.run()
 
-    app = Starlette(routes=[WebSocketRoute("/bridge", endpoint)])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_per_message_deflate=False)
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await until(lambda: server.started)
-        async with connect(f"ws://127.0.0.1:{port}/bridge", compression=None) as conn:
-            link = Link(websockets_carrier(conn), side="agent", on_open=on_open, **agent)
-            run = asyncio.create_task(link.run())
-            master = await masters.get()
-            try:
-                yield master, link
-            finally:
-                await master.close()
-                with contextlib.suppress(LinkError):
-                    await run
-    finally:
-        server.should_exit = True
-        await serving
-        sock.close()
+        async def run() -> None:
+            with contextlib.suppress(LinkError):
+                await link.run()
+
+        runs.append(asyncio.create_task(run()))
+
+    async with upgrade_server(serve_master) as port:
+        conn = await dial(f"ws://127.0.0.1:{port}/bridge", {})
+        link = Link(conn, side="agent", on_open=on_open, **agent)
+        run = asyncio.create_task(link.run())
+        master = await masters.get()
+        try:
+            yield master, link
+        finally:
+            await master.close()
+            with contextlib.suppress(LinkError):
+                await run
+            await asyncio.gather(*runs)
 
 
 async def test_websocket_round_trip_refusal_and_facts() -> None:

@@ -35,8 +35,15 @@ from ..._version import __version__
 from .._context import Identity
 from .._key_registry import KeyRegistry
 from ._handshake import Signer, tls_context
-from ._link import Link, LinkError, Stream, splice, websockets_carrier
-from ._names import CALLER_HEADER, CALLER_PERMISSIONS_HEADER, MASTER_ON_AGENT, link_message
+from ._link import Link, LinkError, Stream, splice
+from ._names import (
+    CALLER_HEADER,
+    CALLER_PERMISSIONS_HEADER,
+    LINK_PATH,
+    MASTER_ON_AGENT,
+    link_message,
+)
+from ._socket import dial
 
 __all__ = ["MASTER_ON_AGENT", "AgentSettings", "BridgeAgent", "host_facts", "narrow"]
 
@@ -209,24 +216,21 @@ class BridgeAgent:
 
     async def _dial(self, settings: AgentSettings) -> None:
         import httpx
-        from websockets.asyncio.client import connect
 
         key = settings.private_key(self._config.home)
-        verify = tls_context(settings.verify) if settings.url.startswith("https") else True
+        secure = settings.url.startswith("https")
+        verify = tls_context(settings.verify) if secure else True
         async with httpx.AsyncClient(base_url=settings.url, verify=verify, timeout=15) as client:
             headers = await Signer(client, key).headers()
-        uri = settings.url.replace("http", "ws", 1).rstrip("/") + "/api/fleet/link"
-        # close_timeout: a link that died silently is given up at once, not after 10 s
-        # of waiting for a close handshake that cannot come, so the redial is prompt.
-        options: dict[str, Any] = {"additional_headers": headers, "max_size": 1 << 20,
-                                   "ping_interval": None, "open_timeout": 15,
-                                   "close_timeout": 1, "compression": None}  # fmt: skip
-        if uri.startswith("wss://"):
-            options["ssl"] = tls_context(settings.verify)
-        async with connect(uri, **options) as connection:
+        uri = settings.url.replace("http", "ws", 1).rstrip("/") + LINK_PATH
+        carrier = await dial(uri, headers, ssl_context=tls_context(settings.verify) if secure
+                             else None, timeout=15)  # fmt: skip
+        try:
             nonce = secrets.token_urlsafe(24)
-            await connection.send(json.dumps(self._hello(settings, nonce)).encode())
-            answer = json.loads(await asyncio.wait_for(connection.recv(), 15))
+            await carrier.send(json.dumps(self._hello(settings, nonce)).encode())
+            async with asyncio.timeout(15):
+                _, raw = await carrier.receive()  # the answer, or an error frame (text)
+            answer = json.loads(raw)
             if answer.get("type") == "error":
                 raise PermissionDenied(f"the master refused the link: {answer.get('message')}")
             fingerprint = settings.check_master(
@@ -236,11 +240,13 @@ class BridgeAgent:
                 settings.fingerprint, settings.master_public_key = fingerprint, answer["public_key"]
                 settings.save(self._config.home)
                 self._register_master(settings)
-            link = Link(websockets_carrier(connection), side="agent", on_open=self._on_open,
+            link = Link(carrier, side="agent", on_open=self._on_open,
                         interval=float(answer.get("interval", 5.0)), facts=host_facts)  # fmt: skip
             self.connected = True
             log.info("bridge: linked to %s as %r", settings.url, answer["name"])
             await link.run()
+        finally:
+            await carrier.close()
 
     def _hello(self, settings: AgentSettings, nonce: str) -> dict[str, Any]:
         return {"name": settings.name, "engine_id": self.engine_id, "allow": settings.allow,

@@ -30,8 +30,6 @@ from ._carriers import (
     LinkError,
     StreamReset,
     memory_pair,
-    starlette_carrier,
-    websockets_carrier,
 )
 
 __all__ = [
@@ -42,8 +40,6 @@ __all__ = [
     "StreamReset",
     "memory_pair",
     "splice",
-    "starlette_carrier",
-    "websockets_carrier",
 ]
 
 log = logging.getLogger(__name__)

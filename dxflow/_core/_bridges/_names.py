@@ -6,6 +6,7 @@ __all__ = [
     "CALLER_HEADER",
     "CALLER_PERMISSIONS_HEADER",
     "IDENTITY_PREFIX",
+    "LINK_PATH",
     "MASTER_ON_AGENT",
     "link_message",
 ]
@@ -14,6 +15,8 @@ IDENTITY_PREFIX = "bridge@"
 """An agent's identity on its master: `bridge@NAME`, permission BRIDGE."""
 MASTER_ON_AGENT = "bridge-master"
 """The master's identity on its agents, with what the agent allows."""
+LINK_PATH = "/api/fleet/link"
+"""Where agents dial in (a WebSocket: `_socket.py`)."""
 CALLER_HEADER = "x-dxflow-caller"
 CALLER_PERMISSIONS_HEADER = "x-dxflow-caller-permissions"
 

@@ -299,6 +299,14 @@ class FastProtocol(asyncio.Protocol):
         """An upgrade (WebSocket) for a proxy: a tunnel to its target, bytes both ways
         (uvicorn's, for what the app does not know: its 404)."""
         scope = self._upgrade_scope
+        take = getattr(self.app, "take_upgrade", None)  # an app that serves some itself
+        if (
+            scope is not None
+            and take is not None
+            and self.active is None
+            and take(scope, self, rest)
+        ):
+            return
         resolve = getattr(self.app, "resolve", None)  # a ProxyApp (tests serve other apps)
         if scope is None or resolve is None or self.active is not None:
             self._hand_back()
@@ -314,6 +322,16 @@ class FastProtocol(asyncio.Protocol):
         self.tunneling = True  # busy: no timer closes it
         self.transport.pause_reading()  # until the target has answered
         self.loop.create_task(tunnel(self.app, found[0], found[1], scope, self))
+
+    def detach(self) -> Any:
+        """The app took the connection over (`take_upgrade`): no timer of ours runs on it
+        any more. Returns uvicorn's protocol, which must be told when it ends."""
+        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+        self.closed = True
+        back, self.back = self.back, None
+        return back
 
     def answer_and_close(self, head: bytes, body: bytes = b"") -> None:
         """A raw answer (to an upgrade that gets no tunnel), then the connection's end."""
