@@ -104,10 +104,15 @@ class AsyncBridges:
     async def get(self, name: str) -> AsyncBridge:
         return AsyncBridge(self._engine, await self._engine._call(ops.bridges.GET, name=name))
 
-    def events(self, labels: Labels = None, interval: float = 0.5) -> AsyncIterator[BridgeEvent]:
-        """Each agent's status now, then every change (connected, disconnected, lost)."""
+    def events(
+        self, labels: Labels = None, interval: float = 0.5, workflows: bool = False
+    ) -> AsyncIterator[BridgeEvent]:
+        """Each agent's status now, then every change (connected, disconnected, lost);
+        with `workflows`, also every event of the workflows on connected agents
+        (`event.workflow`, labelled by `event.agent`): the fleet's monitoring in one
+        stream."""
         return self._engine._stream(ops.bridges.EVENTS, labels=_labels(labels),
-                                    interval=interval)  # fmt: skip
+                                    interval=interval, workflows=workflows)  # fmt: skip
 
     async def token(
         self, expires: str | float | timedelta = "1h", uses: int = 1,
@@ -218,9 +223,11 @@ class Bridges(Blocking[AsyncBridges]):
     ) -> BridgeToken:  # fmt: skip
         return self._run(self._async.token, expires, uses, labels, url)
 
-    def events(self, labels: Labels = None, interval: float = 0.5) -> Iterator[BridgeEvent]:
+    def events(
+        self, labels: Labels = None, interval: float = 0.5, workflows: bool = False
+    ) -> Iterator[BridgeEvent]:
         """See `AsyncBridges.events`."""
-        return self._runner.iterate(self._async.events(labels, interval))
+        return self._runner.iterate(self._async.events(labels, interval, workflows))
 
 
 class Fleet:

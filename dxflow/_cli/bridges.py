@@ -149,6 +149,30 @@ def drain(opts: Options, name: str) -> None:
     click.echo(f"{info.name} drained") if not opts.json else emit_json(info)
 
 
+@bridge.command()
+@click.option("--labels", "-l", multiple=True, callback=_labels, help="Only agents with these.")
+@click.option("--workflows", "-w", is_flag=True, help="Also the agents' workflow events.")
+@engine_command
+def events(opts: Options, labels: dict[str, str], workflows: bool) -> None:
+    """Each agent's status, then every change as it happens; with --workflows, the
+    events of the workflows on the agents too, each under its agent (Ctrl-C stops)."""
+    from ._compose import _interruptible
+
+    with opts.engine() as engine, _interruptible():
+        for event in engine.bridges.events(labels, workflows=workflows):
+            if opts.json:
+                click.echo(event.model_dump_json())
+                continue
+            stamp, flow = f"{event.time:%Y-%m-%dT%H:%M:%S.%fZ}", event.workflow
+            if flow is None:
+                was = f" (was {event.previous})" if event.previous else ""
+                click.echo(f"{stamp} {event.agent} {event.status}{was}")
+                continue
+            who = flow.container or flow.service or ""
+            code = f" ({flow.exit_code})" if flow.exit_code is not None else ""
+            click.echo(f"{stamp} {event.agent} {flow.workflow} {flow.action}{code} {who}".rstrip())
+
+
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option("--labels", "-l", multiple=True, callback=_labels, help="Only agents with these.")
 @click.option("--concurrency", "-c", type=click.IntRange(1), default=16, show_default=True)

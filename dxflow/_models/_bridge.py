@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from ._base import Request, Response
+from ._workflow import WorkflowEvent
 
 __all__ = [
     "BridgeEvent",
@@ -162,10 +163,13 @@ class BridgeEventsQuery(Request):
     """`key=value,...`: only the agents with all of these labels."""
     interval: float = Field(default=0.5, ge=0.1, le=60)
     """How often statuses are compared (a change shows within this)."""
+    workflows: bool = False
+    """Also the events of the workflows on connected agents (as the caller sees them)."""
 
 
 class BridgeEvent(Response):
-    """An agent's status changed (the first event of a stream: each agent as it is)."""
+    """An agent's status changed (the first event of a stream: each agent as it is), or,
+    with `workflow`, one of its workflows' events (`status` is then the agent's)."""
 
     time: datetime
     agent: str
@@ -173,6 +177,7 @@ class BridgeEvent(Response):
     previous: Status | None = None
     labels: dict[str, str] = {}
     last_seen: datetime | None = None
+    workflow: WorkflowEvent | None = None
 
 
 Strategy = Literal["least_loaded", "spread", "pack"]

@@ -23,7 +23,9 @@ import pytest
 import dxflow
 from dxflow import Permission
 from dxflow._keypairs import generate_key_pair, load_private_key
+from dxflow._models import BridgeEvent
 
+from ..docker.images import BUSYBOX_IMAGE
 from .conftest import Booted, boot, stop_holders, wait_for
 from .conftest import dxflow as run_cli
 
@@ -537,3 +539,57 @@ def test_the_masters_events_tell_each_agents_status_changes(
         watcher.join(30)
     assert seen[0] == ("a1", "connected") and seen[-1] == ("a1", "lost"), seen
     assert ("a1", "disconnected") in seen
+
+
+LONG = {"services": {"web": {"image": BUSYBOX_IMAGE, "command": "sleep 300"}}}
+
+
+def test_the_masters_events_carry_each_agents_workflow_events_as_the_caller_sees_them(
+    master: Booted, fleet: Callable[..., Booted], tmp_path: Path, docker_ready: None
+) -> None:
+    import threading
+
+    fleet("a1", "--join", _token(master, labels={"site": "lab"}), "--name", "a1")
+    seen: dict[str, list[BridgeEvent]] = {"master": [], "bridge-only": []}
+    with dxflow.Engine.from_home(master.home) as engine:
+        wait_for(lambda: _connected(engine, "a1"), "a1 to connect")
+        pair = generate_key_pair(tmp_path / "bridge-only.pem", "ed25519")
+        engine.keys.register(pair.public, "bridge-only", permissions="BRIDGE")
+        remote = engine.bridges.get("a1").engine
+        flow = remote.workflows.create("watched", LONG)  # before the watch: listed at once
+
+        done = threading.Event()
+
+        def watch(who: str, key: object) -> None:
+            try:
+                with dxflow.Engine(master.url, key=key) as caller:
+                    for event in caller.bridges.events(workflows=True, interval=0.1):
+                        seen[who].append(event)
+                        workflow = event.workflow
+                        if who == "master" and workflow and workflow.action == "started":
+                            return
+            except dxflow.TransportError:
+                if not done.is_set():  # (the other watcher's stream ends with the master)
+                    raise
+
+        threads = [threading.Thread(target=watch, args=args, daemon=True) for args in
+                   [("master", master.home / "keys" / "master.pem"),
+                    ("bridge-only", pair.private)]]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: seen["master"] and seen["bridge-only"], "the first events")
+        try:
+            flow.up()
+            threads[0].join(60)
+        finally:
+            done.set()
+            flow.down()
+            flow.remove()
+    events = [e for e in seen["master"] if e.workflow is not None]
+    assert events and events[-1].workflow is not None, seen["master"]
+    last = events[-1]
+    assert (last.agent, last.labels, last.workflow.workflow) == ("a1", {"site": "lab"}, "watched")
+    assert last.workflow.action == "started" and last.workflow.service == "web"
+    # BRIDGE alone reaches the master's view of its agents, not their workflows.
+    assert seen["bridge-only"][0].status == "connected"
+    assert all(e.workflow is None for e in seen["bridge-only"]), seen["bridge-only"]

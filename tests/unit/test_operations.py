@@ -28,10 +28,17 @@ def test_every_operation_has_exactly_one_route_and_no_route_is_extra(app: Starle
     routes = [r for r in app.routes if isinstance(r, Route)]
     by_name = {r.name: r for r in routes if r.name in OPERATIONS}
     sockets = {r.name: r for r in app.routes if isinstance(r, WebSocketRoute)}
-    # Calls relayed to an agent never reach Starlette's router: the app claims them first.
+    # Calls relayed to an agent never reach Starlette's router: the app claims them first;
+    # nor do agents' links: the server's fast path takes their upgrade.
     relayed = {"bridges.forward"}
-    assert set(by_name) | set(sockets) | relayed == set(OPERATIONS)
+    assert set(by_name) | set(sockets) | relayed | {"bridges.link"} == set(OPERATIONS)
     for name, op in OPERATIONS.items():
+        if name == "bridges.link":
+            from dxflow_server._bridges import is_link
+
+            assert is_link(op.path.encode()) and is_link(op.path.encode() + b"?x=1")
+            assert not is_link(op.path.encode() + b"s")
+            continue
         if name in relayed:
             from dxflow_server._bridges import forwarded
 

@@ -66,6 +66,7 @@ from ._link import Carrier, Link, LinkError, Stream, StreamReset
 from ._names import IDENTITY_PREFIX, link_message
 from ._placement import choose
 from ._routes import operation_at
+from ._watch import fleet_events
 
 __all__ = ["BridgeMaster", "parse_labels"]
 
@@ -295,7 +296,7 @@ class BridgeMaster:
         """Read what runs on the agent now that its link is back: the master's view
         converges on the agent's state; nothing on the agent is touched (reads only)."""
         ctx = Context(Identity(MASTER_NAME, Permission.MASTER, self.fingerprint), "local")
-        forwarder = self._forwarder(live.name)
+        forwarder = self.forwarder(live.name)
         seen: dict[str, list[str]] = {}
         for kind in WORKLOADS:
             try:
@@ -308,7 +309,8 @@ class BridgeMaster:
                 return
         live.workloads, live.reconciled_at = seen, time.time()
 
-    def _forwarder(self, name: str) -> Forwarder:
+    def forwarder(self, name: str) -> Forwarder:
+        """Agent `name`'s door: calls as the master, for a caller (`Forwarder.headers`)."""
         forwarder = self._forwarders.get(name)
         if forwarder is None:
             forwarder = Forwarder(name, partial(self.open, name, ENGINE), self.key)
@@ -326,7 +328,7 @@ class BridgeMaster:
             op = operation_at(request.method, "/api/" + request.path)
             if op is not None and op.mutating:
                 self._audit.record(ctx, op.name, "forwarded", target=request.name)
-        return self._forwarder(request.name)
+        return self.forwarder(request.name)
 
     async def socket(self, name: str, host: str, port: int) -> socket.socket:
         """A socket to `host:port` on agent `name` (a proxy's target there); the agent
@@ -428,9 +430,16 @@ class BridgeMaster:
     @handles("bridges.events")
     async def events(self, ctx: Context, request: BridgeEventsQuery) -> AsyncIterator[BridgeEvent]:
         """Each agent as it is, then every change of status (lost included, which no
-        frame announces: statuses are compared every `interval`)."""
+        frame announces: statuses are compared every `interval`); with `workflows`, the
+        events of the workflows on connected agents too (`_watch.py`)."""
         _not_an_agent(ctx, "watch the master's agents")
-        wanted = parse_labels(request.labels)
+        statuses = partial(self._statuses, parse_labels(request.labels), request.interval)
+        events = fleet_events(self, ctx, request, statuses) if request.workflows else statuses()
+        async for event in events:
+            yield event
+
+    async def _statuses(self, wanted: dict[str, str], interval: float
+                        ) -> AsyncIterator[BridgeEvent]:  # fmt: skip
         known: dict[str, str] = {}
         while True:
             for info in self.infos(wanted):
@@ -440,7 +449,7 @@ class BridgeMaster:
                     yield BridgeEvent(time=datetime.now(UTC), agent=info.name,
                                       status=info.status, previous=before,
                                       labels=info.labels, last_seen=info.last_seen)  # fmt: skip
-            await anyio.sleep(request.interval)
+            await anyio.sleep(interval)
 
     @handles("bridges.get")
     def get(self, ctx: Context, request: BridgeRef) -> BridgeInfo:
