@@ -242,8 +242,9 @@ class GatedCarrier:
         self.sent: list[tuple[int, int]] = []
         self.data_bytes = 0
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, *parts: bytes | memoryview) -> None:
         await self.gate.wait()
+        data = b"".join(parts)
         kind, stream_id, _ = _frames.decode(data)
         self.sent.append((kind, stream_id))
         if kind == _frames.DATA:

@@ -75,6 +75,18 @@ async def test_client_to_a_websockets_server_every_length_encoding() -> None:
             assert ended.value.clean
 
 
+async def test_a_message_sent_in_parts_is_masked_where_each_part_falls() -> None:
+    # a link frame's 5-byte header and its payload go apart: the payload's mask is rotated
+    with anyio.fail_after(20):
+        async with websockets_echo(max_size=None) as url:
+            conn = await dial(url, {})
+            for sizes in [(5, 1000), (1, 2, 3, 70000), (0, 7), (4, 4)]:
+                parts = [os.urandom(n) for n in sizes]
+                await conn.send(*parts[:-1], memoryview(parts[-1]))
+                assert await conn.recv() == b"".join(parts)
+            await conn.close()
+
+
 async def test_client_answers_the_servers_pings() -> None:
     # websockets closes a connection whose pings go unanswered within ping_timeout
     with anyio.fail_after(20):

@@ -34,6 +34,7 @@ from ..._permissions import Permission
 from ..._version import __version__
 from .._context import Identity
 from .._key_registry import KeyRegistry
+from ._frames import MAX_DATA
 from ._handshake import Signer, tls_context
 from ._link import Link, LinkError, Stream, splice
 from ._names import (
@@ -51,6 +52,10 @@ log = logging.getLogger("dxflow.bridges")
 
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 STABLE = 10.0
+READ_LIMIT = 4 * MAX_DATA
+"""The read buffer of a stream's local connection: asyncio's default (64 KiB, reading
+paused past twice that) would cut a bulk answer into frames of a half or less of
+MAX_DATA, each with its own costs along the link."""
 """A link that lasted this long was healthy: the next dial starts the backoff afresh."""
 
 
@@ -257,9 +262,9 @@ class BridgeAgent:
         kind = target.get("to")
         if kind == "engine":
             if isinstance(self.local, str):
-                reader, writer = await asyncio.open_unix_connection(self.local)
+                reader, writer = await asyncio.open_unix_connection(self.local, limit=READ_LIMIT)
             else:
-                reader, writer = await asyncio.open_connection(*self.local)
+                reader, writer = await asyncio.open_connection(*self.local, limit=READ_LIMIT)
         elif kind == "tcp":
             assert self.settings is not None
             if Permission.PROXY not in self.settings.permissions:
@@ -267,7 +272,7 @@ class BridgeAgent:
             host, port = str(target.get("host")), int(target.get("port", 0))
             if not _private(host):
                 raise PermissionError(f"{host} is not an address of this host or its network")
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, limit=READ_LIMIT)
         else:
             raise ValueError(f"unknown stream target {kind!r}")
         await stream.accept()

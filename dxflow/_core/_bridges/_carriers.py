@@ -38,7 +38,10 @@ class StreamReset(Exception):
 class Carrier(Protocol):
     """One message-oriented connection: a WebSocket."""
 
-    async def send(self, data: bytes) -> None: ...
+    async def send(self, *parts: bytes | memoryview) -> None:
+        """One message: the parts, in order (a frame's header and its payload)."""
+        ...
+
     async def recv(self) -> bytes: ...
     async def close(self) -> None: ...
 
@@ -49,10 +52,10 @@ class _MemoryCarrier:
         self._closed: LinkError | None = None
         self.peer = self
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, *parts: bytes | memoryview) -> None:
         if closed := self._closed or self.peer._closed:
             raise LinkError(str(closed), clean=closed.clean)
-        self.peer._inbox.put_nowait(bytes(data))
+        self.peer._inbox.put_nowait(b"".join(parts))
         await asyncio.sleep(0)  # as a socket would now and then: one writer cannot hog the loop
 
     async def recv(self) -> bytes:

@@ -43,8 +43,9 @@ class _NetStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         try:
             # A whole frame at once (httpcore asks 64 KiB; h11 takes any size): a quarter
-            # of the reads, and of the chunks the relay passes on, for bulk answers.
-            return await self._stream.read(max(max_bytes, MAX_DATA))
+            # of the reads, and of the chunks the relay passes on, for bulk answers. A
+            # view, not a copy: h11 only appends it to its buffer.
+            return typing.cast(bytes, await self._stream.read(max(max_bytes, MAX_DATA)))
         except (StreamReset, LinkError) as exc:
             raise httpcore.ReadError(f"the bridge link: {exc}") from None
 

@@ -82,7 +82,7 @@ class Stream:
             self._accepted = True
             await self._link._control(fr.encode(fr.ACCEPT, self.id))
 
-    async def read(self, max_bytes: int = 1 << 16) -> bytes:
+    async def read(self, max_bytes: int = 1 << 16) -> bytes | memoryview:
         """Up to `max_bytes`; b"" once the peer sent END."""
         while not self._chunks:
             if self._eof:
@@ -101,7 +101,7 @@ class Stream:
         self._consumed += len(chunk)
         if self._consumed >= self._batch:
             self._grant()
-        return bytes(chunk)
+        return chunk  # a view of the received message: its bytes are not copied again
 
     async def write(self, data: bytes | memoryview) -> None:
         """Waits for credit: the peer never holds more than its window of our bytes."""
@@ -120,7 +120,9 @@ class Stream:
                 continue
             size = min(total - offset, fr.MAX_DATA, self._credit)
             self._credit -= size
-            await self._link._send_data(fr.encode(fr.DATA, self.id, view[offset : offset + size]))
+            # header and payload go to the carrier apart: the payload is never copied here
+            await self._link._send_data(fr.HEADER.pack(fr.DATA, self.id),
+                                        view[offset : offset + size])  # fmt: skip
             offset += size
 
     async def end(self) -> None:
@@ -310,10 +312,10 @@ class Link:
         if self._streams.get(stream.id) is stream:
             del self._streams[stream.id]
 
-    async def _send(self, frame: bytes) -> None:
+    async def _send(self, *frame: bytes | memoryview) -> None:
         self._check()
         try:
-            await self._carrier.send(frame)
+            await self._carrier.send(*frame)
         except LinkError as exc:
             self._stop(exc)
             raise
@@ -350,7 +352,7 @@ class Link:
         if not self._busy:
             self._flush.set()
 
-    async def _send_data(self, frame: bytes) -> None:
+    async def _send_data(self, header: bytes, payload: memoryview) -> None:
         if self._busy:
             self._turns.append(turn := asyncio.get_running_loop().create_future())
             try:
@@ -362,7 +364,7 @@ class Link:
         self._busy = True
         try:
             await self._drain()
-            await self._send(frame)
+            await self._send(header, payload)
         finally:
             self._release()
 
@@ -485,7 +487,7 @@ async def splice(
     """Bytes both ways until both directions ended; a reset or an error ends both."""
 
     async def outbound() -> None:
-        while data := await reader.read(fr.MAX_DATA):
+        while data := await reader.read(4 * fr.MAX_DATA):  # all there is: write() cuts frames
             await stream.write(data)
         await stream.end()
 

@@ -38,6 +38,10 @@ MAX_MESSAGE = 1 << 20
 """The largest message accepted: a link frame is at most 256 KiB and a header."""
 HIGH_WATER = 4 << 20
 """Received bytes not yet taken by `recv()` above which the socket stops reading."""
+CAPACITY = 4 << 20
+"""The receive buffer: the kernel reads into it (a buffered protocol) and frames are cut
+out of it; a partial frame moves to its start when less than READ_ROOM is left."""
+READ_ROOM = 256 << 10
 MAX_HEAD = 64 << 10
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 _SHORT, _MEDIUM, _LONG = struct.Struct("!BB"), struct.Struct("!BBH"), struct.Struct("!BBQ")
@@ -66,13 +70,14 @@ def _head(opcode: int, length: int, masked: bool) -> bytes:
     return _LONG.pack(first, mask_bit | 127, length)
 
 
-class FrameSocket(asyncio.Protocol):
+class FrameSocket(asyncio.BufferedProtocol):
     """One WebSocket connection once its handshake is done: a link's carrier."""
 
     def __init__(self, *, client: bool) -> None:
         self._client = client  # a client masks what it sends; a server requires masks
         self._transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
+        self._buffer = bytearray(CAPACITY)  # never resized: the transport may hold a view
+        self._start = self._stop = 0  # the bytes received and not parsed yet
         self._parts: list[bytes] = []  # a fragmented message being reassembled
         self._opcode = 0
         self._messages: deque[tuple[int, bytes]] = deque()
@@ -93,10 +98,33 @@ class FrameSocket(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if CAPACITY - self._stop < READ_ROOM:
+            size = self._stop - self._start  # at most a frame: moved once per few MiB
+            self._buffer[:size] = self._buffer[self._start : self._stop]
+            self._start, self._stop = 0, size
+        return memoryview(self._buffer)[self._stop :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._stop += nbytes
+        self._received()
+
     def data_received(self, data: bytes) -> None:
+        """(For a transport that hands over bytes instead of reading into the buffer.)"""
+        view = memoryview(data)
+        while view:
+            room = self.get_buffer(len(view))
+            size = min(len(room), len(view))
+            room[:size] = view[:size]
+            room.release()
+            view = view[size:]
+            self._stop += size
+            self._received()
+
+    def _received(self) -> None:
         if self._broken:  # (after a clean end frames are still parsed: the peer's close)
+            self._start = self._stop = 0
             return
-        self._buffer += data
         if self._answer is not None:
             self._answered()
             if self._answer is not None:
@@ -129,9 +157,10 @@ class FrameSocket(asyncio.Protocol):
 
     # -- Carrier ------------------------------------------------------------------------
 
-    async def send(self, data: bytes) -> None:
-        """One binary message; waits while the connection's write buffer is full."""
-        self._write(BINARY, data)
+    async def send(self, *parts: bytes | memoryview) -> None:
+        """One binary message of `parts`; waits while the connection's write buffer is
+        full."""
+        self._write(BINARY, *parts)
         if self._writable is not None:
             await asyncio.shield(self._writable)
             self._raise()
@@ -177,51 +206,57 @@ class FrameSocket(asyncio.Protocol):
 
     def _answered(self) -> None:
         """The client's handshake: resolve `_answer` once the server's answer is whole."""
-        answer, buffer = self._answer, self._buffer
+        answer, buffer, start = self._answer, self._buffer, self._start
         assert answer is not None
-        end = buffer.find(b"\r\n\r\n")
+        end = buffer.find(b"\r\n\r\n", start, self._stop)
         if end < 0:
-            if len(buffer) > MAX_HEAD:
+            if self._stop - start > MAX_HEAD:
                 self._answer = None
                 answer.set_exception(LinkError(f"the answer's head is over {MAX_HEAD} bytes"))
             return
         try:
-            status, fields = _parse_head(bytes(buffer[:end]))
+            status, fields = _parse_head(bytes(buffer[start:end]))
         except LinkError as exc:
             self._answer = None
             answer.set_exception(exc)
             return
         declared = fields.get("content-length", "0")
         length = min(int(declared), MAX_HEAD) if declared.isdigit() else 0
-        if status != 101 and len(buffer) < end + 4 + length:
+        if status != 101 and self._stop < end + 4 + length:
             return  # a refusal: its body (the error) is still on its way
         self._answer = None
         if status == 101:
-            del buffer[: end + 4]  # what follows is frames
+            self._start = end + 4  # what follows is frames
             answer.set_result((status, fields, b""))
         else:
             answer.set_result((status, fields, bytes(buffer[end + 4 : end + 4 + length])))
-            buffer.clear()
+            self._start = self._stop = 0
             self._broken = True
             self._error = LinkError(f"the server refused the upgrade (HTTP {status})")
 
     # -- the frames ---------------------------------------------------------------------
 
-    def _write(self, opcode: int, payload: bytes | memoryview) -> None:
+    def _write(self, opcode: int, *parts: bytes | memoryview) -> None:
         self._raise()
         transport = self._transport
         assert transport is not None
-        head = _head(opcode, len(payload), self._client)
-        if self._client:
-            mask = os.urandom(4)
-            transport.writelines([head, mask, apply_mask(payload, mask)])
-        elif len(payload) < 1024:
-            transport.write(head + payload)
+        size = sum(map(len, parts))
+        head = _head(opcode, size, self._client)
+        if self._client:  # each part masked where it falls in the message: no join
+            mask, offset, out = os.urandom(4), 0, [head]
+            out.append(mask)
+            for part in parts:
+                turn = offset % 4
+                out.append(apply_mask(part, mask[turn:] + mask[:turn] if turn else mask))
+                offset += len(part)
+            transport.writelines(out)
+        elif size < 1024:
+            transport.write(b"".join((head, *parts)))
         else:
-            transport.writelines([head, payload])
+            transport.writelines([head, *parts])
 
     def _parse(self) -> None:
-        buffer, pos, size = self._buffer, 0, len(self._buffer)
+        buffer, pos, size = self._buffer, self._start, self._stop
         view = memoryview(buffer)
         try:
             while size - pos >= 2:
@@ -250,12 +285,12 @@ class FrameSocket(asyncio.Protocol):
                     payload = apply_mask(view[start + 4 : end], bytes(view[start : start + 4]))
                 else:
                     payload = bytes(view[start:end])
+                self._start = pos = end
                 self._frame(first, payload)
-                pos = end
         finally:
             view.release()
-        if pos:
-            del buffer[:pos]
+        if self._start == self._stop:
+            self._start = self._stop = 0  # nothing pending: the next read starts at 0
 
     def _frame(self, first: int, payload: bytes) -> None:
         if first & 0x70:
@@ -319,7 +354,7 @@ class FrameSocket(asyncio.Protocol):
 
     def _fail(self, error: LinkError, code: int) -> None:
         self._broken = True
-        self._buffer.clear()
+        self._start = self._stop = 0
         self._send_close(code, str(error)[:120])
         self._end(error)
         if self._transport is not None:
@@ -419,6 +454,7 @@ def accept(transport: Any, headers: list[tuple[bytes, bytes]], rest: bytes) -> F
     """The server's side: answer 101 to a valid upgrade request (check it first with
     `handshake_error`) and speak WebSocket on `transport` from now on."""
     key = dict((name.lower(), value) for name, value in headers)[b"sec-websocket-key"]
+    transport.pause_reading()  # resumed below: reading restarts as the new protocol's
     transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
                     + accept_key(key).encode() + b"\r\n\r\n")  # fmt: skip
