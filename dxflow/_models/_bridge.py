@@ -101,6 +101,8 @@ class BridgeHello(Request):
     engine_id: str = Field(default="", max_length=128)
     allow: list[str] = Field(default_factory=list, max_length=16)
     version: str = Field(default="", max_length=64)
+    protocol: int = Field(default=1, ge=1, le=1 << 16)
+    """The link's wire version (`_bridges._frames.PROTOCOL`): master and agent must agree."""
     nonce: str = Field(min_length=16, max_length=128)
     facts: dict[str, str | int | float | None] = Field(default_factory=dict, max_length=32)
 

@@ -147,3 +147,20 @@ def test_a_malformed_hello_is_refused_cleanly(master: BridgedMaster, core: Engin
             ws.send(payload)
             answer = json.loads(ws.recv(timeout=10))
         assert message in answer["message"], answer
+
+
+def test_an_agent_of_another_link_protocol_is_refused_with_both_versions(
+    master: BridgedMaster, core: EngineCore
+) -> None:
+    with dxflow.Engine(master.url, key=core.config.home.master_key) as node:
+        token = node.token().token
+    uri = master.url.replace("http", "ws", 1) + "/api/fleet/link"
+    hello = {"name": BRIDGED_AGENT, "nonce": "n" * 24, "protocol": 2, "version": "9.0"}
+    with websockets.sync.client.connect(
+        uri, additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
+        ws.send(json.dumps(hello).encode())
+        answer = json.loads(ws.recv(timeout=10))
+    assert answer["code"] == "invalid_request", answer
+    assert "link protocol 2 (dxflow 9.0), this master 1" in answer["message"]
+    assert "run the same dxflow version on both" in answer["message"]

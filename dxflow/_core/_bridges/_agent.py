@@ -34,7 +34,7 @@ from ..._permissions import Permission
 from ..._version import __version__
 from .._context import Identity
 from .._key_registry import KeyRegistry
-from ._frames import MAX_DATA
+from ._frames import MAX_DATA, PROTOCOL
 from ._handshake import Signer, tls_context
 from ._link import Link, LinkError, Stream, splice
 from ._names import (
@@ -238,6 +238,11 @@ class BridgeAgent:
             answer = json.loads(raw)
             if answer.get("type") == "error":
                 raise PermissionDenied(f"the master refused the link: {answer.get('message')}")
+            if answer.get("protocol", 1) != PROTOCOL:
+                raise LinkError(
+                    f"the master speaks link protocol {answer.get('protocol')},"
+                    f" this agent {PROTOCOL}: run the same dxflow version on both"
+                )
             fingerprint = settings.check_master(
                 answer["public_key"], answer["name"], nonce, answer["signature"]
             )
@@ -255,7 +260,8 @@ class BridgeAgent:
 
     def _hello(self, settings: AgentSettings, nonce: str) -> dict[str, Any]:
         return {"name": settings.name, "engine_id": self.engine_id, "allow": settings.allow,
-                "version": __version__, "nonce": nonce, "facts": host_facts()}  # fmt: skip
+                "version": __version__, "protocol": PROTOCOL, "nonce": nonce,
+                "facts": host_facts()}  # fmt: skip
 
     async def _on_open(self, stream: Stream, target: dict[str, Any]) -> None:
         """A stream the master opened: to this engine's API, or (PROXY) a local port."""

@@ -34,6 +34,9 @@ NAMES = ("HELLO", "OPEN", "ACCEPT", "DATA", "END", "RESET", "CREDIT", "PING", "P
 LINK_TYPES = frozenset({HELLO, PING, PONG})
 """Types that belong to the link (stream 0) rather than to one stream."""
 
+PROTOCOL = 1
+"""The wire version: a master and an agent speaking different ones refuse to link."""
+
 MAX_DATA = 1 << 18
 """The largest DATA payload: a control frame never waits behind more than this."""
 

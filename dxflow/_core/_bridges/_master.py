@@ -54,6 +54,7 @@ from ..._models import (
 from ..._models._bridge import Status
 from ..._permissions import Permission
 from ..._server_runtime import read_runtime
+from ..._version import __version__
 from .._audit import AuditLog
 from .._auth import RateLimiter
 from .._context import Context, Identity
@@ -61,6 +62,7 @@ from .._handlers import handles
 from .._key_registry import KeyChange, KeyRegistry
 from .._state import State
 from ._forward import Forwarder, stream_socket
+from ._frames import PROTOCOL
 from ._join import JoinTokens
 from ._link import Carrier, Link, LinkError, Stream, StreamReset
 from ._names import IDENTITY_PREFIX, link_message
@@ -251,9 +253,16 @@ class BridgeMaster:
     def link(self, ctx: Context, request: BridgeHello) -> LinkAdmission:
         """Admit an agent's link: the master's answer proves the identity it pinned."""
         name = self.name_for(ctx, request)
+        if request.protocol != PROTOCOL:
+            raise InvalidRequest(
+                f"agent {name!r} speaks link protocol {request.protocol} (dxflow"
+                f" {request.version or 'unknown'}), this master {PROTOCOL} (dxflow"
+                f" {__version__}): run the same dxflow version on both",
+                field="protocol",
+            )
         answer = {"name": name, "engine_id": self.engine_id, "public_key": self.key.public.pem,
                   "signature": self.key.sign_b64(link_message(name, request.nonce).decode()),
-                  "interval": self._config.bridge_interval}  # fmt: skip
+                  "interval": self._config.bridge_interval, "protocol": PROTOCOL}  # fmt: skip
         return LinkAdmission(name, request, answer)
 
     async def serve(
