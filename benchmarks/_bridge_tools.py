@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -217,3 +217,32 @@ def echoes(channel: Any, n: int, timed_out: type[BaseException]) -> list[float]:
             channel.send(b"\x15")
             drain(channel, 0.05, timed_out)
     return out
+
+
+@contextlib.contextmanager
+def two_relays(url: str) -> Iterator[str]:
+    """`url` (http://HOST:PORT) behind two bare Python TCP relays in a row (`_relay.py`,
+    each a process of its own): the URL of the first. The limit of any relay through a
+    master and an agent in Python: two more processes and hops, no framing."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    relays: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(2):
+            relay = subprocess.Popen(
+                [PYTHON, str(REPO / "benchmarks" / "_relay.py"), host, port],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(),
+            )  # fmt: skip
+            relays.append(relay)
+            assert relay.stdout is not None
+            host, port = "127.0.0.1", relay.stdout.readline().strip()
+            if not port.isdigit():
+                raise RuntimeError(f"the relay did not start (it printed {port!r})")
+        yield f"http://{host}:{port}"
+    finally:
+        for relay in relays:
+            with contextlib.suppress(Exception):
+                assert relay.stdin is not None
+                relay.stdin.close()
+                relay.wait(10)
+            if relay.poll() is None:
+                relay.kill()

@@ -31,7 +31,7 @@ The measured agents have `keep_alive_timeout = 120` (see AGENT_CONFIG); a bridge
 after 6 s without one, to an agent with the default (5 s), is checked as a note, never a
 failure.
 
-    python benchmarks/bridges.py [--quick] [--json] [-n SAMPLES] [--agents N]
+    python benchmarks/bridges.py [--quick] [--json] [-n SAMPLES] [--agents N] [--parts A,B]
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from _bridge_tools import (
     pct,
     runtime,
     timings,
+    two_relays,
     vm_rss,
     wait_for,
     warm,
@@ -80,6 +81,7 @@ LOST_OVER_GRACE_S = 1.0
 GRACE = 3.0
 BATCH = 8  # agents booted at once
 REUSED = "bridged, engines reused"
+RELAYS = "two bare relays"
 FLEET_CONFIG = "auth_rate_limit = 1000000\n"
 # An agent's server closes an idle connection after keep_alive_timeout (5 s by default);
 # the master's forwarder keeps it pooled for 30 s and reuses it: the call fails (see the
@@ -216,7 +218,15 @@ class Bench(Report):
         (self.tmp / "a1" / "storage" / "bench").mkdir(parents=True, exist_ok=True)
         write_blob(self.tmp / "a1" / "storage" / "bench" / "big.bin", self.big, seed=7)
         local = self.tmp / "download.bin"
-        paths = {"direct": self.direct, "bridged": self.bridged}
+        agent_url, master_url = runtime(self.tmp / "a1")["url"], runtime(self.tmp / "master")["url"]
+        with two_relays(agent_url) as relayed_url:
+            relayed = self.engine(relayed_url, self.tmp / "a1" / "keys" / "master.pem")
+            self._download(local, agent_url, master_url, relayed_url, relayed)
+
+    def _download(self, local: Path, agent_url: str, master_url: str, relayed_url: str,
+                  relayed: dxflow.Engine) -> None:  # fmt: skip
+        assert self.direct is not None and self.bridged is not None
+        paths = {"direct": self.direct, "bridged": self.bridged, RELAYS: relayed}
         seconds: dict[str, list[float]] = {p: [] for p in paths}
         busy: list[float] = []
         growth = 0.0
@@ -231,17 +241,18 @@ class Bench(Report):
             local.unlink()
             return took
 
-        agent_url, master_url = runtime(self.tmp / "a1")["url"], runtime(self.tmp / "master")["url"]
+        token = self.direct.token().token
         streams = {  # the same bytes with a raw streaming GET into nothing: the relay alone
-            "direct": (f"{agent_url}/api/objects/content", self.direct.token().token),
+            "direct": (f"{agent_url}/api/objects/content", token),
             "bridged": (f"{master_url}/api/bridges/a1/api/objects/content",
                         self.master.token().token),
+            RELAYS: (f"{relayed_url}/api/objects/content", token),
         }  # fmt: skip
         raw: dict[str, list[float]] = {p: [] for p in paths}
         agent_busy: list[float] = []
-        get(self.direct)  # warm-up: the page cache
-        self.stale += warm(lambda: self.bridged.ping(), 1, dxflow.EngineUnavailable)  # type: ignore[union-attr]
-        get(self.bridged)
+        for engine in paths.values():  # warm-up: the page cache, the connections
+            self.stale += warm(engine.ping, 1, dxflow.EngineUnavailable)
+            get(engine)
         for i in range(self.rounds):
             for path in list(paths)[:: 1 if i % 2 == 0 else -1]:
                 if path == "bridged":
@@ -263,16 +274,22 @@ class Bench(Report):
         )
         figures["agent_cpu"] = median(agent_busy)
         ratio = figures["bridged"]["mb_s"] / figures["direct"]["mb_s"]
+        limit = figures[RELAYS]["mb_s"] / figures["direct"]["mb_s"]
         figures.update(ratio_bridged_over_direct=ratio, master_cpu=median(busy),
-                       master_rss_growth_mib=growth)  # fmt: skip
-        rows = [[p, f"{figures[p]['mb_s']:,.0f}", f"{figures[p]['raw_mb_s']:,.0f}"] for p in paths]
-        print_table(rows, ["path", "objects.get MB/s", "raw GET MB/s"], self.out)
+                       master_rss_growth_mib=growth, ratio_relays_over_direct=limit)  # fmt: skip
+        direct_mb_s = figures["direct"]["mb_s"]
+        rows = [[p, f"{figures[p]['mb_s']:,.0f}", f"{figures[p]['mb_s'] / direct_mb_s:.2f}x",
+                 f"{figures[p]['raw_mb_s']:,.0f}"] for p in paths]  # fmt: skip
+        print_table(rows, ["path", "objects.get MB/s", "of direct", "raw GET MB/s"], self.out)
         cpu = f"master CPU {median(busy):.0%} of a core, agent CPU {median(agent_busy):.0%}"
         self.say(f"  while relaying (objects.get): {cpu}; master RSS growth {growth:.1f} MiB")
-        self.say(f"  raw GET bridged/direct: {figures['ratio_raw_bridged_over_direct']:.2f}x")
+        self.say(f"  raw GET bridged/direct: {figures['ratio_raw_bridged_over_direct']:.2f}x;"
+                 f" the limit of two Python hops ({RELAYS}): {limit:.2f}x of direct")  # fmt: skip
         met = self.target("download bridged/direct", ratio, DOWNLOAD_RATIO, "x", True)
         self.row(f"download {self.big // MIB} MiB", f"{figures['bridged']['mb_s']:,.0f} MB/s",
                  f"direct {figures['direct']['mb_s']:,.0f} MB/s", f"{ratio:.2f}x", met)  # fmt: skip
+        self.row("  two bare Python relays", f"{figures[RELAYS]['mb_s']:,.0f} MB/s",
+                 f"direct {direct_mb_s:,.0f} MB/s", f"{limit:.2f}x", "(limit)")  # fmt: skip
         self.result.figures["download"] = figures
 
     # -- 3. echo --------------------------------------------------------------------------
@@ -490,11 +507,11 @@ class Bench(Report):
         load = os.getloadavg()
         try:
             self.start()
-            self.section("calls", self.calls)
-            self.section("download", self.download)
-            self.section("echo", self.echo)
-            self.section("fleet", self.fleet)
-            self.section("lost", self.lost)
+            parts = {"calls": self.calls, "download": self.download, "echo": self.echo,
+                     "fleet": self.fleet, "lost": self.lost}  # fmt: skip
+            wanted = self.args.parts.split(",") if self.args.parts else list(parts)
+            for name in wanted:
+                self.section(name, parts[name])
         except Exception as exc:
             self.fail("set-up", exc)
         finally:
@@ -546,6 +563,8 @@ class Bench(Report):
 def main() -> int:
     def extra(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--agents", type=int, default=None, help="agents of the fleet map")
+        parser.add_argument("--parts", choices=None, default=None,
+                            help="only these parts, e.g. download,echo (default: all)")  # fmt: skip
 
     args = parse_args(__doc__ or "", extra=extra)
     return Bench(args, human_stream(args)).run()
