@@ -23,12 +23,18 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from dxflow._core._bridges._carriers import LinkError
-from dxflow._core._bridges._socket import FrameSocket, accept_key, dial, handshake_error
+from dxflow._core._bridges._socket import (
+    FIRST_CAPACITY,
+    FrameSocket,
+    accept_key,
+    dial,
+    handshake_error,
+)
 
 from ._upgrade import upgrade_server
 
 pytestmark = pytest.mark.anyio
-SIZES = [0, 1, 125, 126, 65535, 65536, (256 << 10) + 5]
+SIZES = [0, 1, 125, 126, 65535, 65536, (256 << 10) + 5, 1 << 20]
 
 
 @pytest.fixture
@@ -158,6 +164,23 @@ async def test_server_with_a_websockets_client_fragments_text_and_close() -> Non
                     await server.recv()
                 assert ended.value.clean
             assert client.close_code == 1000
+
+
+async def test_an_idle_link_keeps_a_small_buffer_and_bulk_grows_it() -> None:
+    # a master holds one socket per agent: calls and heartbeats must not cost a frame's room
+    with anyio.fail_after(20):
+        async with own_server() as (url, sockets):
+            client = await connect(url, compression=None, max_size=None)
+            server = await sockets.get()
+            for _ in range(50):
+                await client.send(os.urandom(300))
+                await server.recv()
+            assert len(server._buffer) == FIRST_CAPACITY
+            big = os.urandom(1 << 20)
+            await client.send(big)
+            assert await server.recv() == big
+            assert len(server._buffer) > 1 << 20
+            await client.close()
 
 
 async def test_server_closes_with_its_code_and_reason() -> None:

@@ -38,10 +38,14 @@ MAX_MESSAGE = 1 << 20
 """The largest message accepted: a link frame is at most 256 KiB and a header."""
 HIGH_WATER = 4 << 20
 """Received bytes not yet taken by `recv()` above which the socket stops reading."""
-CAPACITY = 4 << 20
-"""The receive buffer: the kernel reads into it (a buffered protocol) and frames are cut
-out of it; a partial frame moves to its start when less than READ_ROOM is left."""
+FIRST_CAPACITY = 64 << 10
+"""The receive buffer at first: the kernel reads into it (a buffered protocol) and frames
+are cut out of it. A link that only carries calls and heartbeats keeps this much (a
+master holds one per agent); one that carries bulk grows it to hold a whole frame and
+READ_ROOM more, so that each read can take what the kernel has."""
 READ_ROOM = 256 << 10
+MIN_ROOM = 16 << 10
+"""Less free room than this at the buffer's end: the pending bytes move to its start."""
 MAX_HEAD = 64 << 10
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 _SHORT, _MEDIUM, _LONG = struct.Struct("!BB"), struct.Struct("!BBH"), struct.Struct("!BBQ")
@@ -76,8 +80,11 @@ class FrameSocket(asyncio.BufferedProtocol):
     def __init__(self, *, client: bool) -> None:
         self._client = client  # a client masks what it sends; a server requires masks
         self._transport: asyncio.Transport | None = None
-        self._buffer = bytearray(CAPACITY)  # never resized: the transport may hold a view
+        # Never resized in place (the transport may hold a view of it): replaced by a
+        # bigger one when a frame needs more room.
+        self._buffer = bytearray(FIRST_CAPACITY)
         self._start = self._stop = 0  # the bytes received and not parsed yet
+        self._wanted = 0  # the size of the frame being received, once its header came
         self._parts: list[bytes] = []  # a fragmented message being reassembled
         self._opcode = 0
         self._messages: deque[tuple[int, bytes]] = deque()
@@ -99,10 +106,14 @@ class FrameSocket(asyncio.BufferedProtocol):
         self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if CAPACITY - self._stop < READ_ROOM:
-            size = self._stop - self._start  # at most a frame: moved once per few MiB
-            self._buffer[:size] = self._buffer[self._start : self._stop]
-            self._start, self._stop = 0, size
+        buffer, start, stop = self._buffer, self._start, self._stop
+        size = len(buffer)
+        if self._wanted > size // 2:  # a big frame: room for it, and for a read after it
+            size = max(size, self._wanted + READ_ROOM)
+        if size != len(buffer) or (start and len(buffer) - stop < MIN_ROOM):
+            moved = bytearray(size) if size != len(buffer) else buffer
+            moved[: stop - start] = buffer[start:stop]  # at most a frame
+            self._buffer, self._start, self._stop = moved, 0, stop - start
         return memoryview(self._buffer)[self._stop :]
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -209,6 +220,7 @@ class FrameSocket(asyncio.BufferedProtocol):
         answer, buffer, start = self._answer, self._buffer, self._start
         assert answer is not None
         end = buffer.find(b"\r\n\r\n", start, self._stop)
+        self._wanted = MAX_HEAD + 4  # room for a whole head (and a refusal's body)
         if end < 0:
             if self._stop - start > MAX_HEAD:
                 self._answer = None
@@ -225,6 +237,7 @@ class FrameSocket(asyncio.BufferedProtocol):
         if status != 101 and self._stop < end + 4 + length:
             return  # a refusal: its body (the error) is still on its way
         self._answer = None
+        self._wanted = 0
         if status == 101:
             self._start = end + 4  # what follows is frames
             answer.set_result((status, fields, b""))
@@ -280,6 +293,7 @@ class FrameSocket(asyncio.BufferedProtocol):
                     raise _Violation(f"a message of {length} bytes, over {MAX_MESSAGE}", 1009)
                 end = start + (4 if masked else 0) + length
                 if end > size:
+                    self._wanted = end - pos
                     break
                 if masked:
                     payload = apply_mask(view[start + 4 : end], bytes(view[start : start + 4]))
@@ -290,7 +304,7 @@ class FrameSocket(asyncio.BufferedProtocol):
         finally:
             view.release()
         if self._start == self._stop:
-            self._start = self._stop = 0  # nothing pending: the next read starts at 0
+            self._start = self._stop = self._wanted = 0  # the next read starts at 0
 
     def _frame(self, first: int, payload: bytes) -> None:
         if first & 0x70:
