@@ -15,6 +15,7 @@ import pytest
 from dxflow import Engine
 from dxflow._core import EngineCore
 from dxflow._keypairs import load_private_key
+from dxflow._models import AuditQuery
 from dxflow._transports import _resumable as sdk_objects
 from dxflow._transports._base import FileSlice
 from dxflow._transports._http import HttpTransport
@@ -210,13 +211,20 @@ def test_an_interrupted_plain_upload_leaves_nothing(http: httpx.Client, core: En
 
     with dying_client(http) as dying, pytest.raises(ConnectionAbortedError):
         dying.put("/api/objects/content", params={"path": "plain/p.bin"}, content=breaks())
-    # The server notices the disconnect a moment later: usually 0.1 s, but one run in
-    # about fifteen takes ~4.5 s on a quiet machine (not yet explained), so a busy CI
-    # gets 30 s. The assertion is the cleanup, not its speed.
+
+    def refused() -> bool:  # the write's end, audited once its temp file was discarded
+        query = AuditQuery(operation="objects.write")
+        records = core.audit.list(core.local_context(), query).records
+        return any(r.target == "plain/p.bin" for r in records)
+
+    # The server may not even have begun the request when the client is gone (its temp
+    # file would appear after a look at an empty folder): wait for the write's end, up to
+    # 30 s on a busy CI. The assertion is the cleanup, not its speed.
     for _ in range(1500):
-        if not os.listdir(core.objects.storage.private / "tmp"):
+        if refused():
             break
         time.sleep(0.02)
+    assert refused(), "the server never ended the interrupted write"
     assert os.listdir(core.objects.storage.private / "tmp") == []
     assert not (core.objects.storage.root / "plain/p.bin").exists()
     reply = http.put("/api/objects/content", params={"path": "plain/c.bin",
