@@ -324,6 +324,7 @@ def test_a_one_way_partition_is_the_same_as_a_silent_one(cluster: ClusterFactory
 
 
 SLOW_CLOCKS = "bridge_interval = 2.5\nbridge_grace = 20\nbridge_wait = 10\n"
+LOSS_CLOCKS = "bridge_interval = 5\nbridge_grace = 30\nbridge_wait = 10\n"  # the defaults
 """Half the production clocks, for the faults whose own times are absolute (a latency
 spike, TCP's retransmission timeouts): they must be compared with real intervals."""
 
@@ -335,14 +336,16 @@ def test_packet_loss_is_not_a_lost_agent(cluster: ClusterFactory) -> None:
     `connected_since`).
 
     TCP's retransmission timeout is absolute (200 ms, doubling on each loss of the same
-    segment), so this test uses `SLOW_CLOCKS`, not the 0.5 s interval of the partition
-    tests: at 0.5 s, three losses in a row of one segment (0.2 + 0.4 + 0.8 s, then 1.6 s
-    more) outlast the link's 3-interval silence limit (1.5 s); measured: the link was
-    closed and re-dialled within a 10 s run, and a call in flight failed with
-    EngineUnavailable "the link to the agent 'a1' broke". `lost` did not come (the
-    re-dial is well within the grace). At 2.5 s a link closes only after six losses in
-    a row of one segment (12.6 s of backoff against 7.5 s)."""
-    cl = cluster(config=SLOW_CLOCKS)
+    segment), so this test uses the default clocks (`LOSS_CLOCKS`: a 5 s interval), not
+    the 0.5 s interval of the partition tests: at 0.5 s, three losses in a row of one
+    segment (0.2 + 0.4 + 0.8 s, then 1.6 s more) outlast the link's 3-interval silence
+    limit (1.5 s); measured: the link was closed and re-dialled within a 10 s run, and a
+    call in flight failed with EngineUnavailable "the link to the agent 'a1' broke".
+    `lost` did not come (the re-dial is well within the grace). At 2.5 s the silence
+    limit (7.5 s) was still reached now and then (a CI run: five losses in a row of one
+    segment take 6.2 s, and the last frame may have come up to an interval before);
+    at 5 s it takes six or seven in a row (12.6 or 25.4 s of backoff, against 15 s)."""
+    cl = cluster(config=LOSS_CLOCKS)
     a1 = cl.fabric["a1"]
     remote = cl.remote("a1")
     shell = remote.shells.create("lossy")
