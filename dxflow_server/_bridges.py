@@ -29,7 +29,7 @@ from dxflow._core._bridges._link import LinkError
 from dxflow._core._bridges._socket import FrameSocket, accept, handshake_error
 from dxflow._exceptions import ApiError, EngineUnavailable, InvalidRequest
 from dxflow._operations import bridges as ops
-from dxflow._wire import close_code, error_frame, error_from_reply
+from dxflow._wire import close_code, envelope_bytes, error_frame, error_from_reply
 
 from ._auth import context_for
 from ._channels import _refuse
@@ -112,8 +112,7 @@ def _take_link(core: EngineCore, scope: Scope, proto: Any, rest: bytes,
     the agent's link on it."""
     problem = handshake_error(scope["headers"])
     if problem is not None:
-        body = json.dumps({"error": {"code": "invalid_request", "message":
-                                     f"the link is a WebSocket: {problem}"}}).encode()  # fmt: skip
+        body = envelope_bytes(InvalidRequest(f"the link is a WebSocket: {problem}"))
         proto.answer_and_close(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"
                                b"\r\nconnection: close\r\ncontent-length: %d\r\n\r\n"
                                % len(body), body)  # fmt: skip

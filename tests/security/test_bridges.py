@@ -164,3 +164,13 @@ def test_an_agent_of_another_link_protocol_is_refused_with_both_versions(
     assert answer["code"] == "invalid_request", answer
     assert "link protocol 2 (dxflow 9.0), this master 1" in answer["message"]
     assert "run the same dxflow version on both" in answer["message"]
+
+
+def test_a_link_request_that_is_no_websocket_is_a_400_naming_what_is_missing(
+    master: BridgedMaster,
+) -> None:
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
+    reply = httpx.get(master.url + "/api/fleet/link", headers=headers, timeout=10)
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "invalid_request"
+    assert "Sec-WebSocket-Key" in reply.json()["error"]["message"]
