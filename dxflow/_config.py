@@ -283,6 +283,8 @@ def load_config(
             raise ConfigError(f"unknown setting {key!r}")
         if value is not None:
             values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+    if not 0 <= values.get("port", DEFAULT_PORT) <= 65535:
+        raise ConfigError(f"port must be 0-65535 (0 picks a free one), got {values['port']}")
     config = Config(home=home, profile=profile, **values)
     if config.workflow_policy not in WORKFLOW_POLICIES:
         raise ConfigError(

@@ -159,7 +159,7 @@ def _serve(config: Config) -> None:
 @click.option("--home", envvar="DXFLOW_HOME", help="Engine home (default ~/.dxflow).")
 @click.option("--profile", envvar="DXFLOW_PROFILE", help="Configuration profile.")
 @click.option("--host", help="TCP address to listen on [127.0.0.1].")
-@click.option("--port", type=int, help="TCP port [7419]; 0 picks a free one.")
+@click.option("--port", type=click.IntRange(0, 65535), help="TCP port [7419]; 0 picks a free one.")
 @click.option("--tls/--no-tls", default=None, help="Serve https (self-signed unless --cert).")
 @click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate (PEM).")
 @click.option("--cert-key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")

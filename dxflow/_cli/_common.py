@@ -124,6 +124,39 @@ def check_since(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+# A request field the engine refused -> the option of the running command that set it,
+# where the names differ (a project command sends its -p as the workflow's `name`).
+_FIELD_PARAMS = {"name": "project"}
+# pydantic's wording -> a person's: "Input should be greater than or equal to 60"
+_PYDANTIC = ((re.compile(r"^(Input|Value|String) should be "), "must be "),
+             (re.compile(r"^String should match pattern '\^\[a-z0-9\]\[a-z0-9_-\]\*\$'$"),
+              "must be lowercase letters, digits, '-' and '_', starting with a letter or digit"),
+             (re.compile(r"^String should "), "must "))  # fmt: skip
+
+
+def _in_flags(message: str, errors: list[Any]) -> str:
+    """`invalid request: lifetime: Input should be ...` as `--lifetime 0: must be ...`
+    when the refused field is an option of the command being run (else unchanged)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return message
+    params = {param.name: param for param in ctx.command.params}
+    parts = []
+    for error in errors:
+        field, text = str(error.get("field", "")), str(error.get("message", ""))
+        param = params.get(field) or params.get(_FIELD_PARAMS.get(field, ""))
+        if param is None or param.name is None:
+            return message  # a field the user did not type: the engine's words stand
+        for pattern, replacement in _PYDANTIC:
+            text = pattern.sub(replacement, text)
+        flag = max(param.opts, key=len) if isinstance(param, click.Option) else param.name.upper()
+        value = ctx.params.get(param.name)
+        parts.append(
+            f"{flag} {value}: {text}" if value not in (None, (), "") else f"{flag}: {text}"
+        )
+    return "; ".join(parts) + f" (see `{ctx.command_path} --help`)"
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {_strip_error(message)}", err=True)
     sys.exit(code)
@@ -143,6 +176,8 @@ def cli_message(exc: DxflowError, home: str | None = None) -> str:
     option = details.get("option")
     if isinstance(option, str) and option in _FLAGS:
         message = f"{_SDK_HINT.sub('', message)} ({_FLAGS[option]})"
+    if isinstance(details.get("errors"), list):
+        message = _in_flags(message, details["errors"])
     if details.get("reason") == "unreachable":
         message += (
             "; is the engine running there (`dxflow boot status` on its machine, "

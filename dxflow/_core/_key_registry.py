@@ -230,7 +230,8 @@ class KeyRegistry:
         if request.permissions is not None:
             if ctx.identity is not None and ctx.identity.name == record.identity:
                 raise Conflict(
-                    f"an identity cannot change its own permissions ({record.identity!r})"
+                    f"an identity cannot change its own permissions ({record.identity!r}); "
+                    "sign in with another MASTER key to do it"
                 )
             changes["permissions"] = str(Permission.parse(request.permissions))
         for field in ("run_as", "workflow_policy"):
@@ -276,7 +277,8 @@ class KeyRegistry:
                 (public.fingerprint, record.identity),
             ).fetchone()
             if taken:
-                raise Conflict(f"this public key is registered already as {taken[0]!r}")
+                raise Conflict(f"this public key is registered already as {taken[0]!r}; rotate "
+                               "to a new key pair (dxflow key generate)")  # fmt: skip
             db.execute(
                 "UPDATE keys SET key_type = ?, fingerprint = ?, public_key = ?, rotated_at = ?"
                 " WHERE identity = ?",
@@ -290,4 +292,5 @@ class KeyRegistry:
     def _check_not_self(ctx: Context, record: KeyRecord, verb: str) -> None:
         # A MASTER that unregisters itself locks everyone out of key management.
         if ctx.identity is not None and ctx.identity.name == record.identity:
-            raise Conflict(f"an identity cannot {verb} itself ({record.identity!r})")
+            raise Conflict(f"an identity cannot {verb} itself ({record.identity!r}); sign in "
+                           "with another MASTER key to do it")  # fmt: skip

@@ -154,6 +154,7 @@ def test_tls_verify_failure_names_the_ca_cert_flag(tmp_path: Path) -> None:
         (["key", "register", "x.pub", "--identity", "a", "--permissions", "ROOT"], "ROOT"),
         (["object", "share", "a.txt", "--expires", "1 fortnight"], "--expires"),
         (["ping", "--ca-cert", "/no/such/cert.pem"], "--ca-cert"),
+        (["boot", "up", "--port", "99999"], "0<=x<=65535"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(engine: Booted, args: list[str], needle: str) -> None:
@@ -175,6 +176,29 @@ def test_object_errors_name_cli_flags_not_sdk_arguments(engine: Booted, tmp_path
     assert "pass " not in moved
     full = one_error(cli("object", "rm", "errs", *home), 1, "-r")
     assert "pass recursive" not in full
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "words"),
+    [
+        (["token", "--lifetime", "0"], "--lifetime 0", "must be greater than or equal to 60"),
+        (["audit", "list", "--limit", "-5"], "--limit -5", "must be greater than or equal to 1"),
+        (["ps", "-p", "Bad!Name"], "--project-name Bad!Name", "lowercase letters, digits"),
+        (["object", "share", "a.txt", "--expires", "0s"], "--expires 0s", "must be greater than 0"),
+    ],
+)
+def test_refused_values_name_the_flag_not_the_request_field(
+    engine: Booted, args: list[str], flag: str, words: str
+) -> None:
+    """What the engine's request validation refuses comes back naming the flag typed and
+    its value, in plain words: no `lifetime: Input should be ...`."""
+    line = one_error(cli(*args, "--home", engine.home), 1, flag, words, "--help`")
+    assert "Input should" not in line and "String should" not in line
+
+
+def test_a_port_out_of_range_in_the_environment_is_one_line(tmp_path: Path) -> None:
+    done = cli("boot", "up", "--daemon", "--home", tmp_path / "h", env={"DXFLOW_PORT": "99999"})
+    one_error(done, 1, "port must be 0-65535", "99999")
 
 
 def test_cat_of_a_folder_points_at_get(engine: Booted, tmp_path: Path) -> None:

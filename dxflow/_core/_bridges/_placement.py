@@ -55,7 +55,8 @@ def choose(
     if not fit:
         reasons = "; ".join(f"{name}: {why}" for name, why in refused.items()) or "no agents"
         raise Conflict(
-            f"no agent can take the workflow {request.workflow!r} ({reasons})",
+            f"no agent can take the workflow {request.workflow!r} ({reasons}); relax the "
+            "placement, undrain or add an agent",
             refused=refused,
         )
 

@@ -95,7 +95,8 @@ class ObjectService:
             except FileNotFoundError:
                 return parts
         if stat.S_ISDIR(st.st_mode):
-            raise Conflict(f"{path!r} is a directory", path=path)
+            raise Conflict(f"{path!r} is a folder; write to a path inside it, or remove it first "
+                           "(objects.remove with recursive)", path=path)  # fmt: skip
         if not overwrite:
             raise Conflict(f"{path!r} exists (pass overwrite to replace it)", path=path,
                            option="overwrite")  # fmt: skip
@@ -107,7 +108,8 @@ class ObjectService:
         with self.walker.parent(parts, path, create=True) as (fd, name):
             old = lstat_at(fd, name)
             if old is not None and stat.S_ISDIR(old.st_mode):
-                raise Conflict(f"{path!r} is a directory", path=path)
+                raise Conflict(f"{path!r} is a folder; write to a path inside it, or remove "
+                               "it first (objects.remove with recursive)", path=path)  # fmt: skip
             # rename replaces the name itself: a link planted there is replaced, not followed.
             os.rename(src_name, name, src_dir_fd=src_fd, dst_dir_fd=fd)
             if old is not None and stat.S_ISREG(old.st_mode):
@@ -263,7 +265,8 @@ class ObjectService:
         if stat.S_ISLNK(st.st_mode):
             raise link_refused(path, path)
         if not stat.S_ISDIR(st.st_mode):
-            raise Conflict(f"{path!r} exists and is a file", path=path)
+            raise Conflict(f"{path!r} exists and is a file; pick another folder name or remove "
+                           "the file first", path=path)  # fmt: skip
         return self._info(parts, st)
 
     @handles("objects.remove")
@@ -325,7 +328,8 @@ class ObjectService:
                 os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
             except OSError as exc:  # a folder onto a folder that is not empty
                 raise Conflict(f"cannot move {request.src!r} onto {request.dst!r}: "
-                               f"{exc.strerror}", path=request.dst) from None  # fmt: skip
+                               f"{exc.strerror}; remove it first or move into it", path=request.dst,
+                               ) from None  # fmt: skip
             st = os.stat(dst_name, dir_fd=dst_fd, follow_symlinks=False)
         return self._info(target, st)
 
@@ -401,7 +405,9 @@ class ObjectService:
             raise Conflict(f"{request.dst!r} exists (pass overwrite)", path=request.dst,
                                option="overwrite")  # fmt: skip
         if stat.S_ISDIR(st.st_mode) != source_dir:
-            raise Conflict(f"{request.dst!r} exists and is not the same kind", path=request.dst)
+            raise Conflict(f"{request.dst!r} exists and is not the same kind (a file against a "
+                           "folder); remove it first or pick another destination",
+                           path=request.dst)  # fmt: skip
         return target
 
     # -- archives -------------------------------------------------------------------------

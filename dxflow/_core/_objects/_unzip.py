@@ -173,11 +173,16 @@ def _open_dest(parent_fd: int, name: str | None) -> int | None:
     except FileNotFoundError:
         return None
     if not stat.S_ISDIR(mode):
-        raise Conflict(f"unzip: '{name}' exists and is not a folder", path=name)
+        raise Conflict(f"unzip: '{name}' exists and is not a folder; unzip into another dest "
+                       "or remove it first", path=name)  # fmt: skip
     try:
         return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
     except OSError:  # swapped since: a link or a file now
-        raise Conflict(f"unzip: '{name}' exists and is not a folder", path=name) from None
+        raise Conflict(
+            f"unzip: '{name}' exists and is not a folder; unzip into another dest "
+            "or remove it first",
+            path=name,
+        ) from None
 
 
 def _moved(parent_fd: int, tmp: str, name: str | None) -> bool:
@@ -357,6 +362,8 @@ def _lmode(dest_fd: int, parts: _Parts) -> int | None:
 def _exists(relative: str, why: str) -> Conflict:
     shown = _shown(relative)
     option = "overwrite" if "overwrite" in why else None
+    if option is None:  # a kind mismatch: overwrite would not help
+        why += "; unzip into another dest, or remove it first"
     return Conflict(f"unzip: '{shown}' already exists in the destination {why}", path=shown,
                     **({"option": option} if option else {}))  # fmt: skip
 
@@ -401,8 +408,10 @@ class _Job:
                 try:
                     child = os.open(name, DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:  # replaced by a link or a file behind our back
-                    raise Conflict(f"unzip: '{_shown(name)}' changed while it was extracted: "
-                                   f"{exc.strerror}") from None  # fmt: skip
+                    raise Conflict(
+                        f"unzip: '{_shown(name)}' changed while it was extracted: "
+                        f"{exc.strerror}; something else writes there: unzip again once it is done"
+                    ) from None
                 os.close(fd)
                 fd = child
         except BaseException:

@@ -167,7 +167,8 @@ class UploadService:
                 offset = os.fstat(fd).st_size
                 if request.offset != offset:
                     raise Conflict(
-                        f"upload {row['id']!r} is at offset {offset}, not {request.offset}",
+                        f"upload {row['id']!r} is at offset {offset}, not {request.offset}; resume "
+                        f"from {offset} (a HEAD of the upload says where it is)",
                         offset=offset,
                     )
                 room = None if length is None else length - offset

@@ -238,7 +238,9 @@ class Walker:
         if stat.S_ISDIR(mode):
             return None
         return Conflict(
-            f"{_shown(what)!r} is a file, not a folder (in {_shown(path)!r})", path=_shown(path)
+            f"{_shown(what)!r} is a file, not a folder (in {_shown(path)!r}); pick a path "
+            "whose parents are folders, or remove the file first",
+            path=_shown(path),
         )
 
     @contextlib.contextmanager

@@ -144,7 +144,8 @@ def zip_to_file(root: Path, base: Path, dest: Path, progress: Progress | None = 
     the file content read so far (before compression).
     """
     if dest.is_dir():
-        raise Conflict(f"zip: '{dest.name}' is a folder", path=dest.name)
+        raise Conflict(f"zip: '{dest.name}' is a folder; name the archive's own path "
+                       "(e.g. '{dest.name}.zip')", path=dest.name)  # fmt: skip
     tmp = dest.parent / f".{dest.name}.zip-{secrets.token_hex(6)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -123,7 +123,9 @@ class HolderLink:
     async def require_running(self, name: str) -> None:
         if self.hello.get("state") != "running":
             code = self.hello.get("exit_code")
-            raise Conflict(f"shell {name!r} has exited (exit code {code})", name=name)
+            raise Conflict(f"shell {name!r} has exited (exit code {code}); read what it printed "
+                           "with its output/history, or create it again (replace=True)",
+                           name=name)  # fmt: skip
 
     async def wait_closed(self) -> None:
         with contextlib.suppress(EOFError):

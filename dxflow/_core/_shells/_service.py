@@ -197,7 +197,8 @@ class ShellService:
             try:
                 state = self._owned(ctx, name)
             except NotFound:  # another identity's: never touched, never shown
-                raise Conflict(f"a shell session named {name!r} exists (another key's)",
+                raise Conflict(f"a shell session named {name!r} exists (another key's); pick "
+                               "another name",
                                name=name) from None  # fmt: skip
             if request.exist_ok and not request.replace and state["state"] == "running":
                 return self._info(state)
@@ -369,7 +370,10 @@ class ShellService:
                     f"{request.cmd[:60]!r} did not finish within {request.timeout:g} s in "
                     f"shell {request.name!r} (it goes on running)"
                 ) from None
-        raise Conflict(f"shell {request.name!r} exited before {request.cmd[:60]!r} finished")
+        raise Conflict(
+            f"shell {request.name!r} exited before {request.cmd[:60]!r} finished; its exit "
+            "code is in its info: create it again (replace=True) to go on"
+        )
 
     @handles("shells.attach")
     def attach(
