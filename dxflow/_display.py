@@ -234,7 +234,7 @@ def register(*names: str, **view: Any) -> None:
 
 def _view(value: object) -> View | None:
     if not _VIEWS:
-        from . import _views, _views_bridges, _views_proxies  # noqa: F401 - register the views
+        from . import _views, _views_bridges, _views_handles, _views_proxies  # noqa: F401
 
     for cls in type(value).__mro__:
         found = _VIEWS.get(cls.__name__)

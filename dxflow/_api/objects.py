@@ -250,7 +250,8 @@ class AsyncObjectStore:
         return self._absolute(link)
 
     async def shares(self) -> list[ShareLink]:
-        return [self._absolute(link) for link in (await self._engine._call(ops.shares.LIST)).shares]
+        found = (await self._engine._call(ops.shares.LIST)).shares
+        return Listing(self._absolute(link) for link in found)  # a table in Jupyter
 
     async def revoke(self, share_id: str) -> ShareLink:
         return self._absolute(await self._engine._call(ops.shares.REVOKE, id=share_id))

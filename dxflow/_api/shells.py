@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .. import _operations as ops
+from .._display import Listing
 from .._exceptions import TimedOut
 from .._models import Response, ShellInfo, ShellOutput, ShellResult
 from .._operations import Operation
@@ -238,7 +239,7 @@ class AsyncShells:
 
     async def list(self) -> list[AsyncShell]:
         found = await self._engine._call(ops.shells.LIST)
-        return [AsyncShell(self._engine, info) for info in found.shells]
+        return Listing(AsyncShell(self._engine, info) for info in found.shells)  # a table
 
     async def get(self, name: str) -> AsyncShell:
         return AsyncShell(self._engine, await self._engine._call(ops.shells.GET, name=name))
@@ -359,7 +360,7 @@ class Shells(Blocking[AsyncShells]):
                                     exist_ok=exist_ok, replace=replace))  # fmt: skip
 
     def list(self) -> list[Shell]:
-        return [self._wrap(shell) for shell in self._run(self._async.list)]
+        return Listing(self._wrap(shell) for shell in self._run(self._async.list))
 
     def get(self, name: str) -> Shell:
         return self._wrap(self._run(self._async.get, name))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .. import _operations as ops
+from .._display import Listing, html_of
 from .._exceptions import EngineUnavailable, NotFound
 from .._models import (
     ComposeProject,
@@ -108,6 +109,9 @@ class AsyncWorkflow:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} services={self.info.services}>"
+
+    def _repr_html_(self) -> str | None:
+        return html_of(self.info)
 
     async def _op(self, op: Operation[Any, R], **params: Any) -> R:
         return await self._engine._call(op, name=self.name, **params)
@@ -317,11 +321,11 @@ class AsyncWorkflows:
 
     async def projects(self) -> list[ComposeProjectSummary]:
         """The Compose projects this engine made; for MASTER every one on the Docker Engine."""
-        return (await self._engine._call(ops.workflows.PROJECTS)).projects
+        return Listing((await self._engine._call(ops.workflows.PROJECTS)).projects)  # a table
 
     async def list(self) -> list[AsyncWorkflow]:
         found = await self._engine._call(ops.workflows.LIST)
-        return [AsyncWorkflow(self._engine, info) for info in found.workflows]
+        return Listing(AsyncWorkflow(self._engine, info) for info in found.workflows)  # a table
 
 
 # -- the blocking twins -------------------------------------------------------------------
@@ -335,6 +339,9 @@ class Workflow(Blocking[AsyncWorkflow]):
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncWorkflow", "Workflow", 1)
+
+    def _repr_html_(self) -> str | None:
+        return html_of(self.info)
 
     def reload(self) -> None:
         self._run(self._async.reload)
@@ -482,4 +489,4 @@ class Workflows(Blocking[AsyncWorkflows]):
         return self._run(self._async.projects)
 
     def list(self) -> list[Workflow]:
-        return [self._wrap(workflow) for workflow in self._run(self._async.list)]
+        return Listing(self._wrap(workflow) for workflow in self._run(self._async.list))

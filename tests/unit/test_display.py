@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import pathlib
 import re
 import types
 from collections.abc import Iterator
@@ -456,3 +457,33 @@ def test_bridges_show_as_tables_and_a_join_token_never_shows_its_secret() -> Non
     assert "8 CPUs, 16.0 GiB, 1 GPUs" in str(agent)
     listing = BridgeList(bridges=[agent])._repr_html_()
     assert '<table class="dxflow">' in listing and "gpu-1" in listing and "lost" in listing
+
+
+def test_lists_of_workflows_shells_shares_and_projects_show_as_tables(
+    tmp_path: pathlib.Path,
+) -> None:
+    """What a notebook user lists shows as a table, and a handle as its info, never a
+    plain list of reprs (issue 10)."""
+    import dxflow
+
+    web = {"image": "busybox", "command": ["sleep", "1"], "ports": ["8080:80"]}
+    job = {"image": "busybox", "depends_on": {"web": {"condition": "service_healthy"}}}
+    compose = {"services": {"web": web, "job": job}}
+    with dxflow.Engine(home=tmp_path / "home") as engine:
+        engine.workflows.create("demo", compose)
+        shown = engine.workflows.list()
+        assert [w.name for w in shown] == ["demo"]
+        page = shown._repr_html_()
+        assert page is not None and "<table" in page and "demo" in page
+        assert "demo" in str(shown) and "<Workflow" not in str(shown)
+        handle = engine.workflows.get("demo")
+        assert "<table" in (handle._repr_html_() or "")
+        config = handle.config()
+        assert len(repr(config)) < 120, repr(config)
+        html = config._repr_html_()
+        assert "job" in html and "web (healthy)" in html and "8080-&gt;80/tcp" in html
+        assert "web (healthy)" in str(config)
+        assert engine.shells.list()._repr_html_() == "<i>(empty)</i>"
+        assert engine.objects.shares()._repr_html_() == "<i>(empty)</i>"
+        assert isinstance(engine.workflows.projects(), list)
+        assert hasattr(engine.workflows.projects(), "_repr_html_")
