@@ -141,12 +141,14 @@ def _counts(values: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(values.items())) or "-"
 
 
-_TARGETS = ("target", "address", "health", "requests", "failures", "open", "in", "out", "latency")
+_TARGETS = ("target", "address", "health", "requests", "failures", "responses", "open", "in",
+            "out", "latency")  # fmt: skip
 
 
 def _target_row(t: Any) -> tuple[Any, ...]:
-    return (t.target, t.address, t.health, t.requests, t.failures, t.open_connections,
-            human_bytes(t.bytes_in), human_bytes(t.bytes_out), _latency(t.latency_ms))  # fmt: skip
+    return (t.target, t.address, t.health, t.requests, t.failures, _counts(t.responses),
+            t.open_connections, human_bytes(t.bytes_in), human_bytes(t.bytes_out),
+            _latency(t.latency_ms))  # fmt: skip
 
 
 def _stats_blocks(s: Any) -> list[Block]:

@@ -199,6 +199,10 @@ def serve(config: Config, *, banner: TextIO | None = sys.stderr) -> None:
         core = EngineCore(config)
         stack.callback(core.close)
         servers, lifespan = _servers(config, limits, create_app(core), tls)
+        if tls:
+            # The context uvicorn made from the files: the core's renewal reloads it in
+            # place, so the running listener presents a renewed certificate too.
+            core.proxies.serve_tls(servers[1].config.ssl)
         scheme = "https" if tls else "http"
         host, port = sockets[1].getsockname()[:2]
         url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"

@@ -1,7 +1,9 @@
 """TLS material of the engine's listener: the user's certificate, or the self-signed one.
 
 The self-signed certificate is the proxies' (`dxflow._core._proxies._tls`): one made
-on first use, made anew at boot when it is near its expiry.
+on first use, made anew at boot when it is near its expiry, and while the engine runs by
+the proxies' renewal job, which also reloads the listener's context in place
+(`ProxyService.serve_tls`, set by `_boot.serve`).
 """
 
 from __future__ import annotations

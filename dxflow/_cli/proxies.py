@@ -37,7 +37,10 @@ _FLAGS = {
     "verify": "--no-verify",
     "health.path": "--health-path",
     "health.interval": "--health-interval",
-    "health": "--health-path/--health-interval",
+    "health.timeout": "--health-timeout",
+    "health.healthy": "--health-healthy",
+    "health.unhealthy": "--health-unhealthy",
+    "health": "--health-*",
     "id": "ID",
 }
 
@@ -135,21 +138,27 @@ def _target(targets: tuple[str, ...], workflow: str | None, service: str | None,
     return None
 
 
-def _health(path: str | None, interval: float | None) -> dict[str, Any] | None:
-    if path is None and interval is None:
+_HEALTH = ("path", "interval", "timeout", "healthy", "unhealthy")
+
+
+def _health(options: dict[str, Any]) -> dict[str, Any] | None:
+    """The --health-* flags given (None: none was); a path of "" is none (TCP connect)."""
+    given = {key: options.pop(f"health_{key}") for key in _HEALTH}
+    given = {key: value for key, value in given.items() if value is not None}
+    if not given:
         return None
-    health: dict[str, Any] = {"path": path}
-    if interval is not None:
-        health["interval"] = interval
-    return health
+    if given.get("path") == "":
+        given["path"] = None
+    return given
 
 
 def _spec(options: dict[str, Any]) -> dict[str, Any]:
-    """The SDK's keyword arguments from the shared flags."""
+    """The SDK's keyword arguments from the shared flags (`health`: only the --health-*
+    flags given; the command fills in the rest)."""
     spec = {key: options.pop(key) for key in (
         "balance", "allow", "deny", "auth", "permission", "rate", "burst", "rate_key",
         "max_connections", "timeout", "connect_timeout", "retries")}  # fmt: skip
-    spec["health"] = _health(options.pop("health_path"), options.pop("health_interval"))
+    spec["health"] = _health(options)
     spec["verify"] = False if options.pop("no_verify") else None
     return spec
 
@@ -173,12 +182,34 @@ def _spec_options(function: F) -> F:
             type=_BALANCE,
             help="How requests spread over the targets (default round_robin).",
         ),
-        click.option("--health-path", help="Check each target with GET PATH (2xx/3xx healthy)."),
+        click.option(
+            "--health-path",
+            help='Check each target with GET PATH (2xx/3xx healthy); without it (or with ""), '
+            "a TCP connect.",
+        ),
         click.option(
             "--health-interval",
             metavar="SECONDS",
             callback=_seconds,
-            help="Seconds between health checks (e.g. 5, 1m).",
+            help="Seconds between health checks (e.g. 5, 1m; default 5).",
+        ),
+        click.option(
+            "--health-timeout",
+            metavar="SECONDS",
+            callback=_seconds,
+            help="Seconds a health check may take (default 2).",
+        ),
+        click.option(
+            "--health-unhealthy",
+            metavar="N",
+            type=click.IntRange(1, 100),
+            help="Failed checks in a row that take a target out (default 3).",
+        ),
+        click.option(
+            "--health-healthy",
+            metavar="N",
+            type=click.IntRange(1, 100),
+            help="Passed checks in a row that bring it back (default 2).",
         ),
         click.option(
             "--allow",
@@ -365,7 +396,12 @@ def update(opts: Options, name: str, targets: tuple[str, ...], workflow: str | N
         fail("nothing to update: give TARGET... or an option (see `dxflow proxy update "
              "--help`)", 2)  # fmt: skip
     with opts.engine() as engine, _flags(opts.json):
-        info = engine.proxies.get(name).update(target, **spec)
+        handle = engine.proxies.get(name)
+        if spec["health"] is not None and handle.info.health is not None:
+            # The engine replaces a proxy's health check whole: the flags not given keep
+            # their values (`--health-timeout 3` alone must not drop the check's path).
+            spec["health"] = handle.info.health.model_dump() | spec["health"]
+        info = handle.update(target, **spec)
     _show(info, opts.json)
 
 

@@ -174,6 +174,9 @@ class ProxyTargetStats(Response):
     requests: int = 0
     failures: int = 0
     """Connections or requests that failed at this target (refused, reset, timed out)."""
+    responses: dict[str, int] = Field(default_factory=dict)
+    """The target's HTTP answers by class: 1xx .. 5xx (a WebSocket upgrade is a 1xx). The
+    502/504 the proxy answers for a target that failed count in `failures` instead."""
     open_connections: int = 0
     bytes_in: int = 0
     bytes_out: int = 0

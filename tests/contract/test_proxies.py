@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,40 @@ def test_read_only_keys_list_but_never_create(
     with pytest.raises(PermissionDenied, match="READ_ONLY"):
         viewer.proxies.create("mine", target=TARGET)
     assert names(viewer) == [] and names(engine) == ["web"]
+
+
+def test_create_update_and_remove_are_audited(
+    engine: Engine, make_engine: EngineFactory, make_key: KeyFactory
+) -> None:
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    alice = make_engine(make_key(Permission.PROXY, "alice").private)
+    viewer = make_engine(make_key(Permission.PROXY | Permission.READ_ONLY, "viewer").private)
+    made = alice.proxies.create("audited", target=TARGET)
+    made.update(rate="1/s")
+    with pytest.raises(InvalidRequest):
+        made.update(rate="fast")
+    with pytest.raises(Conflict):
+        alice.proxies.create("audited", target=TARGET)
+    with pytest.raises(PermissionDenied):
+        viewer.proxies.create("audited", target=TARGET)
+    alice.proxies.list()
+    made.stats()
+    made.remove()
+    seen = [
+        (r.identity, r.operation, r.target, r.outcome)
+        for r in engine.audit(since=started) if r.operation.startswith("proxies.")
+    ]  # fmt: skip
+    assert ("alice", "proxies.create", "audited", "ok") in seen
+    assert ("alice", "proxies.update", "audited", "ok") in seen
+    assert ("alice", "proxies.update", "audited", "error:invalid_request") in seen
+    assert ("alice", "proxies.create", "audited", "error:conflict") in seen
+    assert ("viewer", "proxies.create", None, "denied") in seen
+    assert ("alice", "proxies.remove", "audited", "ok") in seen
+    # Reads are not written to the log (they change nothing).
+    assert not [s for s in seen if s[1] in ("proxies.list", "proxies.get", "proxies.stats")]
+    assert [r.operation for r in engine.audit(operation="proxies.remove", since=started)] == [
+        "proxies.remove"
+    ]
 
 
 @BOTH_SDKS

@@ -128,6 +128,38 @@ def test_the_engine_s_refusals_name_the_flag_and_change_nothing(booted: Booted) 
     proxy(booted, "rm", "kept")
 
 
+def test_health_checks_with_their_thresholds(booted: Booted) -> None:
+    made = as_json(booted, "create", "checked", TARGET, "--health-path", "/health",
+                   "--health-interval", "10", "--health-timeout", "1.5",
+                   "--health-unhealthy", "4", "--health-healthy", "3")  # fmt: skip
+    assert made["health"] == {"path": "/health", "interval": 10, "timeout": 1.5,
+                              "healthy": 3, "unhealthy": 4}  # fmt: skip
+    # An update changes the flags given; the check's other settings stay.
+    updated = as_json(booted, "update", "checked", "--health-timeout", "3")
+    assert updated["health"] == {**made["health"], "timeout": 3}
+    tcp = as_json(booted, "update", "checked", "--health-path", "", "--health-healthy", "1")
+    assert tcp["health"] == {**made["health"], "timeout": 3, "path": None, "healthy": 1}
+    # A threshold alone: a TCP connect check with the engine's defaults for the rest.
+    plain = as_json(booted, "create", "plain", TARGET, "--health-unhealthy", "5")
+    assert plain["health"] == {"path": None, "interval": 5, "timeout": 2, "healthy": 2,
+                               "unhealthy": 5}  # fmt: skip
+
+    before = as_json(booted, "list")
+    for flag, value, code in [
+        ("--health-timeout", "0", 2),  # the command line's own checks: exit 2
+        ("--health-timeout", "soon", 2),
+        ("--health-unhealthy", "0", 2),
+        ("--health-healthy", "many", 2),
+        ("--health-healthy", "101", 2),
+        ("--health-timeout", "2m", 1),  # the engine's limits (at most 60 s): exit 1
+        ("--health-interval", "0.1", 1),
+    ]:
+        one_error(proxy(booted, "create", "bad", TARGET, flag, value, check=False), code, flag)
+        one_error(proxy(booted, "update", "checked", flag, value, check=False), code, flag)
+    assert as_json(booted, "list") == before
+    proxy(booted, "rm", "checked", "plain")
+
+
 def test_json_errors_are_the_engine_s_envelope(booted: Booted) -> None:
     done = proxy(booted, "create", "bad", TARGET, "--rate", "fast", "--json", check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr

@@ -6,6 +6,7 @@ cannot see or reach what is not theirs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -276,6 +277,61 @@ def test_the_engines_certificate_is_renewed_before_it_expires(
     assert new != old
     presented = ssl.get_server_certificate(("127.0.0.1", info.port))
     assert ssl.PEM_cert_to_DER_cert(presented) == ssl.PEM_cert_to_DER_cert(new)
+
+
+def _presented_by(context: ssl.SSLContext) -> bytes:
+    """The certificate (DER) a fresh handshake with a server using `context` gets."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True):
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        pem = ssl.get_server_certificate(listener.getsockname()[:2], timeout=WAIT)
+    finally:
+        thread.join(WAIT)
+        listener.close()
+    return ssl.PEM_cert_to_DER_cert(pem)
+
+
+def test_the_listeners_certificate_is_renewed_with_no_tls_proxy(
+    engine: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime
+
+    from dxflow._core._proxies import _tls
+
+    # What a server booted with --tls hands the core: the context its listener presents.
+    listener = _tls.engine_context(engine.core.config)
+    engine.core.proxies.serve_tls(listener)
+    cert = engine.core.config.home.tls_dir / "cert.pem"
+    old = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    assert _presented_by(listener) == old
+    monkeypatch.setattr(_tls, "RENEW_BEFORE", datetime.timedelta(days=100_000))  # "expiring"
+    engine.run(engine.core.proxies.renew_certificates())  # not a single proxy exists
+    new = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    assert new != old
+    assert _presented_by(listener) == new  # the same context object, reloaded in place
+
+
+def test_a_certificate_that_does_not_load_leaves_the_listener_as_it_was(tmp_path: Path) -> None:
+    from dxflow._core._proxies._tls import engine_context, reload, self_signed
+
+    config = load_config(tmp_path / "home")
+    config.home.ensure()
+    listener = engine_context(config)
+    before = _presented_by(listener)
+    self_signed(tmp_path / "a.pem", tmp_path / "a.key")
+    self_signed(tmp_path / "b.pem", tmp_path / "b.key")
+    with pytest.raises(ssl.SSLError):  # a rotation half done: a key of another certificate
+        reload([listener], tmp_path / "a.pem", tmp_path / "b.key")
+    assert _presented_by(listener) == before
+    reload([listener], tmp_path / "b.pem", tmp_path / "b.key")
+    assert _presented_by(listener) == ssl.PEM_cert_to_DER_cert((tmp_path / "b.pem").read_text())
 
 
 def test_tls_with_a_certificate_from_the_object_store(

@@ -1,16 +1,20 @@
 """Proxies against real parts: a web app in a workflow container, Redis, a pool losing a
-target, access rules from two client addresses, TLS checked by curl, an engine restart
-and a 1 GiB download, all through a booted engine (`dxflow boot up`).
+target, access rules from two client addresses, TLS checked by curl, an engine restart,
+a 1 GiB download and a target that hangs, all through a booted engine (`dxflow boot up`).
 
-Nothing here asserts a duration: conditions are polled with generous deadlines.
+Nothing here asserts how fast anything is (only that a timeout was waited out):
+conditions are polled with generous deadlines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -402,3 +406,66 @@ def test_a_1_gib_download_keeps_the_engine_memory_bounded(node: Node, app: int) 
     assert stats.bytes_out >= GIB
     print(json.dumps({"rss_growth_mib": round(rss.growth_mib, 1)}))
     proxy.remove()
+
+
+# -- g) a target that hangs -----------------------------------------------------------------
+
+
+class Hanging:
+    """A real TCP server that takes connections, reads what they send and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.received = bytearray()
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                self.held.append(conn)  # kept open, never answered
+                threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := conn.recv(65536):
+                self.received += data
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+        self.thread.join(10)
+
+
+def test_a_hanging_target_is_a_504_after_the_timeout_set_through_the_api(node: Node) -> None:
+    hanging = Hanging()
+    target = f"127.0.0.1:{hanging.port}"
+    try:
+        proxy = node.engine.proxies.create("stuck", target=target, auth="none", timeout=1)
+        assert proxy.info.timeout == 1
+        with client() as http:
+            began = time.monotonic()
+            reply = http.get(page(proxy, "anything"))
+            waited = time.monotonic() - began
+            assert reply.status_code == 504
+            assert error_code(reply) == "timed_out"
+            assert reply.json()["error"]["message"] == (
+                f"proxy stuck: target {target}: no answer within 1 s"
+            )
+            assert waited >= 1  # it waited for the target that long, not less
+            assert b"GET /anything HTTP/1.1" in hanging.received  # the request reached it
+
+            proxy.update(timeout=2.5)  # an update's timeout applies to the next request
+            reply = http.get(page(proxy, "again"))
+            assert reply.status_code == 504
+            assert reply.json()["error"]["message"].endswith("no answer within 2.5 s")
+        stats = proxy.stats()
+        assert stats.responses.get("5xx") == 2
+        assert stats.targets[0].failures == 2 and stats.targets[0].responses == {}
+        proxy.remove()
+    finally:
+        hanging.close()

@@ -50,7 +50,7 @@ class FakePool:
         target.open_connections += 1
 
     def end(self, target: FakeTarget, *, ok: bool, latency: float | None = None,
-            bytes_in: int = 0, bytes_out: int = 0) -> None:  # fmt: skip
+            bytes_in: int = 0, bytes_out: int = 0, status: int | None = None) -> None:  # fmt: skip
         target.open_connections -= 1
         self.ended.append((target.upstream.label, ok))
 

@@ -1,18 +1,22 @@
 """The HTTP data plane's less common roads: HEAD, pipelined requests, 100-continue,
-unix-socket and HTTPS targets (verification on and off), a TLS port of its own."""
+unix-socket and HTTPS targets (verification on and off), a TLS port of its own; the
+answers counted by class per target."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import ssl
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from dxflow._core._proxies._contract import Upstream
 from dxflow._core._proxies._http import serve_http
+from dxflow._core._proxies._pool import Pool
 from dxflow._core._proxies._serve import run_server
 from dxflow._core._proxies._tls import self_signed
 from tests.unit.test_proxy_http import (
@@ -20,6 +24,7 @@ from tests.unit.test_proxy_http import (
     FakeLive,
     FakePool,
     FakeRegistry,
+    dead_port,
     listening,
     proxy,
     raw_server,
@@ -28,6 +33,7 @@ from tests.unit.test_proxy_http import (
     target_app,
     upstream,
 )
+from tests.unit.test_proxy_http_ws import echo_app
 
 
 async def _exchange(url: str, request: bytes, until: bytes, count: int = 1) -> bytes:
@@ -221,5 +227,54 @@ def test_a_port_of_its_own_closes_a_connection_that_sends_no_head(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    run(main())
+
+
+async def _status_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers `/s/{status}` with that status (a WebSocket: the echo)."""
+    if scope["type"] == "websocket":
+        await echo_app(scope, receive, send)
+        return
+    status = int(scope["path"].rsplit("/", 1)[1])
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def test_answers_are_counted_by_class_per_target() -> None:
+    from websockets.asyncio.client import connect
+
+    from dxflow._display import text_of
+    from dxflow._models import ProxyStats
+
+    async def main() -> None:
+        async with serving(_status_app) as a, serving(_status_app) as b:
+            pool = Pool([upstream(a), upstream(b)])  # round robin: a, b, a, b, ...
+            live = FakeLive("web", pool, retries=0)  # type: ignore[arg-type]
+            gone = FakeLive("gone", Pool([upstream(dead_port())]), retries=0)  # type: ignore[arg-type]
+            async with proxy(live, gone) as (url, _, _), httpx.AsyncClient() as client:
+                for status in (200, 404, 201, 503, 302):
+                    reply = await client.get(f"{url}/p/web/s/{status}", headers=AUTH)
+                    assert reply.status_code == status
+                # the 6th goes to b: an upgrade is its 1xx
+                ws_url = url.replace("http://", "ws://") + "/p/web/ws"
+                async with connect(ws_url, additional_headers=AUTH, compression=None) as ws:
+                    await ws.recv()
+                assert (await client.get(f"{url}/p/gone/", headers=AUTH)).status_code == 502
+                first, second = pool.targets
+                for _ in range(200):  # the upgrade is counted when its tunnel has ended
+                    if second.responses.get("1xx"):
+                        break
+                    await asyncio.sleep(0.05)
+        assert first.stats().responses == {"2xx": 2, "3xx": 1}
+        assert second.stats().responses == {"1xx": 1, "4xx": 1, "5xx": 1}
+        # a target that never answered gave no status: its 502 is the proxy's, a failure
+        dead = gone.pool.targets[0].stats()
+        assert dead.responses == {} and dead.failures == 1
+        assert live.stats.statuses == [200, 404, 201, 503, 302, 101]
+
+        stats = ProxyStats(name="web", since=datetime.now(UTC), targets=[first.stats()])
+        text = text_of(stats)
+        assert text is not None and "RESPONSES" in text and "2xx 2, 3xx 1" in text
 
     run(main())

@@ -87,9 +87,10 @@ class PoolLike(Protocol):
         """A connection or request to `target` starts (least_conn counts these)."""
 
     def end(self, target: TargetLike, *, ok: bool, latency: float | None = None,
-            bytes_in: int = 0, bytes_out: int = 0) -> None:  # fmt: skip
+            bytes_in: int = 0, bytes_out: int = 0, status: int | None = None) -> None:  # fmt: skip
         """It ended; `ok=False` (refused, reset, timed out before an answer) counts toward
-        passive ejection. `latency`: seconds to the answer's first byte."""
+        passive ejection. `latency`: seconds to the answer's first byte. `status`: the
+        HTTP status the target answered (None: it gave none, or TCP)."""
 
 
 class StatsLike(Protocol):

@@ -395,6 +395,7 @@ class Exchange:
                 latency=latency,
                 bytes_in=self.sent_body,
                 bytes_out=self.bytes_out,
+                status=status,
             )
             self.app.upstreams.put(conn)
 

@@ -23,7 +23,7 @@ from typing import Literal
 
 from ..._models import ProxyTargetState, ProxyTargetStats
 from ._contract import TargetLike, Upstream
-from ._stats import LATENCY_WINDOW, percentiles
+from ._stats import LATENCY_WINDOW, count_status, percentiles
 
 __all__ = ["EJECT_AFTER", "EJECT_FOR", "Pool", "Target"]
 
@@ -50,6 +50,7 @@ class Target:
     error: str | None = None
     requests: int = 0
     failures: int = 0
+    responses: dict[str, int] = field(default_factory=dict)
     bytes_in: int = 0
     bytes_out: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
@@ -84,7 +85,7 @@ class Target:
     def stats(self) -> ProxyTargetStats:
         return ProxyTargetStats(
             target=self.upstream.label, address=self.address, health=self.health,
-            requests=self.requests, failures=self.failures,
+            requests=self.requests, failures=self.failures, responses=dict(self.responses),
             open_connections=self.open_connections, bytes_in=self.bytes_in,
             bytes_out=self.bytes_out, latency_ms=percentiles(self.latencies),
         )  # fmt: skip
@@ -142,10 +143,12 @@ class Pool:
 
     def end(
         self, target: TargetLike, *, ok: bool, latency: float | None = None,
-        bytes_in: int = 0, bytes_out: int = 0,
+        bytes_in: int = 0, bytes_out: int = 0, status: int | None = None,
     ) -> None:  # fmt: skip
         assert isinstance(target, Target)
         target.open_connections = max(0, target.open_connections - 1)
+        if status is not None:
+            count_status(target.responses, status)
         target.bytes_in += bytes_in
         target.bytes_out += bytes_out
         if latency is not None:

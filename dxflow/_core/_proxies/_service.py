@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import ssl
 import time
@@ -54,10 +55,12 @@ from ._runner import Runner
 from ._spec import check_shape, compile_rules, merged, normalized
 from ._stats import percentiles
 from ._targets import TargetPolicy, parse_target
-from ._tls import engine_context, engine_files, store_context
+from ._tls import Stamp, engine_context, engine_files, engine_paths, reload, stamp, store_context
 from ._workloads import Workloads
 
 __all__ = ["ProxyService"]
+
+log = logging.getLogger("dxflow.engine")
 
 Admit = Callable[[LiveProxy, Client], Admission]
 SYNC_EVERY = 2.0
@@ -89,6 +92,9 @@ class ProxyService:
     ) -> None:
         self.base_url: str | None = None
         """Set by the server this core runs in: the address its listener bound."""
+        self._listener_tls: ssl.SSLContext | None = None
+        self._tls_loaded: Stamp = None
+        """The version of the engine's certificate files the contexts presenting it hold."""
         self._state = state
         self._config = config
         self._lifecycle = lifecycle
@@ -144,19 +150,50 @@ class ProxyService:
         self._lifecycle.every("proxies.sync", SYNC_EVERY, self.sync)
         self._lifecycle.every("proxies.tls_renew", TLS_RENEW_EVERY, self.renew_certificates)
 
-    async def renew_certificates(self) -> None:
-        """The engine's self-signed certificate is made anew before it expires; listeners
-        that use it load the new one (the next handshakes present it)."""
-        users = [
-            live for live in self._live.values()
+    def serve_tls(self, context: ssl.SSLContext) -> None:
+        """The context the server's listener presents (made from `engine_files`): from now
+        on it is given the engine's certificate whenever that is renewed or replaced."""
+        self._listener_tls = context
+        self._tls_loaded = stamp(*engine_paths(self._config))
+
+    def _engine_contexts(self) -> list[ssl.SSLContext]:
+        """The live contexts that present the engine's certificate: the listener's (when
+        the engine serves TLS) and those of TLS ports of their own without one of theirs."""
+        contexts = [
+            live.ssl_context for live in self._live.values()
             if live.spec.tls and not live.spec.tls_cert and live.ssl_context is not None
         ]  # fmt: skip
-        if not users:
+        return contexts if self._listener_tls is None else [self._listener_tls, *contexts]
+
+    async def renew_certificates(self) -> None:
+        """The engine's self-signed certificate is made anew before it expires, and every
+        context presenting it loads the new one: the engine's own listener (which would
+        otherwise present the old one until the engine restarts, while `<home>/tls/cert.pem`
+        no longer matches it) and TLS ports of their own. Nothing presents it: nothing is
+        made (an in-process engine without TLS proxies has no use for one)."""
+        contexts = self._engine_contexts()
+        if not contexts:
             return
         cert, key = engine_files(self._config)
-        for live in users:
-            assert live.ssl_context is not None
-            live.ssl_context.load_cert_chain(cert, key)
+        seen = stamp(cert, key)
+        try:
+            reload(contexts, cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("the engine's certificate %s does not load (%s): its listeners keep "
+                        "presenting the one they have", cert, exc)  # fmt: skip
+        self._tls_loaded = seen  # once per version of the files, whatever came of it
+
+    async def _follow_certificate(self) -> None:
+        """The engine's certificate files changed since they were loaded: another engine
+        process on this home renewed them (a notebook's in-process engine making a TLS
+        proxy), or the operator replaced them (`--cert` renewed by certbot). Looked at at
+        once (renewed if they are near expiry) rather than at the next daily renewal."""
+        if not self._engine_contexts():
+            return
+        now = stamp(*engine_paths(self._config))
+        if now != self._tls_loaded:
+            self._tls_loaded = now  # a renewal that fails is not retried every tick
+            await self.renew_certificates()
 
     def _adopt(self, row: Any) -> LiveProxy:
         stored = json.loads(row["spec"])
@@ -185,8 +222,8 @@ class ProxyService:
     async def sync(self) -> None:
         """Follow what another engine process on this home changed (a notebook's
         in-process engine next to a server): proxies made, updated or removed there, and
-        their links. A proxy whose port was taken tries again (when the other process
-        ends, this one takes over its listener)."""
+        their links, and the engine's certificate files. A proxy whose port was taken
+        tries again (when the other process ends, this one takes over its listener)."""
         rows = {row["name"]: row for row in self._state.query("SELECT * FROM proxies")}
         for name, live in list(self._live.items()):
             row = rows.pop(name, None)
@@ -201,6 +238,7 @@ class ProxyService:
                     self._runner.restart(live)
         for row in rows.values():
             self._adopt(row)
+        await self._follow_certificate()
 
     def _reload(self, live: LiveProxy, row: Any) -> None:
         stored = json.loads(row["spec"])

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["LATENCY_WINDOW", "Stats", "percentiles"]
+__all__ = ["LATENCY_WINDOW", "Stats", "count_status", "percentiles"]
 
 LATENCY_WINDOW = 2048
 """Recent latencies kept per proxy and per target for the percentiles."""
@@ -29,6 +29,12 @@ def percentiles(samples: Iterable[float]) -> dict[str, float]:
         name: round(ordered[min(last, int(q * len(ordered)))] * 1000, 3)
         for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
     }
+
+
+def count_status(counts: dict[str, int], status: int) -> None:
+    """One more answer of `status`'s class ("1xx" .. "5xx") in `counts`."""
+    key = f"{max(1, min(5, status // 100))}xx"
+    counts[key] = counts.get(key, 0) + 1
 
 
 class Flow(Protocol):
@@ -68,8 +74,7 @@ class Stats:
         self.last_used = time.monotonic()
 
     def response(self, status: int, latency: float) -> None:
-        key = f"{max(1, min(5, status // 100))}xx"
-        self.responses[key] = self.responses.get(key, 0) + 1
+        count_status(self.responses, status)
         self.latencies.append(latency)
 
     def transferred(self, bytes_in: int, bytes_out: int) -> None:

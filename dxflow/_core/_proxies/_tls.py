@@ -22,7 +22,15 @@ from ..._config import Config, atomic_write
 from ..._exceptions import InvalidRequest
 from .._objects import ObjectService
 
-__all__ = ["engine_context", "engine_files", "self_signed", "store_context"]
+__all__ = [
+    "engine_context",
+    "engine_files",
+    "engine_paths",
+    "reload",
+    "self_signed",
+    "stamp",
+    "store_context",
+]
 
 RENEW_BEFORE = datetime.timedelta(days=30)
 _MAX_PEM = 1 << 20
@@ -72,11 +80,19 @@ def _expiring(cert: Path) -> bool:
     return loaded.not_valid_after_utc - datetime.datetime.now(datetime.UTC) < RENEW_BEFORE
 
 
-def engine_files(config: Config) -> tuple[Path, Path]:
-    """The engine's certificate and key (the user's, or the self-signed one)."""
+def engine_paths(config: Config) -> tuple[Path, Path]:
+    """Where the engine's certificate and key are (nothing is made)."""
     if config.cert and config.cert_key:
         return Path(config.cert).expanduser(), Path(config.cert_key).expanduser()
-    cert, key = config.home.tls_dir / "cert.pem", config.home.tls_dir / "key.pem"
+    return config.home.tls_dir / "cert.pem", config.home.tls_dir / "key.pem"
+
+
+def engine_files(config: Config) -> tuple[Path, Path]:
+    """The engine's certificate and key (the user's, or the self-signed one, made anew
+    when it is missing or near its expiry)."""
+    cert, key = engine_paths(config)
+    if config.cert and config.cert_key:
+        return cert, key
     if not (cert.exists() and key.exists()) or _expiring(cert):
         config.home.tls_dir.mkdir(mode=0o700, exist_ok=True)
         self_signed(cert, key)
@@ -98,6 +114,30 @@ def engine_context(config: Config) -> ssl.SSLContext:
         raise InvalidRequest(f"tls: the engine's certificate {cert} does not load: {exc}",
                              field="tls") from None  # fmt: skip
     return context
+
+
+Stamp = tuple[tuple[int, int, int], ...] | None
+
+
+def stamp(*files: Path) -> Stamp:
+    """What tells one version of `files` from the next (None: one is missing). Each is
+    replaced by a rename (`atomic_write`), so a new version has a new inode."""
+    try:
+        found = [os.stat(path) for path in files]
+    except OSError:
+        return None
+    return tuple((st.st_ino, st.st_mtime_ns, st.st_size) for st in found)
+
+
+def reload(contexts: list[ssl.SSLContext], cert: Path, key: Path) -> None:
+    """Load `cert` and `key` into `contexts` (live ones: the next handshakes present the
+    new certificate, those done keep theirs). The pair is loaded into a context of its own
+    first: one that does not load (a rotation half done: the new key beside the old
+    certificate) raises and leaves every context as it was, where loading it straight
+    into a live one could leave that one with a certificate and a key that do not match."""
+    _server_context().load_cert_chain(cert, key)
+    for context in contexts:
+        context.load_cert_chain(cert, key)
 
 
 def _read(objects: ObjectService, path: str, field: str) -> bytes:

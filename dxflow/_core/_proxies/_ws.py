@@ -156,8 +156,8 @@ async def relay(
         try:
             ws = await _connect(app, live, upstream, scope, prefix, creds.query, request)
         except InvalidStatus as exc:  # the target answered, but not with an upgrade
-            pool.end(target, ok=exc.response.status_code < 500)
             status = exc.response.status_code
+            pool.end(target, ok=status < 500, status=status)
             message = f"proxy {live.name}: target {upstream.label}: refused the upgrade ({status})"
             live.stats.response(status, perf_counter() - started)
             await refuse(scope, send, status, message)
@@ -246,7 +246,8 @@ async def _pipe(
             task.cancel()
         await asyncio.gather(downstream, upstream, return_exceptions=True)
         await ws.close()
-        live.pool.end(target, ok=True, latency=latency, bytes_in=counts[0], bytes_out=counts[1])
+        live.pool.end(target, ok=True, latency=latency, bytes_in=counts[0], bytes_out=counts[1],
+                      status=101)  # fmt: skip
 
 
 # -- the fast path: a tunnel -------------------------------------------------------------
@@ -370,7 +371,7 @@ async def _open(
         stats.response(conn.status, latency)
         if conn.status != 101 or not conn.upgraded:
             await _refused_upgrade(conn, scope, prefix, upstream, client, admission)
-            pool.end(target, ok=conn.status < 500, latency=latency)
+            pool.end(target, ok=conn.status < 500, latency=latency, status=conn.status)
             return
         rewriter = Rewriter(scope, prefix, upstream, host)
         answer = rewriter.headers(conn.headers, admission.set_cookie)
@@ -394,7 +395,7 @@ async def _open(
             conn.close()
             stats.transferred(splice.bytes_in, splice.bytes_out)
             pool.end(target, ok=True, latency=latency, bytes_in=splice.bytes_in,
-                     bytes_out=splice.bytes_out)  # fmt: skip
+                     bytes_out=splice.bytes_out, status=101)  # fmt: skip
         return
     status, message = failure or (503, f"proxy {live.name}: no healthy target")
     live.stats.response(status, 0.0)
