@@ -117,6 +117,7 @@ def test_main_job_workflow(tmp_path: Path, docker_ready: None) -> None:
             links = [s for s in engine.objects.shares() if s.path == f"{name}/report.txt"]
             assert len(links) == 2  # one per run, each naming the server that runs
             assert all(str(s.url).startswith(read_url(home) + "/s/") for s in links)
+        _readme_follow_up(home, name)
     finally:
         with dxflow.Engine.from_home(home) as engine:
             with contextlib.suppress(dxflow.NotFound):
@@ -126,6 +127,22 @@ def test_main_job_workflow(tmp_path: Path, docker_ready: None) -> None:
                 wf.down(volumes=True)
                 wf.remove()
         run_cli("boot", "down", "--home", home, check=False)
+
+
+def _readme_follow_up(home: Path, name: str) -> None:
+    """The README's commands after run.sh, as typed there (but `logs` not followed and the
+    shell not attached: both wait for a person)."""
+    at = ("--home", home)
+    ps = run_cli("ps", "-p", name, *at).stdout
+    assert re.search(rf"{name}-web-1 +web +running +healthy ", ps), ps
+    assert f"{name}-worker-1" in ps
+    assert "worker: fetch 1 ok" in run_cli("logs", "-p", name, *at).stdout
+    assert "pong" in run_cli("ping", *at).stdout.lower()
+    assert "docker" in run_cli("info", *at).stdout.lower()
+    assert run_cli("token", *at).stdout.strip().count(".") >= 1  # a bearer token
+    run_cli("down", "-p", name, "-v", *at, timeout=180)
+    with dxflow.Engine.from_home(home) as engine:
+        assert engine.workflows.get(name).status().state == "missing"  # no container left
 
 
 @pytest.mark.docker

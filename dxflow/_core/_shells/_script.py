@@ -14,7 +14,8 @@ In bash, `history -s` makes the command itself the history entry in place of the
 machinery (which also starts with a space, for `HISTCONTROL=ignorespace`); `$?` is the
 previous command's status when the command starts, and the command's own afterwards.
 `command eval` keeps a syntax error from aborting the whole line in dash and busybox
-ash. It works the same in bash, dash, busybox sh and zsh.
+ash. It works the same in bash, dash, busybox sh and zsh, but for history: only bash's
+can be rewritten (zsh and ash keep the machinery line in theirs; docs/shells.md).
 """
 
 from __future__ import annotations
