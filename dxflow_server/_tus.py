@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from dxflow import _operations as ops
 from dxflow._core import CHECKSUM_ALGORITHMS, Context, EngineCore
 from dxflow._exceptions import ApiError, InvalidRequest
 from dxflow._models import UploadInfo
-from dxflow._operations import OPERATIONS, Operation
+from dxflow._operations import Operation
 
 from ._auth import context_for
 from ._errors import error_response
@@ -101,13 +102,13 @@ def tus_routes(core: EngineCore) -> list[Route]:
                 **_BASE, "Tus-Version": VERSION, "Tus-Extension": EXTENSIONS,
                 "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS)})  # fmt: skip
         try:
-            op = OPERATIONS["uploads.create"]
+            op = ops.uploads.CREATE
             ctx = admitted(request, op)
             info = await dispatcher.call(ctx, op, _create_params(request))
         except ApiError as error:
             return _tus_error(error)
         # Relative to where the engine is mounted (a bridge or a proxy's sub-path).
-        resource = OPERATIONS["uploads.status"].path.replace("{id}", info.id)
+        resource = ops.uploads.STATUS.path.replace("{id}", info.id)
         location = request.scope.get("root_path", "") + resource
         return Response(status_code=201, headers={**_headers(info), "Location": location})
 
@@ -116,17 +117,16 @@ def tus_routes(core: EngineCore) -> list[Route]:
             upload_id = request.path_params["id"]
             if request.method == "PATCH":
                 return await _append(request, upload_id)
-            name = "uploads.status" if request.method == "HEAD" else "uploads.delete"
-            op = OPERATIONS[name]
+            op = ops.uploads.STATUS if request.method == "HEAD" else ops.uploads.DELETE
             info = await dispatcher.call(admitted(request, op), op, {"id": upload_id})
         except ApiError as error:
             return _tus_error(error)
         return Response(
-            status_code=200 if name == "uploads.status" else 204, headers=_headers(info)
+            status_code=200 if op is ops.uploads.STATUS else 204, headers=_headers(info)
         )
 
     async def _append(request: Request, upload_id: str) -> Response:
-        op = OPERATIONS["uploads.append"]
+        op = ops.uploads.APPEND
         ctx = admitted(request, op)
         if request.headers.get("content-type") != "application/offset+octet-stream":
             return Response("Content-Type must be application/offset+octet-stream",
@@ -141,12 +141,11 @@ def tus_routes(core: EngineCore) -> list[Route]:
         info = await dispatcher.call(ctx, op, params, body=client_stream(request))
         return Response(status_code=204, headers=_headers(info))
 
-    create = OPERATIONS["uploads.create"]
+    create = ops.uploads.CREATE
     return [
         Route(create.path, collection, methods=[create.method, "OPTIONS"], name=create.name),
         *(Route(op.path, resource, methods=[op.method], name=op.name)
-          for op in (OPERATIONS[name] for name in
-                     ("uploads.status", "uploads.append", "uploads.delete"))),
+          for op in (ops.uploads.STATUS, ops.uploads.APPEND, ops.uploads.DELETE)),
     ]  # fmt: skip
 
 

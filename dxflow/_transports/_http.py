@@ -19,10 +19,11 @@ from urllib.parse import quote, unquote, urlsplit
 import anyio
 import httpx
 
+from .. import _operations as ops
 from .._exceptions import EngineUnavailable, NotFound, TransportError, Unauthenticated
 from .._keypairs import PrivateKey, is_challenge_message
 from .._models import Challenge, Response, Token
-from .._operations import OPERATIONS, Operation
+from .._operations import Operation
 from .._tokens import DeferredKey, TokenCache
 from .._validation import validate_request
 from .._wire import ByteRange, error_from_reply, ndjson_item, parse_content_range
@@ -165,12 +166,12 @@ class HttpTransport(Transport):
 
     async def _handshake(self) -> None:
         assert self._key is not None
-        challenge = await self._send(OPERATIONS["auth.challenge"], {}, {})
+        challenge = await self._send(ops.auth.CHALLENGE, {}, {})
         assert isinstance(challenge, Challenge)
         if not is_challenge_message(challenge.message, challenge.nonce):
             raise Unauthenticated("the engine sent a malformed challenge; refusing to sign it")
         token = await self._send(
-            OPERATIONS["auth.verify"],
+            ops.auth.VERIFY,
             {
                 "identity": self._key.public.fingerprint,
                 "nonce": challenge.nonce,

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .. import _operations as ops
 from .._exceptions import Conflict, EngineUnavailable, NotFound
 from .._models import Response, UploadInfo
-from .._operations import OPERATIONS, Operation
+from .._operations import Operation
 from ._base import FileSlice, Progress
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ async def _resumable(
     upload, offset = await _resume(transport, recall(key), size)
     if upload is None:
         created: UploadInfo = await transport.call(  # type: ignore[assignment]
-            OPERATIONS["uploads.create"], {"path": path, "length": size, "overwrite": overwrite}
+            ops.uploads.CREATE, {"path": path, "length": size, "overwrite": overwrite}
         )
         upload = created.id
         remember(key, upload)
@@ -72,7 +73,7 @@ async def _resumable(
             length = min(PATCH, size - offset)
             body = FileSlice(source, offset, length, _shifted(progress, offset, size))
             reply = await transport.upload(
-                OPERATIONS["uploads.append"], {"id": upload, "offset": offset}, body
+                ops.uploads.APPEND, {"id": upload, "offset": offset}, body
             )
             offset = reply.offset
         except (EngineUnavailable, Conflict) as exc:
@@ -84,9 +85,9 @@ async def _resumable(
             if failures > _RETRIES:
                 raise
             await anyio.sleep(0.2 * failures)
-            offset = (await transport.call(OPERATIONS["uploads.status"], {"id": upload})).offset  # type: ignore[attr-defined]
+            offset = (await transport.call(ops.uploads.STATUS, {"id": upload})).offset  # type: ignore[attr-defined]
     forget(key)
-    return await transport.call(OPERATIONS["objects.info"], {"path": path})
+    return await transport.call(ops.objects.INFO, {"path": path})
 
 
 async def _resume(transport: Transport, upload: str | None, size: int) -> tuple[str | None, int]:
@@ -95,7 +96,7 @@ async def _resume(transport: Transport, upload: str | None, size: int) -> tuple[
         return None, 0
     try:
         status: UploadInfo = await transport.call(  # type: ignore[assignment]
-            OPERATIONS["uploads.status"], {"id": upload}
+            ops.uploads.STATUS, {"id": upload}
         )
     except NotFound:
         return None, 0

@@ -77,3 +77,19 @@ def test_imports_point_downward(path: Path, module: str) -> None:
         if _layer(target) in FORBIDDEN.get(layer, set()) and (module, _layer(target)) not in ALLOWED
     ]
     assert not wrong, "an import points up or sideways:\n" + "\n".join(wrong)
+
+
+def test_operations_are_named_by_their_typed_constants_not_looked_up_by_string() -> None:
+    """`ops.uploads.CREATE`, never `OPERATIONS["uploads.create"]`: a renamed or removed
+    operation is then an import error mypy sees, not a KeyError at run time."""
+    import re
+
+    lookup = re.compile(r"OPERATIONS\[\s*[\"']")
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ("dxflow", "dxflow_server")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if lookup.search(line)
+    ]
+    assert not found, found

@@ -32,10 +32,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from ... import _operations as ops
 from ..._config import Home
 from ..._exceptions import ApiError, Gone, InvalidRequest, NotFound, PermissionDenied
 from ..._models import ObjectInfo, ShareCreate, ShareLink, ShareList, ShareRef, ShareToken
-from ..._operations import OPERATIONS
 from ..._permissions import Permission, check_permission
 from ..._server_runtime import read_runtime
 from .._audit import AuditLog
@@ -89,7 +89,7 @@ class ShareService:
         if address is None:
             return None
         token = f"{share_id}.{self._sign(share_id)}"
-        return address + OPERATIONS["shares.read"].path.replace("{token}", token)
+        return address + ops.shares.READ.path.replace("{token}", token)
 
     def _signed(self, token: str) -> bool:
         share_id, _, signature = token.partition(".")
