@@ -88,13 +88,6 @@ class Transport(ABC):
     ) -> AbstractAsyncContextManager[Download]:
         """Open a download; `params` may carry `start` and `end` (a byte range)."""
 
-    async def download_to(
-        self, op: Operation, params: Mapping[str, Any], target: Path, progress: Any
-    ) -> int | None:
-        """Download straight into the file `target`, if this transport has a faster way
-        than `download`; its byte count, or None to say "use `download`"."""
-        return None
-
     @abstractmethod
     async def upload(self, op: Operation, params: Mapping[str, Any], body: Any) -> Any:
         """Send `body` (bytes or an async iterable of bytes) with `params`."""

@@ -299,7 +299,7 @@ class HttpTransport(Transport):
             raise _error(reply)
         return upload_info(reply, data)
 
-    async def download_to(
+    async def _download_to(
         self, op: Operation, params: Mapping[str, Any], target: Path, progress: Progress
     ) -> int | None:
         """Download into `target` from a worker thread: blocking reads and writes, with no
@@ -375,7 +375,7 @@ class HttpTransport(Transport):
     async def get_file(
         self, op: Operation, params: Mapping[str, Any], target: Path, progress: Progress
     ) -> int:
-        done = await self.download_to(op, params, target, progress)
+        done = await self._download_to(op, params, target, progress)
         if done is not None:
             return done
         async with self.download(op, params) as download:
