@@ -7,15 +7,18 @@ interleaved with a rotating order, medians reported:
 * `dxflow ps` in a folder with a compose file (the project's workflow created for the run),
   `dxflow workflow list` and `dxflow ping` against an engine booted for the run, through
   its unix socket as MASTER, with the token cached by an earlier command (what every
-  command but the first of an hour costs);
+  command but the first of an hour costs): these are answered by the CLI's pre-click
+  fast path;
+* `python -m dxflow ps`: the same through the module entry;
 * `dxflow workflow list`, cold: an empty token cache each time (a handshake per command,
   what every command cost before the cache);
 * the floor of any Python CLI: `python -c pass` and `python -c "import click"`.
 
-Target: dxflow ps <= 3x docker ps. Where the floor alone is above that (a
-Python interpreter with click costs more than 3 docker ps on some machines), the floor's
-own ratio is printed next to it. The work tree's dxflow runs (`python -m dxflow`, cwd =
-the repository), not an installed one.
+`dxflow` is the console script of this interpreter's environment (`bin/dxflow`, what users
+type; `python -m dxflow` where there is none), run with PYTHONPATH = the work tree, so it
+imports the work tree's dxflow, not an installed one; the run checks that it does.
+
+Target: dxflow ps <= 3x docker ps. The floors' ratios are printed next to it.
 
     python benchmarks/cli.py [--quick] [--json] [-n RUNS]
 """
@@ -37,6 +40,7 @@ from _common import (
     Target,
     bytecode_note,
     child_env,
+    dxflow_cli,
     fmt_ms,
     human_stream,
     median,
@@ -45,7 +49,8 @@ from _common import (
 )
 
 TARGET_RATIO = 3.0
-DXFLOW = [PYTHON, "-m", "dxflow"]
+DXFLOW = dxflow_cli()
+MODULE = [PYTHON, "-m", "dxflow"]
 
 
 def _time(command: list[str], env: dict[str, str], cwd: Path = REPO) -> float:
@@ -57,11 +62,20 @@ def _time(command: list[str], env: dict[str, str], cwd: Path = REPO) -> float:
     return elapsed
 
 
+def _check_source(command: list[str], env: dict[str, str], cwd: Path) -> None:
+    """Fail unless `command` imports the work tree's dxflow (PYTHONVERBOSE names each file)."""
+    done = subprocess.run([*command, "--version"], cwd=cwd, env={**env, "PYTHONVERBOSE": "1"},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    if str(REPO / "dxflow" / "_cli" / "__init__.py") not in done.stderr:
+        raise RuntimeError(f"{command} does not run the work tree's dxflow ({REPO})")
+
+
 def main() -> int:
     args = parse_args(__doc__ or "")
     out = human_stream(args)
     runs = args.runs or (5 if args.quick else 30)
-    result = Result("cli", args.quick, notes=[bytecode_note()])
+    entry = "console script " + DXFLOW[0] if len(DXFLOW) == 1 else "python -m dxflow"
+    result = Result("cli", args.quick, notes=[bytecode_note(), f"`dxflow` is the {entry}"])
     scratch = Path(tempfile.mkdtemp(prefix="dxflow-bench-cli-"))
     home = scratch / "home"
     env = child_env(DXFLOW_CACHE_DIR=str(scratch / "cache"))
@@ -83,6 +97,7 @@ def main() -> int:
         "dxflow ps": ([*DXFLOW, "ps", *at_home], lambda: env),
         "dxflow workflow list": ([*DXFLOW, "workflow", "list", *at_home], lambda: env),
         "dxflow ping": ([*DXFLOW, "ping", *at_home], lambda: env),
+        "python -m dxflow ps": ([*MODULE, "ps", *at_home], lambda: env),
         "dxflow workflow list (cold)": ([*DXFLOW, "workflow", "list", *at_home], cold_env),
         "python -c pass": ([PYTHON, "-c", "pass"], lambda: env),
         "python -c 'import click'": ([PYTHON, "-c", "import click"], lambda: env),
@@ -92,6 +107,8 @@ def main() -> int:
         result.notes.append("no docker binary: no peer, no ratio")
     samples: dict[str, list[float]] = {name: [] for name in commands}
     try:
+        _check_source(DXFLOW, env, project)
+        _check_source(MODULE, env, project)
         subprocess.run([*DXFLOW, "boot", "up", "--daemon", "--port", "0", *at_home],
                        cwd=REPO, env=env, check=True, capture_output=True, timeout=60)  # fmt: skip
         create = [*DXFLOW, "workflow", "create", "benchps", "-f", "compose.yaml", *at_home]

@@ -5,44 +5,21 @@
     ...     engine.ping().engine_id
     >>> remote = dxflow.Engine("https://node:7419", key="~/.dxflow/keys/alice.pem")
 
-Heavy modules (pydantic, httpx, cryptography, docker) load on first use, so that
-``import dxflow`` stays fast.
+Every name but ``__version__`` loads on first use (the exceptions and ``Permission``
+too, they need ``typing`` and ``enum``), so that ``import dxflow`` stays fast: heavy
+modules (pydantic, httpx, cryptography, docker) load only with what needs them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from ._exceptions import (
-    ApiError,
-    ChecksumMismatch,
-    ConfigError,
-    Conflict,
-    DockerUnavailable,
-    DxflowError,
-    EngineClosed,
-    EngineUnavailable,
-    Gone,
-    InsufficientStorage,
-    InternalError,
-    InvalidRequest,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-    RangeNotSatisfiable,
-    RequestTimeout,
-    TimedOut,
-    TooManyRequests,
-    TransportError,
-    Unauthenticated,
-    UsageError,
-    WorkflowFailed,
-)
-from ._permissions import DEFAULT_PERMISSIONS, Permission
 from ._version import __version__
 
+# typing.TYPE_CHECKING without importing typing: `import dxflow` (and the CLI's fast
+# path, which starts with it) loads nothing here; mypy knows the name.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from . import models
     from ._api._fleet import FleetResult, FleetResults
     from ._api.bridges import AsyncBridge, Bridge
@@ -51,8 +28,35 @@ if TYPE_CHECKING:
     from ._api.proxies import AsyncProxy, Proxy, bridge
     from ._api.shells import AsyncChannel, AsyncShell, Channel, Shell
     from ._api.workflows import AsyncWorkflow, Workflow
+    from ._exceptions import (
+        ApiError,
+        ChecksumMismatch,
+        ConfigError,
+        Conflict,
+        DockerUnavailable,
+        DxflowError,
+        EngineClosed,
+        EngineUnavailable,
+        Gone,
+        InsufficientStorage,
+        InternalError,
+        InvalidRequest,
+        MethodNotAllowed,
+        NotFound,
+        PayloadTooLarge,
+        PermissionDenied,
+        RangeNotSatisfiable,
+        RequestTimeout,
+        TimedOut,
+        TooManyRequests,
+        TransportError,
+        Unauthenticated,
+        UsageError,
+        WorkflowFailed,
+    )
     from ._filesystem import DxflowFileSystem
     from ._keypairs import KeyPair, generate_key_pair
+    from ._permissions import DEFAULT_PERMISSIONS, Permission
     from ._progress import Progress
 
 __all__ = [
@@ -108,6 +112,32 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ApiError": "dxflow._exceptions",
+    "ChecksumMismatch": "dxflow._exceptions",
+    "ConfigError": "dxflow._exceptions",
+    "Conflict": "dxflow._exceptions",
+    "DockerUnavailable": "dxflow._exceptions",
+    "DxflowError": "dxflow._exceptions",
+    "EngineClosed": "dxflow._exceptions",
+    "EngineUnavailable": "dxflow._exceptions",
+    "Gone": "dxflow._exceptions",
+    "InsufficientStorage": "dxflow._exceptions",
+    "InternalError": "dxflow._exceptions",
+    "InvalidRequest": "dxflow._exceptions",
+    "MethodNotAllowed": "dxflow._exceptions",
+    "NotFound": "dxflow._exceptions",
+    "PayloadTooLarge": "dxflow._exceptions",
+    "PermissionDenied": "dxflow._exceptions",
+    "RangeNotSatisfiable": "dxflow._exceptions",
+    "RequestTimeout": "dxflow._exceptions",
+    "TimedOut": "dxflow._exceptions",
+    "TooManyRequests": "dxflow._exceptions",
+    "TransportError": "dxflow._exceptions",
+    "Unauthenticated": "dxflow._exceptions",
+    "UsageError": "dxflow._exceptions",
+    "WorkflowFailed": "dxflow._exceptions",
+    "DEFAULT_PERMISSIONS": "dxflow._permissions",
+    "Permission": "dxflow._permissions",
     "AsyncBridge": "dxflow._api.bridges",
     "Bridge": "dxflow._api.bridges",
     "FleetResult": "dxflow._api._fleet",

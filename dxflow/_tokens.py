@@ -6,14 +6,14 @@ challenge (two round trips, an RSA signature, the `cryptography` import) and wri
 its own under the user's cache directory (``$DXFLOW_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/dxflow``, else ``~/.cache/dxflow``), in a 0700 folder, mode 0600,
 named by a hash of the URL and the key's bytes (so another key, or the same key file
-rewritten, never finds it). It is reused until a minute before it expires and dropped
-when the engine answers 401. Nothing here ever logs or prints a token.
+rewritten, never finds it; `_token_file` names and trusts it, for the CLI's fast path
+too). It is reused until a minute before it expires and dropped when the engine answers
+401. Nothing here ever logs or prints a token.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -21,23 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._exceptions import ConfigError
+from ._token_file import RENEW_MARGIN, cache_folder, read_token, token_file
 
 if TYPE_CHECKING:
     from ._keypairs import PrivateKey, PublicKey
 
-__all__ = ["DeferredKey", "TokenCache", "cache_dir"]
-
-RENEW_MARGIN = 60.0
-"""A token this close to its expiry is not reused (the transport renews it too)."""
+__all__ = ["RENEW_MARGIN", "DeferredKey", "TokenCache", "cache_dir"]
 
 
 def cache_dir() -> Path:
     """The user's dxflow cache folder (it need not exist)."""
-    explicit = os.environ.get("DXFLOW_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dxflow"
+    return Path(cache_folder())
 
 
 def read_key_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -82,27 +76,11 @@ class TokenCache:
 
     @classmethod
     def of(cls, url: str, key_bytes: bytes, folder: Path | None = None) -> TokenCache:
-        digest = hashlib.sha256(key_bytes).hexdigest()
-        name = hashlib.sha256(f"{url}\0{digest}".encode()).hexdigest()[:32]
-        return cls((folder or cache_dir()) / "tokens" / name)
+        return cls(Path(token_file(url, key_bytes, str(folder) if folder else None)))
 
     def load(self) -> tuple[str, float] | None:
         """The token and its expiry (epoch seconds), if one is cached and fresh."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            return None
-        try:
-            st = os.fstat(fd)
-            if st.st_uid != os.getuid() or st.st_mode & 0o077:
-                return None  # not ours or readable by others: never trust it
-            data = json.loads(os.read(fd, 65536))
-            token, expires = str(data["token"]), float(data["expires"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        finally:
-            os.close(fd)
-        return (token, expires) if expires - time.time() > RENEW_MARGIN else None
+        return read_token(self.path)
 
     def store(self, token: str, expires: float) -> None:
         """Keep the token (mode 0600); a cache that cannot be written is no error."""

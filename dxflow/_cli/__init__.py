@@ -1,5 +1,12 @@
 """The `dxflow` command line: a thin layer over the SDK.
 
+`main` first offers the command to the pre-click fast path (`_fast`): the everyday reads
+(`dxflow ps`, `workflow list`, `ping`, `whoami`) with a cached token are answered there
+with the standard library alone, as a `docker ps` would be, without loading click or
+the SDK. Everything else, and anything the fast path is not sure of, runs through click
+(`_main`), which prints the same bytes for those reads. So this package's import loads
+nothing but `COMMANDS`; `cli` is loaded when asked for.
+
 Commands are registered in `COMMANDS` by name and "module:attribute"; a run imports
 only the module of the command it runs (the SDK behind it loads when that command
 opens an engine), so `dxflow ps` does not pay for `dxflow shell connect`.
@@ -7,14 +14,15 @@ opens an engine), so `dxflow ps` does not pay for `dxflow shell connect`.
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
 
-import click
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
-from .._version import __version__
+    from ._main import LazyGroup as LazyGroup
+    from ._main import cli as cli
 
 __all__ = ["COMMANDS", "cli", "main"]
 
@@ -47,89 +55,22 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
-    """A group whose commands are imported when they are looked up (see `COMMANDS`)."""
-
-    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.lazy = lazy
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.lazy})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.commands or cmd_name not in self.lazy:
-            return super().get_command(ctx, cmd_name)
-        import importlib
-
-        module, _, attribute = self.lazy[cmd_name].partition(":")
-        command: click.Command = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
-        self.commands[cmd_name] = command
-        return command
-
-
-@click.group(
-    cls=LazyGroup,
-    lazy=COMMANDS,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
-@click.version_option(__version__, prog_name="dxflow")
-def cli() -> None:
-    """dxflow: an engine for containerized workflows, shells and data.
-
-    Without --url, commands talk to the engine booted on this machine (see
-    `dxflow boot up`) through its unix socket, as its MASTER key (or as --key).
-    """
-
-
-def _usage(exc: click.UsageError) -> NoReturn:
-    no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
-    if isinstance(exc, no_args) and exc.ctx is not None:  # `dxflow` or a group alone
-        click.echo(exc.ctx.get_help())
-        sys.exit(0)
-    where = exc.ctx.command_path if exc.ctx is not None else "dxflow"
-    message = exc.format_message().rstrip(".")
-    click.echo(f"error: {message}; see `{where} --help`", err=True)
-    sys.exit(exc.exit_code)
-
-
-def _internal(exc: BaseException) -> NoReturn:
-    if os.environ.get("DXFLOW_DEBUG"):
-        import traceback
-
-        traceback.print_exception(exc)
-    kind = type(exc).__name__
-    click.echo(
-        f"error: internal error: {kind}: {exc} (please report; rerun with DXFLOW_DEBUG=1 "
-        "for the traceback)",
-        err=True,
-    )
-    sys.exit(1)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI: every failure is one `error: ...` line, exit 2 for a usage error,
     1 otherwise (130 when interrupted), never a traceback."""
-    from .._exceptions import DxflowError, UsageError
-    from ._common import cli_message, fail
+    from ._fast import answer
 
-    args = list(argv) if argv is not None else None
-    try:
-        code = cli.main(args=args, prog_name="dxflow", standalone_mode=False)
-    except click.UsageError as exc:
-        _usage(exc)
-    except click.ClickException as exc:
-        fail(exc.format_message(), exc.exit_code)
-    except (click.Abort, KeyboardInterrupt, EOFError):
-        click.echo("", err=True)
-        sys.exit(130)
-    except UsageError as exc:
-        fail(cli_message(exc), 2)
-    except DxflowError as exc:
-        fail(cli_message(exc))
-    except BrokenPipeError:  # `dxflow ... | head`: the reader left, nothing to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
-    except Exception as exc:
-        _internal(exc)
-    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
+    code = answer(list(argv) if argv is not None else sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from ._main import run
+
+    run(argv)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("cli", "LazyGroup"):  # click is loaded only when the click side is wanted
+        from . import _main
+
+        return getattr(_main, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from .._exceptions import ApiError, DxflowError, UsageError
+from ._lean import normalize_url
 
 __all__ = [
     "Options",
@@ -36,29 +37,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # The SDK argument an error's `option` detail names -> what to type instead.
 _FLAGS = {"overwrite": "--overwrite", "recursive": "-r", "parents": "leave out --no-parents"}
 _SDK_HINT = re.compile(r"\s*\(pass [^)]*\)")
-_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
-
-
-def normalize_url(url: str) -> str:
-    """`127.0.0.1:7419` is `http://127.0.0.1:7419`; a socket path is `unix://PATH`;
-    anything else without a scheme is a usage error saying what to type."""
-    url = url.strip()
-    if "://" in url:
-        scheme = url.split("://", 1)[0].lower()
-        if scheme not in ("http", "https", "unix", "http+unix"):
-            raise UsageError(
-                f"--url {url!r}: unknown scheme {scheme}://; use http://HOST:PORT, "
-                "https://HOST:PORT or unix:///path/to/engine.sock"
-            )
-        return url
-    if _HOST_PORT.match(url):
-        return f"http://{url}"
-    if url.startswith(("/", "~", ".")) and url.endswith(".sock"):
-        return f"unix://{os.path.abspath(os.path.expanduser(url))}"
-    raise UsageError(
-        f"--url {url!r} is not an engine URL; use http://HOST:PORT (e.g. "
-        "http://127.0.0.1:7419), https://HOST:PORT or unix:///path/to/engine.sock"
-    )
 
 
 @dataclass

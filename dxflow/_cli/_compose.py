@@ -26,6 +26,7 @@ from ._complete import service_names, workflow_names
 from ._output import Prefixer, emit_json, human_bytes, is_terminal, table, table_text, use_colour
 from ._progress import EventView
 from ._project import Project, find_compose_file, project_name
+from ._render import ps_text, status_table
 
 __all__ = ["COMMANDS"]
 
@@ -138,16 +139,6 @@ def _short(container: str, project: str) -> str:
     return container.removeprefix(f"{project}-")
 
 
-def _status_table(status: Any, project: str) -> str:
-    rows = [
-        (c.name, s.name, c.state, c.health, c.exit_code, " ".join(c.ports))
-        for s in status.services for c in s.containers
-    ]  # fmt: skip
-    rows += [(f"{project}-{s.name}", s.name, s.state, s.health, s.exit_code, "")
-             for s in status.services if not s.containers]  # fmt: skip
-    return table_text(rows, ["name", "service", "state", "health", "exit", "ports"])
-
-
 # -- up and down --------------------------------------------------------------------------
 
 
@@ -186,7 +177,7 @@ def up(opts: Options, project: Project, services: tuple[str, ...], build: bool, 
         if detach:
             if not opts.json:
                 click.echo()
-                click.echo(_status_table(status, project.name))
+                click.echo(status_table(status, project.name))
             return
         _attach(workflow, project, list(services) or None, opts.json)
 
@@ -263,17 +254,7 @@ def ps(opts: Options, project: Project, only_services: bool, quiet: bool) -> Non
     if status is None:  # no cached token, https, or not found: the SDK says what is wrong
         with opts.engine() as engine:
             status = _workflow(engine, project).status()
-    if opts.json:
-        return emit_json(status)
-    if only_services or quiet:
-        for service in status.services:
-            if only_services:
-                click.echo(service.name)
-            else:
-                for container in service.containers:
-                    click.echo(container.id)
-        return
-    click.echo(_status_table(status, project.name))
+    click.echo(ps_text(status, project.name, opts.json, only_services, quiet), nl=False)
 
 
 def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:

@@ -11,6 +11,7 @@ from .._durations import parse_duration
 from ._common import Options, check_since, engine_command
 from ._lean import lean_call
 from ._output import emit_json, human_bytes, key_values, table
+from ._render import ping_text, whoami_text
 
 __all__ = ["audit", "info", "ping", "stats", "token", "whoami"]
 
@@ -36,10 +37,7 @@ def ping(opts: Options) -> None:
             started = time.perf_counter()
             pong = engine.ping()
             elapsed = (time.perf_counter() - started) * 1000
-    if opts.json:
-        emit_json({**pong.model_dump(mode="json"), "round_trip_ms": round(elapsed, 3)})
-    else:
-        click.echo(f"pong from {pong.engine_id} as {pong.identity} in {elapsed:.1f} ms")
+    click.echo(ping_text(pong, elapsed, opts.json), nl=False)
 
 
 @click.command()
@@ -153,11 +151,7 @@ def whoami(opts: Options) -> None:
     if me is None:
         with opts.engine() as engine:
             me = engine.whoami()
-    if opts.json:
-        return emit_json(me)
-    key_values(
-        [("identity", me.identity), ("permissions", me.permissions), ("engine", me.engine_id)]
-    )
+    click.echo(whoami_text(me, opts.json), nl=False)
 
 
 @click.command()

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-from datetime import datetime
-from typing import Any
-from urllib.parse import quote, unquote, urlencode, urlsplit
+import re
 
-__all__ = ["LEAN", "Record", "lean_call"]
+# No typing, urllib.parse or datetime at import: the pre-click fast path (`_fast`) runs
+# on this module's Record and request, and loads what it needs only.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["LEAN", "Record", "address", "hand_over", "lean_call", "normalize_url", "request"]
 
 LEAN: dict[str, str] = {
     "engine.ping": "/api/ping",
@@ -35,6 +38,7 @@ LEAN: dict[str, str] = {
 }
 """Operation name -> its GET path (the table's; tests/unit/test_cli_lean.py checks)."""
 
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 _MAX_REPLY = 16 * 1024 * 1024
 
 
@@ -70,6 +74,8 @@ def _wrap(name: str, value: Any) -> Any:
     if isinstance(value, list):
         return [_wrap(name, item) for item in value]
     if isinstance(value, str) and (name.endswith("_at") or name == "time"):
+        from datetime import datetime
+
         try:
             return datetime.fromisoformat(value)
         except ValueError:
@@ -79,6 +85,8 @@ def _wrap(name: str, value: Any) -> Any:
 
 def lean_call(opts: Any, operation: str, **params: Any) -> Record | None:
     """The answer of a read-only operation as a Record, or None: use the SDK then."""
+    from urllib.parse import quote, urlencode
+
     path = LEAN[operation]
     for name in list(params):
         if "{" + name + "}" in path:
@@ -96,13 +104,16 @@ def lean_call(opts: Any, operation: str, **params: Any) -> Record | None:
         if target is None:
             return None
         url, key_path = target
+        where = address(url)
+        if where is None:
+            return None
         from .._tokens import TokenCache, read_key_bytes
 
         cache = TokenCache.of(url, read_key_bytes(key_path))
         cached = cache.load()
         if cached is None:
             return None
-        reply = _get(url, path, cached[0])
+        reply = request(where, path, cached[0])
     except Exception:  # the SDK path says what went wrong, in the error tree's words
         return None
     if reply is None:
@@ -119,11 +130,33 @@ def lean_call(opts: Any, operation: str, **params: Any) -> Record | None:
     return Record(data) if isinstance(data, dict) else None
 
 
+def normalize_url(url: str) -> str:
+    """`127.0.0.1:7419` is `http://127.0.0.1:7419`; a socket path is `unix://PATH`;
+    anything else without a scheme is a usage error saying what to type."""
+    from .._exceptions import UsageError  # only to raise it: `dxflow ps` never loads it
+
+    url = url.strip()
+    if "://" in url:
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in ("http", "https", "unix", "http+unix"):
+            raise UsageError(
+                f"--url {url!r}: unknown scheme {scheme}://; use http://HOST:PORT, "
+                "https://HOST:PORT or unix:///path/to/engine.sock"
+            )
+        return url
+    if _HOST_PORT.match(url):
+        return f"http://{url}"
+    if url.startswith(("/", "~", ".")) and url.endswith(".sock"):
+        return f"unix://{os.path.abspath(os.path.expanduser(url))}"
+    raise UsageError(
+        f"--url {url!r} is not an engine URL; use http://HOST:PORT (e.g. "
+        "http://127.0.0.1:7419), https://HOST:PORT or unix:///path/to/engine.sock"
+    )
+
+
 def _target(opts: Any) -> tuple[str, str] | None:
     """(url, key file) as `Options.engine` resolves them; None when the path is not
     lean (https, or a key file others can read: the SDK's loader says what to fix)."""
-    from ._common import normalize_url
-
     if getattr(opts, "bridge", None):  # an agent through its master: the SDK's bridged path
         return None
     if opts.url:
@@ -135,29 +168,64 @@ def _target(opts: Any) -> tuple[str, str] | None:
 
         home = Home.resolve(opts.home)
         url, key = f"unix://{home.socket}", str(opts.key or home.master_key)
-    if urlsplit(url).scheme not in ("unix", "http+unix", "http"):
-        return None
     if os.stat(os.path.expanduser(key)).st_mode & 0o077:
         return None
     return url, key
 
 
-def _connect(url: str) -> socket.socket:
+def address(url: str) -> tuple[str, Any] | None:
+    """Where to connect for an engine URL the lean path speaks: ("unix", socket path) or
+    ("tcp", (host, port)); None for others (https: the SDK's TLS)."""
+    from urllib.parse import unquote, urlsplit
+
     parts = urlsplit(url)
     if parts.scheme in ("unix", "http+unix"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(30.0)
-        sock.connect(unquote(parts.path if parts.scheme == "unix" else parts.netloc))
+        return "unix", unquote(parts.path if parts.scheme == "unix" else parts.netloc)
+    if parts.scheme == "http":
+        return "tcp", (parts.hostname or "", parts.port or 80)
+    return None
+
+
+def _connect(where: tuple[str, Any]) -> Any:
+    kind, place = where
+    if kind == "unix":
+        # The C socket the `socket` module wraps: that module's enums and selectors cost
+        # a `dxflow ps` more than its request; everything used here is the C socket's.
+        import _socket
+
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.settimeout(30.0)
+            sock.connect(place)
+        except BaseException:
+            sock.close()
+            raise
         return sock
-    return socket.create_connection((parts.hostname or "", parts.port or 80), timeout=30.0)
+    import socket
+
+    return socket.create_connection(place, timeout=30.0)
 
 
-def _get(url: str, path: str, token: str) -> tuple[int, str, bytes] | None:
+_HANDED: dict[tuple[Any, str, str], tuple[int, str, bytes]] = {}
+
+
+def hand_over(where: tuple[str, Any], path: str, token: str, reply: tuple[int, str, bytes]) -> None:
+    """A reply the fast path got and left to the click path: the same request then takes
+    it rather than asking the engine twice (an error is answered, and audited, once)."""
+    _HANDED[(where, path, token)] = reply
+
+
+def request(where: tuple[str, Any], path: str, token: str) -> tuple[int, str, bytes] | None:
+    """One GET: (status, reason, body), or None for an answer this module does not read."""
+    handed = _HANDED.pop((where, path, token), None)
+    if handed is not None:
+        return handed
     head = (
         f"GET {path} HTTP/1.1\r\nHost: engine\r\nAuthorization: Bearer {token}\r\n"
         "Accept: application/json\r\nConnection: close\r\n\r\n"
     )
-    with _connect(url) as sock:
+    sock = _connect(where)
+    try:
         sock.sendall(head.encode("latin-1"))
         chunks, size = [], 0
         while chunk := sock.recv(65536):
@@ -165,6 +233,8 @@ def _get(url: str, path: str, token: str) -> tuple[int, str, bytes] | None:
             size += len(chunk)
             if size > _MAX_REPLY:
                 return None
+    finally:
+        sock.close()
     raw = b"".join(chunks)
     header, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:

@@ -1,20 +1,20 @@
-"""Human output (tables, key/value blocks, byte sizes) and --json output."""
+"""Human output (tables, key/value blocks, byte sizes) and --json output, echoed by click;
+the text itself is `_render`'s (shared with the pre-click fast path)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import sys
 import zlib
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from .._display import human_bytes
+from ._render import json_text, key_values_text, table_text
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -30,46 +30,21 @@ __all__ = [
     "live_output",
     "paint",
     "table",
+    "table_text",
     "use_colour",
 ]
 
 
 def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        text = json.dumps(value, indent=2, default=str)
-    elif not isinstance(value, Sequence):
-        text = value.model_dump_json(indent=2)
-    else:
-        text = json.dumps([item.model_dump(mode="json") for item in value], indent=2)
-    click.echo(text)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, datetime):
-        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
+    click.echo(json_text(value))
 
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
     click.echo(table_text(rows, headers))
 
 
-def table_text(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 def key_values(pairs: Iterable[tuple[str, Any]]) -> None:
-    items = [(k, _cell(v)) for k, v in pairs]
-    width = max((len(k) for k, _ in items), default=0)
-    click.echo("\n".join(f"{k.ljust(width)}  {v}" for k, v in items))
+    click.echo(key_values_text(pairs))
 
 
 # -- terminals: colours and lines redrawn in place ----------------------------------------

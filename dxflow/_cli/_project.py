@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from .._exceptions import DxflowError, NotFound
+from ._compose_file import COMPOSE_FILES, compose_file_in, normalize_name, plain_name
 
 __all__ = [
     "COMPOSE_FILES",
@@ -34,46 +35,28 @@ __all__ = [
     "sync",
 ]
 
-COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 # `$NAME` or `${NAME...}`, not `$$` (compose's escape for a literal dollar).
 _VARIABLE = re.compile(r"(?<!\$)(?:\$\$)*\$(?:\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 def find_compose_file(folder: Path) -> Path | None:
     """The compose file of `folder` or of its nearest parent that has one."""
-    for place in (folder, *folder.parents):
-        for name in COMPOSE_FILES:
-            if (place / name).is_file():
-                return place / name
-    return None
-
-
-def normalize_name(text: str) -> str:
-    """A project name as compose makes it from a folder: `My App.v2` -> `myappv2`."""
-    name = re.sub(r"[^a-z0-9_-]", "", text.lower()).lstrip("_-")
-    return name[:63]
-
-
-_PLAIN_NAME = re.compile(r"^name:[ \t]*([A-Za-z0-9_.-]+)[ \t]*(?:#.*)?$", re.M)
-_ANY_NAME = re.compile(r"^name[ \t]*:", re.M)
+    found = compose_file_in(str(folder))
+    return Path(found) if found is not None else None
 
 
 def _declared_name(path: Path) -> str | None:
     """The file's top-level `name:`; a file that does not parse is the engine's to report.
 
-    A plain `name: shop` line (or no top-level `name` line at all) is read without YAML:
-    `dxflow ps` should not pay for a YAML parser to learn a name. Anything else (quotes,
-    interpolation, flow style) is parsed."""
+    A plainly simple file is read without YAML (see `plain_name`): `dxflow ps` should
+    not pay for a YAML parser to learn a name."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError):
         return None
-    if not text.lstrip().startswith("{"):
-        plain = _PLAIN_NAME.findall(text)
-        if len(plain) == 1 and len(_ANY_NAME.findall(text)) == 1:
-            return str(plain[0])
-        if not _ANY_NAME.search(text):
-            return None
+    known, name = plain_name(text)
+    if known:
+        return name
     import yaml
 
     try:

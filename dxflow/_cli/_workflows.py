@@ -10,6 +10,7 @@ from ._common import Options, engine_command, fail
 from ._complete import service_names, workflow_names
 from ._output import emit_json, table
 from ._project import config_of, refresh
+from ._render import workflows_text
 
 __all__ = ["workflow"]
 
@@ -141,12 +142,7 @@ def list_workflows(opts: Options) -> None:
     else:
         with opts.engine() as engine:
             found = [wf.info for wf in engine.workflows.list()]
-    if opts.json:
-        return emit_json(found)
-    table(
-        [(w.name, ",".join(w.services), w.created_at, w.working_dir) for w in found],
-        ["name", "services", "created", "working dir"],
-    )
+    click.echo(workflows_text(found, opts.json), nl=False)
 
 
 @workflow.command()

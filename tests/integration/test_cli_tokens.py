@@ -92,10 +92,11 @@ def test_each_key_and_url_has_its_own_token(engine: Booted, tmp_path: Path) -> N
 
 
 def test_a_read_with_a_cached_token_loads_no_sdk(engine: Booted, tmp_path: Path) -> None:
+    """Nor click or YAML: the fast path answers before them (see test_cli_fast.py)."""
     cli(tmp_path, "ping", "--home", engine.home)  # caches the token
     script = (
         "import atexit, sys\n"
-        "heavy = ('pydantic', 'httpx', 'cryptography', 'anyio')\n"
+        "heavy = ('click', 'pydantic', 'httpx', 'cryptography', 'anyio', 'yaml')\n"
         "atexit.register(lambda: print('heavy:', [m for m in heavy if m in sys.modules],"
         " file=sys.stderr))\n"
         "from dxflow._cli import main\n"
