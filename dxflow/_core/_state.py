@@ -142,6 +142,11 @@ _MIGRATIONS: tuple[str, ...] = (
         placed_at REAL NOT NULL
     );
     """,
+    # profile: the workflow policy profile of whoever wrote the spec last; a reload reads
+    # its env files under it (NULL, older rows: MASTER's privileged, else the default).
+    """
+    ALTER TABLE workflows ADD COLUMN profile TEXT;
+    """,
 )
 
 

@@ -7,6 +7,8 @@ container behind, and be audited with the fragment; an allowed workflow still ru
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -153,6 +155,76 @@ def test_env_files_pointing_at_the_master_key_are_refused_unread(
     link.symlink_to(key)  # a link in storage that leads to the key
     message = _refused(attacker, name, _service(env_file=str(link)), "resolves to")
     _audited(core, "workflows.create", "services.s.env_file")
+
+
+def _environ_values() -> set[str]:
+    """Values of the engine's environment (the server runs in this process)."""
+    raw = Path("/proc/self/environ").read_bytes().split(b"\0")
+    pairs = [item.decode(errors="replace").partition("=") for item in raw if b"=" in item]
+    return {value for _, _, value in pairs if len(value) >= 6}
+
+
+def test_a_link_a_container_plants_is_refused_on_the_next_config(
+    attacker: Engine,
+    make_key: KeyFactory,
+    make_engine: EngineFactory,
+    core: EngineCore,
+    docker_client: docker.DockerClient,
+    name: str,
+    tmp_path: Path,
+) -> None:
+    """A baseline container binds its workflow's folder and swaps the env file for a link to
+    a host file, then to the engine's /proc/self/environ: the next `config` (its author's,
+    a READ_ONLY key's) is the policy's 403 and no secret comes back (issue 8, audit G1)."""
+    secret = "hunter2-outside-secret"
+    outside = tmp_path / "outside.env"
+    outside.write_text(f"DB_PASSWORD={secret}\n")
+    folder = core.config.storage_root / "proj"
+    folder.mkdir(parents=True)
+    env_file = folder / "app.env"
+    env_file.write_text("A=1\n")
+    compose = _service(
+        env_file=str(env_file),
+        environment={"X": "${DB_PASSWORD:-none}"},
+        volumes=[f"{folder}:/proj"],
+        stop_grace_period="1s",
+    )
+    wf = attacker.workflows.create(name, compose, env_file=[str(env_file)])
+    wf.up(timeout=60)
+    reader = make_engine(make_key(Permission.WORKFLOW | Permission.READ_ONLY).private)
+    before = reader._call(ops.workflows.CONFIG, name=name)
+    assert before.services["s"].environment["X"] == "none"
+
+    def refused_everywhere(target: str, leaked: set[str]) -> None:
+        assert os.readlink(env_file) == target  # the container planted it
+        for engine in (attacker, reader):
+            with pytest.raises(PermissionDenied) as caught:
+                engine._call(ops.workflows.CONFIG, name=name)
+            message = caught.value.message
+            assert f"env_file: '{env_file}' is outside the storage root" in message, message
+            assert "(policy baseline)" in message
+            listed = engine._call(ops.workflows.LIST).model_dump_json()
+            for text in (message, listed):
+                assert not any(value in text for value in leaked), text
+
+    planted = wf.exec("s", ["/bin/busybox", "ln", "-sf", str(outside), "/proj/app.env"])
+    assert planted.exit_code == 0, planted.output
+    refused_everywhere(str(outside), {secret})
+    with pytest.raises(PermissionDenied, match="env_file"):  # no way in through exec either
+        wf.exec("s", ["true"])
+    _audited(core, "workflows.exec", "env_file")
+
+    shown = before.model_dump_json() + str(env_file) + str(tmp_path)
+    environ = {value for value in _environ_values() if value not in shown}
+    (container,) = _containers(docker_client, name)  # the container's own process, again
+    code, output = container.exec_run(
+        ["/bin/busybox", "ln", "-sf", "/proc/self/environ", "/proj/app.env"]
+    )
+    assert code == 0, output
+    refused_everywhere("/proc/self/environ", environ)
+
+    wf.down()  # a planted link never keeps a workflow up: down reads no refused file
+    assert _containers(docker_client, name) == []
 
 
 def test_update_cannot_smuggle_what_create_refuses(

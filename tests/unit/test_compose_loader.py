@@ -103,6 +103,37 @@ def test_the_workflow_name_wins_over_the_files_name() -> None:
         assert caught.value.details["path"] == "name"
 
 
+# --- host files: what is read, and what a reload watches -----------------------------------
+
+
+def test_every_file_looked_at_is_stamped_and_a_change_is_seen(tmp_path: Path) -> None:
+    own = write(tmp_path / "own.env", "A=1\n")
+    document = {"services": {"web": {"image": "nginx", "env_file": [str(own)]}}}
+    loaded = load_project("app", document, working_dir=tmp_path, process_env={})
+    paths = [path for path, _ in loaded.files]
+    assert paths == [str(tmp_path / ".env"), str(own)]  # the default .env, missing, too
+    assert dict(loaded.files)[str(tmp_path / ".env")] is None
+    assert loaded.unchanged()
+    write(own, "A=22\n")  # the service's own env file: rewritten
+    assert not loaded.unchanged()
+    loaded = load_project("app", document, working_dir=tmp_path, process_env={})
+    write(tmp_path / ".env", "B=1\n")  # the default .env: made since
+    assert not loaded.unchanged()
+
+
+def test_only_regular_files_on_a_disk_are_read_as_env_files(tmp_path: Path) -> None:
+    """A FIFO would block the load; /proc/self/environ is the engine's own environment."""
+    fifo = tmp_path / "fifo.env"
+    os.mkfifo(fifo)
+    for env_file in (fifo, tmp_path):
+        document = {"services": {"web": {"image": "nginx", "env_file": str(env_file)}}}
+        with pytest.raises(InvalidRequest, match="not a regular file"):
+            load_project("app", document, process_env={})
+    with pytest.raises(InvalidRequest, match="kernel's proc file system") as caught:
+        load_project("app", SIMPLE, env_file=["/proc/self/environ"], process_env={})
+    assert "PATH" not in caught.value.message
+
+
 # --- the YAML dialect ---------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from dxflow._core._compose import load_project
 from dxflow._core._context import Identity
 from dxflow._core._workflows._policy import (
     MAX_MESSAGE,
+    FileGuard,
     PolicyRoots,
     Violation,
     admit,
@@ -39,6 +40,7 @@ SECRET = "-----BEGIN PRIVATE KEY----- topsecret"
 OK = None
 OUTSIDE = "is outside the storage root and the engine's host_paths"
 BIND = "is a bind mount; bind mounts are not allowed"
+LEADS_OUT = "leads out of the storage root through a link"
 
 Expected = tuple[str, str] | None
 
@@ -224,11 +226,12 @@ SERVICE_CASES: list[tuple[str, dict[str, Any], dict[str, Expected]]] = [
         {"env_file": [{"path": "{outside}/x.env", "required": True}]},
         _same((f"{S}.env_file[0]", OUTSIDE)),
     ),
-    ("env-file-proc", {"env_file": "/proc/self/environ"}, _same((f"{S}.env_file", OUTSIDE))),
+    # privileged: the loader refuses a file of /proc (422), whoever names it
+    ("env-file-proc", {"env_file": "/proc/self/environ"}, _same((f"{S}.env_file", OUTSIDE), READ)),
     (
-        "env-file-symlink",
+        "env-file-symlink",  # a link in storage is never followed out of it, even privileged
         {"env_file": "{storage}/key.env"},
-        _same((f"{S}.env_file", "resolves to"), READ),
+        _same((f"{S}.env_file", "resolves to"), (f"{S}.env_file", LEADS_OUT)),
     ),
     ("ports", {"ports": ["127.0.0.1:8080:80"]}, ALLOWED),
     ("ulimits", {"ulimits": {"nofile": 1024}}, ALLOWED),
@@ -415,7 +418,7 @@ DOCUMENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Expect
         "default-dotenv-symlink",  # <working_dir>/.env read by default, a link to the key
         {"services": {"s": SAFE}},
         {"working_dir": "{storage}/dotenv"},
-        _same(("env_file", "resolves to"), READ),
+        _same(("env_file", "resolves to"), ("env_file", LEADS_OUT)),
     ),
     (
         "compose-path-key",
@@ -579,6 +582,43 @@ def test_a_refused_file_is_never_opened(roots: PolicyRoots, tmp_path: Path) -> N
     document = {"services": {"s": {"image": "busybox", "env_file": str(fifo)}}}
     with pytest.raises(PermissionDenied, match=r"services\.s\.env_file"):
         _admit(roots, "baseline", document, {})
+
+
+def test_a_link_planted_after_the_judgement_is_never_followed(
+    roots: PolicyRoots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is opened from its allowed folder without following a link: one swapped in
+    between the policy's judgement and the open (a container's race) is refused."""
+    env_file = Path(roots.storage) / "race.env"
+    env_file.write_text("A=1\n")
+    judge = PolicyRoots.host_path_rule
+
+    def judge_then_swap(self: PolicyRoots, path: str, **options: Any) -> str | None:
+        rule = judge(self, path, **options)
+        env_file.unlink()
+        env_file.symlink_to(tmp_path / "outside" / "x.env")
+        return rule
+
+    monkeypatch.setattr(PolicyRoots, "host_path_rule", judge_then_swap)
+    guard = FileGuard(roots, "baseline")
+    assert guard(str(env_file), "env_file") is None  # refused: nothing was opened
+    (violation,) = guard.violations
+    assert violation.path == "env_file" and "reached without a link" in violation.rule
+
+
+def test_privileged_reads_host_files_but_not_through_a_link_in_storage(
+    roots: PolicyRoots, tmp_path: Path
+) -> None:
+    guard = FileGuard(roots, "privileged")
+    fd = guard(str(tmp_path / "outside" / "x.env"), "env_file")  # MASTER's own host file
+    assert fd is not None
+    os.close(fd)
+    fd = guard(os.path.join(roots.storage, "app.env"), "env_file")
+    assert fd is not None
+    os.close(fd)
+    assert guard(os.path.join(roots.storage, "key.env"), "services.s.env_file") is None
+    (violation,) = guard.violations
+    assert "leads out of the storage root through a link" in violation.rule
 
 
 def test_the_message_is_capped(roots: PolicyRoots) -> None:

@@ -12,7 +12,7 @@ document (``services.web.ports[1]``).
 
 from ._environment import EnvironmentSources
 from ._graph import waves
-from ._guard import ReadGuard, guarded_reads
+from ._guard import ReadGuard, guarded_reads, open_plain
 from ._loader import LoadedProject, is_compose_path, load_project
 from ._project import check_build_contexts
 from ._supported import KEYS, Key, markdown_table
@@ -28,5 +28,6 @@ __all__ = [
     "is_compose_path",
     "load_project",
     "markdown_table",
+    "open_plain",
     "waves",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._dotenv import DotenvError, parse_dotenv
 from ._errors import child, invalid, item
-from ._guard import may_read
+from ._guard import considered, read_host_file
 from ._values import as_bool, as_str, expect_mapping, key_values
 
 __all__ = ["EnvironmentSources", "load_sources", "service_environment"]
@@ -47,11 +47,9 @@ class EnvironmentSources:
 
 
 def _read_text(path: str, where: str) -> str:
-    if not may_read(path, where):  # refused by the workflow policy: never opened
-        return ""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
+        data = read_host_file(path, where)
+        return "" if data is None else data.decode("utf-8")  # None: refused, never opened
     except FileNotFoundError:
         raise invalid(where, f"env file not found: {path}") from None
     except UnicodeDecodeError:
@@ -110,6 +108,7 @@ def service_environment(
         for where, file, required in _env_files(
             raw["env_file"], child(path, "env_file"), working_dir
         ):
+            considered(file)  # a missing one may appear later: a reason to load again
             if not required and not os.path.exists(file):
                 continue
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ from ..._models._compose import ComposeProject, Service
 from ._environment import EnvironmentSources, load_sources
 from ._errors import invalid
 from ._graph import waves
-from ._guard import may_read
+from ._guard import Stamp, considered, read_host_file, recording, stamp
 from ._interpolate import interpolate_tree
 from ._project import ProjectInput, check_project_name, normalize_project
 from ._validate import validate_document
@@ -40,6 +41,12 @@ class LoadedProject:
 
     project: ComposeProject
     environment: EnvironmentSources = field(default_factory=EnvironmentSources)
+    files: tuple[tuple[str, Stamp | None], ...] = ()
+    """Every host file the load looked at (read or missing), with its stamp from before."""
+
+    def unchanged(self) -> bool:
+        """No file the load looked at has changed since (see `_guard.stamp`)."""
+        return all(stamp(path) == before for path, before in self.files)
 
     def _service(self, service: str) -> Service:
         found = self.project.services.get(service)
@@ -114,15 +121,19 @@ def _read(compose: PathLike | Mapping[str, Any]) -> tuple[Any, str | None]:
         _check_size(document)
         return document, None
     path = os.path.abspath(os.fspath(compose))
-    if not may_read(path, "compose"):  # refused by the workflow policy: never opened
-        return None, path
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        data = read_host_file(path, "compose")
+        if data is None:  # refused by the workflow policy: never opened
+            return None, path
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise invalid("", f"compose file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise invalid("", f"cannot read compose file {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise invalid("", f"compose file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise invalid("", f"cannot read compose file {path}: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL in the path
+        raise invalid("", f"cannot read compose file {path!r}: {exc}") from None
     document = parse_yaml(text)
     _check_size(document)
     return document, path
@@ -144,7 +155,10 @@ def _env_files(
 ) -> list[str]:
     if env_file is None:
         default = os.path.join(default_dir, ".env") if default_dir else None
-        return [default] if default and os.path.isfile(default) else []
+        if default is None:
+            return []
+        considered(default)  # one made later is a reason to load again
+        return [default] if os.path.isfile(default) else []
     files = [env_file] if isinstance(env_file, str | os.PathLike) else list(env_file)
     return [os.path.abspath(os.fspath(f)) for f in files]
 
@@ -179,6 +193,20 @@ def load_project(
     exists (beside the compose file, or in an explicit `working_dir`).
     """
     check_project_name(name, "name")
+    with recording() as seen:
+        loaded = _load(name, compose, env, env_file, profiles, working_dir, process_env)
+    return dataclasses.replace(loaded, files=tuple(seen.items()))
+
+
+def _load(
+    name: str,
+    compose: PathLike | Mapping[str, Any],
+    env: Mapping[str, str] | None,
+    env_file: PathLike | Sequence[PathLike] | None,
+    profiles: Sequence[str] | None,
+    working_dir: PathLike | None,
+    process_env: Mapping[str, str] | None,
+) -> LoadedProject:
     document, config_file = _read(compose)
     document = _check_document(document, compose)
     file_dir = os.path.dirname(config_file) if config_file else None

@@ -346,7 +346,7 @@ class ProxyService:
         check_shape(spec)
         if spec.workflow is not None:
             assert spec.service is not None
-            self._workloads.check(spec.workflow, spec.service)
+            await self._workloads.check(spec.workflow, spec.service)
             return None
         may_bridge = ctx.identity is not None and Permission.BRIDGE in ctx.identity.permissions
         return self._static(spec, _master(ctx), may_bridge)

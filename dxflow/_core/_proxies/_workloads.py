@@ -30,10 +30,10 @@ class Workloads:
         self._docker = docker
         self._owners = Owners(engine_id)
 
-    def check(self, workflow: str, service: str) -> None:
+    async def check(self, workflow: str, service: str) -> None:
         """NotFound naming the workflow or the service when either does not exist."""
         try:
-            names = self._workflows.service_names(workflow)
+            names = await self._workflows.service_names(workflow)
         except NotFound:
             raise NotFound(
                 f"workflow: no workflow named {workflow!r} on this engine (see "

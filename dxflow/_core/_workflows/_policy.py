@@ -15,16 +15,18 @@ symlink inside storage that leads out is caught); no Docker.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..._config import Config
-from ..._exceptions import InvalidRequest, PermissionDenied
+from ..._exceptions import Conflict, InvalidRequest, NotFound, PermissionDenied
 from ..._models import ComposeProject
 from ..._models._compose import Mount, Service
-from .._compose import LoadedProject, guarded_reads
+from .._compose import LoadedProject, guarded_reads, open_plain
 from .._context import Identity
+from .._objects._walker import Walker
 
 __all__ = [
     "PROFILES",
@@ -55,6 +57,8 @@ _VOLUME_TYPES = ("tmpfs", "nfs", "nfs4", "cifs")  # memory, or file systems over
 _REMOTE = ("http://", "https://", "git://", "git@", "ssh://", "github.com/")
 _PRIVATE = ".dxflow"  # the object store's own folder (objects._paths.PRIVATE)
 MAX_MESSAGE = 4000
+_OUTSIDE = "is outside the storage root and the engine's host_paths"
+_LINK = "links are never followed for a workflow's files (one may lead out of the allowed folders)"
 _FIX = (
     "keep host paths in the storage root or a folder listed in the engine's host_paths; "
     "a MASTER key can set another policy: dxflow key update NAME --workflow-policy PROFILE"
@@ -89,6 +93,14 @@ class PolicyRoots:
     host_paths: tuple[str, ...] = ()
     sockets: tuple[str, ...] = DOCKER_SOCKETS
     default: str = "baseline"
+    storage_names: tuple[str, ...] = ()
+    """The storage root as resolved and as configured (a path naming a file in it may use
+    either), for the rule that a link in storage is never followed."""
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        """The folders (real paths) a non-privileged workflow's host files may be in."""
+        return (self.storage, *self.host_paths)
 
     @classmethod
     def create(
@@ -103,8 +115,10 @@ class PolicyRoots:
         host = docker_host or os.environ.get("DOCKER_HOST") or ""
         if host.startswith("unix://"):
             sockets |= {host.removeprefix("unix://"), _real(host.removeprefix("unix://"))}
+        named = os.path.normpath(os.path.abspath(os.fspath(storage)))
         return cls(
             storage=_real(os.fspath(storage)),
+            storage_names=tuple(sorted({named, _real(os.fspath(storage))})),
             home=_real(os.fspath(home)),
             host_paths=tuple(_real(p) for p in host_paths),
             sockets=tuple(sorted(sockets)),
@@ -122,16 +136,17 @@ class PolicyRoots:
         )
 
     def host_path_rule(
-        self, path: str, *, must_exist: bool = True, contents: bool = True
+        self, path: str, *, must_exist: bool = True, contents: bool = True, real: str = ""
     ) -> str | None:
         """Why `path` may not reach a container or the loader, or None when it may.
 
         `contents`: what is below `path` is reached too (a bind, a build context), so it
-        may not contain the engine home, the Docker socket or the private folder.
+        may not contain the engine home, the Docker socket or the private folder. `real`:
+        `path` resolved already (what the caller will open: judged as it is).
         """
         if "\0" in path:
             return "contains a NUL byte"
-        real = _real(path)
+        real = real or _real(path)
         storage_in_home = _inside(self.storage, self.home) and self.storage != self.home
         private = os.path.join(self.storage, _PRIVATE)
         blocked = []  # never reachable, whatever the operator allowed
@@ -147,7 +162,7 @@ class PolicyRoots:
         why = f" ({'; '.join(blocked + moved)})" if blocked or moved else ""
         allowed = _inside(real, self.storage) or any(_inside(real, p) for p in self.host_paths)
         if not allowed:
-            return f"is outside the storage root and the engine's host_paths{why}"
+            return f"{_OUTSIDE}{why}"
         if blocked:
             return f"is not allowed{why}"
         if must_exist and not os.path.exists(real):
@@ -157,19 +172,70 @@ class PolicyRoots:
 
 @dataclass
 class FileGuard:
-    """The loader's read guard (see `_compose._guard`): records each refused file."""
+    """The loader's read guard (see `_compose._guard`): it judges each host file the loader
+    would read, records each refused one, and opens the others itself, so that what is read
+    is what was judged.
+
+    An allowed file is opened from the allowed folder it lies in, one component at a time
+    and never through a link (the object store's walker): a link planted after the
+    judgement (by a container that binds the folder) is refused, never followed. Under
+    privileged any host file may be read, but one named in the storage root, which keys
+    short of MASTER write into, is never read through a link that leads out of it.
+    """
 
     roots: PolicyRoots
     profile: str
     violations: list[Violation] = field(default_factory=list)
 
-    def __call__(self, path: str, where: str) -> bool:
+    def __call__(self, path: str, where: str) -> int | None:
+        where = where or "env_file"
         if self.profile == "privileged":
-            return True
-        rule = self.roots.host_path_rule(path, must_exist=False, contents=False)
+            return self._privileged(path, where)
+        real = "" if "\0" in path else _real(path)  # once: the path judged is the path opened
+        rule = self.roots.host_path_rule(path, must_exist=False, contents=False, real=real)
         if rule is not None:
-            self.violations.append(Violation(where or "env_file", path, rule))
-        return rule is None
+            return self._refuse(where, path, rule)
+        return self._beneath(path, where, real, self.roots.allowed)
+
+    def _refuse(self, where: str, path: str, rule: str) -> int | None:
+        """None (the file is read as empty, never opened), the refusal recorded."""
+        self.violations.append(Violation(where, path, rule))
+        return None
+
+    def _privileged(self, path: str, where: str) -> int | None:
+        if "\0" in path:  # no file has that name: the loader says so (a 422)
+            raise ValueError("the path contains a NUL byte")
+        real = _real(path)
+        if _inside(real, self.roots.storage):
+            return self._beneath(path, where, real, (self.roots.storage,))
+        named = os.path.normpath(os.path.abspath(path))
+        if any(_inside(named, root) for root in self.roots.storage_names):
+            rule = (
+                f"leads out of the storage root through a link (it resolves to {real!r}); {_LINK}"
+            )
+            return self._refuse(where, path, rule)
+        return open_plain(path)  # MASTER's own host file: read as Compose would
+
+    def _beneath(self, path: str, where: str, real: str, roots: Iterable[str]) -> int | None:
+        """`real` (a path with no link in it when it was resolved) opened from the deepest
+        of `roots` that holds it, so a link swapped in since is met and refused."""
+        root = max((r for r in roots if _inside(real, r)), key=len, default=None)
+        if root is None:
+            return self._refuse(
+                where, path, "is outside the storage root and the engine's host_paths"
+            )
+        parts = [p for p in os.path.relpath(real, root).split("/") if p not in ("", ".")]
+        try:
+            fd, _ = Walker(root).open_file(parts, real)
+        except NotFound:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path) from None
+        except PermissionDenied:  # the file's own mode keeps the engine out: say so, a 422
+            raise PermissionError(errno.EACCES, "Permission denied", path) from None
+        except (InvalidRequest, Conflict):
+            return self._refuse(
+                where, path, f"is not a regular file reached without a link; {_LINK}"
+            )
+        return fd
 
 
 def profile_for(identity: Identity | None, default: str) -> str:
@@ -207,12 +273,12 @@ def admit(
 ) -> LoadedProject:
     """`load()` under `profile`, or a 403 listing every violation.
 
-    Every host file the loader would read is first offered to the policy (a refused one
-    is never opened); then the loaded project is checked.
+    Every host file the loader would read is first offered to the policy, which opens it
+    (a refused one is never opened); then the loaded project is checked.
     """
     guard = FileGuard(roots, profile)
     try:
-        with guarded_reads(None if profile == "privileged" else guard):
+        with guarded_reads(guard):
             loaded = load()
     except InvalidRequest:
         if guard.violations:  # a refused file, read as empty, may break the load

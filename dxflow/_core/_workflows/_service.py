@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
@@ -16,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from ..._exceptions import Conflict, InvalidRequest, NotFound
+from ..._exceptions import Conflict, NotFound
 from ..._models import (
     ComposeProject,
     ComposeProjectList,
@@ -41,15 +37,15 @@ from ..._models import (
     WorkflowUp,
     WorkflowUpdate,
 )
-from .._compose import LoadedProject, check_build_contexts, is_compose_path, load_project
+from .._compose import LoadedProject, check_build_contexts
 from .._context import Context
 from .._docker import DockerAdapter, ExecCommand
 from .._groups import task_group
 from .._handlers import handles
 from .._state import State
 from ._files import plan_files, remove_files
-from ._parsing import loop_first
-from ._policy import PolicyRoots, admit, check_exec_user, profile_for, refusal
+from ._loads import Entry, Loads, Row
+from ._policy import PolicyRoots, check_exec_user, profile_for, refusal
 from ._runtime import Action, Plan, WorkflowRuntime, runtime
 from ._streams import EventBus
 
@@ -74,100 +70,44 @@ class WorkflowService:
         self._policy = policy
         self._runtime: WorkflowRuntime = runtime(runtime_name, docker, concurrency, engine_id)
         self._files_dir = files_dir or Path(tempfile.gettempdir()) / f"dxflow-{engine_id}"
-        self._loaded: dict[str, tuple[str, LoadedProject]] = {}
+        self._loads = Loads(policy)
         self._bus = EventBus()
 
     # -- the store ------------------------------------------------------------------------
 
-    @staticmethod
-    def _load(spec: WorkflowCreate, master: bool = False) -> LoadedProject:
-        """The loaded project; `master`: the spec's author was MASTER.
-
-        Only MASTER's variables may come from the engine's own environment: for anyone
-        else ``${HOME}`` is what the caller's `env` and env files say, or unset.
-        """
-        if not master and isinstance(spec.compose, str) and is_compose_path(spec.compose):
-            raise InvalidRequest(
-                "compose: only a MASTER key may name a file on the engine host; send the "
-                "YAML text or the parsed document (the SDK and CLI read a file on your side)",
-                path="compose",
-            )
-        loaded = load_project(
-            spec.name,
-            spec.compose,
-            env=spec.env,
-            env_file=spec.env_file or None,
-            profiles=spec.profiles,
-            working_dir=spec.working_dir,
-            process_env=os.environ if master else {},
-        )
-        if spec.config_files:  # read on the client side: the loader saw text, not the file
-            loaded.project.config_files = list(spec.config_files)
-        return loaded
-
-    def _stored(self, name: str) -> tuple[WorkflowCreate, float, bool]:
-        """The stored spec, when it was created, and whether MASTER wrote it last."""
-        rows = self._state.query(
-            "SELECT spec, created_at, by_master FROM workflows WHERE name = ?", (name,)
-        )
+    def _row(self, name: str) -> Row:
+        """The stored workflow `name` (NotFound naming it if none)."""
+        rows = self._state.query(f"{_SELECT} WHERE name = ?", (name,))
         if not rows:
             raise NotFound(f"no workflow named {name!r}", workflow=name)
-        row = rows[0]
-        spec = WorkflowCreate.model_validate_json(row["spec"])
-        return spec, row["created_at"], bool(row["by_master"])
+        return self._as_row(rows[0])
 
-    def _spec(self, name: str) -> tuple[WorkflowCreate, float]:
-        return self._stored(name)[:2]
+    def _as_row(self, row: Any) -> Row:
+        master = bool(row["by_master"])
+        # Rows written before profiles were stored: MASTER's are privileged, others' the
+        # engine default (what a key of no policy of its own gets).
+        profile = row["profile"] or ("privileged" if master else self._policy.default)
+        return Row(row["name"], row["spec"], row["created_at"], master, profile)
 
-    def _project(self, name: str) -> LoadedProject:
+    async def _project(self, name: str, strict: bool = True) -> LoadedProject:
         """The loaded project, reloaded only when what it was made from changed.
 
         A project is interpolated anew against its env files (and, when MASTER wrote it,
         the engine's environment), as Compose does on every command; parsing it again
-        every call would make `status()` of a large workflow mostly YAML parsing.
+        every call would make `status()` of a large workflow mostly YAML parsing. See
+        `_loads` for how a reload reads files and what `strict` means.
         """
-        spec, _, master = self._stored(name)
-        return self._cached(spec, master)
-
-    def _cached(self, spec: WorkflowCreate, master: bool) -> LoadedProject:
-        key = _fingerprint(spec, master)
-        cached = self._loaded.get(spec.name)
-        if cached is None or cached[0] != key:
-            cached = (key, self._load(spec, master))
-            self._loaded[spec.name] = cached
-        return cached[1]
+        return (await self._loads.stored(self._row(name), strict)).loaded
 
     # -- the policy -----------------------------------------------------------------------
 
     def _profile(self, ctx: Context) -> str:
         return profile_for(ctx.identity, self._policy.default)
 
-    def _admitted(
-        self, spec: WorkflowCreate, profile: str, master: bool
-    ) -> tuple[str, LoadedProject]:
-        """`spec` loaded afresh and its fingerprint, or a 403 (see `_policy.admit`).
-
-        Run in a worker thread: parsing a large project takes seconds of CPU. Under
-        privileged an unchanged project is not parsed again; under other profiles it is,
-        with the policy guarding every file read, and its host paths are resolved anew.
-        """
-        cached = self._loaded.get(spec.name)
-        if profile == "privileged" and cached is not None:
-            with contextlib.suppress(OSError):  # a path the load will report properly
-                if cached[0] == _fingerprint(spec, master):
-                    return cached
-        load = lambda: self._load(spec, master)  # noqa: E731
-        loaded = admit(spec.name, profile, self._policy, load, spec.working_dir)
-        return _fingerprint(spec, master), loaded  # after the load: its paths are known to be sane
-
-    async def _admit(self, ctx: Context, spec: WorkflowCreate, master: bool) -> LoadedProject:
+    async def _admit(self, ctx: Context, spec: WorkflowCreate | Row, master: bool) -> Entry:
         """`spec` checked with the CALLER's profile (MASTER: privileged), off the event loop;
         `master`: the spec's author was MASTER (what it may interpolate from)."""
-        profile = self._profile(ctx)
-        with loop_first():
-            key, loaded = await anyio.to_thread.run_sync(self._admitted, spec, profile, master)
-        self._loaded[spec.name] = (key, loaded)  # later calls skip the parse
-        return loaded
+        return await self._loads.admit(spec, self._profile(ctx), master)
 
     @staticmethod
     def _info(spec: WorkflowCreate, created: float, project: ComposeProject) -> WorkflowInfo:
@@ -181,15 +121,16 @@ class WorkflowService:
 
     @handles("workflows.create")
     async def create(self, ctx: Context, request: WorkflowCreate) -> WorkflowInfo:
-        master = _is_master(ctx)
+        master, profile = _is_master(ctx), self._profile(ctx)
         spec = _stored_spec(request)
-        loaded = await self._admit(ctx, spec, master)  # validates everything before storing
+        entry = await self._admit(ctx, spec, master)  # validates everything before storing
+        loaded = entry.loaded
         check_build_contexts(loaded.project)
         if self._exists(spec.name):
             if request.replace:
                 await self._replace(spec.name, master)
             elif request.exist_ok:
-                return self._converge_spec(spec, master, loaded)
+                return self._converge_spec(entry, profile)
             else:
                 raise Conflict(
                     f"a workflow named {spec.name!r} exists already; pass exist_ok=True to "
@@ -207,42 +148,43 @@ class WorkflowService:
                     workflow=spec.name,
                 )
             db.execute(
-                "INSERT INTO workflows (name, spec, created_at, by_master) VALUES (?, ?, ?, ?)",
-                (spec.name, _as_stored(spec), created, master),
+                "INSERT INTO workflows (name, spec, created_at, by_master, profile) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (spec.name, entry.raw, created, master, profile),
             )
         return self._info(spec, created, loaded.project)
 
     def _exists(self, name: str) -> bool:
         return bool(self._state.query("SELECT 1 FROM workflows WHERE name = ?", (name,)))
 
-    def _converge_spec(
-        self, spec: WorkflowCreate, master: bool, loaded: LoadedProject
-    ) -> WorkflowInfo:
-        """`create(exist_ok=True)` of an existing workflow: store `spec` if it differs."""
-        current, created, by_master = self._stored(spec.name)
-        if current != spec or by_master != master:
+    def _converge_spec(self, entry: Entry, profile: str) -> WorkflowInfo:
+        """`create(exist_ok=True)` of an existing workflow: store its spec if it differs."""
+        spec, master = entry.spec, entry.master
+        current = self._row(spec.name)
+        if (current.raw, current.master, current.profile) != (entry.raw, master, profile):
             self._state.execute(
-                "UPDATE workflows SET spec = ?, by_master = ? WHERE name = ?",
-                (_as_stored(spec), master, spec.name),
+                "UPDATE workflows SET spec = ?, by_master = ?, profile = ? WHERE name = ?",
+                (entry.raw, master, profile, spec.name),
             )
-        return self._info(spec, created, loaded.project)
+        return self._info(spec, current.created, entry.loaded.project)
 
     async def _replace(self, name: str, master: bool) -> None:
         """`create(replace=True)`: the old workflow comes down and is forgotten."""
-        old = self._project(name).project
+        old = (await self._project(name, strict=False)).project
         await self._runtime.down(old, False, self._bus.publish, master)
         await anyio.to_thread.run_sync(remove_files, self._files_dir, old.name)
         self._state.execute("DELETE FROM workflows WHERE name = ?", (name,))
 
     @handles("workflows.list")
-    def list(self, ctx: Context, request: None) -> WorkflowList:
-        rows = self._state.query("SELECT spec, created_at, by_master FROM workflows ORDER BY name")
+    async def list(self, ctx: Context, request: None) -> WorkflowList:
         infos = []
-        for row in rows:
-            spec = WorkflowCreate.model_validate_json(row["spec"])
-            project = self._cached(spec, bool(row["by_master"])).project
-            infos.append(self._info(spec, row["created_at"], project))
+        for row in self._state.query(f"{_SELECT} ORDER BY name"):
+            infos.append(await self._get(self._as_row(row), strict=False))
         return WorkflowList(workflows=infos)
+
+    async def _get(self, row: Row, strict: bool = True) -> WorkflowInfo:
+        entry = await self._loads.stored(row, strict)
+        return self._info(entry.spec, row.created, entry.loaded.project)
 
     @handles("workflows.projects")
     async def projects(self, ctx: Context, request: None) -> ComposeProjectList:
@@ -252,35 +194,36 @@ class WorkflowService:
         return ComposeProjectList(projects=summaries)
 
     @handles("workflows.get")
-    def get(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
-        spec, created, master = self._stored(request.name)
-        return self._info(spec, created, self._cached(spec, master).project)
+    async def get(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
+        return await self._get(self._row(request.name))
 
     @handles("workflows.config")
-    def config(self, ctx: Context, request: WorkflowRef) -> ComposeProject:
-        return self._project(request.name).project
+    async def config(self, ctx: Context, request: WorkflowRef) -> ComposeProject:
+        return (await self._project(request.name)).project
 
     @handles("workflows.remove")
     async def remove(self, ctx: Context, request: WorkflowRef) -> WorkflowInfo:
-        info = self.get(ctx, request)
-        project = self._project(request.name).project
+        row = self._row(request.name)
+        entry = await self._loads.stored(row, strict=False)  # a refused file never blocks it
+        project = entry.loaded.project
         await self._runtime.down(project, False, lambda e: None, _is_master(ctx))
         await anyio.to_thread.run_sync(remove_files, self._files_dir, project.name)
         self._state.execute("DELETE FROM workflows WHERE name = ?", (request.name,))
-        return info
+        self._loads.forget(request.name)
+        return self._info(entry.spec, row.created, project)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     @handles("workflows.status")
     async def status(self, ctx: Context, request: WorkflowRef) -> WorkflowStatus:
-        project = self._project(request.name).project
+        project = (await self._project(request.name)).project
         return await self._runtime.status(project.name, list(project.services), _is_master(ctx))
 
     @handles("workflows.up")
     async def up(self, ctx: Context, request: WorkflowUp) -> AsyncIterator[WorkflowEvent]:
         # checked anew with the CALLER's profile: it may differ from the creator's
-        spec, _, master = self._stored(request.name)
-        loaded = await self._admit(ctx, spec, master)
+        row = self._row(request.name)
+        loaded = (await self._admit(ctx, row, row.master)).loaded
         project = loaded.project
         unknown = sorted(set(request.services or ()) - set(project.services))
         if unknown:
@@ -306,7 +249,7 @@ class WorkflowService:
 
     @handles("workflows.down")
     async def down(self, ctx: Context, request: WorkflowDown) -> AsyncIterator[WorkflowEvent]:
-        project = self._project(request.name).project
+        project = (await self._project(request.name, strict=False)).project
 
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
             await self._runtime.down(project, request.volumes, emit, _is_master(ctx))
@@ -318,7 +261,9 @@ class WorkflowService:
     async def _each(
         self, ctx: Context, request: WorkflowStop, action: Action, signal: str = "SIGKILL"
     ) -> WorkflowStatus:
-        project, master = self._project(request.name).project, _is_master(ctx)
+        # Stopping never needs what a refused file held: the planted link cannot keep it up.
+        strict = action not in ("stop", "kill")
+        project, master = (await self._project(request.name, strict)).project, _is_master(ctx)
         services, grace = request.services, request.timeout
         await self._runtime.act(project, action, services, master, grace, signal)
         return await self._runtime.status(project.name, list(project.services), master)
@@ -337,22 +282,24 @@ class WorkflowService:
 
     @handles("workflows.update")
     async def update(self, ctx: Context, request: WorkflowUpdate) -> WorkflowInfo:
-        current, created = self._spec(request.name)
+        row = self._row(request.name)
         changes = request.model_dump(exclude={"name"}, exclude_none=True)
-        current = _stored_spec(current)
+        current = _stored_spec(WorkflowCreate.model_validate_json(row.raw))
         spec = current.model_copy(update=changes)
-        master = _is_master(ctx)  # whoever writes the spec decides what it may read
-        loaded = await self._admit(ctx, spec, master)  # a bad update changes nothing
-        check_build_contexts(loaded.project)
+        # whoever writes the spec decides what it may read, and under which profile
+        master, profile = _is_master(ctx), self._profile(ctx)
+        entry = await self._admit(ctx, spec, master)  # a bad update changes nothing
+        check_build_contexts(entry.loaded.project)
         self._state.execute(
-            "UPDATE workflows SET spec = ?, by_master = ? WHERE name = ?",
-            (_as_stored(spec), master, spec.name),
+            "UPDATE workflows SET spec = ?, by_master = ?, profile = ? WHERE name = ?",
+            (entry.raw, master, profile, spec.name),
         )
-        return self._info(spec, created, loaded.project)
+        return self._info(spec, row.created, entry.loaded.project)
 
     @handles("workflows.env")
-    def env(self, ctx: Context, request: EnvQuery) -> EnvExplanation:
-        value, source = self._project(request.name).explain(request.service, request.variable)
+    async def env(self, ctx: Context, request: EnvQuery) -> EnvExplanation:
+        loaded = await self._project(request.name)
+        value, source = loaded.explain(request.service, request.variable)
         if source == "process" and not _is_master(ctx):
             # `explain` answers for any name, used or not: the engine's environment (of a
             # MASTER-written workflow) is named as the source, never shown to others.
@@ -361,7 +308,7 @@ class WorkflowService:
 
     @handles("workflows.logs")
     async def logs(self, ctx: Context, request: WorkflowLogs) -> AsyncIterator[LogLine]:
-        project = self._project(request.name).project
+        project = (await self._project(request.name)).project
         if request.service is not None and request.service not in project.services:
             raise NotFound(f"no service {request.service!r} in workflow {request.name!r}")
         shown = {} if request.timestamps else {"time": None}
@@ -376,7 +323,7 @@ class WorkflowService:
     async def events(
         self, ctx: Context, request: WorkflowEventsQuery
     ) -> AsyncIterator[WorkflowEvent]:
-        self._spec(request.name)  # NotFound for an unknown workflow
+        self._row(request.name)  # NotFound for an unknown workflow
         since = request.since or datetime.now(UTC)
         # The runtime reports what containers did; the engine adds what it does around
         # them (creating, starting, stopping, building, networks), from any up or down.
@@ -407,9 +354,9 @@ class WorkflowService:
                 container, request.cmd, request.user, request.workdir, request.env
             )
 
-    def service_names(self, name: str) -> tuple[str, ...]:
+    async def service_names(self, name: str) -> tuple[str, ...]:
         """The services of the stored workflow `name` (NotFound naming it if none)."""
-        return tuple(sorted(self._project(name).project.services))
+        return tuple(sorted((await self._project(name)).project.services))
 
     async def check_entry(self, ctx: Context, name: str, user: str | None = None) -> None:
         """Refuse a way into `name`'s containers (exec, a container shell) to a caller whose
@@ -418,8 +365,8 @@ class WorkflowService:
         profile = self._profile(ctx)
         if profile == "privileged":
             return
-        spec, _, master = self._stored(name)
-        await self._admit(ctx, spec, master)
+        row = self._row(name)
+        await self._admit(ctx, row, row.master)
         violations = check_exec_user(user, profile)
         if violations:
             raise refusal(name, profile, violations)
@@ -484,29 +431,12 @@ def _is_master(ctx: Context) -> bool:
     return ctx.identity is not None and ctx.identity.is_master
 
 
-_HOW = {"exist_ok", "replace"}
-"""Fields of a create request that say how to treat an existing workflow: not its spec."""
+_SELECT = "SELECT name, spec, created_at, by_master, profile FROM workflows"
 
 
 def _stored_spec(request: WorkflowCreate) -> WorkflowCreate:
     """The spec of a create request, without how to treat an existing workflow."""
-    return request.model_copy(update=dict.fromkeys(_HOW, False))
-
-
-def _as_stored(spec: WorkflowCreate) -> str:
-    """The JSON stored of a spec (without `_HOW`: an older engine reads it as it was)."""
-    return spec.model_dump_json(exclude=_HOW)
-
-
-def _fingerprint(spec: WorkflowCreate, master: bool) -> str:
-    """What a loaded project depends on: its spec, the environment, its env files."""
-    files = [Path(f) for f in spec.env_file]
-    if spec.working_dir:
-        files.append(Path(spec.working_dir) / ".env")
-    stamps = [(str(f), f.stat().st_mtime_ns if f.exists() else None) for f in files]
-    process = sorted(os.environ.items()) if master else []
-    raw = json.dumps([spec.model_dump_json(), master, process, stamps])
-    return hashlib.sha256(raw.encode()).hexdigest()
+    return request.model_copy(update={"exist_ok": False, "replace": False})
 
 
 def _with_dependencies(project: ComposeProject, services: list[str] | None) -> set[str] | None:
