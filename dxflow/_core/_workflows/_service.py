@@ -143,21 +143,23 @@ class WorkflowService:
         return profile_for(ctx.identity, self._policy.default)
 
     def _admitted(
-        self, spec: WorkflowCreate, profile: str, master: bool
+        self, spec: WorkflowCreate, profile: str, master: bool, everyone: bool
     ) -> tuple[str, LoadedProject]:
         """`spec` loaded afresh and its fingerprint, or a 403 (see `_policy.admit`).
 
-        Run in a worker thread: parsing a large project takes seconds of CPU. Under
-        privileged an unchanged project is not parsed again; under other profiles it is,
-        with the policy guarding every file read, and its host paths are resolved anew.
+        Run in a worker thread: parsing a large project takes seconds of CPU. For MASTER
+        (`everyone`) an unchanged project is not parsed again; for other callers it is,
+        with the policy guarding every file read (a `privileged` key included: it may not
+        set the engine's labels), and its host paths are resolved anew.
         """
         cached = self._loaded.get(spec.name)
-        if profile == "privileged" and cached is not None:
+        if everyone and cached is not None:
             with contextlib.suppress(OSError):  # a path the load will report properly
                 if cached[0] == _fingerprint(spec, master):
                     return cached
         load = lambda: self._load(spec, master)  # noqa: E731
-        loaded = admit(spec.name, profile, self._policy, load, spec.working_dir)
+        loaded = admit(spec.name, profile, self._policy, load, spec.working_dir,
+                       everyone=everyone)  # fmt: skip
         return _fingerprint(spec, master), loaded  # after the load: its paths are known to be sane
 
     async def _admit(self, ctx: Context, spec: WorkflowCreate, master: bool) -> LoadedProject:
@@ -165,7 +167,9 @@ class WorkflowService:
         `master`: the spec's author was MASTER (what it may interpolate from)."""
         profile = self._profile(ctx)
         with loop_first():
-            key, loaded = await anyio.to_thread.run_sync(self._admitted, spec, profile, master)
+            key, loaded = await anyio.to_thread.run_sync(
+                self._admitted, spec, profile, master, _is_master(ctx)
+            )
         self._loaded[spec.name] = (key, loaded)  # later calls skip the parse
         return loaded
 
