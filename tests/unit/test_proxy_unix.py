@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dxflow._core._objects import _walker
 from dxflow._core._proxies._contract import Upstream
 from dxflow._core._proxies._health import check_target
 from dxflow._core._proxies._targets import TargetPolicy, parse_target
@@ -20,6 +21,16 @@ from dxflow._core._workflows._policy import PolicyRoots
 from dxflow._models import ProxyHealth
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="Linux /proc")
+
+
+@pytest.fixture(autouse=True, params=["openat2", "component walk"])
+def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways the walker opens a path: one openat2 call, or (kernels before 5.6, some
+    seccomp filters) one O_NOFOLLOW component at a time."""
+    if request.param == "openat2" and not _walker.openat2_available():
+        pytest.skip("this kernel has no openat2 (the component walk is tested)")
+    if request.param == "component walk":
+        monkeypatch.setattr(_walker, "_openat2", None)
 
 
 @pytest.fixture
