@@ -193,6 +193,73 @@ def test_a_volume_labelled_for_this_engine_can_be_mounted(
     assert container.labels["io.dxflow.engine"] == core.engine_id
 
 
+OTHER_ENGINE = "dxf-0000000000000000"
+
+
+def test_a_service_cannot_label_its_containers_as_another_engines(
+    as_key: Open,
+    name: str,
+    docker_client: docker.DockerClient,
+    core: EngineCore,
+    make_key: KeyFactory,
+    server_url: str,
+) -> None:
+    """Audit G5: a service's own `labels:` overrode the owner label, so a key's containers
+    could pass as another engine's, or as nobody's (out of reach of its own `down`)."""
+    forged = {"services": {"mine": _sleeper(labels={"io.dxflow.engine": OTHER_ENGINE})}}
+    pair = make_key(Permission.WORKFLOW, identity="trusted")
+    as_key(None).keys.update("trusted", workflow_policy="privileged")  # no MASTER still
+    with Engine(transport=HttpTransport(server_url, load_private_key(pair.private))) as trusted:
+        baseline = as_key(Permission.WORKFLOW)
+        for engine, value in ((baseline, OTHER_ENGINE), (baseline, ""), (trusted, OTHER_ENGINE)):
+            document = {"services": {"mine": _sleeper(labels={"io.dxflow.engine": value})}}
+            with pytest.raises(PermissionDenied) as caught:
+                engine.workflows.create(name, document)
+            assert f"services.mine.labels.io.dxflow.engine: {value!r} is a reserved label" in (
+                caught.value.message
+            )
+    label = f"com.docker.compose.project={name}"
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    # MASTER may write the label, but the engine's own still wins: the container is ours.
+    workflow = as_key(None).workflows.create(name, forged)
+    workflow.up(timeout=60)
+    container = docker_client.containers.get(f"{name}-mine-1")
+    assert container.labels["io.dxflow.engine"] == core.engine_id
+    workflow.down()
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+
+
+@pytest.mark.parametrize("external", [True, False], ids=["external", "by-name"])
+def test_a_network_of_another_engine_can_be_neither_used_nor_removed(
+    as_key: Open, name: str, docker_client: docker.DockerClient, external: bool
+) -> None:
+    """Made with a plain `docker network create`, labelled as another engine's: named as
+    `external`, or with the name the workflow's own network would have."""
+    key = "net"
+    network_name = f"{name}-theirs" if external else f"{name}_{key}"
+    network = docker_client.networks.create(
+        network_name,
+        labels={"io.dxflow.engine": OTHER_ENGINE, "com.docker.compose.project": "otherproject"},
+    )
+    spec: dict[str, Any] = {"external": True, "name": network_name} if external else {}
+    document = {"services": {"mine": _sleeper(networks=[key])}, "networks": {key: spec}}
+    try:
+        workflow = as_key(Permission.WORKFLOW).workflows.create(name, document)
+        with pytest.raises(PermissionDenied) as caught:
+            workflow.up(timeout=60)
+        assert caught.value.message.startswith(
+            f"networks.{key}: the network {network_name!r} belongs to dxflow engine {OTHER_ENGINE}"
+        ), caught.value.message
+        assert workflow.status().state == "missing"
+        workflow.down()
+        workflow.remove()
+        network.reload()  # still there, untouched
+        assert network.attrs["Labels"]["io.dxflow.engine"] == OTHER_ENGINE
+        assert network.containers == []
+    finally:
+        network.remove()
+
+
 def test_projects_lists_only_this_engines_projects_but_to_master(
     as_key: Open, name: str, docker_client: docker.DockerClient, core: EngineCore
 ) -> None:

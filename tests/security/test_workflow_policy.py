@@ -113,6 +113,11 @@ ESCALATIONS = [
         },
         "secrets.k.file",
     ),
+    (
+        "label-engine",  # its containers would pass as another engine's (audit G5)
+        lambda home: _service(labels={"io.dxflow.engine": "other"}),
+        "services.s.labels.io.dxflow.engine: 'other' is a reserved label",
+    ),
 ]
 
 

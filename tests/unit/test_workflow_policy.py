@@ -236,6 +236,38 @@ SERVICE_CASES: list[tuple[str, dict[str, Any], dict[str, Expected]]] = [
     ("ports", {"ports": ["127.0.0.1:8080:80"]}, ALLOWED),
     ("ulimits", {"ulimits": {"nofile": 1024}}, ALLOWED),
     ("extra-hosts", {"extra_hosts": ["a:10.0.0.1"]}, ALLOWED),
+    # The engine's own labels (owner, project): a key other than MASTER never sets them.
+    (
+        "label-engine",
+        {"labels": {"io.dxflow.engine": "other"}},
+        _same((f"{S}.labels.io.dxflow.engine", "'other' is a reserved label")),
+    ),
+    (
+        "label-engine-empty",  # "nobody's": out of reach of its own engine's down
+        {"labels": ["io.dxflow.engine="]},
+        _same((f"{S}.labels.io.dxflow.engine", "'' is a reserved label")),
+    ),
+    (
+        "label-workflow",
+        {"labels": ["io.dxflow.workflow=theirs"]},
+        _same((f"{S}.labels.io.dxflow.workflow", "reserved")),
+    ),
+    (
+        "label-compose-project",
+        {"labels": {"com.docker.compose.project": "theirs"}},
+        _same((f"{S}.labels.com.docker.compose.project", "reserved")),
+    ),
+    (
+        "label-compose-version",  # what tells docker compose's resources apart
+        {"labels": {"com.docker.compose.version": "2.29.1"}},
+        _same((f"{S}.labels.com.docker.compose.version", "reserved")),
+    ),
+    (
+        "label-upper-case",
+        {"labels": {"IO.DXFLOW.ENGINE": "other"}},
+        _same((f"{S}.labels.IO.DXFLOW.ENGINE", "reserved")),
+    ),
+    ("label-own", {"labels": {"app.tier": "web", "io.dxflowish": "x", "io.dxflow": "x"}}, ALLOWED),
 ]
 
 # (id, whole document, create options, expected by profile)
@@ -377,6 +409,42 @@ DOCUMENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Expect
         {},
         ALLOWED,
     ),
+    (
+        "network-label-engine",
+        {
+            "services": {"s": {**SAFE, "networks": ["n"]}},
+            "networks": {"n": {"labels": {"io.dxflow.engine": "other"}}},
+        },
+        {},
+        _same(("networks.n.labels.io.dxflow.engine", "reserved label")),
+    ),
+    (
+        "network-label-compose",
+        {
+            "services": {"s": {**SAFE, "networks": ["n"]}},
+            "networks": {"n": {"labels": ["com.docker.compose.network=x"]}},
+        },
+        {},
+        _same(("networks.n.labels.com.docker.compose.network", "reserved label")),
+    ),
+    (
+        "volume-label-engine",
+        {
+            "services": {"s": {**SAFE, "volumes": ["v:/v"]}},
+            "volumes": {"v": {"labels": {"io.dxflow.engine": "other"}}},
+        },
+        {},
+        _same(("volumes.v.labels.io.dxflow.engine", "reserved label")),
+    ),
+    (
+        "volume-label-own",
+        {
+            "services": {"s": {**SAFE, "volumes": ["v:/v"]}},
+            "volumes": {"v": {"labels": {"backup": "daily"}}},
+        },
+        {},
+        ALLOWED,
+    ),
     ("working-dir-storage", {"services": {"s": SAFE}}, {"working_dir": "{storage}"}, ALLOWED),
     (
         "working-dir-home",
@@ -439,6 +507,7 @@ UNSUPPORTED = [
     ("sysctls", {"net.ipv4.ip_forward": "1"}),
     ("volumes_from", ["other"]),
     ("device_cgroup_rules", ["a *:* rwm"]),
+    ("deploy", {"labels": {"io.dxflow.engine": "other"}}),  # deploy.labels: no labels there
 ]
 
 
@@ -483,7 +552,16 @@ def _places(roots: PolicyRoots) -> dict[str, str]:
     }
 
 
-def _admit(roots: PolicyRoots, profile: str, document: Any, options: dict[str, Any]) -> None:
+def _admit(
+    roots: PolicyRoots,
+    profile: str,
+    document: Any,
+    options: dict[str, Any],
+    everyone: bool | None = None,
+) -> None:
+    """`admit` as the table means it: the privileged column is MASTER's (unless
+    `everyone` says otherwise)."""
+
     def load() -> Any:
         return load_project(
             "p",
@@ -492,7 +570,8 @@ def _admit(roots: PolicyRoots, profile: str, document: Any, options: dict[str, A
             working_dir=options.get("working_dir"),
         )
 
-    admit("p", profile, roots, load, options.get("working_dir"))
+    everyone = profile == "privileged" if everyone is None else everyone
+    admit("p", profile, roots, load, options.get("working_dir"), everyone=everyone)
 
 
 def _check(roots: PolicyRoots, profile: str, document: Any, options: dict[str, Any], want: Any):
@@ -628,6 +707,22 @@ def test_the_message_is_capped(roots: PolicyRoots) -> None:
     assert len(caught.value.message) < MAX_MESSAGE + 600
     assert "more" in caught.value.message
     assert len(caught.value.details["violations"]) == 100
+
+
+def test_a_privileged_key_is_no_master_for_the_engines_labels(roots: PolicyRoots) -> None:
+    """A key registered `privileged` may run privileged containers, but its containers
+    still cannot pass as another engine's: the labels are ownership, not host reach."""
+    service = {"image": "busybox", "privileged": True}
+    _admit(roots, "privileged", {"services": {"s": service}}, {}, everyone=False)
+    labelled = {**service, "labels": {"io.dxflow.engine": "other", "app": "x"}}
+    with pytest.raises(PermissionDenied) as caught:
+        _admit(roots, "privileged", {"services": {"s": labelled}}, {}, everyone=False)
+    message = caught.value.message
+    assert caught.value.details["violations"] == ["services.s.labels.io.dxflow.engine"]
+    assert "services.s.labels.io.dxflow.engine: 'other' is a reserved label" in message
+    assert "(policy privileged)" in message
+    assert "Fix: rename the labels that start with io.dxflow. or com.docker.compose." in message
+    _admit(roots, "privileged", {"services": {"s": labelled}}, {}, everyone=True)  # MASTER
 
 
 def test_refusal_names_path_value_rule() -> None:

@@ -170,3 +170,22 @@ def test_the_owner_label_and_secret_files_are_in_the_body() -> None:
     }
     unowned = container_config(_project(service), service, 1, "x")
     assert "io.dxflow.engine" not in unowned["Labels"]
+
+
+def test_the_engines_labels_win_over_the_services_own() -> None:
+    """Whoever wrote the spec (the policy refuses these labels to all but MASTER), a
+    container is labelled as this engine's, in this project."""
+    forged = {
+        "io.dxflow.engine": "dxf-other",
+        "io.dxflow.workflow": "theirs",
+        "com.docker.compose.project": "theirs",
+        "com.docker.compose.service": "theirs",
+        "team": "data",
+    }
+    service = Service(name="job", image="img:1", labels=forged)
+    labels = container_config(_project(service), service, 1, "x", "dxf-0123")["Labels"]
+    assert labels["io.dxflow.engine"] == "dxf-0123"
+    assert labels["io.dxflow.workflow"] == labels["com.docker.compose.project"] == "proj"
+    assert labels["com.docker.compose.service"] == "job" and labels["team"] == "data"
+    unowned = container_config(_project(service), service, 1, "x")["Labels"]
+    assert "io.dxflow.engine" not in unowned  # no owner is never a forged one

@@ -29,6 +29,7 @@ __all__ = [
     "Walker",
     "link_refused",
     "make_dir",
+    "open_handle",
     "open_regular",
     "openat2_available",
 ]
@@ -290,3 +291,30 @@ class Walker:
                     os.close(handle)
         with self.parent(parts, path) as (fd, name):
             return open_regular(fd, name, path)
+
+
+def open_handle(root: str, parts: Sequence[str], path: str) -> int:
+    """An O_PATH fd of the entry `parts` beneath the folder `root`: the entry itself (a
+    link there is opened as the link, never followed), reached without following a link
+    on the way. The caller looks at what it is with fstat and closes it.
+
+    For what must be used by name and not by an open fd (a unix socket is connected to
+    by path): `/proc/self/fd/N` of this handle names the very inode it holds, so a path
+    swapped after this call cannot redirect the use.
+    """
+    if not parts:
+        raise InvalidRequest(f"{_shown(path)!r} is a folder", path=_shown(path))
+    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+    walker = Walker(root)
+    if _openat2 is not None:
+        fd = walker.open_root()
+        try:
+            with contextlib.suppress(OSError):  # refused or missing: the walk says why
+                return _openat2(fd, "/".join(parts), flags, 0)
+        finally:
+            os.close(fd)
+    with walker.parent(parts, path) as (fd, name):
+        try:
+            return os.open(name, flags, dir_fd=fd)
+        except (FileNotFoundError, NotADirectoryError):
+            raise _missing(path) from None

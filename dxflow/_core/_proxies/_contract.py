@@ -55,6 +55,12 @@ class Upstream:
     port: int | None = None
     socket_path: str | None = None
     """For `unix`: the socket's path. HTTP over it is plain HTTP/1.1."""
+    socket_root: str = "/"
+    """For `unix`: the folder the socket is opened beneath at each connect, following no
+    link on the way (`_unix.connect_unix`): the narrowest allowed folder holding it."""
+    socket_denied: tuple[str, ...] = ()
+    """For `unix`: sockets never connected to, whatever name reaches them at connect time
+    (a key other than MASTER: the Docker sockets)."""
     base: str = ""
     """For http(s): a path the target's URLs live under (`http://h:p/base`), no trailing /."""
     server_name: str | None = None

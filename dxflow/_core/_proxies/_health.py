@@ -12,6 +12,7 @@ from ..._models import ProxyHealth
 from ._contract import Upstream
 from ._live import LiveProxy
 from ._pool import Target
+from ._unix import connect_unix
 
 __all__ = ["check_pool", "check_target", "client_context"]
 
@@ -31,8 +32,7 @@ async def _open(up: Upstream, verify: bool) -> tuple[asyncio.StreamReader, async
     if up.opener is not None:  # an agent's, over its bridge
         return await asyncio.open_connection(sock=await up.opener())
     if up.scheme == "unix":
-        assert up.socket_path is not None
-        return await asyncio.open_unix_connection(up.socket_path)
+        return await asyncio.open_connection(sock=await connect_unix(up))
     context = client_context(verify) if up.scheme == "https" else None
     name = (up.server_name or up.host) if context is not None else None
     return await asyncio.open_connection(up.host, up.port, ssl=context, server_hostname=name)

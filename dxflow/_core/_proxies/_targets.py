@@ -11,7 +11,9 @@ The policy (keys other than MASTER; MASTER may target anything):
   the config's `host_paths`, never elsewhere in the engine home, never a Docker socket:
   the one rule of `_workflows._policy.PolicyRoots.host_path_rule`; the path is resolved
   first, so a symlink cannot point the proxy elsewhere, and a hard link to a Docker
-  socket is refused too).
+  socket is refused too). That is the check by path; each connect then opens the socket
+  beneath the allowed folder checked here, following no link (`_unix.connect_unix`), so
+  a socket swapped for a link later is refused too.
 """
 
 from __future__ import annotations
@@ -211,4 +213,10 @@ class TargetPolicy:
                     "elsewhere in the engine home and never to a Docker socket",
                     field="targets",
                 )
-        return Upstream(label=upstream.label, scheme="unix", socket_path=real)
+        # Beneath the narrowest allowed folder that holds it: each connect walks from
+        # there (the folders above are the operator's, the ones below maybe a container's).
+        roots = [self.roots.storage, *self.roots.host_paths]
+        holding = [r for r in roots if real == r or real.startswith(r.rstrip("/") + "/")]
+        return Upstream(label=upstream.label, scheme="unix", socket_path=real,
+                        socket_root=max(holding, key=len) if holding else "/",
+                        socket_denied=() if master else self.roots.sockets)  # fmt: skip

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from ._contract import Admission, Client, LiveProxyLike, Refused, RegistryLike, TargetLike
+from ._unix import connect_unix
 
 __all__ = ["serve_tcp"]
 
@@ -195,7 +196,7 @@ class _Link:
                     if up.opener is not None:  # an agent's, over its bridge
                         await loop.create_connection(made, sock=await up.opener())
                     elif up.scheme == "unix":
-                        await loop.create_unix_connection(made, up.socket_path)
+                        await loop.create_connection(made, sock=await connect_unix(up))
                     else:
                         assert up.host is not None and up.port is not None
                         await loop.create_connection(made, up.host, up.port)

@@ -25,6 +25,7 @@ from typing import Any
 import httptools
 
 from ._contract import Upstream
+from ._unix import connect_unix
 
 __all__ = [
     "BodyError",
@@ -383,8 +384,8 @@ class Upstreams:
                     sock = await upstream.opener()
                     _, conn = await loop.create_connection(factory, sock=sock)
                 elif upstream.scheme == "unix":
-                    path = upstream.socket_path or ""
-                    _, conn = await loop.create_unix_connection(factory, path)
+                    sock = await connect_unix(upstream)  # never by its path: see _unix
+                    _, conn = await loop.create_connection(factory, sock=sock)
                 elif upstream.scheme == "https":
                     name = upstream.server_name or upstream.host
                     _, conn = await loop.create_connection(

@@ -37,6 +37,7 @@ from ._mapping import (
     target_path,
     upstream_host,
 )
+from ._unix import connect_unix
 from ._upstream import Connection, UpstreamError, describe
 
 __all__ = ["refuse", "relay", "tunnel"]
@@ -97,7 +98,7 @@ async def _connect(
     query: bytes,
     headers: list[tuple[bytes, bytes]],
 ) -> Any:
-    from websockets.asyncio.client import connect, unix_connect
+    from websockets.asyncio.client import connect
 
     path = target_path(scope, prefix, upstream.base, query).decode("latin-1")
     scheme = "wss" if upstream.scheme == "https" else "ws"
@@ -116,7 +117,7 @@ async def _connect(
     if upstream.opener is not None:  # an agent's, over its bridge
         return await connect(uri, sock=await upstream.opener(), **options)
     if upstream.scheme == "unix":
-        return await unix_connect(upstream.socket_path, uri, **options)
+        return await connect(uri, sock=await connect_unix(upstream), **options)
     if upstream.scheme == "https":
         options["ssl"] = app.upstreams.tls(live.verify)
         options["server_hostname"] = upstream.server_name or upstream.host

@@ -121,33 +121,37 @@ class Loads:
     def forget(self, name: str) -> None:
         self._entries.pop(name, None)
 
-    async def admit(self, spec: WorkflowCreate | Row, profile: str, master: bool) -> Entry:
+    async def admit(
+        self, spec: WorkflowCreate | Row, profile: str, master: bool, everyone: bool
+    ) -> Entry:
         """`spec` (or a stored one) loaded under `profile` and checked, or the policy's 403.
 
-        `master`: the spec's author was MASTER (what it may interpolate from).
+        `master`: the spec's author was MASTER (what it may interpolate from); `everyone`:
+        the caller is MASTER (it may set the engine's reserved labels).
         """
         with loop_first():
-            entry = await anyio.to_thread.run_sync(self._admitted, spec, profile, master)
+            entry = await anyio.to_thread.run_sync(self._admitted, spec, profile, master, everyone)
         self._entries[entry.spec.name] = entry  # later calls skip the parse
         return entry
 
-    def _admitted(self, given: WorkflowCreate | Row, profile: str, master: bool) -> Entry:
-        """Under privileged an unchanged project is not parsed again; under other profiles
-        it is, with the policy guarding every file read, and its host paths are checked
-        anew."""
+    def _admitted(
+        self, given: WorkflowCreate | Row, profile: str, master: bool, everyone: bool
+    ) -> Entry:
+        """For MASTER an unchanged project is not parsed again; for other callers it is
+        (a `privileged` key included: it may not set the engine's labels), with the
+        policy guarding every file read, and its host paths are checked anew."""
         if isinstance(given, Row):
             raw, spec = given.raw, WorkflowCreate.model_validate_json(given.raw)
         else:
             raw, spec = as_stored(given), given
         cached = self._entries.get(spec.name)
         fresh = cached is not None and not cached.violations and cached.serves(raw, master, profile)
-        if profile == "privileged" and fresh:
+        if everyone and fresh:
             assert cached is not None
             return cached
         environ = _environ(master)  # before the load: a change meanwhile loads again
-        loaded = admit(
-            spec.name, profile, self._policy, lambda: load(spec, master), spec.working_dir
-        )
+        loaded = admit(spec.name, profile, self._policy, lambda: load(spec, master),
+                       spec.working_dir, everyone=everyone)  # fmt: skip
         return Entry(raw, master, profile, environ, spec, loaded)
 
     async def stored(self, row: Row, strict: bool = True) -> Entry:

@@ -9,6 +9,11 @@ storage root and the operator's ``host_paths``, the engine home above all.
 ``restricted`` adds: no bind mounts, ``no-new-privileges``, a non-root user, ``cap_drop:
 [ALL]`` and no added capability but NET_BIND_SERVICE.
 
+Whatever the profile, a caller other than MASTER may not set the labels the engine owns
+(``io.dxflow.*``, ``com.docker.compose.*``) on services, networks or volumes: they say
+which engine and project own a container, and a workflow that set them could pass its
+containers off as another engine's, or as nobody's (out of reach of its own `down`).
+
 Pure functions over the normalized project and the file system (``realpath``, so a
 symlink inside storage that leads out is caught); no Docker.
 """
@@ -56,6 +61,13 @@ _CONFINING = ("apparmor=docker-default", "apparmor:docker-default", "no-new-priv
 _VOLUME_TYPES = ("tmpfs", "nfs", "nfs4", "cifs")  # memory, or file systems over the network
 _REMOTE = ("http://", "https://", "git://", "git@", "ssh://", "github.com/")
 _PRIVATE = ".dxflow"  # the object store's own folder (objects._paths.PRIVATE)
+RESERVED_LABELS = ("io.dxflow.", "com.docker.compose.")
+"""Label prefixes the engine sets (owner, project, service, hash): not the caller's."""
+_RESERVED_RULE = (
+    "is a reserved label: io.dxflow.* and com.docker.compose.* labels are set by the engine "
+    "(they say which engine and project own a container, network or volume); only a MASTER "
+    "key may set them"
+)
 MAX_MESSAGE = 4000
 _OUTSIDE = "is outside the storage root and the engine's host_paths"
 _LINK = "links are never followed for a workflow's files (one may lead out of the allowed folders)"
@@ -256,7 +268,10 @@ def refusal(name: str, profile: str, violations: list[Violation]) -> PermissionD
         shown.append(text)
         size += len(text) + 2
     more = f"; and {len(texts) - len(shown)} more" if len(shown) < len(texts) else ""
-    message = f"workflow {name!r} is refused: {'; '.join(shown)}{more}. Fix: {_FIX}"
+    fix = _FIX
+    if any(v.rule == _RESERVED_RULE for v in violations):  # another profile would not help
+        fix = f"rename the labels that start with {' or '.join(RESERVED_LABELS)}; {fix}"
+    message = f"workflow {name!r} is refused: {'; '.join(shown)}{more}. Fix: {fix}"
     error = PermissionDenied(
         message, workflow=name, policy=profile, violations=[v.path for v in violations[:100]]
     )
@@ -270,11 +285,14 @@ def admit(
     roots: PolicyRoots,
     load: Callable[[], LoadedProject],
     working_dir: str | None = None,
+    *,
+    everyone: bool,
 ) -> LoadedProject:
     """`load()` under `profile`, or a 403 listing every violation.
 
     Every host file the loader would read is first offered to the policy, which opens it
-    (a refused one is never opened); then the loaded project is checked.
+    (a refused one is never opened); then the loaded project is checked. `everyone`: the
+    caller is MASTER (it may set the engine's reserved labels).
     """
     guard = FileGuard(roots, profile)
     try:
@@ -284,7 +302,10 @@ def admit(
         if guard.violations:  # a refused file, read as empty, may break the load
             raise refusal(name, profile, guard.violations) from None
         raise
-    found = [*guard.violations, *check_project(loaded.project, profile, roots, working_dir)]
+    found = [
+        *guard.violations,
+        *check_project(loaded.project, profile, roots, working_dir, everyone=everyone),
+    ]
     if found:
         raise refusal(name, profile, found)
     return loaded
@@ -295,15 +316,18 @@ def check_project(
     profile: str,
     roots: PolicyRoots,
     working_dir: str | None = None,
+    *,
+    everyone: bool,
 ) -> list[Violation]:
     """Every violation of `profile` in `project` (its env files: see `FileGuard`).
 
     `working_dir` is the folder the caller chose (None: the engine's default, not the
-    caller's).
+    caller's). `everyone`: the caller is MASTER; any other caller (a key registered
+    `privileged` too) is refused the reserved labels.
     """
+    found: list[Violation] = [] if everyone else list(_reserved_labels(project))
     if profile == "privileged":
-        return []
-    found: list[Violation] = []
+        return found
     if working_dir is not None:  # only a base for relative paths: what it contains is not
         found += _paths(roots, [("working_dir", working_dir)], contents=False)
     for kind, files in (("secrets", project.secrets), ("configs", project.configs)):
@@ -314,6 +338,18 @@ def check_project(
     for name, service in project.services.items():
         found += list(_service(f"services.{name}", service, profile, roots))
     return found
+
+
+def _reserved_labels(project: ComposeProject) -> Iterator[Violation]:
+    owners = [
+        *((f"services.{k}.labels", s.labels) for k, s in project.services.items()),
+        *((f"networks.{k}.labels", n.labels) for k, n in project.networks.items()),
+        *((f"volumes.{k}.labels", v.labels) for k, v in project.volumes.items()),
+    ]
+    for where, labels in owners:
+        for label, value in labels.items():
+            if label.lower().startswith(RESERVED_LABELS):
+                yield Violation(f"{where}.{label}", value, _RESERVED_RULE)
 
 
 def _paths(

@@ -107,7 +107,7 @@ class WorkflowService:
     async def _admit(self, ctx: Context, spec: WorkflowCreate | Row, master: bool) -> Entry:
         """`spec` checked with the CALLER's profile (MASTER: privileged), off the event loop;
         `master`: the spec's author was MASTER (what it may interpolate from)."""
-        return await self._loads.admit(spec, self._profile(ctx), master)
+        return await self._loads.admit(spec, self._profile(ctx), master, _is_master(ctx))
 
     @staticmethod
     def _info(spec: WorkflowCreate, created: float, project: ComposeProject) -> WorkflowInfo:

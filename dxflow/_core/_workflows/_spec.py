@@ -47,11 +47,16 @@ def labels_for(
     project: ComposeProject, service: Service, number: int, config_hash: str, engine: str = ""
 ) -> dict[str, str]:
     """The standard compose labels, so compose tools see dxflow's containers and back,
-    and the owning engine's id."""
+    and the owning engine's id.
+
+    The engine's labels come last, so they win over the service's own (the policy refuses
+    them to keys other than MASTER, but ownership must hold whoever wrote the spec): a
+    service's `io.dxflow.engine` never makes a container another engine's, or nobody's.
+    """
     owner = {ENGINE_LABEL: engine} if engine else {}
+    own = {k: v for k, v in service.labels.items() if k != ENGINE_LABEL}
     return {
-        **owner,
-        **service.labels,
+        **own,
         PROJECT_LABEL: project.name,
         SERVICE_LABEL: service.name,
         NUMBER_LABEL: str(number),
@@ -61,6 +66,7 @@ def labels_for(
         "com.docker.compose.project.config_files": ",".join(project.config_files),
         WORKFLOW_LABEL: project.name,
         "io.dxflow.version": __version__,
+        **owner,
     }
 
 
