@@ -426,6 +426,32 @@ def test_up_attached_follows_logs_and_ctrl_c_stops_the_containers(
     assert set(_states(folder).values()) == {"exited"}  # stopped, as compose does; not removed
 
 
+def test_start_stop_restart_pause_unpause_and_kill_in_the_folder(
+    running: tuple[Folder, str, subprocess.CompletedProcess[str]],
+) -> None:
+    """The compose lifecycle verbs act on the folder's project in place and print its
+    containers after (`docker compose start|stop|...`)."""
+    folder, name, _ = running
+    web, db = f"{name}-web-1", f"{name}-db-1"
+    started = folder.run("start")
+    assert web in started.stdout and "running" in started.stdout
+    assert _states(folder) == {web: "running", db: "running"}
+    folder.run("stop", "-t", "1", "web")
+    assert _states(folder) == {web: "exited", db: "running"}
+    folder.run("restart", "-t", "1")
+    assert _states(folder) == {web: "running", db: "running"}
+    folder.run("pause", "db")
+    assert _states(folder)[db] == "paused"
+    folder.run("unpause", "db")
+    assert _states(folder)[db] == "running"
+    folder.run("kill", "-s", "SIGKILL", "web")
+    assert _states(folder)[web] == "exited"
+    folder.run("start", "web")
+    assert _states(folder)[web] == "running"
+    missing = folder.run("stop", "-p", f"nothing{os.getpid()}", check=False)
+    assert missing.returncode == 1 and "dxflow up" in missing.stderr
+
+
 def test_down_removes_the_containers_and_keeps_the_workflow(
     running: tuple[Folder, str, subprocess.CompletedProcess[str]],
 ) -> None:
