@@ -66,8 +66,12 @@ def envelope(error: ApiError) -> dict[str, Any]:
     return {"error": error.to_dict()}
 
 
-def envelope_bytes(error: ApiError) -> bytes:
-    return json.dumps(envelope(error), ensure_ascii=False, separators=(",", ":")).encode()
+def envelope_bytes(error: ApiError, code: str | None = None) -> bytes:
+    """The envelope as JSON bytes; `code` in place of the error's own (a proxy's 502)."""
+    body = envelope(error)
+    if code is not None:
+        body["error"]["code"] = code
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def error_from_envelope(payload: Any) -> ApiError | None:

@@ -9,13 +9,13 @@ WebSocket data planes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import MutableMapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
 from dxflow._exceptions import error_for_status
+from dxflow._wire import envelope_bytes
 
 from ._contract import LiveProxyLike, Upstream
 
@@ -51,10 +51,9 @@ _CODES = {502: "bad_gateway", 503: "service_unavailable"}
 
 
 def error_body(status: int, message: str) -> bytes:
-    """The API's error envelope for a data-plane answer."""
-    error = error_for_status(status, message).to_dict()
-    error["code"] = _CODES.get(status, error["code"])
-    return json.dumps({"error": error}, separators=(",", ":")).encode()
+    """The API's error envelope for a data-plane answer (502 and 503 say so in their
+    code: a proxy's own words for what the API calls unavailable)."""
+    return envelope_bytes(error_for_status(status, message), _CODES.get(status))
 
 
 async def answer_error(
