@@ -30,7 +30,8 @@ BRIDGED_FILES = {"test_objects.py", "test_workflows.py", "test_shells.py"}
 SDKS = ["sync", "async"]
 ASYNC_SDK_FILES = {
     "test_engine.py", "test_objects.py", "test_shells.py", "test_keys.py",
-    "test_downloads_shares.py", "test_uploads.py", "test_closed.py",
+    "test_downloads_shares.py", "test_uploads.py", "test_closed.py", "test_reads.py",
+    "test_key_updates.py",
 }  # fmt: skip
 """Contract test files whose engines also come as the async SDK (`sdk` = "async"):
 the ones that exercise the facades. Elsewhere `sdk` is "sync" alone."""
