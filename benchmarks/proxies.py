@@ -83,6 +83,9 @@ MIB = 1 << 20
 SMALL = b"hello from the proxied target\n"
 DXFLOW_P = "dxflow /p/"
 DXFLOW_PORT = "dxflow port"
+# The same engine process splicing bytes for the same HTTP (a TCP proxy): no parsing, no
+# rules; the ceiling of any HTTP proxy this engine's event loop runs, side by side.
+DXFLOW_SPLICE = "dxflow tcp splice (limit)"
 JUPYTER = "jupyter-server-proxy"
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
 
@@ -190,6 +193,11 @@ class Bench(Report):
         own = self.create_proxy({"name": "webport", "targets": [target], "auth": "none", "port": 0})
         self.http[DXFLOW_P] = (self.proxy_url(under), {})
         self.http[DXFLOW_PORT] = (self.proxy_url(own), {})
+        splice = self.try_create(
+            {"name": "webtcp", "targets": [target], "auth": "none", "protocol": "tcp", "port": 0}
+        )
+        if splice is not None:
+            self.http[DXFLOW_SPLICE] = (f"http://127.0.0.1:{int(splice['port'])}", {})
 
     def section(self, name: str, run: Any) -> bool:
         """Run one part; a failure is reported and the rest goes on."""
@@ -231,6 +239,15 @@ class Bench(Report):
                 "added_p50_ms": p50 - direct_p50,
             }
         self.result.figures["small"] = figures
+        if DXFLOW_P in rps and DXFLOW_SPLICE in rps:
+            limit = median(rps[DXFLOW_SPLICE])
+            self.result.figures["ratio_dxflow_over_splice_rps"] = median(rps[DXFLOW_P]) / limit
+            if "nginx" in rps:
+                self.result.figures["ratio_splice_over_nginx_rps"] = limit / median(rps["nginx"])
+            self.note(
+                f"dxflow /p/ reaches {median(rps[DXFLOW_P]) / limit:.2f}x of the same engine "
+                "splicing the same requests as bytes (its limit)"
+            )
         for peer, key in (("nginx", "nginx"), (JUPYTER, "jupyter")):
             if DXFLOW_P in rps and peer in rps:  # each round's ratio: noise shows as spread
                 paired = [d / p for d, p in zip(rps[DXFLOW_P], rps[peer], strict=True)]
