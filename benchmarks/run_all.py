@@ -33,6 +33,7 @@ SCRIPTS = [
     "objects",
     "shells",
     "security_probes",
+    "revocation",
     "proxies",
     "bridges",
 ]
@@ -128,6 +129,15 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
             f"{health['ratio_p99_over_baseline']:.1f}x"
             if health["ratio_p99_over_baseline"]
             else "-",
+        )
+    if name == "revocation":
+        summary = figures["summary"]
+        other = summary["other_process_max_ms"]
+        return (
+            "key change to its streams closed, max",
+            f"{summary['max_ms']:.0f} ms",
+            f"the change's request {summary['request_p50_ms']:.1f} ms",
+            f"another process {other:.0f} ms" if other is not None else "-",
         )
     if name == "proxies":
         small = figures["small"]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,3 +130,54 @@ def test_bad_cli_input_is_a_clear_error(booted: Booted, tmp_path: Path) -> None:
     assert nowhere.returncode == 1 and "cannot reach the engine" in nowhere.stderr
     json_error = run("key", "get", "--json", "--home", booted.home, check=False)
     assert json_error.returncode == 2  # no such command: usage error
+
+
+def _shown(output: str) -> dict[str, str]:
+    """A key's info as `dxflow key register/update` print it: one "name  value" a line."""
+    return dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in output.splitlines())
+
+
+def _key(booted: Booted, identity: str) -> dict[str, Any] | None:
+    keys = json.loads(run("key", "list", "--json", "--home", booted.home).stdout)
+    return next((k for k in keys if k["identity"] == identity), None)
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str], flag: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert f"'{flag}'" in done.stderr, done.stderr
+
+
+def test_key_run_as_and_workflow_policy_through_the_cli(booted: Booted, tmp_path: Path) -> None:
+    """`key register/update --run-as --workflow-policy` (issue 8): the key's info shows
+    them, "" resets them, and a profile that does not exist is one `error:` line naming
+    the flag (exit 2) that registers or changes nothing."""
+    made = json.loads(run("key", "generate", "ran", "--dir", tmp_path, "--json").stdout)
+    home = ["--home", booted.home]
+    register = ["key", "register", made["public"], "--identity", "ran"]
+    _one_error_line(run(*register, "--workflow-policy", "lenient", *home, check=False),
+                    "--workflow-policy")  # fmt: skip
+    assert _key(booted, "ran") is None
+    shown = _shown(run(*register, "--permissions", "SHELL,WORKFLOW", "--run-as", "nobody",
+                       "--workflow-policy", "restricted", *home).stdout)  # fmt: skip
+    try:
+        assert (shown["run as"], shown["workflow policy"]) == ("nobody", "restricted"), shown
+        listed = _key(booted, "ran")
+        assert listed is not None
+        assert (listed["run_as"], listed["workflow_policy"]) == ("nobody", "restricted")
+        assert "as ran" in run("ping", "--url", booted.url, "--key", made["private"]).stdout
+        update = ["key", "update", "ran", *home]
+        changed = _shown(run(*update, "--run-as", "dxflow", "--workflow-policy", "baseline").stdout)
+        assert (changed["run as"], changed["workflow policy"]) == ("dxflow", "baseline")
+        assert changed["permissions"] == "SHELL,WORKFLOW"  # left as they were
+        _one_error_line(run(*update, "--workflow-policy", "root", check=False),
+                        "--workflow-policy")  # fmt: skip
+        kept = _key(booted, "ran")
+        assert kept is not None and (kept["run_as"], kept["workflow_policy"]) == (
+            "dxflow", "baseline")  # fmt: skip
+        reset = _shown(run(*update, "--run-as", "", "--workflow-policy", "").stdout)
+        assert reset["run as"] == reset["workflow policy"] == "(engine default)", reset
+        after = _key(booted, "ran")
+        assert after is not None and (after["run_as"], after["workflow_policy"]) == (None, None)
+    finally:
+        run("key", "unregister", "ran", *home)

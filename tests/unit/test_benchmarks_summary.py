@@ -71,6 +71,22 @@ def test_a_failed_run_without_figures_is_reported_and_the_others_summarised() ->
     assert run_all.exit_code(runs) == 1
 
 
+def test_the_revocation_headline_names_both_processes() -> None:
+    summary = {"p50_ms": 4.1, "max_ms": 17.2, "request_p50_ms": 2.5, "other_process_max_ms": 502.0}
+    target = {**TARGET, "name": "closed after a change, max", "value": 0.017, "limit": 1.0,
+              "unit": "s", "higher_is_better": False}  # fmt: skip
+    data = {"ok": True, "figures": {"summary": summary}, "targets": [target]}
+    (row,) = run_all.summary_rows([run_all.Run("revocation", 0, data=data, seconds=5.0)])
+    assert row[1:6] == [
+        "key change to its streams closed, max",
+        "17 ms",
+        "the change's request 2.5 ms",
+        "another process 502 ms",
+        "all met",
+    ]
+    assert "revocation" in run_all.SCRIPTS
+
+
 @pytest.mark.parametrize(
     ("returncode", "ok", "code"),
     [(0, True, 0), (2, True, 2), (2, False, 1), (0, False, 1), (-9, True, 1)],
