@@ -133,7 +133,7 @@ class ShareService:
             if request.writable:  # an upload target: it may not exist yet, but never a folder
                 self._store.destination(request.path, overwrite=True)
             else:
-                self._store.existing(request.path)
+                self._store.stat(request.path)  # a link itself is refused, never shared
         except ApiError as exc:
             self._audit.record(ctx, "shares.create", f"error:{exc.code}", detail=str(exc))
             raise
