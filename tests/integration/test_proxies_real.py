@@ -1,6 +1,7 @@
 """Proxies against real parts: a web app in a workflow container, Redis, a pool losing a
-target, access rules from two client addresses, TLS checked by curl, an engine restart,
-a 1 GiB download and a target that hangs, all through a booted engine (`dxflow boot up`).
+target under concurrent load, ip_hash and least_conn between real targets, access rules
+from two client addresses, TLS checked by curl, an engine restart, a 1 GiB download and
+a target that hangs, all through a booted engine (`dxflow boot up`).
 
 Nothing here asserts how fast anything is (only that a timeout was waited out):
 conditions are polled with generous deadlines.
@@ -77,7 +78,8 @@ def app() -> Iterator[int]:
 def client(source: str = "127.0.0.1", **kwargs: Any) -> httpx.Client:
     """An HTTP client whose connections come from `source` (any 127/8 address)."""
     transport = httpx.HTTPTransport(local_address=source)
-    return httpx.Client(transport=transport, trust_env=False, timeout=30, **kwargs)
+    kwargs.setdefault("timeout", 30)
+    return httpx.Client(transport=transport, trust_env=False, **kwargs)
 
 
 def page(proxy: Any, path: str = "") -> str:
@@ -123,6 +125,17 @@ def test_a_web_app_in_a_workflow_container_under_the_prefix(
         assert seen["x-forwarded-proto"] == "http"
         assert seen["x-forwarded-host"] == httpx.URL(node.booted.url).netloc.decode()
         assert seen["x-forwarded-prefix"].rstrip("/") == f"/p/{name}"
+
+        # The app builds its own absolute URL from the Host it was sent, which is the
+        # container's address (not the engine's): that URL comes back under the prefix.
+        assert seen["host"] == proxy.reload().pool[0].address
+        away = http.get(page(proxy, "away"))
+        assert away.status_code == 302
+        assert away.headers["location"] == f"{node.booted.url}/p/{name}/new"
+        followed = http.get(page(proxy, "away"), follow_redirects=True)
+        assert followed.status_code == 200 and followed.text == "the new page of container"
+        foreign = http.get(page(proxy, "elsewhere"))  # another site's URL is left alone
+        assert foreign.headers["location"] == "http://elsewhere.test/new"
 
     ws_url = page(proxy, "ws").replace("http://", "ws://", 1)
     _echo(ws_url)
@@ -281,6 +294,131 @@ def test_a_pool_with_one_target_killed_mid_load(node: Node) -> None:
               f"intervals of the kill: {len(early_failures)}")  # fmt: skip
         by_target = {t.target: t for t in proxy.stats().targets}
         assert by_target[f"127.0.0.1:{ports[2]}"].health == "unhealthy"
+        proxy.remove()
+
+
+# -- c') balancing through the data plane -------------------------------------------------
+
+
+def _name(http: httpx.Client, url: str) -> str:
+    """Which target answered a GET of /name."""
+    answer = http.get(url)
+    assert answer.status_code == 200, answer.text
+    return answer.text
+
+
+def test_ip_hash_keeps_each_client_address_on_its_target(node: Node) -> None:
+    if not local_bind_ok("127.0.0.2"):
+        pytest.fail("a client socket cannot bind 127.0.0.2 (all of 127/8 is loopback on Linux)")
+    ports = {f"t{i}": free_port() for i in range(3)}
+    with contextlib.ExitStack() as stack:
+        apps = {name: stack.enter_context(app_process(port, name)) for name, port in ports.items()}
+        proxy = node.engine.proxies.create(
+            "sticky", target=[f"127.0.0.1:{port}" for port in ports.values()], auth="none",
+            balance="ip_hash", retries=2, health={"path": "/health", "interval": 0.5,
+                                                  "timeout": 10},
+        )  # fmt: skip
+        url = page(proxy, "name")
+        # 16 client addresses over 3 targets: that all land on one is a 3**-15 chance
+        addresses = [f"127.0.0.{n}" for n in range(1, 17)]
+
+        def reached(address: str) -> set[str]:
+            """The targets `address` reached: on one kept-alive connection, then on new
+            connections (other source ports): the address sticks, not the connection."""
+            with client(address) as http:
+                got = {_name(http, url) for _ in range(3)}
+            for _ in range(3):
+                with client(address) as http:
+                    got.add(_name(http, url))
+            return got
+
+        first: dict[str, str] = {}
+        for address in addresses:
+            got = reached(address)
+            assert len(got) == 1, f"{address} reached {sorted(got)}"
+            first[address] = got.pop()
+        assert len(set(first.values())) >= 2, first  # the addresses spread over the pool
+
+        # The target of 127.0.0.1 dies: its clients move (and stick again), no other does.
+        gone = first["127.0.0.1"]
+        apps[gone].kill()
+        label = f"127.0.0.1:{ports[gone]}"
+
+        def out() -> bool:
+            return any(s.target == label and s.health == "unhealthy" for s in proxy.reload().pool)
+
+        wait_for(out, "the target marked unhealthy")
+        for address in addresses:
+            got = reached(address)
+            assert len(got) == 1, f"{address} reached {sorted(got)} after {gone} left"
+            if first[address] == gone:
+                assert got != {gone}
+            else:
+                assert got == {first[address]}, f"{address} moved though its target stayed"
+        proxy.remove()
+
+
+def test_least_conn_sends_new_requests_past_a_target_holding_long_ones(node: Node) -> None:
+    ports = {"t0": free_port(), "t1": free_port()}
+    labels = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    held_answers: list[httpx.Response] = []
+    with contextlib.ExitStack() as stack:
+        for name, port in ports.items():
+            stack.enter_context(app_process(port, name))
+        proxy = node.engine.proxies.create(
+            "fewest", target=list(labels.values()), auth="none", balance="least_conn",
+            timeout=600,  # the held requests wait as long as the test needs
+        )  # fmt: skip
+
+        def held() -> dict[str, int]:
+            """Requests each app holds now (asked of the app itself)."""
+            return {name: int(httpx.get(f"http://127.0.0.1:{port}/held", trust_env=False,
+                                        timeout=60).text)
+                    for name, port in ports.items()}  # fmt: skip
+
+        def release(name: str) -> None:
+            httpx.get(f"http://127.0.0.1:{ports[name]}/release", trust_env=False, timeout=60)
+
+        def open_connections() -> dict[str, int]:
+            by_label = {t.target: t.open_connections for t in proxy.stats().targets}
+            return {name: by_label[label] for name, label in labels.items()}
+
+        def hold() -> None:
+            with client(timeout=600) as http:
+                held_answers.append(http.get(page(proxy, "hold")))
+
+        holders = [threading.Thread(target=hold) for _ in range(4)]
+        for thread in holders:
+            thread.start()
+        try:
+            wait_for(lambda: sum(held().values()) == 4, "four long requests held")
+            counts = held()
+            busy = max(counts, key=lambda name: counts[name])
+            idle = "t1" if busy == "t0" else "t0"
+            assert counts[busy] >= 2  # four over two targets
+            release(idle)  # its requests end; the busy one keeps holding its own
+            wait_for(lambda: open_connections() == {busy: counts[busy], idle: 0},
+                     "the proxy's counts of open requests")  # fmt: skip
+
+            with client() as http:
+                new = [_name(http, page(proxy, "name")) for _ in range(20)]
+                assert new == [idle] * 20, f"least_conn sent {new.count(busy)} to {busy}"
+                # The same with round_robin (the held requests and the counts stay):
+                # half go to the busy target, so it is least_conn that kept them off it.
+                proxy.update(balance="round_robin")
+                rotated = [_name(http, page(proxy, "name")) for _ in range(20)]
+                assert rotated.count(busy) == 10, rotated
+        finally:
+            for name in ports:
+                with contextlib.suppress(httpx.HTTPError):
+                    release(name)
+            for thread in holders:
+                thread.join(120)
+        assert not any(thread.is_alive() for thread in holders)
+        assert [a.status_code for a in held_answers] == [200] * 4
+        assert sorted(a.text for a in held_answers) == sorted(
+            name for name, n in counts.items() for _ in range(n)
+        )  # each held request was answered by the target that held it
         proxy.remove()
 
 
