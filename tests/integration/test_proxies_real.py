@@ -1,7 +1,8 @@
 """Proxies against real parts: a web app in a workflow container, Redis, a pool losing a
 target under concurrent load, ip_hash and least_conn between real targets, access rules
-from two client addresses, TLS checked by curl, an engine restart, a 1 GiB download and
-a target that hangs, all through a booted engine (`dxflow boot up`).
+from two client addresses, TLS checked by curl, an engine restart, a 1 GiB download, a
+target that hangs and Jupyter's kernels under the prefix, all through a booted engine
+(`dxflow boot up`).
 
 Nothing here asserts how fast anything is (only that a timeout was waited out):
 conditions are polled with generous deadlines.
@@ -11,14 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -640,3 +646,135 @@ def test_a_hanging_target_is_a_504_after_the_timeout_set_through_the_api(node: N
         proxy.remove()
     finally:
         hanging.close()
+
+
+# -- h) Jupyter under the prefix ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def jupyter_server(port: int, token: str, base_url: str, root: Path) -> Iterator[Path]:
+    """jupyter-server (a dev dependency) on 127.0.0.1:port under `base_url`; its log."""
+    for folder in ("runtime", "config", "ipython", "notebooks"):
+        (root / folder).mkdir()
+    log = root / "jupyter.log"
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(root / "config"),
+        "IPYTHONDIR": str(root / "ipython"),
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+             "--ip", "127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+             f"--ServerApp.base_url={base_url}", f"--ServerApp.root_dir={root / 'notebooks'}"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        status = f"http://127.0.0.1:{port}{base_url}api/status?token={token}"
+        wait_for(lambda: process.poll() is None and httpx.get(status, trust_env=False).is_success,
+                 f"jupyter-server listening (log: {log})", timeout=180)  # fmt: skip
+        yield log
+    finally:
+        process.terminate()  # jupyter shuts its kernels down on SIGTERM
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_jupyter_kernels_and_their_websocket_under_the_prefix(node: Node, tmp_path: Path) -> None:
+    """The guide's notebook-server setup under the engine's listener, used as a browser
+    uses it: jupyter-server with `base_url=/p/lab/` behind the target
+    `http://127.0.0.1:PORT/p/lab`. One logs in on Jupyter's page through the proxy (its
+    cookies come back with paths under the prefix), makes a kernel through its REST API
+    (cookie and XSRF header, as JupyterLab does), runs `1+1` over the kernel's channels
+    WebSocket through the proxy with the engine's URL as Origin (Jupyter refuses another
+    site's: the proxy maps only a same-origin Origin onto the target's own, so Jupyter
+    needs no allow_origin), and deletes the kernel. The proxy keeps its default auth
+    (the dxflow token as a bearer, never seen by Jupyter)."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    port, lab = free_port(), secrets.token_hex(16)
+    origin = node.booted.url  # a browser on the engine's URL sends this Origin
+    with jupyter_server(port, lab, "/p/lab/", tmp_path):
+        # a kernel's start is answered once it runs: slow on a loaded machine
+        proxy = node.engine.proxies.create(
+            "lab", target=f"http://127.0.0.1:{port}/p/lab", timeout=300
+        )
+        assert proxy.url == f"{node.booted.url}/p/lab/"
+        bearer = {"Authorization": f"Bearer {node.engine.token().token}"}
+        with client(headers=bearer, timeout=300) as http:
+            login = http.get(page(proxy, "login"))
+            assert login.status_code == 200, login.text
+            xsrf = http.cookies["_xsrf"]
+            logged_in = http.post(page(proxy, "login"), data={"password": lab, "_xsrf": xsrf})
+            assert logged_in.status_code == 302, logged_in.text
+            assert logged_in.headers["location"].startswith("/p/lab/")
+            for cookie in logged_in.headers.get_list("set-cookie"):
+                assert re.search(r"(?i);\s*path=/p/lab/(;|$)", cookie), cookie
+            assert any(c.name.startswith("username-") for c in http.cookies.jar)
+
+            api = {"X-XSRFToken": xsrf}
+            assert http.get(page(proxy, "api/kernels"), headers=api).json() == []
+            made = http.post(page(proxy, "api/kernels"), headers=api, json={"name": "python3"})
+            assert made.status_code == 201, made.text
+            kernel = made.json()["id"]
+            # Jupyter's own absolute path for the kernel is the one clients use
+            assert made.headers["location"] == f"/p/lab/api/kernels/{kernel}"
+
+            channels = page(proxy, f"api/kernels/{kernel}/channels").replace("http", "ws", 1)
+            session = uuid.uuid4().hex
+            browser = {
+                **bearer,
+                "Cookie": "; ".join(f"{c.name}={c.value}" for c in http.cookies.jar),
+            }
+            with pytest.raises(InvalidStatus) as foreign:
+                connect(f"{channels}?session_id={session}", origin="http://elsewhere.test",
+                        proxy=None, additional_headers=browser, open_timeout=300)  # fmt: skip
+            refusal = foreign.value.response
+            assert refusal.status_code == 403
+            assert b"refused the upgrade (403)" in refusal.body  # Jupyter's no, not the proxy's
+            with connect(
+                f"{channels}?session_id={session}", origin=origin, proxy=None,
+                additional_headers=browser, open_timeout=300,
+            ) as ws:  # fmt: skip
+                result, reply = _execute(ws, "1+1", session)
+            assert result["data"]["text/plain"] == "2", result
+            assert reply["status"] == "ok", reply
+
+            gone = http.delete(page(proxy, f"api/kernels/{kernel}"), headers=api)
+            assert gone.status_code == 204, gone.text
+            left = http.get(page(proxy, "api/kernels"), headers=api).json()
+            assert left == [], left
+        assert proxy.stats().responses.get("1xx", 0) >= 1  # the upgrade went through it
+        proxy.remove()
+
+
+def _execute(ws: Any, code: str, session: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run `code` on a kernel's channels WebSocket (Jupyter's JSON messages): the
+    content of its execute_result and of its execute_reply."""
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
+                   "session": session, "version": "5.3",
+                   "date": datetime.now(UTC).isoformat()},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+    }))  # fmt: skip
+    result: dict[str, Any] | None = None
+    reply: dict[str, Any] | None = None
+    while result is None or reply is None:
+        message = json.loads(ws.recv(timeout=300))
+        if message.get("parent_header", {}).get("msg_id") != msg_id:
+            continue  # the kernel's status and its other replies
+        if message["msg_type"] == "execute_result":
+            result = message["content"]
+        elif message["msg_type"] == "execute_reply":
+            reply = message["content"]
+        elif message["msg_type"] == "error":
+            raise AssertionError(f"{code!r} failed in the kernel: {message['content']}")
+    return result, reply
