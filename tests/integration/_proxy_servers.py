@@ -1,9 +1,10 @@
 """Real servers behind the proxies of test_proxies_real.py (helpers, not tests).
 
 * `APP`: a stdlib-only web app (no third-party import, so it runs in an image with only
-  the Python standard library): absolute-path redirects, a cookie with `Path=/`, the
-  headers it was sent, a streamed body of any size, a health path, its own name, and a
-  hand-written WebSocket echo on `/ws`.
+  the Python standard library): redirects to an absolute path and to absolute URLs (its
+  own, built from the Host it was sent, and a foreign one), a cookie with `Path=/`, the
+  headers it was sent, a streamed body of any size, a health path, its own name, requests
+  it holds until told to let them go, and a hand-written WebSocket echo on `/ws`.
 * `app_process(port, name)`: that app on 127.0.0.1 in a child process (a target that a
   test can kill).
 * `python_image()`: a Docker image FROM scratch with Debian's `/usr/bin/python3`, the
@@ -33,10 +34,16 @@ import psutil
 
 APP = r'''
 """A stdlib-only web app: python3 app.py PORT NAME [HOST]."""
-import base64, hashlib, http.server, json, struct, sys
+import base64, hashlib, http.server, json, struct, sys, threading
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CHUNK = bytes(1 << 20)
+# /hold answers only once /release was asked (of this app, not through a proxy): a test
+# makes a target busy for as long as it needs, with no sleep to guess. /held: how many
+# are held now.
+HOLD = threading.Condition()
+HELD = [0]
+RELEASED = [False]
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -77,8 +84,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(200, NAME)
         if path == "/old":
             return self.answer(302, "moved", headers=[("Location", "/new")])
+        if path == "/away":  # its own absolute URL, named by the Host it was sent
+            here = "http://" + self.headers.get("Host", "") + "/new"
+            return self.answer(302, "moved", headers=[("Location", here)])
+        if path == "/elsewhere":  # a URL of another site
+            return self.answer(302, "moved", headers=[("Location", "http://elsewhere.test/new")])
         if path == "/new":
             return self.answer(200, "the new page of " + NAME)
+        if path == "/hold":
+            with HOLD:
+                HELD[0] += 1
+                released = HOLD.wait_for(lambda: RELEASED[0], timeout=600)
+                HELD[0] -= 1
+            return self.answer(200 if released else 503, NAME)
+        if path == "/held":
+            with HOLD:
+                held = HELD[0]
+            return self.answer(200, str(held))
+        if path == "/release":  # every held request, and each one after, answers
+            with HOLD:
+                RELEASED[0] = True
+                HOLD.notify_all()
+            return self.answer(200, "released")
         if path == "/cookie":
             return self.answer(200, "set", headers=[("Set-Cookie", "session=abc; Path=/")])
         if path == "/headers":
@@ -151,7 +178,7 @@ print("listening", flush=True)
 server.serve_forever()
 '''
 
-APP_IMAGE = "dxflow-test/pyapp:1"
+APP_IMAGE = "dxflow-test/pyapp:2"
 """The app in an image FROM scratch (bump the tag when APP or the build changes)."""
 
 HOST_PYTHON = Path("/usr/bin/python3")

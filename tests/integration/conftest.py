@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,12 @@ import pytest
 
 
 def dxflow(
-    *args: str | Path, check: bool = True, timeout: float = 60
+    *args: str | Path, check: bool = True, timeout: float = 60, prefix: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a fresh process."""
+    """Run the real CLI in a fresh process (`prefix`: a command that runs it, such as
+    `setpriv ... --`)."""
     done = subprocess.run(
-        [sys.executable, "-m", "dxflow", *map(str, args)],
+        [*prefix, sys.executable, "-m", "dxflow", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -53,8 +54,8 @@ class Booted:
         return self.home / "keys" / "master.pem"
 
 
-def boot(home: Path, *flags: str) -> Booted:
-    dxflow("boot", "up", "--home", home, "--port", "0", "--daemon", *flags)
+def boot(home: Path, *flags: str, prefix: Sequence[str] = ()) -> Booted:
+    dxflow("boot", "up", "--home", home, "--port", "0", "--daemon", *flags, prefix=prefix)
     status = json.loads(dxflow("boot", "status", "--home", home, "--json").stdout)
     assert status["running"] and status["healthy"], status
     return Booted(home, status)

@@ -19,15 +19,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
+import psutil
 import pytest
 import redis
 
+import dxflow
 from dxflow import Permission
 from dxflow._config import load_config
 from dxflow._core import Context, EngineCore
 from dxflow._exceptions import ApiError, Conflict, InvalidRequest, NotFound, PermissionDenied
 from dxflow._keypairs import generate_key_pair, load_private_key
 from dxflow._operations import OPERATIONS
+
+from .conftest import boot
+from .conftest import dxflow as run_cli
 
 WAIT = 30.0
 """Seconds a condition may take on a loaded machine."""
@@ -447,8 +453,8 @@ def test_each_bad_input_has_its_error_and_changes_nothing(engine: Running, redis
         ({"workflow": "nope", "service": "web", "service_port": 80}, NotFound, "nope", key),
         ({"targets": ok, "host": "192.0.2.77", "port": 0}, InvalidRequest, "host:", None),
     ]  # fmt: skip
-    if os.geteuid() != 0:  # root may bind any port: the refusal cannot happen then
-        cases.append(({"targets": ok, "port": 81}, PermissionDenied, "privileged", None))
+    # A privileged port: test_a_privileged_port_without_the_right_to_bind_it (an engine
+    # of its own, without CAP_NET_BIND_SERVICE: this one runs as the tests' user, root here).
     listening_before = _listening()
     for fields, error, words, ctx in cases:
         payload = {"name": "bad", **fields}
@@ -467,6 +473,89 @@ def test_each_bad_input_has_its_error_and_changes_nothing(engine: Running, redis
         engine.error("proxies.update", name="taken", **fields)
     after = engine.call("proxies.get", name="taken")
     assert after == before
+
+
+NET_BIND_SERVICE = 10
+"""CAP_NET_BIND_SERVICE's bit (linux/capability.h)."""
+
+
+def _capabilities(pid: int | str, which: str) -> int:
+    """A process's capability set (`CapEff`, `CapBnd`, ...) as a bit mask."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(which + ":"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no {which} in /proc/{pid}/status")
+
+
+def _without_net_bind_service() -> list[str]:
+    """A command prefix that runs a program without CAP_NET_BIND_SERVICE. Root has it:
+    setpriv drops it from the bounding set (what a root exec gets is capped by it, the
+    engine's children included) and from the inheritable set."""
+    if not _capabilities("self", "CapEff") >> NET_BIND_SERVICE & 1:
+        return []  # not root (nor given the capability): nothing to drop
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to drop CAP_NET_BIND_SERVICE"
+    return [setpriv, "--inh-caps=-net_bind_service", "--bounding-set=-net_bind_service", "--"]
+
+
+def test_a_privileged_port_without_the_right_to_bind_it(
+    tmp_path: Path, redis_port: int
+) -> None:  # fmt: skip
+    """The tests run as root, who may bind any port; an engine booted without
+    CAP_NET_BIND_SERVICE may not, and says so through the SDK and over HTTP."""
+    start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    if start <= 80:  # the sysctl is per network namespace; Linux's default is 1024
+        pytest.skip(
+            f"net.ipv4.ip_unprivileged_port_start is {start} in this network namespace: "
+            "any process may bind port 80, so the refusal cannot happen"
+        )
+    booted = boot(tmp_path / "home", prefix=_without_net_bind_service())
+    try:
+        # the engine really lacks the right, and cannot get it back
+        for which in ("CapEff", "CapPrm", "CapBnd"):
+            assert not _capabilities(booted.pid, which) >> NET_BIND_SERVICE & 1, which
+        engine_process = psutil.Process(booted.pid)
+
+        def listening() -> set[tuple[str, int]]:
+            return {(c.laddr.ip, c.laddr.port) for c in engine_process.net_connections("inet")
+                    if c.status == psutil.CONN_LISTEN}  # fmt: skip
+
+        target = f"127.0.0.1:{redis_port}"
+        with dxflow.Engine(booted.url, key=booted.master_key) as engine:
+            sockets = listening()
+            for protocol in ("http", "tcp"):
+                with pytest.raises(dxflow.PermissionDenied) as refused:
+                    engine.proxies.create("low", target=target, protocol=protocol, port=80,
+                                          auth="none")  # fmt: skip
+                assert refused.value.message == (
+                    "port: 80 is a privileged port (below 1024) and the engine's user may "
+                    "not bind it; give port=0 or a port from 1024 up (or run the engine "
+                    "with CAP_NET_BIND_SERVICE)"
+                ), protocol
+                assert refused.value.details == {"field": "port", "port": 80}
+            # over HTTP: a 403 with the same envelope
+            answer = httpx.post(
+                f"{booted.url}/api/proxies", trust_env=False, timeout=60,
+                headers={"Authorization": f"Bearer {engine.token().token}"},
+                json={"name": "low", "targets": [target], "port": 80, "auth": "none"},
+            )  # fmt: skip
+            assert answer.status_code == 403, answer.text
+            error = answer.json()["error"]
+            assert error["code"] == "permission_denied"
+            assert error["message"].startswith("port: 80 is a privileged port")
+            # nothing changed: no proxy, no socket
+            assert list(engine.proxies.list()) == []
+            with pytest.raises(dxflow.NotFound):
+                engine.proxies.get("low")
+            assert listening() == sockets
+            # only the port was wrong: with port=0 the same proxy is made
+            made = engine.proxies.create("low", target=target, protocol="tcp", port=0,
+                                         auth="none")  # fmt: skip
+            assert made.info.port and made.info.port >= start
+            assert redis.Redis(port=made.info.port, socket_timeout=WAIT).ping()
+            made.remove()
+    finally:
+        run_cli("boot", "down", "--home", booted.home, check=False)
 
 
 def _listening() -> set[str]:
