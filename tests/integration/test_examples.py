@@ -63,7 +63,10 @@ def run_notebook(
 
 
 def _text(outputs: list[Any]) -> str:
-    return "".join(str(o.get("text", "")) + str(o.get("data", {})) for o in outputs)
+    # A print() may reach the notebook as several stream outputs (the kernel flushes on a
+    # timer: on a busy machine `print("exit code", 3)` came as "exit code" and " 3"), so
+    # nothing goes between them: only outputs with data add it.
+    return "".join(str(o.get("text", "")) + str(o.get("data") or "") for o in outputs)
 
 
 def _html(outputs: list[Any]) -> list[str]:
