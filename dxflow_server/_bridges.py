@@ -20,7 +20,7 @@ import json
 import re
 from typing import Any
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -46,6 +46,8 @@ _HOP = frozenset({
     b"x-dxflow-caller-permissions", b"x-dxflow-csrf",
 })  # fmt: skip
 _HELLO_MAX = 64 << 10
+_REPLAYABLE = 1 << 20
+"""Bodies up to this size are read before a relayed call, so that it can be sent again."""
 _LINK = ops.LINK_PATH.encode()
 
 
@@ -183,29 +185,11 @@ def _headers(raw: list[tuple[bytes, bytes]], extra: dict[str, str]) -> list[tupl
 
 async def _relay_http(core: EngineCore, request: Request, name: str, path: bytes,
                       send: Send) -> None:  # fmt: skip
-    import httpcore  # the pool's own API: httpx's client layers cost a fifth of a relay
-
-    method = request.method
     query = request.scope.get("query_string", b"")
     url = b"http://agent" + path + (b"?" + query if query else b"")
-    has_body = request.headers.get("content-length", "0") != "0" or (
-        "transfer-encoding" in request.headers
-    )
     try:
-        ctx, forwarder = await _admit(core, request, name, path, method)
-        for renew in (False, True):
-            headers = _headers(request.headers.raw, await forwarder.headers(ctx, renew))
-            headers.append((b"host", b"agent"))
-            if has_body and "content-length" not in request.headers:
-                headers.append((b"transfer-encoding", b"chunked"))  # h11 frames it anew
-            content = client_stream(request) if has_body else None
-            reply = await forwarder.pool.handle_async_request(httpcore.Request(
-                method, url, headers=headers, content=content,
-                extensions={"timeout": {"connect": 30.0}},
-            ))  # fmt: skip
-            if reply.status != 401 or has_body or renew:
-                break
-            await reply.aclose()  # the agent restarted, or our token expired: once more
+        ctx, forwarder = await _admit(core, request, name, path, request.method)
+        reply = await _ask_agent(forwarder, ctx, request, url)
     except ApiError as error:
         await error_response(error)(request.scope, request.receive, send)
         return
@@ -226,6 +210,52 @@ async def _relay_http(core: EngineCore, request: Request, name: str, path: bytes
         pass  # the agent's answer broke after its head: the client sees a short body
     finally:
         await reply.aclose()
+
+
+async def _ask_agent(forwarder: Any, ctx: Any, request: Request, url: bytes) -> Any:
+    """The agent's answer (its head; the body still to read). A request whose body is
+    held (none, or a small one read first) is sent once more on a fresh connection when
+    a pooled one closed before answering (the agent's keep-alive ran out while the
+    request was on its way: a lossy link delays it by seconds; as Go's net/http does
+    for `errServerClosedIdle`, the agent never read it), and when the master's token on
+    the agent is refused (the agent restarted, or the token expired)."""
+    import httpcore  # the pool's own API: httpx's client layers cost a fifth of a relay
+
+    headers = request.headers
+    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    body: bytes | None = None
+    length = headers.get("content-length", "")
+    if has_body and length.isdigit() and int(length) <= _REPLAYABLE:
+        body = await _read_body(request)
+    replayable = not has_body or body is not None
+    renewed = resent = False
+    while True:
+        sent = _headers(headers.raw, await forwarder.headers(ctx, renewed))
+        sent.append((b"host", b"agent"))
+        if has_body and "content-length" not in headers:
+            sent.append((b"transfer-encoding", b"chunked"))  # h11 frames it anew
+        content = body if body is not None else client_stream(request) if has_body else None
+        try:
+            reply = await forwarder.pool.handle_async_request(httpcore.Request(
+                request.method, url, headers=sent, content=content,
+                extensions={"timeout": {"connect": 30.0}},
+            ))  # fmt: skip
+        except httpcore.RemoteProtocolError as exc:
+            if not replayable or resent or "without sending a response" not in str(exc):
+                raise
+            resent = True
+            continue
+        if reply.status != 401 or not replayable or renewed:
+            return reply
+        await reply.aclose()
+        renewed = True
+
+
+async def _read_body(request: Request) -> bytes:
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise InvalidRequest("the client disconnected before the body was complete") from None
 
 
 async def _relay_socket(core: EngineCore, websocket: WebSocket, name: str, path: bytes) -> None:
