@@ -23,6 +23,7 @@ __all__ = ["DEFAULT_PORT", "WORKFLOW_POLICIES", "Config", "Home", "atomic_write"
 
 DEFAULT_PORT = 7419
 WORKFLOW_POLICIES = ("privileged", "baseline", "restricted")
+WORKFLOW_RUNTIMES = ("docker", "swarm")
 
 _CONFIG_TEMPLATE = """\
 # dxflow engine configuration. Every key can be overridden by DXFLOW_<KEY>
@@ -44,6 +45,8 @@ log_level = "info"
 # log_backups = 5           # ...keeping this many old files (engine.log.1 ...)
 # storage = "/data/dxflow"  # the object store root (default: <home>/storage)
 # workflow_concurrency = 16 # services a workflow's `up` creates and starts at once
+# workflow_runtime = "docker"  # what runs workflows made without runtime=: docker or swarm
+# registry = "10.0.0.1:5000"   # runtime swarm: where built images are pushed for every node
 # storage_quota = "20G"     # bytes the object store may hold (default: no quota)
 # unzip_max_size = "8G"     # uncompressed bytes one unzip may write
 # unzip_max_entries = 100000
@@ -179,6 +182,12 @@ class Config:
     """How many rotated logs are kept (`engine.log.1` ... `engine.log.N`)."""
     docker_host: str | None = None
     workflow_concurrency: int = 16
+    workflow_runtime: str = "docker"
+    """What runs a workflow created without `runtime=`: docker (this machine's Docker
+    Engine) or swarm (the Docker Swarm that Docker Engine manages)."""
+    registry: str = ""
+    """Runtime swarm: a registry (`host:port`) every node pulls from; images a workflow
+    builds are pushed there. None: images are loaded onto the nodes this engine reaches."""
     storage_quota: str | None = None
     """Bytes the object store may hold (`500M`, `20G`); none by default."""
     unzip_max_size: str = "8G"
@@ -286,6 +295,11 @@ def load_config(
     if not 0 <= values.get("port", DEFAULT_PORT) <= 65535:
         raise ConfigError(f"port must be 0-65535 (0 picks a free one), got {values['port']}")
     config = Config(home=home, profile=profile, **values)
+    if config.workflow_runtime not in WORKFLOW_RUNTIMES:
+        raise ConfigError(
+            f"workflow_runtime must be one of {', '.join(WORKFLOW_RUNTIMES)},"
+            f" got {config.workflow_runtime!r}"
+        )
     if config.workflow_policy not in WORKFLOW_POLICIES:
         raise ConfigError(
             f"workflow_policy must be one of {', '.join(WORKFLOW_POLICIES)},"

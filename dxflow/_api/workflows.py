@@ -175,6 +175,12 @@ class AsyncWorkflow:
     ) -> WorkflowStatus:
         return await self._op(ops.workflows.RESTART, services=services, timeout=timeout)
 
+    async def scale(self, service: str, replicas: int) -> WorkflowStatus:
+        """Run `replicas` of `service`. Runtime swarm: only the count changes, running
+        tasks are kept, until the service's spec changes. Runtime docker: as `docker
+        compose up --scale`, until the next `up` restores the file's count."""
+        return await self._op(ops.workflows.SCALE, service=service, replicas=replicas)
+
     async def pause(self, services: list[str] | None = None) -> WorkflowStatus:
         return await self._op(ops.workflows.PAUSE, services=services)
 
@@ -276,6 +282,7 @@ class AsyncWorkflows:
         exist_ok: bool = False,
         replace: bool = False,
         placement: Mapping[str, Any] | None = None,
+        runtime: str | None = None,
     ) -> AsyncWorkflow:
         """Store a workflow. `working_dir` is a folder on the ENGINE host where relative
         paths resolve (default: the compose file's folder); keys other than MASTER need it
@@ -284,6 +291,10 @@ class AsyncWorkflows:
         A workflow of that name exists already: Conflict; with `exist_ok` it is updated to
         this spec (nothing changes when it is the same), with `replace` it is brought down
         and created anew.
+
+        `runtime`: what runs it, "docker" (this machine's Docker Engine) or "swarm" (the
+        Docker Swarm it manages: the same Compose file over a cluster, plus `scale()`);
+        default: the engine's `workflow_runtime`.
 
         `placement` (on a master, with BRIDGE): create it on an agent instead, chosen by
         `{"labels": {...}, "strategy": "least_loaded"|"spread"|"pack", "cpus": 2,
@@ -294,7 +305,7 @@ class AsyncWorkflows:
             remote = self._engine._bridged(chosen.agent)
             return await AsyncWorkflows(remote).create(
                 name, compose, env, env_file, profiles, working_dir=working_dir,
-                exist_ok=exist_ok, replace=replace,
+                exist_ok=exist_ok, replace=replace, runtime=runtime,
             )  # fmt: skip
         params = _create_params(name, compose, env, env_file, profiles)
         if working_dir is not None:
@@ -303,6 +314,8 @@ class AsyncWorkflows:
             params["exist_ok"] = True
         if replace:
             params["replace"] = True
+        if runtime is not None:
+            params["runtime"] = runtime
         info = await self._engine._call(ops.workflows.CREATE, **params)
         return AsyncWorkflow(self._engine, info)
 
@@ -387,6 +400,10 @@ class Workflow(Blocking[AsyncWorkflow]):
         self, services: list[str] | None = None, timeout: float | None = None
     ) -> WorkflowStatus:
         return self._run(self._async.restart, services, timeout)
+
+    def scale(self, service: str, replicas: int) -> WorkflowStatus:
+        """See `AsyncWorkflow.scale`."""
+        return self._run(self._async.scale, service, replicas)
 
     def pause(self, services: list[str] | None = None) -> WorkflowStatus:
         return self._run(self._async.pause, services)
@@ -473,13 +490,16 @@ class Workflows(Blocking[AsyncWorkflows]):
         exist_ok: bool = False,
         replace: bool = False,
         placement: Mapping[str, Any] | None = None,
+        runtime: str | None = None,
     ) -> Workflow:
         """See `AsyncWorkflows.create` (`exist_ok`: update an existing one to this spec;
-        `replace`: bring it down and create it anew; `placement`: on an agent)."""
+        `replace`: bring it down and create it anew; `placement`: on an agent;
+        `runtime`: "docker" or "swarm")."""
         create = self._async.create
         return self._wrap(self._run(create, name, compose, env, env_file, profiles,
                                     working_dir=working_dir, exist_ok=exist_ok,
-                                    replace=replace, placement=placement))  # fmt: skip
+                                    replace=replace, placement=placement,
+                                    runtime=runtime))  # fmt: skip
 
     def get(self, name: str) -> Workflow:
         return self._wrap(self._run(self._async.get, name))

@@ -176,6 +176,7 @@ class EngineCore:
         self.workflows = WorkflowService(
             self.state, self.docker, roots,
             config.workflow_concurrency, self.engine_id, self.objects.storage.private / "workflows",
+            config.workflow_runtime, config.registry,
         )  # fmt: skip
         self.objects.ranges_max = self.limits.ranges
         self.shells = _shell_service(config, self.objects.storage, self.workflows)

@@ -147,6 +147,10 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE workflows ADD COLUMN profile TEXT;
     """,
+    # runtime: what runs the workflow (NULL, older rows: docker).
+    """
+    ALTER TABLE workflows ADD COLUMN runtime TEXT;
+    """,
 )
 
 

@@ -20,7 +20,9 @@ __all__ = [
     "EnvQuery",
     "ExecResult",
     "LogLine",
+    "Runtime",
     "ServiceStatus",
+    "TaskState",
     "WorkflowCreate",
     "WorkflowDown",
     "WorkflowEvent",
@@ -31,6 +33,7 @@ __all__ = [
     "WorkflowList",
     "WorkflowLogs",
     "WorkflowRef",
+    "WorkflowScale",
     "WorkflowStats",
     "WorkflowStatus",
     "WorkflowStop",
@@ -51,6 +54,8 @@ class WorkflowRef(Request):
 
 # Paths name files on the engine host: no NUL bytes, never empty.
 Path_ = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
+Runtime = Literal["docker", "swarm"]
+"""What runs a workflow's containers: one Docker Engine, or the Swarm it manages."""
 Profile = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 ]
@@ -70,6 +75,11 @@ class WorkflowCreate(Request):
         False, description="when it exists: update it to this spec (a no-op when identical)"
     )
     replace: bool = Field(False, description="when it exists: bring it down, create it anew")
+    runtime: Runtime | None = Field(
+        None,
+        description="what runs it: docker (this machine) or swarm (the Docker Swarm this "
+        "engine's Docker manages); none: the engine's default (`workflow_runtime`)",
+    )
 
 
 class WorkflowUp(Request):
@@ -104,6 +114,7 @@ class WorkflowInfo(Response):
     working_dir: str
     services: list[str]
     profiles: list[str] = []
+    runtime: Runtime = "docker"
 
 
 class WorkflowList(Response):
@@ -121,6 +132,27 @@ class ContainerState(Response):
     config_hash: str | None = None
 
 
+class TaskState(Response):
+    """One Swarm task of a service (runtime swarm): where it runs and how it fares."""
+
+    id: str
+    slot: int | None = Field(None, description="the replica it is (none: a global service)")
+    node: str | None = Field(None, description="the node's host name")
+    node_id: str | None = None
+    state: str = Field(description="Swarm's: new, pending, assigned, ..., running, complete, "
+                       "failed, shutdown, rejected, orphaned")  # fmt: skip
+    desired_state: str
+    error: str | None = None
+    message: str | None = None
+    exit_code: int | None = None
+    container: str | None = Field(None, description="the container's id on its node")
+    updated_at: datetime | None = None
+    rescheduled: bool = Field(
+        False, description="it replaced a task of the same slot whose node went down or "
+        "that failed"
+    )  # fmt: skip
+
+
 class ServiceStatus(Response):
     name: str
     state: str = Field(description="running, partial, exited, stopped, paused, missing")
@@ -128,6 +160,9 @@ class ServiceStatus(Response):
     exit_code: int | None = None
     replicas: int
     containers: list[ContainerState]
+    desired: int | None = Field(None, description="runtime swarm: the replicas asked for")
+    running: int | None = Field(None, description="runtime swarm: the tasks running now")
+    tasks: list[TaskState] = Field([], description="runtime swarm: current and recent tasks")
 
 
 class WorkflowStatus(Response):
@@ -165,11 +200,21 @@ class WorkflowEvent(Response):
         "volume",
         "done",
         "error",
+        "scaled",
+        "updated",
+        "rescheduled",
+        "node",
     ]
     service: str | None = None
     container: str | None = None
     exit_code: int | None = None
     detail: str | None = None
+
+
+class WorkflowScale(Request):
+    name: WorkflowName
+    service: str = Field(min_length=1)
+    replicas: int = Field(ge=0, le=10_000)
 
 
 class WorkflowKill(Request):

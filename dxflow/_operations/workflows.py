@@ -21,6 +21,7 @@ __all__ = [
     "PROJECTS",
     "REMOVE",
     "RESTART",
+    "SCALE",
     "START",
     "STATS",
     "STATS_WATCH",
@@ -79,6 +80,11 @@ STOP: Operation[m.WorkflowStop, m.WorkflowStatus] = Operation(
 RESTART: Operation[m.WorkflowStop, m.WorkflowStatus] = Operation(
     "workflows.restart", "POST", "/api/workflows/{name}/restart", "Restart containers.",
     request=m.WorkflowStop, response=m.WorkflowStatus, permission=_WORKFLOW, mutating=True,
+    target="name")
+SCALE: Operation[m.WorkflowScale, m.WorkflowStatus] = Operation(
+    "workflows.scale", "POST", "/api/workflows/{name}/scale",
+    "Set a service's replicas; tasks whose spec did not change are kept.",
+    request=m.WorkflowScale, response=m.WorkflowStatus, permission=_WORKFLOW, mutating=True,
     target="name")
 UPDATE: Operation[m.WorkflowUpdate, m.WorkflowInfo] = Operation(
     "workflows.update", "PUT", "/api/workflows/{name}",

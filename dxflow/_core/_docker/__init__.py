@@ -1,6 +1,7 @@
 """The Docker adapter: the only code that imports docker-py (see `_adapter`)."""
 
 from ._adapter import DockerAdapter
+from ._swarm import SwarmApi, SwarmNode, SwarmService, SwarmState, SwarmTask
 from ._types import (
     Container,
     DockerEvent,
@@ -27,5 +28,10 @@ __all__ = [
     "Network",
     "Processes",
     "ResourceUsage",
+    "SwarmApi",
+    "SwarmNode",
+    "SwarmService",
+    "SwarmState",
+    "SwarmTask",
     "Volume",
 ]

@@ -7,6 +7,7 @@ with the records of `_types`; Docker's errors arrive as dxflow's (`NotFound`,
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from ..._exceptions import DockerUnavailable, InvalidRequest, NotFound
 from ..._models import DockerInfo
 from ._client import DockerConnection
 from ._logs import open_log
+from ._swarm import SwarmApi
 from ._types import (
     Container,
     DockerEvent,
@@ -66,6 +68,11 @@ class _BuildLines:
 
 
 class DockerAdapter(DockerConnection):
+    @functools.cached_property
+    def swarm(self) -> SwarmApi:
+        """Swarm calls (nodes, services, tasks) on the same connection."""
+        return SwarmApi(self)
+
     # -- the daemon -----------------------------------------------------------------------
 
     async def info(self) -> DockerInfo:

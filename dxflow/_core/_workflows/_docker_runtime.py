@@ -40,7 +40,9 @@ __all__ = ["DockerRuntime"]
 class DockerRuntime:
     """A `WorkflowRuntime` on the Docker Engine the adapter reaches."""
 
-    def __init__(self, docker: DockerAdapter, concurrency: int = 16, engine_id: str = "") -> None:
+    def __init__(
+        self, docker: DockerAdapter, concurrency: int = 16, engine_id: str = "", **_: Any
+    ) -> None:
         self._docker = docker
         self._orchestrator = Orchestrator(docker, concurrency, engine_id)
         self.owners = self._orchestrator.owners
@@ -62,6 +64,19 @@ class DockerRuntime:
         self, project: ComposeProject, volumes: bool, emit: Emit, everyone: bool
     ) -> None:
         await self.teardown.down(project, volumes, emit, everyone)
+
+    async def check(self, project: ComposeProject) -> None:
+        """Everything the loader accepts runs on one Docker Engine."""
+
+    async def scale(self, plan: Plan, service: str, replicas: int) -> None:
+        """As `docker compose up --scale`: until the next `up`, which restores the file's
+        count. The config hash is the file's, so the running replicas are kept."""
+        chosen = plan.project.services[service]
+        deploy = chosen.deploy.model_copy(update={"replicas": replicas})
+        services = {**plan.project.services, service: chosen.model_copy(update={"deploy": deploy})}
+        plan.project = plan.project.model_copy(update={"services": services})
+        await self._orchestrator.up(plan, {service}, True, False)
+        plan.event("scaled", service, detail=f"{replicas} replicas")
 
     async def act(
         self,

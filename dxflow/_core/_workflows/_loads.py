@@ -92,6 +92,8 @@ class Row:
     """MASTER wrote it last: its variables may come from the engine's environment."""
     profile: str
     """The profile of whoever wrote it last: its files are read under that profile."""
+    runtime: str = "docker"
+    """What runs it (`_runtime.RUNTIMES`)."""
 
 
 @dataclass(frozen=True)

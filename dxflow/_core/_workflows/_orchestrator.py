@@ -199,6 +199,16 @@ class Orchestrator:
             plan.created_volumes.append(volume.name)
             plan.event("volume", detail=f"created {volume.name}")
 
+    async def ensure_image(self, plan: Plan, service: Service) -> str:
+        """The service's image on this Docker Engine: built when `plan.build` asks for it
+        or when it is missing and the service has `build:`; its reference."""
+        image = image_of(plan.project, service)
+        if plan.build and service.build is not None:
+            await self._build(plan, service, image)
+        else:
+            await self._image(plan, service)
+        return image
+
     async def _image(self, plan: Plan, service: Service) -> None:
         image = image_of(plan.project, service)
         if await self._docker.has_image(image):

@@ -2,8 +2,8 @@
 
 The service keeps the policy, ownership of the store and state; a runtime does the
 container work: bring a project up and down, report it, run commands in it. Runtimes
-are chosen by name; today "docker" (one Docker Engine, `_docker_runtime`). Another
-runtime (Docker Swarm) is one more module and one more line in `RUNTIMES`.
+are chosen by name, per workflow: "docker" (one Docker Engine, `_docker_runtime`) and
+"swarm" (the Docker Swarm that Docker Engine manages, `_swarm_runtime`).
 """
 
 from __future__ import annotations
@@ -83,6 +83,14 @@ class Plan:
 class WorkflowRuntime(Protocol):
     """Runs Compose projects. `everyone`: the caller is MASTER and may manage what any
     engine or tool made under the project's name; otherwise only this engine's."""
+
+    async def check(self, project: ComposeProject) -> None:
+        """Refuse (at create) a project this runtime cannot run, naming the key and why."""
+        ...
+
+    async def scale(self, plan: Plan, service: str, replicas: int) -> None:
+        """Run `replicas` of `service`; replicas whose spec did not change are kept."""
+        ...
 
     async def status(self, project: str, services: list[str], everyone: bool) -> WorkflowStatus:
         """Per service and overall state of `project`'s containers."""
@@ -175,15 +183,19 @@ class WorkflowRuntime(Protocol):
         ...
 
 
-RuntimeFactory = Callable[["DockerAdapter", int, str], WorkflowRuntime]
+RuntimeFactory = Callable[..., WorkflowRuntime]
 
 RUNTIMES: dict[str, str] = {
     "docker": "dxflow._core._workflows._docker_runtime:DockerRuntime",
+    "swarm": "dxflow._core._workflows._swarm_runtime:SwarmRuntime",
 }
-"""Runtime name -> "module:factory"; a factory takes (docker, concurrency, engine_id)."""
+"""Runtime name -> "module:factory"; a factory takes (docker, concurrency, engine_id,
+**options) (options: `registry`)."""
 
 
-def runtime(name: str, docker: DockerAdapter, concurrency: int, engine_id: str) -> WorkflowRuntime:
+def runtime(
+    name: str, docker: DockerAdapter, concurrency: int, engine_id: str, **options: Any
+) -> WorkflowRuntime:
     """The runtime registered as `name`."""
     try:
         module, _, attribute = RUNTIMES[name].partition(":")
@@ -191,4 +203,4 @@ def runtime(name: str, docker: DockerAdapter, concurrency: int, engine_id: str) 
         known = ", ".join(sorted(RUNTIMES))
         raise ConfigError(f"unknown workflow runtime {name!r} (known: {known})") from None
     factory: RuntimeFactory = getattr(importlib.import_module(module), attribute)
-    return factory(docker, concurrency, engine_id)
+    return factory(docker, concurrency, engine_id, **options)

@@ -30,6 +30,7 @@ from ..._models import (
     WorkflowList,
     WorkflowLogs,
     WorkflowRef,
+    WorkflowScale,
     WorkflowStats,
     WorkflowStatus,
     WorkflowStop,
@@ -46,7 +47,7 @@ from .._state import State
 from ._files import plan_files, remove_files
 from ._loads import Entry, Loads, Row
 from ._policy import PolicyRoots, check_exec_user, profile_for, refusal
-from ._runtime import Action, Plan, WorkflowRuntime, runtime
+from ._runtime import Action, Emit, Plan, WorkflowRuntime, runtime
 from ._streams import EventBus
 
 __all__ = ["WorkflowService"]
@@ -62,16 +63,33 @@ class WorkflowService:
         engine_id: str = "",
         files_dir: Path | None = None,
         runtime_name: str = "docker",
+        registry: str = "",
     ) -> None:
         """`engine_id` labels what this engine makes (its owner); `files_dir` (private to
         the engine) holds the secrets and configs made from variables or content;
-        `runtime_name` picks what runs the workflows (see `_runtime.RUNTIMES`)."""
+        `runtime_name` is what runs workflows created without one (see
+        `_runtime.RUNTIMES`); `registry`: where the swarm runtime pushes built images."""
         self._state = state
         self._policy = policy
-        self._runtime: WorkflowRuntime = runtime(runtime_name, docker, concurrency, engine_id)
+        self._runtime_args = (docker, concurrency, engine_id)
+        self._registry = registry
+        self._runtimes: dict[str, WorkflowRuntime] = {}
+        self.default_runtime = runtime_name
+        self._runtime_named(runtime_name)  # an unknown name fails at boot, not at first use
         self._files_dir = files_dir or Path(tempfile.gettempdir()) / f"dxflow-{engine_id}"
         self._loads = Loads(policy)
         self._bus = EventBus()
+
+    def _runtime_named(self, name: str) -> WorkflowRuntime:
+        found = self._runtimes.get(name)
+        if found is None:
+            found = runtime(name, *self._runtime_args, registry=self._registry)
+            self._runtimes[name] = found
+        return found
+
+    def _runtime_of(self, name: str) -> WorkflowRuntime:
+        """What runs the stored workflow `name`."""
+        return self._runtime_named(self._row(name).runtime)
 
     # -- the store ------------------------------------------------------------------------
 
@@ -87,7 +105,8 @@ class WorkflowService:
         # Rows written before profiles were stored: MASTER's are privileged, others' the
         # engine default (what a key of no policy of its own gets).
         profile = row["profile"] or ("privileged" if master else self._policy.default)
-        return Row(row["name"], row["spec"], row["created_at"], master, profile)
+        runtime_name = row["runtime"] or "docker"
+        return Row(row["name"], row["spec"], row["created_at"], master, profile, runtime_name)
 
     async def _project(self, name: str, strict: bool = True) -> LoadedProject:
         """The loaded project, reloaded only when what it was made from changed.
@@ -110,27 +129,32 @@ class WorkflowService:
         return await self._loads.admit(spec, self._profile(ctx), master, _is_master(ctx))
 
     @staticmethod
-    def _info(spec: WorkflowCreate, created: float, project: ComposeProject) -> WorkflowInfo:
+    def _info(
+        spec: WorkflowCreate, created: float, project: ComposeProject, runtime_name: str
+    ) -> WorkflowInfo:
         return WorkflowInfo(
             name=spec.name,
             created_at=datetime.fromtimestamp(created, UTC),
             working_dir=project.working_dir,
             services=sorted(project.services),
             profiles=spec.profiles,
+            runtime=runtime_name,
         )
 
     @handles("workflows.create")
     async def create(self, ctx: Context, request: WorkflowCreate) -> WorkflowInfo:
         master, profile = _is_master(ctx), self._profile(ctx)
         spec = _stored_spec(request)
+        runtime_name = request.runtime or self.default_runtime
         entry = await self._admit(ctx, spec, master)  # validates everything before storing
         loaded = entry.loaded
         check_build_contexts(loaded.project)
+        await self._runtime_named(runtime_name).check(loaded.project)
         if self._exists(spec.name):
             if request.replace:
                 await self._replace(spec.name, master)
             elif request.exist_ok:
-                return self._converge_spec(entry, profile)
+                return self._converge_spec(entry, profile, request.runtime)
             else:
                 raise Conflict(
                     f"a workflow named {spec.name!r} exists already; pass exist_ok=True to "
@@ -148,30 +172,37 @@ class WorkflowService:
                     workflow=spec.name,
                 )
             db.execute(
-                "INSERT INTO workflows (name, spec, created_at, by_master, profile) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (spec.name, entry.raw, created, master, profile),
+                "INSERT INTO workflows (name, spec, created_at, by_master, profile, runtime) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (spec.name, entry.raw, created, master, profile, runtime_name),
             )
-        return self._info(spec, created, loaded.project)
+        return self._info(spec, created, loaded.project, runtime_name)
 
     def _exists(self, name: str) -> bool:
         return bool(self._state.query("SELECT 1 FROM workflows WHERE name = ?", (name,)))
 
-    def _converge_spec(self, entry: Entry, profile: str) -> WorkflowInfo:
+    def _converge_spec(self, entry: Entry, profile: str, runtime_name: str | None) -> WorkflowInfo:
         """`create(exist_ok=True)` of an existing workflow: store its spec if it differs."""
         spec, master = entry.spec, entry.master
         current = self._row(spec.name)
+        if runtime_name is not None and runtime_name != current.runtime:
+            raise Conflict(
+                f"the workflow {spec.name!r} runs on the {current.runtime} runtime, not "
+                f"{runtime_name}; to move it, bring it down and create it anew with "
+                f"replace=True (CLI: `dxflow down`, then `dxflow up --runtime {runtime_name}`)",
+                workflow=spec.name,
+            )
         if (current.raw, current.master, current.profile) != (entry.raw, master, profile):
             self._state.execute(
                 "UPDATE workflows SET spec = ?, by_master = ?, profile = ? WHERE name = ?",
                 (entry.raw, master, profile, spec.name),
             )
-        return self._info(spec, current.created, entry.loaded.project)
+        return self._info(spec, current.created, entry.loaded.project, current.runtime)
 
     async def _replace(self, name: str, master: bool) -> None:
         """`create(replace=True)`: the old workflow comes down and is forgotten."""
         old = (await self._project(name, strict=False)).project
-        await self._runtime.down(old, False, self._bus.publish, master)
+        await self._runtime_of(name).down(old, False, self._bus.publish, master)
         await anyio.to_thread.run_sync(remove_files, self._files_dir, old.name)
         self._state.execute("DELETE FROM workflows WHERE name = ?", (name,))
 
@@ -184,13 +215,18 @@ class WorkflowService:
 
     async def _get(self, row: Row, strict: bool = True) -> WorkflowInfo:
         entry = await self._loads.stored(row, strict)
-        return self._info(entry.spec, row.created, entry.loaded.project)
+        return self._info(entry.spec, row.created, entry.loaded.project, row.runtime)
 
     @handles("workflows.projects")
     async def projects(self, ctx: Context, request: None) -> ComposeProjectList:
         """The Compose projects on the Docker Engine: this engine's; MASTER sees every one."""
         stored = {r["name"] for r in self._state.query("SELECT name FROM workflows")}
-        summaries = await self._runtime.projects(stored, _is_master(ctx))
+        used = {
+            r["runtime"] or "docker" for r in self._state.query("SELECT runtime FROM workflows")
+        }
+        summaries = []
+        for name in sorted(used | {self.default_runtime}):
+            summaries += await self._runtime_named(name).projects(stored, _is_master(ctx))
         return ComposeProjectList(projects=summaries)
 
     @handles("workflows.get")
@@ -206,18 +242,19 @@ class WorkflowService:
         row = self._row(request.name)
         entry = await self._loads.stored(row, strict=False)  # a refused file never blocks it
         project = entry.loaded.project
-        await self._runtime.down(project, False, lambda e: None, _is_master(ctx))
+        await self._runtime_named(row.runtime).down(project, False, lambda e: None, _is_master(ctx))
         await anyio.to_thread.run_sync(remove_files, self._files_dir, project.name)
         self._state.execute("DELETE FROM workflows WHERE name = ?", (request.name,))
         self._loads.forget(request.name)
-        return self._info(entry.spec, row.created, project)
+        return self._info(entry.spec, row.created, project, row.runtime)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     @handles("workflows.status")
     async def status(self, ctx: Context, request: WorkflowRef) -> WorkflowStatus:
         project = (await self._project(request.name)).project
-        return await self._runtime.status(project.name, list(project.services), _is_master(ctx))
+        running = self._runtime_of(request.name)
+        return await running.status(project.name, list(project.services), _is_master(ctx))
 
     @handles("workflows.up")
     async def up(self, ctx: Context, request: WorkflowUp) -> AsyncIterator[WorkflowEvent]:
@@ -233,26 +270,31 @@ class WorkflowService:
         only = _with_dependencies(project, request.services)
 
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
-            hashes = {s: loaded.config_hash(s) for s in project.services}
-            files = plan_files(loaded, self._files_dir)
-            plan = Plan(
-                project, hashes, loaded.order(), emit, build=request.build,
-                everyone=_is_master(ctx), files=files.mounts, prepare=files.write,
-                keep_on_failure=request.keep_on_failure,
-            )  # fmt: skip
-            await self._runtime.up(
+            plan = self._plan(loaded, emit, _is_master(ctx))
+            plan.build, plan.keep_on_failure = request.build, request.keep_on_failure
+            await self._runtime_named(row.runtime).up(
                 plan, only, request.wait, request.remove_orphans, request.timeout
             )
 
         async for event in _events(run, self._bus.publish):
             yield event
 
+    def _plan(self, loaded: LoadedProject, emit: Emit, everyone: bool) -> Plan:
+        project = loaded.project
+        hashes = {s: loaded.config_hash(s) for s in project.services}
+        files = plan_files(loaded, self._files_dir)
+        return Plan(
+            project, hashes, loaded.order(), emit, everyone=everyone, files=files.mounts,
+            prepare=files.write,
+        )  # fmt: skip
+
     @handles("workflows.down")
     async def down(self, ctx: Context, request: WorkflowDown) -> AsyncIterator[WorkflowEvent]:
         project = (await self._project(request.name, strict=False)).project
 
         async def run(emit: Callable[[WorkflowEvent], None]) -> None:
-            await self._runtime.down(project, request.volumes, emit, _is_master(ctx))
+            running = self._runtime_of(request.name)
+            await running.down(project, request.volumes, emit, _is_master(ctx))
             await anyio.to_thread.run_sync(remove_files, self._files_dir, project.name)
 
         async for event in _events(run, self._bus.publish):
@@ -265,8 +307,24 @@ class WorkflowService:
         strict = action not in ("stop", "kill")
         project, master = (await self._project(request.name, strict)).project, _is_master(ctx)
         services, grace = request.services, request.timeout
-        await self._runtime.act(project, action, services, master, grace, signal)
-        return await self._runtime.status(project.name, list(project.services), master)
+        running = self._runtime_of(request.name)
+        await running.act(project, action, services, master, grace, signal)
+        return await running.status(project.name, list(project.services), master)
+
+    @handles("workflows.scale")
+    async def scale(self, ctx: Context, request: WorkflowScale) -> WorkflowStatus:
+        row = self._row(request.name)
+        loaded = (await self._admit(ctx, row, row.master)).loaded
+        project, master = loaded.project, _is_master(ctx)
+        if request.service not in project.services:
+            raise NotFound(
+                f"no service {request.service!r} in workflow {request.name!r}",
+                service=request.service,
+            )
+        plan = self._plan(loaded, self._bus.publish, master)
+        running = self._runtime_named(row.runtime)
+        await running.scale(plan, request.service, request.replicas)
+        return await running.status(project.name, list(project.services), master)
 
     @handles("workflows.start")
     async def start(self, ctx: Context, request: WorkflowStop) -> WorkflowStatus:
@@ -294,7 +352,7 @@ class WorkflowService:
             "UPDATE workflows SET spec = ?, by_master = ?, profile = ? WHERE name = ?",
             (entry.raw, master, profile, spec.name),
         )
-        return self._info(spec, row.created, entry.loaded.project)
+        return self._info(spec, row.created, entry.loaded.project, row.runtime)
 
     @handles("workflows.env")
     async def env(self, ctx: Context, request: EnvQuery) -> EnvExplanation:
@@ -312,7 +370,7 @@ class WorkflowService:
         if request.service is not None and request.service not in project.services:
             raise NotFound(f"no service {request.service!r} in workflow {request.name!r}")
         shown = {} if request.timestamps else {"time": None}
-        lines = self._runtime.logs(
+        lines = self._runtime_of(request.name).logs(
             project.name, request.service, _is_master(ctx), request.follow, request.tail,
             request.since,
         )  # fmt: skip
@@ -323,13 +381,13 @@ class WorkflowService:
     async def events(
         self, ctx: Context, request: WorkflowEventsQuery
     ) -> AsyncIterator[WorkflowEvent]:
-        self._row(request.name)  # NotFound for an unknown workflow
+        running = self._runtime_of(request.name)  # NotFound for an unknown workflow
         since = request.since or datetime.now(UTC)
         # The runtime reports what containers did; the engine adds what it does around
         # them (creating, starting, stopping, building, networks), from any up or down.
         send, receive = anyio.create_memory_object_stream[WorkflowEvent](math.inf)
         with self._bus.subscribe(request.name, send):
-            async for event in self._runtime.events(request.name, since, _is_master(ctx), receive):
+            async for event in running.events(request.name, since, _is_master(ctx), receive):
                 yield event
 
     @handles("workflows.pause")
@@ -350,7 +408,7 @@ class WorkflowService:
         await self.check_entry(ctx, request.name, request.user)
         container = await self._running(request.name, request.service, request.index, ctx)
         with anyio.fail_after(request.timeout):  # None: no deadline
-            return await self._runtime.exec(
+            return await self._runtime_of(request.name).exec(
                 container, request.cmd, request.user, request.workdir, request.env
             )
 
@@ -385,7 +443,7 @@ class WorkflowService:
         if the caller may enter the workflow (see `check_entry`)."""
         await self.check_entry(ctx, name)
         container = await self._running(name, service, 1)
-        return self._runtime.shell_command(container, command, env, env_file, workdir)
+        return self._runtime_of(name).shell_command(container, command, env, env_file, workdir)
 
     async def _running(
         self, name: str, service: str, index: int, ctx: Context | None = None
@@ -410,7 +468,8 @@ class WorkflowService:
         running = [
             (s.name, c) for s in status.services for c in s.containers if c.state == "running"
         ]
-        return WorkflowStats(name=request.name, containers=await self._runtime.stats(running))
+        sampled = await self._runtime_of(request.name).stats(running)
+        return WorkflowStats(name=request.name, containers=sampled)
 
     @handles("workflows.top")
     async def top(self, ctx: Context, request: WorkflowRef) -> WorkflowTop:
@@ -418,7 +477,8 @@ class WorkflowService:
         running = [
             (s.name, c) for s in status.services for c in s.containers if c.state == "running"
         ]
-        return WorkflowTop(name=request.name, containers=await self._runtime.top(running))
+        listed = await self._runtime_of(request.name).top(running)
+        return WorkflowTop(name=request.name, containers=listed)
 
     @handles("workflows.stats.watch")
     async def watch_stats(self, ctx: Context, request: WorkflowRef) -> AsyncIterator[WorkflowStats]:
@@ -431,12 +491,12 @@ def _is_master(ctx: Context) -> bool:
     return ctx.identity is not None and ctx.identity.is_master
 
 
-_SELECT = "SELECT name, spec, created_at, by_master, profile FROM workflows"
+_SELECT = "SELECT name, spec, created_at, by_master, profile, runtime FROM workflows"
 
 
 def _stored_spec(request: WorkflowCreate) -> WorkflowCreate:
     """The spec of a create request, without how to treat an existing workflow."""
-    return request.model_copy(update={"exist_ok": False, "replace": False})
+    return request.model_copy(update={"exist_ok": False, "replace": False, "runtime": None})
 
 
 def _with_dependencies(project: ComposeProject, services: list[str] | None) -> set[str] | None:
