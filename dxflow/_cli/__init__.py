@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "proxy": "proxies:proxy",
     "ps": "_compose:ps",
     "restart": "_compose_control:restart",
+    "scale": "_compose:scale",
     "shell": "shells:shell_group",
     "start": "_compose_control:start",
     # the compose `stats`: a project's containers, or the engine's host outside a project

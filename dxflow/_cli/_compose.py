@@ -151,9 +151,13 @@ def _short(container: str, project: str) -> str:
 @click.option("--keep-on-failure", is_flag=True,
               help="Leave the containers of a failed up as they are, to look at them.")  # fmt: skip
 @click.option("--timeout", type=float, help="Seconds to wait for health at most.")
+@click.option("--runtime", type=click.Choice(["docker", "swarm"]),
+              help="What runs a new workflow: this machine's Docker Engine, or the Docker "
+              "Swarm it manages (default: the engine's workflow_runtime).")  # fmt: skip
 @project_command(need_file=True)
 def up(opts: Options, project: Project, services: tuple[str, ...], build: bool, detach: bool,
-       wait: bool, keep_on_failure: bool, timeout: float | None) -> None:  # fmt: skip
+       wait: bool, keep_on_failure: bool, timeout: float | None,
+       runtime: str | None) -> None:  # fmt: skip
     """Create or update the workflow from the compose file, start it, and follow its logs.
 
     Like `docker compose up`: the stored workflow is made to match the file first (a
@@ -165,7 +169,7 @@ def up(opts: Options, project: Project, services: tuple[str, ...], build: bool, 
     view = EventView(opts.json)
     options: dict[str, Any] = {"keep_on_failure": True} if keep_on_failure else {}
     with opts.engine() as engine:
-        workflow = _sync(engine, project)
+        workflow = _sync(engine, project, runtime)
         view.expect(workflow.status())
         try:
             status = workflow.up(list(services) or None, wait=not detach or wait,
@@ -182,10 +186,10 @@ def up(opts: Options, project: Project, services: tuple[str, ...], build: bool, 
         _attach(workflow, project, list(services) or None, opts.json)
 
 
-def _sync(engine: Any, project: Project) -> Any:
+def _sync(engine: Any, project: Project, runtime: str | None = None) -> Any:
     from ._project import sync
 
-    return sync(engine, project)
+    return sync(engine, project, runtime)
 
 
 def _interrupted(workflow: Any, detach: bool, services: list[str] | None, as_json: bool) -> None:
@@ -504,4 +508,38 @@ def _container_stats(as_json: bool, data: Any) -> None:
     )  # fmt: skip
 
 
-COMMANDS = (up, down, ps, logs, exec_command, stats, top, config, events)  # see _cli.COMMANDS
+@click.command()
+@click.argument("counts", nargs=-1, required=True, metavar="SERVICE=N...")
+@project_command()
+def scale(opts: Options, project: Project, counts: tuple[str, ...]) -> None:
+    """Set the number of replicas of services (`dxflow scale web=3 worker=10`).
+
+    Runtime swarm: only the count changes, running tasks are kept. Runtime docker: as
+    `docker compose up --scale`, until the next `up` restores the file's count."""
+    wanted: list[tuple[str, int]] = []
+    for item in counts:
+        service, _, number = item.partition("=")
+        if not service or not number.isdigit():
+            fail(f"{item!r} is not SERVICE=N (for example web=3)", 2)
+        wanted.append((service, int(number)))
+    with opts.engine() as engine:
+        workflow = _workflow(engine, project)
+        for service, count in wanted:
+            status = workflow.scale(service, count)
+    if opts.json:
+        return emit_json(status)
+    click.echo(status_table(status, project.name))
+
+
+COMMANDS = (
+    up,
+    down,
+    ps,
+    logs,
+    exec_command,
+    stats,
+    top,
+    config,
+    events,
+    scale,
+)  # see _cli.COMMANDS

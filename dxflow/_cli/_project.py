@@ -127,8 +127,9 @@ def config_of(workflow: Any) -> Any:
         return None
 
 
-def sync(engine: Any, project: Project) -> Any:
-    """The workflow of `project`, created or updated to match its file; warns when it differs."""
+def sync(engine: Any, project: Project, runtime: str | None = None) -> Any:
+    """The workflow of `project`, created or updated to match its file; warns when it differs.
+    `runtime`: what runs it when it is created (an existing one must already run there)."""
     assert project.file is not None
     settings: dict[str, Any] = {
         "env": project.interpolation_env(),
@@ -138,7 +139,14 @@ def sync(engine: Any, project: Project) -> Any:
     try:
         workflow = engine.workflows.get(project.name)
     except NotFound:
-        return engine.workflows.create(project.name, str(project.file), **settings)
+        return engine.workflows.create(project.name, str(project.file), runtime=runtime,
+                                       **settings)  # fmt: skip
+    if runtime is not None and workflow.info.runtime != runtime:
+        raise click.ClickException(
+            f"workflow {project.name} runs on runtime {workflow.info.runtime}, not {runtime}; "
+            f"to move it: `dxflow down && dxflow workflow rm {project.name}`, then "
+            f"`dxflow up --runtime {runtime}`"
+        )
     before = config_of(workflow)
     workflow.update(str(project.file), **settings)
     workflow.reload()

@@ -70,7 +70,10 @@ def key_values_text(pairs: Iterable[tuple[str, Any]]) -> str:
 
 
 def status_table(status: Any, project: str) -> str:
-    """A project's containers as `ps` and `up -d` show them (a service without any: a row)."""
+    """A project's containers as `ps` and `up -d` show them (a service without any: a row);
+    on runtime swarm its tasks, as `docker stack ps` shows them."""
+    if any(s.tasks for s in status.services):
+        return _tasks_table(status, project)
     rows = [
         (c.name, s.name, c.state, c.health, c.exit_code, " ".join(c.ports))
         for s in status.services for c in s.containers
@@ -78,6 +81,17 @@ def status_table(status: Any, project: str) -> str:
     rows += [(f"{project}-{s.name}", s.name, s.state, s.health, s.exit_code, "")
              for s in status.services if not s.containers]  # fmt: skip
     return table_text(rows, ["name", "service", "state", "health", "exit", "ports"])
+
+
+def _tasks_table(status: Any, project: str) -> str:
+    rows = [
+        (f"{project}_{s.name}.{t.slot or t.node}", s.name, t.state, t.desired_state, t.node,
+         t.exit_code, ("rescheduled " if t.rescheduled else "") + (t.error or ""))
+        for s in status.services for t in s.tasks
+    ]  # fmt: skip
+    rows += [(f"{project}_{s.name}", s.name, s.state, "", "", s.exit_code, "")
+             for s in status.services if not s.tasks]  # fmt: skip
+    return table_text(rows, ["name", "service", "state", "desired", "node", "exit", "error"])
 
 
 def ps_text(status: Any, project: str, as_json: bool, only_services: bool, quiet: bool) -> str:

@@ -10,7 +10,7 @@ from ._common import Options, engine_command, fail
 from ._complete import service_names, workflow_names
 from ._output import emit_json, table
 from ._project import config_of, refresh
-from ._render import workflows_text
+from ._render import status_table, workflows_text
 
 __all__ = ["workflow"]
 
@@ -58,6 +58,20 @@ def _pairs(env: tuple[str, ...]) -> dict[str, str]:
     return dict(item.partition("=")[::2] for item in env)
 
 
+@workflow.command("scale")
+@click.argument("name", shell_complete=workflow_names)
+@click.argument("service")
+@click.argument("replicas", type=click.IntRange(min=0))
+@engine_command
+def scale_command(opts: Options, name: str, service: str, replicas: int) -> None:
+    """Run REPLICAS of SERVICE (runtime swarm: running tasks are kept)."""
+    with opts.engine() as engine:
+        status = engine.workflows.get(name).scale(service, replicas)
+    if opts.json:
+        return emit_json(status)
+    click.echo(status_table(status, name))
+
+
 @workflow.command()
 @click.argument("name")
 @click.option("-f", "--file", "compose", required=True, type=_FILE)
@@ -75,10 +89,15 @@ def _pairs(env: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--replace", is_flag=True,
               help="When NAME exists: bring it down and create it anew.")  # fmt: skip
+@click.option(
+    "--runtime",
+    type=click.Choice(["docker", "swarm"]),
+    help="docker (this machine) or swarm (the Docker Swarm its Docker manages).",
+)
 @engine_command
 def create(opts: Options, name: str, compose: str, env_file: tuple[str, ...],
            profiles: tuple[str, ...], env: tuple[str, ...], working_dir: str | None,
-           exist_ok: bool, replace: bool) -> None:  # fmt: skip
+           exist_ok: bool, replace: bool, runtime: str | None) -> None:  # fmt: skip
     """Validate and store the Compose project in FILE as workflow NAME."""
     from .._exceptions import Conflict
 
@@ -90,7 +109,8 @@ def create(opts: Options, name: str, compose: str, env_file: tuple[str, ...],
         try:
             wf = engine.workflows.create(name, compose, env=pairs,
                                          env_file=list(env_file) or None, profiles=profiles,
-                                         working_dir=working_dir, **again)  # fmt: skip
+                                         working_dir=working_dir, runtime=runtime,
+                                         **again)  # fmt: skip
         except Conflict:
             if again:
                 raise
