@@ -72,7 +72,7 @@ def key_values_text(pairs: Iterable[tuple[str, Any]]) -> str:
 def status_table(status: Any, project: str) -> str:
     """A project's containers as `ps` and `up -d` show them (a service without any: a row);
     on runtime swarm its tasks, as `docker stack ps` shows them."""
-    if any(s.tasks for s in status.services):
+    if any(getattr(s, "tasks", None) for s in status.services):
         return _tasks_table(status, project)
     rows = [
         (c.name, s.name, c.state, c.health, c.exit_code, " ".join(c.ports))

@@ -94,8 +94,9 @@ def test_records_are_made_from_docker_s_json() -> None:
 
 
 def test_runtimes_are_chosen_by_name() -> None:
-    assert set(RUNTIMES) == {"docker"}
+    assert set(RUNTIMES) == {"docker", "swarm"}
     chosen = runtime("docker", DockerAdapter(), 4, "dxf-test")
     assert type(chosen).__name__ == "DockerRuntime"
-    with pytest.raises(ConfigError, match="unknown workflow runtime 'swarm'"):
-        runtime("swarm", DockerAdapter(), 4, "dxf-test")
+    assert type(runtime("swarm", DockerAdapter(), 4, "dxf-test")).__name__ == "SwarmRuntime"
+    with pytest.raises(ConfigError, match="unknown workflow runtime 'nomad'"):
+        runtime("nomad", DockerAdapter(), 4, "dxf-test")

@@ -65,7 +65,7 @@ class DockerRuntime:
     ) -> None:
         await self.teardown.down(project, volumes, emit, everyone)
 
-    async def check(self, project: ComposeProject) -> None:
+    async def check(self, project: ComposeProject, everyone: bool) -> None:
         """Everything the loader accepts runs on one Docker Engine."""
 
     async def scale(self, plan: Plan, service: str, replicas: int) -> None:

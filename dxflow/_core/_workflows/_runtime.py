@@ -84,8 +84,9 @@ class WorkflowRuntime(Protocol):
     """Runs Compose projects. `everyone`: the caller is MASTER and may manage what any
     engine or tool made under the project's name; otherwise only this engine's."""
 
-    async def check(self, project: ComposeProject) -> None:
-        """Refuse (at create) a project this runtime cannot run, naming the key and why."""
+    async def check(self, project: ComposeProject, everyone: bool) -> None:
+        """Refuse (at create and up) a project this runtime cannot run (`everyone`: for
+        a MASTER caller), naming the key and why."""
         ...
 
     async def scale(self, plan: Plan, service: str, replicas: int) -> None:

@@ -149,7 +149,7 @@ class WorkflowService:
         entry = await self._admit(ctx, spec, master)  # validates everything before storing
         loaded = entry.loaded
         check_build_contexts(loaded.project)
-        await self._runtime_named(runtime_name).check(loaded.project)
+        await self._runtime_named(runtime_name).check(loaded.project, master)
         if self._exists(spec.name):
             if request.replace:
                 await self._replace(spec.name, master)

@@ -100,11 +100,13 @@ class SwarmRuntime:
             )
         return state.api_version
 
-    async def check(self, project: ComposeProject) -> None:
+    async def check(self, project: ComposeProject, everyone: bool) -> None:
         from ._swarm_spec import refusals
 
         version = await self._manager()
         problems = [p for name in sorted(project.services) for p in refusals(project, name)]
+        if not everyone:
+            problems += _binds(project)
         if problems:
             raise InvalidRequest(
                 "runtime swarm cannot run this project: " + "; ".join(problems),
@@ -125,7 +127,7 @@ class SwarmRuntime:
         within: float | None = None,
     ) -> None:  # fmt: skip
         project = plan.project
-        await self.check(project)
+        await self.check(project, plan.everyone)
         created: list[str] = []
         try:
             with anyio.fail_after(within):
@@ -489,6 +491,19 @@ def _is_job(project: ComposeProject, name: str) -> bool:
     from ._swarm_spec import is_job
 
     return bool(is_job(project, name))
+
+
+def _binds(project: ComposeProject) -> list[str]:
+    """A bind names a path on whichever node runs the task, where this engine's policy
+    roots mean nothing (another node's engine home, its Docker socket): MASTER's only."""
+    return [
+        f"services.{name}.volumes[{index}]: a bind of {mount.source!r} on runtime swarm "
+        "reaches that path on every node, which only a MASTER key may do; use a named "
+        "volume, a secret or a config, or the object store"
+        for name, service in sorted(project.services.items())
+        for index, mount in enumerate(service.volumes)
+        if mount.type == "bind"
+    ]
 
 
 def _older(version: str, than: str) -> bool:
