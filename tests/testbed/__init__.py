@@ -7,6 +7,8 @@ Pieces (each module's docstring has its design notes):
 - `delay`: `DelayProxy`, a TCP proxy run inside a namespace that delays, holds or cuts the
   bytes it forwards (there is no netem on the machines this runs on).
 - `engines`: `NsEngine`, a real `dxflow boot up` process inside a host's namespace.
+- `swarm`: `SwarmBed`, a Docker Swarm of real `dockerd` processes, one per namespace
+  (`tests/swarm/conftest.py` has its fixtures).
 - `fixtures`: the pytest fixtures `testbed_ready`, `fabric` and `make_ns_engine`
   (`tests/bridges/conftest.py` imports them).
 
