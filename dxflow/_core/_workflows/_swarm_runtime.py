@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
@@ -48,7 +49,7 @@ from .._groups import task_group
 from ._docker_runtime import DockerRuntime
 from ._orchestrator import Orchestrator
 from ._runtime import Action, Emit, Plan
-from ._spec import ENGINE_LABEL, SERVICE_LABEL, WORKFLOW_LABEL
+from ._spec import ENGINE_LABEL, SERVICE_LABEL, WORKFLOW_LABEL, image_of
 from ._swarm_view import HASH, Snapshot, service_name, snapshot, workflow_status
 from ._swarm_view import events as swarm_events
 from ._swarm_view import logs as swarm_logs
@@ -241,21 +242,34 @@ class SwarmRuntime:
         from ._swarm_spec import service_spec
 
         project, service = plan.project, plan.project.services[name]
-        want = plan.hashes[name] + ("+build" if plan.build and service.build else "")
-        if current is not None and current.labels.get(HASH) == want:
+        image = self._reference(project, service)
+
+        def spec_of(replicas: int | None = None, config_hash: str = "") -> dict[str, Any]:
+            return service_spec(
+                project, name, namespace=project.name,
+                labels={**self._owner(project.name), SERVICE_LABEL: name}, image=image,
+                networks=networks, secrets=files["secrets"], configs=files["configs"],
+                replicas=replicas, config_hash=config_hash,
+            )  # fmt: skip
+
+        # The hash of the spec itself: any change of what Swarm runs (placement, update
+        # policy, a secret's content) updates the service; nothing else touches it.
+        want = hashlib.sha256(json.dumps(spec_of(), sort_keys=True).encode()).hexdigest()
+        rebuild = bool(plan.build and service.build)
+        if current is not None and current.labels.get(HASH) == want and not rebuild:
             return  # unchanged: its tasks (and a scale since) are kept
-        image = await self._image(plan, service)
-        spec = service_spec(
-            project, name, namespace=project.name,
-            labels={**self._owner(project.name), SERVICE_LABEL: name}, image=image,
-            networks=networks, secrets=files["secrets"], configs=files["configs"],
-            replicas=_replicas(current), config_hash=want,
-        )  # fmt: skip
+        if service.build is not None:
+            await self._build_and_push(plan, service, image)
+        spec = spec_of(config_hash=want)
         if current is None:
             plan.event("creating", name)
             created.append(await self._create(name, spec))
             plan.event("created", name)
         else:
+            if rebuild:  # the same reference, a new image: make Swarm replace the tasks
+                template = spec["TaskTemplate"]
+                old = (current.spec.get("TaskTemplate") or {}).get("ForceUpdate") or 0
+                template["ForceUpdate"] = int(old) + 1
             plan.event("updated", name, detail="the spec changed: Swarm rolls its tasks")
             await self._api.update_service(current.id, current.version, spec)
 
@@ -267,11 +281,15 @@ class SwarmRuntime:
                 f"services.{name}: Swarm refused the service: {exc.message}", service=name
             ) from None
 
-    async def _image(self, plan: Plan, service: Service) -> str:
-        """The reference every node runs: built here and pushed to the registry when the
-        service has `build:`; otherwise its `image` as written."""
+    def _reference(self, project: ComposeProject, service: Service) -> str:
+        """The image every node runs: a built one under the registry's name."""
         if service.build is None:
             return service.image or ""
+        image = image_of(project, service)
+        return f"{self._registry}/{image}" if self._registry else image
+
+    async def _build_and_push(self, plan: Plan, service: Service, reference: str) -> None:
+        """Build the service's image here (when asked, or missing) and push it."""
         image = await self._images.ensure_image(plan, service)
         if not self._registry:
             raise WorkflowFailed(
@@ -280,7 +298,6 @@ class SwarmRuntime:
                 "the engine config (docs: From one machine to a cluster, the registry)",
                 service=service.name,
             )
-        reference = f"{self._registry}/{image}"
         await self._api.tag(image, reference)
         plan.event("pull", service.name, detail=f"pushing {reference}")
         errors = await self._api.push(reference)
@@ -289,7 +306,6 @@ class SwarmRuntime:
                 f"services.{service.name}.build: pushing {reference} failed: {errors[-1]}",
                 service=service.name,
             )
-        return reference
 
     async def _gate(self, plan: Plan, name: str, condition: str) -> None:
         """Wait until `name` meets `condition`; a failure names the key, nodes and fix."""
@@ -511,14 +527,6 @@ def _older(version: str, than: str) -> bool:
         return tuple(int(p) for p in text.split(".") if p.isdigit())
 
     return parts(version) < parts(than)
-
-
-def _replicas(current: SwarmService | None) -> int | None:
-    """A running service's replica count is kept across an update (a scale since)."""
-    if current is None:
-        return None
-    mode = current.spec.get("Mode") or {}
-    return int(mode["Replicated"]["Replicas"]) if "Replicated" in mode else None
 
 
 def _gates(project: ComposeProject) -> dict[str, str]:
