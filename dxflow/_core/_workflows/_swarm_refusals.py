@@ -48,15 +48,16 @@ def is_job(project: ComposeProject, name: str) -> bool:
     )
 
 
-def _gpu_problem(count: int | str | None, ids: list[str], driver: str | None) -> str | None:
-    """Why a device request cannot be a Swarm reservation (None: it can)."""
+def _gpu_problems(count: int | str | None, ids: list[str], driver: str | None) -> list[str]:
+    """Why a GPU request cannot be a Swarm reservation (empty: it can)."""
+    found = []
     if driver not in _GPU_DRIVERS:
-        return f"driver {driver!r} (Swarm reserves NVIDIA GPUs only)"
+        found.append(f"driver {driver!r}")
     if ids:
-        return f"device_ids {ids} (Swarm reserves a count of GPUs, never given ones)"
-    if not isinstance(count, int):
-        return f"count {count!r} (Swarm reserves a count of GPUs: give a number)"
-    return None
+        found.append(f"device_ids {ids}")
+    if not ids and not isinstance(count, int):
+        found.append(f"count {count!r}")
+    return found
 
 
 # -- what Swarm cannot do ------------------------------------------------------------------
@@ -91,16 +92,15 @@ def _device_refusals(path: str, service: Service) -> list[str]:
     found = []
     for device in service.deploy.reservations.devices:
         if "gpu" not in device.capabilities:
-            found.append(f"capabilities {device.capabilities} (Swarm reserves GPUs only)")
-            continue
-        problem = _gpu_problem(device.count, device.device_ids, device.driver)
-        if problem:
-            found.append(problem)
+            found.append(f"capabilities {device.capabilities}")
+        else:
+            found += _gpu_problems(device.count, device.device_ids, device.driver)
     if not found:
         return []
     return [
-        f"{path}.deploy.resources.reservations.devices (or gpus): {'; '.join(found)}: reserve "
-        f"a number of GPUs (`gpus: 1`) on nodes that advertise them as the generic resource "
+        f"{path}.deploy.resources.reservations.devices: {', '.join(found)} (`gpus` included): "
+        "Swarm reserves only a number of NVIDIA GPUs; give a count "
+        f"(`gpus: 1`) and have the nodes advertise their GPUs as the generic resource "
         f"{GPU_KIND} (dockerd's `node-generic-resources`), {_OTHER_RUNTIME}"
     ]
 
