@@ -20,18 +20,22 @@ __all__ = [
     "ComposeProject",
     "Dependency",
     "Deploy",
+    "DeployPlacement",
     "DeviceRequest",
     "FileReference",
     "Healthcheck",
     "Limits",
     "Mount",
     "NetworkSpec",
+    "PlacementPreference",
     "PortMapping",
     "Reservations",
+    "RestartPolicy",
     "Service",
     "ServiceFile",
     "ServiceNetwork",
     "Ulimit",
+    "UpdateConfig",
     "VolumeSpec",
 ]
 
@@ -112,10 +116,48 @@ class Reservations(Response):
     devices: list[DeviceRequest] = []
 
 
+class PlacementPreference(Response):
+    spread: str = Field(description="a node attribute to spread tasks over (node.labels.zone)")
+
+
+class DeployPlacement(Response):
+    constraints: list[str] = []
+    preferences: list[PlacementPreference] = []
+    max_replicas_per_node: int | None = None
+
+
+class UpdateConfig(Response):
+    """How Swarm replaces tasks on an update (or a rollback); defaults are Swarm's."""
+
+    parallelism: int = 1
+    delay: float = 0.0
+    failure_action: Literal["continue", "rollback", "pause"] = "pause"
+    monitor: float = 5.0
+    max_failure_ratio: float = 0.0
+    order: Literal["stop-first", "start-first"] = "stop-first"
+
+
+class RestartPolicy(Response):
+    """``deploy.restart_policy``; an unset field takes Swarm's default."""
+
+    condition: Literal["none", "on-failure", "any"] = "any"
+    delay: float | None = None
+    max_attempts: int | None = None
+    window: float | None = None
+
+
 class Deploy(Response):
     replicas: int = 1
     limits: Limits = Limits()
     reservations: Reservations = Reservations()
+    # What only a cluster runtime (Swarm) honours; the one-machine runtime ignores them.
+    mode: Literal["replicated", "global", "replicated-job", "global-job"] = "replicated"
+    placement: DeployPlacement = DeployPlacement()
+    update_config: UpdateConfig = UpdateConfig()
+    rollback_config: UpdateConfig = UpdateConfig()
+    restart_policy: RestartPolicy | None = None
+    endpoint_mode: Literal["vip", "dnsrr"] = "vip"
+    labels: dict[str, str] = Field({}, description="labels of the Swarm service, not containers")
 
 
 class Ulimit(Response):

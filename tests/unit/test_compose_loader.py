@@ -266,8 +266,11 @@ def changed(**web: Any) -> dict[str, Any]:
 
 def test_config_hash_is_a_stable_sha256_of_the_canonical_service() -> None:
     loaded = load_project("app", BASE, process_env={})
+    swarm_only = {"mode", "placement", "update_config", "rollback_config", "restart_policy",
+                  "endpoint_mode", "labels"}  # fmt: skip
     data = loaded.project.services["db"].model_dump(
-        mode="json", exclude={"depends_on": True, "profiles": True, "deploy": {"replicas"}}
+        mode="json",
+        exclude={"depends_on": True, "profiles": True, "deploy": {"replicas", *swarm_only}},
     )
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert loaded.config_hash("db") == hashlib.sha256(canonical.encode()).hexdigest()
@@ -302,10 +305,30 @@ def test_config_hash_follows_interpolated_values() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"deploy": {"replicas": 3}}, {"scale": 2}, {"depends_on": []}, {"profiles": ["x"]}],
+    [
+        {"deploy": {"replicas": 3}},
+        {"scale": 2},
+        {"depends_on": []},
+        {"profiles": ["x"]},
+        {"deploy": {"mode": "replicated-job", "endpoint_mode": "dnsrr", "labels": ["a=b"]}},
+        {"deploy": {"placement": {"constraints": ["node.role == worker"]}}},
+        {"deploy": {"update_config": {"order": "start-first"}, "rollback_config": {}}},
+        {"deploy": {"restart_policy": {"condition": "none"}}},
+    ],
 )
 def test_config_hash_ignores_what_never_recreates_a_container(change: dict[str, Any]) -> None:
     assert hashes(BASE)["web"] == hashes(changed(**change), profiles=["x"])["web"]
+
+
+def test_config_hashes_are_what_they_were_before_the_cluster_deploy_keys() -> None:
+    """The swarm-only deploy keys are left out: an upgrade recreates no container."""
+    doc = json.loads(json.dumps(BASE))
+    doc["services"]["web"]["deploy"] = {"resources": {"limits": {"memory": "1g", "cpus": "0.5"}}}
+    doc["services"]["db"].update(restart="always", healthcheck={"test": "true", "interval": "5s"})
+    assert hashes(doc) == {  # computed by the release before those keys existed
+        "web": "77e1528002aac5156c12f6be2b235f2303c8400ca648d0e33308700229064234",
+        "db": "ec18d24dc0e5180611ce41edf4927facf5605cd714f715ef0d142ffd7e15f05a",
+    }
 
 
 def test_config_hash_of_an_unknown_service_is_not_found() -> None:

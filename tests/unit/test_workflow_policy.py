@@ -268,6 +268,12 @@ SERVICE_CASES: list[tuple[str, dict[str, Any], dict[str, Expected]]] = [
         _same((f"{S}.labels.IO.DXFLOW.ENGINE", "reserved")),
     ),
     ("label-own", {"labels": {"app.tier": "web", "io.dxflowish": "x", "io.dxflow": "x"}}, ALLOWED),
+    (
+        "label-service-engine",  # the Swarm service's labels say who owns it too
+        {"deploy": {"labels": {"io.dxflow.engine": "other"}}},
+        _same((f"{S}.deploy.labels.io.dxflow.engine", "'other' is a reserved label")),
+    ),
+    ("label-service-own", {"deploy": {"labels": ["app.tier=web"]}}, ALLOWED),
 ]
 
 # (id, whole document, create options, expected by profile)
@@ -507,7 +513,6 @@ UNSUPPORTED = [
     ("sysctls", {"net.ipv4.ip_forward": "1"}),
     ("volumes_from", ["other"]),
     ("device_cgroup_rules", ["a *:* rwm"]),
-    ("deploy", {"labels": {"io.dxflow.engine": "other"}}),  # deploy.labels: no labels there
 ]
 
 

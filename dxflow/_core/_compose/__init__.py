@@ -15,6 +15,7 @@ from ._graph import waves
 from ._guard import ReadGuard, guarded_reads, open_plain
 from ._loader import LoadedProject, is_compose_path, load_project
 from ._project import check_build_contexts
+from ._runtimes import runtime_table
 from ._supported import KEYS, Key, markdown_table
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "load_project",
     "markdown_table",
     "open_plain",
+    "runtime_table",
     "waves",
 ]

@@ -1,13 +1,29 @@
-"""``deploy`` with its aliases folded in: ``scale``, ``mem_limit``, ``cpus`` and ``gpus``."""
+"""``deploy`` with its aliases folded in: ``scale``, ``mem_limit``, ``cpus`` and ``gpus``.
+
+The keys only a cluster honours (``mode``, ``placement``, ``update_config``,
+``rollback_config``, ``restart_policy``, ``endpoint_mode``, ``labels``) are read and
+checked here too, so a document is refused at `create` whichever runtime runs it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..._models._compose import Deploy, DeviceRequest, Limits, Reservations
+from ..._models._compose import (
+    Deploy,
+    DeployPlacement,
+    DeviceRequest,
+    Limits,
+    PlacementPreference,
+    Reservations,
+    RestartPolicy,
+    UpdateConfig,
+)
 from ._errors import child, invalid, item
 from ._values import (
     as_bytes,
+    as_duration,
     as_float,
     as_int,
     as_str,
@@ -15,6 +31,7 @@ from ._values import (
     as_str_map,
     expect,
     expect_list,
+    expect_mapping,
     optional,
 )
 
@@ -106,7 +123,10 @@ def normalize_deploy(service: dict[str, Any], path: str) -> Deploy:
     )
     devices = optional(reservations, "devices", res_path, lambda v, p: _devices(v, p, gpu=False))
     gpus = optional(service, "gpus", path, _gpus)
+    swarm = _swarm_keys(deploy, where)
+    _check_mode(swarm, deploy, service, path)
     return Deploy(
+        **swarm,
         replicas=1 if replicas is None else replicas,
         limits=Limits(cpus=cpus, memory=memory, pids=optional(limits, "pids", lim_path, as_int)),
         reservations=Reservations(
@@ -115,3 +135,112 @@ def normalize_deploy(service: dict[str, Any], path: str) -> Deploy:
             devices=[*(devices or []), *(gpus or [])],
         ),
     )
+
+
+_MODES = ("replicated", "global", "replicated-job", "global-job")
+_FAILURE_ACTIONS = ("continue", "rollback", "pause")
+_ROLLBACK_ACTIONS = ("continue", "pause")
+_ORDERS = ("stop-first", "start-first")
+_CONDITIONS = ("none", "on-failure", "any")
+_ENDPOINT_MODES = ("vip", "dnsrr")
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def read(value: Any, path: str) -> str:
+        text = as_str(value, path).strip()
+        if text not in allowed:
+            raise invalid(path, f"unknown value {text!r} (supported: {', '.join(allowed)})")
+        return text
+
+    return read
+
+
+def _ratio(value: Any, path: str) -> float:
+    ratio = as_float(value, path)
+    if ratio > 1:
+        raise invalid(path, f"must be between 0 and 1, got {value!r}")
+    return ratio
+
+
+def _preference(value: Any, path: str) -> PlacementPreference:
+    raw = expect_mapping(value, path)
+    if "spread" not in raw:
+        raise invalid(path, "missing `spread` (a node attribute, e.g. node.labels.zone)")
+    return PlacementPreference(spread=as_str(raw["spread"], child(path, "spread")))
+
+
+def _placement(value: Any, path: str) -> DeployPlacement:
+    raw = expect_mapping(value, path)
+    preferences = optional(raw, "preferences", path, expect_list) or []
+    where = child(path, "preferences")
+    return DeployPlacement(
+        constraints=optional(raw, "constraints", path, as_str_list) or [],
+        preferences=[_preference(p, item(where, i)) for i, p in enumerate(preferences)],
+        max_replicas_per_node=optional(raw, "max_replicas_per_node", path, as_int),
+    )
+
+
+def _update(actions: tuple[str, ...]) -> Callable[[Any, str], UpdateConfig]:
+    """The reader of ``update_config`` (or, with fewer failure actions, ``rollback_config``)."""
+
+    def read(value: Any, path: str) -> UpdateConfig:
+        raw = expect_mapping(value, path)
+        fields: dict[str, Any] = {
+            "parallelism": optional(raw, "parallelism", path, as_int),
+            "delay": optional(raw, "delay", path, as_duration),
+            "failure_action": optional(raw, "failure_action", path, _choice(actions)),
+            "monitor": optional(raw, "monitor", path, as_duration),
+            "max_failure_ratio": optional(raw, "max_failure_ratio", path, _ratio),
+            "order": optional(raw, "order", path, _choice(_ORDERS)),
+        }
+        return UpdateConfig(**{k: v for k, v in fields.items() if v is not None})
+
+    return read
+
+
+def _restart_policy(value: Any, path: str) -> RestartPolicy:
+    raw = expect_mapping(value, path)
+    condition = optional(raw, "condition", path, _choice(_CONDITIONS))
+    return RestartPolicy(
+        condition=condition or "any",
+        delay=optional(raw, "delay", path, as_duration),
+        max_attempts=optional(raw, "max_attempts", path, as_int),
+        window=optional(raw, "window", path, as_duration),
+    )
+
+
+def _swarm_keys(deploy: dict[str, Any], where: str) -> dict[str, Any]:
+    """The cluster-only keys the document sets (the model's defaults stand for the rest)."""
+    readers: dict[str, Callable[[Any, str], Any]] = {
+        "mode": _choice(_MODES),
+        "placement": _placement,
+        "update_config": _update(_FAILURE_ACTIONS),
+        "rollback_config": _update(_ROLLBACK_ACTIONS),
+        "restart_policy": _restart_policy,
+        "endpoint_mode": _choice(_ENDPOINT_MODES),
+        "labels": as_str_map,
+    }
+    found = {key: optional(deploy, key, where, read) for key, read in readers.items()}
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def _check_mode(
+    swarm: dict[str, Any], deploy: dict[str, Any], service: dict[str, Any], path: str
+) -> None:
+    """A global service runs one task per node: a count of replicas contradicts it."""
+    mode = swarm.get("mode", "replicated")
+    if not mode.startswith("global"):
+        return
+    where = child(path, "deploy")
+    for given, at in (
+        ("replicas" in deploy, child(where, "replicas")),
+        ("scale" in service, child(path, "scale")),
+    ):
+        if given:
+            raise invalid(at, f"cannot be combined with `deploy.mode: {mode}` (one task per node)")
+    placement = swarm.get("placement")
+    if placement is not None and placement.max_replicas_per_node is not None:
+        raise invalid(
+            child(child(where, "placement"), "max_replicas_per_node"),
+            f"cannot be combined with `deploy.mode: {mode}` (one task per node)",
+        )

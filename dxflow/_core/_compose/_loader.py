@@ -32,7 +32,18 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 64
 
 # Left out of the config hash, as Compose does: changing them never recreates a container.
-_HASH_EXCLUDE: dict[str, Any] = {"depends_on": True, "profiles": True, "deploy": {"replicas"}}
+# The cluster-only deploy keys too: the one-machine runtime ignores them, and leaving
+# them out keeps every hash what it was before they existed (no container is recreated
+# by an upgrade). A cluster runtime compares its own service specs instead.
+SWARM_ONLY_DEPLOY = frozenset(
+    {"mode", "placement", "update_config", "rollback_config", "restart_policy",
+     "endpoint_mode", "labels"}
+)  # fmt: skip
+_HASH_EXCLUDE: dict[str, Any] = {
+    "depends_on": True,
+    "profiles": True,
+    "deploy": {"replicas", *SWARM_ONLY_DEPLOY},
+}
 
 
 @dataclass(frozen=True)

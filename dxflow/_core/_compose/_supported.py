@@ -26,6 +26,19 @@ def _k(path: str, types: str, doc: str) -> Key:
     return Key(path, tuple(types.split("|")), doc)
 
 
+def _update_keys(section: str, what: str, actions: str) -> list[Key]:
+    """``deploy.update_config`` and ``deploy.rollback_config`` have the same keys."""
+    return [
+        _k(section, "mapping", f"Swarm: how a {what} replaces tasks."),
+        _k(f"{section}.parallelism", "integer", "Tasks replaced at once (0: all)."),
+        _k(f"{section}.delay", "string", "Duration between batches."),
+        _k(f"{section}.failure_action", "string", f"On a failed {what}: {actions}."),
+        _k(f"{section}.monitor", "string", "Duration a new task is watched for failure."),
+        _k(f"{section}.max_failure_ratio", "number|string", "Failures tolerated (0 to 1)."),
+        _k(f"{section}.order", "string", "stop-first or start-first."),
+    ]
+
+
 _S = "services.*"
 _PORT = f"{_S}.ports[]"
 _VOL = f"{_S}.volumes[]"
@@ -33,6 +46,11 @@ _RES = f"{_S}.deploy.resources"
 _DEV = f"{_RES}.reservations.devices[]"
 _GPU = f"{_S}.gpus[]"
 _HC = f"{_S}.healthcheck"
+_DEP = f"{_S}.deploy"
+_PLC = f"{_DEP}.placement"
+_UPD = f"{_DEP}.update_config"
+_RBK = f"{_DEP}.rollback_config"
+_RST = f"{_DEP}.restart_policy"
 
 _TOP = [
     _k("version", "string", "Obsolete: accepted and ignored."),
@@ -127,8 +145,23 @@ _SERVICE = [
     _k(f"{_S}.extra_hosts", "list|mapping", "Extra /etc/hosts entries (`host:ip`, `host=ip`)."),
     _k(f"{_S}.dns", "string|list", "DNS servers."),
     _k(f"{_S}.devices", "list", "Host devices: `host[:container[:perms]]`."),
-    _k(f"{_S}.deploy", "mapping", "Replicas and resources."),
-    _k(f"{_S}.deploy.replicas", "integer", "Number of containers."),
+    _k(_DEP, "mapping", "Replicas, resources and (on a cluster) scheduling."),
+    _k(f"{_DEP}.replicas", "integer", "Number of containers."),
+    _k(f"{_DEP}.mode", "string", "Swarm: replicated, global, replicated-job or global-job."),
+    _k(f"{_DEP}.endpoint_mode", "string", "Swarm: how clients find the service, vip or dnsrr."),
+    _k(f"{_DEP}.labels", "list|mapping", "Swarm: labels of the service (not its containers)."),
+    _k(_PLC, "mapping", "Swarm: where tasks may run."),
+    _k(f"{_PLC}.constraints", "list", "Node constraints (`node.role == worker`, ...)."),
+    _k(f"{_PLC}.preferences", "list", "Spread preferences."),
+    _k(f"{_PLC}.preferences[].spread", "string", "Node attribute to spread over."),
+    _k(f"{_PLC}.max_replicas_per_node", "integer", "At most this many tasks on one node."),
+    *_update_keys(_UPD, "update", "continue, rollback or pause"),
+    *_update_keys(_RBK, "rollback", "continue or pause"),
+    _k(_RST, "mapping", "Swarm: when tasks restart (wins over `restart`)."),
+    _k(f"{_RST}.condition", "string", "none, on-failure or any."),
+    _k(f"{_RST}.delay", "string", "Duration between restart attempts."),
+    _k(f"{_RST}.max_attempts", "integer", "Restarts before giving up (0: no limit)."),
+    _k(f"{_RST}.window", "string", "Duration over which a restart counts as failed."),
     _k(_RES, "mapping", "Resource limits and reservations."),
     _k(f"{_RES}.limits", "mapping", "Resource limits."),
     _k(f"{_RES}.limits.cpus", "number|string", "CPU limit (e.g. 0.5)."),

@@ -343,6 +343,7 @@ def check_project(
 def _reserved_labels(project: ComposeProject) -> Iterator[Violation]:
     owners = [
         *((f"services.{k}.labels", s.labels) for k, s in project.services.items()),
+        *((f"services.{k}.deploy.labels", s.deploy.labels) for k, s in project.services.items()),
         *((f"networks.{k}.labels", n.labels) for k, n in project.networks.items()),
         *((f"volumes.{k}.labels", v.labels) for k, v in project.volumes.items()),
     ]
