@@ -62,8 +62,8 @@ def test_replicas_spread_over_the_nodes_and_show_as_a_stack(engine: Any, swarm: 
 
 def test_dependency_gates_and_a_one_shot_job(engine: Any, swarm: SwarmBed) -> None:
     compose = {"services": {
-        "db": {**sleeper(), "command": ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 3600"],
-               "healthcheck": {"test": ["CMD", "test", "-f", "/tmp/ready"],
+        "db": {**sleeper(), "command": ["sh", "-c", "sleep 2; echo > /ready; sleep 3600"],
+               "healthcheck": {"test": ["CMD-SHELL", "test -f /ready"],
                                "interval": "500ms", "retries": 30}},
         "migrate": {"image": IMAGE, "command": ["sh", "-c", "echo migrated"], "restart": "no",
                     "depends_on": {"db": {"condition": "service_healthy"}}},

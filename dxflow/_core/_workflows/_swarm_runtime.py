@@ -313,7 +313,7 @@ class SwarmRuntime:
         while True:
             seen = await snapshot(self._api, self._selector(project.name, plan.everyone))
             status = workflow_status(project.name, [name], seen)
-            service = status.services[0]
+            service = next(s for s in status.services if s.name == name)
             _raise_stuck(project, name, seen)
             if service.state == "exited":  # a job, done
                 plan.event("exited", name, exit_code=0)
