@@ -58,6 +58,7 @@ __all__ = ["SwarmRuntime"]
 
 STACK_LABEL = "com.docker.stack.namespace"
 _POLL = 0.25
+_NETWORK_WAIT = 60.0
 _MISSING_IMAGE = re.compile(r"No such image|pull access denied|manifest unknown|not found", re.I)
 _NO_NODE = "no suitable node"
 
@@ -363,25 +364,23 @@ class SwarmRuntime:
         plan.event("removed", name)
 
     async def _remove_networks(self, plan: Plan, project: ComposeProject) -> None:
-        """As `docker stack rm` does not: wait until each network's tasks are gone (the
-        managers detach them shortly after the services go) and remove it."""
+        """What `docker stack rm` does not: wait until each network is gone. A swarm
+        network's removal is accepted at once and done by the managers once the last task
+        on it let go, so `down` then `up` again would otherwise find it half gone."""
         for key, spec in project.networks.items():
             if spec.external:
                 continue
             found = await self._docker.network(spec.name)
             if found is None or not (plan.everyone or _owned(found.labels, self._engine_id)):
                 continue
-            for _ in range(200):
-                try:
-                    await self._docker.remove_network(spec.name)
-                    plan.event("network", detail=f"removed {spec.name}")
-                    break
-                except NotFound:
-                    break
-                except ApiError:
-                    await anyio.sleep(0.1)  # endpoints of ending tasks: detached soon
-            else:
-                plan.event("error", detail=f"networks.{key}: {spec.name} still in use")
+            with anyio.move_on_after(_NETWORK_WAIT):
+                while await self._docker.network(spec.name) is not None:
+                    with contextlib.suppress(ApiError):  # in use by ending tasks: again
+                        await self._docker.remove_network(spec.name)
+                    await anyio.sleep(0.05)
+                plan.event("network", detail=f"removed {spec.name}")
+                continue
+            plan.event("error", detail=f"networks.{key}: {spec.name} still in use")
 
     async def scale(self, plan: Plan, service: str, replicas: int) -> None:
         """Only the replica count of the service's current spec changes: no task restarts."""
@@ -489,7 +488,7 @@ class SwarmRuntime:
         raise Conflict(
             f"that task runs on node {node}, not on this engine's node: exec and shells reach "
             f"a task through its node's engine; bridge that node's dxflow engine to this one "
-            f"and use engine.bridges.engine({node!r}), or exec on a replica on this node",
+            f"and use engine.bridges.get({node!r}).engine, or exec on a replica on this node",
             node=node,
         )
 

@@ -114,7 +114,7 @@ def _replaced_lost(
     task: SwarmTask, earlier: Sequence[SwarmTask], nodes: Mapping[str, SwarmNode]
 ) -> bool:
     """Swarm made `task` because the one before it in its slot failed or lost its node."""
-    if not earlier or task.desired_state not in ("running", "complete"):
+    if not earlier or task.desired_state not in ("running", "complete", "ready"):
         return False
     before = earlier[-1]
     node = nodes.get(before.node_id or "")
@@ -242,15 +242,16 @@ def differences(workflow: str, before: Snapshot, after: Snapshot) -> list[Workfl
     old = {t.id: t for t in before.tasks}
     names = {s.id: service_name(s) for s in after.services.values()}
     shown = {t.id: t for t in _shown(after.tasks, after.nodes)}
+    known = {t.id for t in _shown(before.tasks, before.nodes) if t.rescheduled}
     for task in after.tasks:
+        service = names.get(task.service_id)
+        view = shown.get(task.id)
+        if view is not None and view.rescheduled and task.id not in known:
+            out.append(_event(workflow, "rescheduled", service=service, container=task.id[:12],
+                              detail=f"slot {task.slot} onto {view.node}"))  # fmt: skip
         previous = old.get(task.id)
         if previous is not None and previous.state == task.state:
             continue
-        service = names.get(task.service_id)
-        view = shown.get(task.id)
-        if previous is None and view is not None and view.rescheduled:
-            out.append(_event(workflow, "rescheduled", service=service, container=task.id[:12],
-                              detail=f"slot {task.slot} onto {view.node}"))  # fmt: skip
         if task.state == "running":
             out.append(_event(workflow, "started", service=service, container=task.id[:12],
                               detail=view.node if view else None))  # fmt: skip
