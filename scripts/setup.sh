@@ -6,8 +6,9 @@
 #   --dev             install the development extras too (pip -e ".[dev]") and, as root,
 #                     curl, openssl, jq, wrk, docker-compose, nginx-light, redis-server,
 #                     redis-tools, iproute2, iptables and util-linux (nsenter) for
-#                     the network-namespace test bed, and slurmctld, slurmd,
-#                     slurm-client and munge for the Slurm recipe's test
+#                     the network-namespace test bed, slurmctld, slurmd,
+#                     slurm-client and munge for the Slurm recipe's test, and
+#                     docker-registry for the swarm runtime's registry tests
 #   --require-docker  fail when no working Docker Engine can be had (default: warn)
 #
 # Steps: find Python >= 3.11 ($PYTHON, python3, python3.14 ... python3.11); make .venv;
@@ -196,11 +197,15 @@ if [ "$DEV" = 1 ]; then
     has slurmd || missing+=(slurmd)
     command -v sbatch >/dev/null 2>&1 || missing+=(slurm-client)
     { has munged && command -v munge >/dev/null 2>&1; } || missing+=(munge)
+    # The swarm runtime's registry tests (tests/swarm/test_registry.py): Debian's
+    # docker-registry, run by the test bed inside a node's network namespace.
+    [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
     if [ "${#missing[@]}" -gt 0 ]; then
         if is_root; then
-            # RUNLEVEL=1: Debian's nginx, redis-server, munge and slurm would start
-            # system services (ports 80, 6379...); the tests and benchmarks run their
-            # own, on loopback, only while they need them.
+            # RUNLEVEL=1: Debian's nginx, redis-server, munge, slurm and docker-registry
+            # would start system services (ports 80, 6379, 5000...); the tests and
+            # benchmarks run their own, on loopback or a test bed's namespaces, only
+            # while they need them.
             RUNLEVEL=1 apt_install "${missing[@]}"
         else
             warn "the tests need ${missing[*]}; run: sudo apt-get install -y ${missing[*]}"

@@ -6,6 +6,12 @@
 - `swarm` (per test): the same bed, clean: no partition, every node Ready, and after the
   test no service (so no stack), task, container, secret, config or non-default network
   left on any node.
+- `swarm_registry_bed` (session, started only when a test asks for it): a second bed,
+  `SwarmBed(registry=True)` on its own fabric: a registry on node1 (`bed.registry`) and
+  nodes that pull from it; the busybox test image only on the manager (builds run
+  there). Skipped when /usr/bin/docker-registry is missing (scripts/setup.sh --dev).
+- `swarm_registry` (per test): that bed, clean as `swarm`, and with no image but the
+  busybox test image on any node (so a test sees what its nodes pulled).
 """
 
 from __future__ import annotations
@@ -20,18 +26,22 @@ import pytest
 from tests.docker.images import BUSYBOX_IMAGE
 from tests.testbed.fixtures import testbed_ready
 from tests.testbed.netns import wait_until
-from tests.testbed.swarm import SwarmBed
+from tests.testbed.swarm import REGISTRY_BINARY, SwarmBed, has_registry
 
-__all__ = ["swarm", "swarm_bed", "testbed_ready"]
+__all__ = ["swarm", "swarm_bed", "swarm_registry", "swarm_registry_bed", "testbed_ready"]
 
 DEFAULT_NETWORKS = {"ingress", "bridge", "host", "none", "docker_gwbridge"}
 
 
-@pytest.fixture(scope="session")
-def swarm_bed(testbed_ready: None, docker_ready: None) -> Iterator[SwarmBed]:
+def _need_tools() -> None:
     missing = [tool for tool in ("dockerd", "nsenter", "unshare") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"the Swarm test bed needs {', '.join(missing)} (apt-get install docker.io)")
+
+
+@pytest.fixture(scope="session")
+def swarm_bed(testbed_ready: None, docker_ready: None) -> Iterator[SwarmBed]:
+    _need_tools()
     bed = SwarmBed()
     try:
         bed.start(3)
@@ -46,6 +56,30 @@ def swarm(swarm_bed: SwarmBed) -> Iterator[SwarmBed]:
     make_clean(swarm_bed)
     yield swarm_bed
     make_clean(swarm_bed)
+
+
+@pytest.fixture(scope="session")
+def swarm_registry_bed(testbed_ready: None, docker_ready: None) -> Iterator[SwarmBed]:
+    _need_tools()
+    if not has_registry():
+        pytest.skip(f"the registry tests need {REGISTRY_BINARY} (apt-get install docker-registry)")
+    bed = SwarmBed(subnet="10.213.9", registry=True)  # a fabric of its own
+    try:
+        bed.start(3)
+        bed.load_image(BUSYBOX_IMAGE, nodes=[bed.manager])
+        yield bed
+    finally:
+        bed.stop()
+
+
+@pytest.fixture
+def swarm_registry(swarm_registry_bed: SwarmBed) -> Iterator[SwarmBed]:
+    bed = swarm_registry_bed
+    make_clean(bed)
+    remove_images(bed, keep={BUSYBOX_IMAGE})
+    yield bed
+    make_clean(bed)
+    remove_images(bed, keep={BUSYBOX_IMAGE})
 
 
 def make_clean(bed: SwarmBed, timeout: float = 30) -> None:
@@ -72,6 +106,18 @@ def make_clean(bed: SwarmBed, timeout: float = 30) -> None:
     # A network goes on each node only once the manager's removal reached it.
     wait_until(lambda: all(not _own_networks(bed.client(n)) for n in bed.nodes),
                timeout, 0.1, "the networks are gone on every node")  # fmt: skip
+
+
+def remove_images(bed: SwarmBed, keep: set[str]) -> None:
+    """Remove every image of every node but those tagged with a name in `keep` (no
+    container runs then: `make_clean` first)."""
+    for node in bed.nodes:
+        api = bed.client(node)
+        for image in api.images():
+            if keep & set(image.get("RepoTags") or []):
+                continue
+            with contextlib.suppress(Exception):  # a parent of another: gone with it
+                api.remove_image(image["Id"], force=True)
 
 
 def _live_tasks(api: Any) -> list[Any]:

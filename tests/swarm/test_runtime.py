@@ -18,7 +18,7 @@ import pytest
 
 import dxflow
 from dxflow import Conflict, InvalidRequest, WorkflowFailed
-from dxflow.models import WorkflowEvent
+from dxflow._models import WorkflowEvent
 from tests.docker.images import BUSYBOX_IMAGE
 from tests.testbed.netns import wait_until
 from tests.testbed.swarm import SwarmBed

@@ -7,6 +7,8 @@ Layout (measured facts in /work/shared/TESTBEDS.md and below)::
     eth0 {subnet}.2  node2 (worker)    data/         --data-root (images, swarm state, node id)
     eth0 {subnet}.3  node3 (worker)    exec/         --exec-root (containerd, netns mounts)
                                        dockerd.pid, dockerd.log, daemon.json (empty: ours)
+                                     /var/lib/dxsw/dxtb<pid>-<n>/registry/   (registry=True)
+                                       config.yml, data/ (the blobs), registry.log
 
 - Each node is `dockerd` started through `Host.popen` (`nsenter --net`, so the cgroup
   mounts stay visible) under `unshare --uts`, with its own hostname (the node's name, its
@@ -17,6 +19,15 @@ Layout (measured facts in /work/shared/TESTBEDS.md and below)::
   environment has
   `DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1`: there is no registry, and without it every
   task start tries Docker Hub first.
+- `SwarmBed(registry=True)`: a registry the nodes pull from, Debian's `docker-registry`
+  (`docker-registry serve CONFIG`, /usr/bin/docker-registry), run in node1's namespace
+  through `Host.popen`, listening on node1's fabric address, port 5000 (`bed.registry`,
+  "ADDR:5000": the machine's own namespace never sees it), its storage under the run's
+  directory. Every dockerd then has `--insecure-registry ADDR:5000` (plain HTTP) and NOT
+  the offline variable: with it a node never pulls an image it lacks, and Swarm's tasks
+  pile onto the node that has it (TESTBEDS.md, "Not both"). Without it every task start
+  tries a pull first (a failure is only logged, and a local image then runs); the
+  namespaces have no route out, so a pull from Docker Hub fails at once.
 - Engine identity: dockerd 20.10 reads its engine ID from /etc/docker/key.json (the trust
   key; `nsenter` does not bind /etc/netns/NAME/ as `ip netns exec` does), so the three
   engines share the machine's engine ID (`docker info` ID). Swarm does not care: node
@@ -37,11 +48,12 @@ Layout (measured facts in /work/shared/TESTBEDS.md and below)::
   not work; `endpoint_mode: dnsrr` and overlay networks (VXLAN, 4789/udp, gossip on
   7946) do.
 - `stop()` never raises: workers then the manager leave the swarm, every container is
-  removed, dockerd gets SIGTERM (`--shutdown-timeout 1`) then SIGKILL, what still runs in
-  the nodes' cgroups or names the run's directory (containerd shims) is killed, the
-  mounts dockerd left under the run's directory (overlay, nsfs, the overlay driver's
-  own network namespaces) are unmounted lazily, the directory and the cgroups are
-  deleted, then the fabric (namespaces). `sweep_stale()` (run by `start()`) does the
+  removed, dockerd gets SIGTERM (`--shutdown-timeout 1`) then SIGKILL, so does the
+  registry (if any), what still runs in the nodes' cgroups or names the run's directory
+  (containerd shims, the registry) is killed, the mounts dockerd left under the run's
+  directory (overlay, nsfs, the overlay driver's own network namespaces) are unmounted
+  lazily, the directory (the registry's storage with it) and the cgroups are deleted,
+  then the fabric (namespaces). `sweep_stale()` (run by `start()`) does the
   same for the runs whose pid is gone (a killed pytest), before the fabric sweeps their
   namespaces.
 
@@ -60,17 +72,26 @@ Measured here (2 cores, Docker 20.10.24, cgroup v1, no IPVS), wall clock:
 - The `swarm` fixture's clean-up between tests: 0.5-3 s (the manager drops the tasks of
   removed services from its list only after a few seconds).
 - `stop()`: ~2.7 s (workers leaving the swarm 1.8 s, dockerd shut-down 1 s).
+- `start(3)` with `registry=True`: 1.7 s on a quiet machine, 2.7 s as the session
+  fixture's set-up with the busybox load onto the manager, 3-4.5 s under heavy load
+  (another bed's benchmark running, load average 24). Pushing the busybox test image
+  to it from the manager: 0.48 s; a worker pulling it: 0.32 s. dxflow's `up(build=True)`
+  of a 3-replica service (build, push, create, all 3 tasks running, each worker having
+  pulled): 5.0-6.7 s under that load (build 0.8-2 s, push ~0.3 s) (the registry answers on
+  /v2/ while the dockerds start).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -81,13 +102,24 @@ from typing import Any, TypeVar
 
 from .netns import PREFIX, Fabric, Host, _alive, wait_until
 
-__all__ = ["SWARM_ROOT", "SwarmBed", "SwarmNode", "has_ipvs", "sweep_stale"]
+__all__ = [
+    "REGISTRY_BINARY",
+    "SWARM_ROOT",
+    "SwarmBed",
+    "SwarmNode",
+    "has_ipvs",
+    "has_registry",
+    "sweep_stale",
+]
 
 SWARM_ROOT = Path("/var/lib/dxsw")
 """Where the nodes' homes go: on the root filesystem (ext4), where overlay2 works."""
 ADDR_POOL = "10.91.0.0/16"
 """The overlay networks' subnets (a /24 each): away from the fabric's `10.213.x`."""
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+REGISTRY_BINARY = Path("/usr/bin/docker-registry")
+"""Debian's package `docker-registry` (the CNCF distribution registry, v2 API)."""
+REGISTRY_PORT = 5000
 _STALE = re.compile(rf"^{PREFIX}(\d+)-")
 _MNT_DETACH = 2
 T = TypeVar("T")
@@ -96,6 +128,11 @@ T = TypeVar("T")
 def has_ipvs() -> bool:
     """Whether the kernel has IPVS: Swarm's virtual IPs and ingress routing mesh need it."""
     return Path("/proc/net/ip_vs").exists()
+
+
+def has_registry() -> bool:
+    """Whether Debian's `docker-registry` is installed (what `registry=True` runs)."""
+    return os.access(REGISTRY_BINARY, os.X_OK)
 
 
 @dataclass
@@ -150,11 +187,19 @@ class SwarmBed:
 
     `with SwarmBed() as bed:` starts 3 nodes (`start(n)` without `with`; `stop()` after).
     `bed.nodes[0]` is the manager (`bed.manager`), the others are workers.
+    `SwarmBed(registry=True)`: with a registry on node1 that every node pulls from
+    (`bed.registry`, "ADDR:5000"), and nodes that pull (no offline variable).
     """
 
-    def __init__(self, subnet: str = "10.213.8", heartbeat: float = 2.0) -> None:
+    def __init__(
+        self, subnet: str = "10.213.8", heartbeat: float = 2.0, registry: bool = False
+    ) -> None:
         self.subnet = subnet
         self.heartbeat = heartbeat
+        self.with_registry = registry
+        self.registry = ""
+        """The registry's address, "ADDR:5000" (node1's), once started; "" without one."""
+        self.registry_process: subprocess.Popen[bytes] | None = None
         self.fabric: Fabric | None = None
         self.root: Path | None = None
         self.nodes: list[SwarmNode] = []
@@ -208,9 +253,13 @@ class SwarmBed:
             self.fabric.start()
             self.root = SWARM_ROOT / self.fabric.prefix.rstrip("-")
             self.nodes = [self._make_node(host) for host in self.fabric.hosts]
+            if self.with_registry:
+                self._start_registry(self.nodes[0].host)
             for node in self.nodes:
                 self._start_dockerd(node)
             _parallel(self._wait_dockerd, self.nodes)
+            if self.with_registry:
+                self._wait_registry()
             self._form_swarm()
         except BaseException:
             self.stop()
@@ -238,7 +287,12 @@ class SwarmBed:
             "--storage-driver=overlay2",
             "--shutdown-timeout=1",
         ]
-        env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
+        env = dict(os.environ)
+        if self.registry:
+            argv.append(f"--insecure-registry={self.registry}")
+            env.pop("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", None)  # "Not both": see above
+        else:
+            env["DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"] = "1"
         for key in ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
             env.pop(key, None)
         # unshare --uts: a hostname of the node's own (the nodes' descriptions, and
@@ -271,6 +325,106 @@ class SwarmBed:
             wait_until(answers, timeout, 0.05, f"dockerd of {node.name} answers on {node.url}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{node.log_tail()}") from None
+
+    # -- registry ------------------------------------------------------------------------
+
+    @property
+    def registry_home(self) -> Path:
+        """The registry's directory: config.yml, data/ (its storage), registry.log."""
+        if self.root is None:
+            raise RuntimeError("the swarm bed is not started")
+        return self.root / "registry"
+
+    def _start_registry(self, host: Host) -> None:
+        if not has_registry():
+            raise RuntimeError(
+                f"SwarmBed(registry=True) needs {REGISTRY_BINARY}: apt-get install "
+                "docker-registry (scripts/setup.sh --dev installs it)"
+            )
+        home = self.registry_home
+        (home / "data").mkdir(parents=True)
+        self.registry = f"{host.address}:{REGISTRY_PORT}"
+        # No auth, no TLS (the nodes trust it through --insecure-registry), deletes allowed.
+        config = home / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: info\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {home / 'data'}\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.registry}\n"
+        )
+        with (home / "registry.log").open("ab") as log:
+            self.registry_process = host.popen(
+                REGISTRY_BINARY, "serve", config, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def registry_log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError, RuntimeError):
+            text = (self.registry_home / "registry.log").read_text(errors="replace")
+            return "\n".join(text.splitlines()[-lines:])
+        return ""
+
+    def _wait_registry(self, timeout: float = 20) -> None:
+        """Until the registry answers `GET /v2/` with 200, asked from node1's namespace
+        (one Python there polls: the machine's namespace cannot reach the address)."""
+        process = self.registry_process
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"docker-registry exited ({process.returncode}):\n{self.registry_log_tail()}"
+            )
+        probe = (
+            "import sys, time, urllib.request\n"
+            "deadline = time.monotonic() + float(sys.argv[2])\n"
+            "while True:\n"
+            "    try:\n"
+            "        with urllib.request.urlopen(sys.argv[1], timeout=1) as r:\n"
+            "            sys.exit(0 if r.status == 200 else 2)\n"
+            "    except OSError:\n"
+            "        if time.monotonic() > deadline:\n"
+            "            sys.exit(1)\n"
+            "        time.sleep(0.02)\n"
+        )
+        url = f"http://{self.registry}/v2/"
+        done = self.nodes[0].host.run(
+            sys.executable, "-c", probe, url, str(timeout), check=False, timeout=timeout + 10
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"the registry did not answer on {url} within {timeout} s "
+                f"({done.returncode}: {done.stderr.strip()}):\n{self.registry_log_tail()}"
+            )
+
+    def registry_catalog(self) -> dict[str, list[str]]:
+        """{repository: [tags]} the registry holds (asked from node1's namespace)."""
+        if not self.registry:
+            raise RuntimeError("this bed has no registry: SwarmBed(registry=True)")
+        script = (
+            "import json, sys, urllib.request\n"
+            "base = sys.argv[1]\n"
+            "def get(path):\n"
+            "    with urllib.request.urlopen(base + path, timeout=5) as r:\n"
+            "        return json.load(r)\n"
+            "repos = get('/v2/_catalog')['repositories'] or []\n"
+            "print(json.dumps({r: get(f'/v2/{r}/tags/list')['tags'] or [] for r in repos}))\n"
+        )
+        done = self.nodes[0].host.run(sys.executable, "-c", script, f"http://{self.registry}")
+        found: dict[str, list[str]] = json.loads(done.stdout)
+        return found
+
+    def _stop_registry(self) -> None:
+        process, self.registry_process = self.registry_process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait(timeout=5)
+
+    # -- swarm ---------------------------------------------------------------------------
 
     def _form_swarm(self) -> None:
         manager = self.manager
@@ -378,12 +532,14 @@ class SwarmBed:
         self._clients.clear()
         with contextlib.suppress(Exception):
             _parallel(_stop_dockerd, started)
+        with contextlib.suppress(Exception):
+            self._stop_registry()
         if self.root is not None:
             _remove_run(self.root, [node.cgroup_parent for node in self.nodes])
         if self.fabric is not None:
             self.fabric.close()
         self.nodes, self.fabric, self.root = [], None, None
-        self.join_tokens = {}
+        self.join_tokens, self.registry = {}, ""
 
     def _leave(self, node: SwarmNode) -> None:
         """Leave the swarm and remove this node's containers (fast: no stop grace)."""

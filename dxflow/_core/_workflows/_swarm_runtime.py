@@ -291,14 +291,14 @@ class SwarmRuntime:
 
     async def _build_and_push(self, plan: Plan, service: Service, reference: str) -> None:
         """Build the service's image here (when asked, or missing) and push it."""
-        image = await self._images.ensure_image(plan, service)
-        if not self._registry:
+        if not self._registry:  # before building: an image no node could pull is no use
             raise WorkflowFailed(
                 f"services.{service.name}.build: runtime swarm runs a built image on every "
                 "node, so it must be pushed to a registry they pull from: set `registry` in "
                 "the engine config (docs: From one machine to a cluster, the registry)",
                 service=service.name,
             )
+        image = await self._images.ensure_image(plan, service)
         await self._api.tag(image, reference)
         plan.event("pull", service.name, detail=f"pushing {reference}")
         errors = await self._api.push(reference)
@@ -315,7 +315,7 @@ class SwarmRuntime:
             seen = await snapshot(self._api, self._selector(project.name, plan.everyone))
             status = workflow_status(project.name, [name], seen)
             service = next(s for s in status.services if s.name == name)
-            _raise_stuck(project, name, seen)
+            _raise_stuck(project, name, seen, self._registry)
             if service.state == "exited":  # a job, done
                 plan.event("exited", name, exit_code=0)
                 return
@@ -549,8 +549,13 @@ def _read(path: str) -> bytes:
         return file.read(1 << 20)  # Swarm's limit for a secret or config is 500 KiB
 
 
-def _raise_stuck(project: ComposeProject, name: str, seen: Snapshot) -> None:
-    """A task rejected for a missing image, or pending with no node to take it."""
+def _raise_stuck(project: ComposeProject, name: str, seen: Snapshot, registry: str = "") -> None:
+    """A task rejected for a missing image, or pending with no node to take it.
+
+    A node that lacks an image tries to pull it, logs a failed pull, and its task is
+    rejected with Docker's "No such image: REF" (measured with a registry that lacks the
+    image, whose own answer is "manifest unknown"); the other patterns cover Docker's
+    other wordings of it."""
     ids = {s.id for s in seen.services.values() if service_name(s) == name}
     tasks = [t for t in seen.tasks if t.service_id in ids]
     rejected = [t for t in tasks if t.state == "rejected" and _MISSING_IMAGE.search(t.error or "")]
@@ -558,10 +563,15 @@ def _raise_stuck(project: ComposeProject, name: str, seen: Snapshot) -> None:
     missing = sorted({node.hostname for node in on if node is not None})
     if missing:
         image = project.services[name].image
+        where = (
+            f"push it to a registry they pull from (the engine's `registry` is {registry})"
+            if registry
+            else "set `registry` in the engine config and push it there"
+        )
         raise WorkflowFailed(
             f"services.{name}.image: {image!r} is not on node(s) {', '.join(missing)}, and "
-            "they cannot pull it: set `registry` in the engine config and push it there, or "
-            f"load it onto each node (`docker save {image} | docker -H NODE load`)",
+            f"they cannot pull it ({rejected[-1].error}): {where}, or load it onto each "
+            f"node (`docker save {image} | docker -H NODE load`)",
             service=name, nodes=missing,
         )  # fmt: skip
     pending = [t for t in tasks if t.state == "pending" and _NO_NODE in (t.error or "")]
