@@ -159,15 +159,17 @@ def test_the_policy_refuses_before_the_swarm_runtime_sees_it(
     assert not swarm.client().services()
 
 
-def test_an_external_swarm_secret_is_refused_by_the_loader(
-    attacker: Engine, master: Engine, swarm: SwarmBed
+@pytest.mark.parametrize("kind", ["secrets", "configs"])
+def test_an_external_swarm_secret_or_config_is_refused_by_the_loader(
+    attacker: Engine, master: Engine, swarm: SwarmBed, kind: str
 ) -> None:
     api = swarm.client()
-    api.create_secret("other_token", b"their secret", labels={STACK: "other"})
-    compose = {"services": {"s": sleeper(secrets=["token"])},
-               "secrets": {"token": {"external": True, "name": "other_token"}}}  # fmt: skip
+    make = api.create_secret if kind == "secrets" else api.create_config
+    make("other_token", b"their secret", labels={STACK: "other"})
+    compose = {"services": {"s": sleeper(**{kind: ["token"]})},
+               kind: {"token": {"external": True, "name": "other_token"}}}  # fmt: skip
     for engine in (attacker, master):
-        with pytest.raises(InvalidRequest, match=r"secrets\.token\.external"):
+        with pytest.raises(InvalidRequest, match=rf"{kind}\.token\.external"):
             engine.workflows.create("steal", compose, runtime="swarm")
     assert "steal" not in stored(master)
     assert not api.services()
