@@ -48,6 +48,7 @@ from .._docker import DockerAdapter, ExecCommand, SwarmService, SwarmTask
 from .._groups import task_group
 from ._docker_runtime import DockerRuntime
 from ._orchestrator import Orchestrator
+from ._owners import Owners
 from ._runtime import Action, Emit, Plan
 from ._spec import ENGINE_LABEL, SERVICE_LABEL, WORKFLOW_LABEL, image_of
 from ._swarm_view import HASH, Snapshot, service_name, snapshot, workflow_status
@@ -77,6 +78,7 @@ class SwarmRuntime:
         self._images = Orchestrator(docker, concurrency, engine_id)
         self._local = DockerRuntime(docker, concurrency, engine_id)
         """For what runs on this node's Docker Engine: exec, shells, stats, top."""
+        self._owners = Owners(engine_id)
 
     # -- labels and names -----------------------------------------------------------------
 
@@ -108,7 +110,7 @@ class SwarmRuntime:
         version = await self._manager()
         problems = [p for name in sorted(project.services) for p in refusals(project, name)]
         if not everyone:
-            problems += _binds(project)
+            problems += _binds(project) + _volume_names(project)
         if problems:
             raise InvalidRequest(
                 "runtime swarm cannot run this project: " + "; ".join(problems),
@@ -193,7 +195,13 @@ class SwarmRuntime:
         project, names = plan.project, {}
         for key, spec in project.networks.items():
             names[key] = spec.name
-            if spec.external or await self._docker.network(spec.name) is not None:
+            found = await self._docker.network(spec.name)
+            if found is not None:  # ours, or refused unless MASTER (as on one machine)
+                self._owners.check_resource(
+                    plan.everyone, project.name, "network", key, spec, found.labels
+                )
+                continue
+            if spec.external:
                 continue
             plan.event("network", detail=f"creating {spec.name}")
             labels = {**spec.labels, **self._owner(project.name)}
@@ -518,6 +526,27 @@ def _binds(project: ComposeProject) -> list[str]:
         for name, service in sorted(project.services.items())
         for index, mount in enumerate(service.volumes)
         if mount.type == "bind"
+    ]
+
+
+def _volume_names(project: ComposeProject) -> list[str]:
+    """A named volume is made by each node under the stack's name on first use. One that
+    names an existing volume (external, or another `name`) would mount whatever volume of
+    that name the node running the task has, another engine's or workflow's: the manager
+    cannot see a worker's volumes to check their owner, so only a MASTER key may."""
+    used = {m.source for s in project.services.values() for m in s.volumes if m.type == "volume"}
+    found = []
+    for key, volume in sorted(project.volumes.items()):
+        if key not in used:
+            continue
+        if volume.external:
+            found.append(f"volumes.{key}.external: an external volume on runtime swarm")
+        elif volume.name != f"{project.name}_{key}":
+            found.append(f"volumes.{key}.name: {volume.name!r} on runtime swarm")
+    return [
+        f"{text} is whatever volume of that name the node running the task has, which only "
+        "a MASTER key may reach; leave the volume unnamed (the stack names it)"
+        for text in found
     ]
 
 
