@@ -1,7 +1,7 @@
 """Run the benchmarks (each in its own process) and print a summary table.
 
     python benchmarks/run_all.py            # full mode, a few minutes
-    python benchmarks/run_all.py --quick    # the CI smoke: each < 20 s (workflows, bridges < 60 s)
+    python benchmarks/run_all.py --quick    # the CI smoke: each < 20 s (some < 60 s)
 
 Exits 1 when any benchmark fails to run (or `import dxflow` loads a heavy module);
 speed targets are reported, not asserted, unless `--strict` (full mode only). A failed
@@ -36,6 +36,7 @@ SCRIPTS = [
     "revocation",
     "proxies",
     "bridges",
+    "swarm",
 ]
 
 
@@ -155,6 +156,19 @@ def _headline(name: str, figures: dict[str, Any]) -> tuple[str, str, str, str]:
             f"{dx['rps']:,.0f}",
             ", ".join(p for p in peers if p) or "no peer",
             ", ".join(r for r in ratios if r) or "-",
+        )
+    if name == "swarm":
+        if "skipped" in figures:
+            return (f"skipped: {figures['skipped']}", "-", "-", "-")
+        size = max(int(key.split("_")[1]) for key in figures if key.startswith("up_"))
+        up = figures[f"up_{size}"]
+        stack = up.get("stack deploy")
+        ratio = up.get("ratio_dxflow_over_stack")
+        return (
+            f"swarm up of {size} replicas, 3 nodes",
+            fmt_ms(up["dxflow"]["median_s"]),
+            f"stack deploy {fmt_ms(stack['median_s'])}" if stack else "-",
+            f"{ratio:.2f}x" if ratio else "-",
         )
     if name == "bridges":
         ping = figures["calls"]["ping"]
