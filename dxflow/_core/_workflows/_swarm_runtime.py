@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -51,7 +50,8 @@ from ._orchestrator import Orchestrator
 from ._owners import Owners
 from ._runtime import Action, Emit, Plan
 from ._spec import ENGINE_LABEL, SERVICE_LABEL, WORKFLOW_LABEL, image_of
-from ._swarm_view import HASH, Snapshot, service_name, snapshot, workflow_status
+from ._swarm_checks import binds, older, raise_failed_job, raise_stuck, volume_names
+from ._swarm_view import HASH, service_name, snapshot, workflow_status
 from ._swarm_view import events as swarm_events
 from ._swarm_view import logs as swarm_logs
 
@@ -60,8 +60,6 @@ __all__ = ["SwarmRuntime"]
 STACK_LABEL = "com.docker.stack.namespace"
 _POLL = 0.1  # as the docker runtime's gates: a gate returns within ~0.1 s of its state
 _NETWORK_WAIT = 60.0
-_MISSING_IMAGE = re.compile(r"No such image|pull access denied|manifest unknown|not found", re.I)
-_NO_NODE = "no suitable node"
 
 
 class SwarmRuntime:
@@ -110,14 +108,14 @@ class SwarmRuntime:
         version = await self._manager()
         problems = [p for name in sorted(project.services) for p in refusals(project, name)]
         if not everyone:
-            problems += _binds(project) + _volume_names(project)
+            problems += binds(project) + volume_names(project)
         if problems:
             raise InvalidRequest(
                 "runtime swarm cannot run this project: " + "; ".join(problems),
                 path=problems[0].partition(":")[0],
             )
         jobs = [n for n in project.services if _is_job(project, n)]
-        if jobs and _older(version, "1.41"):
+        if jobs and older(version, "1.41"):
             raise InvalidRequest(
                 f"services.{jobs[0]} is a one-shot, which Swarm runs as a job: Docker API "
                 f"1.41 or newer is needed, this manager speaks {version}",
@@ -323,12 +321,12 @@ class SwarmRuntime:
             seen = await snapshot(self._api, self._selector(project.name, plan.everyone))
             status = workflow_status(project.name, [name], seen)
             service = next(s for s in status.services if s.name == name)
-            _raise_stuck(project, name, seen, self._registry)
+            raise_stuck(project, name, seen, self._registry)
             if service.state == "exited":  # a job, done
                 plan.event("exited", name, exit_code=0)
                 return
             if _is_job(project, name):
-                _raise_failed_job(name, seen)
+                raise_failed_job(name, seen)
             elif service.state in ("running", "stopped"):
                 plan.event("healthy" if condition == "service_healthy" else "started", name)
                 return
@@ -516,47 +514,6 @@ def _is_job(project: ComposeProject, name: str) -> bool:
     return bool(is_job(project, name))
 
 
-def _binds(project: ComposeProject) -> list[str]:
-    """A bind names a path on whichever node runs the task, where this engine's policy
-    roots mean nothing (another node's engine home, its Docker socket): MASTER's only."""
-    return [
-        f"services.{name}.volumes[{index}]: a bind of {mount.source!r} on runtime swarm "
-        "reaches that path on every node, which only a MASTER key may do; use a named "
-        "volume, a secret or a config, or the object store"
-        for name, service in sorted(project.services.items())
-        for index, mount in enumerate(service.volumes)
-        if mount.type == "bind"
-    ]
-
-
-def _volume_names(project: ComposeProject) -> list[str]:
-    """A named volume is made by each node under the stack's name on first use. One that
-    names an existing volume (external, or another `name`) would mount whatever volume of
-    that name the node running the task has, another engine's or workflow's: the manager
-    cannot see a worker's volumes to check their owner, so only a MASTER key may."""
-    used = {m.source for s in project.services.values() for m in s.volumes if m.type == "volume"}
-    found = []
-    for key, volume in sorted(project.volumes.items()):
-        if key not in used:
-            continue
-        if volume.external:
-            found.append(f"volumes.{key}.external: an external volume on runtime swarm")
-        elif volume.name != f"{project.name}_{key}":
-            found.append(f"volumes.{key}.name: {volume.name!r} on runtime swarm")
-    return [
-        f"{text} is whatever volume of that name the node running the task has, which only "
-        "a MASTER key may reach; leave the volume unnamed (the stack names it)"
-        for text in found
-    ]
-
-
-def _older(version: str, than: str) -> bool:
-    def parts(text: str) -> tuple[int, ...]:
-        return tuple(int(p) for p in text.split(".") if p.isdigit())
-
-    return parts(version) < parts(than)
-
-
 def _gates(project: ComposeProject) -> dict[str, str]:
     """service -> the strongest condition any dependent waits for."""
     rank = ("service_started", "service_healthy", "service_completed_successfully")
@@ -576,58 +533,3 @@ def _read(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as file:
         return file.read(1 << 20)  # Swarm's limit for a secret or config is 500 KiB
-
-
-def _raise_stuck(project: ComposeProject, name: str, seen: Snapshot, registry: str = "") -> None:
-    """A task rejected for a missing image, or pending with no node to take it.
-
-    A node that lacks an image tries to pull it, logs a failed pull, and its task is
-    rejected with Docker's "No such image: REF" (measured with a registry that lacks the
-    image, whose own answer is "manifest unknown"); the other patterns cover Docker's
-    other wordings of it."""
-    ids = {s.id for s in seen.services.values() if service_name(s) == name}
-    tasks = [t for t in seen.tasks if t.service_id in ids]
-    rejected = [t for t in tasks if t.state == "rejected" and _MISSING_IMAGE.search(t.error or "")]
-    on = [seen.nodes.get(t.node_id or "") for t in rejected]
-    missing = sorted({node.hostname for node in on if node is not None})
-    if missing:
-        image = project.services[name].image
-        where = (
-            f"push it to a registry they pull from (the engine's `registry` is {registry})"
-            if registry
-            else "set `registry` in the engine config and push it there"
-        )
-        raise WorkflowFailed(
-            f"services.{name}.image: {image!r} is not on node(s) {', '.join(missing)}, and "
-            f"they cannot pull it ({rejected[-1].error}): {where}, or load it onto each "
-            f"node (`docker save {image} | docker -H NODE load`)",
-            service=name, nodes=missing,
-        )  # fmt: skip
-    pending = [t for t in tasks if t.state == "pending" and _NO_NODE in (t.error or "")]
-    if pending:
-        nodes = ", ".join(
-            f"{n.hostname} ({n.state}, {n.availability}"
-            + "".join(f", {k}={v}" for k, v in sorted(n.labels.items())) + ")"
-            for n in seen.nodes.values()
-        )  # fmt: skip
-        raise WorkflowFailed(
-            f"services.{name}.deploy.placement: no node can take its tasks "
-            f"({pending[0].error}); the nodes: {nodes}. Change the constraints, or label a "
-            "node to match (`docker node update --label-add KEY=VALUE NODE`)",
-            service=name,
-        )
-
-
-def _raise_failed_job(name: str, seen: Snapshot) -> None:
-    ids = {s.id for s in seen.services.values() if service_name(s) == name}
-    failed = [t for t in seen.tasks if t.service_id in ids and t.state == "failed"]
-    if failed:
-        raise _failed_job(name, failed[-1].exit_code)
-
-
-def _failed_job(name: str, code: int | None) -> WorkflowFailed:
-    return WorkflowFailed(
-        f"services.{name}: the one-shot job failed (exit code {code}); what depends on it "
-        "was not started. See logs(service) for why",
-        service=name, exit_code=code,
-    )  # fmt: skip
