@@ -229,3 +229,20 @@ def test_runtime_on_an_engine_that_is_no_manager(tmp_path: Path, docker_ready: N
         with pytest.raises(Conflict, match=r"not a swarm manager.*docker swarm init"):
             engine.workflows.create("one", {"services": {"web": sleeper()}}, runtime="swarm")
         assert engine.workflows.list() == []
+
+
+def test_exec_into_a_task_on_another_node_says_how_to_reach_it(
+    engine: Any, swarm: SwarmBed
+) -> None:
+    elsewhere = {"constraints": ["node.role == worker"]}
+    wf = engine.workflows.create(
+        "remote", {"services": {"web": sleeper(1, placement=elsewhere)}}, runtime="swarm"
+    )
+    wf.up()
+    (task,) = running(wf.status(), "web")
+    assert task.node != swarm.manager.name
+    with pytest.raises(Conflict) as refused:
+        wf.exec("web", ["echo", "hi"])
+    message = str(refused.value)
+    assert f"runs on node {task.node}" in message
+    assert f"engine.bridges.get({task.node!r}).engine" in message
