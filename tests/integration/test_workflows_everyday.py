@@ -278,3 +278,20 @@ def test_followed_logs_bring_both_streams_and_stop_when_closed(engine: Engine, n
             break
     followed.close()  # type: ignore[attr-defined]  # ends the engine side's blocked read
     assert wf.status().state == "running"  # the engine still answers
+
+
+def test_scale_on_one_machine_keeps_the_running_replica_until_the_next_up(
+    engine: Engine, name: str
+) -> None:
+    wf = engine.workflows.create(name, {"services": {"web": _box()}})
+    assert wf.info.runtime == "docker"
+    wf.up()
+    (first,) = wf.status().services[0].containers
+    status = wf.scale("web", 3)
+    running = [c for c in status.services[0].containers if c.state == "running"]
+    assert len(running) == 3 and first.id in {c.id for c in running}
+    wf.up()  # as `docker compose up` after `--scale`: the file's count again
+    assert [c.id for c in wf.status().services[0].containers] == [first.id]
+    with pytest.raises(Conflict, match="runs on the docker runtime, not swarm"):
+        engine.workflows.create(name, {"services": {"web": _box()}}, exist_ok=True,
+                                runtime="swarm")  # fmt: skip

@@ -149,12 +149,16 @@ class WorkflowService:
         entry = await self._admit(ctx, spec, master)  # validates everything before storing
         loaded = entry.loaded
         check_build_contexts(loaded.project)
+        exists = self._exists(spec.name)
+        if exists and request.exist_ok and not request.replace:
+            # it stays where it runs: checked by its runtime (another one is a Conflict)
+            runtime_name = self._same_runtime(spec.name, request.runtime)
         await self._runtime_named(runtime_name).check(loaded.project, master)
-        if self._exists(spec.name):
+        if exists:
             if request.replace:
                 await self._replace(spec.name, master)
             elif request.exist_ok:
-                return self._converge_spec(entry, profile, request.runtime)
+                return self._converge_spec(entry, profile)
             else:
                 raise Conflict(
                     f"a workflow named {spec.name!r} exists already; pass exist_ok=True to "
@@ -181,17 +185,22 @@ class WorkflowService:
     def _exists(self, name: str) -> bool:
         return bool(self._state.query("SELECT 1 FROM workflows WHERE name = ?", (name,)))
 
-    def _converge_spec(self, entry: Entry, profile: str, runtime_name: str | None) -> WorkflowInfo:
+    def _same_runtime(self, name: str, asked: str | None) -> str:
+        """The runtime of the stored workflow `name`; Conflict when `asked` is another."""
+        current = self._row(name).runtime
+        if asked is not None and asked != current:
+            raise Conflict(
+                f"the workflow {name!r} runs on the {current} runtime, not {asked}; to move "
+                "it, bring it down and create it anew with replace=True (CLI: `dxflow down`, "
+                f"then `dxflow up --runtime {asked}`)",
+                workflow=name,
+            )
+        return current
+
+    def _converge_spec(self, entry: Entry, profile: str) -> WorkflowInfo:
         """`create(exist_ok=True)` of an existing workflow: store its spec if it differs."""
         spec, master = entry.spec, entry.master
         current = self._row(spec.name)
-        if runtime_name is not None and runtime_name != current.runtime:
-            raise Conflict(
-                f"the workflow {spec.name!r} runs on the {current.runtime} runtime, not "
-                f"{runtime_name}; to move it, bring it down and create it anew with "
-                f"replace=True (CLI: `dxflow down`, then `dxflow up --runtime {runtime_name}`)",
-                workflow=spec.name,
-            )
         if (current.raw, current.master, current.profile) != (entry.raw, master, profile):
             self._state.execute(
                 "UPDATE workflows SET spec = ?, by_master = ?, profile = ? WHERE name = ?",
